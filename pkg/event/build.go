@@ -1,0 +1,281 @@
+package event
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Meta is what every constructor needs besides the change itself: who, where,
+// when, the evidence, and the account's place in its hash chain.
+type Meta struct {
+	Provider           Provider
+	Instance           string
+	AccountID          string
+	AccountName        string
+	Labels             map[string]string
+	ObservedAt         time.Time
+	PreviousObservedAt time.Time
+	Evidence           Evidence
+	// Revision is the revision of the stored state the change was detected against
+	// (0 when there was none); it keeps ids of a value that flips back and forth distinct.
+	Revision uint64
+	Chain    Chain
+	// Severity overrides the type's default severity policy when set.
+	Severity Severity
+	// Allow decides which account attributes may travel; nil means DefaultAllowList.
+	Allow *AllowList
+}
+
+func (m Meta) validate() error {
+	if !m.Provider.Valid() {
+		return fmt.Errorf("%w: unknown provider %q", ErrInvalid, m.Provider)
+	}
+	if err := ValidateInstance(m.Instance); err != nil {
+		return err
+	}
+	if m.AccountID == "" {
+		return fmt.Errorf("%w: empty account id", ErrInvalid)
+	}
+	if m.ObservedAt.IsZero() {
+		return fmt.Errorf("%w: zero observed time", ErrInvalid)
+	}
+	return nil
+}
+
+// Account statuses of ActivePlatform, normalised.
+const (
+	StatusActive             = "active"
+	StatusAdministrativeHold = "administrative_hold"
+	StatusCreditHold         = "credit_hold"
+	StatusDeleted            = "deleted"
+)
+
+// NormalizeEnum lower-cases an upstream enum and folds spaces and dashes to '_'
+// ("credit hold", "Credit-Hold" → "credit_hold").
+func NormalizeEnum(raw string) string {
+	s := strings.ToLower(strings.TrimSpace(raw))
+	s = strings.NewReplacer(" ", "_", "-", "_").Replace(s)
+	for strings.Contains(s, "__") {
+		s = strings.ReplaceAll(s, "__", "_")
+	}
+	return s
+}
+
+// EnumValue builds a Value from an upstream enum, keeping the raw spelling when it
+// differs from the normalised one.
+func EnumValue(raw string) Value {
+	v := Value{Value: NormalizeEnum(raw)}
+	if v.Value != raw {
+		v.Raw = raw
+	}
+	return v
+}
+
+// MoneyValue builds a Value from an exact amount; raw is the upstream spelling ("453.2", 453.20).
+func MoneyValue(d decimal.Decimal, raw string) Value {
+	v := Value{Value: d.String()}
+	if raw != "" && raw != v.Value {
+		v.Raw = raw
+	}
+	return v
+}
+
+// KnownStatus reports whether a normalised ActivePlatform status is one of the four documented ones.
+func KnownStatus(s string) bool {
+	switch s {
+	case StatusActive, StatusAdministrativeHold, StatusCreditHold, StatusDeleted:
+		return true
+	}
+	return false
+}
+
+func requireChange(prev, cur Value) error {
+	if prev.Value == cur.Value && strings.Join(prev.Items, "\x00") == strings.Join(cur.Items, "\x00") {
+		return fmt.Errorf("%w: previous and current are both %q", ErrInvalid, cur.Value)
+	}
+	return nil
+}
+
+// StatusChanged is an ActivePlatform account status change. Unknown statuses pass
+// through normalised, with the raw value kept.
+func StatusChanged(m Meta, prev, cur Value) (*Event, error) {
+	if err := requireChange(prev, cur); err != nil {
+		return nil, err
+	}
+	sev := SeverityWarning
+	switch cur.Value {
+	case StatusCreditHold:
+		sev = SeverityCritical
+	case StatusActive:
+		sev = SeverityInfo
+	}
+	return build(TypeStatusChanged, m, Data{Field: "status", Previous: &prev, Current: &cur}, sev)
+}
+
+// DebtChange is the debt part of a debt.changed event.
+type DebtChange struct {
+	Previous, Current decimal.Decimal
+	// PreviousRaw and CurrentRaw are the upstream spellings, if they differ.
+	PreviousRaw, CurrentRaw string
+	Threshold               *decimal.Decimal
+	ThresholdSource         string
+	// Crossed is "above", "below" or "" (see Debt).
+	Crossed  string
+	Balance  *decimal.Decimal
+	Currency string
+}
+
+// DebtChanged is a change of current_debt by at least the configured step, or a
+// threshold crossing. Crossing above is critical, growing debt a warning,
+// shrinking debt info.
+func DebtChanged(m Meta, c DebtChange) (*Event, error) {
+	prev, cur := MoneyValue(c.Previous, c.PreviousRaw), MoneyValue(c.Current, c.CurrentRaw)
+	if c.Previous.Equal(c.Current) {
+		return nil, fmt.Errorf("%w: debt unchanged at %s", ErrInvalid, cur.Value)
+	}
+	d := &Debt{Delta: c.Current.Sub(c.Previous).String(), ThresholdSource: c.ThresholdSource, Crossed: c.Crossed, Currency: c.Currency}
+	if c.Threshold != nil {
+		d.Threshold = c.Threshold.String()
+	}
+	if c.Balance != nil {
+		d.Balance = c.Balance.String()
+	}
+	switch c.Crossed {
+	case "", "above", "below":
+	default:
+		return nil, fmt.Errorf("%w: crossed %q (want above, below or empty)", ErrInvalid, c.Crossed)
+	}
+	if c.Crossed != "" && c.Threshold == nil {
+		return nil, fmt.Errorf("%w: crossed %q without a threshold", ErrInvalid, c.Crossed)
+	}
+	sev := SeverityInfo
+	switch {
+	case c.Crossed == "above":
+		sev = SeverityCritical
+	case c.Current.GreaterThan(c.Previous) && c.Crossed == "":
+		sev = SeverityWarning
+	}
+	return build(TypeDebtChanged, m, Data{Field: "current_debt", Previous: &prev, Current: &cur, Debt: d}, sev)
+}
+
+// HostingStatusChanged is an Alibaba HostingStatus change (FREEZE, TRUSTEESHIP,
+// and the older Trusteeship / TrusteeshipCancel spellings).
+func HostingStatusChanged(m Meta, prev, cur Value) (*Event, error) {
+	if err := requireChange(prev, cur); err != nil {
+		return nil, err
+	}
+	return build(TypeHostingStatusChanged, m, Data{Field: "HostingStatus", Previous: &prev, Current: &cur}, alibabaSeverity(cur.Value))
+}
+
+// CreditLimitStatusChanged is an Alibaba CreditLimitStatus change (Freeze, Thaw,
+// Trusteeship, TrusteeshipCancel).
+func CreditLimitStatusChanged(m Meta, prev, cur Value) (*Event, error) {
+	if err := requireChange(prev, cur); err != nil {
+		return nil, err
+	}
+	return build(TypeCreditLimitStatusChanged, m, Data{Field: "CreditLimitStatus", Previous: &prev, Current: &cur}, alibabaSeverity(cur.Value))
+}
+
+func alibabaSeverity(normalised string) Severity {
+	switch normalised {
+	case "freeze":
+		return SeverityCritical
+	case "trusteeship":
+		return SeverityWarning
+	}
+	return SeverityInfo
+}
+
+// Discovered is an account that appeared in a provider's listing. attrs pass
+// through m.Allow; what is not allowed is left out.
+func Discovered(m Meta, attrs map[string]string) (*Event, error) {
+	return build(TypeDiscovered, m, Data{Attributes: m.allow().Filter(attrs)}, SeverityInfo)
+}
+
+// Removed is an account that vanished from a provider's listing.
+func Removed(m Meta, attrs map[string]string) (*Event, error) {
+	return build(TypeRemoved, m, Data{Attributes: m.allow().Filter(attrs)}, SeverityWarning)
+}
+
+// Created is an account created through CreateAgAccount onboarding.
+func Created(m Meta, o Onboarding, attrs map[string]string) (*Event, error) {
+	if o.RelationType == "" {
+		return nil, fmt.Errorf("%w: onboarding without relation type", ErrInvalid)
+	}
+	return build(TypeCreated, m, Data{Onboarding: &o, Attributes: m.allow().Filter(attrs)}, SeverityInfo)
+}
+
+// ProfileFields are the CAMS business-profile fields that are watched.
+var ProfileFields = []string{"Vertical", "Description", "Email", "Address", "ProfilePictureUrl", "Websites", "About"}
+
+// ListValue builds the Value of a list-valued field.
+func ListValue(items []string) Value {
+	return Value{Value: strings.Join(items, ", "), Items: append([]string{}, items...)}
+}
+
+// PhoneProfileChanged is a change of one CAMS business-profile field. A business
+// profile is public business data, so its values travel as they are.
+func PhoneProfileChanged(m Meta, field string, prev, cur Value) (*Event, error) {
+	known := false
+	for _, f := range ProfileFields {
+		known = known || f == field
+	}
+	if !known {
+		return nil, fmt.Errorf("%w: profile field %q", ErrInvalid, field)
+	}
+	if err := requireChange(prev, cur); err != nil {
+		return nil, err
+	}
+	return build(TypePhoneProfileChanged, m, Data{Field: field, Previous: &prev, Current: &cur}, SeverityInfo)
+}
+
+// PollDegraded says an account (or, with AccountID ProviderScope, a whole
+// connection) could not be read for p.ConsecutiveFailures polls. It is never a
+// state change. A provider-wide outage is critical, one account a warning.
+func PollDegraded(m Meta, p Poll) (*Event, error) {
+	if err := checkPoll(m, &p); err != nil {
+		return nil, err
+	}
+	sev := SeverityWarning
+	if p.Scope == "provider" {
+		sev = SeverityCritical
+	}
+	return build(TypePollDegraded, m, Data{Poll: &p}, sev)
+}
+
+// PollRecovered says a degraded account or connection is readable again; p.Since
+// is the start of the outage that ended.
+func PollRecovered(m Meta, p Poll) (*Event, error) {
+	if err := checkPoll(m, &p); err != nil {
+		return nil, err
+	}
+	return build(TypePollRecovered, m, Data{Poll: &p}, SeverityInfo)
+}
+
+func checkPoll(m Meta, p *Poll) error {
+	want := "account"
+	if m.AccountID == ProviderScope {
+		want = "provider"
+	}
+	if p.Scope == "" {
+		p.Scope = want
+	}
+	if p.Scope != want {
+		return fmt.Errorf("%w: poll scope %q for account id %q", ErrInvalid, p.Scope, m.AccountID)
+	}
+	if p.Since.IsZero() {
+		return fmt.Errorf("%w: poll event without the outage start", ErrInvalid)
+	}
+	p.Since = p.Since.UTC()
+	return nil
+}
+
+func (m Meta) allow() *AllowList {
+	if m.Allow == nil {
+		return DefaultAllowList
+	}
+	return m.Allow
+}
