@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/accountwatch/accountwatch/pkg/redact"
 )
 
 // ErrConnect is returned when no connection to NATS could be made.
@@ -59,7 +61,7 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	nc, err := connectWithContext(ctx, url, opts)
 	if err != nil {
 		b.shutdownServer()
-		return nil, fmt.Errorf("%w to %s: %v", ErrConnect, redactURL(url), err)
+		return nil, fmt.Errorf("%w to %s: %v", ErrConnect, redact.String(url), err)
 	}
 	b.NC = nc
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.MaxPending))
@@ -203,21 +205,4 @@ func (b *Bus) shutdownServer() {
 		b.server.Shutdown()
 		b.server.WaitForShutdown()
 	}
-}
-
-// redactURL removes credentials from a NATS URL list before it reaches an error.
-func redactURL(u string) string {
-	out := []byte{}
-	for i := 0; i < len(u); i++ {
-		// "scheme://user:pass@host" → "scheme://***@host", per comma-separated entry.
-		if u[i] == '@' {
-			j := len(out) - 1
-			for j >= 0 && out[j] != '/' && out[j] != ',' {
-				j--
-			}
-			out = append(out[:j+1], []byte("***")...)
-		}
-		out = append(out, u[i])
-	}
-	return string(out)
 }

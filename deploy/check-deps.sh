@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The dependency rules of DESIGN.md, checked with `go list -deps`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=github.com/accountwatch/accountwatch
+fail=0
+deps() { (cd "$1" && go list -deps "${2:-./...}" 2>/dev/null) | grep "^$root" || true; }
+
+# 1. services never import each other; pkg never imports services.
+for d in services/*/; do
+  name=$(basename "$d")
+  bad=$(deps "$d" | grep "^$root/services/" | grep -v "^$root/services/$name" || true)
+  [ -z "$bad" ] || { echo "services/$name imports another service: $bad"; fail=1; }
+done
+bad=$(deps pkg | grep "^$root/services/" || true)
+[ -z "$bad" ] || { echo "pkg imports services: $bad"; fail=1; }
+
+# 2. the event model is a leaf: CloudEvents and the standard library only.
+bad=$( (cd pkg && go list -deps ./event) | grep -E "nats-io|^$root/pkg/(eventbus|activeplatform|alibaba)" || true)
+[ -z "$bad" ] || { echo "pkg/event must be a leaf, imports: $bad"; fail=1; }
+
+# 2. provider clients import no NATS and no event code.
+for p in activeplatform alibaba; do
+  [ -d "pkg/$p" ] || continue
+  bad=$( (cd pkg && go list -deps ./$p/...) | grep -E "nats-io|cloudevents|^$root/pkg/(event|eventbus)$" || true)
+  [ -z "$bad" ] || { echo "pkg/$p must not import NATS or the event model: $bad"; fail=1; }
+done
+
+# 3. the JetStream plumbing knows no provider.
+bad=$( (cd pkg && go list -deps ./eventbus) | grep -E "^$root/pkg/(activeplatform|alibaba)" || true)
+[ -z "$bad" ] || { echo "pkg/eventbus must not know a provider: $bad"; fail=1; }
+
+[ $fail -eq 0 ] && echo "check-deps: ok"
+exit $fail

@@ -1,0 +1,126 @@
+// Package config loads service configuration: scalars from the environment
+// (envconfig, AW_ prefix), secrets also from files (AW_X_FILE), lists from a YAML
+// file. Every error names the key or the file and line at fault.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+
+	"github.com/kelseyhightower/envconfig"
+	"gopkg.in/yaml.v3"
+)
+
+// Prefix of every environment key.
+const Prefix = "AW"
+
+// ErrInvalid is returned for any configuration that cannot be used.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Validator is implemented by specs that check themselves after loading.
+type Validator interface{ Validate() error }
+
+// Load fills spec (a pointer to a struct with envconfig tags) from the
+// environment. A field tagged secret:"true" may instead be read from the file
+// named by <KEY>_FILE (Docker/Kubernetes secrets). Then spec.Validate runs, if
+// it exists.
+func Load(spec any) error {
+	if err := envconfig.Process(Prefix, spec); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := loadSecretFiles(reflect.ValueOf(spec).Elem()); err != nil {
+		return err
+	}
+	if v, ok := spec.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	return nil
+}
+
+func loadSecretFiles(v reflect.Value) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f, fv := t.Field(i), v.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct && f.Tag.Get("envconfig") == "" {
+			if err := loadSecretFiles(fv); err != nil {
+				return err
+			}
+			continue
+		}
+		if f.Tag.Get("secret") != "true" || fv.Kind() != reflect.String {
+			continue
+		}
+		name := strings.ToUpper(f.Tag.Get("envconfig"))
+		if name == "" {
+			name = strings.ToUpper(f.Name)
+		}
+		key := Prefix + "_" + name
+		path, fileKey := "", ""
+		for _, k := range []string{key + "_FILE", name + "_FILE"} {
+			if p, ok := os.LookupEnv(k); ok && p != "" {
+				path, fileKey = p, k
+				break
+			}
+		}
+		if path == "" {
+			continue
+		}
+		if fv.String() != "" {
+			return fmt.Errorf("%w: %s and %s are both set; use one", ErrInvalid, key, fileKey)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInvalid, fileKey, err)
+		}
+		fv.SetString(strings.TrimRight(string(b), "\r\n"))
+	}
+	return nil
+}
+
+// LoadYAML decodes a YAML file strictly into v: an unknown key is an error with
+// its line, so a typo never silently disables a route or a watch entry.
+func LoadYAML(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	defer f.Close()
+	if err := DecodeYAML(f, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrInvalid, path, err)
+		}
+	}
+	return nil
+}
+
+// DecodeYAML decodes one strict YAML document; an empty document leaves v as is.
+func DecodeYAML(r io.Reader, v any) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Usage writes the environment keys of spec with their defaults, for --help.
+func Usage(w io.Writer, spec any) error {
+	return envconfig.Usagef(Prefix, spec, w, "{{range .}}{{usage_key .}}\t{{usage_type .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
+}

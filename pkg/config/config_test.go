@@ -1,0 +1,101 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type Inner struct {
+	Token string `envconfig:"NATS_TOKEN" secret:"true"`
+	Port  int    `envconfig:"NATS_PORT" default:"4222"`
+}
+
+type spec struct {
+	Inner
+	Interval time.Duration `envconfig:"POLL_INTERVAL" default:"1m"`
+	Name     string        `envconfig:"NAME" required:"true"`
+}
+
+func (s *spec) Validate() error {
+	if s.Interval < time.Second {
+		return errors.New("AW_POLL_INTERVAL: below 1s")
+	}
+	return nil
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "tok")
+	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
+	cases := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+		check   func(*spec) bool
+	}{
+		{"defaults", map[string]string{"AW_NAME": "x"}, "", func(s *spec) bool { return s.Port == 4222 && s.Interval == time.Minute }},
+		{"unprefixed fallback", map[string]string{"AW_NAME": "x", "NATS_PORT": "5222"}, "", func(s *spec) bool { return s.Port == 5222 }},
+		{"secret from file", map[string]string{"AW_NAME": "x", "AW_NATS_TOKEN_FILE": secret}, "", func(s *spec) bool { return s.Token == "s3cret" }},
+		{"bad number names key", map[string]string{"AW_NAME": "x", "AW_NATS_PORT": "many"}, "AW_NATS_PORT", nil},
+		{"bad duration names key", map[string]string{"AW_NAME": "x", "AW_POLL_INTERVAL": "soon"}, "AW_POLL_INTERVAL", nil},
+		{"required", map[string]string{}, "NAME", nil},
+		{"validate", map[string]string{"AW_NAME": "x", "AW_POLL_INTERVAL": "1ms"}, "AW_POLL_INTERVAL: below 1s", nil},
+		{"secret twice", map[string]string{"AW_NAME": "x", "AW_NATS_TOKEN": "a", "AW_NATS_TOKEN_FILE": secret}, "AW_NATS_TOKEN and AW_NATS_TOKEN_FILE", nil},
+		{"missing secret file", map[string]string{"AW_NAME": "x", "AW_NATS_TOKEN_FILE": filepath.Join(dir, "nope")}, "AW_NATS_TOKEN_FILE", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, k := range []string{"AW_NAME", "NAME", "AW_NATS_PORT", "NATS_PORT", "AW_NATS_TOKEN", "AW_NATS_TOKEN_FILE", "AW_POLL_INTERVAL"} {
+				t.Setenv(k, "")
+				os.Unsetenv(k)
+			}
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			var s spec
+			err := Load(&s)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) || !errors.Is(err, ErrInvalid) {
+					t.Fatalf("want error naming %q, got %v", c.wantErr, err)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Fatal("secret in error")
+				}
+				return
+			}
+			if err != nil || !c.check(&s) {
+				t.Fatalf("%+v %v", s, err)
+			}
+		})
+	}
+}
+
+type watchFile struct {
+	Accounts []struct {
+		ID     string            `yaml:"id"`
+		Labels map[string]string `yaml:"labels"`
+	} `yaml:"accounts"`
+}
+
+func TestLoadYAMLStrict(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("accounts:\n  - id: \"1\"\n    labels: {team: emea}\n"), 0o600)
+	var w watchFile
+	if err := LoadYAML(good, &w); err != nil || w.Accounts[0].Labels["team"] != "emea" {
+		t.Fatalf("%+v %v", w, err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("accounts:\n  - id: \"1\"\n    lables: {team: emea}\n"), 0o600)
+	err := LoadYAML(bad, &watchFile{})
+	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "lables") || !strings.Contains(err.Error(), "bad.yaml") {
+		t.Fatalf("want the typo and its line, got %v", err)
+	}
+	if err := LoadYAML(filepath.Join(dir, "missing.yaml"), &w); !errors.Is(err, ErrInvalid) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,79 @@
+package ops
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestLoggerRedacts(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewLogger(&buf, "info", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("poll failed",
+		"url", "https://ap/api/vendor/v1/accounts/1.json?api_token=tok123",
+		"err", errors.New(`Get "https://ap/x?api_token=tok123": EOF`),
+		"smtp_password", "pw123", "nats", "nats://u:pw456@h:4222")
+	out := buf.String()
+	for _, s := range []string{"tok123", "pw123", "pw456"} {
+		if strings.Contains(out, s) {
+			t.Errorf("secret %q logged: %s", s, out)
+		}
+	}
+	if !strings.Contains(out, `"service":"test"`) || !strings.Contains(out, "api_token=REDACTED") {
+		t.Fatalf("log line %s", out)
+	}
+	if _, err := NewLogger(io.Discard, "loud", "x"); err == nil || !strings.Contains(err.Error(), "AW_LOG_LEVEL") {
+		t.Fatal("bad level must name the key")
+	}
+}
+
+func TestServer(t *testing.T) {
+	reg := NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "aw_test_total", Help: "test"})
+	reg.MustRegister(c)
+	c.Inc()
+	s := NewServer(reg)
+	ready := errors.New("not connected")
+	s.AddCheck("nats", func(context.Context) error { return ready })
+	if err := s.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx) }()
+	get := func(path string) (int, string) {
+		r, err := http.Get("http://" + s.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r.StatusCode, string(b)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "aw_test_total 1") || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("metrics %d %s", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatal(code)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "nats: not connected") {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	ready = nil
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatal(code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,41 @@
+package redact
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+func TestString(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`Get "https://ap.example/api/vendor/v1/accounts/1.json?api_token=abc123&x=1": timeout`, `Get "https://ap.example/api/vendor/v1/accounts/1.json?api_token=REDACTED&x=1": timeout`},
+		{"nats://alice:pw@host:4222", "nats://***@host:4222"},
+		{"Authorization: Bearer eyJhbGciOi.x-y", "Authorization: Bearer REDACTED"},
+		{"Signature=ab%2Fcd&AccessKeyId=k", "Signature=REDACTED&AccessKeyId=k"},
+		{"plain text", "plain text"},
+	}
+	for _, c := range cases {
+		if got := String(c.in); got != c.want {
+			t.Errorf("String(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestErrorKeepsChain(t *testing.T) {
+	err := Error(errors.Join(fs.ErrNotExist, errors.New("url?api_token=zzz")))
+	if !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "zzz") {
+		t.Fatalf("%v", err)
+	}
+	if Error(nil) != nil {
+		t.Fatal("nil must stay nil")
+	}
+}
+
+func TestSecretKey(t *testing.T) {
+	for k, want := range map[string]bool{"api_token": true, "SMTP_PASSWORD": true, "Authorization": true, "account_id": false, "webhook-signature": true} {
+		if SecretKey(k) != want {
+			t.Errorf("%s: %v", k, !want)
+		}
+	}
+}

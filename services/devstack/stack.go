@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// service is one process of the local stack.
+type service struct {
+	Name string
+	Args []string
+	Env  []string
+	// Look lines tell a person where to look once it runs.
+	Look []string
+}
+
+// stackConfig is where the local stack puts things.
+type stackConfig struct {
+	BinDir   string
+	DataDir  string
+	NATSURL  string
+	SimAddr  string
+	OpsBase  int // first ops (metrics) port; each service gets the next
+	RootDir  string
+	SinksDir string
+}
+
+// services lists the stack in start order. Only those whose binary exists in
+// BinDir are started, so the stack grows as services are added.
+func (c stackConfig) services() []service {
+	sim := "http://" + c.SimAddr
+	common := func(port int) []string {
+		return []string{
+			"NATS_URL=" + c.NATSURL,
+			fmt.Sprintf("AW_OPS_LISTEN=127.0.0.1:%d", port),
+			"AW_LOG_LEVEL=info",
+		}
+	}
+	all := []service{
+		{
+			Name: "upstream-sim",
+			Args: []string{"--listen", c.SimAddr, "--seed", filepath.Join(c.RootDir, "deploy", "dev", "seed.yaml"), "--scenario", filepath.Join(c.RootDir, "deploy", "dev", "scenario.yaml")},
+			Look: []string{
+				"upstream-sim   " + sim + "  (ActivePlatform, BSS, CAMS; admin API " + sim + "/admin/state)",
+			},
+		},
+	}
+	port := c.OpsBase
+	for i := range all {
+		all[i].Env = append(common(port), all[i].Env...)
+		all[i].Look = append(all[i].Look, fmt.Sprintf("%-14s http://127.0.0.1:%d/metrics", all[i].Name, port))
+		port++
+	}
+	var present []service
+	for _, s := range all {
+		if _, err := os.Stat(filepath.Join(c.BinDir, s.Name)); err == nil {
+			present = append(present, s)
+		}
+	}
+	return present
+}
+
+// banner is what `make run` prints once the stack is up.
+func banner(c stackConfig, started []service) string {
+	var b strings.Builder
+	b.WriteString("\naccountwatch is running. Where to look:\n")
+	fmt.Fprintf(&b, "  %-14s %s  (data in %s; `nats` CLI or any client can join)\n", "JetStream", c.NATSURL, c.DataDir)
+	for _, s := range started {
+		for _, l := range s.Look {
+			b.WriteString("  " + l + "\n")
+		}
+	}
+	b.WriteString("Ctrl-C stops everything; `make run` again resumes from the same data directory.\n\n")
+	return b.String()
+}
