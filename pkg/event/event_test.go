@@ -244,7 +244,9 @@ func TestPIINeverTravels(t *testing.T) {
 func TestConstructorsRejectBadInput(t *testing.T) {
 	good := meta(event.ProviderActivePlatform, "1")
 	cases := map[string]func() (*event.Event, error){
-		"no change":        func() (*event.Event, error) { return event.StatusChanged(good, event.EnumValue("active"), event.EnumValue("Active")) },
+		"no change": func() (*event.Event, error) {
+			return event.StatusChanged(good, event.EnumValue("active"), event.EnumValue("Active"))
+		},
 		"unknown provider": func() (*event.Event, error) { m := good; m.Provider = "aws"; return event.Discovered(m, nil) },
 		"bad instance":     func() (*event.Event, error) { m := good; m.Instance = "AP.Main"; return event.Discovered(m, nil) },
 		"empty account":    func() (*event.Event, error) { m := good; m.AccountID = ""; return event.Discovered(m, nil) },

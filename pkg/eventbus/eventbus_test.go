@@ -273,11 +273,11 @@ func TestConnectErrorsRedactCredentials(t *testing.T) {
 
 func TestConfigValidateNamesKeys(t *testing.T) {
 	cases := map[string]func(*eventbus.Config){
-		"AW_STREAM_REPLICAS":      func(c *eventbus.Config) { c.Replicas = 7 },
-		"AW_STREAM_DEDUP_WINDOW":  func(c *eventbus.Config) { c.DedupWindow = 0 },
-		"AW_STREAM_RETENTION":     func(c *eventbus.Config) { c.Retention = time.Minute },
-		"AW_PUBLISH_MAX_PENDING":  func(c *eventbus.Config) { c.MaxPending = 0 },
-		"AW_NATS_TLS_CERT":        func(c *eventbus.Config) { c.TLSCert = "x" },
+		"AW_STREAM_REPLICAS":       func(c *eventbus.Config) { c.Replicas = 7 },
+		"AW_STREAM_DEDUP_WINDOW":   func(c *eventbus.Config) { c.DedupWindow = 0 },
+		"AW_STREAM_RETENTION":      func(c *eventbus.Config) { c.Retention = time.Minute },
+		"AW_PUBLISH_MAX_PENDING":   func(c *eventbus.Config) { c.MaxPending = 0 },
+		"AW_NATS_TLS_CERT":         func(c *eventbus.Config) { c.TLSCert = "x" },
 		"AW_NATS_USER and AW_NATS": func(c *eventbus.Config) { c.User, c.Token = "u", "t" },
 	}
 	for key, mutate := range cases {

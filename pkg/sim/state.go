@@ -363,10 +363,10 @@ func (s *State) RemovePhone(space, number string) error {
 
 // Snapshot is the whole state, for the admin API.
 type Snapshot struct {
-	ActivePlatform []APAccount             `json:"activeplatform"`
-	Customers      []BSSCustomer           `json:"bss_customers"`
-	CustSpaces     map[string][]Phone      `json:"cams"`
-	Counts         map[string]int          `json:"counts"`
+	ActivePlatform []APAccount        `json:"activeplatform"`
+	Customers      []BSSCustomer      `json:"bss_customers"`
+	CustSpaces     map[string][]Phone `json:"cams"`
+	Counts         map[string]int     `json:"counts"`
 }
 
 // Snapshot copies the state; limit bounds the accounts listed (0: all).
