@@ -70,6 +70,7 @@ func apError(w http.ResponseWriter, status int, msg string) {
 func (s *Server) apGet(w http.ResponseWriter, r *http.Request) {
 	const ep = "ap.get"
 	s.count(ep)
+	w.Header().Set("X-Request-Id", requestID())
 	if s.Faults.apply(ep, w, r) {
 		return
 	}
@@ -93,6 +94,7 @@ func (s *Server) apGet(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apList(w http.ResponseWriter, r *http.Request) {
 	const ep = "ap.list"
 	s.count(ep)
+	w.Header().Set("X-Request-Id", requestID())
 	if s.Faults.apply(ep, w, r) {
 		return
 	}

@@ -23,6 +23,7 @@ type Server struct {
 	limiter  *limiters
 	nonces   sync.Map
 	adminTok string
+	clock    func() time.Time
 
 	statsMu sync.Mutex
 	stats   map[string]int
@@ -39,19 +40,20 @@ func WithAdminToken(tok string) Option { return func(s *Server) { s.adminTok = t
 
 // WithClock replaces time.Now (updated_at stamps, signature dates).
 func WithClock(now func() time.Time) Option {
-	return func(s *Server) { s.State.now = now }
+	return func(s *Server) { s.clock = now }
 }
 
 // New builds a simulator over a seed.
 func New(seed *Seed, opts ...Option) (*Server, error) {
-	st, err := NewState(seed, nil)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{State: st, Faults: NewFaults(), log: slog.New(slog.DiscardHandler), mux: http.NewServeMux(), stats: map[string]int{}}
+	s := &Server{Faults: NewFaults(), log: slog.New(slog.DiscardHandler), mux: http.NewServeMux(), stats: map[string]int{}, clock: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
+	st, err := NewState(seed, s.clock)
+	if err != nil {
+		return nil, err
+	}
+	s.State = st
 	s.limiter = newLimiters(seed.Alibaba.RateLimits)
 	s.mux.HandleFunc("GET /api/vendor/v1/accounts/{file}", s.apGet)
 	s.mux.HandleFunc("GET /api/vendor/v1/accounts.json", s.apList)

@@ -1,0 +1,249 @@
+// Package activeplatform is a client of the ActivePlatform vendor API
+// (GET /api/vendor/v1/accounts/{id}.json and the paged list), on net/http. It
+// decodes tolerantly (money as number or string, status spelling variants,
+// nulls, unknown fields), bounds response sizes, retries 5xx and timeouts only,
+// and never lets the api_token reach an error or a log line.
+package activeplatform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/accountwatch/accountwatch/pkg/redact"
+	"github.com/accountwatch/accountwatch/pkg/upstream"
+)
+
+// Client reads accounts from one ActivePlatform instance.
+type Client struct {
+	base    *url.URL
+	token   string
+	hc      *http.Client
+	limiter *rate.Limiter
+	retry   upstream.Retry
+	maxBody int64
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient replaces the HTTP client (its Timeout bounds each attempt).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithRateLimit caps requests per second on this connection (0: unlimited).
+func WithRateLimit(qps float64, burst int) Option {
+	return func(c *Client) {
+		if qps > 0 {
+			c.limiter = rate.NewLimiter(rate.Limit(qps), max(1, burst))
+		}
+	}
+}
+
+// WithRetry replaces the retry policy.
+func WithRetry(r upstream.Retry) Option { return func(c *Client) { c.retry = r } }
+
+// WithMaxBody bounds the bytes read of one answer (default 8 MiB).
+func WithMaxBody(n int64) Option { return func(c *Client) { c.maxBody = n } }
+
+// New builds a client of baseURL (scheme and host, e.g. https://ap.example.com).
+func New(baseURL, token string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("activeplatform: base URL %q: want http(s)://host", redact.String(baseURL))
+	}
+	if token == "" {
+		return nil, errors.New("activeplatform: empty api token")
+	}
+	c := &Client{
+		base: u, token: token, retry: upstream.DefaultRetry, maxBody: 8 << 20,
+		hc: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
+			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, TLSHandshakeTimeout: 5 * time.Second,
+		}},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// Get reads one account.
+func (c *Client) Get(ctx context.Context, id string) (*Account, error) {
+	if id == "" || strings.ContainsAny(id, "/?#") {
+		return nil, &upstream.Error{Kind: upstream.ErrRejected, Op: "get account", Msg: fmt.Sprintf("bad account id %q", id)}
+	}
+	op := "get account " + id
+	var acct *Account
+	err := c.retry.Do(ctx, func(ctx context.Context) error {
+		body, ev, err := c.do(ctx, op, "/api/vendor/v1/accounts/"+url.PathEscape(id)+".json", nil)
+		if err != nil {
+			return err
+		}
+		a, err := DecodeAccount(body)
+		if err != nil {
+			return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: err.Error()}
+		}
+		if a.ID != id {
+			return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: fmt.Sprintf("answer is account %q", a.ID)}
+		}
+		a.Evidence = ev
+		acct = a
+		return nil
+	})
+	return acct, err
+}
+
+// ListOptions select accounts of a listing.
+type ListOptions struct {
+	// UpdatedSince lists only accounts updated at or after it (filters[updated_at]):
+	// the incremental scan. Zero lists all: the full scan.
+	UpdatedSince time.Time
+	Status       string
+	PerPage      int // default 200
+}
+
+// List pages through the listing until a short page, calling fn for each account.
+// Each account's evidence hashes the account's own JSON within its page.
+func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) error) error {
+	per := o.PerPage
+	if per <= 0 {
+		per = 200
+	}
+	for page := 1; ; page++ {
+		q := url.Values{"page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(per)}}
+		if !o.UpdatedSince.IsZero() {
+			q.Set("filters[updated_at]", o.UpdatedSince.UTC().Format(time.RFC3339))
+		}
+		if o.Status != "" {
+			q.Set("filters[status]", o.Status)
+		}
+		op := "list accounts page " + strconv.Itoa(page)
+		var accounts []*Account
+		err := c.retry.Do(ctx, func(ctx context.Context) error {
+			body, ev, err := c.do(ctx, op, "/api/vendor/v1/accounts.json", q)
+			if err != nil {
+				return err
+			}
+			accounts, err = DecodeList(body)
+			if err != nil {
+				return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: err.Error()}
+			}
+			for _, a := range accounts {
+				a.Evidence.RequestID, a.Evidence.Endpoint = ev.RequestID, ev.Endpoint
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range accounts {
+			if err := fn(a); err != nil {
+				return err
+			}
+		}
+		if len(accounts) < per {
+			return nil
+		}
+	}
+}
+
+// do performs one GET and classifies its outcome; the token travels only in
+// the request, never in what this returns.
+func (c *Client) do(ctx context.Context, op, path string, q url.Values) ([]byte, upstream.Evidence, error) {
+	ev := upstream.Evidence{Endpoint: strings.TrimPrefix(path, "/api/vendor/v1/")}
+	if c.limiter != nil {
+		if err := c.limiter.Wait(ctx); err != nil {
+			return nil, ev, &upstream.Error{Kind: upstream.ErrTransient, Op: op, Msg: "rate limiter: " + err.Error()}
+		}
+	}
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + path
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("api_token", c.token)
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, ev, &upstream.Error{Kind: upstream.ErrRejected, Op: op, Msg: redact.String(err.Error())}
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// A *url.Error carries the full URL, token included: only a redacted message leaves.
+		return nil, ev, &upstream.Error{Kind: upstream.ErrTransient, Op: op, Msg: redact.String(transportMessage(err))}
+	}
+	defer resp.Body.Close()
+	ev.RequestID = firstHeader(resp.Header, "X-Request-Id", "X-Request-ID", "X-Amzn-Requestid")
+	body, err := upstream.ReadBounded(resp.Body, c.maxBody, op)
+	if err != nil {
+		return nil, ev, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, ev, classify(op, resp, body, ev.RequestID)
+	}
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "application/json" {
+		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: op, HTTPStatus: resp.StatusCode, RequestID: ev.RequestID, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
+	}
+	ev.ResponseSHA256 = upstream.Hash(body)
+	return body, ev, nil
+}
+
+func transportMessage(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		msg := ue.Err.Error()
+		if ue.Timeout() {
+			msg = "timeout: " + msg
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+func classify(op string, resp *http.Response, body []byte, reqID string) error {
+	e := &upstream.Error{Op: op, HTTPStatus: resp.StatusCode, RequestID: reqID}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		e.Kind = upstream.ErrUnauthorized
+	case resp.StatusCode == http.StatusNotFound:
+		e.Kind = upstream.ErrNotFound
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e.Kind = upstream.ErrThrottled
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+			e.RetryAfter = time.Duration(s) * time.Second
+		} else if t, err := http.ParseTime(resp.Header.Get("Retry-After")); err == nil {
+			e.RetryAfter = time.Until(t)
+		}
+	case resp.StatusCode >= 500:
+		e.Kind = upstream.ErrTransient
+	default:
+		e.Kind = upstream.ErrRejected
+	}
+	if len(body) > 0 {
+		msg := string(body)
+		if len(msg) > 200 {
+			msg = msg[:200] + "…"
+		}
+		e.Msg = redact.String(strings.TrimSpace(msg))
+	}
+	return e
+}
+
+func firstHeader(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}

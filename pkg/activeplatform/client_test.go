@@ -1,0 +1,207 @@
+package activeplatform_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/activeplatform"
+	"github.com/accountwatch/accountwatch/pkg/sim"
+	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
+	"github.com/accountwatch/accountwatch/pkg/upstream"
+)
+
+var fastRetry = upstream.Retry{Attempts: 3, Base: time.Millisecond, Max: 5 * time.Millisecond, MaxRetryAfter: 10 * time.Millisecond}
+
+func client(t *testing.T, url, token string, opts ...activeplatform.Option) *activeplatform.Client {
+	t.Helper()
+	c, err := activeplatform.New(url, token, append([]activeplatform.Option{activeplatform.WithRetry(fastRetry)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestGetDecodesTheSeedQuirks(t *testing.T) {
+	_, url := simtest.Start(t, simtest.Seed())
+	c := client(t, url, simtest.APToken)
+	ctx := context.Background()
+	a, err := c.Get(ctx, "1000123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status != "active" || a.Balance.String() != "453.2" || a.BalanceRaw != "453.2" || a.CurrentDebt.String() != "0" ||
+		a.FinancialBlockingThreshold.String() != "500" || a.SubscriptionCreditLimit != nil || a.OwnerID != "501" || a.ManagerID != "77" {
+		t.Fatalf("account %+v", a)
+	}
+	if a.Evidence.RequestID == "" || len(a.Evidence.ResponseSHA256) != 64 {
+		t.Fatalf("evidence %+v", a.Evidence)
+	}
+	b, err := c.Get(ctx, "1000124")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != "credit hold" || b.Balance.String() != "-120.5" || b.BalanceRaw != "-120.50" {
+		t.Fatalf("number-typed balance: %+v", b)
+	}
+	n, err := c.Get(ctx, "1000125")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.CurrentDebt != nil || n.FinancialBlockingThreshold != nil {
+		t.Fatalf("nulls must stay nil: %+v", n)
+	}
+}
+
+func TestErrorPaths(t *testing.T) {
+	cases := []struct {
+		name     string
+		token    string
+		id       string
+		fault    *sim.Fault
+		kind     error
+		requests int // requests the simulator saw
+	}{
+		{"bad token", "wrong-token", "1000123", nil, upstream.ErrUnauthorized, 1},
+		{"unknown id", simtest.APToken, "999", nil, upstream.ErrNotFound, 1},
+		{"5xx twice then ok", simtest.APToken, "1000123", &sim.Fault{Status: 503, Times: 2}, nil, 3},
+		{"5xx persists", simtest.APToken, "1000123", &sim.Fault{Status: 500}, upstream.ErrTransient, 3},
+		{"throttled", simtest.APToken, "1000123", &sim.Fault{Throttle: true}, upstream.ErrThrottled, 1},
+		{"malformed not retried", simtest.APToken, "1000123", &sim.Fault{Body: sim.BodyMalformed}, upstream.ErrMalformed, 1},
+		{"truncated once is retried", simtest.APToken, "1000123", &sim.Fault{Body: sim.BodyTruncated, Times: 1}, nil, 2},
+		{"huge body bounded", simtest.APToken, "1000123", &sim.Fault{Body: sim.BodyHuge}, upstream.ErrMalformed, 1},
+		{"html from a proxy", simtest.APToken, "1000123", &sim.Fault{Body: sim.BodyWrongContentType}, upstream.ErrMalformed, 1},
+		{"timeout", simtest.APToken, "1000123", &sim.Fault{Latency: 2 * time.Second}, upstream.ErrTransient, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, url := simtest.Start(t, simtest.Seed())
+			if c.fault != nil {
+				if err := s.Faults.Set("ap.get", *c.fault); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cl := client(t, url, c.token, activeplatform.WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond}), activeplatform.WithMaxBody(1<<20))
+			a, err := cl.Get(context.Background(), c.id)
+			if c.kind == nil {
+				if err != nil || a == nil {
+					t.Fatalf("want success, got %v", err)
+				}
+			} else {
+				if !errors.Is(err, c.kind) || a != nil {
+					t.Fatalf("want %v, got %v (%v)", c.kind, err, a)
+				}
+				for _, secret := range []string{simtest.APToken, "wrong-token"} {
+					if strings.Contains(err.Error(), secret) {
+						t.Fatalf("api token in error: %v", err)
+					}
+				}
+			}
+			if got := s.Stats()["ap.get"]; got != c.requests {
+				t.Fatalf("simulator saw %d requests, want %d", got, c.requests)
+			}
+			if c.kind == upstream.ErrThrottled && upstream.RetryAfterOf(err) != time.Second {
+				t.Fatalf("retry-after %v", upstream.RetryAfterOf(err))
+			}
+		})
+	}
+}
+
+func TestTokenNeverInTransportErrors(t *testing.T) {
+	c := client(t, "http://127.0.0.1:1", "sup3r-secret-token")
+	_, err := c.Get(context.Background(), "1")
+	if !errors.Is(err, upstream.ErrTransient) || strings.Contains(err.Error(), "sup3r-secret-token") {
+		t.Fatalf("%v", err)
+	}
+	if _, err := activeplatform.New("ftp://x", "t"); err == nil {
+		t.Fatal("bad base URL accepted")
+	}
+}
+
+func TestListPagesOverThousandAccounts(t *testing.T) {
+	seed := simtest.Seed()
+	seed.ActivePlatform.Generate.Count = 1234
+	s, url := simtest.Start(t, seed)
+	c := client(t, url, simtest.APToken)
+	seen := map[string]int{}
+	err := c.List(context.Background(), activeplatform.ListOptions{PerPage: 100}, func(a *activeplatform.Account) error {
+		seen[a.ID]++
+		if a.Evidence.ResponseSHA256 == "" {
+			t.Fatalf("no evidence for %s", a.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1237 {
+		t.Fatalf("listed %d accounts, want 1237", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s listed %d times", id, n)
+		}
+	}
+	if pages := s.Stats()["ap.list"]; pages != 13 {
+		t.Fatalf("%d pages requested, want 13 (the last one short)", pages)
+	}
+}
+
+func TestIncrementalListing(t *testing.T) {
+	seed := simtest.Seed()
+	seed.ActivePlatform.Generate.Count = 50
+	clock := time.Now().Add(-time.Hour)
+	s, url := simtest.Start(t, seed, sim.WithClock(func() time.Time { return clock }))
+	_ = s
+	since := clock.Add(30 * time.Minute)
+	clock = since.Add(time.Minute)
+	if err := s.State.SetAP(1000123, map[string]any{"status": "credit_hold"}); err != nil {
+		t.Fatal(err)
+	}
+	c := client(t, url, simtest.APToken)
+	var got []string
+	if err := c.List(context.Background(), activeplatform.ListOptions{UpdatedSince: since}, func(a *activeplatform.Account) error {
+		got = append(got, a.ID+"="+a.Status)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "1000123=credit_hold" {
+		t.Fatalf("incremental scan listed %v", got)
+	}
+}
+
+func TestRateLimiterHoldsRequests(t *testing.T) {
+	s, url := simtest.Start(t, simtest.Seed())
+	c := client(t, url, simtest.APToken, activeplatform.WithRateLimit(0.001, 1))
+	if _, err := c.Get(context.Background(), "1000123"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Get(ctx, "1000123"); err == nil {
+		t.Fatal("second request within the rate limit should have waited past its deadline")
+	}
+	if n := s.Stats()["ap.get"]; n != 1 {
+		t.Fatalf("limiter let %d requests through, want 1", n)
+	}
+}
+
+func TestListStopsOnCallbackError(t *testing.T) {
+	_, url := simtest.Start(t, simtest.Seed())
+	c := client(t, url, simtest.APToken)
+	stop := errors.New("stop")
+	n := 0
+	err := c.List(context.Background(), activeplatform.ListOptions{PerPage: 1}, func(*activeplatform.Account) error {
+		n++
+		return stop
+	})
+	if !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("%v after %d", err, n)
+	}
+	_ = strconv.Itoa
+}

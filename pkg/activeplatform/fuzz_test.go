@@ -1,0 +1,61 @@
+package activeplatform_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/accountwatch/accountwatch/pkg/activeplatform"
+)
+
+var samples = []string{
+	`{"id":1000123,"name":"Acme Hosting LLC","status":"active","balance":"453.2","current_debt":"0.00","financial_blocking_threshold":"500.00","subscription_credit_limit":null,"currency":"USD","owner_id":501,"manager_id":77,"first_name":"Jane","last_name":"Roe","email":"jane.roe@acme.example","phone":"+15550100","custom_attributes":{"passport_number":"AB1234567","tier":"gold"},"created_at":"2026-11-22T10:00:00Z","updated_at":"2026-11-22T10:00:00Z"}`,
+	`{"id":1000124,"name":"Globex Cloud GmbH","status":"credit hold","balance":-120.50,"current_debt":"620.00","financial_blocking_threshold":"600.00","subscription_credit_limit":null,"currency":"EUR","owner_id":null,"manager_id":null,"custom_attributes":null,"updated_at":"2026-11-22T10:00:00Z"}`,
+	`{"id":"1000125","status":"administrative_hold","balance":0,"current_debt":null,"extra_field":{"nested":[1,2]}}`,
+	`{"id":1,"status":""}`,
+	`{"status":"active"}`,
+	`{"id":1,"status":"active","balance":"abc"}`,
+	`<html>502</html>`,
+}
+
+// FuzzDecodeAccount: any body either decodes into a complete account or fails
+// with an error; never a panic, never a half-filled snapshot.
+func FuzzDecodeAccount(f *testing.F) {
+	for _, s := range samples {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		a, err := activeplatform.DecodeAccount(body)
+		if err != nil {
+			if a != nil {
+				t.Fatal("error with a snapshot")
+			}
+			return
+		}
+		if a.ID == "" || strings.TrimSpace(a.Status) == "" || len(a.Evidence.ResponseSHA256) != 64 {
+			t.Fatalf("half-filled snapshot %+v from %q", a, body)
+		}
+	})
+}
+
+// FuzzDecodeList: the same for listing pages.
+func FuzzDecodeList(f *testing.F) {
+	f.Add([]byte("[" + samples[0] + "," + samples[1] + "]"))
+	f.Add([]byte(`{"accounts":[` + samples[2] + `]}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[` + samples[0] + `,` + samples[0] + `]`))
+	f.Add([]byte(`{"accounts":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		list, err := activeplatform.DecodeList(body)
+		if err != nil {
+			if list != nil {
+				t.Fatal("error with accounts")
+			}
+			return
+		}
+		for _, a := range list {
+			if a.ID == "" || strings.TrimSpace(a.Status) == "" {
+				t.Fatalf("half-filled snapshot %+v", a)
+			}
+		}
+	})
+}

@@ -1,0 +1,226 @@
+// Package upstream holds what the provider clients share: the error kinds callers
+// branch on, evidence, tolerant money decoding, bounded reads and the retry
+// policy. It knows no NATS and no event model.
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Error kinds: every client error wraps exactly one.
+var (
+	// ErrUnauthorized: bad credentials or a missing permission. Not retried.
+	ErrUnauthorized = errors.New("not authorised")
+	// ErrNotFound: the account (or customer, or phone) does not exist upstream.
+	ErrNotFound = errors.New("no data")
+	// ErrThrottled: the provider's rate limiter refused; Error.RetryAfter says when to come back.
+	ErrThrottled = errors.New("throttled")
+	// ErrTransient: 5xx, timeouts, dropped connections; worth retrying.
+	ErrTransient = errors.New("transient upstream failure")
+	// ErrMalformed: an answer that cannot be trusted (bad JSON, wrong content
+	// type, too large, required fields missing). Never presented as a snapshot.
+	ErrMalformed = errors.New("malformed upstream answer")
+	// ErrRejected: the request itself was refused (bad parameter).
+	ErrRejected = errors.New("request rejected")
+)
+
+// Error is a classified upstream failure. Its message never holds a credential.
+type Error struct {
+	Kind       error
+	Op         string
+	HTTPStatus int
+	Code       string
+	RequestID  string
+	RetryAfter time.Duration
+	Msg        string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Op)
+	b.WriteString(": ")
+	b.WriteString(e.Kind.Error())
+	if e.HTTPStatus != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.HTTPStatus)
+	}
+	if e.Code != "" {
+		b.WriteString(" " + e.Code)
+	}
+	if e.Msg != "" {
+		b.WriteString(": " + e.Msg)
+	}
+	if e.RequestID != "" {
+		b.WriteString(" [request " + e.RequestID + "]")
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Kind }
+
+// CodeOf returns the upstream error code of err ("" if none).
+func CodeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// RetryAfterOf returns the retry-after of a throttled error.
+func RetryAfterOf(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+// Evidence ties a snapshot to the answer it came from.
+type Evidence struct {
+	RequestID      string
+	ResponseSHA256 string
+	Endpoint       string
+}
+
+// Hash is the hex SHA-256 of a raw answer.
+func Hash(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// ReadBounded reads at most limit bytes; a longer body is ErrMalformed.
+func ReadBounded(r io.Reader, limit int64, op string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, &Error{Kind: ErrTransient, Op: op, Msg: "reading the answer: " + err.Error()}
+	}
+	if int64(len(b)) > limit {
+		return nil, &Error{Kind: ErrMalformed, Op: op, Msg: fmt.Sprintf("answer exceeds %d bytes", limit)}
+	}
+	return b, nil
+}
+
+// Money decodes an amount that arrives as a JSON number (453.2), a string
+// ("453.2", " 453.20 "), or null, into an exact decimal: a JSON number is read
+// from its literal text, never through a float. It returns nil for null or "".
+func Money(raw json.RawMessage) (*decimal.Decimal, string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, "", nil
+	}
+	text := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return nil, "", fmt.Errorf("money %s: %w", raw, err)
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			return nil, "", nil
+		}
+	} else if !json.Valid(raw) {
+		return nil, "", fmt.Errorf("money %q is not JSON", raw)
+	}
+	if strings.ContainsAny(text, "eE") && len(text) > 40 {
+		return nil, "", fmt.Errorf("money %q: exponent too large", text)
+	}
+	d, err := decimal.NewFromString(text)
+	if err != nil {
+		return nil, "", fmt.Errorf("money %q is not a decimal", text)
+	}
+	if d.Exponent() < -18 || d.Exponent() > 18 {
+		return nil, "", fmt.Errorf("money %q out of range", text)
+	}
+	return &d, text, nil
+}
+
+// ID decodes an identifier sent as a JSON number or string.
+func ID(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return "", nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(s), nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return "", fmt.Errorf("id %s is neither a number nor a string", raw)
+	}
+	if strings.ContainsAny(n.String(), ".eE-") {
+		return "", fmt.Errorf("id %s is not an integer", raw)
+	}
+	return n.String(), nil
+}
+
+// Retry is a retry policy: exponential backoff with full jitter.
+type Retry struct {
+	Attempts int           // total attempts, at least 1
+	Base     time.Duration // first backoff
+	Max      time.Duration // cap of one backoff
+	// MaxRetryAfter bounds how long a throttled call waits for the server's retry-after.
+	MaxRetryAfter time.Duration
+}
+
+// DefaultRetry: 3 attempts, 200 ms doubling to 5 s, throttle waits up to 10 s.
+var DefaultRetry = Retry{Attempts: 3, Base: 200 * time.Millisecond, Max: 5 * time.Second, MaxRetryAfter: 10 * time.Second}
+
+// Backoff is the wait before retry n (1-based).
+func (r Retry) Backoff(n int) time.Duration {
+	d := r.Base << (n - 1)
+	if d > r.Max || d <= 0 {
+		d = r.Max
+	}
+	return time.Duration(rand.Int64N(int64(d)/2+1)) + d/2
+}
+
+// Do runs call until it succeeds, fails with a kind that is not retried, or the
+// attempts run out. Transient errors back off; throttled ones wait the server's
+// retry-after (bounded by MaxRetryAfter), or back off when it gave none.
+func (r Retry) Do(ctx context.Context, call func(context.Context) error) error {
+	attempts := max(1, r.Attempts)
+	var err error
+	for n := 1; ; n++ {
+		err = call(ctx)
+		if err == nil || n >= attempts || ctx.Err() != nil {
+			return err
+		}
+		var wait time.Duration
+		switch {
+		case errors.Is(err, ErrThrottled):
+			wait = RetryAfterOf(err)
+			if wait <= 0 {
+				wait = r.Backoff(n)
+			}
+			if wait > r.MaxRetryAfter {
+				return err
+			}
+		case errors.Is(err, ErrTransient):
+			wait = r.Backoff(n)
+		default:
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
