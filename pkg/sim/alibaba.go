@@ -54,6 +54,17 @@ func aliError(w http.ResponseWriter, r *http.Request, status int, code, msg stri
 	})
 }
 
+// throttled answers as the products' rate limiters do: BSS with HTTP 400
+// Throttling.User, CAMS with System.LimitControl in a 200 body (its Code is
+// authoritative, not the HTTP status); both with the TimeLeft header.
+func throttled(w http.ResponseWriter, r *http.Request, product string, wait time.Duration) {
+	if product == "cams" {
+		aliError(w, r, http.StatusOK, "System.LimitControl", "Request was denied due to user flow control.", wait)
+		return
+	}
+	aliError(w, r, http.StatusBadRequest, "Throttling.User", "Request was denied due to user flow control.", wait)
+}
+
 // rpcParams merges query and form parameters (RPC style accepts both).
 func rpcParams(r *http.Request) (url.Values, []byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -113,11 +124,7 @@ func (s *Server) alibaba(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wait := s.limiter.wait(cred.AccessKeyID, action); wait > 0 {
-		code := "Throttling.User"
-		if product == "cams" {
-			code = "System.LimitControl"
-		}
-		aliError(w, r, http.StatusBadRequest, code, "Request was denied due to user flow control.", wait)
+		throttled(w, r, product, wait)
 		return
 	}
 	switch action {

@@ -150,11 +150,7 @@ func (fs *Faults) apply(ep string, w http.ResponseWriter, r *http.Request) bool 
 		w.Header().Set("Retry-After", "1")
 		apError(w, http.StatusTooManyRequests, "Too Many Requests")
 	case f.Throttle:
-		code := "Throttling.User"
-		if strings.HasPrefix(ep, "cams.") {
-			code = "System.LimitControl"
-		}
-		aliError(w, r, http.StatusBadRequest, code, "Request was denied due to user flow control.", time.Second)
+		throttled(w, r, strings.SplitN(ep, ".", 2)[0], time.Second)
 	case f.Status != 0 && ap:
 		apError(w, f.Status, http.StatusText(f.Status))
 	case f.Status != 0:
