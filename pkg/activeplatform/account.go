@@ -36,18 +36,61 @@ type Account struct {
 }
 
 type wireAccount struct {
-	ID                         json.RawMessage            `json:"id"`
-	Name                       *string                    `json:"name"`
-	Status                     *string                    `json:"status"`
-	Balance                    json.RawMessage            `json:"balance"`
-	CurrentDebt                json.RawMessage            `json:"current_debt"`
-	FinancialBlockingThreshold json.RawMessage            `json:"financial_blocking_threshold"`
-	SubscriptionCreditLimit    json.RawMessage            `json:"subscription_credit_limit"`
-	Currency                   *string                    `json:"currency"`
-	OwnerID                    json.RawMessage            `json:"owner_id"`
-	ManagerID                  json.RawMessage            `json:"manager_id"`
-	CustomAttributes           map[string]json.RawMessage `json:"custom_attributes"`
-	UpdatedAt                  *string                    `json:"updated_at"`
+	ID                         idField              `json:"id"`
+	Name                       *string              `json:"name"`
+	Status                     *string              `json:"status"`
+	Balance                    moneyField           `json:"balance"`
+	CurrentDebt                moneyField           `json:"current_debt"`
+	FinancialBlockingThreshold moneyField           `json:"financial_blocking_threshold"`
+	SubscriptionCreditLimit    moneyField           `json:"subscription_credit_limit"`
+	Currency                   *string              `json:"currency"`
+	OwnerID                    idField              `json:"owner_id"`
+	ManagerID                  idField              `json:"manager_id"`
+	CustomAttributes           map[string]attrField `json:"custom_attributes"`
+	UpdatedAt                  *string              `json:"updated_at"`
+}
+
+// moneyField, idField and attrField decode in place from the answer (a
+// json.RawMessage would copy every field first: this is the poller's hot path).
+type moneyField struct {
+	d    *decimal.Decimal
+	text string
+}
+
+func (m *moneyField) UnmarshalJSON(b []byte) error {
+	d, text, err := upstream.Money(b)
+	if err != nil {
+		return err
+	}
+	m.d, m.text = d, text
+	return nil
+}
+
+type idField string
+
+func (f *idField) UnmarshalJSON(b []byte) error {
+	s, err := upstream.ID(b)
+	*f = idField(s)
+	return err
+}
+
+type attrField struct {
+	s    string
+	null bool
+}
+
+// UnmarshalJSON keeps strings as they are and anything else as its literal text.
+func (f *attrField) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		f.null = true
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &f.s)
+	}
+	f.s = string(b)
+	return nil
 }
 
 // ErrIncomplete is returned for an answer that lacks what a snapshot needs.
@@ -57,12 +100,8 @@ var ErrIncomplete = errors.New("incomplete account")
 // comes back, or an error: never a half-filled snapshot.
 func DecodeAccount(body []byte) (*Account, error) {
 	var w wireAccount
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&w); err != nil {
-		return nil, fmt.Errorf("account JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("account JSON: trailing data")
+	if err := decodeWire(body, &w); err != nil {
+		return nil, err
 	}
 	a, err := w.normalise()
 	if err != nil {
@@ -95,7 +134,7 @@ func DecodeList(body []byte) ([]*Account, error) {
 	seen := make(map[string]bool, len(items))
 	for i, it := range items {
 		var w wireAccount
-		if err := json.Unmarshal(it, &w); err != nil {
+		if err := decodeWire(it, &w); err != nil {
 			return nil, fmt.Errorf("list item %d: %w", i, err)
 		}
 		a, err := w.normalise()
@@ -113,59 +152,30 @@ func DecodeList(body []byte) ([]*Account, error) {
 }
 
 func (w *wireAccount) normalise() (*Account, error) {
-	id, err := upstream.ID(w.ID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: id: %v", ErrIncomplete, err)
-	}
+	id := string(w.ID)
 	if id == "" {
 		return nil, fmt.Errorf("%w: no id", ErrIncomplete)
 	}
 	if w.Status == nil || strings.TrimSpace(*w.Status) == "" {
 		return nil, fmt.Errorf("%w: account %s has no status", ErrIncomplete, id)
 	}
-	a := &Account{ID: id, Status: strings.TrimSpace(*w.Status)}
+	a := &Account{
+		ID: id, Status: strings.TrimSpace(*w.Status),
+		Balance: w.Balance.d, BalanceRaw: w.Balance.text, CurrentDebt: w.CurrentDebt.d, CurrentDebtRaw: w.CurrentDebt.text,
+		FinancialBlockingThreshold: w.FinancialBlockingThreshold.d, SubscriptionCreditLimit: w.SubscriptionCreditLimit.d,
+		OwnerID: string(w.OwnerID), ManagerID: string(w.ManagerID),
+	}
 	if w.Name != nil {
 		a.Name = *w.Name
 	}
 	if w.Currency != nil {
 		a.Currency = *w.Currency
 	}
-	money := []struct {
-		name string
-		raw  json.RawMessage
-		dst  **decimal.Decimal
-		text *string
-	}{
-		{"balance", w.Balance, &a.Balance, &a.BalanceRaw},
-		{"current_debt", w.CurrentDebt, &a.CurrentDebt, &a.CurrentDebtRaw},
-		{"financial_blocking_threshold", w.FinancialBlockingThreshold, &a.FinancialBlockingThreshold, nil},
-		{"subscription_credit_limit", w.SubscriptionCreditLimit, &a.SubscriptionCreditLimit, nil},
-	}
-	for _, m := range money {
-		d, text, err := upstream.Money(m.raw)
-		if err != nil {
-			return nil, fmt.Errorf("%w: account %s: %s: %v", ErrIncomplete, id, m.name, err)
-		}
-		*m.dst = d
-		if m.text != nil {
-			*m.text = text
-		}
-	}
-	if a.OwnerID, err = upstream.ID(w.OwnerID); err != nil {
-		return nil, fmt.Errorf("%w: account %s: owner_id: %v", ErrIncomplete, id, err)
-	}
-	if a.ManagerID, err = upstream.ID(w.ManagerID); err != nil {
-		return nil, fmt.Errorf("%w: account %s: manager_id: %v", ErrIncomplete, id, err)
-	}
 	if len(w.CustomAttributes) > 0 {
 		a.CustomAttributes = make(map[string]string, len(w.CustomAttributes))
 		for k, v := range w.CustomAttributes {
-			var s string
-			if json.Unmarshal(v, &s) != nil {
-				s = string(bytes.TrimSpace(v)) // numbers, booleans: their literal text
-			}
-			if s != "null" {
-				a.CustomAttributes[k] = s
+			if !v.null {
+				a.CustomAttributes[k] = v.s
 			}
 		}
 	}

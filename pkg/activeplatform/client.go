@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,12 +24,13 @@ import (
 
 // Client reads accounts from one ActivePlatform instance.
 type Client struct {
-	base    *url.URL
-	token   string
-	hc      *http.Client
-	limiter *rate.Limiter
-	retry   upstream.Retry
-	maxBody int64
+	base       *url.URL
+	basePath   string
+	tokenQuery string // "api_token=…", encoded once
+	hc         *http.Client
+	limiter    *rate.Limiter
+	retry      upstream.Retry
+	maxBody    int64
 }
 
 // Option configures a Client.
@@ -64,10 +64,14 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		return nil, errors.New("activeplatform: empty api token")
 	}
 	c := &Client{
-		base: u, token: token, retry: upstream.DefaultRetry, maxBody: 8 << 20,
-		hc: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		base: u, basePath: strings.TrimRight(u.Path, "/"), tokenQuery: url.Values{"api_token": {token}}.Encode(), retry: upstream.DefaultRetry, maxBody: 8 << 20,
+		// Each attempt is bounded by the dial, TLS and response-header timeouts and
+		// the body by its size; the caller's context bounds the whole call. (A
+		// Client.Timeout would arm a timer per request on the poller's hot path.)
+		hc: &http.Client{Transport: &http.Transport{
 			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
 			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, TLSHandshakeTimeout: 5 * time.Second,
+			ResponseHeaderTimeout: 15 * time.Second,
 		}},
 	}
 	for _, o := range opts {
@@ -166,17 +170,13 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values) ([]byte,
 		}
 	}
 	u := *c.base
-	u.Path = strings.TrimRight(u.Path, "/") + path
-	if q == nil {
-		q = url.Values{}
+	u.Path = c.basePath + path
+	u.RawQuery = c.tokenQuery
+	if len(q) > 0 {
+		u.RawQuery = q.Encode() + "&" + c.tokenQuery
 	}
-	q.Set("api_token", c.token)
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, ev, &upstream.Error{Kind: upstream.ErrRejected, Op: op, Msg: redact.String(err.Error())}
-	}
-	req.Header.Set("Accept", "application/json")
+	req := (&http.Request{Method: http.MethodGet, URL: &u, Host: u.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Accept": {"application/json"}}}).WithContext(ctx)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// A *url.Error carries the full URL, token included: only a redacted message leaves.
@@ -184,14 +184,14 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values) ([]byte,
 	}
 	defer resp.Body.Close()
 	ev.RequestID = firstHeader(resp.Header, "X-Request-Id", "X-Request-ID", "X-Amzn-Requestid")
-	body, err := upstream.ReadBounded(resp.Body, c.maxBody, op)
+	body, err := upstream.ReadBoundedSized(resp.Body, resp.ContentLength, c.maxBody, op)
 	if err != nil {
 		return nil, ev, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, ev, classify(op, resp, body, ev.RequestID)
 	}
-	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "application/json" {
+	if ct := resp.Header.Get("Content-Type"); !upstream.IsJSON(ct) {
 		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: op, HTTPStatus: resp.StatusCode, RequestID: ev.RequestID, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
 	}
 	ev.ResponseSHA256 = upstream.Hash(body)

@@ -1,6 +1,7 @@
 package activeplatform_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -56,6 +57,32 @@ func FuzzDecodeList(f *testing.F) {
 			if a.ID == "" || strings.TrimSpace(a.Status) == "" {
 				t.Fatalf("half-filled snapshot %+v", a)
 			}
+		}
+	})
+}
+
+// FuzzDecodeMatchesReference: the single-pass decoder accepts exactly what
+// encoding/json accepts and yields the same account.
+func FuzzDecodeMatchesReference(f *testing.F) {
+	for _, s := range samples {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"ID":7,"Status":"a\u00e9","status":"b","custom_attributes":{"k":1,"k2":null,"k3":"v\n"},"x":[{"y":"}"}]}`))
+	f.Add([]byte(`{"id":1,"status":"x","name":5}`))
+	f.Add([]byte(`{"id":1,"status":"x","custom_attributes":[]}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"id":1,"status":"\xff"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ref, refErr := activeplatform.DecodeReference(body)
+		got, err := activeplatform.DecodeFast(body)
+		if (refErr == nil) != (err == nil) {
+			t.Fatalf("reference err %v, fast err %v, body %q", refErr, err, body)
+		}
+		if err != nil {
+			return
+		}
+		if !reflect.DeepEqual(ref, got) {
+			t.Fatalf("differ on %q:\n%+v\n%+v", body, ref, got)
 		}
 	})
 }

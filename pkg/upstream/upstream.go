@@ -102,7 +102,18 @@ func Hash(b []byte) string {
 
 // ReadBounded reads at most limit bytes; a longer body is ErrMalformed.
 func ReadBounded(r io.Reader, limit int64, op string) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	return ReadBoundedSized(r, -1, limit, op)
+}
+
+// ReadBoundedSized is ReadBounded with the announced length (-1 if unknown)
+// used to size the buffer once.
+func ReadBoundedSized(r io.Reader, announced, limit int64, op string) ([]byte, error) {
+	if announced > limit {
+		return nil, &Error{Kind: ErrMalformed, Op: op, Msg: fmt.Sprintf("answer of %d bytes exceeds %d", announced, limit)}
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, max(512, announced+1)))
+	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	b := buf.Bytes()
 	if err != nil {
 		return nil, &Error{Kind: ErrTransient, Op: op, Msg: "reading the answer: " + err.Error()}
 	}
@@ -112,28 +123,30 @@ func ReadBounded(r io.Reader, limit int64, op string) ([]byte, error) {
 	return b, nil
 }
 
+// IsJSON reports whether a Content-Type is application/json (any parameters).
+func IsJSON(contentType string) bool {
+	ct, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "application/json")
+}
+
 // Money decodes an amount that arrives as a JSON number (453.2), a string
 // ("453.2", " 453.20 "), or null, into an exact decimal: a JSON number is read
 // from its literal text, never through a float. It returns nil for null or "".
 func Money(raw json.RawMessage) (*decimal.Decimal, string, error) {
 	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+	if len(raw) == 0 || string(raw) == "null" {
 		return nil, "", nil
 	}
-	text := string(raw)
-	if raw[0] == '"' {
-		if err := json.Unmarshal(raw, &text); err != nil {
-			return nil, "", fmt.Errorf("money %s: %w", raw, err)
-		}
-		text = strings.TrimSpace(text)
-		if text == "" {
-			return nil, "", nil
-		}
-	} else if !json.Valid(raw) {
-		return nil, "", fmt.Errorf("money %q is not JSON", raw)
+	text, err := scalarText(raw)
+	if err != nil {
+		return nil, "", fmt.Errorf("money %s: %w", raw, err)
 	}
-	if strings.ContainsAny(text, "eE") && len(text) > 40 {
-		return nil, "", fmt.Errorf("money %q: exponent too large", text)
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil, "", nil
+	}
+	if len(text) > 64 {
+		return nil, "", fmt.Errorf("money %q: too long", text)
 	}
 	d, err := decimal.NewFromString(text)
 	if err != nil {
@@ -145,27 +158,101 @@ func Money(raw json.RawMessage) (*decimal.Decimal, string, error) {
 	return &d, text, nil
 }
 
-// ID decodes an identifier sent as a JSON number or string.
-func ID(raw json.RawMessage) (string, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return "", nil
-	}
+// scalarText returns the text of a JSON string (unquoted) or number literal.
+// Plain strings and numbers take a fast path; anything else goes through
+// encoding/json, so escapes and validation behave exactly as the standard.
+func scalarText(raw []byte) (string, error) {
 	if raw[0] == '"' {
+		if len(raw) >= 2 && raw[len(raw)-1] == '"' && bytes.IndexByte(raw[1:len(raw)-1], '"') < 0 && bytes.IndexByte(raw, '\\') < 0 && plainASCII(raw) {
+			return string(raw[1 : len(raw)-1]), nil
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", err
 		}
-		return strings.TrimSpace(s), nil
+		return s, nil
 	}
-	var n json.Number
-	if err := json.Unmarshal(raw, &n); err != nil {
-		return "", fmt.Errorf("id %s is neither a number nor a string", raw)
+	if raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9' {
+		var n json.Number
+		if numberLiteral(raw) {
+			return string(raw), nil
+		}
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return "", err
+		}
+		return n.String(), nil
 	}
-	if strings.ContainsAny(n.String(), ".eE-") {
+	return "", fmt.Errorf("neither a number nor a string")
+}
+
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// numberLiteral reports whether b is a JSON number (RFC 8259 grammar).
+func numberLiteral(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		j := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == j {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == j {
+			return false
+		}
+	}
+	return i == len(b)
+}
+
+// ID decodes an identifier sent as a JSON number or string.
+func ID(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	text, err := scalarText(raw)
+	if err != nil {
+		return "", fmt.Errorf("id %s: %w", raw, err)
+	}
+	if raw[0] == '"' {
+		return strings.TrimSpace(text), nil
+	}
+	if strings.ContainsAny(text, ".eE-") {
 		return "", fmt.Errorf("id %s is not an integer", raw)
 	}
-	return n.String(), nil
+	return text, nil
 }
 
 // Retry is a retry policy: exponential backoff with full jitter.
