@@ -16,6 +16,8 @@ import (
 
 	openapiutil "github.com/alibabacloud-go/darabonba-openapi/v2/utils"
 	"github.com/alibabacloud-go/tea/dara"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/accountwatch/accountwatch/pkg/sim"
 	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
@@ -255,7 +257,9 @@ func TestShippedSeedAndScenarioLoad(t *testing.T) {
 
 func TestSeedValidation(t *testing.T) {
 	cases := map[string]func(*sim.Seed){
-		"duplicate id":  func(s *sim.Seed) { s.ActivePlatform.Accounts = append(s.ActivePlatform.Accounts, s.ActivePlatform.Accounts[0]) },
+		"duplicate id": func(s *sim.Seed) {
+			s.ActivePlatform.Accounts = append(s.ActivePlatform.Accounts, s.ActivePlatform.Accounts[0])
+		},
 		"bad money":     func(s *sim.Seed) { s.ActivePlatform.Accounts[0].Balance = "lots" },
 		"duplicate uid": func(s *sim.Seed) { s.Alibaba.Customers = append(s.Alibaba.Customers, s.Alibaba.Customers[0]) },
 		"no secret":     func(s *sim.Seed) { s.Alibaba.Credentials[0].AccessKeySecret = "" },
@@ -267,5 +271,19 @@ func TestSeedValidation(t *testing.T) {
 		if _, err := sim.New(seed); err == nil {
 			t.Errorf("%s accepted", name)
 		}
+	}
+}
+
+func TestCollectorCountsRequests(t *testing.T) {
+	s, base := simtest.Start(t, simtest.Seed())
+	http.Get(base + "/api/vendor/v1/accounts/1000123.json?api_token=" + simtest.APToken)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	n, err := testutil.GatherAndCount(reg, "aw_sim_requests_total")
+	if err != nil || n != 1 {
+		t.Fatalf("%d series, %v", n, err)
+	}
+	if v := testutil.ToFloat64(s.Collector()); v != 1 {
+		t.Fatalf("ap.get counted %v", v)
 	}
 }

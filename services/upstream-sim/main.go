@@ -19,6 +19,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8480", "address to serve on")
 	seedPath := flag.String("seed", "", "seed file (YAML) of accounts, customers, profiles and credentials")
 	scenarioPath := flag.String("scenario", "", "optional scenario file (YAML): timed changes and faults")
+	opsListen := flag.String("ops-listen", os.Getenv("AW_OPS_LISTEN"), "address of /metrics, /healthz, /readyz (empty: none)")
 	adminToken := flag.String("admin-token", os.Getenv("AW_SIM_ADMIN_TOKEN"), "bearer token for /admin (empty: open, for local use)")
 	logLevel := flag.String("log-level", envOr("AW_LOG_LEVEL", "info"), "debug, info, warn or error")
 	flag.Parse()
@@ -48,6 +49,15 @@ func main() {
 	url, err := s.Listen(ctx, *listen)
 	if err != nil {
 		fail(err)
+	}
+	if *opsListen != "" {
+		reg := ops.NewRegistry()
+		reg.MustRegister(s.Collector())
+		o := ops.NewServer(reg)
+		if err := o.Listen(*opsListen); err != nil {
+			fail(err)
+		}
+		go o.Serve(ctx)
 	}
 	log.Info("serving", "url", url, "activeplatform_accounts", s.State.APCount(), "bss_customers", len(s.State.UIDs()), "scenario", *scenarioPath)
 	if sc != nil {
