@@ -168,7 +168,7 @@ func TestProvisionIsIdempotentAndReportsConflicts(t *testing.T) {
 	if err := s.Purge(ctx); err == nil {
 		t.Fatal("the audit log must refuse purges")
 	}
-	for _, name := range []string{eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSubscriptions, eventbus.BucketSlackThreads, eventbus.BucketSilences} {
+	for _, name := range []string{eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSubscriptions, eventbus.BucketSlackThreads, eventbus.BucketSilences, eventbus.BucketLeases} {
 		if _, err := b.JS.KeyValue(ctx, name); err != nil {
 			t.Errorf("bucket %s: %v", name, err)
 		}
@@ -289,5 +289,18 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 	}
 	if err := eventbus.DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestKeyToken(t *testing.T) {
+	for _, id := range []string{"1000123", "+86 138.0", "a~b=c", "日本"} {
+		tok := eventbus.KeyToken(id)
+		if strings.ContainsAny(tok, "~ +") {
+			t.Fatalf("%q -> %q is not a KV key token", id, tok)
+		}
+		back, err := eventbus.ParseKeyToken(tok)
+		if err != nil || back != id {
+			t.Fatalf("%q -> %q -> %q %v", id, tok, back, err)
+		}
 	}
 }

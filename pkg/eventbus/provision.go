@@ -25,11 +25,25 @@ const (
 	BucketSubscriptions = "AW_SUBSCRIPTIONS"
 	BucketSlackThreads  = "AW_SLACK_THREADS"
 	BucketSilences      = "AW_SILENCES"
+	// BucketLeases holds poller leases and membership; entries expire after LeaseTTL
+	// unless renewed, which is how a dead replica's work is freed.
+	BucketLeases = "AW_LEASES"
+	// LeaseTTL is the lifetime of an unrenewed lease.
+	LeaseTTL = 15 * time.Second
 )
 
 // ErrConfigConflict is returned when a stream or bucket exists with a configuration
 // that differs from what this version expects.
 var ErrConfigConflict = errors.New("existing configuration conflicts")
+
+// KeyToken turns any id into one KV key token: EscapeToken's mapping with '='
+// for '~', which KV keys do not allow. Like EscapeToken it is reversible.
+func KeyToken(id string) string { return strings.ReplaceAll(event.EscapeToken(id), "~", "=") }
+
+// ParseKeyToken reverses KeyToken.
+func ParseKeyToken(tok string) (string, error) {
+	return event.UnescapeToken(strings.ReplaceAll(tok, "=", "~"))
+}
 
 // EventStreamConfig is the audit-log stream: file storage, no deletes, no purges,
 // long retention, a dedup window that covers a poller restart.
@@ -77,6 +91,7 @@ func BucketConfigs(c Config) []jetstream.KeyValueConfig {
 		b(BucketSubscriptions, "webhook subscriptions", 10),
 		b(BucketSlackThreads, "Slack thread ts per account", 1),
 		b(BucketSilences, "silences", 5),
+		{Bucket: BucketLeases, Description: "poller leases and members (expire unless renewed)", History: 1, TTL: LeaseTTL, Storage: jetstream.FileStorage, Replicas: c.Replicas},
 	}
 }
 

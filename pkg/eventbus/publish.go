@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/event"
@@ -46,27 +47,36 @@ func (p *Publisher) Publish(ctx context.Context, e *event.Event) (Ack, error) {
 // or the first error; events before a failure may have been stored, and
 // re-publishing them is safe: their ids deduplicate.
 func (p *Publisher) PublishAll(ctx context.Context, events []*event.Event) ([]Ack, error) {
-	futures := make([]jetstream.PubAckFuture, len(events))
+	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
-		msg, err := Encode(e)
+		m, err := Encode(e)
 		if err != nil {
 			return nil, err
 		}
-		f, err := p.js.PublishMsgAsync(msg, jetstream.WithExpectStream(p.stream))
+		msgs[i] = m
+	}
+	return p.PublishMsgs(ctx, msgs)
+}
+
+// PublishMsgs pipelines already encoded events (an outbox being flushed).
+func (p *Publisher) PublishMsgs(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithExpectStream(p.stream))
 		if err != nil {
-			return nil, fmt.Errorf("%w %s: %v", ErrPublish, e.ID(), err)
+			return nil, fmt.Errorf("%w %s: %v", ErrPublish, m.Header.Get(jetstream.MsgIDHeader), err)
 		}
 		futures[i] = f
 	}
-	acks := make([]Ack, len(events))
+	acks := make([]Ack, len(msgs))
 	for i, f := range futures {
 		select {
 		case a := <-f.Ok():
 			acks[i] = Ack{Sequence: a.Sequence, Duplicate: a.Duplicate}
 		case err := <-f.Err():
-			return nil, fmt.Errorf("%w %s: %v", ErrPublish, events[i].ID(), err)
+			return nil, fmt.Errorf("%w %s: %v", ErrPublish, msgs[i].Header.Get(jetstream.MsgIDHeader), err)
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w %s: %v", ErrPublish, events[i].ID(), ctx.Err())
+			return nil, fmt.Errorf("%w %s: %v", ErrPublish, msgs[i].Header.Get(jetstream.MsgIDHeader), ctx.Err())
 		}
 	}
 	return acks, nil

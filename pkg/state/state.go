@@ -1,0 +1,197 @@
+// Package state keeps each account's last-known state (a detect.Record) in the
+// AW_STATE bucket, and commits a change and its events crash-safely.
+//
+// Commit is an outbox: (1) the next record is written together with its
+// encoded events, compare-and-swap on the revision the change was detected
+// against; (2) the events are published and acknowledged; (3) the record is
+// written again without them. A crash after (1) leaves the events in the
+// record, and whoever reads it next publishes exactly those bytes (same ids,
+// same chain links) before anything else: nothing is lost, the stream's dedup
+// absorbs a re-publish, and an account's hash chain can never fork, as it
+// could if a change were re-detected from an older state after upstream moved on.
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/accountwatch/accountwatch/pkg/detect"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+)
+
+// ErrConflict is returned when the record changed since it was read (another
+// writer): the caller re-reads and tries again later.
+var ErrConflict = errors.New("state changed concurrently")
+
+// Key is the KV key of an account's record: <provider>.<instance>.<account token>.
+func Key(p event.Provider, instance, accountID string) string {
+	return string(p) + "." + instance + "." + eventbus.KeyToken(accountID)
+}
+
+// Prefix selects every record of one connection.
+func Prefix(p event.Provider, instance string) string { return string(p) + "." + instance + "." }
+
+// Pending is an encoded event not yet acknowledged by the stream.
+type Pending struct {
+	Subject string      `json:"subject"`
+	Header  nats.Header `json:"header"`
+	Data    []byte      `json:"data"`
+}
+
+// Entry is a stored record with its revision and outbox.
+type Entry struct {
+	Record  detect.Record `json:"record"`
+	Pending []Pending     `json:"pending,omitempty"`
+	// Rev is the KV revision (0: no record yet).
+	Rev uint64 `json:"-"`
+}
+
+// Store reads and commits records.
+type Store struct {
+	kv  jetstream.KeyValue
+	pub *eventbus.Publisher
+}
+
+// Open opens the AW_STATE bucket.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	kv, err := js.KeyValue(ctx, eventbus.BucketState)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return &Store{kv: kv, pub: eventbus.NewPublisher(js)}, nil
+}
+
+// Get reads one record; a missing one is a zero Entry with Rev 0.
+func (s *Store) Get(ctx context.Context, key string) (*Entry, error) {
+	kve, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return &Entry{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", key, err)
+	}
+	return decode(kve)
+}
+
+func decode(kve jetstream.KeyValueEntry) (*Entry, error) {
+	var e Entry
+	if err := json.Unmarshal(kve.Value(), &e); err != nil {
+		return nil, fmt.Errorf("state %s: %w", kve.Key(), err)
+	}
+	e.Rev = kve.Revision()
+	return &e, nil
+}
+
+// Load reads every record under a prefix (one connection), keyed by KV key.
+func (s *Store) Load(ctx context.Context, prefix string) (map[string]*Entry, error) {
+	w, err := s.kv.Watch(ctx, prefix+">")
+	if err != nil {
+		return nil, fmt.Errorf("state load %s: %w", prefix, err)
+	}
+	defer w.Stop()
+	out := map[string]*Entry{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case u := <-w.Updates():
+			if u == nil {
+				return out, nil
+			}
+			if u.Operation() != jetstream.KeyValuePut {
+				delete(out, u.Key())
+				continue
+			}
+			e, err := decode(u)
+			if err != nil {
+				return nil, err
+			}
+			out[u.Key()] = e
+		}
+	}
+}
+
+// Commit stores next and publishes events (in order) crash-safely, with
+// compare-and-swap on cur.Rev. cur must have no pending events (Flush first).
+// It updates cur in place to the committed state.
+func (s *Store) Commit(ctx context.Context, key string, cur *Entry, next detect.Record, events []*event.Event) error {
+	if len(cur.Pending) > 0 {
+		return fmt.Errorf("state %s: commit with %d events still pending", key, len(cur.Pending))
+	}
+	staged := &Entry{Record: next, Rev: cur.Rev}
+	for _, e := range events {
+		m, err := eventbus.Encode(e)
+		if err != nil {
+			return err
+		}
+		staged.Pending = append(staged.Pending, Pending{Subject: m.Subject, Header: m.Header, Data: m.Data})
+	}
+	if err := s.write(ctx, key, staged); err != nil {
+		return err
+	}
+	*cur = *staged
+	return s.Flush(ctx, key, cur)
+}
+
+// Flush publishes an entry's pending events and clears them.
+func (s *Store) Flush(ctx context.Context, key string, cur *Entry) error {
+	if len(cur.Pending) == 0 {
+		return nil
+	}
+	msgs := make([]*nats.Msg, len(cur.Pending))
+	for i, p := range cur.Pending {
+		msgs[i] = &nats.Msg{Subject: p.Subject, Header: p.Header, Data: p.Data}
+	}
+	if _, err := s.pub.PublishMsgs(ctx, msgs); err != nil {
+		return err
+	}
+	done := &Entry{Record: cur.Record, Rev: cur.Rev}
+	if err := s.write(ctx, key, done); err != nil {
+		return err
+	}
+	*cur = *done
+	return nil
+}
+
+// Put writes a record without events (baseline, failure counters).
+func (s *Store) Put(ctx context.Context, key string, cur *Entry, next detect.Record) error {
+	e := &Entry{Record: next, Rev: cur.Rev, Pending: cur.Pending}
+	if err := s.write(ctx, key, e); err != nil {
+		return err
+	}
+	*cur = *e
+	return nil
+}
+
+// write stores e with CAS on e.Rev and sets e.Rev to the new revision.
+func (s *Store) write(ctx context.Context, key string, e *Entry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	var rev uint64
+	if e.Rev == 0 {
+		rev, err = s.kv.Create(ctx, key, b)
+	} else {
+		rev, err = s.kv.Update(ctx, key, b, e.Rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+		return fmt.Errorf("state %s: %w", key, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("state %s: %w", key, err)
+	}
+	e.Rev = rev
+	return nil
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}

@@ -1,0 +1,133 @@
+package state_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/detect"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
+	"github.com/accountwatch/accountwatch/pkg/state"
+)
+
+func statusEvent(t *testing.T, rev uint64, prev, cur string) *event.Event {
+	t.Helper()
+	e, err := event.StatusChanged(event.Meta{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "42",
+		ObservedAt: time.Now(), Revision: rev}, event.EnumValue(prev), event.EnumValue(cur))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func streamMsgs(t *testing.T, b *eventbus.Bus) uint64 {
+	t.Helper()
+	s, err := b.JS.Stream(context.Background(), eventbus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(context.Background())
+	return info.State.Msgs
+}
+
+func TestCommitPublishesThenClearsTheOutbox(t *testing.T) {
+	b := bustest.New(t)
+	ctx := context.Background()
+	st, err := state.Open(ctx, b.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := state.Key(event.ProviderActivePlatform, "ap-main", "42")
+	cur, _ := st.Get(ctx, key)
+	if cur.Rev != 0 {
+		t.Fatal("new key has a revision")
+	}
+	if err := st.Put(ctx, key, cur, detect.Record{AccountID: "42", Baseline: true}); err != nil {
+		t.Fatal(err)
+	}
+	ev := statusEvent(t, cur.Rev, "active", "credit_hold")
+	if err := st.Commit(ctx, key, cur, detect.Record{AccountID: "42", Baseline: true, Name: "x"}, []*event.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	if streamMsgs(t, b) != 1 || len(cur.Pending) != 0 {
+		t.Fatalf("stream %d, pending %d", streamMsgs(t, b), len(cur.Pending))
+	}
+	again, _ := st.Get(ctx, key)
+	if again.Rev != cur.Rev || again.Record.Name != "x" || len(again.Pending) != 0 {
+		t.Fatalf("%+v vs %+v", again, cur)
+	}
+	// A stale revision is a conflict, not an overwrite.
+	stale := &state.Entry{Rev: 1}
+	if err := st.Put(ctx, key, stale, detect.Record{}); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("want conflict, got %v", err)
+	}
+}
+
+// A crash between writing the outbox and publishing: the next reader publishes
+// exactly the staged events, once.
+func TestCrashAfterStagingIsFlushedByTheNextReader(t *testing.T) {
+	b := bustest.New(t)
+	ctx := context.Background()
+	st, _ := state.Open(ctx, b.JS)
+	key := state.Key(event.ProviderActivePlatform, "ap-main", "42")
+	cur, _ := st.Get(ctx, key)
+	ev := statusEvent(t, 0, "active", "credit_hold")
+	// Stage by hand, as Commit does before it publishes, then "crash".
+	m, _ := eventbus.Encode(ev)
+	staged := &state.Entry{Record: detect.Record{AccountID: "42", Baseline: true}, Pending: []state.Pending{{Subject: m.Subject, Header: m.Header, Data: m.Data}}}
+	if err := st.Put(ctx, key, cur, staged.Record); err != nil {
+		t.Fatal(err)
+	}
+	cur.Pending = staged.Pending
+	if err := st.Put(ctx, key, cur, staged.Record); err != nil {
+		t.Fatal(err)
+	}
+	if streamMsgs(t, b) != 0 {
+		t.Fatal("published before the crash")
+	}
+	other, _ := state.Open(ctx, b.JS)
+	got, _ := other.Get(ctx, key)
+	if len(got.Pending) != 1 {
+		t.Fatalf("outbox lost: %+v", got)
+	}
+	if err := other.Flush(ctx, key, got); err != nil {
+		t.Fatal(err)
+	}
+	if streamMsgs(t, b) != 1 || len(got.Pending) != 0 {
+		t.Fatal("outbox not published exactly once")
+	}
+	// The original poller published too before dying: dedup keeps one.
+	if _, err := eventbus.NewPublisher(b.JS).Publish(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if streamMsgs(t, b) != 1 {
+		t.Fatal("a re-publish of the same event was stored twice")
+	}
+}
+
+func TestLoadByConnection(t *testing.T) {
+	b := bustest.New(t)
+	ctx := context.Background()
+	st, _ := state.Open(ctx, b.JS)
+	for _, id := range []string{"1", "2", "a.b c"} {
+		key := state.Key(event.ProviderActivePlatform, "ap-main", id)
+		cur, _ := st.Get(ctx, key)
+		if err := st.Put(ctx, key, cur, detect.Record{AccountID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := state.Key(event.ProviderAlibabaBSS, "bss", "9")
+	cur, _ := st.Get(ctx, key)
+	st.Put(ctx, key, cur, detect.Record{AccountID: "9"})
+	all, err := st.Load(ctx, state.Prefix(event.ProviderActivePlatform, "ap-main"))
+	if err != nil || len(all) != 3 || all[state.Key(event.ProviderActivePlatform, "ap-main", "a.b c")].Record.AccountID != "a.b c" {
+		t.Fatalf("%v %v", all, err)
+	}
+	none, err := st.Load(ctx, state.Prefix(event.ProviderAlibabaCAMS, "cams"))
+	if err != nil || len(none) != 0 {
+		t.Fatalf("%v %v", none, err)
+	}
+}

@@ -1,0 +1,248 @@
+// Package watch is the watch list: which accounts of which upstream connection
+// are polled, with the labels (team, manager, tier, ...) that travel into their
+// events. It lives in the AW_WATCH bucket, so the admin CLI changes it at
+// runtime and every poller replica sees the change.
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+)
+
+// Sources of entries.
+const (
+	SourceConfig     = "config"
+	SourceDiscovery  = "discovery"
+	SourceOnboarding = "onboarding"
+	SourceCLI        = "cli"
+)
+
+// ErrNotFound is returned for an entry that is not on the list.
+var ErrNotFound = errors.New("not on the watch list")
+
+// Entry is one watched account.
+type Entry struct {
+	Provider  event.Provider    `json:"provider"`
+	Instance  string            `json:"instance"`
+	AccountID string            `json:"account_id"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// Space is the CAMS CustSpaceId of a phone number.
+	Space   string    `json:"space,omitempty"`
+	Source  string    `json:"source"`
+	AddedAt time.Time `json:"added_at"`
+}
+
+var labelKeyRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// Validate checks an entry.
+func (e Entry) Validate() error {
+	if !e.Provider.Valid() {
+		return fmt.Errorf("unknown provider %q", e.Provider)
+	}
+	if err := event.ValidateInstance(e.Instance); err != nil {
+		return err
+	}
+	if e.AccountID == "" || e.AccountID == event.ProviderScope {
+		return fmt.Errorf("bad account id %q", e.AccountID)
+	}
+	if e.Provider == event.ProviderAlibabaCAMS && e.Space == "" {
+		return fmt.Errorf("a CAMS phone number needs its space (CustSpaceId)")
+	}
+	for k := range e.Labels {
+		if !labelKeyRE.MatchString(k) {
+			return fmt.Errorf("label %q: want lower-case letters, digits and '_'", k)
+		}
+	}
+	return nil
+}
+
+// Key is the KV key of an entry: acct.<provider>.<instance>.<account token>.
+func Key(p event.Provider, instance, accountID string) string {
+	return "acct." + string(p) + "." + instance + "." + eventbus.KeyToken(accountID)
+}
+
+// Store reads and writes the watch list.
+type Store struct{ kv jetstream.KeyValue }
+
+// Open opens the AW_WATCH bucket.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	kv, err := js.KeyValue(ctx, eventbus.BucketWatch)
+	if err != nil {
+		return nil, fmt.Errorf("watch list: %w", err)
+	}
+	return &Store{kv: kv}, nil
+}
+
+// KV exposes the bucket (progress records of the poller live beside the entries).
+func (s *Store) KV() jetstream.KeyValue { return s.kv }
+
+// Put adds or replaces an entry.
+func (s *Store) Put(ctx context.Context, e Entry) error {
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("watch %s/%s: %w", e.Instance, e.AccountID, err)
+	}
+	if e.AddedAt.IsZero() {
+		e.AddedAt = time.Now().UTC()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Put(ctx, Key(e.Provider, e.Instance, e.AccountID), b)
+	return err
+}
+
+// Add adds an entry unless it exists (an existing entry keeps its labels).
+func (s *Store) Add(ctx context.Context, e Entry) (bool, error) {
+	if err := e.Validate(); err != nil {
+		return false, fmt.Errorf("watch %s/%s: %w", e.Instance, e.AccountID, err)
+	}
+	if e.AddedAt.IsZero() {
+		e.AddedAt = time.Now().UTC()
+	}
+	b, _ := json.Marshal(e)
+	_, err := s.kv.Create(ctx, Key(e.Provider, e.Instance, e.AccountID), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Remove deletes an entry.
+func (s *Store) Remove(ctx context.Context, p event.Provider, instance, accountID string) error {
+	key := Key(p, instance, accountID)
+	if _, err := s.kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("%s/%s: %w", instance, accountID, ErrNotFound)
+	}
+	return s.kv.Delete(ctx, key)
+}
+
+// Get reads an entry.
+func (s *Store) Get(ctx context.Context, p event.Provider, instance, accountID string) (Entry, error) {
+	kve, err := s.kv.Get(ctx, Key(p, instance, accountID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Entry{}, fmt.Errorf("%s/%s: %w", instance, accountID, ErrNotFound)
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	var e Entry
+	return e, json.Unmarshal(kve.Value(), &e)
+}
+
+// List reads every entry (of one instance, if given).
+func (s *Store) List(ctx context.Context, instance string) ([]Entry, error) {
+	l := NewLive()
+	if err := l.load(ctx, s.kv, false); err != nil {
+		return nil, err
+	}
+	return l.Entries(instance), nil
+}
+
+// Live is an in-memory copy of the watch list kept current by a KV watcher.
+type Live struct {
+	mu      sync.RWMutex
+	entries map[string]Entry // by key
+}
+
+// NewLive is an empty live list.
+func NewLive() *Live { return &Live{entries: map[string]Entry{}} }
+
+// Follow loads the list and keeps it current until ctx ends. It returns once
+// the current entries are loaded.
+func (s *Store) Follow(ctx context.Context) (*Live, error) {
+	l := NewLive()
+	return l, l.load(ctx, s.kv, true)
+}
+
+func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) error {
+	w, err := kv.Watch(ctx, "acct.>")
+	if err != nil {
+		return fmt.Errorf("watch list: %w", err)
+	}
+	apply := func(u jetstream.KeyValueEntry) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if u.Operation() != jetstream.KeyValuePut {
+			delete(l.entries, u.Key())
+			return
+		}
+		var e Entry
+		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil {
+			l.entries[u.Key()] = e
+		}
+	}
+	for u := range w.Updates() {
+		if u == nil { // initial values delivered
+			break
+		}
+		apply(u)
+	}
+	if !follow {
+		return w.Stop()
+	}
+	go func() {
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if u != nil {
+					apply(u)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Entries returns the entries of one instance ("" for all).
+func (l *Live) Entries(instance string) []Entry {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]Entry, 0, len(l.entries))
+	for _, e := range l.entries {
+		if instance == "" || e.Instance == instance {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Lookup finds one entry.
+func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	e, ok := l.entries[Key(p, instance, accountID)]
+	return e, ok
+}
+
+// Count is the number of entries of one instance ("" for all).
+func (l *Live) Count(instance string) int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if instance == "" {
+		return len(l.entries)
+	}
+	n := 0
+	for _, e := range l.entries {
+		if e.Instance == instance {
+			n++
+		}
+	}
+	return n
+}
