@@ -40,11 +40,11 @@ type Observation struct {
 
 // Debt is an observed debt.
 type Debt struct {
-	Current    decimal.Decimal
-	Raw        string
-	Threshold  *decimal.Decimal // the account's own line (financial_blocking_threshold), if any
-	Balance    *decimal.Decimal
-	Currency   string
+	Current   decimal.Decimal
+	Raw       string
+	Threshold *decimal.Decimal // the account's own line (financial_blocking_threshold), if any
+	Balance   *decimal.Decimal
+	Currency  string
 }
 
 // Record is the last-known state of one account, stored in KV.

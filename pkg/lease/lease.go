@@ -1,0 +1,199 @@
+// Package lease shares units of work (the poller's upstream connections) among
+// replicas with expiring KV leases: each unit is held by at most one replica,
+// a replica renews what it holds, a dead replica's leases expire (the bucket's
+// TTL) and the survivors claim them, and the units spread evenly over the live
+// replicas, which announce themselves with member keys in the same bucket.
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Manager holds leases for one replica.
+type Manager struct {
+	kv    jetstream.KeyValue
+	id    string
+	units []string
+	every time.Duration
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	owned map[string]uint64 // unit → lease revision
+	// OnAcquire and OnLose are called (from Run's goroutine) when a unit is won or
+	// lost. OnLose should return once the unit's work has stopped: a released
+	// lease is deleted only after it returns.
+	OnAcquire func(unit string)
+	OnLose    func(unit string)
+}
+
+// New builds a manager for replica id over units; every is the renewal period
+// (at most a third of the bucket's TTL).
+func New(kv jetstream.KeyValue, id string, units []string, every time.Duration, log *slog.Logger) *Manager {
+	u := append([]string{}, units...)
+	sort.Strings(u)
+	return &Manager{kv: kv, id: id, units: u, every: every, log: log, owned: map[string]uint64{},
+		OnAcquire: func(string) {}, OnLose: func(string) {}}
+}
+
+type lease struct {
+	Owner string    `json:"owner"`
+	At    time.Time `json:"at"`
+}
+
+func leaseKey(unit string) string { return "lease." + unit }
+func memberKey(id string) string  { return "member." + id }
+
+// Owned lists the units held now.
+func (m *Manager) Owned() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.owned))
+	for u := range m.owned {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Run renews, balances and claims until ctx ends, then releases every lease so
+// that the others take over at once instead of after the TTL.
+func (m *Manager) Run(ctx context.Context) error {
+	t := time.NewTicker(m.every)
+	defer t.Stop()
+	for {
+		m.tick(ctx)
+		select {
+		case <-ctx.Done():
+			m.releaseAll()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) tick(ctx context.Context) {
+	if _, err := m.kv.Put(ctx, memberKey(m.id), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		m.log.Warn("lease: heartbeat failed", "err", err)
+		return
+	}
+	members := 1
+	if keys, err := m.kv.ListKeysFiltered(ctx, "member.>"); err == nil {
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		members = max(1, n)
+	}
+	target := (len(m.units) + members - 1) / members
+
+	// Renew what we hold; a failed renewal means the lease is gone.
+	for _, u := range m.Owned() {
+		m.mu.Lock()
+		rev := m.owned[u]
+		m.mu.Unlock()
+		b, _ := json.Marshal(lease{Owner: m.id, At: time.Now().UTC()})
+		nrev, err := m.kv.Update(ctx, leaseKey(u), b, rev)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.lose(u, err)
+			continue
+		}
+		m.mu.Lock()
+		m.owned[u] = nrev
+		m.mu.Unlock()
+	}
+	// Give back what exceeds a fair share, so a new replica gets work.
+	if owned := m.Owned(); len(owned) > target {
+		for _, u := range owned[target:] {
+			m.release(u)
+		}
+	}
+	// Claim free units up to the fair share.
+	for _, u := range m.units {
+		if len(m.Owned()) >= target {
+			break
+		}
+		m.mu.Lock()
+		_, mine := m.owned[u]
+		m.mu.Unlock()
+		if mine {
+			continue
+		}
+		b, _ := json.Marshal(lease{Owner: m.id, At: time.Now().UTC()})
+		rev, err := m.kv.Create(ctx, leaseKey(u), b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			rev, err = m.reclaim(ctx, u, b)
+		}
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
+				m.log.Warn("lease: claim failed", "unit", u, "err", err)
+			}
+			continue
+		}
+		m.mu.Lock()
+		m.owned[u] = rev
+		m.mu.Unlock()
+		m.log.Info("lease acquired", "unit", u, "members", members)
+		m.OnAcquire(u)
+	}
+}
+
+// reclaim takes over a lease this replica's identity still holds from before a
+// restart (a stable replica id, e.g. a StatefulSet pod name), without waiting
+// for it to expire. Anyone else's lease is left alone.
+func (m *Manager) reclaim(ctx context.Context, u string, b []byte) (uint64, error) {
+	e, err := m.kv.Get(ctx, leaseKey(u))
+	if err != nil {
+		return 0, err
+	}
+	var l lease
+	if json.Unmarshal(e.Value(), &l) != nil || l.Owner != m.id {
+		return 0, jetstream.ErrKeyExists
+	}
+	return m.kv.Update(ctx, leaseKey(u), b, e.Revision())
+}
+
+func (m *Manager) lose(u string, err error) {
+	m.mu.Lock()
+	delete(m.owned, u)
+	m.mu.Unlock()
+	m.log.Warn("lease lost", "unit", u, "err", err)
+	m.OnLose(u)
+}
+
+func (m *Manager) release(u string) {
+	m.mu.Lock()
+	rev, ok := m.owned[u]
+	delete(m.owned, u)
+	m.mu.Unlock()
+	if !ok {
+		return
+	}
+	m.OnLose(u)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.kv.Delete(ctx, leaseKey(u), jetstream.LastRevision(rev)); err != nil {
+		m.log.Warn("lease: release failed (it will expire)", "unit", u, "err", err)
+		return
+	}
+	m.log.Info("lease released", "unit", u)
+}
+
+func (m *Manager) releaseAll() {
+	for _, u := range m.Owned() {
+		m.release(u)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m.kv.Delete(ctx, memberKey(m.id))
+}

@@ -1,0 +1,169 @@
+// Package app wires the poller: configuration, JetStream, the watch list,
+// leases over the connections, one runner per leased connection, and the ops
+// endpoints.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/lease"
+	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/state"
+	"github.com/accountwatch/accountwatch/pkg/watch"
+	"github.com/accountwatch/accountwatch/services/poller/internal/config"
+	"github.com/accountwatch/accountwatch/services/poller/internal/engine"
+	"github.com/accountwatch/accountwatch/services/poller/internal/source"
+)
+
+// Settings are the poller's environment (AW_ prefix).
+type Settings struct {
+	eventbus.Config
+	// ConfigFile is the YAML file of connections, configured watch entries and policy.
+	ConfigFile string `envconfig:"POLLER_CONFIG" required:"true"`
+	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9102"`
+	LogLevel   string `envconfig:"LOG_LEVEL" default:"info"`
+	// ReplicaID names this replica in leases (default: host name and pid).
+	ReplicaID string `envconfig:"REPLICA_ID"`
+	Workers   int    `envconfig:"POLL_WORKERS" default:"16"`
+	// LeaseRenew is how often leases are renewed (at most a third of their 15 s TTL).
+	LeaseRenew time.Duration `envconfig:"LEASE_RENEW" default:"4s"`
+}
+
+// Validate checks the settings.
+func (s *Settings) Validate() error {
+	if err := s.Config.Validate(); err != nil {
+		return err
+	}
+	if s.Workers < 1 || s.Workers > 1024 {
+		return fmt.Errorf("AW_POLL_WORKERS: %d (want 1 to 1024)", s.Workers)
+	}
+	if s.LeaseRenew <= 0 || s.LeaseRenew > eventbus.LeaseTTL/3 {
+		return fmt.Errorf("AW_LEASE_RENEW: %s (want > 0 and at most %s)", s.LeaseRenew, eventbus.LeaseTTL/3)
+	}
+	return nil
+}
+
+// Run runs the poller until ctx ends.
+func Run(ctx context.Context, s Settings, log *slog.Logger) error {
+	file, err := config.Load(s.ConfigFile)
+	if err != nil {
+		return err
+	}
+	policy, _ := file.DetectPolicy()
+	if s.ReplicaID == "" {
+		host, _ := os.Hostname()
+		s.ReplicaID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if s.Name == "" {
+		s.Name = "poller " + s.ReplicaID
+	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	bus, err := eventbus.Connect(startCtx, s.Config)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if err := bus.Provision(startCtx); err != nil {
+		return err
+	}
+	st, err := state.Open(startCtx, bus.JS)
+	if err != nil {
+		return err
+	}
+	ws, err := watch.Open(startCtx, bus.JS)
+	if err != nil {
+		return err
+	}
+	for _, w := range file.Watch {
+		c := file.Connection(w.Connection)
+		if err := ws.Put(startCtx, watch.Entry{Provider: c.Provider, Instance: c.Name, AccountID: w.Account, Space: w.Space, Labels: w.Labels, Source: watch.SourceConfig}); err != nil {
+			return fmt.Errorf("watch[%s/%s]: %w", w.Connection, w.Account, err)
+		}
+	}
+	live, err := ws.Follow(ctx)
+	if err != nil {
+		return err
+	}
+	leases, err := bus.JS.KeyValue(startCtx, eventbus.BucketLeases)
+	if err != nil {
+		return err
+	}
+
+	reg := ops.NewRegistry()
+	metrics := engine.NewMetrics(reg)
+	opsSrv := ops.NewServer(reg)
+	opsSrv.AddCheck("nats", func(context.Context) error {
+		if !bus.NC.IsConnected() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	if err := opsSrv.Listen(s.OpsListen); err != nil {
+		return err
+	}
+	go opsSrv.Serve(ctx)
+
+	deps := engine.Deps{State: st, Watch: ws, Live: live, Policy: policy, Allow: file.AllowList(), Metrics: metrics, Log: log, Workers: s.Workers}
+	runners := map[string]*engine.Runner{}
+	names := make([]string, 0, len(file.Connections))
+	for _, c := range file.Connections {
+		src, err := source.New(c, deps.Allow, time.Now)
+		if err != nil {
+			return fmt.Errorf("connection %s: %w", c.Name, err)
+		}
+		runners[c.Name] = engine.NewRunner(deps, c, src)
+		names = append(names, c.Name)
+	}
+
+	type run struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var (
+		mu      sync.Mutex
+		running = map[string]run{}
+	)
+	lm := lease.New(leases, s.ReplicaID, names, s.LeaseRenew, log)
+	lm.OnAcquire = func(name string) {
+		rctx, cancel := context.WithCancel(ctx)
+		r := run{cancel: cancel, done: make(chan struct{})}
+		mu.Lock()
+		running[name] = r
+		mu.Unlock()
+		metrics.Owned.WithLabelValues(name).Set(1)
+		go func() {
+			defer close(r.done)
+			if err := runners[name].Run(rctx); err != nil && rctx.Err() == nil {
+				log.Error("connection runner failed", "instance", name, "err", err)
+			}
+		}()
+	}
+	lm.OnLose = func(name string) {
+		mu.Lock()
+		r, ok := running[name]
+		delete(running, name)
+		mu.Unlock()
+		metrics.Owned.WithLabelValues(name).Set(0)
+		if ok {
+			r.cancel()
+			select { // the next owner starts only after this one stopped
+			case <-r.done:
+			case <-time.After(20 * time.Second):
+				log.Warn("connection runner did not stop in time", "instance", name)
+			}
+		}
+	}
+	log.Info("poller started", "replica", s.ReplicaID, "connections", len(names), "watched", live.Count(""), "nats", bus.NC.ConnectedUrlRedacted(), "ops", opsSrv.Addr())
+	err = lm.Run(ctx) // stops every runner, then releases its lease, when ctx ends
+	log.Info("poller drained")
+	return err
+}

@@ -1,0 +1,249 @@
+// Package config is the poller's YAML configuration: upstream connections,
+// the configured part of the watch list, detection policy and the PII allow-list.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	pkgconfig "github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/detect"
+	"github.com/accountwatch/accountwatch/pkg/event"
+)
+
+// File is the poller configuration file.
+type File struct {
+	Connections []Connection `yaml:"connections"`
+	Watch       []WatchEntry `yaml:"watch"`
+	Policy      Policy       `yaml:"policy"`
+	// PIIAllow extends the attributes that may travel in events (globs, e.g. custom_attributes.tier).
+	PIIAllow []string `yaml:"pii_allow"`
+}
+
+// Connection is one upstream connection (an "instance").
+type Connection struct {
+	Name     string         `yaml:"name"`
+	Provider event.Provider `yaml:"provider"`
+	// ActivePlatform: base URL and API token.
+	URL          string `yaml:"url"`
+	APIToken     string `yaml:"api_token"`
+	APITokenEnv  string `yaml:"api_token_env"`
+	APITokenFile string `yaml:"api_token_file"`
+	// FullScanEvery: one cycle in N lists every account; the others list only
+	// accounts updated since the previous scan (filters[updated_at]).
+	FullScanEvery int `yaml:"full_scan_every"`
+	PerPage       int `yaml:"per_page"`
+	// Alibaba: endpoint (host[:port]), protocol, AccessKey.
+	Endpoint            string            `yaml:"endpoint"`
+	Protocol            string            `yaml:"protocol"`
+	AccessKeyID         string            `yaml:"access_key_id"`
+	AccessKeySecret     string            `yaml:"access_key_secret"`
+	AccessKeySecretEnv  string            `yaml:"access_key_secret_env"`
+	AccessKeySecretFile string            `yaml:"access_key_secret_file"`
+	LegacySignature     bool              `yaml:"legacy_signature"`
+	Spaces              []string          `yaml:"spaces"` // CAMS CustSpaceIds
+	Interval            Duration          `yaml:"interval"`
+	Jitter              float64           `yaml:"jitter"`
+	QPS                 float64           `yaml:"qps"`
+	Timeout             Duration          `yaml:"timeout"`
+	Discovery           bool              `yaml:"discovery"`
+	Labels              map[string]string `yaml:"labels"`
+}
+
+// WatchEntry is a configured watch-list entry.
+type WatchEntry struct {
+	Connection string            `yaml:"connection"`
+	Account    string            `yaml:"account"`
+	Space      string            `yaml:"space"`
+	Labels     map[string]string `yaml:"labels"`
+}
+
+// Policy is the detection policy.
+type Policy struct {
+	DebtStep       string `yaml:"debt_step"`
+	DebtThreshold  string `yaml:"debt_threshold"`
+	DebtHysteresis string `yaml:"debt_hysteresis"`
+	DegradedAfter  int    `yaml:"degraded_after"`
+}
+
+// Duration is a time.Duration written as "60s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Load reads and checks the file, filling defaults and resolving secrets.
+func Load(path string) (*File, error) {
+	var f File
+	if err := pkgconfig.LoadYAML(path, &f); err != nil {
+		return nil, err
+	}
+	if err := f.resolve(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", pkgconfig.ErrInvalid, path, err)
+	}
+	return &f, nil
+}
+
+func (f *File) resolve() error {
+	var errs []error
+	names := map[string]bool{}
+	for i := range f.Connections {
+		c := &f.Connections[i]
+		at := fmt.Sprintf("connections[%d] (%s)", i, c.Name)
+		if err := event.ValidateInstance(c.Name); err != nil {
+			errs = append(errs, fmt.Errorf("%s.name: %w", at, err))
+		}
+		if names[c.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: duplicate", at))
+		}
+		names[c.Name] = true
+		if c.Interval.Duration == 0 {
+			c.Interval.Duration = time.Minute
+		}
+		if c.Interval.Duration < 100*time.Millisecond {
+			errs = append(errs, fmt.Errorf("%s.interval: %s is below 100ms", at, c.Interval))
+		}
+		if c.Jitter == 0 {
+			c.Jitter = 0.1
+		}
+		if c.Jitter < 0 || c.Jitter > 0.5 {
+			errs = append(errs, fmt.Errorf("%s.jitter: %v (want 0 to 0.5)", at, c.Jitter))
+		}
+		if c.Timeout.Duration == 0 {
+			c.Timeout.Duration = 15 * time.Second
+		}
+		switch c.Provider {
+		case event.ProviderActivePlatform:
+			if c.URL == "" {
+				errs = append(errs, fmt.Errorf("%s.url: required for activeplatform", at))
+			}
+			tok, err := secret(c.APIToken, c.APITokenEnv, c.APITokenFile)
+			if err != nil || tok == "" {
+				errs = append(errs, fmt.Errorf("%s.api_token (or api_token_env, api_token_file): %v", at, orMissing(err)))
+			}
+			c.APIToken = tok
+			if c.FullScanEvery == 0 {
+				c.FullScanEvery = 10
+			}
+			if c.PerPage == 0 {
+				c.PerPage = 500
+			}
+		case event.ProviderAlibabaBSS, event.ProviderAlibabaCAMS:
+			if c.Endpoint == "" {
+				errs = append(errs, fmt.Errorf("%s.endpoint: required for %s", at, c.Provider))
+			}
+			sec, err := secret(c.AccessKeySecret, c.AccessKeySecretEnv, c.AccessKeySecretFile)
+			if err != nil || sec == "" || c.AccessKeyID == "" {
+				errs = append(errs, fmt.Errorf("%s.access_key_id and access_key_secret (or _env, _file): %v", at, orMissing(err)))
+			}
+			c.AccessKeySecret = sec
+			if c.Provider == event.ProviderAlibabaCAMS && len(c.Spaces) == 0 {
+				errs = append(errs, fmt.Errorf("%s.spaces: CAMS needs at least one CustSpaceId", at))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s.provider: %q (want activeplatform, alibaba-bss or alibaba-cams)", at, c.Provider))
+		}
+	}
+	for i, w := range f.Watch {
+		c := f.Connection(w.Connection)
+		if c == nil {
+			errs = append(errs, fmt.Errorf("watch[%d].connection: %q is not a configured connection", i, w.Connection))
+			continue
+		}
+		if w.Account == "" {
+			errs = append(errs, fmt.Errorf("watch[%d].account: required", i))
+		}
+		if c.Provider == event.ProviderAlibabaCAMS && w.Space == "" {
+			errs = append(errs, fmt.Errorf("watch[%d].space: required for a CAMS number", i))
+		}
+	}
+	if _, err := f.DetectPolicy(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func orMissing(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "missing"
+}
+
+// secret takes a value given inline, through an environment variable, or from a file.
+func secret(inline, env, file string) (string, error) {
+	switch {
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set", env)
+		}
+		return v, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return inline, nil
+}
+
+// Connection finds a connection by name.
+func (f *File) Connection(name string) *Connection {
+	for i := range f.Connections {
+		if f.Connections[i].Name == name {
+			return &f.Connections[i]
+		}
+	}
+	return nil
+}
+
+// DetectPolicy converts the policy section.
+func (f *File) DetectPolicy() (detect.Policy, error) {
+	p := detect.DefaultPolicy()
+	parse := func(name, s string, dst *decimal.Decimal) error {
+		if s == "" {
+			return nil
+		}
+		d, err := decimal.NewFromString(s)
+		if err != nil || d.IsNegative() {
+			return fmt.Errorf("policy.%s: %q is not a non-negative decimal", name, s)
+		}
+		*dst = d
+		return nil
+	}
+	var th decimal.Decimal
+	if err := errors.Join(parse("debt_step", f.Policy.DebtStep, &p.DebtStep), parse("debt_hysteresis", f.Policy.DebtHysteresis, &p.DebtHysteresis),
+		parse("debt_threshold", f.Policy.DebtThreshold, &th)); err != nil {
+		return p, err
+	}
+	if f.Policy.DebtThreshold != "" {
+		p.DebtThreshold = &th
+	}
+	if p.DebtHysteresis.GreaterThanOrEqual(decimal.NewFromInt(1)) {
+		return p, fmt.Errorf("policy.debt_hysteresis: %s (want a fraction below 1)", p.DebtHysteresis)
+	}
+	if f.Policy.DegradedAfter < 0 {
+		return p, fmt.Errorf("policy.degraded_after: %d", f.Policy.DegradedAfter)
+	}
+	if f.Policy.DegradedAfter > 0 {
+		p.DegradedAfter = f.Policy.DegradedAfter
+	}
+	return p, nil
+}
+
+// AllowList is the PII allow-list of events and stored state.
+func (f *File) AllowList() *event.AllowList { return event.DefaultAllowList.With(f.PIIAllow...) }

@@ -1,0 +1,190 @@
+// Package source adapts the provider clients to the poller: each turns one
+// upstream connection's answers into detect.Observations, and lists accounts
+// for discovery. Provider wire formats stop here.
+package source
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/activeplatform"
+	"github.com/accountwatch/accountwatch/pkg/alibaba"
+	"github.com/accountwatch/accountwatch/pkg/detect"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/upstream"
+	"github.com/accountwatch/accountwatch/pkg/watch"
+	"github.com/accountwatch/accountwatch/services/poller/internal/config"
+)
+
+// Listed is one account of a listing, already observed when the listing
+// carries its full state (ActivePlatform), or nil (ids only).
+type Listed struct {
+	AccountID string
+	Space     string
+	Obs       *detect.Observation
+}
+
+// Source reads one upstream connection.
+type Source interface {
+	// Observe reads one account.
+	Observe(ctx context.Context, e watch.Entry) (detect.Observation, error)
+	// List returns the connection's accounts. full=false may return only those
+	// updated since `since` (ActivePlatform's incremental scan); complete reports
+	// whether the answer is the whole listing (absence then means removal).
+	List(ctx context.Context, full bool, since time.Time) (accounts []Listed, complete bool, err error)
+}
+
+// New builds the source of a connection.
+func New(c config.Connection, allow *event.AllowList, now func() time.Time) (Source, error) {
+	retry := upstream.DefaultRetry
+	switch c.Provider {
+	case event.ProviderActivePlatform:
+		cl, err := activeplatform.New(c.URL, c.APIToken, activeplatform.WithRateLimit(c.QPS, 1), activeplatform.WithRetry(retry))
+		if err != nil {
+			return nil, err
+		}
+		return &ap{c: cl, conn: c, allow: allow, now: now}, nil
+	case event.ProviderAlibabaBSS, event.ProviderAlibabaCAMS:
+		cfg := alibaba.Config{AccessKeyID: c.AccessKeyID, AccessKeySecret: c.AccessKeySecret, Endpoint: c.Endpoint, Protocol: c.Protocol,
+			Timeout: c.Timeout.Duration, QPS: c.QPS, Retry: &retry, LegacySignature: c.LegacySignature}
+		if c.Provider == event.ProviderAlibabaBSS {
+			cl, err := alibaba.NewBSS(cfg)
+			if err != nil {
+				return nil, err
+			}
+			return &bss{c: cl, conn: c, allow: allow, now: now}, nil
+		}
+		cl, err := alibaba.NewCAMS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &cams{c: cl, conn: c, now: now}, nil
+	}
+	return nil, fmt.Errorf("unknown provider %q", c.Provider)
+}
+
+func evidence(e upstream.Evidence) event.Evidence {
+	return event.Evidence{RequestID: e.RequestID, ResponseSHA256: e.ResponseSHA256, Endpoint: e.Endpoint}
+}
+
+type ap struct {
+	c     *activeplatform.Client
+	conn  config.Connection
+	allow *event.AllowList
+	now   func() time.Time
+}
+
+func (s *ap) Observe(ctx context.Context, e watch.Entry) (detect.Observation, error) {
+	a, err := s.c.Get(ctx, e.AccountID)
+	if err != nil {
+		return detect.Observation{}, err
+	}
+	return s.observation(a), nil
+}
+
+func (s *ap) List(ctx context.Context, full bool, since time.Time) ([]Listed, bool, error) {
+	o := activeplatform.ListOptions{PerPage: s.conn.PerPage}
+	if !full {
+		o.UpdatedSince = since
+	}
+	var out []Listed
+	err := s.c.List(ctx, o, func(a *activeplatform.Account) error {
+		obs := s.observation(a)
+		out = append(out, Listed{AccountID: a.ID, Obs: &obs})
+		return nil
+	})
+	return out, full && err == nil, err
+}
+
+// observation keeps only allow-listed attributes: personal data never reaches
+// the stored state, let alone an event.
+func (s *ap) observation(a *activeplatform.Account) detect.Observation {
+	o := detect.Observation{Name: a.Name, Enums: map[string]event.Value{detect.FieldStatus: event.EnumValue(a.Status)},
+		Evidence: evidence(a.Evidence), At: s.now().UTC()}
+	if a.CurrentDebt != nil {
+		o.Debt = &detect.Debt{Current: *a.CurrentDebt, Raw: a.CurrentDebtRaw, Threshold: a.FinancialBlockingThreshold, Balance: a.Balance, Currency: a.Currency}
+	}
+	attrs := map[string]string{"status": a.Status, "currency": a.Currency, "owner_id": a.OwnerID, "manager_id": a.ManagerID}
+	if a.Balance != nil {
+		attrs["balance"] = a.Balance.String()
+	}
+	if a.CurrentDebt != nil {
+		attrs["current_debt"] = a.CurrentDebt.String()
+	}
+	if a.FinancialBlockingThreshold != nil {
+		attrs["financial_blocking_threshold"] = a.FinancialBlockingThreshold.String()
+	}
+	for k, v := range a.CustomAttributes {
+		attrs["custom_attributes."+k] = v
+	}
+	o.Attrs = s.allow.Filter(attrs)
+	return o
+}
+
+type bss struct {
+	c     *alibaba.BSS
+	conn  config.Connection
+	allow *event.AllowList
+	now   func() time.Time
+}
+
+func (s *bss) Observe(ctx context.Context, e watch.Entry) (detect.Observation, error) {
+	c, err := s.c.GetCustomerAccountInfo(ctx, e.AccountID)
+	if err != nil {
+		return detect.Observation{}, err
+	}
+	return detect.Observation{
+		Enums: map[string]event.Value{detect.FieldHostingStatus: event.EnumValue(c.HostingStatus), detect.FieldCreditLimitStatus: event.EnumValue(c.CreditLimitStatus)},
+		Attrs: s.allow.Filter(map[string]string{"account_type": c.AccountType, "is_certified": strconv.FormatBool(c.IsCertified), "mpk": c.Mpk,
+			"hosting_status": c.HostingStatus, "credit_limit_status": c.CreditLimitStatus, "login_email": c.LoginEmail}),
+		Evidence: evidence(c.Evidence), At: s.now().UTC(),
+	}, nil
+}
+
+func (s *bss) List(ctx context.Context, _ bool, _ time.Time) ([]Listed, bool, error) {
+	uids, err := s.c.GetCustomerList(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]Listed, len(uids))
+	for i, u := range uids {
+		out[i] = Listed{AccountID: u}
+	}
+	return out, true, nil
+}
+
+type cams struct {
+	c    *alibaba.CAMS
+	conn config.Connection
+	now  func() time.Time
+}
+
+func (s *cams) Observe(ctx context.Context, e watch.Entry) (detect.Observation, error) {
+	p, err := s.c.QueryPhoneBusinessProfile(ctx, e.Space, e.AccountID)
+	if err != nil {
+		return detect.Observation{}, err
+	}
+	fields, sites := p.Fields()
+	prof := make(map[string]event.Value, len(fields)+1)
+	for k, v := range fields {
+		prof[k] = event.Value{Value: v}
+	}
+	prof["Websites"] = event.ListValue(sites)
+	return detect.Observation{Name: e.AccountID, Profile: prof, Evidence: evidence(p.Evidence), At: s.now().UTC()}, nil
+}
+
+func (s *cams) List(ctx context.Context, _ bool, _ time.Time) ([]Listed, bool, error) {
+	var out []Listed
+	for _, sp := range s.conn.Spaces {
+		nums, err := s.c.QueryChatappPhoneNumbers(ctx, sp)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, n := range nums {
+			out = append(out, Listed{AccountID: n.PhoneNumber, Space: sp})
+		}
+	}
+	return out, true, nil
+}
