@@ -83,6 +83,7 @@ func (s *Server) apGet(w http.ResponseWriter, r *http.Request) {
 		apError(w, http.StatusNotFound, "Not found")
 		return
 	}
+	s.logPoll("ap/" + idText)
 	a, found := s.State.APAccount(id)
 	if !found {
 		apError(w, http.StatusNotFound, "Account not found")

@@ -164,6 +164,7 @@ func (s *Server) getCustomerAccountInfo(w http.ResponseWriter, r *http.Request, 
 		aliError(w, r, http.StatusBadRequest, "MissingOwnerId", "OwnerId is mandatory for this action.", 0)
 		return
 	}
+	s.logPoll("bss/" + owner)
 	c, ok := s.State.Customer(owner)
 	if !ok {
 		aliError(w, r, http.StatusUnauthorized, "VnoNoDataError", "There is no data by this request.", 0)
@@ -232,6 +233,7 @@ func (s *Server) queryPhoneBusinessProfile(w http.ResponseWriter, r *http.Reques
 		aliError(w, r, http.StatusBadRequest, "MissingParameter", "CustSpaceId and PhoneNumber are mandatory for this action.", 0)
 		return
 	}
+	s.logPoll("cams/" + number)
 	if _, ok := s.State.Phones(space); !ok {
 		s.writeJSON(w, ep, map[string]any{"Code": "Unknown.ResourceOwnerId", "Message": "The resource owner id is unknown.", "RequestId": requestID()})
 		return

@@ -27,6 +27,27 @@ type Server struct {
 
 	statsMu sync.Mutex
 	stats   map[string]int
+	pollLog map[string][]time.Time // per account, with WithPollLog
+}
+
+// WithPollLog records when each account was read (PollTimes), for scheduling tests.
+func WithPollLog() Option { return func(s *Server) { s.pollLog = map[string][]time.Time{} } }
+
+// logPoll notes a read of one account ("ap/1000123", "bss/<uid>", "cams/<number>").
+func (s *Server) logPoll(key string) {
+	if s.pollLog == nil {
+		return
+	}
+	s.statsMu.Lock()
+	s.pollLog[key] = append(s.pollLog[key], time.Now())
+	s.statsMu.Unlock()
+}
+
+// PollTimes returns when an account was read (WithPollLog only).
+func (s *Server) PollTimes(key string) []time.Time {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return append([]time.Time(nil), s.pollLog[key]...)
 }
 
 // Option configures a Server.
