@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"github.com/kelseyhightower/envconfig"
@@ -106,13 +107,28 @@ func LoadYAML(path string, v any) error {
 	return nil
 }
 
-// DecodeYAML decodes one strict YAML document; an empty document leaves v as is.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// ExpandEnv replaces ${NAME} and ${NAME:-default} with the environment's value.
+// A bare $ is left alone, so a literal "$" in a value needs no escaping.
+func ExpandEnv(b []byte) []byte {
+	return envRef.ReplaceAllFunc(b, func(m []byte) []byte {
+		g := envRef.FindSubmatch(m)
+		if v, ok := os.LookupEnv(string(g[1])); ok && v != "" {
+			return []byte(v)
+		}
+		return g[3]
+	})
+}
+
+// DecodeYAML decodes one strict YAML document, after ExpandEnv; an empty
+// document leaves v as is.
 func DecodeYAML(r io.Reader, v any) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec := yaml.NewDecoder(bytes.NewReader(ExpandEnv(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		return err

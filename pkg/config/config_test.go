@@ -99,3 +99,18 @@ func TestLoadYAMLStrict(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestExpandEnv(t *testing.T) {
+	t.Setenv("AW_TEST_HOST", "sim:8480")
+	os.Unsetenv("AW_TEST_UNSET")
+	for in, want := range map[string]string{
+		"url: http://${AW_TEST_HOST}":             "url: http://sim:8480",
+		"url: http://${AW_TEST_UNSET:-127.0.0.1}": "url: http://127.0.0.1",
+		"url: ${AW_TEST_UNSET}":                   "url: ",
+		"password: pa$$word":                      "password: pa$$word",
+	} {
+		if got := string(ExpandEnv([]byte(in))); got != want {
+			t.Errorf("%q -> %q, want %q", in, got, want)
+		}
+	}
+}

@@ -75,6 +75,7 @@ func run(ctx context.Context, log *slog.Logger, s settings, binDir, root string)
 	for _, svc := range services {
 		sup.start(ctx, svc)
 	}
+	go tailEvents(ctx, bus.JS, os.Stdout, log)
 	fmt.Print(banner(cfg, services))
 	<-ctx.Done()
 	log.Info("stopping: draining services")

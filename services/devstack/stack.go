@@ -46,6 +46,11 @@ func (c stackConfig) services() []service {
 				"upstream-sim   " + sim + "  (ActivePlatform, BSS, CAMS; admin API " + sim + "/admin/state)",
 			},
 		},
+		{
+			Name: "poller",
+			Env:  []string{"AW_POLLER_CONFIG=" + filepath.Join(c.RootDir, "deploy", "dev", "poller.yaml"), "AW_SIM_ADDR=" + c.SimAddr, "AW_REPLICA_ID=devstack-poller"},
+			Look: []string{"poller         polls upstream-sim every 5 s; `awctl watch list` shows what it watches"},
+		},
 	}
 	port := c.OpsBase
 	for i := range all {
@@ -72,6 +77,7 @@ func banner(c stackConfig, started []service) string {
 			b.WriteString("  " + l + "\n")
 		}
 	}
+	b.WriteString("  events         printed below as [events] lines; `go run ./services/awctl watch list` (from the repo root) administers\n")
 	b.WriteString("Ctrl-C stops everything; `make run` again resumes from the same data directory.\n\n")
 	return b.String()
 }

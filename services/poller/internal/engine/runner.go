@@ -86,7 +86,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 	prog := r.loadProgress(ctx)
-	log.Info("polling", "accounts_in_state", len(entries), "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration)
+	log.Info("polling", "accounts_in_state", len(entries), "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
 		due := r.Now()
 		if !prog.LastStart.IsZero() {

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/alibaba"
+	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/onboard"
+	"github.com/accountwatch/accountwatch/pkg/state"
+	"github.com/accountwatch/accountwatch/pkg/watch"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitUsage   = 2
+	exitExisted = 3 // onboard: the login email was already used
+)
+
+const usage = `awctl administers accountwatch.
+
+  awctl watch add    --connection NAME --provider P --account ID [--space ID] [--label k=v ...]
+  awctl watch remove --connection NAME --provider P --account ID
+  awctl watch list   [--connection NAME] [--output table|json]
+  awctl onboard      --connection NAME --email ADDRESS [--enterprise-name N] [--nation-code CC]
+                     [--province P] [--city C] [--postcode Z] [--account-attr 1] [--label k=v ...]
+
+Providers: activeplatform, alibaba-bss, alibaba-cams.
+Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys;
+onboard also reads AW_BSS_ENDPOINT, AW_BSS_PROTOCOL, AW_BSS_ACCESS_KEY_ID,
+AW_BSS_ACCESS_KEY_SECRET (or AW_BSS_ACCESS_KEY_SECRET_FILE).
+`
+
+type settings struct {
+	eventbus.Config
+	BSSEndpoint  string `envconfig:"BSS_ENDPOINT" default:"business.aliyuncs.com"`
+	BSSProtocol  string `envconfig:"BSS_PROTOCOL" default:"https"`
+	BSSKeyID     string `envconfig:"BSS_ACCESS_KEY_ID"`
+	BSSKeySecret string `envconfig:"BSS_ACCESS_KEY_SECRET" secret:"true"`
+}
+
+type labelFlag map[string]string
+
+func (l labelFlag) String() string { return fmt.Sprint(map[string]string(l)) }
+func (l labelFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("label %q: want key=value", v)
+	}
+	l[k] = val
+	return nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	var s settings
+	if err := config.Load(&s); err != nil {
+		fmt.Fprintln(stderr, "awctl:", err)
+		return exitUsage
+	}
+	if s.URL == "" {
+		s.URL = "nats://127.0.0.1:4222"
+	}
+	s.Name = "awctl"
+	cmd := strings.Join(args[:min(2, len(args))], " ")
+	switch cmd {
+	case "watch add", "watch remove", "watch list":
+		return watchCmd(ctx, s, args[1], args[2:], stdout, stderr)
+	}
+	if args[0] == "onboard" {
+		return onboardCmd(ctx, s, args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "awctl: unknown command %q\n\n%s", strings.Join(args, " "), usage)
+	return exitUsage
+}
+
+func connect(ctx context.Context, s settings, stderr io.Writer) (*eventbus.Bus, bool) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	bus, err := eventbus.Connect(cctx, s.Config)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl:", err, "(is the stack running? `make run` starts one)")
+		return nil, false
+	}
+	return bus, true
+}
+
+func watchCmd(ctx context.Context, s settings, verb string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("awctl watch "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conn := fs.String("connection", "", "connection (instance) name")
+	provider := fs.String("provider", "", "provider of the connection")
+	account := fs.String("account", "", "account id (phone number for CAMS)")
+	space := fs.String("space", "", "CAMS CustSpaceId")
+	output := fs.String("output", "table", "list output: table or json")
+	labels := labelFlag{}
+	fs.Var(labels, "label", "label key=value (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if verb != "list" && (*conn == "" || *account == "" || *provider == "") {
+		fmt.Fprintf(stderr, "awctl watch %s: --connection, --provider and --account are required\n", verb)
+		return exitUsage
+	}
+	bus, ok := connect(ctx, s, stderr)
+	if !ok {
+		return exitFailed
+	}
+	defer bus.Close()
+	ws, err := watch.Open(ctx, bus.JS)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl:", err)
+		return exitFailed
+	}
+	switch verb {
+	case "add":
+		e := watch.Entry{Provider: event.Provider(*provider), Instance: *conn, AccountID: *account, Space: *space, Labels: labels, Source: watch.SourceCLI}
+		if err := ws.Put(ctx, e); err != nil {
+			fmt.Fprintln(stderr, "awctl:", err)
+			return exitUsage
+		}
+		fmt.Fprintf(stdout, "watching %s/%s\n", *conn, *account)
+	case "remove":
+		err := ws.Remove(ctx, event.Provider(*provider), *conn, *account)
+		if errors.Is(err, watch.ErrNotFound) {
+			fmt.Fprintln(stderr, "awctl:", err)
+			return exitFailed
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "awctl:", err)
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "no longer watching %s/%s\n", *conn, *account)
+	case "list":
+		list, err := ws.List(ctx, *conn)
+		if err != nil {
+			fmt.Fprintln(stderr, "awctl:", err)
+			return exitFailed
+		}
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].Instance != list[j].Instance {
+				return list[i].Instance < list[j].Instance
+			}
+			return list[i].AccountID < list[j].AccountID
+		})
+		if *output == "json" {
+			enc := json.NewEncoder(stdout)
+			for _, e := range list {
+				enc.Encode(e)
+			}
+			return exitOK
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CONNECTION\tPROVIDER\tACCOUNT\tSOURCE\tLABELS\tADDED")
+		for _, e := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Instance, e.Provider, e.AccountID, e.Source, fmtLabels(e.Labels), e.AddedAt.Format(time.RFC3339))
+		}
+		tw.Flush()
+		fmt.Fprintf(stdout, "%d accounts\n", len(list))
+	}
+	return exitOK
+}
+
+func fmtLabels(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func onboardCmd(ctx context.Context, s settings, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("awctl onboard", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conn := fs.String("connection", "", "BSS connection (instance) the new account is watched under")
+	req := alibaba.AgAccount{}
+	fs.StringVar(&req.LoginEmail, "email", "", "login email of the new member account")
+	fs.StringVar(&req.EnterpriseName, "enterprise-name", "", "enterprise name")
+	fs.StringVar(&req.NationCode, "nation-code", "", "country code, e.g. CN")
+	fs.StringVar(&req.ProvinceName, "province", "", "province")
+	fs.StringVar(&req.CityName, "city", "", "city")
+	fs.StringVar(&req.Postcode, "postcode", "", "postal code")
+	fs.StringVar(&req.AccountAttr, "account-attr", "", "account attribute (1: enterprise)")
+	labels := labelFlag{}
+	fs.Var(labels, "label", "label key=value (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *conn == "" || req.LoginEmail == "" {
+		fmt.Fprintln(stderr, "awctl onboard: --connection and --email are required")
+		return exitUsage
+	}
+	if s.BSSKeyID == "" || s.BSSKeySecret == "" {
+		fmt.Fprintln(stderr, "awctl onboard: AW_BSS_ACCESS_KEY_ID and AW_BSS_ACCESS_KEY_SECRET (or _FILE) are required")
+		return exitUsage
+	}
+	bss, err := alibaba.NewBSS(alibaba.Config{AccessKeyID: s.BSSKeyID, AccessKeySecret: s.BSSKeySecret, Endpoint: s.BSSEndpoint, Protocol: s.BSSProtocol})
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl:", err)
+		return exitUsage
+	}
+	bus, ok := connect(ctx, s, stderr)
+	if !ok {
+		return exitFailed
+	}
+	defer bus.Close()
+	st, err := state.Open(ctx, bus.JS)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl:", err)
+		return exitFailed
+	}
+	ws, err := watch.Open(ctx, bus.JS)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl:", err)
+		return exitFailed
+	}
+	res, err := onboard.Onboard(ctx, bss, st, ws, *conn, req, labels)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl onboard:", err)
+		return exitFailed
+	}
+	if !res.Created {
+		fmt.Fprintf(stdout, "already exists: %s is account %s (nothing created, nothing emitted)\n", req.LoginEmail, res.UID)
+		return exitExisted
+	}
+	fmt.Fprintf(stdout, "created account %s; event %s; watched under %s\n", res.UID, res.EventID, *conn)
+	return exitOK
+}
