@@ -72,4 +72,3 @@ func Onboard(ctx context.Context, c Creator, st *state.Store, ws *watch.Store, i
 	}
 	return Result{UID: rel.Pk, Created: true, EventID: ev.ID()}, nil
 }
-
