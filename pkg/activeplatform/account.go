@@ -2,6 +2,8 @@ package activeplatform
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,8 +116,49 @@ func DecodeAccount(body []byte) (*Account, error) {
 // DecodeList decodes a listing page: a JSON array of accounts (or an object
 // with an "accounts" array). One bad account fails the page.
 func DecodeList(body []byte) ([]*Account, error) {
+	items, err := listItems(body)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Account, 0, len(items))
+	seen := make(map[string]bool, len(items))
+	for i, it := range items {
+		a, err := DecodeItem(it, sha256.Sum256(it), upstream.Evidence{})
+		if err != nil {
+			return nil, fmt.Errorf("list item %d: %w", i, err)
+		}
+		if seen[a.ID] {
+			return nil, fmt.Errorf("list item %d: account %s listed twice", i, a.ID)
+		}
+		seen[a.ID] = true
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// DecodeItem decodes one account of a listing; sum is the SHA-256 of item and
+// becomes the account's evidence hash.
+func DecodeItem(item []byte, sum [32]byte, ev upstream.Evidence) (*Account, error) {
+	var w wireAccount
+	if err := decodeWire(item, &w); err != nil {
+		return nil, err
+	}
+	a, err := w.normalise()
+	if err != nil {
+		return nil, err
+	}
+	a.Evidence = ev
+	a.Evidence.ResponseSHA256 = hex.EncodeToString(sum[:])
+	return a, nil
+}
+
+// listItems splits a listing page into its accounts' raw JSON, rejecting a page
+// that is not valid JSON.
+func listItems(body []byte) ([][]byte, error) {
 	trimmed := bytes.TrimSpace(body)
-	var items []json.RawMessage
+	if !json.Valid(trimmed) {
+		return nil, errors.New("list JSON: invalid JSON")
+	}
 	if len(trimmed) > 0 && trimmed[0] == '{' {
 		var env struct {
 			Accounts *[]json.RawMessage `json:"accounts"`
@@ -126,29 +169,29 @@ func DecodeList(body []byte) ([]*Account, error) {
 		if env.Accounts == nil {
 			return nil, errors.New("list JSON: no accounts array")
 		}
-		items = *env.Accounts
-	} else if err := json.Unmarshal(trimmed, &items); err != nil {
-		return nil, fmt.Errorf("list JSON: %w", err)
+		out := make([][]byte, len(*env.Accounts))
+		for i, r := range *env.Accounts {
+			out[i] = r
+		}
+		return out, nil
 	}
-	out := make([]*Account, 0, len(items))
-	seen := make(map[string]bool, len(items))
-	for i, it := range items {
-		var w wireAccount
-		if err := decodeWire(it, &w); err != nil {
-			return nil, fmt.Errorf("list item %d: %w", i, err)
-		}
-		a, err := w.normalise()
-		if err != nil {
-			return nil, fmt.Errorf("list item %d: %w", i, err)
-		}
-		if seen[a.ID] {
-			return nil, fmt.Errorf("list item %d: account %s listed twice", i, a.ID)
-		}
-		seen[a.ID] = true
-		a.Evidence.ResponseSHA256 = upstream.Hash(it)
-		out = append(out, a)
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		return nil, errors.New("list JSON: not an array")
 	}
-	return out, nil
+	s := &scan{b: trimmed, i: 1}
+	var out [][]byte
+	s.ws()
+	if s.b[s.i] == ']' {
+		return out, nil
+	}
+	for {
+		out = append(out, s.value())
+		s.ws()
+		if s.b[s.i] == ']' {
+			return out, nil
+		}
+		s.i++ // ','
+	}
 }
 
 func (w *wireAccount) normalise() (*Account, error) {

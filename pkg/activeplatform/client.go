@@ -7,6 +7,7 @@ package activeplatform
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -118,6 +119,20 @@ type ListOptions struct {
 // List pages through the listing until a short page, calling fn for each account.
 // Each account's evidence hashes the account's own JSON within its page.
 func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) error) error {
+	return c.ListRaw(ctx, o, func(item []byte, sum [32]byte, ev upstream.Evidence) error {
+		a, err := DecodeItem(item, sum, ev)
+		if err != nil {
+			return err
+		}
+		return fn(a)
+	})
+}
+
+// ListRaw pages through the listing like List, but hands fn each account's raw
+// JSON and its SHA-256 before any decoding: a poller that has seen exactly these
+// bytes before can skip the account (DecodeItem decodes it when it cannot).
+// A page is validated as a whole before fn sees any of its items.
+func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, sum [32]byte, ev upstream.Evidence) error) error {
 	per := o.PerPage
 	if per <= 0 {
 		per = 200
@@ -131,30 +146,29 @@ func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) erro
 			q.Set("filters[status]", o.Status)
 		}
 		op := "list accounts page " + strconv.Itoa(page)
-		var accounts []*Account
+		var items [][]byte
+		var ev upstream.Evidence
 		err := c.retry.Do(ctx, func(ctx context.Context) error {
-			body, ev, err := c.do(ctx, op, "/api/vendor/v1/accounts.json", q)
+			body, e, err := c.do(ctx, op, "/api/vendor/v1/accounts.json", q)
 			if err != nil {
 				return err
 			}
-			accounts, err = DecodeList(body)
-			if err != nil {
+			ev = e
+			if items, err = listItems(body); err != nil {
 				return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: err.Error()}
-			}
-			for _, a := range accounts {
-				a.Evidence.RequestID, a.Evidence.Endpoint = ev.RequestID, ev.Endpoint
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for _, a := range accounts {
-			if err := fn(a); err != nil {
+		ev.ResponseSHA256 = ""
+		for _, it := range items {
+			if err := fn(it, sha256.Sum256(it), ev); err != nil {
 				return err
 			}
 		}
-		if len(accounts) < per {
+		if len(items) < per {
 			return nil
 		}
 	}

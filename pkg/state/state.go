@@ -88,6 +88,55 @@ func decode(kve jetstream.KeyValueEntry) (*Entry, error) {
 	return &e, nil
 }
 
+// Raw is a stored record as bytes, decoded only when needed (Decode): a poller
+// holding 100,000 accounts keeps them compact.
+type Raw struct {
+	Data []byte
+	Rev  uint64
+}
+
+// Decode decodes a raw record.
+func Decode(key string, r Raw) (*Entry, error) {
+	var e Entry
+	if err := json.Unmarshal(r.Data, &e); err != nil {
+		return nil, fmt.Errorf("state %s: %w", key, err)
+	}
+	e.Rev = r.Rev
+	return &e, nil
+}
+
+// Encode is the stored form of an entry.
+func Encode(e *Entry) (Raw, error) {
+	b, err := json.Marshal(e)
+	return Raw{Data: b, Rev: e.Rev}, err
+}
+
+// LoadRaw reads every record under a prefix (one connection), keyed by KV key,
+// without decoding them.
+func (s *Store) LoadRaw(ctx context.Context, prefix string) (map[string]Raw, error) {
+	w, err := s.kv.Watch(ctx, prefix+">")
+	if err != nil {
+		return nil, fmt.Errorf("state load %s: %w", prefix, err)
+	}
+	defer w.Stop()
+	out := map[string]Raw{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case u := <-w.Updates():
+			if u == nil {
+				return out, nil
+			}
+			if u.Operation() != jetstream.KeyValuePut {
+				delete(out, u.Key())
+				continue
+			}
+			out[u.Key()] = Raw{Data: u.Value(), Rev: u.Revision()}
+		}
+	}
+}
+
 // Load reads every record under a prefix (one connection), keyed by KV key.
 func (s *Store) Load(ctx context.Context, prefix string) (map[string]*Entry, error) {
 	w, err := s.kv.Watch(ctx, prefix+">")

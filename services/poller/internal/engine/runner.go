@@ -2,6 +2,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,7 +42,16 @@ type Runner struct {
 	src  source.Source
 
 	mu    sync.Mutex
-	cache map[string]*state.Entry
+	cache map[string]*slot // records as stored, decoded only when touched
+	// sums: the SHA-256 of each account's raw listing JSON when it was last
+	// processed successfully; bytes seen again need no decoding and no diff.
+	sumToID map[[32]byte]string
+	idToSum map[string][32]byte
+}
+
+type slot struct {
+	raw      state.Raw
+	baseline bool
 }
 
 // NewRunner builds a runner.
@@ -52,7 +62,33 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{Deps: d, conn: c, src: src}
+	return &Runner{Deps: d, conn: c, src: src, sumToID: map[[32]byte]string{}, idToSum: map[string][32]byte{}}
+}
+
+// known is the source's Known: an account whose listing bytes are unchanged.
+func (r *Runner) known(sum [32]byte) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id, ok := r.sumToID[sum]
+	return id, ok
+}
+
+func (r *Runner) remember(id string, sum [32]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.idToSum[id]; ok {
+		delete(r.sumToID, old)
+	}
+	r.sumToID[sum], r.idToSum[id] = id, sum
+}
+
+func (r *Runner) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.idToSum[id]; ok {
+		delete(r.sumToID, old)
+		delete(r.idToSum, id)
+	}
 }
 
 // progress is the connection's schedule, kept in AW_WATCH so that a replica
@@ -73,18 +109,24 @@ const scanOverlap = 2 * time.Minute
 // Run loads the connection's state and runs cycles until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log.With("instance", r.conn.Name)
-	entries, err := r.State.Load(ctx, state.Prefix(r.conn.Provider, r.conn.Name))
+	raws, err := r.State.LoadRaw(ctx, state.Prefix(r.conn.Provider, r.conn.Name))
 	if err != nil {
 		return err
 	}
-	r.cache = entries
-	for key, e := range entries {
-		if len(e.Pending) > 0 { // a predecessor crashed between staging and publishing
-			if err := r.State.Flush(ctx, key, e); err != nil {
-				log.Warn("flushing a pending outbox failed; retrying next cycle", "key", key, "err", err)
-			}
+	r.mu.Lock()
+	r.cache = make(map[string]*slot, len(raws))
+	for key, raw := range raws {
+		// encoding/json writes these exact bytes for the fields: a cheap look
+		// instead of decoding 100,000 records at start.
+		r.cache[key] = &slot{raw: raw, baseline: bytes.Contains(raw.Data, []byte(`"baseline":true`))}
+	}
+	r.mu.Unlock()
+	for key, raw := range raws {
+		if bytes.Contains(raw.Data, []byte(`"pending":[`)) { // a predecessor crashed between staging and publishing
+			r.with(ctx, key, func(*state.Entry) bool { return true })
 		}
 	}
+	entries := raws
 	prog := r.loadProgress(ctx)
 	log.Info("polling", "accounts_in_state", len(entries), "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
@@ -135,6 +177,7 @@ func (r *Runner) saveProgress(ctx context.Context, p progress) {
 type task struct {
 	entry watch.Entry
 	obs   *detect.Observation // from the listing; nil: read it
+	sum   [32]byte            // of the listing bytes, when obs came from a listing
 }
 
 // cycle polls every watched account of the connection once. It reports whether
@@ -149,7 +192,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	listing := r.conn.Provider == event.ProviderActivePlatform || r.conn.Discovery
 	inListing := map[string]bool{}
 	if listing {
-		listed, complete, err := r.src.List(ctx, full, prog.ScanSince)
+		listed, complete, err := r.src.List(ctx, full, prog.ScanSince, r.known)
 		if err != nil {
 			listedOK = false
 			r.countError(err)
@@ -160,7 +203,15 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			r.Log.Warn("listing failed; polling the known accounts", "instance", r.conn.Name, "err", err)
 		}
 		for _, l := range listed {
+			if inListing[l.AccountID] {
+				r.Log.Warn("account listed twice in one scan; reading it once", "instance", r.conn.Name, "account", l.AccountID)
+				continue
+			}
 			inListing[l.AccountID] = true
+			if l.Unchanged {
+				r.Metrics.Polls.WithLabelValues(r.conn.Name, "ok").Inc()
+				continue // byte for byte what was last processed: nothing to detect
+			}
 			e, ok := watched[l.AccountID]
 			if !ok && r.conn.Discovery {
 				e = watch.Entry{Provider: r.conn.Provider, Instance: r.conn.Name, AccountID: l.AccountID, Space: l.Space, Source: watch.SourceDiscovery, AddedAt: r.Now().UTC()}
@@ -170,16 +221,31 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 				}
 				watched[l.AccountID] = e
 				if prog.ListedOnce {
-					r.discovered(ctx, e, l.Obs)
+					if r.discovered(ctx, e, l.Obs) && l.Obs != nil {
+						r.remember(e.AccountID, l.Sum)
+					}
 					continue
 				}
 			}
 			if (ok || r.conn.Discovery) && l.Obs != nil {
-				tasks = append(tasks, task{entry: e, obs: l.Obs})
+				tasks = append(tasks, task{entry: e, obs: l.Obs, sum: l.Sum})
 			}
 		}
 		if err == nil && r.conn.Discovery {
 			prog.ListedOnce = true
+		}
+		if complete {
+			r.mu.Lock()
+			var gone []string
+			for id := range r.idToSum {
+				if !inListing[id] {
+					gone = append(gone, id)
+				}
+			}
+			r.mu.Unlock()
+			for _, id := range gone {
+				r.forget(id)
+			}
 		}
 		if complete && r.conn.Discovery {
 			for id, e := range watched {
@@ -259,7 +325,9 @@ func (r *Runner) runTasks(ctx context.Context, tasks []task) (int, []failure) {
 				mu.Lock()
 				ok++
 				mu.Unlock()
-				r.observed(ctx, t.entry, *obs)
+				if r.observed(ctx, t.entry, *obs) && t.obs != nil {
+					r.remember(t.entry.AccountID, t.sum)
+				}
 			}
 		}()
 	}
@@ -293,27 +361,47 @@ func (r *Runner) key(accountID string) string {
 	return state.Key(r.conn.Provider, r.conn.Name, accountID)
 }
 
-func (r *Runner) get(ctx context.Context, key string) *state.Entry {
+// with runs f on the account's current record (decoded from the cache, any
+// outbox left by a crash published first) and keeps what f leaves in it. It
+// returns what f returns, false if the outbox could not be flushed.
+func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) bool) bool {
 	r.mu.Lock()
-	e, ok := r.cache[key]
-	if !ok {
-		e = &state.Entry{}
-		r.cache[key] = e
-	}
+	sl, ok := r.cache[key]
 	r.mu.Unlock()
-	if len(e.Pending) > 0 {
-		if err := r.State.Flush(ctx, key, e); err != nil {
-			r.Log.Warn("flushing a pending outbox failed", "key", key, "err", err)
+	cur := &state.Entry{}
+	if ok {
+		e, err := state.Decode(key, sl.raw)
+		if err != nil {
+			r.Log.Error("undecodable state record; starting it afresh", "key", key, "err", err)
+			e = &state.Entry{Rev: sl.raw.Rev}
+		}
+		cur = e
+	}
+	done := true
+	if len(cur.Pending) > 0 {
+		if err := r.State.Flush(ctx, key, cur); err != nil {
+			r.Log.Warn("flushing a pending outbox failed; retrying next cycle", "key", key, "err", err)
+			r.failedWrite(ctx, key, cur, err)
+			done = false
 		}
 	}
-	return e
+	if done {
+		done = f(cur)
+	}
+	raw, err := state.Encode(cur)
+	if err == nil && (cur.Rev != 0 || len(raw.Data) > 0) {
+		r.mu.Lock()
+		r.cache[key] = &slot{raw: raw, baseline: cur.Record.Baseline}
+		r.mu.Unlock()
+	}
+	return done
 }
 
 func (r *Runner) baselined(e watch.Entry) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c, ok := r.cache[r.key(e.AccountID)]
-	return ok && c.Record.Baseline
+	sl, ok := r.cache[r.key(e.AccountID)]
+	return ok && sl.baseline
 }
 
 func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidence) event.Meta {
@@ -328,63 +416,70 @@ func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidenc
 		Labels: labels, ObservedAt: at, Evidence: ev, Allow: r.Allow}
 }
 
-func (r *Runner) observed(ctx context.Context, e watch.Entry, obs detect.Observation) {
-	key := r.key(e.AccountID)
-	cur := r.get(ctx, key)
-	changes, next := detect.Observe(cur.Record, obs, r.Policy)
-	r.commit(ctx, key, cur, next, changes, r.meta(e, next.Name, obs.At, obs.Evidence))
+// observed processes one successful read; it reports whether the result is
+// committed (only then may the listing bytes be remembered as processed).
+func (r *Runner) observed(ctx context.Context, e watch.Entry, obs detect.Observation) bool {
+	return r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
+		changes, next := detect.Observe(cur.Record, obs, r.Policy)
+		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, next.Name, obs.At, obs.Evidence))
+	})
 }
 
 // vanished handles an account the upstream no longer knows: once baselined,
 // that is a removal; otherwise it is a failure like any other.
 func (r *Runner) vanished(ctx context.Context, e watch.Entry) bool {
-	key := r.key(e.AccountID)
-	cur := r.get(ctx, key)
-	if !cur.Record.Baseline {
-		return false
-	}
-	if !cur.Record.Removed {
-		r.removedRecord(ctx, key, cur, e)
-	}
-	return true
+	handled := false
+	r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
+		if !cur.Record.Baseline {
+			return true
+		}
+		handled = true
+		if !cur.Record.Removed {
+			r.removedRecord(ctx, cur, e)
+		}
+		return true
+	})
+	return handled
 }
 
-func (r *Runner) discovered(ctx context.Context, e watch.Entry, obs *detect.Observation) {
-	key := r.key(e.AccountID)
-	cur := r.get(ctx, key)
-	next := cur.Record
-	m := r.meta(e, "", r.Now().UTC(), event.Evidence{})
-	var attrs map[string]string
-	if obs != nil {
-		_, next = detect.Observe(cur.Record, *obs, r.Policy)
-		m = r.meta(e, obs.Name, obs.At, obs.Evidence)
-		attrs = obs.Attrs
-	}
-	r.commit(ctx, key, cur, next, []detect.Change{{Type: event.TypeDiscovered, Attrs: attrs}}, m)
+func (r *Runner) discovered(ctx context.Context, e watch.Entry, obs *detect.Observation) bool {
+	return r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
+		next := cur.Record
+		m := r.meta(e, "", r.Now().UTC(), event.Evidence{})
+		var attrs map[string]string
+		if obs != nil {
+			_, next = detect.Observe(cur.Record, *obs, r.Policy)
+			m = r.meta(e, obs.Name, obs.At, obs.Evidence)
+			attrs = obs.Attrs
+		}
+		return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeDiscovered, Attrs: attrs}}, m)
+	})
 }
 
 func (r *Runner) removed(ctx context.Context, e watch.Entry) {
-	key := r.key(e.AccountID)
-	cur := r.get(ctx, key)
-	if !cur.Record.Removed {
-		r.removedRecord(ctx, key, cur, e)
-	}
+	r.forget(e.AccountID)
+	r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
+		if !cur.Record.Removed {
+			r.removedRecord(ctx, cur, e)
+		}
+		return true
+	})
 	if err := r.Watch.Remove(ctx, e.Provider, e.Instance, e.AccountID); err != nil && !errors.Is(err, watch.ErrNotFound) {
 		r.Log.Warn("removing a vanished account from the watch list failed", "account", e.AccountID, "err", err)
 	}
 }
 
-func (r *Runner) removedRecord(ctx context.Context, key string, cur *state.Entry, e watch.Entry) {
+func (r *Runner) removedRecord(ctx context.Context, cur *state.Entry, e watch.Entry) bool {
 	next := cur.Record
 	next.Removed = true
-	r.commit(ctx, key, cur, next, []detect.Change{{Type: event.TypeRemoved, Attrs: cur.Record.Attrs}}, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
+	return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeRemoved, Attrs: cur.Record.Attrs}}, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
 }
 
 func (r *Runner) accountFailed(ctx context.Context, e watch.Entry, err error) {
-	key := r.key(e.AccountID)
-	cur := r.get(ctx, key)
-	changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), err.Error(), r.Policy)
-	r.commit(ctx, key, cur, next, changes, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
+	r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
+		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), err.Error(), r.Policy)
+		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
+	})
 }
 
 func (r *Runner) providerEntry() watch.Entry {
@@ -392,36 +487,44 @@ func (r *Runner) providerEntry() watch.Entry {
 }
 
 func (r *Runner) providerFailed(ctx context.Context, err error) {
-	key := r.key(event.ProviderScope)
-	cur := r.get(ctx, key)
-	changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), err.Error(), r.Policy)
-	r.Log.Warn("connection failed", "instance", r.conn.Name, "failures", next.Failures, "err", err)
-	r.commit(ctx, key, cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
+	r.with(ctx, r.key(event.ProviderScope), func(cur *state.Entry) bool {
+		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), err.Error(), r.Policy)
+		r.Log.Warn("connection failed", "instance", r.conn.Name, "failures", next.Failures, "err", err)
+		return r.commit(ctx, r.key(event.ProviderScope), cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
+	})
 }
 
 func (r *Runner) providerOK(ctx context.Context) {
 	key := r.key(event.ProviderScope)
-	cur := r.get(ctx, key)
-	if cur.Record.Failures == 0 {
-		return
+	r.mu.Lock()
+	_, ok := r.cache[key]
+	r.mu.Unlock()
+	if !ok {
+		return // never failed
 	}
-	changes, next := detect.Recover(cur.Record)
-	r.commit(ctx, key, cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
+	r.with(ctx, key, func(cur *state.Entry) bool {
+		if cur.Record.Failures == 0 {
+			return true
+		}
+		changes, next := detect.Recover(cur.Record)
+		return r.commit(ctx, key, cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
+	})
 }
 
 // commit turns changes into chained events and commits them with the next
 // record; without changes it writes the record only if it differs.
-func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta) {
+func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta) bool {
 	next.Version, next.Provider, next.Instance = 1, r.conn.Provider, r.conn.Name
 	next.AccountID = m.AccountID
 	if len(changes) == 0 {
 		if reflect.DeepEqual(cur.Record, next) {
-			return
+			return true
 		}
 		if err := r.State.Put(ctx, key, cur, next); err != nil {
-			r.conflict(ctx, key, err)
+			r.failedWrite(ctx, key, cur, err)
+			return false
 		}
-		return
+		return true
 	}
 	m.PreviousObservedAt = cur.Record.ChangedAt
 	m.Revision = cur.Rev
@@ -432,7 +535,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 		ev, err := c.Event(m)
 		if err != nil {
 			r.Log.Error("building an event failed", "key", key, "type", c.Type, "err", err)
-			return
+			return false
 		}
 		chain = event.Chain{Seq: ev.Data.Chain.Seq, Prev: ev.Hash()}
 		events = append(events, ev)
@@ -443,25 +546,25 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 	next.Chain = chain
 	next.ChangedAt = m.ObservedAt
 	if err := r.State.Commit(ctx, key, cur, next, events); err != nil {
-		r.conflict(ctx, key, err)
-		return
+		r.failedWrite(ctx, key, cur, err)
+		return false
 	}
 	for _, ev := range events {
 		r.Metrics.Changes.WithLabelValues(r.conn.Name, ev.Type().Tail()).Inc()
 	}
+	return true
 }
 
-// conflict re-reads a record another writer changed (or logs a failed write);
-// the change is detected again next cycle against the fresh state.
-func (r *Runner) conflict(ctx context.Context, key string, err error) {
+// failedWrite re-reads a record another writer changed (or logs a failed
+// write); the change is detected again next cycle against the fresh state. A
+// failed publish leaves the outbox in cur, flushed before the next change.
+func (r *Runner) failedWrite(ctx context.Context, key string, cur *state.Entry, err error) {
 	if ctx.Err() != nil {
 		return
 	}
 	if errors.Is(err, state.ErrConflict) {
 		if fresh, gerr := r.State.Get(ctx, key); gerr == nil {
-			r.mu.Lock()
-			r.cache[key] = fresh
-			r.mu.Unlock()
+			*cur = *fresh
 		}
 		r.Log.Info("state changed under this replica; re-reading", "key", key)
 		return

@@ -1,0 +1,226 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
+	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
+)
+
+// BenchmarkPoller100k is the poller end to end: 100,000 watched ActivePlatform
+// accounts on upstream-sim, 1% of them changing per interval, the poller as its
+// own process (built without -race). It reports accounts polled per second in
+// steady state next to a bare net/http loop fetching the same listing in the
+// same run, the poller's CPU per 1,000 polls, its RSS, and the time from a change
+// in the simulator to its event in the stream (p50, p99). It runs once.
+func BenchmarkPoller100k(b *testing.B) {
+	const (
+		accounts = 100_000
+		perPage  = 1000
+		interval = 6 * time.Second
+		measured = 3 // steady-state cycles measured
+	)
+	bin := filepath.Join(b.TempDir(), "poller")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	seed := simtest.Seed()
+	seed.ActivePlatform.Accounts = nil
+	seed.ActivePlatform.Generate.Count = accounts
+	seed.ActivePlatform.MaxPerPage = perPage
+	s, url := simtest.Start(b, seed)
+	bus := bustest.Start(b, bustest.Config(b, "127.0.0.1:0"))
+	opsAddr := freeAddr(b)
+	cfg := filepath.Join(b.TempDir(), "poller.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("connections:\n  - {name: ap, provider: activeplatform, url: %s, api_token: %s, interval: %s, jitter: 0.01, full_scan_every: 1, per_page: %d, discovery: true}\npolicy: {debt_step: \"1000000\"}\n",
+		url, simtest.APToken, interval, perPage)), 0o600)
+
+	for i := 0; i < b.N; i++ {
+		if i > 0 {
+			continue // one run is the measurement
+		}
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL=warn", "AW_POLL_WORKERS=16")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		metric := func(name string) float64 { return scrape(b, "http://"+opsAddr+"/metrics", name) }
+		// Setup: discovery of 100,000 accounts, then their baseline.
+		waitUntil(b, 10*time.Minute, func() bool { return metric(`aw_poller_cycle_seconds_count{instance="ap"}`) >= 2 })
+
+		// Changes: 1% of the accounts per interval, spread over the measured cycles.
+		var mu sync.Mutex
+		changedAt := map[string]time.Time{}
+		latencies := []time.Duration{}
+		ctx, cancel := context.WithCancel(context.Background())
+		go consumeLatencies(ctx, bus, &mu, changedAt, &latencies)
+		go func() {
+			rng := rand.New(rand.NewPCG(7, 7))
+			perInterval := accounts / 100
+			tick := interval / time.Duration(perInterval)
+			for n := 0; ctx.Err() == nil && n < perInterval*measured; n++ {
+				id := 5_000_000 + rng.IntN(accounts)
+				a, _ := s.State.APAccount(int64(id))
+				next := "credit hold"
+				if a.Status == "credit hold" {
+					next = "active"
+				}
+				mu.Lock()
+				changedAt[strconv.Itoa(id)] = time.Now()
+				mu.Unlock()
+				s.State.SetAP(int64(id), map[string]any{"status": next})
+				time.Sleep(tick)
+			}
+		}()
+
+		cpu0, cycles0, secs0 := cpuSeconds(b, pid), metric(`aw_poller_cycle_seconds_count{instance="ap"}`), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
+		polls0 := metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
+		waitUntil(b, 10*time.Minute, func() bool { return metric(`aw_poller_cycle_seconds_count{instance="ap"}`) >= cycles0+measured })
+		cpu1, cycles1, secs1 := cpuSeconds(b, pid), metric(`aw_poller_cycle_seconds_count{instance="ap"}`), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
+		polls1 := metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
+		time.Sleep(interval) // let the last changes arrive
+		cancel()
+		rss, hwm := memKB(b, pid, "VmRSS"), memKB(b, pid, "VmHWM")
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+
+		polls := polls1 - polls0
+		pollRate := polls / (secs1 - secs0)
+		bareRate := bareListing(b, url, accounts, perPage)
+		mu.Lock()
+		sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+		var p50, p99 time.Duration
+		if n := len(latencies); n > 0 {
+			p50, p99 = latencies[n/2], latencies[n*99/100]
+		}
+		mu.Unlock()
+		b.ReportMetric(pollRate, "polls/s")
+		b.ReportMetric(bareRate, "bare-accounts/s")
+		b.ReportMetric(pollRate/bareRate, "ratio")
+		b.ReportMetric((cpu1-cpu0)*1000/(polls/1000), "cpu-ms/1000polls")
+		b.ReportMetric(float64(rss)/1024, "rss-MB")
+		b.ReportMetric(float64(hwm)/1024, "peak-rss-MB")
+		b.ReportMetric(float64(p50.Milliseconds()), "p50-ms")
+		b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
+		b.Logf("%d cycles, %.0f polls, %d change latencies measured, interval %s", int(cycles1-cycles0), polls, len(latencies), interval)
+	}
+}
+
+// bareListing fetches the same listing with plain net/http (read, not decoded).
+func bareListing(b *testing.B, url string, accounts, perPage int) float64 {
+	hc := &http.Client{}
+	start := time.Now()
+	for page := 1; page <= (accounts+perPage-1)/perPage; page++ {
+		resp, err := hc.Get(fmt.Sprintf("%s/api/vendor/v1/accounts.json?api_token=%s&page=%d&per_page=%d", url, simtest.APToken, page, perPage))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return float64(accounts) / time.Since(start).Seconds()
+}
+
+func consumeLatencies(ctx context.Context, bus *eventbus.Bus, mu *sync.Mutex, changedAt map[string]time.Time, out *[]time.Duration) {
+	c, err := bus.JS.OrderedConsumer(ctx, eventbus.StreamEvents, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy,
+		FilterSubjects: []string{event.FilterSubject("", "", event.TypeStatusChanged, "")}})
+	if err != nil {
+		return
+	}
+	for ctx.Err() == nil {
+		m, err := c.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		id := m.Headers().Get("ce-subject")
+		mu.Lock()
+		if t, ok := changedAt[id]; ok {
+			*out = append(*out, now.Sub(t))
+			delete(changedAt, id)
+		}
+		mu.Unlock()
+	}
+}
+
+func scrape(b *testing.B, url, series string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, series+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimPrefix(line, series+" "), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func cpuSeconds(b *testing.B, pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks (USER_HZ = 100)
+}
+
+func memKB(b *testing.B, pid int, field string) int {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	return 0
+}
+
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitUntil(b *testing.B, limit time.Duration, cond func() bool) {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatal("timed out")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
