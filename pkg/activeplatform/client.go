@@ -131,47 +131,72 @@ func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) erro
 // ListRaw pages through the listing like List, but hands fn each account's raw
 // JSON and its SHA-256 before any decoding: a poller that has seen exactly these
 // bytes before can skip the account (DecodeItem decodes it when it cannot).
-// A page is validated as a whole before fn sees any of its items.
+// A page is validated as a whole before fn sees any of its items, and the next
+// page is fetched while fn works through the current one.
 func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, sum [32]byte, ev upstream.Evidence) error) error {
 	per := o.PerPage
 	if per <= 0 {
 		per = 200
 	}
-	for page := 1; ; page++ {
-		q := url.Values{"page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(per)}}
-		if !o.UpdatedSince.IsZero() {
-			q.Set("filters[updated_at]", o.UpdatedSince.UTC().Format(time.RFC3339))
+	type page struct {
+		items [][]byte
+		ev    upstream.Evidence
+		err   error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan page, 1)
+	go func() {
+		defer close(pages)
+		for n := 1; ; n++ {
+			items, ev, err := c.fetchPage(ctx, n, per, o)
+			select {
+			case pages <- page{items, ev, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(items) < per {
+				return
+			}
 		}
-		if o.Status != "" {
-			q.Set("filters[status]", o.Status)
+	}()
+	for p := range pages {
+		if p.err != nil {
+			return p.err
 		}
-		op := "list accounts page " + strconv.Itoa(page)
-		var items [][]byte
-		var ev upstream.Evidence
-		err := c.retry.Do(ctx, func(ctx context.Context) error {
-			body, e, err := c.do(ctx, op, "/api/vendor/v1/accounts.json", q)
-			if err != nil {
+		for _, it := range p.items {
+			if err := fn(it, sha256.Sum256(it), p.ev); err != nil {
 				return err
 			}
-			ev = e
-			if items, err = listItems(body); err != nil {
-				return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: err.Error()}
-			}
-			return nil
-		})
+		}
+	}
+	return ctx.Err()
+}
+
+func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) ([][]byte, upstream.Evidence, error) {
+	q := url.Values{"page": {strconv.Itoa(n)}, "per_page": {strconv.Itoa(per)}}
+	if !o.UpdatedSince.IsZero() {
+		q.Set("filters[updated_at]", o.UpdatedSince.UTC().Format(time.RFC3339))
+	}
+	if o.Status != "" {
+		q.Set("filters[status]", o.Status)
+	}
+	op := "list accounts page " + strconv.Itoa(n)
+	var items [][]byte
+	var ev upstream.Evidence
+	err := c.retry.Do(ctx, func(ctx context.Context) error {
+		body, e, err := c.do(ctx, op, "/api/vendor/v1/accounts.json", q)
 		if err != nil {
 			return err
 		}
-		ev.ResponseSHA256 = ""
-		for _, it := range items {
-			if err := fn(it, sha256.Sum256(it), ev); err != nil {
-				return err
-			}
+		ev = e
+		if items, err = listItems(body); err != nil {
+			return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: err.Error()}
 		}
-		if len(items) < per {
-			return nil
-		}
-	}
+		return nil
+	})
+	ev.ResponseSHA256 = ""
+	return items, ev, err
 }
 
 // do performs one GET and classifies its outcome; the token travels only in

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,16 @@ func NewServer(reg *prometheus.Registry) *Server {
 	s.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.Mux.HandleFunc("GET /readyz", s.ready)
 	return s
+}
+
+// EnablePprof serves net/http/pprof under /debug/pprof/ (opt-in: it exposes
+// internals, so services gate it behind AW_PPROF).
+func (s *Server) EnablePprof() {
+	s.Mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.Mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.Mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.Mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.Mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 }
 
 // AddCheck registers a readiness check; /readyz answers 503 while any fails.

@@ -26,13 +26,24 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
 )
 
-// BenchmarkPoller100k is the poller end to end: 100,000 watched ActivePlatform
+// BenchmarkPoller100k is the poller end to end, with the embedded server
+// fsyncing every write and with the server's default sync interval: 100,000 watched ActivePlatform
 // accounts on upstream-sim, 1% of them changing per interval, the poller as its
 // own process (built without -race). It reports accounts polled per second in
 // steady state next to a bare net/http loop fetching the same listing in the
 // same run, the poller's CPU per 1,000 polls, its RSS, and the time from a change
 // in the simulator to its event in the stream (p50, p99). It runs once.
 func BenchmarkPoller100k(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		name := "sync=always"
+		if !sync {
+			name = "sync=default"
+		}
+		b.Run(name, func(b *testing.B) { benchPoller(b, sync) })
+	}
+}
+
+func benchPoller(b *testing.B, syncAlways bool) {
 	const (
 		accounts = 100_000
 		perPage  = 1000
@@ -48,7 +59,9 @@ func BenchmarkPoller100k(b *testing.B) {
 	seed.ActivePlatform.Generate.Count = accounts
 	seed.ActivePlatform.MaxPerPage = perPage
 	s, url := simtest.Start(b, seed)
-	bus := bustest.Start(b, bustest.Config(b, "127.0.0.1:0"))
+	busCfg := bustest.Config(b, "127.0.0.1:0")
+	busCfg.SyncAlways = syncAlways
+	bus := bustest.Start(b, busCfg)
 	opsAddr := freeAddr(b)
 	cfg := filepath.Join(b.TempDir(), "poller.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("connections:\n  - {name: ap, provider: activeplatform, url: %s, api_token: %s, interval: %s, jitter: 0.01, full_scan_every: 1, per_page: %d, discovery: true}\npolicy: {debt_step: \"1000000\"}\n",
@@ -59,7 +72,7 @@ func BenchmarkPoller100k(b *testing.B) {
 			continue // one run is the measurement
 		}
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL=warn", "AW_POLL_WORKERS=16")
+		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL=warn", "AW_POLL_WORKERS=16", "AW_PPROF=true")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -94,6 +107,17 @@ func BenchmarkPoller100k(b *testing.B) {
 			}
 		}()
 
+		if prof := os.Getenv("AW_BENCH_PROFILE"); prof != "" { // a CPU profile of the steady state
+			go func() {
+				resp, err := http.Get("http://" + opsAddr + "/debug/pprof/profile?seconds=10")
+				if err == nil {
+					f, _ := os.Create(prof)
+					io.Copy(f, resp.Body)
+					f.Close()
+					resp.Body.Close()
+				}
+			}()
+		}
 		cpu0, cycles0, secs0 := cpuSeconds(b, pid), metric(`aw_poller_cycle_seconds_count{instance="ap"}`), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
 		polls0 := metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
 		waitUntil(b, 10*time.Minute, func() bool { return metric(`aw_poller_cycle_seconds_count{instance="ap"}`) >= cycles0+measured })

@@ -35,6 +35,8 @@ type Settings struct {
 	Workers   int    `envconfig:"POLL_WORKERS" default:"16"`
 	// LeaseRenew is how often leases are renewed (at most a third of their 15 s TTL).
 	LeaseRenew time.Duration `envconfig:"LEASE_RENEW" default:"4s"`
+	// Pprof serves /debug/pprof on the ops address.
+	Pprof bool `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings.
@@ -107,6 +109,9 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 		}
 		return nil
 	})
+	if s.Pprof {
+		opsSrv.EnablePprof()
+	}
 	if err := opsSrv.Listen(s.OpsListen); err != nil {
 		return err
 	}

@@ -45,8 +45,9 @@ type Runner struct {
 	cache map[string]*slot // records as stored, decoded only when touched
 	// sums: the SHA-256 of each account's raw listing JSON when it was last
 	// processed successfully; bytes seen again need no decoding and no diff.
-	sumToID map[[32]byte]string
-	idToSum map[string][32]byte
+	sumToID   map[[32]byte]string
+	idToSum   map[string][32]byte
+	inListing map[string]bool // reused by every cycle
 }
 
 type slot struct {
@@ -180,93 +181,96 @@ type task struct {
 	sum   [32]byte            // of the listing bytes, when obs came from a listing
 }
 
-// cycle polls every watched account of the connection once. It reports whether
-// the listing (if any) succeeded.
+// cycle polls every watched account of the connection once. Listed accounts
+// go to the workers as their page arrives, so committing changes overlaps
+// with reading the rest of the listing. It reports whether the listing (if
+// any) succeeded.
 func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
-	watched := map[string]watch.Entry{}
-	for _, e := range r.Live.Entries(r.conn.Name) {
-		watched[e.AccountID] = e
-	}
-	var tasks []task
+	p := r.startPool(ctx)
 	listedOK := true
 	listing := r.conn.Provider == event.ProviderActivePlatform || r.conn.Discovery
-	inListing := map[string]bool{}
+	if r.inListing == nil {
+		r.inListing = map[string]bool{}
+	}
+	inListing := r.inListing
+	clear(inListing) // reused: a 100,000-entry set per cycle is garbage otherwise
+	removedNow := map[string]bool{}
+	unchanged := 0
+	defer func() { r.Metrics.Polls.WithLabelValues(r.conn.Name, "ok").Add(float64(unchanged)) }()
 	if listing {
-		listed, complete, err := r.src.List(ctx, full, prog.ScanSince, r.known)
+		complete, err := r.src.List(ctx, full, prog.ScanSince, r.known, func(l source.Listed) {
+			if inListing[l.AccountID] {
+				r.Log.Warn("account listed twice in one scan; reading it once", "instance", r.conn.Name, "account", l.AccountID)
+				return
+			}
+			inListing[l.AccountID] = true
+			if l.Unchanged {
+				unchanged++
+				return // byte for byte what was last processed: nothing to detect
+			}
+			e, ok := r.Live.Lookup(r.conn.Provider, r.conn.Name, l.AccountID)
+			if !ok && r.conn.Discovery {
+				e = watch.Entry{Provider: r.conn.Provider, Instance: r.conn.Name, AccountID: l.AccountID, Space: l.Space, Source: watch.SourceDiscovery, AddedAt: r.Now().UTC()}
+				if _, err := r.Watch.Add(ctx, e); err != nil {
+					r.Log.Warn("adding a discovered account failed", "account", l.AccountID, "err", err)
+					return
+				}
+				if prog.ListedOnce {
+					if r.discovered(ctx, e, l.Obs) && l.Obs != nil {
+						r.remember(e.AccountID, l.Sum)
+					}
+					return
+				}
+				ok = true
+			}
+			if ok && l.Obs != nil {
+				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum})
+			}
+		})
 		if err != nil {
 			listedOK = false
 			r.countError(err)
 			if r.conn.Provider == event.ProviderActivePlatform {
+				p.wait()
 				r.providerFailed(ctx, err) // the listing is how ActivePlatform is read
 				return false
 			}
 			r.Log.Warn("listing failed; polling the known accounts", "instance", r.conn.Name, "err", err)
 		}
-		for _, l := range listed {
-			if inListing[l.AccountID] {
-				r.Log.Warn("account listed twice in one scan; reading it once", "instance", r.conn.Name, "account", l.AccountID)
-				continue
-			}
-			inListing[l.AccountID] = true
-			if l.Unchanged {
-				r.Metrics.Polls.WithLabelValues(r.conn.Name, "ok").Inc()
-				continue // byte for byte what was last processed: nothing to detect
-			}
-			e, ok := watched[l.AccountID]
-			if !ok && r.conn.Discovery {
-				e = watch.Entry{Provider: r.conn.Provider, Instance: r.conn.Name, AccountID: l.AccountID, Space: l.Space, Source: watch.SourceDiscovery, AddedAt: r.Now().UTC()}
-				if _, err := r.Watch.Add(ctx, e); err != nil {
-					r.Log.Warn("adding a discovered account failed", "account", l.AccountID, "err", err)
-					continue
-				}
-				watched[l.AccountID] = e
-				if prog.ListedOnce {
-					if r.discovered(ctx, e, l.Obs) && l.Obs != nil {
-						r.remember(e.AccountID, l.Sum)
-					}
-					continue
-				}
-			}
-			if (ok || r.conn.Discovery) && l.Obs != nil {
-				tasks = append(tasks, task{entry: e, obs: l.Obs, sum: l.Sum})
-			}
-		}
 		if err == nil && r.conn.Discovery {
 			prog.ListedOnce = true
 		}
 		if complete {
-			r.mu.Lock()
-			var gone []string
-			for id := range r.idToSum {
-				if !inListing[id] {
-					gone = append(gone, id)
-				}
-			}
-			r.mu.Unlock()
-			for _, id := range gone {
-				r.forget(id)
-			}
+			r.pruneSums(inListing)
 		}
 		if complete && r.conn.Discovery {
-			for id, e := range watched {
-				if !inListing[id] && e.Source == watch.SourceDiscovery {
-					r.removed(ctx, e)
-					delete(watched, id)
+			var gone []watch.Entry
+			r.Live.Range(r.conn.Name, func(e watch.Entry) {
+				if !inListing[e.AccountID] && e.Source == watch.SourceDiscovery {
+					gone = append(gone, e)
 				}
+			})
+			for _, e := range gone {
+				r.removed(ctx, e)
+				removedNow[e.AccountID] = true
 			}
 		}
 	}
-	r.Metrics.WatchSize.WithLabelValues(r.conn.Name).Set(float64(len(watched)))
-	for id, e := range watched {
-		if inListing[id] && r.conn.Provider == event.ProviderActivePlatform {
-			continue // observed through the listing
+	var rest []watch.Entry
+	r.Live.Range(r.conn.Name, func(e watch.Entry) {
+		switch {
+		case removedNow[e.AccountID]:
+		case inListing[e.AccountID] && r.conn.Provider == event.ProviderActivePlatform: // observed through the listing
+		case r.conn.Provider == event.ProviderActivePlatform && !full && r.baselined(e): // unchanged since the last scan
+		default:
+			rest = append(rest, e)
 		}
-		if r.conn.Provider == event.ProviderActivePlatform && !full && r.baselined(e) {
-			continue // unchanged since the last scan: not in the incremental listing
-		}
-		tasks = append(tasks, task{entry: e})
+	})
+	for _, e := range rest {
+		p.submit(ctx, task{entry: e})
 	}
-	ok, failed := r.runTasks(ctx, tasks)
+	ok, failed := p.wait()
+	r.Metrics.WatchSize.WithLabelValues(r.conn.Name).Set(float64(r.Live.Count(r.conn.Name)))
 	switch {
 	case ok == 0 && len(failed) > 0 && (!listing || !listedOK):
 		r.providerFailed(ctx, failed[0].err)
@@ -281,68 +285,90 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	return listedOK
 }
 
+func (r *Runner) pruneSums(inListing map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, sum := range r.idToSum {
+		if !inListing[id] {
+			delete(r.sumToID, sum)
+			delete(r.idToSum, id)
+		}
+	}
+}
+
 type failure struct {
 	entry watch.Entry
 	err   error
 }
 
-// runTasks reads and processes tasks on the worker pool. Failures are returned
-// rather than recorded, so that a connection that fails entirely is one
-// provider-level outage, not an alert per account.
-func (r *Runner) runTasks(ctx context.Context, tasks []task) (int, []failure) {
-	var (
-		mu     sync.Mutex
-		ok     int
-		failed []failure
-		wg     sync.WaitGroup
-	)
-	ch := make(chan task)
-	for range min(r.Workers, max(1, len(tasks))) {
-		wg.Add(1)
+// pool reads and processes tasks on the connection's workers. Failures are
+// returned rather than recorded, so that a connection that fails entirely is
+// one provider-level outage, not an alert per account.
+type pool struct {
+	ch     chan task
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	ok     int
+	failed []failure
+}
+
+func (r *Runner) startPool(ctx context.Context) *pool {
+	p := &pool{ch: make(chan task, 2*r.Workers)}
+	for range r.Workers {
+		p.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			for t := range ch {
-				obs := t.obs
-				if obs == nil {
-					o, err := r.src.Observe(ctx, t.entry)
-					if err != nil {
-						if ctx.Err() != nil {
-							continue
-						}
-						r.countError(err)
-						r.Metrics.Polls.WithLabelValues(r.conn.Name, "error").Inc()
-						if errors.Is(err, upstream.ErrNotFound) && r.vanished(ctx, t.entry) {
-							continue
-						}
-						mu.Lock()
-						failed = append(failed, failure{t.entry, err})
-						mu.Unlock()
-						continue
-					}
-					obs = &o
-				}
-				r.Metrics.Polls.WithLabelValues(r.conn.Name, "ok").Inc()
-				mu.Lock()
-				ok++
-				mu.Unlock()
-				if r.observed(ctx, t.entry, *obs) && t.obs != nil {
-					r.remember(t.entry.AccountID, t.sum)
-				}
+			defer p.wg.Done()
+			for t := range p.ch {
+				r.run(ctx, p, t)
 			}
 		}()
 	}
-	for _, t := range tasks {
-		select {
-		case ch <- t:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	return p
+}
+
+func (p *pool) submit(ctx context.Context, t task) {
+	select {
+	case p.ch <- t:
+	case <-ctx.Done():
 	}
-	close(ch)
-	wg.Wait()
-	return ok, failed
+}
+
+func (p *pool) wait() (int, []failure) {
+	close(p.ch)
+	p.wg.Wait()
+	return p.ok, p.failed
+}
+
+func (r *Runner) run(ctx context.Context, p *pool, t task) {
+	if ctx.Err() != nil {
+		return
+	}
+	obs := t.obs
+	if obs == nil {
+		o, err := r.src.Observe(ctx, t.entry)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.countError(err)
+			r.Metrics.Polls.WithLabelValues(r.conn.Name, "error").Inc()
+			if errors.Is(err, upstream.ErrNotFound) && r.vanished(ctx, t.entry) {
+				return
+			}
+			p.mu.Lock()
+			p.failed = append(p.failed, failure{t.entry, err})
+			p.mu.Unlock()
+			return
+		}
+		obs = &o
+	}
+	r.Metrics.Polls.WithLabelValues(r.conn.Name, "ok").Inc()
+	p.mu.Lock()
+	p.ok++
+	p.mu.Unlock()
+	if r.observed(ctx, t.entry, *obs) && t.obs != nil {
+		r.remember(t.entry.AccountID, t.sum)
+	}
 }
 
 func (r *Runner) countError(err error) {

@@ -39,10 +39,11 @@ type Known func(sum [32]byte) (accountID string, ok bool)
 type Source interface {
 	// Observe reads one account.
 	Observe(ctx context.Context, e watch.Entry) (detect.Observation, error)
-	// List returns the connection's accounts. full=false may return only those
-	// updated since `since` (ActivePlatform's incremental scan); complete reports
-	// whether the answer is the whole listing (absence then means removal).
-	List(ctx context.Context, full bool, since time.Time, known Known) (accounts []Listed, complete bool, err error)
+	// List streams the connection's accounts to fn as pages arrive. full=false
+	// may list only those updated since `since` (ActivePlatform's incremental
+	// scan); complete reports whether that was the whole listing (absence then
+	// means removal).
+	List(ctx context.Context, full bool, since time.Time, known Known, fn func(Listed)) (complete bool, err error)
 }
 
 // New builds the source of a connection.
@@ -95,15 +96,14 @@ func (s *ap) Observe(ctx context.Context, e watch.Entry) (detect.Observation, er
 
 // List lists the accounts; one whose raw JSON is byte for byte what the poller
 // last processed is not even decoded (99% of a steady-state full scan).
-func (s *ap) List(ctx context.Context, full bool, since time.Time, known Known) ([]Listed, bool, error) {
+func (s *ap) List(ctx context.Context, full bool, since time.Time, known Known, fn func(Listed)) (bool, error) {
 	o := activeplatform.ListOptions{PerPage: s.conn.PerPage}
 	if !full {
 		o.UpdatedSince = since
 	}
-	var out []Listed
 	err := s.c.ListRaw(ctx, o, func(item []byte, sum [32]byte, ev upstream.Evidence) error {
 		if id, ok := known(sum); ok {
-			out = append(out, Listed{AccountID: id, Sum: sum, Unchanged: true})
+			fn(Listed{AccountID: id, Sum: sum, Unchanged: true})
 			return nil
 		}
 		a, err := activeplatform.DecodeItem(item, sum, ev)
@@ -111,13 +111,10 @@ func (s *ap) List(ctx context.Context, full bool, since time.Time, known Known) 
 			return &upstream.Error{Kind: upstream.ErrMalformed, Op: "list accounts", RequestID: ev.RequestID, Msg: err.Error()}
 		}
 		obs := s.observation(a)
-		out = append(out, Listed{AccountID: a.ID, Obs: &obs, Sum: sum})
+		fn(Listed{AccountID: a.ID, Obs: &obs, Sum: sum})
 		return nil
 	})
-	if err != nil {
-		return nil, false, err
-	}
-	return out, full, nil
+	return full && err == nil, err
 }
 
 // observation keeps only allow-listed attributes: personal data never reaches
@@ -165,16 +162,15 @@ func (s *bss) Observe(ctx context.Context, e watch.Entry) (detect.Observation, e
 	}, nil
 }
 
-func (s *bss) List(ctx context.Context, _ bool, _ time.Time, _ Known) ([]Listed, bool, error) {
+func (s *bss) List(ctx context.Context, _ bool, _ time.Time, _ Known, fn func(Listed)) (bool, error) {
 	uids, err := s.c.GetCustomerList(ctx)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
-	out := make([]Listed, len(uids))
-	for i, u := range uids {
-		out[i] = Listed{AccountID: u}
+	for _, u := range uids {
+		fn(Listed{AccountID: u})
 	}
-	return out, true, nil
+	return true, nil
 }
 
 type cams struct {
@@ -197,16 +193,19 @@ func (s *cams) Observe(ctx context.Context, e watch.Entry) (detect.Observation, 
 	return detect.Observation{Name: e.AccountID, Profile: prof, Evidence: evidence(p.Evidence), At: s.now().UTC()}, nil
 }
 
-func (s *cams) List(ctx context.Context, _ bool, _ time.Time, _ Known) ([]Listed, bool, error) {
+func (s *cams) List(ctx context.Context, _ bool, _ time.Time, _ Known, fn func(Listed)) (bool, error) {
 	var out []Listed
 	for _, sp := range s.conn.Spaces {
 		nums, err := s.c.QueryChatappPhoneNumbers(ctx, sp)
 		if err != nil {
-			return nil, false, err
+			return false, err
 		}
 		for _, n := range nums {
 			out = append(out, Listed{AccountID: n.PhoneNumber, Space: sp})
 		}
 	}
-	return out, true, nil
+	for _, l := range out { // only once every space answered: a partial listing is no listing
+		fn(l)
+	}
+	return true, nil
 }
