@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -32,6 +33,7 @@ type Client struct {
 	limiter    *rate.Limiter
 	retry      upstream.Retry
 	maxBody    int64
+	bodyHint   atomic.Int64 // size of the last answer, to size the next read
 }
 
 // Option configures a Client.
@@ -131,8 +133,8 @@ func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) erro
 // ListRaw pages through the listing like List, but hands fn each account's raw
 // JSON and its SHA-256 before any decoding: a poller that has seen exactly these
 // bytes before can skip the account (DecodeItem decodes it when it cannot).
-// A page is validated as a whole before fn sees any of its items, and the next
-// page is fetched while fn works through the current one.
+// item is only valid during fn. The next page is fetched while fn works through
+// the current one.
 func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, sum [32]byte, ev upstream.Evidence) error) error {
 	per := o.PerPage
 	if per <= 0 {
@@ -223,10 +225,15 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values) ([]byte,
 	}
 	defer resp.Body.Close()
 	ev.RequestID = firstHeader(resp.Header, "X-Request-Id", "X-Request-ID", "X-Amzn-Requestid")
-	body, err := upstream.ReadBoundedSized(resp.Body, resp.ContentLength, c.maxBody, op)
+	hint := resp.ContentLength
+	if hint < 0 {
+		hint = c.bodyHint.Load() // chunked: size the buffer like the last answer
+	}
+	body, err := upstream.ReadBoundedSized(resp.Body, hint, c.maxBody, op)
 	if err != nil {
 		return nil, ev, err
 	}
+	c.bodyHint.Store(int64(len(body)))
 	if resp.StatusCode != http.StatusOK {
 		return nil, ev, classify(op, resp, body, ev.RequestID)
 	}

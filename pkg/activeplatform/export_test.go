@@ -19,3 +19,6 @@ func DecodeFast(body []byte) (*Account, error) {
 	}
 	return w.normalise()
 }
+
+// ListItems exposes the page splitter to the fuzzer.
+func ListItems(body []byte) ([][]byte, error) { return listItems(body) }

@@ -1,6 +1,8 @@
 package activeplatform_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -83,6 +85,48 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 		}
 		if !reflect.DeepEqual(ref, got) {
 			t.Fatalf("differ on %q:\n%+v\n%+v", body, ref, got)
+		}
+	})
+}
+
+// FuzzListItems: the page splitter never panics; on a valid array it yields
+// exactly encoding/json's elements; and it never accepts a page that is not
+// valid JSON while every element it returns is valid (the property that makes
+// skipping page-wide validation safe).
+func FuzzListItems(f *testing.F) {
+	f.Add([]byte("[" + samples[0] + "," + samples[1] + "]"))
+	f.Add([]byte(`[ {"a":"]"} , 1, "x\"]", [1,[2]], null ]`))
+	f.Add([]byte(`[1 2]`))
+	f.Add([]byte(`[1,]`))
+	f.Add([]byte(`[{"a":1}]]`))
+	f.Add([]byte(`[{"a":1]`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := activeplatform.ListItems(body)
+		if err != nil {
+			return
+		}
+		allValid := true
+		for _, it := range items {
+			allValid = allValid && json.Valid(it)
+		}
+		trimmed := bytes.TrimSpace(body)
+		if allValid && !json.Valid(trimmed) {
+			t.Fatalf("accepted invalid page %q with valid items %q", body, items)
+		}
+		if json.Valid(trimmed) && len(trimmed) > 0 && trimmed[0] == '[' {
+			var ref []json.RawMessage
+			if err := json.Unmarshal(trimmed, &ref); err != nil {
+				t.Fatal(err)
+			}
+			if len(ref) != len(items) {
+				t.Fatalf("%d items, encoding/json has %d", len(items), len(ref))
+			}
+			for i := range ref {
+				if !bytes.Equal(bytes.TrimSpace(ref[i]), items[i]) {
+					t.Fatalf("item %d: %q vs %q", i, items[i], ref[i])
+				}
+			}
 		}
 	})
 }

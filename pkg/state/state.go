@@ -3,12 +3,14 @@
 //
 // Commit is an outbox: (1) the next record is written together with its
 // encoded events, compare-and-swap on the revision the change was detected
-// against; (2) the events are published and acknowledged; (3) the record is
-// written again without them. A crash after (1) leaves the events in the
-// record, and whoever reads it next publishes exactly those bytes (same ids,
-// same chain links) before anything else: nothing is lost, the stream's dedup
-// absorbs a re-publish, and an account's hash chain can never fork, as it
-// could if a change were re-detected from an older state after upstream moved on.
+// against; (2) the events are published and acknowledged. The events stay in
+// the record until the account's next commit replaces it: whoever reads the
+// record next (after a crash, or before the next change) makes sure each is in
+// the stream, publishing exactly those bytes (same ids, same chain links) unless
+// the last message on the event's subject already carries its id. Nothing is
+// lost, nothing is stored twice, and an account's hash chain can never fork, as
+// it could if a change were re-detected from an older state after upstream
+// moved on. Two durable writes per change, not three: no write to clear the outbox.
 package state
 
 import (
@@ -54,8 +56,9 @@ type Entry struct {
 
 // Store reads and commits records.
 type Store struct {
-	kv  jetstream.KeyValue
-	pub *eventbus.Publisher
+	kv     jetstream.KeyValue
+	pub    *eventbus.Publisher
+	events jetstream.Stream
 }
 
 // Open opens the AW_STATE bucket.
@@ -64,7 +67,11 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	return &Store{kv: kv, pub: eventbus.NewPublisher(js)}, nil
+	events, err := js.Stream(ctx, eventbus.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return &Store{kv: kv, pub: eventbus.NewPublisher(js), events: events}, nil
 }
 
 // Get reads one record; a missing one is a zero Entry with Rev 0.
@@ -167,44 +174,59 @@ func (s *Store) Load(ctx context.Context, prefix string) (map[string]*Entry, err
 }
 
 // Commit stores next and publishes events (in order) crash-safely, with
-// compare-and-swap on cur.Rev. cur must have no pending events (Flush first).
+// compare-and-swap on cur.Rev. Any outbox cur still holds is flushed first.
 // It updates cur in place to the committed state.
 func (s *Store) Commit(ctx context.Context, key string, cur *Entry, next detect.Record, events []*event.Event) error {
-	if len(cur.Pending) > 0 {
-		return fmt.Errorf("state %s: commit with %d events still pending", key, len(cur.Pending))
+	if err := s.Flush(ctx, key, cur); err != nil {
+		return err
 	}
 	staged := &Entry{Record: next, Rev: cur.Rev}
-	for _, e := range events {
+	msgs := make([]*nats.Msg, len(events))
+	for i, e := range events {
 		m, err := eventbus.Encode(e)
 		if err != nil {
 			return err
 		}
+		msgs[i] = m
 		staged.Pending = append(staged.Pending, Pending{Subject: m.Subject, Header: m.Header, Data: m.Data})
 	}
 	if err := s.write(ctx, key, staged); err != nil {
 		return err
 	}
 	*cur = *staged
-	return s.Flush(ctx, key, cur)
+	if _, err := s.pub.PublishMsgs(ctx, msgs); err != nil {
+		return err // still pending: the next Flush publishes them
+	}
+	cur.Pending = nil // published; the stored copy is replaced by the next commit
+	return nil
 }
 
-// Flush publishes an entry's pending events and clears them.
+// Flush makes sure an entry's outbox is in the stream: an event whose subject's
+// last message already carries its id was published; the others are published
+// now. The outbox is then empty in cur (the stored copy is left for the next
+// commit to replace).
 func (s *Store) Flush(ctx context.Context, key string, cur *Entry) error {
 	if len(cur.Pending) == 0 {
 		return nil
 	}
-	msgs := make([]*nats.Msg, len(cur.Pending))
-	for i, p := range cur.Pending {
-		msgs[i] = &nats.Msg{Subject: p.Subject, Header: p.Header, Data: p.Data}
+	var missing []*nats.Msg
+	for _, p := range cur.Pending {
+		id := p.Header.Get(jetstream.MsgIDHeader)
+		last, err := s.events.GetLastMsgForSubject(ctx, p.Subject)
+		switch {
+		case err == nil && last.Header.Get(jetstream.MsgIDHeader) == id:
+			continue
+		case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
+			return fmt.Errorf("state %s: checking the outbox: %w", key, err)
+		}
+		missing = append(missing, &nats.Msg{Subject: p.Subject, Header: p.Header, Data: p.Data})
 	}
-	if _, err := s.pub.PublishMsgs(ctx, msgs); err != nil {
-		return err
+	if len(missing) > 0 {
+		if _, err := s.pub.PublishMsgs(ctx, missing); err != nil {
+			return err
+		}
 	}
-	done := &Entry{Record: cur.Record, Rev: cur.Rev}
-	if err := s.write(ctx, key, done); err != nil {
-		return err
-	}
-	*cur = *done
+	cur.Pending = nil
 	return nil
 }
 

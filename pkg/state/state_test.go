@@ -56,8 +56,23 @@ func TestCommitPublishesThenClearsTheOutbox(t *testing.T) {
 		t.Fatalf("stream %d, pending %d", streamMsgs(t, b), len(cur.Pending))
 	}
 	again, _ := st.Get(ctx, key)
-	if again.Rev != cur.Rev || again.Record.Name != "x" || len(again.Pending) != 0 {
+	if again.Rev != cur.Rev || again.Record.Name != "x" {
 		t.Fatalf("%+v vs %+v", again, cur)
+	}
+	// The stored outbox is left for the next commit to replace; a reader that
+	// flushes it finds the event in the stream and publishes nothing.
+	if len(again.Pending) != 1 {
+		t.Fatalf("stored outbox %d", len(again.Pending))
+	}
+	if err := st.Flush(ctx, key, again); err != nil || streamMsgs(t, b) != 1 || len(again.Pending) != 0 {
+		t.Fatalf("flush of a published outbox: %v, %d messages", err, streamMsgs(t, b))
+	}
+	ev2 := statusEvent(t, cur.Rev, "credit_hold", "active")
+	if err := st.Commit(ctx, key, again, detect.Record{AccountID: "42", Baseline: true, Name: "y"}, []*event.Event{ev2}); err != nil {
+		t.Fatal(err)
+	}
+	if streamMsgs(t, b) != 2 {
+		t.Fatal("second commit")
 	}
 	// A stale revision is a conflict, not an overwrite.
 	stale := &state.Entry{Rev: 1}

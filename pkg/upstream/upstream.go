@@ -109,9 +109,9 @@ func ReadBounded(r io.Reader, limit int64, op string) ([]byte, error) {
 // used to size the buffer once.
 func ReadBoundedSized(r io.Reader, announced, limit int64, op string) ([]byte, error) {
 	if announced > limit {
-		return nil, &Error{Kind: ErrMalformed, Op: op, Msg: fmt.Sprintf("answer of %d bytes exceeds %d", announced, limit)}
+		announced = limit // a hint, or a lie: reading stops at the limit either way
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, max(512, announced+1)))
+	buf := bytes.NewBuffer(make([]byte, 0, max(512, announced+bytes.MinRead)))
 	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	b := buf.Bytes()
 	if err != nil {

@@ -72,7 +72,7 @@ func benchPoller(b *testing.B, syncAlways bool) {
 			continue // one run is the measurement
 		}
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL=warn", "AW_POLL_WORKERS=16", "AW_PPROF=true")
+		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL="+benchLogLevel(), "AW_POLL_WORKERS=16", "AW_PPROF=true")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -247,4 +247,11 @@ func waitUntil(b *testing.B, limit time.Duration, cond func() bool) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func benchLogLevel() string {
+	if l := os.Getenv("AW_BENCH_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "warn"
 }

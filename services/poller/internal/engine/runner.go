@@ -195,8 +195,14 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	inListing := r.inListing
 	clear(inListing) // reused: a 100,000-entry set per cycle is garbage otherwise
 	removedNow := map[string]bool{}
-	unchanged := 0
-	defer func() { r.Metrics.Polls.WithLabelValues(r.conn.Name, "ok").Add(float64(unchanged)) }()
+	unchanged, changed := 0, 0
+	began := r.Now()
+	var listed time.Duration
+	defer func() {
+		r.Metrics.Polls.WithLabelValues(r.conn.Name, "ok").Add(float64(unchanged))
+		r.Log.Debug("cycle done", "instance", r.conn.Name, "full", full, "unchanged", unchanged, "read", changed,
+			"listing", listed.String(), "total", r.Now().Sub(began).String())
+	}()
 	if listing {
 		complete, err := r.src.List(ctx, full, prog.ScanSince, r.known, func(l source.Listed) {
 			if inListing[l.AccountID] {
@@ -224,9 +230,11 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 				ok = true
 			}
 			if ok && l.Obs != nil {
+				changed++
 				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum})
 			}
 		})
+		listed = r.Now().Sub(began)
 		if err != nil {
 			listedOK = false
 			r.countError(err)
@@ -313,7 +321,7 @@ type pool struct {
 }
 
 func (r *Runner) startPool(ctx context.Context) *pool {
-	p := &pool{ch: make(chan task, 2*r.Workers)}
+	p := &pool{ch: make(chan task, 4096)} // deep: the listing never waits for commits
 	for range r.Workers {
 		p.wg.Add(1)
 		go func() {
