@@ -103,27 +103,19 @@ func (s *Server) apList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	page, perPage := 1, 50
 	maxPer := s.State.seed.ActivePlatform.MaxPerPage
 	if maxPer <= 0 {
 		maxPer = 1000
 	}
-	if v := q.Get("page"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			apError(w, http.StatusUnprocessableEntity, "page must be a positive integer")
-			return
-		}
-		page = n
+	page, ok := positiveInt(w, q.Get("page"), "page", 1)
+	if !ok {
+		return
 	}
-	if v := q.Get("per_page"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			apError(w, http.StatusUnprocessableEntity, "per_page must be a positive integer")
-			return
-		}
-		perPage = min(n, maxPer)
+	perPage, ok := positiveInt(w, q.Get("per_page"), "per_page", 50)
+	if !ok {
+		return
 	}
+	perPage = min(perPage, maxPer)
 	var f APFilter
 	if v := q.Get("filters[updated_at]"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
@@ -153,4 +145,17 @@ func (s *Server) writeJSON(w http.ResponseWriter, ep string, v any) {
 		return
 	}
 	s.Faults.writeBody(ep, w, buf.Bytes())
+}
+
+// positiveInt parses a paging parameter, answering 422 when it is not one.
+func positiveInt(w http.ResponseWriter, v, name string, def int) (int, bool) {
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		apError(w, http.StatusUnprocessableEntity, name+" must be a positive integer")
+		return 0, false
+	}
+	return n, true
 }

@@ -144,33 +144,21 @@ func (s *Store) LoadRaw(ctx context.Context, prefix string) (map[string]Raw, err
 	}
 }
 
-// Load reads every record under a prefix (one connection), keyed by KV key.
+// Load reads and decodes every record under a prefix (one connection).
 func (s *Store) Load(ctx context.Context, prefix string) (map[string]*Entry, error) {
-	w, err := s.kv.Watch(ctx, prefix+">")
+	raws, err := s.LoadRaw(ctx, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("state load %s: %w", prefix, err)
+		return nil, err
 	}
-	defer w.Stop()
-	out := map[string]*Entry{}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case u := <-w.Updates():
-			if u == nil {
-				return out, nil
-			}
-			if u.Operation() != jetstream.KeyValuePut {
-				delete(out, u.Key())
-				continue
-			}
-			e, err := decode(u)
-			if err != nil {
-				return nil, err
-			}
-			out[u.Key()] = e
+	out := make(map[string]*Entry, len(raws))
+	for k, r := range raws {
+		e, err := Decode(k, r)
+		if err != nil {
+			return nil, err
 		}
+		out[k] = e
 	}
+	return out, nil
 }
 
 // Commit stores next and publishes events (in order) crash-safely, with

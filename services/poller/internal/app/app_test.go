@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
@@ -99,37 +97,7 @@ func start(t *testing.T, seed *sim.Seed, extra string) *harness {
 }
 
 // events reads the whole stream.
-func (h *harness) events(t *testing.T) []*event.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := h.bus.JS.Stream(ctx, eventbus.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := s.Info(ctx)
-	n := info.State.Msgs
-	if n == 0 {
-		return nil
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*event.Event
-	for uint64(len(out)) < n {
-		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := eventbus.DecodeMsg(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
-	}
-	return out
-}
+func (h *harness) events(t *testing.T) []*event.Event { return bustest.Events(t, h.bus) }
 
 func describe(e *event.Event) string {
 	s := e.Type().Tail() + " " + e.Data.Instance + "/" + e.Data.AccountID
