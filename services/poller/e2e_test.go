@@ -84,7 +84,9 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos test: skipped with -short")
 	}
-	const accounts, rounds, kills = 24, 3, 22
+	// 40 accounts changed in turn, 110 ms apart: one account changes every 4.4 s,
+	// far longer than a restart, so every change is observable.
+	const accounts, rounds, kills = 40, 2, 22
 	seed := simtest.Seed()
 	seed.ActivePlatform.Accounts = nil
 	for i := range accounts {
@@ -133,9 +135,19 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 			}
 		}
 	}()
+	// Each incarnation is killed at a random moment after it started listing:
+	// mid-scan, mid-commit, between the outbox write and the publish, or idle.
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	for range kills {
-		time.Sleep(time.Duration(80+rng.IntN(350)) * time.Millisecond)
+		base := s.Stats()["ap.list"]
+		deadline := time.Now().Add(60 * time.Second)
+		for s.Stats()["ap.list"] == base {
+			if time.Now().After(deadline) {
+				t.Fatal("restarted poller never listed")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		p.kill()
 		p = startPoller(t, bus.ClientURL(), cfgPath, "chaos-1")
 	}
