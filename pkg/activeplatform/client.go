@@ -6,6 +6,7 @@
 package activeplatform
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +36,21 @@ type Client struct {
 	retry      upstream.Retry
 	maxBody    int64
 	bodyHint   atomic.Int64 // size of the last answer, to size the next read
+	buffers    sync.Pool    // listing pages are read into reused buffers
+}
+
+func (c *Client) buffer() []byte {
+	if b, ok := c.buffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+// release returns a page's buffer once nothing refers to its bytes.
+func (c *Client) release(b []byte) {
+	if cap(b) > 0 && int64(cap(b)) <= c.maxBody+bytes.MinRead {
+		c.buffers.Put(&b)
+	}
 }
 
 // Option configures a Client.
@@ -91,7 +108,7 @@ func (c *Client) Get(ctx context.Context, id string) (*Account, error) {
 	op := "get account " + id
 	var acct *Account
 	err := c.retry.Do(ctx, func(ctx context.Context) error {
-		body, ev, err := c.do(ctx, op, "/api/vendor/v1/accounts/"+url.PathEscape(id)+".json", nil)
+		body, ev, err := c.do(ctx, op, "/api/vendor/v1/accounts/"+url.PathEscape(id)+".json", nil, false)
 		if err != nil {
 			return err
 		}
@@ -141,6 +158,7 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 		per = 200
 	}
 	type page struct {
+		body  []byte
 		items [][]byte
 		ev    upstream.Evidence
 		err   error
@@ -151,9 +169,9 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 	go func() {
 		defer close(pages)
 		for n := 1; ; n++ {
-			items, ev, err := c.fetchPage(ctx, n, per, o)
+			body, items, ev, err := c.fetchPage(ctx, n, per, o)
 			select {
-			case pages <- page{items, ev, err}:
+			case pages <- page{body, items, ev, err}:
 			case <-ctx.Done():
 				return
 			}
@@ -171,11 +189,12 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 				return err
 			}
 		}
+		c.release(p.body) // fn is done with this page's bytes
 	}
 	return ctx.Err()
 }
 
-func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) ([][]byte, upstream.Evidence, error) {
+func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) ([]byte, [][]byte, upstream.Evidence, error) {
 	q := url.Values{"page": {strconv.Itoa(n)}, "per_page": {strconv.Itoa(per)}}
 	if !o.UpdatedSince.IsZero() {
 		q.Set("filters[updated_at]", o.UpdatedSince.UTC().Format(time.RFC3339))
@@ -184,26 +203,29 @@ func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) ([][]
 		q.Set("filters[status]", o.Status)
 	}
 	op := "list accounts page " + strconv.Itoa(n)
-	var items [][]byte
-	var ev upstream.Evidence
+	var (
+		body  []byte
+		items [][]byte
+		ev    upstream.Evidence
+	)
 	err := c.retry.Do(ctx, func(ctx context.Context) error {
-		body, e, err := c.do(ctx, op, "/api/vendor/v1/accounts.json", q)
+		b, e, err := c.do(ctx, op, "/api/vendor/v1/accounts.json", q, true)
 		if err != nil {
 			return err
 		}
-		ev = e
-		if items, err = listItems(body); err != nil {
+		body, ev = b, e
+		if items, err = listItems(b); err != nil {
 			return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: err.Error()}
 		}
 		return nil
 	})
 	ev.ResponseSHA256 = ""
-	return items, ev, err
+	return body, items, ev, err
 }
 
 // do performs one GET and classifies its outcome; the token travels only in
 // the request, never in what this returns.
-func (c *Client) do(ctx context.Context, op, path string, q url.Values) ([]byte, upstream.Evidence, error) {
+func (c *Client) do(ctx context.Context, op, path string, q url.Values, pooled bool) ([]byte, upstream.Evidence, error) {
 	ev := upstream.Evidence{Endpoint: strings.TrimPrefix(path, "/api/vendor/v1/")}
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
@@ -229,7 +251,11 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values) ([]byte,
 	if hint < 0 {
 		hint = c.bodyHint.Load() // chunked: size the buffer like the last answer
 	}
-	body, err := upstream.ReadBoundedSized(resp.Body, hint, c.maxBody, op)
+	var dst []byte
+	if pooled {
+		dst = c.buffer()
+	}
+	body, err := upstream.ReadBoundedInto(dst, resp.Body, hint, c.maxBody, op)
 	if err != nil {
 		return nil, ev, err
 	}

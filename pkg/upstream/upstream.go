@@ -108,10 +108,19 @@ func ReadBounded(r io.Reader, limit int64, op string) ([]byte, error) {
 // ReadBoundedSized is ReadBounded with the announced length (-1 if unknown)
 // used to size the buffer once.
 func ReadBoundedSized(r io.Reader, announced, limit int64, op string) ([]byte, error) {
+	return ReadBoundedInto(nil, r, announced, limit, op)
+}
+
+// ReadBoundedInto is ReadBoundedSized reading into dst's storage when it is
+// large enough (a reused buffer).
+func ReadBoundedInto(dst []byte, r io.Reader, announced, limit int64, op string) ([]byte, error) {
 	if announced > limit {
 		announced = limit // a hint, or a lie: reading stops at the limit either way
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, max(512, announced+bytes.MinRead)))
+	if int64(cap(dst)) < announced+bytes.MinRead {
+		dst = make([]byte, 0, max(512, announced+bytes.MinRead))
+	}
+	buf := bytes.NewBuffer(dst[:0])
 	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	b := buf.Bytes()
 	if err != nil {

@@ -205,11 +205,12 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	}()
 	if listing {
 		complete, err := r.src.List(ctx, full, prog.ScanSince, r.known, func(l source.Listed) {
-			if inListing[l.AccountID] {
+			n := len(inListing)
+			inListing[l.AccountID] = true
+			if len(inListing) == n {
 				r.Log.Warn("account listed twice in one scan; reading it once", "instance", r.conn.Name, "account", l.AccountID)
 				return
 			}
-			inListing[l.AccountID] = true
 			if l.Unchanged {
 				unchanged++
 				return // byte for byte what was last processed: nothing to detect
@@ -267,8 +268,8 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	var rest []watch.Entry
 	r.Live.Range(r.conn.Name, func(e watch.Entry) {
 		switch {
-		case removedNow[e.AccountID]:
-		case inListing[e.AccountID] && r.conn.Provider == event.ProviderActivePlatform: // observed through the listing
+		case r.conn.Provider == event.ProviderActivePlatform && inListing[e.AccountID]: // observed through the listing
+		case len(removedNow) > 0 && removedNow[e.AccountID]:
 		case r.conn.Provider == event.ProviderActivePlatform && !full && r.baselined(e): // unchanged since the last scan
 		default:
 			rest = append(rest, e)
