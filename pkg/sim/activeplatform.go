@@ -67,14 +67,17 @@ func apError(w http.ResponseWriter, status int, msg string) {
 	json.NewEncoder(w).Encode(map[string]any{"error": msg, "status": status})
 }
 
-func (s *Server) apGet(w http.ResponseWriter, r *http.Request) {
-	const ep = "ap.get"
+// apBegin counts a request, stamps its id, and answers it when a fault or a bad
+// token says so; it reports whether the handler goes on.
+func (s *Server) apBegin(ep string, w http.ResponseWriter, r *http.Request) bool {
 	s.count(ep)
 	w.Header().Set("X-Request-Id", requestID())
-	if s.Faults.apply(ep, w, r) {
-		return
-	}
-	if !s.apAuth(w, r) {
+	return !s.Faults.apply(ep, w, r) && s.apAuth(w, r)
+}
+
+func (s *Server) apGet(w http.ResponseWriter, r *http.Request) {
+	const ep = "ap.get"
+	if !s.apBegin(ep, w, r) {
 		return
 	}
 	idText, ok := strings.CutSuffix(r.PathValue("file"), ".json")
@@ -94,12 +97,7 @@ func (s *Server) apGet(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apList(w http.ResponseWriter, r *http.Request) {
 	const ep = "ap.list"
-	s.count(ep)
-	w.Header().Set("X-Request-Id", requestID())
-	if s.Faults.apply(ep, w, r) {
-		return
-	}
-	if !s.apAuth(w, r) {
+	if !s.apBegin(ep, w, r) {
 		return
 	}
 	q := r.URL.Query()
