@@ -122,14 +122,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.cache[key] = &slot{raw: raw, baseline: bytes.Contains(raw.Data, []byte(`"baseline":true`))}
 	}
 	r.mu.Unlock()
+	// A record keeps its last outbox until its next commit; a predecessor may
+	// have crashed between writing one and publishing it. Flushing checks the
+	// stream first, so an outbox already published costs a read, not a write.
 	for key, raw := range raws {
-		if bytes.Contains(raw.Data, []byte(`"pending":[`)) { // a predecessor crashed between staging and publishing
+		if bytes.Contains(raw.Data, []byte(`"pending":[`)) {
 			r.with(ctx, key, func(*state.Entry) bool { return true })
 		}
 	}
-	entries := raws
 	prog := r.loadProgress(ctx)
-	log.Info("polling", "accounts_in_state", len(entries), "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
+	log.Info("polling", "accounts_in_state", len(raws), "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
 		due := r.Now()
 		if !prog.LastStart.IsZero() {
