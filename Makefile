@@ -8,7 +8,7 @@ SERVICES := $(filter-out devstack,$(notdir $(wildcard services/*)))
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 BIN := $(CURDIR)/bin
 
-.PHONY: run build test test-short bench lint fmt vet check-deps tidy schemas clean help
+.PHONY: run build test bench lint fmt vet check-deps tidy schemas clean help
 
 help:
 	@echo "make run    start the local stack (embedded JetStream, upstream-sim, every service)"
@@ -35,9 +35,6 @@ test:
 	  echo "== $${m#$(CURDIR)/}"; \
 	  (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || fail=1; \
 	done; exit $$fail
-
-test-short:
-	@$(MAKE) test TEST_FLAGS="-short -count=1"
 
 ## bench: benchmarks with their raw baselines from the same run
 bench:

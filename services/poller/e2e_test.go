@@ -81,9 +81,6 @@ func (p *proc) stop(t *testing.T) {
 // then checks that every account's events are exactly the changes applied, in
 // order, each once, with an intact hash chain.
 func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
-	if testing.Short() {
-		t.Skip("chaos test: skipped with -short")
-	}
 	// 40 accounts changed in turn, 110 ms apart: one account changes every 4.4 s,
 	// far longer than a restart, so every change is observable.
 	const accounts, rounds, kills = 40, 2, 22
@@ -200,9 +197,6 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 // account is read once per interval; when one replica is killed, the other
 // takes its connection over and no account is forgotten.
 func TestTwoReplicasOneKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("chaos test: skipped with -short")
-	}
 	seed := simtest.Seed()
 	seed.Alibaba.Customers = nil
 	var watch strings.Builder
