@@ -213,19 +213,14 @@ func numberLiteral(b []byte) bool {
 	case i < len(b) && b[i] == '0':
 		i++
 	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
+		i = digits(b, i)
 	default:
 		return false
 	}
 	if i < len(b) && b[i] == '.' {
-		i++
-		j := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == j {
+		if j := digits(b, i+1); j > i+1 {
+			i = j
+		} else {
 			return false
 		}
 	}
@@ -234,15 +229,21 @@ func numberLiteral(b []byte) bool {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		j := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == j {
+		if j := digits(b, i); j > i {
+			i = j
+		} else {
 			return false
 		}
 	}
 	return i == len(b)
+}
+
+// digits returns the end of the run of decimal digits starting at i.
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 // ID decodes an identifier sent as a JSON number or string.

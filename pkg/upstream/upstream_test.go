@@ -92,3 +92,16 @@ func TestErrorMessage(t *testing.T) {
 		t.Fatal("code")
 	}
 }
+
+func TestNumberLiteralMatchesJSON(t *testing.T) {
+	for _, s := range []string{"0", "-0", "12", "1.5", "1.", ".5", "01", "1e5", "1E+5", "1e", "1e-", "-", "", "1.5e-3", "--1", "1a"} {
+		want := false
+		var n json.Number
+		if json.Unmarshal([]byte(s), &n) == nil {
+			want = true
+		}
+		if got := numberLiteral([]byte(s)); got != want {
+			t.Errorf("numberLiteral(%q) = %v, encoding/json says %v", s, got, want)
+		}
+	}
+}
