@@ -41,39 +41,7 @@ func (s *scan) ws() {
 func (s *scan) value() []byte {
 	s.ws()
 	start := s.i
-	depth := 0
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch c {
-		case '"':
-			s.i++
-			for s.b[s.i] != '"' {
-				if s.b[s.i] == '\\' {
-					s.i++
-				}
-				s.i++
-			}
-			s.i++
-		case '{', '[':
-			depth++
-			s.i++
-		case '}', ']':
-			depth--
-			s.i++
-		default:
-			for s.i < len(s.b) && !strings.ContainsRune(" \t\r\n,:}]", rune(s.b[s.i])) {
-				s.i++
-			}
-		}
-		if depth == 0 {
-			return s.b[start:s.i]
-		}
-		s.ws()
-		if depth > 0 && s.i < len(s.b) && (s.b[s.i] == ',' || s.b[s.i] == ':') {
-			s.i++
-			s.ws()
-		}
-	}
+	s.i, _ = skipValue(s.b, s.i)
 	return s.b[start:s.i]
 }
 
