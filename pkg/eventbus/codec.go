@@ -1,7 +1,6 @@
 package eventbus
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -14,9 +13,6 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/event"
 )
-
-// binaryCtx makes the SDK write binary content mode (ce- headers, raw data body).
-var binaryCtx = binding.WithForceBinary(context.Background())
 
 // Encode turns an event into a NATS message in CloudEvents binary content mode
 // (the NATS protocol binding: every attribute and extension as a "ce-" header, the
@@ -57,23 +53,6 @@ func Encode(e *event.Event) (*nats.Msg, error) {
 	h["content-type"] = []string{event.ContentType}
 	h[jetstream.MsgIDHeader] = []string{e.ID()}
 	return &nats.Msg{Subject: subject, Header: h, Data: c.Data()}, nil
-}
-
-// EncodeWithSDK encodes through the SDK's generic binding writer; Encode must
-// produce the same message.
-func EncodeWithSDK(e *event.Event) (*nats.Msg, error) {
-	subject, err := e.Subject()
-	if err != nil {
-		return nil, err
-	}
-	var body bytes.Buffer
-	h, err := natsce.WriteMsg(binaryCtx, binding.ToMessage(&e.Cloud), &body)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", e.ID(), err)
-	}
-	h.Set("content-type", event.ContentType)
-	h.Set(jetstream.MsgIDHeader, e.ID())
-	return &nats.Msg{Subject: subject, Header: h, Data: body.Bytes()}, nil
 }
 
 // Decode reads an event from a NATS message in binary or structured content mode.

@@ -102,17 +102,12 @@ func Hash(b []byte) string {
 
 // ReadBounded reads at most limit bytes; a longer body is ErrMalformed.
 func ReadBounded(r io.Reader, limit int64, op string) ([]byte, error) {
-	return ReadBoundedSized(r, -1, limit, op)
+	return ReadBoundedInto(nil, r, -1, limit, op)
 }
 
-// ReadBoundedSized is ReadBounded with the announced length (-1 if unknown)
-// used to size the buffer once.
-func ReadBoundedSized(r io.Reader, announced, limit int64, op string) ([]byte, error) {
-	return ReadBoundedInto(nil, r, announced, limit, op)
-}
-
-// ReadBoundedInto is ReadBoundedSized reading into dst's storage when it is
-// large enough (a reused buffer).
+// ReadBoundedInto is ReadBounded with the announced length (-1 if unknown)
+// sizing the buffer once, reading into dst's storage when it is large enough
+// (a reused buffer).
 func ReadBoundedInto(dst []byte, r io.Reader, announced, limit int64, op string) ([]byte, error) {
 	if announced > limit {
 		announced = limit // a hint, or a lie: reading stops at the limit either way
