@@ -7,6 +7,8 @@ package detect
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,8 +134,8 @@ func Observe(prev Record, obs Observation, pol Policy) ([]Change, Record) {
 
 	if !prev.Baseline {
 		next.Baseline = true
-		next.Enums = copyValues(obs.Enums)
-		next.Profile = copyValues(obs.Profile)
+		next.Enums = maps.Clone(obs.Enums)
+		next.Profile = maps.Clone(obs.Profile)
 		if obs.Debt != nil {
 			th := threshold(obs.Debt, pol)
 			next.Debt = &DebtState{Value: obs.Debt.Current.String(), Raw: obs.Debt.Raw, Above: th != nil && obs.Debt.Current.GreaterThanOrEqual(*th)}
@@ -141,13 +143,16 @@ func Observe(prev Record, obs Observation, pol Policy) ([]Change, Record) {
 		return changes, next
 	}
 
-	next.Enums = copyValues(prev.Enums)
-	for _, f := range sortedKeys(obs.Enums) {
+	next.Enums = writable(prev.Enums)
+	for _, f := range slices.Sorted(maps.Keys(obs.Enums)) {
 		cur := obs.Enums[f]
 		old, seen := prev.Enums[f]
-		if !seen || old.Value == cur.Value {
-			next.Enums[f] = keepRaw(old, cur, seen)
+		if !seen {
+			next.Enums[f] = cur // a field first seen now is part of the baseline
 			continue
+		}
+		if old.Value == cur.Value {
+			continue // only the raw spelling may have moved ("credit hold" → "credit_hold"): not a change
 		}
 		next.Enums[f] = cur
 		c := Change{Field: f, Previous: old, Current: cur}
@@ -175,7 +180,7 @@ func Observe(prev Record, obs Observation, pol Policy) ([]Change, Record) {
 		}
 	}
 
-	next.Profile = copyValues(prev.Profile)
+	next.Profile = writable(prev.Profile)
 	for _, f := range event.ProfileFields {
 		cur, ok := obs.Profile[f]
 		if !ok {
@@ -188,15 +193,6 @@ func Observe(prev Record, obs Observation, pol Policy) ([]Change, Record) {
 		}
 	}
 	return changes, next
-}
-
-// keepRaw keeps the stored spelling when only the raw spelling moved (e.g.
-// "credit hold" → "credit_hold"): that is not a change.
-func keepRaw(old, cur event.Value, seen bool) event.Value {
-	if seen {
-		return old
-	}
-	return cur
 }
 
 func threshold(d *Debt, pol Policy) *decimal.Decimal {
@@ -337,28 +333,13 @@ func knownCreditLimit(v string) bool {
 	return false
 }
 
-func copyValues(m map[string]event.Value) map[string]event.Value {
+// writable copies a record's values for the next record, as a map that can
+// take new fields even when the record had none.
+func writable(m map[string]event.Value) map[string]event.Value {
 	if m == nil {
-		return nil
+		return map[string]event.Value{}
 	}
-	out := make(map[string]event.Value, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-func sortedKeys(m map[string]event.Value) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
+	return maps.Clone(m)
 }
 
 func truncate(s string, n int) string {

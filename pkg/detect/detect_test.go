@@ -201,3 +201,18 @@ func TestChangesBuildValidEvents(t *testing.T) {
 		}
 	}
 }
+
+// A record baselined without profile fields or enums takes them later without
+// a panic: enums first seen are baseline, profile fields compare with empty.
+func TestFieldsFirstSeenAfterTheBaseline(t *testing.T) {
+	var rec detect.Record
+	_, rec = detect.Observe(rec, detect.Observation{Name: "x"}, detect.DefaultPolicy())
+	ch, rec := detect.Observe(rec, ap("active", ""), detect.DefaultPolicy())
+	if len(ch) != 0 || rec.Enums[detect.FieldStatus].Value != "active" {
+		t.Fatalf("%+v %+v", ch, rec.Enums)
+	}
+	ch, _ = detect.Observe(rec, detect.Observation{Profile: map[string]event.Value{"About": {Value: "hi"}}}, detect.DefaultPolicy())
+	if len(ch) != 1 || ch[0].Field != "About" {
+		t.Fatalf("%+v", ch)
+	}
+}
