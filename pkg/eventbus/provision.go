@@ -17,8 +17,14 @@ import (
 const (
 	StreamEvents     = "AW_EVENTS"
 	StreamDeadLetter = "AW_DLQ"
-	// DeadLetterRoot prefixes dead-letter subjects: aw.dlq.<sink>.<original subject>.
+	// DeadLetterRoot prefixes dead-letter subjects:
+	// aw.dlq.<sink>.<receiver>.<provider>.<instance>.<type>.<account>.
 	DeadLetterRoot = "aw.dlq."
+	// StreamRedrive holds re-driven dead letters until their receiver takes them
+	// (a work queue: each subject has one consumer, which removes what it acks).
+	StreamRedrive = "AW_REDRIVE"
+	// RedriveRoot prefixes re-drive subjects, laid out like dead-letter subjects.
+	RedriveRoot = "aw.redrive."
 
 	BucketState         = "AW_STATE"
 	BucketWatch         = "AW_WATCH"
@@ -79,6 +85,21 @@ func DeadLetterStreamConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
+// RedriveStreamConfig holds dead letters sent back to their receiver. It is not
+// the audit log: re-driving never writes to AW_EVENTS, so its dedup window cannot
+// swallow a re-drive and the original events stay as they were.
+func RedriveStreamConfig(c Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamRedrive,
+		Description: "accountwatch re-drives: dead letters sent back to their receiver",
+		Subjects:    []string{RedriveRoot + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		Replicas:    c.Replicas,
+		Duplicates:  c.DedupWindow,
+	}
+}
+
 // BucketConfigs are the KV buckets; history is kept where operators want to see
 // what changed (watch list, subscriptions, silences).
 func BucketConfigs(c Config) []jetstream.KeyValueConfig {
@@ -99,7 +120,7 @@ func BucketConfigs(c Config) []jetstream.KeyValueConfig {
 // Running it twice is a no-op; a conflicting existing configuration is an
 // ErrConfigConflict that names every differing setting.
 func (b *Bus) Provision(ctx context.Context) error {
-	for _, sc := range []jetstream.StreamConfig{EventStreamConfig(b.Cfg), DeadLetterStreamConfig(b.Cfg)} {
+	for _, sc := range []jetstream.StreamConfig{EventStreamConfig(b.Cfg), DeadLetterStreamConfig(b.Cfg), RedriveStreamConfig(b.Cfg)} {
 		if err := EnsureStream(ctx, b.JS, sc); err != nil {
 			return err
 		}

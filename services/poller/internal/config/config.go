@@ -72,17 +72,7 @@ type Policy struct {
 }
 
 // Duration is a time.Duration written as "60s".
-type Duration struct{ time.Duration }
-
-// UnmarshalText parses a duration.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
+type Duration = pkgconfig.Duration
 
 // Load reads and checks the file, filling defaults and resolving secrets.
 func Load(path string) (*File, error) {

@@ -1,0 +1,95 @@
+package sink
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/accountwatch/accountwatch/pkg/event"
+)
+
+// Settings tune the runtime; every notifier embeds them in its environment
+// (AW_SINK_*), so the knobs are the same for Slack, webhooks and email.
+type Settings struct {
+	// MaxDeliver is how many attempts an event gets before it is dead-lettered.
+	MaxDeliver int `envconfig:"SINK_MAX_DELIVER" default:"10"`
+	// BackoffInitial doubles per attempt, with jitter, up to BackoffMax.
+	BackoffInitial time.Duration `envconfig:"SINK_BACKOFF_INITIAL" default:"2s"`
+	BackoffMax     time.Duration `envconfig:"SINK_BACKOFF_MAX" default:"10m"`
+	// MaxRetryAfter caps a receiver's Retry-After (a longer one is taken as this).
+	MaxRetryAfter time.Duration `envconfig:"SINK_MAX_RETRY_AFTER" default:"1h"`
+	// AckWait is how long the server waits for an ack before redelivering; held
+	// events (waiting in a group, or rate-limited) are kept alive meanwhile.
+	AckWait       time.Duration `envconfig:"SINK_ACK_WAIT" default:"60s"`
+	MaxAckPending int           `envconfig:"SINK_MAX_ACK_PENDING" default:"20000"`
+	// Concurrency is how many deliveries one receiver runs at once; a group's
+	// notifications always go one after another, in order.
+	Concurrency int `envconfig:"SINK_CONCURRENCY" default:"4"`
+	// SendTimeout bounds one delivery.
+	SendTimeout time.Duration `envconfig:"SINK_SEND_TIMEOUT" default:"30s"`
+	// DrainTimeout is how long in-flight deliveries may finish on shutdown.
+	DrainTimeout time.Duration `envconfig:"SINK_DRAIN_TIMEOUT" default:"15s"`
+	// Filter is the comma-separated subject filter of the consumers.
+	Filter string `envconfig:"SINK_FILTER" default:"aw.events.>"`
+	// Start says where a new consumer begins: "new" (events from now on) or
+	// "all" (the whole audit log). An existing consumer resumes where it was.
+	Start string `envconfig:"SINK_START" default:"new"`
+}
+
+// DefaultSettings are Settings with their defaults, for tests and tools.
+func DefaultSettings() Settings {
+	return Settings{
+		MaxDeliver: 10, BackoffInitial: 2 * time.Second, BackoffMax: 10 * time.Minute, MaxRetryAfter: time.Hour,
+		AckWait: time.Minute, MaxAckPending: 20000, Concurrency: 4, SendTimeout: 30 * time.Second,
+		DrainTimeout: 15 * time.Second, Filter: event.SubjectRoot + ">", Start: "new",
+	}
+}
+
+// Validate names the first wrong key.
+func (s Settings) Validate() error {
+	switch {
+	case s.MaxDeliver < 1:
+		return fmt.Errorf("AW_SINK_MAX_DELIVER: %d (want >= 1)", s.MaxDeliver)
+	case s.BackoffInitial <= 0 || s.BackoffMax < s.BackoffInitial:
+		return fmt.Errorf("AW_SINK_BACKOFF_INITIAL / AW_SINK_BACKOFF_MAX: %s / %s (want 0 < initial <= max)", s.BackoffInitial, s.BackoffMax)
+	case s.MaxRetryAfter <= 0:
+		return fmt.Errorf("AW_SINK_MAX_RETRY_AFTER: %s (want > 0)", s.MaxRetryAfter)
+	case s.AckWait < time.Second:
+		return fmt.Errorf("AW_SINK_ACK_WAIT: %s (want >= 1s)", s.AckWait)
+	case s.MaxAckPending < 1:
+		return fmt.Errorf("AW_SINK_MAX_ACK_PENDING: %d (want >= 1)", s.MaxAckPending)
+	case s.Concurrency < 1 || s.Concurrency > 256:
+		return fmt.Errorf("AW_SINK_CONCURRENCY: %d (want 1 to 256)", s.Concurrency)
+	case s.SendTimeout <= 0:
+		return fmt.Errorf("AW_SINK_SEND_TIMEOUT: %s (want > 0)", s.SendTimeout)
+	case s.DrainTimeout < 0:
+		return fmt.Errorf("AW_SINK_DRAIN_TIMEOUT: %s (want >= 0)", s.DrainTimeout)
+	case s.Start != "new" && s.Start != "all":
+		return fmt.Errorf("AW_SINK_START: %q (want new or all)", s.Start)
+	}
+	for _, f := range s.filters() {
+		if !strings.HasPrefix(f, event.SubjectRoot) {
+			return fmt.Errorf("AW_SINK_FILTER: %q (every filter starts with %s)", f, event.SubjectRoot)
+		}
+	}
+	return nil
+}
+
+func (s Settings) filters() []string {
+	var out []string
+	for _, f := range strings.Split(s.Filter, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (s Settings) deliverPolicy() jetstream.DeliverPolicy {
+	if s.Start == "all" {
+		return jetstream.DeliverAllPolicy
+	}
+	return jetstream.DeliverNewPolicy
+}

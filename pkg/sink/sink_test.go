@@ -1,0 +1,580 @@
+package sink_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
+	"github.com/accountwatch/accountwatch/pkg/route"
+	"github.com/accountwatch/accountwatch/pkg/silence"
+	"github.com/accountwatch/accountwatch/pkg/sink"
+)
+
+// recorder is a Sender that records calls and answers with fail(call number).
+type recorder struct {
+	mu    sync.Mutex
+	calls []call
+	fail  func(n int, no *sink.Notification) error
+}
+
+type call struct {
+	at time.Time
+	n  *sink.Notification
+}
+
+func (r *recorder) Send(ctx context.Context, n *sink.Notification) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, call{time.Now(), n})
+	k := len(r.calls)
+	f := r.fail
+	r.mu.Unlock()
+	if f != nil {
+		return f(k, n)
+	}
+	return nil
+}
+
+func (r *recorder) snapshot() []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]call(nil), r.calls...)
+}
+
+// delivered counts the events of successful calls (fail returned nil).
+func (r *recorder) events() map[string]int {
+	out := map[string]int{}
+	for _, c := range r.snapshot() {
+		for _, e := range c.n.Events {
+			out[e.ID()]++
+		}
+	}
+	return out
+}
+
+func tree(t *testing.T, yaml string, receivers ...string) *route.Tree {
+	t.Helper()
+	var c route.Config
+	if err := config.DecodeYAML(strings.NewReader(yaml), &c); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := route.NewTree(c, receivers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func fast() sink.Settings {
+	s := sink.DefaultSettings()
+	s.Start = "all"
+	s.BackoffInitial, s.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
+	s.AckWait = 3 * time.Second
+	s.DrainTimeout = 5 * time.Second
+	return s
+}
+
+type harness struct {
+	bus     *eventbus.Bus
+	reg     *prometheus.Registry
+	metrics *sink.Metrics
+}
+
+func newHarness(t *testing.T) *harness {
+	reg := prometheus.NewRegistry()
+	return &harness{bus: bustest.New(t), reg: reg, metrics: sink.NewMetrics(reg)}
+}
+
+func (h *harness) publish(t *testing.T, evs ...*event.Event) {
+	t.Helper()
+	if _, err := eventbus.NewPublisher(h.bus.JS).PublishAll(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs a runtime until the test ends (or stop is called); stop waits for the drain.
+func (h *harness) start(t *testing.T, tr *route.Tree, rcv []sink.Receiver, s sink.Sender, opts ...sink.Option) (stop func()) {
+	t.Helper()
+	opts = append([]sink.Option{sink.WithSettings(fast()), sink.WithMetrics(h.metrics)}, opts...)
+	rt, err := sink.New(h.bus.JS, "test", tr, rcv, s, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("not within 20s: %s", what)
+}
+
+func consumerInfo(t *testing.T, h *harness, receiver string) *jetstream.ConsumerInfo {
+	t.Helper()
+	c, err := h.bus.JS.Consumer(context.Background(), eventbus.StreamEvents, sink.ConsumerName("test", receiver))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return &jetstream.ConsumerInfo{} // not created yet
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func statuses(t *testing.T, n int, prefix string) []*event.Event {
+	out := make([]*event.Event, n)
+	for i := range out {
+		out[i] = eventtest.Status(t, eventtest.Meta(fmt.Sprintf("%s%d", prefix, i), nil), "active", "credit_hold")
+	}
+	return out
+}
+
+const oneRoute = "route: {receiver: r, group_wait: 0s}"
+
+func TestDeliverAndAck(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{}
+	evs := statuses(t, 5, "a")
+	h.publish(t, evs...)
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec)
+	eventually(t, "5 events acked", func() bool { return consumerInfo(t, h, "r").AckFloor.Stream == 5 })
+	got := rec.events()
+	for _, e := range evs {
+		if got[e.ID()] != 1 {
+			t.Errorf("%s delivered %d times", e.Data.AccountID, got[e.ID()])
+		}
+	}
+	if v := testutil.ToFloat64(h.metrics.Delivered.WithLabelValues("test", "r")); v != 5 {
+		t.Errorf("delivered metric %v", v)
+	}
+}
+
+func TestGrouping(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{}
+	frozen := make([]*event.Event, 500)
+	for i := range frozen {
+		frozen[i] = eventtest.Hosting(t, fmt.Sprintf("15%014d", i), "", "FREEZE")
+	}
+	h.publish(t, frozen...)
+	h.publish(t, statuses(t, 3, "ap")...)
+	tr := tree(t, `
+route:
+  receiver: r
+  group_wait: 2s
+  routes:
+    - match: {provider: [alibaba-bss]}
+      group_by: [provider, instance, type]
+`, "r")
+	h.start(t, tr, []sink.Receiver{{Name: "r"}}, rec)
+	eventually(t, "503 events acked", func() bool { return consumerInfo(t, h, "r").AckFloor.Stream == 503 })
+	calls := rec.snapshot()
+	sizes := map[int]int{}
+	for _, c := range calls {
+		sizes[len(c.n.Events)]++
+	}
+	if len(calls) != 4 || sizes[500] != 1 || sizes[1] != 3 {
+		t.Errorf("notifications by size %v (calls %d), want one of 500 and three of 1 (grouped per account)", sizes, len(calls))
+	}
+}
+
+func TestGroupInterval(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{}
+	tr := tree(t, "route: {receiver: r, group_wait: 0s, group_interval: 1s}", "r")
+	h.start(t, tr, []sink.Receiver{{Name: "r"}}, rec)
+	m := eventtest.Meta("g1", nil)
+	h.publish(t, eventtest.Status(t, m, "active", "credit_hold"))
+	eventually(t, "first sent at once", func() bool { return len(rec.snapshot()) == 1 })
+	m.Revision = 1
+	h.publish(t, eventtest.Status(t, m, "credit_hold", "active"))
+	m.Revision = 2
+	h.publish(t, eventtest.Status(t, m, "active", "deleted"))
+	eventually(t, "the next two as one, an interval later", func() bool { return len(rec.snapshot()) == 2 })
+	calls := rec.snapshot()
+	if len(calls[1].n.Events) != 2 {
+		t.Errorf("second notification has %d events, want 2", len(calls[1].n.Events))
+	}
+	if gap := calls[1].at.Sub(calls[0].at); gap < time.Second {
+		t.Errorf("second notification %s after the first, before group_interval", gap)
+	}
+}
+
+func TestPermanentFailureDeadLetters(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{fail: func(int, *sink.Notification) error {
+		return sink.Permanent(sink.ReasonClientError, errors.New("channel_not_found"))
+	}}
+	evs := statuses(t, 2, "p")
+	h.publish(t, evs...)
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec)
+	store, err := deadletter.Open(context.Background(), h.bus.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var letters []deadletter.Letter
+	eventually(t, "2 dead letters", func() bool {
+		letters, _ = store.List(context.Background(), deadletter.Filter{Sink: "test"})
+		return len(letters) == 2
+	})
+	l := letters[0]
+	if l.EventID != evs[0].ID() {
+		l = letters[1]
+	}
+	if l.Sink != "test" || l.Receiver != "r" || l.Reason != "client_error" || !strings.Contains(l.Error, "channel_not_found") || l.Attempts != 1 || l.EventID != evs[0].ID() || l.OriginSeq != 1 {
+		t.Errorf("letter %+v", l)
+	}
+	if len(rec.snapshot()) != 2 {
+		t.Errorf("a permanent failure was retried: %d calls", len(rec.snapshot()))
+	}
+	eventually(t, "terminated, not pending", func() bool {
+		i := consumerInfo(t, h, "r")
+		return i.NumAckPending == 0 && i.NumPending == 0 && i.NumRedelivered == 0
+	})
+	if v := testutil.ToFloat64(h.metrics.DeadLettered.WithLabelValues("test", "r", "client_error")); v != 2 {
+		t.Errorf("dead-lettered metric %v", v)
+	}
+}
+
+func TestTransientRetriedThenDelivered(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{fail: func(n int, _ *sink.Notification) error {
+		if n <= 2 {
+			return sink.Transient(sink.ReasonServerError, errors.New("502"))
+		}
+		return nil
+	}}
+	h.publish(t, statuses(t, 1, "t")...)
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec)
+	eventually(t, "acked", func() bool { return consumerInfo(t, h, "r").AckFloor.Stream == 1 })
+	if n := len(rec.snapshot()); n != 3 {
+		t.Errorf("%d calls, want 3", n)
+	}
+	if v := testutil.ToFloat64(h.metrics.Retried.WithLabelValues("test", "r", "server_error")); v != 2 {
+		t.Errorf("retried metric %v", v)
+	}
+}
+
+func TestExhaustedDeadLetters(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{fail: func(int, *sink.Notification) error { return context.DeadlineExceeded }}
+	h.publish(t, statuses(t, 1, "x")...)
+	s := fast()
+	s.MaxDeliver = 3
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec, sink.WithSettings(s))
+	store, _ := deadletter.Open(context.Background(), h.bus.JS)
+	var letters []deadletter.Letter
+	eventually(t, "dead letter", func() bool {
+		letters, _ = store.List(context.Background(), deadletter.Filter{})
+		return len(letters) == 1
+	})
+	if l := letters[0]; l.Reason != "timeout" || l.Attempts != 3 || !strings.Contains(l.Error, "gave up after 3 attempts") {
+		t.Errorf("letter %+v", l)
+	}
+	if n := len(rec.snapshot()); n != 3 {
+		t.Errorf("%d attempts, want 3", n)
+	}
+}
+
+func TestRetryAfterHonoured(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{fail: func(n int, _ *sink.Notification) error {
+		if n == 1 {
+			return sink.RateLimited(1500*time.Millisecond, errors.New("429"))
+		}
+		return nil
+	}}
+	h.publish(t, statuses(t, 3, "ra")...)
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec, sink.WithSettings(func() sink.Settings { s := fast(); s.Concurrency = 1; return s }()))
+	eventually(t, "all acked", func() bool { return consumerInfo(t, h, "r").AckFloor.Stream == 3 })
+	calls := rec.snapshot()
+	for _, c := range calls[1:] {
+		if gap := c.at.Sub(calls[0].at); gap < 1500*time.Millisecond {
+			t.Errorf("a call %s after the 429, before its Retry-After of 1.5s", gap)
+		}
+	}
+	if got := rec.events(); len(got) != 3 {
+		t.Errorf("delivered %d distinct events, want 3", len(got))
+	}
+}
+
+func TestRateLimitPerReceiver(t *testing.T) {
+	h := newHarness(t)
+	slow, quick := &recorder{}, &recorder{}
+	both := &multi{m: map[string]sink.Sender{"slow": slow, "quick": quick}}
+	h.publish(t, statuses(t, 6, "rl")...)
+	tr := tree(t, "route: {receiver: slow, group_wait: 0s, routes: [{receiver: quick, continue: true}, {receiver: slow}]}", "slow", "quick")
+	h.start(t, tr, []sink.Receiver{{Name: "slow", RateLimit: 4, Burst: 1}, {Name: "quick"}}, both)
+	eventually(t, "both delivered", func() bool { return len(slow.snapshot()) == 6 && len(quick.snapshot()) == 6 })
+	calls := slow.snapshot()
+	if span := calls[5].at.Sub(calls[0].at); span < 1200*time.Millisecond {
+		t.Errorf("6 notifications at 4/s with burst 1 took %s, want >= 1.25s", span)
+	}
+}
+
+type multi struct{ m map[string]sink.Sender }
+
+func (m *multi) Send(ctx context.Context, n *sink.Notification) error {
+	return m.m[n.Receiver].Send(ctx, n)
+}
+
+func TestSlowReceiverDoesNotDelayAnother(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	blocked := &blockingSender{release: release}
+	quick := &recorder{}
+	both := &multi{m: map[string]sink.Sender{"stuck": blocked, "quick": quick}}
+	h.publish(t, statuses(t, 20, "iso")...)
+	tr := tree(t, "route: {receiver: stuck, group_wait: 0s, routes: [{receiver: quick, continue: true}, {receiver: stuck}]}", "stuck", "quick")
+	h.start(t, tr, []sink.Receiver{{Name: "stuck"}, {Name: "quick"}}, both)
+	eventually(t, "quick receiver got all while the other is stuck", func() bool { return len(quick.snapshot()) == 20 })
+	close(release)
+}
+
+type blockingSender struct{ release chan struct{} }
+
+func (b *blockingSender) Send(ctx context.Context, _ *sink.Notification) error {
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestSilenceAndMute(t *testing.T) {
+	h := newHarness(t)
+	store, err := silence.Open(context.Background(), h.bus.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := store.Follow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := route.ParseMatchers([]string{"account=quiet0"})
+	if _, err := store.Add(ctx, silence.Silence{Matchers: ms, EndsAt: time.Now().Add(time.Hour), CreatedBy: "t", Comment: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	tr := tree(t, `
+route:
+  receiver: r
+  group_wait: 0s
+  routes:
+    - match: {account: ["night*"]}
+      mute_time_intervals: [always]
+time_intervals:
+  - name: always
+    time_intervals: [{weekdays: ["sunday:saturday"]}]
+`, "r")
+	quiet := statuses(t, 1, "quiet")
+	night := statuses(t, 1, "night")
+	loud := statuses(t, 1, "loud")
+	h.publish(t, quiet[0], night[0], loud[0])
+	h.start(t, tr, []sink.Receiver{{Name: "r"}}, rec, sink.WithSilences(store))
+	eventually(t, "loud delivered", func() bool { return len(rec.snapshot()) == 1 })
+	eventually(t, "silenced acked, muted deferred", func() bool {
+		return testutil.ToFloat64(h.metrics.Suppressed.WithLabelValues("test", "r", "silenced")) == 1 &&
+			testutil.ToFloat64(h.metrics.Suppressed.WithLabelValues("test", "r", "muted")) == 1
+	})
+	if got := rec.snapshot()[0].n.Events[0].Data.AccountID; got != "loud0" {
+		t.Errorf("delivered %s", got)
+	}
+	info := consumerInfo(t, h, "r")
+	if info.AckFloor.Stream != 1 { // quiet (1) acked; night (2) waits for the interval's end; loud (3) acked
+		t.Errorf("ack floor %d, want 1: the muted event must stay unacknowledged", info.AckFloor.Stream)
+	}
+}
+
+func TestDrainLosesNothing(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	first := &blockingSender{release: release}
+	tr := tree(t, `
+route:
+  receiver: r
+  group_wait: 0s
+  routes:
+    - match: {account: ["held*"]}
+      group_wait: 1h
+`, "r")
+	inflight := statuses(t, 1, "inflight")
+	held := statuses(t, 3, "held")
+	h.publish(t, inflight...)
+	h.publish(t, held...)
+	stop := h.start(t, tr, []sink.Receiver{{Name: "r"}}, first)
+	eventually(t, "all taken", func() bool { return consumerInfo(t, h, "r").NumAckPending == 4 })
+	go func() { time.Sleep(300 * time.Millisecond); close(release) }()
+	stop() // returns after the in-flight delivery finished and the held were handed back
+	if info := consumerInfo(t, h, "r"); info.AckFloor.Stream != 1 {
+		t.Errorf("after drain ack floor %d, want 1 (the in-flight delivery finished and was acked)", info.AckFloor.Stream)
+	}
+	rec := &recorder{}
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec)
+	eventually(t, "held events delivered by the next instance", func() bool { return len(rec.events()) == 3 })
+	for _, e := range held {
+		if rec.events()[e.ID()] != 1 {
+			t.Errorf("%s delivered %d times after restart", e.Data.AccountID, rec.events()[e.ID()])
+		}
+	}
+	if rec.events()[inflight[0].ID()] != 0 {
+		t.Error("the acked in-flight event was sent again after restart")
+	}
+}
+
+func TestRedrive(t *testing.T) {
+	h := newHarness(t)
+	broken := true
+	var mu sync.Mutex
+	rec := &recorder{fail: func(int, *sink.Notification) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken {
+			return sink.Permanent(sink.ReasonClientError, errors.New("invalid_auth"))
+		}
+		return nil
+	}}
+	evs := statuses(t, 1, "rd")
+	h.publish(t, evs...)
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec)
+	store, _ := deadletter.Open(context.Background(), h.bus.JS)
+	var letters []deadletter.Letter
+	eventually(t, "dead letter", func() bool {
+		letters, _ = store.List(context.Background(), deadletter.Filter{Sink: "test", Receiver: "r"})
+		return len(letters) == 1
+	})
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	if _, err := store.Redrive(context.Background(), letters[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Redrive(context.Background(), letters[0].Seq); !errors.Is(err, deadletter.ErrNotFound) {
+		t.Errorf("second re-drive of the same letter: %v, want ErrNotFound", err)
+	}
+	eventually(t, "re-driven delivery", func() bool { return len(rec.snapshot()) == 2 })
+	last := rec.snapshot()[1].n
+	if !last.Redrive || last.Events[0].ID() != evs[0].ID() {
+		t.Errorf("re-drive notification %+v", last)
+	}
+	if left, _ := store.List(context.Background(), deadletter.Filter{}); len(left) != 0 {
+		t.Errorf("%d letters left after re-drive", len(left))
+	}
+	all := bustest.Events(t, h.bus)
+	if len(all) != 1 || all[0].ID() != evs[0].ID() || all[0].Hash() != evs[0].Hash() {
+		t.Error("re-drive touched the audit log")
+	}
+}
+
+func TestInvalidEventDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{}
+	if _, err := h.bus.JS.Publish(context.Background(), "aw.events.activeplatform.ap-main.account-status-changed.junk", []byte("not a cloudevent")); err != nil {
+		t.Fatal(err)
+	}
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec)
+	store, _ := deadletter.Open(context.Background(), h.bus.JS)
+	eventually(t, "dead letter", func() bool {
+		l, _ := store.List(context.Background(), deadletter.Filter{})
+		return len(l) == 1 && l[0].Reason == "invalid_event"
+	})
+	if len(rec.snapshot()) != 0 {
+		t.Error("an undecodable message reached the sender")
+	}
+}
+
+func TestSettingsAndNew(t *testing.T) {
+	h := newHarness(t)
+	tr := tree(t, oneRoute, "r")
+	bad := []struct {
+		name string
+		mod  func(*sink.Settings)
+		rcv  []sink.Receiver
+		want string
+	}{
+		{"max deliver", func(s *sink.Settings) { s.MaxDeliver = 0 }, nil, "AW_SINK_MAX_DELIVER"},
+		{"backoff", func(s *sink.Settings) { s.BackoffMax = time.Millisecond }, nil, "AW_SINK_BACKOFF"},
+		{"start", func(s *sink.Settings) { s.Start = "yesterday" }, nil, "AW_SINK_START"},
+		{"filter", func(s *sink.Settings) { s.Filter = "other.>" }, nil, "AW_SINK_FILTER"},
+		{"receiver name", nil, []sink.Receiver{{Name: "a.b"}}, "receiver name"},
+		{"duplicate receiver", nil, []sink.Receiver{{Name: "r"}, {Name: "r"}}, "receiver name"},
+		{"no receivers", nil, []sink.Receiver{}, "no receivers"},
+	}
+	for _, c := range bad {
+		s := sink.DefaultSettings()
+		if c.mod != nil {
+			c.mod(&s)
+		}
+		rcv := c.rcv
+		if rcv == nil {
+			rcv = []sink.Receiver{{Name: "r"}}
+		}
+		_, err := sink.New(h.bus.JS, "test", tr, rcv, &recorder{}, sink.WithSettings(s))
+		if !errors.Is(err, sink.ErrConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrConfig naming %s", c.name, err, c.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		err       error
+		reason    sink.Reason
+		permanent bool
+		after     time.Duration
+	}{
+		{sink.HTTPStatus(429, 3*time.Second, errors.New("x")), sink.ReasonRateLimited, false, 3 * time.Second},
+		{sink.HTTPStatus(503, 2*time.Second, errors.New("x")), sink.ReasonRateLimited, false, 2 * time.Second},
+		{sink.HTTPStatus(503, 0, errors.New("x")), sink.ReasonServerError, false, 0},
+		{sink.HTTPStatus(404, 0, errors.New("x")), sink.ReasonClientError, true, 0},
+		{sink.HTTPStatus(408, 0, errors.New("x")), sink.ReasonTimeout, false, 0},
+		{sink.HTTPStatus(500, 0, errors.New("x")), sink.ReasonServerError, false, 0},
+		{fmt.Errorf("post: %w", context.DeadlineExceeded), sink.ReasonTimeout, false, 0},
+		{errors.New("connection refused"), sink.ReasonOther, false, 0},
+	}
+	for i, c := range cases {
+		e := sink.Classify(c.err)
+		if e.Reason != c.reason || e.Permanent != c.permanent || e.RetryAfter != c.after {
+			t.Errorf("%d: %+v", i, e)
+		}
+	}
+	if sink.HTTPStatus(204, 0, nil) != nil {
+		t.Error("2xx is an error")
+	}
+}

@@ -1,0 +1,464 @@
+package sink
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/route"
+)
+
+// pending is one taken, not yet settled message.
+type pending struct {
+	msg     jetstream.Msg
+	ev      *event.Event
+	redrive bool
+}
+
+// attempts is how often the server has delivered the message, this time included.
+func (p *pending) attempts() uint64 {
+	if md, err := p.msg.Metadata(); err == nil {
+		return md.NumDelivered
+	}
+	return 1
+}
+
+func (p *pending) streamSeq() uint64 {
+	if md, err := p.msg.Metadata(); err == nil {
+		return md.Sequence.Stream
+	}
+	return 0
+}
+
+type iter struct {
+	it      jetstream.MessagesContext
+	redrive bool
+}
+
+type inbound struct {
+	msg     jetstream.Msg
+	redrive bool
+}
+
+// group collects the events of one group key between flushes.
+type group struct {
+	key       string
+	leaf      *route.Leaf
+	items     []*pending
+	due       time.Time
+	lastFlush time.Time
+}
+
+// batch is a notification with the messages it settles.
+type batch struct {
+	n     *Notification
+	items []*pending
+}
+
+// worker is one receiver's pipeline: two iterators (events and re-drives)
+// feeding one loop that owns the groups, and Concurrency deliverers.
+type worker struct {
+	r     *Runtime
+	name  string
+	lim   *rate.Limiter
+	iters []iter
+
+	in     chan inbound
+	groups map[string]*group
+	due    dueHeap
+	queues []chan *batch
+
+	heldMu sync.Mutex
+	held   map[*pending]struct{}
+
+	pauseMu     sync.Mutex
+	pausedUntil time.Time
+
+	draining chan struct{}
+}
+
+func newWorker(r *Runtime, name string, lim *rate.Limiter) *worker {
+	w := &worker{
+		r: r, name: name, lim: lim,
+		in:       make(chan inbound, 256),
+		groups:   map[string]*group{},
+		held:     map[*pending]struct{}{},
+		draining: make(chan struct{}),
+	}
+	// Every held message is in at most one batch, and the server hands out at
+	// most MaxAckPending, so queues this deep never block the loop.
+	for range r.set.Concurrency {
+		w.queues = append(w.queues, make(chan *batch, r.set.MaxAckPending))
+	}
+	return w
+}
+
+func (w *worker) stopConsuming() {
+	for _, it := range w.iters {
+		it.it.Drain()
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	var readers sync.WaitGroup
+	for _, it := range w.iters {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				m, err := it.it.Next()
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				if err != nil {
+					w.r.log.Warn("consume", "sink", w.r.sink, "receiver", w.name, "err", err)
+					continue
+				}
+				w.in <- inbound{msg: m, redrive: it.redrive}
+			}
+		}()
+	}
+	readersDone := make(chan struct{})
+	go func() { readers.Wait(); close(readersDone) }()
+
+	// Deliveries in flight at shutdown finish on this context, which outlives
+	// ctx by DrainTimeout.
+	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSend()
+	var deliverers sync.WaitGroup
+	for _, q := range w.queues {
+		deliverers.Add(1)
+		go func() {
+			defer deliverers.Done()
+			w.deliver(ctx, sendCtx, q)
+		}()
+	}
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	keepAlive := time.NewTicker(w.r.set.AckWait / 3)
+	defer keepAlive.Stop()
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	for ctx.Err() == nil {
+		w.resetTimer(timer)
+		select {
+		case m := <-w.in:
+			w.accept(m)
+		case <-timer.C:
+			w.flushDue(time.Now())
+		case <-keepAlive.C:
+			w.touchHeld()
+		case <-sweep.C:
+			w.sweepGroups(time.Now())
+		case <-ctx.Done():
+		}
+	}
+
+	// Drain: stop taking, hand back what waits, let what is in flight finish.
+	close(w.draining)
+	w.stopConsuming()
+	for open := true; open; {
+		select {
+		case m := <-w.in:
+			_ = m.msg.Nak()
+		case <-readersDone:
+			open = false
+		}
+	}
+	for len(w.in) > 0 {
+		_ = (<-w.in).msg.Nak()
+	}
+	for _, g := range w.groups {
+		w.handBack(g.items)
+	}
+	for _, q := range w.queues {
+		close(q)
+	}
+	finished := make(chan struct{})
+	go func() { deliverers.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(w.r.set.DrainTimeout):
+		cancelSend()
+		<-finished
+	}
+}
+
+// accept routes one message: to a group, or settled at once.
+func (w *worker) accept(in inbound) {
+	p := &pending{msg: in.msg, redrive: in.redrive}
+	w.r.metrics.Received.WithLabelValues(w.r.sink, w.name).Inc()
+	ev, err := eventbus.DecodeMsg(in.msg)
+	if err != nil {
+		w.hold(p)
+		w.deadLetter(p, &Error{Reason: ReasonInvalidEvent, Permanent: true, Err: err}, p.attempts())
+		return
+	}
+	p.ev = ev
+	now := w.r.now()
+	if in.redrive {
+		// An operator asked for this one: no routing, silences or mute windows.
+		w.hold(p)
+		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, GroupKey: "redrive|" + ev.ID(), Events: []*event.Event{ev}, Redrive: true}, items: []*pending{p}})
+		return
+	}
+	var leaf *route.Leaf
+	for _, l := range w.r.tree.Match(ev) {
+		if l.Receiver == w.name {
+			leaf = l
+			break
+		}
+	}
+	if leaf == nil {
+		_ = in.msg.Ack() // not for this receiver
+		return
+	}
+	if w.r.silences != nil {
+		if id, ok := w.r.silences.Silenced(ev, now); ok {
+			w.r.metrics.Suppressed.WithLabelValues(w.r.sink, w.name, "silenced").Inc()
+			w.r.log.Debug("silenced", "sink", w.r.sink, "receiver", w.name, "event", ev.ID(), "silence", id)
+			_ = in.msg.Ack()
+			return
+		}
+	}
+	if until, muted := leaf.Muted(ev, now); muted {
+		w.r.metrics.Suppressed.WithLabelValues(w.r.sink, w.name, "muted").Inc()
+		_ = in.msg.NakWithDelay(until.Sub(now))
+		return
+	}
+	w.hold(p)
+	key := leaf.GroupKey(ev)
+	g := w.groups[key]
+	t := time.Now()
+	if g == nil {
+		g = &group{key: key, leaf: leaf, due: t.Add(leaf.GroupWait)}
+		w.groups[key] = g
+		heap.Push(&w.due, dueEntry{at: g.due, key: key})
+	} else if len(g.items) == 0 {
+		g.due = g.lastFlush.Add(leaf.GroupInterval)
+		if g.due.Before(t) {
+			g.due = t
+		}
+		heap.Push(&w.due, dueEntry{at: g.due, key: key})
+	}
+	if p.attempts() > 1 && g.due.After(t) {
+		// A retry already waited its backoff (or its Retry-After); it does not
+		// wait a group interval on top.
+		g.due = t
+		heap.Push(&w.due, dueEntry{at: g.due, key: key})
+	}
+	g.items = append(g.items, p)
+	if !g.due.After(t) {
+		w.flushDue(t)
+	}
+}
+
+func (w *worker) resetTimer(t *time.Timer) {
+	next := time.Hour
+	if len(w.due) > 0 {
+		next = max(time.Until(w.due[0].at), 0)
+	}
+	t.Reset(next)
+}
+
+// flushDue sends every group whose time has come.
+func (w *worker) flushDue(now time.Time) {
+	for len(w.due) > 0 && !w.due[0].at.After(now) {
+		e := heap.Pop(&w.due).(dueEntry)
+		g := w.groups[e.key]
+		if g == nil || !g.due.Equal(e.at) || len(g.items) == 0 {
+			continue // stale entry
+		}
+		evs := make([]*event.Event, len(g.items))
+		for i, p := range g.items {
+			evs[i] = p.ev
+		}
+		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: g.leaf, GroupKey: g.key, Events: evs}, items: g.items})
+		g.items, g.lastFlush = nil, now
+	}
+}
+
+// sweepGroups forgets groups that have been empty for a whole interval, so
+// the next event of such a group waits group_wait again, as a new one.
+func (w *worker) sweepGroups(now time.Time) {
+	for k, g := range w.groups {
+		if len(g.items) == 0 && now.Sub(g.lastFlush) > g.leaf.GroupInterval {
+			delete(w.groups, k)
+		}
+	}
+}
+
+func (w *worker) enqueue(b *batch) {
+	h := fnv.New32a()
+	h.Write([]byte(b.n.GroupKey))
+	w.queues[h.Sum32()%uint32(len(w.queues))] <- b
+}
+
+func (w *worker) hold(p *pending) {
+	w.heldMu.Lock()
+	w.held[p] = struct{}{}
+	n := len(w.held)
+	w.heldMu.Unlock()
+	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(n))
+}
+
+func (w *worker) release(p *pending) {
+	w.heldMu.Lock()
+	delete(w.held, p)
+	n := len(w.held)
+	w.heldMu.Unlock()
+	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(n))
+}
+
+// touchHeld keeps held messages from being redelivered while they wait.
+func (w *worker) touchHeld() {
+	w.heldMu.Lock()
+	ps := make([]*pending, 0, len(w.held))
+	for p := range w.held {
+		ps = append(ps, p)
+	}
+	w.heldMu.Unlock()
+	for _, p := range ps {
+		_ = p.msg.InProgress()
+	}
+}
+
+func (w *worker) handBack(items []*pending) {
+	for _, p := range items {
+		_ = p.msg.Nak()
+		w.release(p)
+	}
+}
+
+// deliver sends the batches of one queue, in order.
+func (w *worker) deliver(ctx, sendCtx context.Context, q chan *batch) {
+	for b := range q {
+		select {
+		case <-w.draining:
+			w.handBack(b.items)
+			continue
+		default:
+		}
+		if err := w.waitTurn(ctx); err != nil {
+			w.handBack(b.items)
+			continue
+		}
+		sctx, cancel := context.WithTimeout(sendCtx, w.r.set.SendTimeout)
+		err := w.r.sender.Send(sctx, b.n)
+		cancel()
+		w.settle(b, err)
+	}
+}
+
+// waitTurn waits out a receiver's Retry-After pause, then its rate limit.
+func (w *worker) waitTurn(ctx context.Context) error {
+	for {
+		w.pauseMu.Lock()
+		wait := time.Until(w.pausedUntil)
+		w.pauseMu.Unlock()
+		if wait <= 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return w.lim.Wait(ctx)
+}
+
+func (w *worker) pause(d time.Duration) {
+	w.pauseMu.Lock()
+	if until := time.Now().Add(d); until.After(w.pausedUntil) {
+		w.pausedUntil = until
+	}
+	w.pauseMu.Unlock()
+}
+
+// settle applies the acknowledgement policy to every message of a batch.
+func (w *worker) settle(b *batch, err error) {
+	if err == nil {
+		now := time.Now()
+		for _, p := range b.items {
+			_ = p.msg.Ack()
+			w.release(p)
+			w.r.metrics.Latency.WithLabelValues(w.r.sink, w.name).Observe(now.Sub(p.ev.Cloud.Time()).Seconds())
+		}
+		w.r.metrics.Delivered.WithLabelValues(w.r.sink, w.name).Add(float64(len(b.items)))
+		w.r.metrics.Notifications.WithLabelValues(w.r.sink, w.name).Inc()
+		return
+	}
+	e := Classify(err)
+	w.r.log.Warn("delivery failed", "sink", w.r.sink, "receiver", w.name, "group", b.n.GroupKey, "events", len(b.items), "reason", e.Reason, "permanent", e.Permanent, "err", err)
+	if e.RetryAfter > 0 {
+		w.pause(min(e.RetryAfter, w.r.set.MaxRetryAfter))
+	}
+	for _, p := range b.items {
+		switch {
+		case e.Permanent:
+			w.deadLetter(p, e, p.attempts())
+		case p.attempts() >= uint64(w.r.set.MaxDeliver):
+			w.deadLetter(p, &Error{Reason: e.Reason, Err: fmt.Errorf("gave up after %d attempts: %w", p.attempts(), e.Err)}, p.attempts())
+		default:
+			delay := w.r.backoff(p.attempts(), rand.Float64())
+			if e.RetryAfter > 0 {
+				delay = min(e.RetryAfter, w.r.set.MaxRetryAfter)
+			}
+			_ = p.msg.NakWithDelay(delay)
+			w.release(p)
+			w.r.metrics.Retried.WithLabelValues(w.r.sink, w.name, string(e.Reason)).Inc()
+		}
+	}
+}
+
+// deadLetter stores p with its error, then terminates it; when the dead letter
+// cannot be stored, p is handed back for a later attempt instead: never both
+// lost and terminated.
+func (w *worker) deadLetter(p *pending, e *Error, attempts uint64) {
+	defer w.release(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m := p.msg
+	err := w.r.dlq.Write(ctx, deadletter.Entry{Sink: w.r.sink, Receiver: w.name, Reason: string(e.Reason), Err: e, Attempts: int(attempts), OriginSeq: p.streamSeq()}, m.Subject(), m.Headers(), m.Data())
+	if err != nil {
+		w.r.log.Error("dead letter not stored; will retry", "sink", w.r.sink, "receiver", w.name, "err", err)
+		_ = m.NakWithDelay(w.r.backoff(attempts, rand.Float64()))
+		return
+	}
+	_ = m.TermWithReason(string(e.Reason))
+	w.r.metrics.DeadLettered.WithLabelValues(w.r.sink, w.name, string(e.Reason)).Inc()
+	w.r.log.Warn("dead-lettered", "sink", w.r.sink, "receiver", w.name, "subject", m.Subject(), "reason", e.Reason, "attempts", attempts)
+}
+
+// dueHeap orders groups by when they are due; entries of a group whose due
+// time moved are left in and skipped when popped.
+type dueEntry struct {
+	at  time.Time
+	key string
+}
+
+type dueHeap []dueEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
