@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
 
 // Headers a dead letter carries besides the original message's own.
