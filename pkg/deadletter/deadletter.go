@@ -17,6 +17,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/redact"
 )
 
 // Headers a dead letter carries besides the original message's own.
@@ -115,7 +116,7 @@ func (w *Writer) Write(ctx context.Context, e Entry, subject string, header nats
 	}
 	msg := "unknown error"
 	if e.Err != nil {
-		msg = e.Err.Error()
+		msg = redact.String(e.Err.Error())
 	}
 	if len(msg) > maxErrorLen {
 		msg = msg[:maxErrorLen] + "…"

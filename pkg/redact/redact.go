@@ -14,17 +14,26 @@ var (
 	queryRE = regexp.MustCompile(`(?i)((?:api_token|access_token|token|password|passwd|secret|accesskeysecret|access_key_secret|signature|client_secret|apikey|api_key)=)[^&\s"'<>]*`)
 	userRE  = regexp.MustCompile(`(://)[^/@\s"',]*@`)
 	bearer  = regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+`)
+	// Slack tokens (xoxb-, xoxp-, xapp-…) and incoming-webhook paths are secrets
+	// wherever they appear; so is a Standard Webhooks secret (whsec_…).
+	slackToken = regexp.MustCompile(`\b(xox[abeoprs]|xapp)-[A-Za-z0-9-]+`)
+	slackHook  = regexp.MustCompile(`(hooks\.slack\.com/services/)[A-Za-z0-9/_-]+`)
+	whsec      = regexp.MustCompile(`\bwhsec_[A-Za-z0-9+/=]+`)
 )
 
 // String removes secrets from free text: query parameters named like secrets,
-// user:password@ in URLs, and bearer tokens.
+// user:password@ in URLs, bearer tokens, Slack tokens and webhook URLs, and
+// webhook signing secrets.
 func String(s string) string {
 	if s == "" {
 		return s
 	}
 	s = queryRE.ReplaceAllString(s, "${1}"+Mask)
 	s = userRE.ReplaceAllString(s, "${1}***@")
-	return bearer.ReplaceAllString(s, "${1}"+Mask)
+	s = bearer.ReplaceAllString(s, "${1}"+Mask)
+	s = slackToken.ReplaceAllString(s, "${1}-"+Mask)
+	s = slackHook.ReplaceAllString(s, "${1}"+Mask)
+	return whsec.ReplaceAllString(s, "whsec_"+Mask)
 }
 
 // SecretKey reports whether a key (a log attribute, a header, a config field)

@@ -14,6 +14,9 @@ func TestString(t *testing.T) {
 		{"Authorization: Bearer eyJhbGciOi.x-y", "Authorization: Bearer REDACTED"},
 		{"Signature=ab%2Fcd&AccessKeyId=k", "Signature=REDACTED&AccessKeyId=k"},
 		{"plain text", "plain text"},
+		{`post: invalid_auth for xoxb-1111-2222-abcDEF`, `post: invalid_auth for xoxb-REDACTED`},
+		{"Post https://hooks.slack.com/services/T000/B000/XXXX: 404", "Post https://hooks.slack.com/services/REDACTED: 404"},
+		{"secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw= rotated", "secret whsec_REDACTED rotated"},
 	}
 	for _, c := range cases {
 		if got := String(c.in); got != c.want {

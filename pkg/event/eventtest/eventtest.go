@@ -23,20 +23,22 @@ func Meta(acct string, labels map[string]string) event.Meta {
 	}
 }
 
-// Must fails the test on err.
-func Must(t testing.TB, e *event.Event, err error) *event.Event {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
+// Must fails the test on a constructor's error:
+// eventtest.Must(t)(event.PollDegraded(m, p)).
+func Must(t testing.TB) func(*event.Event, error) *event.Event {
+	return func(e *event.Event, err error) *event.Event {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
 	}
-	return e
 }
 
 // Status is a status.changed event of m's account, prev → cur (raw spellings).
 func Status(t testing.TB, m event.Meta, prev, cur string) *event.Event {
 	t.Helper()
-	e, err := event.StatusChanged(m, event.EnumValue(prev), event.EnumValue(cur))
-	return Must(t, e, err)
+	return Must(t)(event.StatusChanged(m, event.EnumValue(prev), event.EnumValue(cur)))
 }
 
 // Debt is a debt.changed event prev → cur against threshold (crossed "above",
@@ -44,11 +46,10 @@ func Status(t testing.TB, m event.Meta, prev, cur string) *event.Event {
 func Debt(t testing.TB, m event.Meta, prev, cur, threshold, crossed string) *event.Event {
 	t.Helper()
 	th := decimal.RequireFromString(threshold)
-	e, err := event.DebtChanged(m, event.DebtChange{
+	return Must(t)(event.DebtChanged(m, event.DebtChange{
 		Previous: decimal.RequireFromString(prev), Current: decimal.RequireFromString(cur),
 		Threshold: &th, ThresholdSource: "account", Crossed: crossed, Currency: "USD",
-	})
-	return Must(t, e, err)
+	}))
 }
 
 // Hosting is an Alibaba BSS hosting_status.changed event for uid.
@@ -56,8 +57,7 @@ func Hosting(t testing.TB, uid, prev, cur string) *event.Event {
 	t.Helper()
 	m := Meta(uid, nil)
 	m.Provider, m.Instance, m.AccountName = event.ProviderAlibabaBSS, "bss-main", "Member "+uid
-	e, err := event.HostingStatusChanged(m, event.EnumValue(prev), event.EnumValue(cur))
-	return Must(t, e, err)
+	return Must(t)(event.HostingStatusChanged(m, event.EnumValue(prev), event.EnumValue(cur)))
 }
 
 // CreditLimit is an Alibaba BSS credit_limit_status.changed event for uid.
@@ -65,6 +65,5 @@ func CreditLimit(t testing.TB, uid, prev, cur string) *event.Event {
 	t.Helper()
 	m := Meta(uid, nil)
 	m.Provider, m.Instance, m.AccountName = event.ProviderAlibabaBSS, "bss-main", "Member "+uid
-	e, err := event.CreditLimitStatusChanged(m, event.EnumValue(prev), event.EnumValue(cur))
-	return Must(t, e, err)
+	return Must(t)(event.CreditLimitStatusChanged(m, event.EnumValue(prev), event.EnumValue(cur)))
 }

@@ -1,0 +1,171 @@
+// Package app wires the Slack notifier: settings, the routing file, JetStream,
+// silences, the sink runtime and the Slack sender, and the ops endpoints.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/route"
+	"github.com/accountwatch/accountwatch/pkg/silence"
+	"github.com/accountwatch/accountwatch/pkg/sink"
+	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/message"
+	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/slacksink"
+)
+
+// SinkName names this notifier's consumers and dead letters.
+const SinkName = "slack"
+
+// Settings are the notifier's environment (AW_ prefix).
+type Settings struct {
+	eventbus.Config
+	sink.Settings
+	// Token is a bot token (xoxb-…); without it, receivers without a webhook
+	// write to the local sink.
+	Token  string `envconfig:"SLACK_TOKEN" secret:"true"`
+	APIURL string `envconfig:"SLACK_API_URL" default:"https://slack.com/api/"`
+	// ConfigFile holds receivers, routes, mute intervals and links; without it
+	// every event goes to Channel.
+	ConfigFile string `envconfig:"SLACK_CONFIG"`
+	Channel    string `envconfig:"SLACK_CHANNEL" default:"#accountwatch"`
+	LocalDir   string `envconfig:"SLACK_LOCAL_DIR" default:"./data/sinks/slack"`
+	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9103"`
+	LogLevel   string `envconfig:"LOG_LEVEL" default:"info"`
+	Pprof      bool   `envconfig:"PPROF" default:"false"`
+}
+
+// Validate checks the settings, naming the key at fault.
+func (s *Settings) Validate() error {
+	if err := s.Config.Validate(); err != nil {
+		return err
+	}
+	if err := s.Settings.Validate(); err != nil {
+		return err
+	}
+	if u, err := url.Parse(s.APIURL); err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("AW_SLACK_API_URL: %q is not an absolute URL", s.APIURL)
+	}
+	return nil
+}
+
+// File is the notifier's YAML file.
+type File struct {
+	route.Config `yaml:",inline"`
+	Receivers    []slacksink.Receiver `yaml:"receivers"`
+	// Links are console URL templates per instance, {account} the placeholder.
+	Links message.Links `yaml:"links"`
+}
+
+// LoadFile reads the YAML file, or builds the default (one receiver, "default",
+// posting to channel) when path is empty.
+func LoadFile(path, channel string) (*File, *route.Tree, error) {
+	f := &File{}
+	if path == "" {
+		f.Receivers = []slacksink.Receiver{{Name: "default", Channel: channel, RateLimit: 1, Burst: 5}}
+		f.Route = &route.Route{Receiver: "default"}
+	} else if err := config.LoadYAML(path, f); err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, 0, len(f.Receivers))
+	for i, r := range f.Receivers {
+		if !route.ValidName(r.Name) {
+			return nil, nil, fmt.Errorf("%w: %s: receivers[%d].name: %q (letters, digits, - and _)", config.ErrInvalid, path, i, r.Name)
+		}
+		if r.Channel == "" && r.WebhookURL == "" {
+			return nil, nil, fmt.Errorf("%w: %s: receivers[%d] (%s): set channel or webhook_url", config.ErrInvalid, path, i, r.Name)
+		}
+		if r.WebhookURL != "" {
+			if u, err := url.Parse(r.WebhookURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+				return nil, nil, fmt.Errorf("%w: %s: receivers[%d].webhook_url: not an http(s) URL", config.ErrInvalid, path, i)
+			}
+		}
+		if r.RateLimit < 0 || r.Burst < 0 {
+			return nil, nil, fmt.Errorf("%w: %s: receivers[%d]: rate_limit and burst must be >= 0", config.ErrInvalid, path, i)
+		}
+		names = append(names, r.Name)
+	}
+	tree, err := route.NewTree(f.Config, names)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, path, err)
+	}
+	return f, tree, nil
+}
+
+// Run runs the notifier until ctx ends, then drains. Readable lines of the
+// local sink go to out.
+func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error {
+	file, tree, err := LoadFile(s.ConfigFile, s.Channel)
+	if err != nil {
+		return err
+	}
+	if s.Name == "" {
+		s.Name = "slack-notifier"
+	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	bus, err := eventbus.Connect(startCtx, s.Config)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if err := bus.Provision(startCtx); err != nil {
+		return err
+	}
+	silences, err := silence.Open(startCtx, bus.JS)
+	if err != nil {
+		return err
+	}
+	if err := silences.Follow(ctx); err != nil {
+		return err
+	}
+	sender, err := slacksink.New(startCtx, bus.JS, file.Receivers, slacksink.Options{
+		Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer sender.Close()
+
+	reg := ops.NewRegistry()
+	metrics := sink.NewMetrics(reg)
+	receivers := make([]sink.Receiver, len(file.Receivers))
+	for i, r := range file.Receivers {
+		receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
+		switch sender.Mode(r.Name) {
+		case slacksink.ModeLocal:
+			log.Warn("no AW_SLACK_TOKEN and no webhook_url: messages go to the local sink", "receiver", r.Name, "file", s.LocalDir+"/"+slacksink.LocalFile)
+		default:
+			log.Info("slack receiver", "receiver", r.Name, "mode", sender.Mode(r.Name), "channel", r.Channel)
+		}
+	}
+	rt, err := sink.New(bus.JS, SinkName, tree, receivers, sender,
+		sink.WithSettings(s.Settings), sink.WithSilences(silences), sink.WithLogger(log), sink.WithMetrics(metrics))
+	if err != nil {
+		return err
+	}
+
+	opsSrv := ops.NewServer(reg)
+	opsSrv.AddCheck("nats", func(context.Context) error {
+		if !bus.NC.IsConnected() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	if s.Pprof {
+		opsSrv.EnablePprof()
+	}
+	if err := opsSrv.Listen(s.OpsListen); err != nil {
+		return err
+	}
+	go opsSrv.Serve(ctx)
+	log.Info("slack-notifier started", "receivers", len(receivers), "nats", bus.NC.ConnectedUrlRedacted(), "ops", opsSrv.Addr())
+	return rt.Run(ctx)
+}

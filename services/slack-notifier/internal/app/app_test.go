@@ -1,0 +1,398 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
+	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/route"
+	"github.com/accountwatch/accountwatch/pkg/silence"
+	"github.com/accountwatch/accountwatch/pkg/sink"
+	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/app"
+	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/slackcapture"
+)
+
+const token = "xoxb-1111-2222-secrettokenvalue"
+
+type stack struct {
+	bus   *eventbus.Bus
+	slack *slackcapture.Server
+	out   *syncBuffer
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func settings(t *testing.T, bus *eventbus.Bus, apiURL, yaml string) app.Settings {
+	t.Helper()
+	var s app.Settings
+	s.Config = bus.Cfg
+	s.URL = bus.ClientURL()
+	s.Settings = sink.DefaultSettings()
+	s.Start = "all"
+	s.BackoffInitial, s.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
+	s.AckWait = 5 * time.Second
+	s.Token, s.APIURL = token, apiURL
+	s.Channel = "#accountwatch"
+	s.LocalDir = t.TempDir()
+	s.OpsListen = "127.0.0.1:0"
+	s.LogLevel = "debug"
+	if yaml != "" {
+		p := filepath.Join(t.TempDir(), "slack.yaml")
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.ConfigFile = p
+	}
+	return s
+}
+
+// start runs the notifier in-process against a fresh bus and capture server.
+func start(t *testing.T, yaml string, inject func(int, slackcapture.Call) *slackcapture.Failure, mod ...func(*app.Settings)) *stack {
+	t.Helper()
+	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), slack: slackcapture.Start(inject), out: &syncBuffer{}, logs: &syncBuffer{}}
+	t.Cleanup(st.slack.Stop)
+	s := settings(t, st.bus, st.slack.URL(), yaml)
+	for _, m := range mod {
+		m(&s)
+	}
+	st.run(t, s)
+	return st
+}
+
+func (st *stack) run(t *testing.T, s app.Settings) (stop func()) {
+	t.Helper()
+	log, err := ops.NewLogger(st.logs, s.LogLevel, "slack-notifier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, s, log, st.out) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("notifier: %v", err)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		stop()
+		if strings.Contains(st.logs.String(), token) || strings.Contains(st.out.String(), token) {
+			t.Error("the Slack token appears in the logs")
+		}
+	})
+	return stop
+}
+
+func (st *stack) publish(t *testing.T, evs ...*event.Event) {
+	t.Helper()
+	if _, err := eventbus.NewPublisher(st.bus.JS).PublishAll(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("not within 30s: %s", what)
+}
+
+const perEvent = `
+receivers:
+  - {name: ops, channel: "#ops"}
+route: {receiver: ops, group_wait: 0s, group_interval: 0s}
+links:
+  ap-main: "https://ap.example.com/accounts/{account}"
+`
+
+func TestThreadAndUpdateInPlace(t *testing.T) {
+	st := start(t, perEvent, nil)
+	m := eventtest.Meta("1000123", map[string]string{"team": "emea"})
+	hold := eventtest.Status(t, m, "active", "credit hold")
+	st.publish(t, hold)
+	eventually(t, "opening message", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
+	m.Revision = 1
+	debt := eventtest.Debt(t, m, "0", "512.40", "500", "above")
+	st.publish(t, debt)
+	eventually(t, "reply", func() bool { return len(st.slack.Posted("chat.postMessage")) == 2 })
+	m.Revision = 2
+	back := eventtest.Status(t, m, "credit_hold", "active")
+	st.publish(t, back)
+	eventually(t, "recovery reply and update", func() bool {
+		return len(st.slack.Posted("chat.postMessage")) == 3 && len(st.slack.Posted("chat.update")) == 1
+	})
+	other := eventtest.Hosting(t, "1500000000000001", "", "FREEZE")
+	st.publish(t, other)
+	eventually(t, "second account's own thread", func() bool { return len(st.slack.Posted("chat.postMessage")) == 4 })
+
+	posts := st.slack.Posted("chat.postMessage")
+	open := posts[0]
+	if open.ThreadTS != "" || open.Channel != "#ops" || !strings.Contains(open.Text, "Credit hold") || !strings.Contains(open.Attachments, "#D40E0D") {
+		t.Errorf("opening message: %+v", open)
+	}
+	if !strings.Contains(open.Attachments, "https://ap.example.com/accounts/1000123") || !strings.Contains(open.Attachments, "team=emea") {
+		t.Error("opening message lacks the account link or the labels")
+	}
+	for i, p := range posts[1:3] {
+		if p.ThreadTS != open.TS || p.Channel != "Cops" {
+			t.Errorf("change %d not in the account's thread: thread_ts %q channel %q, want %q in Cops", i+2, p.ThreadTS, p.Channel, open.TS)
+		}
+	}
+	if !strings.Contains(posts[1].Attachments, "512.40 USD") || !strings.Contains(posts[1].Attachments, "500.00 USD") {
+		t.Errorf("debt message lacks debt vs threshold: %s", posts[1].Attachments)
+	}
+	up := st.slack.Posted("chat.update")[0]
+	if up.TS != open.TS || !strings.Contains(up.Attachments, "#2EB67D") || !strings.Contains(up.Text, "active again") {
+		t.Errorf("update: %+v", up)
+	}
+	if posts[3].ThreadTS != "" {
+		t.Error("another account replied in the first account's thread")
+	}
+	for i, e := range []*event.Event{hold, debt, back, other} {
+		if len(posts[i].EventIDs) == 0 || posts[i].EventIDs[len(posts[i].EventIDs)-1] != e.ID() {
+			t.Errorf("message %d names events %v, want %s", i, posts[i].EventIDs, e.ID())
+		}
+	}
+}
+
+func TestGroupedNotification(t *testing.T) {
+	st := start(t, `
+receivers: [{name: ops, channel: "#ops"}]
+route:
+  receiver: ops
+  group_wait: 2s
+  group_by: [provider, instance, type]
+`, nil)
+	evs := make([]*event.Event, 500)
+	for i := range evs {
+		evs[i] = eventtest.Hosting(t, fmt.Sprintf("15%014d", i), "", "FREEZE")
+	}
+	st.publish(t, evs...)
+	eventually(t, "a grouped message", func() bool { return len(st.slack.Posted("chat.postMessage")) >= 1 })
+	time.Sleep(500 * time.Millisecond)
+	posts := st.slack.Posted("chat.postMessage")
+	if len(posts) != 1 {
+		t.Fatalf("%d messages for 500 frozen accounts, want 1", len(posts))
+	}
+	if !strings.Contains(posts[0].Text, "500 accounts") || !strings.Contains(posts[0].Attachments, "and 480 more") {
+		t.Errorf("grouped message: %q", posts[0].Text)
+	}
+}
+
+func TestRoutingAndSilences(t *testing.T) {
+	st := start(t, `
+receivers:
+  - {name: ops, channel: "#ops"}
+  - {name: finance, channel: "#finance"}
+route:
+  receiver: ops
+  group_wait: 0s
+  routes:
+    - match: {type: ["account.debt.*"]}
+      receiver: finance
+    - match: {provider: [alibaba-bss]}
+      min_severity: critical
+      receiver: finance
+      continue: true
+`, nil)
+	store, err := silence.Open(context.Background(), st.bus.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := route.ParseMatchers([]string{"account=2000"})
+	if _, err := store.Add(context.Background(), silence.Silence{Matchers: ms, EndsAt: time.Now().Add(time.Hour), CreatedBy: "test", Comment: "known"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the notifier follows the bucket
+	debt := eventtest.Debt(t, eventtest.Meta("1000", nil), "0", "10", "500", "")
+	silenced := eventtest.Status(t, eventtest.Meta("2000", nil), "active", "credit_hold")
+	status := eventtest.Status(t, eventtest.Meta("3000", nil), "active", "credit_hold")
+	// critical: finance; continue finds no later match, and a matched child
+	// means the root is no leaf, so ops does not get it.
+	freeze := eventtest.CreditLimit(t, "4000", "thaw", "freeze")
+	st.publish(t, debt, silenced, status, freeze)
+	eventually(t, "3 messages", func() bool { return len(st.slack.Posted("chat.postMessage")) == 3 })
+	time.Sleep(300 * time.Millisecond)
+	got := map[string][]string{}
+	for _, p := range st.slack.Posted("chat.postMessage") {
+		got[p.Channel] = append(got[p.Channel], p.EventIDs[len(p.EventIDs)-1])
+	}
+	want := map[string][]string{"#finance": {debt.ID(), freeze.ID()}, "#ops": {status.ID()}}
+	for ch, ids := range want {
+		for _, id := range ids {
+			found := false
+			for _, g := range got[ch] {
+				found = found || g == id
+			}
+			if !found {
+				t.Errorf("%s did not get %s; got %v", ch, id, got)
+			}
+		}
+	}
+	for _, p := range st.slack.Calls() {
+		for _, id := range p.EventIDs {
+			if id == silenced.ID() {
+				t.Error("a silenced event reached Slack")
+			}
+		}
+	}
+}
+
+func TestRateLimitStorm(t *testing.T) {
+	inject := func(n int, c slackcapture.Call) *slackcapture.Failure {
+		if n <= 6 {
+			return &slackcapture.Failure{Status: 429, RetryAfter: 1}
+		}
+		return nil
+	}
+	st := start(t, perEvent, inject)
+	evs := make([]*event.Event, 12)
+	for i := range evs {
+		evs[i] = eventtest.Status(t, eventtest.Meta(fmt.Sprintf("r%d", i), nil), "active", "credit_hold")
+	}
+	st.publish(t, evs...)
+	eventually(t, "every event posted", func() bool { return len(st.slack.Posted("chat.postMessage")) >= 12 })
+	time.Sleep(300 * time.Millisecond)
+	count := map[string]int{}
+	for _, p := range st.slack.Posted("chat.postMessage") {
+		count[p.EventIDs[0]]++
+	}
+	for _, e := range evs {
+		if count[e.ID()] != 1 {
+			t.Errorf("%s posted %d times", e.Data.AccountID, count[e.ID()])
+		}
+	}
+	// Calls already in flight when a 429 is answered cannot be recalled; none
+	// may start after the answer (50 ms for it to reach the client) and
+	// before its Retry-After has passed.
+	calls := st.slack.Calls()
+	for _, c := range calls {
+		if c.Status != 429 {
+			continue
+		}
+		for _, later := range calls {
+			if later.At.After(c.Done.Add(50*time.Millisecond)) && later.At.Before(c.Done.Add(time.Second)) {
+				t.Errorf("a call %s after a 429 with Retry-After: 1 was answered", later.At.Sub(c.Done))
+			}
+		}
+	}
+}
+
+func TestErrorsClassified(t *testing.T) {
+	inject := func(n int, c slackcapture.Call) *slackcapture.Failure {
+		switch {
+		case strings.Contains(c.Attachments, "deadchan"):
+			return &slackcapture.Failure{Error: "channel_not_found"}
+		case strings.Contains(c.Attachments, "flaky") && n <= 3:
+			return &slackcapture.Failure{Status: 502}
+		}
+		return nil
+	}
+	st := start(t, perEvent, inject)
+	dead := eventtest.Status(t, eventtest.Meta("deadchan", nil), "active", "credit_hold")
+	flaky := eventtest.Status(t, eventtest.Meta("flaky", nil), "active", "credit_hold")
+	st.publish(t, dead, flaky)
+	store, _ := deadletter.Open(context.Background(), st.bus.JS)
+	var letters []deadletter.Letter
+	eventually(t, "dead letter", func() bool {
+		letters, _ = store.List(context.Background(), deadletter.Filter{Sink: "slack"})
+		return len(letters) == 1
+	})
+	if l := letters[0]; l.EventID != dead.ID() || l.Reason != "client_error" || !strings.Contains(l.Error, "channel_not_found") || !strings.Contains(l.Error, "fix the receiver's channel") {
+		t.Errorf("letter %+v", l)
+	}
+	eventually(t, "flaky delivered after 5xx", func() bool {
+		for _, p := range st.slack.Posted("chat.postMessage") {
+			if p.EventIDs[0] == flaky.ID() {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestPIINeverInMessage(t *testing.T) {
+	st := start(t, perEvent, nil)
+	m := eventtest.Meta("1000777", nil)
+	e, err := event.Discovered(m, map[string]string{
+		"status": "active", "custom_attributes.passport": "P1234567", "login_email": "cfo@acme.example", "contact_phone": "+15550100",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.publish(t, e)
+	eventually(t, "posted", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
+	p := st.slack.Posted("chat.postMessage")[0]
+	for _, pii := range []string{"P1234567", "cfo@acme.example", "+15550100", "passport"} {
+		if strings.Contains(p.Text+p.Attachments, pii) {
+			t.Errorf("message carries %q", pii)
+		}
+	}
+	if !strings.Contains(p.Attachments, "status") {
+		t.Error("allow-listed attribute missing")
+	}
+}
+
+func TestLocalSinkWithoutToken(t *testing.T) {
+	st := start(t, "", nil, func(s *app.Settings) { s.Token = "" })
+	st.publish(t, eventtest.Status(t, eventtest.Meta("42", nil), "active", "credit_hold"))
+	eventually(t, "a local line", func() bool { return strings.Contains(st.out.String(), "slack #accountwatch (post): [critical] Credit hold") })
+	if !strings.Contains(st.logs.String(), "messages go to the local sink") {
+		t.Error("the notifier does not say it writes to the local sink")
+	}
+	if len(st.slack.Calls()) != 0 {
+		t.Error("called Slack without a token")
+	}
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"receivers: [{name: a}]\nroute: {receiver: a}", "receivers[0] (a): set channel or webhook_url"},
+		{"receivers: [{name: 'a b', channel: x}]\nroute: {receiver: a}", "receivers[0].name"},
+		{"receivers: [{name: a, webhook_url: 'ftp://x'}]\nroute: {receiver: a}", "receivers[0].webhook_url"},
+		{"receivers: [{name: a, channel: x}]\nroute: {receiver: b}", `"b" is not defined`},
+		{"receivers: [{name: a, channel: x, colour: red}]\nroute: {receiver: a}", "colour"},
+	}
+	for _, c := range cases {
+		p := filepath.Join(t.TempDir(), "s.yaml")
+		os.WriteFile(p, []byte(c.yaml), 0o600)
+		_, _, err := app.LoadFile(p, "#x")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,163 @@
+// Package slackcapture is a Slack Web API for tests and benchmarks: slacktest
+// with chat.postMessage and chat.update replaced by handlers that record every
+// call and can answer with injected failures (429 with Retry-After, 5xx,
+// Slack error codes).
+package slackcapture
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack/slacktest"
+)
+
+// Call is one recorded API call.
+type Call struct {
+	At       time.Time
+	Method   string // "chat.postMessage" or "chat.update"
+	Channel  string
+	Text     string
+	ThreadTS string
+	// TS is the message ts: the one handed out by a post, or the one updated.
+	TS          string
+	Attachments string
+	// EventIDs are the event ids the message names.
+	EventIDs []string
+	// Status is what the server answered: 200 for ok, else the injected status
+	// or Slack error.
+	Status int
+	Error  string
+	// Done is when the answer was written.
+	Done time.Time
+}
+
+// Failure is an injected answer.
+type Failure struct {
+	Status     int    // HTTP status (429, 500); 0 with Error means HTTP 200 {"ok":false}
+	RetryAfter int    // seconds, with 429
+	Error      string // Slack error code, e.g. "channel_not_found"
+}
+
+// Server is the capture server.
+type Server struct {
+	*slacktest.Server
+
+	mu    sync.Mutex
+	calls []Call
+	seq   int64
+	// Inject decides, per call (counting from 1), whether it fails.
+	inject func(n int, c Call) *Failure
+	delay  time.Duration
+}
+
+var idRE = regexp.MustCompile(`aw1-[0-9a-f]{32}`)
+
+// Start starts a capture server; inject may be nil.
+func Start(inject func(n int, c Call) *Failure) *Server {
+	s := &Server{inject: inject, seq: 1700000000000000}
+	s.Server = slacktest.NewTestServer(func(c slacktest.Customize) {
+		c.Handle("/chat.postMessage", s.handle("chat.postMessage"))
+		c.Handle("/chat.update", s.handle("chat.update"))
+	})
+	s.Server.Start()
+	return s
+}
+
+// SetDelay makes every answer wait d (a slow Slack).
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	s.delay = d
+	s.mu.Unlock()
+}
+
+// SetInject replaces the failure injector.
+func (s *Server) SetInject(f func(n int, c Call) *Failure) {
+	s.mu.Lock()
+	s.inject = f
+	s.mu.Unlock()
+}
+
+func (s *Server) handle(method string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		c := Call{
+			At: time.Now(), Method: method, Channel: r.FormValue("channel"), Text: r.FormValue("text"),
+			ThreadTS: r.FormValue("thread_ts"), TS: r.FormValue("ts"), Attachments: r.FormValue("attachments"),
+		}
+		c.EventIDs = idRE.FindAllString(c.Attachments, -1)
+		s.mu.Lock()
+		n := len(s.calls) + 1
+		var f *Failure
+		if s.inject != nil {
+			f = s.inject(n, c)
+		}
+		delay := s.delay
+		if f == nil && method == "chat.postMessage" {
+			s.seq++
+			c.TS = fmt.Sprintf("%d.%06d", s.seq/1e6, s.seq%1e6)
+		}
+		c.Status = 200
+		if f != nil {
+			c.Status, c.Error = f.Status, f.Error
+			if c.Status == 0 {
+				c.Status = 200
+			}
+		}
+		s.calls = append(s.calls, c)
+		s.mu.Unlock()
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		defer func() {
+			s.mu.Lock()
+			s.calls[n-1].Done = time.Now()
+			s.mu.Unlock()
+		}()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case f != nil && f.Status != 0 && f.Status != 200:
+			if f.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
+			}
+			w.WriteHeader(f.Status)
+			_, _ = w.Write([]byte(`{"ok":false}`))
+		case f != nil:
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": f.Error})
+		default:
+			ch := c.Channel
+			if len(ch) > 0 && ch[0] == '#' {
+				ch = "C" + ch[1:]
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": ch, "ts": c.TS})
+		}
+	}
+}
+
+// Calls returns every call so far.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// Posted returns the successful calls of method.
+func (s *Server) Posted(method string) []Call {
+	var out []Call
+	for _, c := range s.Calls() {
+		if c.Method == method && c.Status == 200 && c.Error == "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// URL is the API URL to give a client (ends in '/').
+func (s *Server) URL() string { return s.GetAPIURL() }
