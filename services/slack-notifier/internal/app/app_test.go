@@ -370,7 +370,9 @@ func TestPIINeverInMessage(t *testing.T) {
 func TestLocalSinkWithoutToken(t *testing.T) {
 	st := start(t, "", nil, func(s *app.Settings) { s.Token = "" })
 	st.publish(t, eventtest.Status(t, eventtest.Meta("42", nil), "active", "credit_hold"))
-	eventually(t, "a local line", func() bool { return strings.Contains(st.out.String(), "slack #accountwatch (post): [critical] Credit hold") })
+	eventually(t, "a local line", func() bool {
+		return strings.Contains(st.out.String(), "slack #accountwatch (post): [critical] Credit hold")
+	})
 	if !strings.Contains(st.logs.String(), "messages go to the local sink") {
 		t.Error("the notifier does not say it writes to the local sink")
 	}
