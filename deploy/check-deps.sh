@@ -30,5 +30,18 @@ done
 bad=$( (cd pkg && go list -deps ./eventbus) | grep -E "^$root/pkg/(activeplatform|alibaba)" || true)
 [ -z "$bad" ] || { echo "pkg/eventbus must not know a provider: $bad"; fail=1; }
 
+# 3. a sink knows no provider's wire format: the sink runtime, routing, silences,
+#    dead letters and every notifier stay clear of the provider clients.
+for p in sink route silence deadletter; do
+  [ -d "pkg/$p" ] || continue
+  bad=$( (cd pkg && go list -deps ./$p) | grep -E "^$root/pkg/(activeplatform|alibaba|sim)$" || true)
+  [ -z "$bad" ] || { echo "pkg/$p must not know a provider: $bad"; fail=1; }
+done
+for d in services/*-notifier/ services/webhook-dispatcher/; do
+  [ -d "$d" ] || continue
+  bad=$(deps "$d" | grep -E "^$root/pkg/(activeplatform|alibaba|sim)$" || true)
+  [ -z "$bad" ] || { echo "$d must not know a provider: $bad"; fail=1; }
+done
+
 [ $fail -eq 0 ] && echo "check-deps: ok"
 exit $fail

@@ -36,6 +36,11 @@ const usage = `awctl administers accountwatch.
   awctl watch list   [--connection NAME] [--output table|json]
   awctl onboard      --connection NAME --email ADDRESS [--enterprise-name N] [--nation-code CC]
                      [--province P] [--city C] [--postcode Z] [--account-attr 1] [--label k=v ...]
+  awctl dlq list     [--sink S] [--receiver R] [--since 24h|TIME] [--until …] [--output table|json]
+  awctl dlq redrive  (--seq N ... | --all) [--sink S] [--receiver R] [--since …] [--until …] [--dry-run]
+  awctl silence add  --matcher NAME=VALUE ... (--duration 2h | --until TIME) --comment WHY [--author WHO]
+  awctl silence list [--all] [--output table|json]
+  awctl silence expire ID
 
 Providers: activeplatform, alibaba-bss, alibaba-cams.
 Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys;
@@ -81,6 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "watch add", "watch remove", "watch list":
 		return watchCmd(ctx, s, args[1], args[2:], stdout, stderr)
+	case "dlq list", "dlq redrive":
+		return dlqCmd(ctx, s, args[1], args[2:], stdout, stderr)
+	case "silence add", "silence list", "silence expire":
+		return silenceCmd(ctx, s, args[1], args[2:], stdout, stderr)
 	}
 	if args[0] == "onboard" {
 		return onboardCmd(ctx, s, args[1:], stdout, stderr)

@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
 )
@@ -49,5 +53,77 @@ func TestCLI(t *testing.T) {
 		if strings.Contains(all, simtest.AccessSecret) {
 			t.Errorf("%s: secret in output", c.name)
 		}
+	}
+}
+
+func TestDeadLettersAndSilences(t *testing.T) {
+	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
+	t.Setenv("NATS_URL", b.ClientURL())
+	ev := eventtest.Status(t, eventtest.Meta("1000123", nil), "active", "credit_hold")
+	msg, err := eventbus.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := deadletter.NewWriter(b.JS)
+	for i, rcv := range []string{"ops", "finance"} {
+		e := deadletter.Entry{Sink: "slack", Receiver: rcv, Reason: "client_error", Err: errors.New("channel_not_found"), Attempts: 1, OriginSeq: uint64(i + 1)}
+		if err := w.Write(context.Background(), e, msg.Subject, msg.Header, msg.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var silenceID string
+	cases := []struct {
+		name string
+		args string
+		code int
+		out  string
+	}{
+		{"list", "dlq list", 0, "2 dead letters"},
+		{"list one receiver", "dlq list --sink slack --receiver finance --output json", 0, `"receiver":"finance"`},
+		{"list since future", "dlq list --since 2099-01-01T00:00:00Z", 0, "0 dead letters"},
+		{"bad since", "dlq list --since yesterday", 2, "want a duration"},
+		{"redrive needs a selection", "dlq redrive", 2, "--seq N"},
+		{"dry run", "dlq redrive --all --receiver ops --dry-run", 0, "would re-drive 1 letters"},
+		{"redrive one", "dlq redrive --seq 1", 0, "1 re-driven, 0 failed"},
+		{"redrive gone", "dlq redrive --seq 1", 1, "dead letter not found"},
+		{"one left", "dlq list", 0, "1 dead letters"},
+		{"silence add", "silence add --matcher account=1000123 --matcher severity=critical --duration 2h --comment maintenance --author ops", 0, "account=1000123,severity=critical until"},
+		{"silence bad matcher", "silence add --matcher account~1 --duration 1h --comment x", 2, "matcher"},
+		{"silence no end", "silence add --matcher account=1 --comment x", 2, "--duration or --until"},
+		{"silence no comment", "silence add --matcher account=1 --duration 1h", 2, "created_by, comment"},
+		{"silence list", "silence list", 0, "active"},
+		{"expire unknown", "silence expire deadbeef", 1, "not found"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), strings.Fields(c.args), &out, &errb)
+		all := out.String() + errb.String()
+		if code != c.code || !strings.Contains(all, c.out) {
+			t.Errorf("%s: exit %d, want %d; output %q lacks %q", c.name, code, c.code, all, c.out)
+		}
+		if c.name == "silence add" {
+			silenceID = strings.TrimSuffix(strings.Fields(out.String())[1], ":")
+		}
+	}
+	r, err := b.JS.Stream(context.Background(), eventbus.StreamRedrive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := r.Info(context.Background()); info.State.Msgs != 1 {
+		t.Errorf("re-drive stream holds %d messages, want 1", info.State.Msgs)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"silence", "expire", silenceID}, &out, &errb); code != 0 {
+		t.Fatalf("expire %s: %d %s", silenceID, code, errb.String())
+	}
+	out.Reset()
+	run(context.Background(), []string{"silence", "list"}, &out, &errb)
+	if !strings.Contains(out.String(), "0 silences") {
+		t.Errorf("expired silence still listed without --all: %s", out.String())
+	}
+	out.Reset()
+	run(context.Background(), []string{"silence", "list", "--all"}, &out, &errb)
+	if !strings.Contains(out.String(), "expired") {
+		t.Errorf("--all does not show the expired silence: %s", out.String())
 	}
 }

@@ -1,5 +1,5 @@
-// Command awctl administers accountwatch: the watch list and onboarding (later:
-// dead letters, silences, replay). It talks to JetStream at NATS_URL.
+// Command awctl administers accountwatch: the watch list, onboarding, dead
+// letters and silences. It talks to JetStream at NATS_URL.
 package main
 
 import (

@@ -51,6 +51,13 @@ func (c stackConfig) services() []service {
 			Env:  []string{"AW_POLLER_CONFIG=" + filepath.Join(c.RootDir, "deploy", "dev", "poller.yaml"), "AW_SIM_ADDR=" + c.SimAddr, "AW_REPLICA_ID=devstack-poller"},
 			Look: []string{"poller         polls upstream-sim every 5 s; `awctl watch list` shows what it watches"},
 		},
+		{
+			Name: "slack-notifier",
+			// "all": a consumer created on a fresh data directory misses no event
+			// the poller published before it; on a resumed one it changes nothing.
+			Env:  []string{"AW_SLACK_LOCAL_DIR=" + filepath.Join(c.SinksDir, "slack"), "AW_SINK_START=all"},
+			Look: []string{slackLook(c.SinksDir)},
+		},
 	}
 	port := c.OpsBase
 	for i := range all {
@@ -65,6 +72,13 @@ func (c stackConfig) services() []service {
 		}
 	}
 	return present
+}
+
+func slackLook(sinks string) string {
+	if os.Getenv("AW_SLACK_TOKEN") != "" {
+		return "slack-notifier posts to Slack with AW_SLACK_TOKEN (channel AW_SLACK_CHANNEL, default #accountwatch)"
+	}
+	return "slack-notifier no AW_SLACK_TOKEN: messages go to " + filepath.Join(sinks, "slack", "slack-messages.jsonl") + " and below as [slack-notifier] lines"
 }
 
 // banner is what `make run` prints once the stack is up.

@@ -32,6 +32,28 @@ func TestStackStartsOnlyBuiltServices(t *testing.T) {
 	}
 }
 
+func TestStackRunsSlackNotifierWithLocalSink(t *testing.T) {
+	bin := t.TempDir()
+	for _, n := range []string{"poller", "slack-notifier"} {
+		os.WriteFile(filepath.Join(bin, n), []byte("#!/bin/sh\n"), 0o755)
+	}
+	t.Setenv("AW_SLACK_TOKEN", "")
+	c := stackConfig{BinDir: bin, DataDir: "/data", NATSURL: "nats://127.0.0.1:4222", SimAddr: "127.0.0.1:8480", OpsBase: 9101, RootDir: "/repo", SinksDir: "/data/sinks"}
+	svcs := c.services()
+	if len(svcs) != 2 || svcs[1].Name != "slack-notifier" {
+		t.Fatalf("services %+v", svcs)
+	}
+	env := strings.Join(svcs[1].Env, " ")
+	for _, want := range []string{"AW_SLACK_LOCAL_DIR=/data/sinks/slack", "AW_SINK_START=all", "AW_OPS_LISTEN=127.0.0.1:9103"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("slack-notifier env lacks %s: %s", want, env)
+		}
+	}
+	if b := banner(c, svcs); !strings.Contains(b, "no AW_SLACK_TOKEN: messages go to /data/sinks/slack/slack-messages.jsonl") {
+		t.Errorf("banner does not say where Slack messages go:\n%s", b)
+	}
+}
+
 func TestEventSummary(t *testing.T) {
 	e, err := event.StatusChanged(event.Meta{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000123", AccountName: "Acme",
 		ObservedAt: time.Now()}, event.EnumValue("active"), event.EnumValue("credit hold"))

@@ -398,3 +398,25 @@ func TestLoadFileErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestExampleConfigLoads(t *testing.T) {
+	f, tree, err := app.LoadFile(filepath.Join("..", "..", "..", "..", "deploy", "examples", "slack.yaml"), "#x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Receivers) != 3 || len(tree.Receivers()) != 3 {
+		t.Errorf("receivers %d, routed %v", len(f.Receivers), tree.Receivers())
+	}
+	crit := eventtest.Status(t, eventtest.Meta("1", nil), "active", "credit_hold")
+	var got []string
+	for _, l := range tree.Match(crit) {
+		got = append(got, l.Receiver)
+	}
+	if strings.Join(got, ",") != "billing-oncall,finance" {
+		t.Errorf("a critical status change goes to %v", got)
+	}
+	frozen := tree.Match(eventtest.Hosting(t, "1", "", "TRUSTEESHIP"))
+	if len(frozen) != 1 || strings.Join(frozen[0].GroupBy, ",") != "provider,instance,type" {
+		t.Errorf("a BSS hosting change is not summarised per provider: %+v", frozen[0])
+	}
+}

@@ -194,9 +194,12 @@ func accountName(d event.Data) string {
 // entities). Upstream account names are not trusted.
 func Escape(s string) string { return escape(s) }
 
-func escape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+var (
+	mrkdwnEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+	plainEscaper  = strings.NewReplacer("<", "‹", ">", "›")
+)
+
+func escape(s string) string { return mrkdwnEscaper.Replace(s) }
 
 func clip(s string) string {
 	if len(s) > maxFieldText {
@@ -206,7 +209,7 @@ func clip(s string) string {
 }
 
 // plain makes text safe for plain_text objects, which Slack does not unescape.
-func plain(s string) string { return strings.NewReplacer("<", "‹", ">", "›").Replace(s) }
+func plain(s string) string { return plainEscaper.Replace(s) }
 
 func mrkdwn(s string) *slack.TextBlockObject {
 	return slack.NewTextBlockObject(slack.MarkdownType, clip(s), false, false)

@@ -50,6 +50,8 @@ type Server struct {
 	mu    sync.Mutex
 	calls []Call
 	seq   int64
+	// events counts the event ids of successful posts.
+	events int
 	// Inject decides, per call (counting from 1), whether it fails.
 	inject func(n int, c Call) *Failure
 	delay  time.Duration
@@ -112,6 +114,9 @@ func (s *Server) handle(method string) http.HandlerFunc {
 			}
 		}
 		s.calls = append(s.calls, c)
+		if f == nil && method == "chat.postMessage" {
+			s.events += len(c.EventIDs)
+		}
 		s.mu.Unlock()
 		if delay > 0 {
 			time.Sleep(delay)
@@ -157,6 +162,13 @@ func (s *Server) Posted(method string) []Call {
 		}
 	}
 	return out
+}
+
+// Events counts the event ids that successful posts carried (repeats included).
+func (s *Server) Events() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.events
 }
 
 // URL is the API URL to give a client (ends in '/').
