@@ -578,3 +578,42 @@ func TestClassify(t *testing.T) {
 		t.Error("2xx is an error")
 	}
 }
+
+func TestRetryKeepsGroupOrder(t *testing.T) {
+	h := newHarness(t)
+	var okCalls [][]string
+	var mu sync.Mutex
+	rec := &recorder{fail: func(n int, no *sink.Notification) error {
+		if n == 1 {
+			return sink.Transient(sink.ReasonServerError, errors.New("502"))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var ids []string
+		for _, e := range no.Events {
+			ids = append(ids, e.ID())
+		}
+		okCalls = append(okCalls, ids)
+		return nil
+	}}
+	s := fast()
+	s.BackoffInitial, s.BackoffMax = 400*time.Millisecond, 400*time.Millisecond
+	h.start(t, tree(t, "route: {receiver: r, group_wait: 0s, group_interval: 0s}", "r"), []sink.Receiver{{Name: "r"}}, rec, sink.WithSettings(s))
+	m := eventtest.Meta("ord", nil)
+	first := eventtest.Status(t, m, "active", "credit_hold")
+	h.publish(t, first)
+	eventually(t, "first attempt failed", func() bool { return len(rec.snapshot()) == 1 })
+	m.Revision = 1
+	second := eventtest.Status(t, m, "credit_hold", "active")
+	h.publish(t, second) // arrives while the first waits for its retry
+	eventually(t, "both delivered", func() bool { return len(rec.events()) == 2 && consumerInfo(t, h, "r").AckFloor.Stream == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	var order []string
+	for _, c := range okCalls {
+		order = append(order, c...)
+	}
+	if len(order) != 2 || order[0] != first.ID() || order[1] != second.ID() {
+		t.Errorf("delivered in order %v, want the retried change first", order)
+	}
+}

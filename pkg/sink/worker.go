@@ -1,12 +1,14 @@
 package sink
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,6 +60,24 @@ type group struct {
 	items     []*pending
 	due       time.Time
 	lastFlush time.Time
+	// awaiting holds the stream sequences of events handed back for a retry:
+	// the group is not sent again until they are back (or blockedUntil passes,
+	// should another replica have taken them), so that a retried change is
+	// never overtaken by a later change of the same group.
+	awaiting     map[uint64]bool
+	blockedUntil time.Time
+}
+
+func (g *group) blocked(now time.Time) bool {
+	return len(g.awaiting) > 0 && now.Before(g.blockedUntil)
+}
+
+// retry tells the loop which events of a group went back for a later attempt.
+type retry struct {
+	key   string
+	leaf  *route.Leaf
+	seqs  []uint64
+	until time.Time
 }
 
 // batch is a notification with the messages it settles.
@@ -74,10 +94,11 @@ type worker struct {
 	lim   *rate.Limiter
 	iters []iter
 
-	in     chan inbound
-	groups map[string]*group
-	due    dueHeap
-	queues []chan *batch
+	in      chan inbound
+	retries chan retry
+	groups  map[string]*group
+	due     dueHeap
+	queues  []chan *batch
 
 	heldMu sync.Mutex
 	held   map[*pending]struct{}
@@ -92,6 +113,7 @@ func newWorker(r *Runtime, name string, lim *rate.Limiter) *worker {
 	w := &worker{
 		r: r, name: name, lim: lim,
 		in:       make(chan inbound, 256),
+		retries:  make(chan retry, r.set.MaxAckPending),
 		groups:   map[string]*group{},
 		held:     map[*pending]struct{}{},
 		draining: make(chan struct{}),
@@ -156,6 +178,8 @@ func (w *worker) run(ctx context.Context) {
 		select {
 		case m := <-w.in:
 			w.accept(m)
+		case rt := <-w.retries:
+			w.await(rt)
 		case <-timer.C:
 			w.flushDue(time.Now())
 		case <-keepAlive.C:
@@ -260,9 +284,36 @@ func (w *worker) accept(in inbound) {
 		heap.Push(&w.due, dueEntry{at: g.due, key: key})
 	}
 	g.items = append(g.items, p)
+	if g.awaiting[p.streamSeq()] {
+		delete(g.awaiting, p.streamSeq())
+		if len(g.awaiting) == 0 && g.due.After(t) {
+			g.due = t
+			heap.Push(&w.due, dueEntry{at: g.due, key: key})
+		}
+	}
 	if !g.due.After(t) {
 		w.flushDue(t)
 	}
+}
+
+// await holds a group back until its handed-back events return.
+func (w *worker) await(rt retry) {
+	if rt.leaf == nil {
+		return // a re-drive: it has no group
+	}
+	g := w.groups[rt.key]
+	if g == nil {
+		g = &group{key: rt.key, leaf: rt.leaf, due: time.Now().Add(rt.leaf.GroupWait)}
+		w.groups[rt.key] = g
+	}
+	if g.awaiting == nil {
+		g.awaiting = map[uint64]bool{}
+	}
+	for _, s := range rt.seqs {
+		g.awaiting[s] = true
+	}
+	// Past this, a retry taken by another replica no longer holds the group.
+	g.blockedUntil = rt.until.Add(w.r.set.AckWait)
 }
 
 func (w *worker) resetTimer(t *time.Timer) {
@@ -281,6 +332,15 @@ func (w *worker) flushDue(now time.Time) {
 		if g == nil || !g.due.Equal(e.at) || len(g.items) == 0 {
 			continue // stale entry
 		}
+		if g.blocked(now) {
+			g.due = g.blockedUntil
+			heap.Push(&w.due, dueEntry{at: g.due, key: g.key})
+			continue
+		}
+		g.awaiting = nil
+		// Stream order is the order changes happened in; retried events may
+		// have come back after later ones.
+		slices.SortStableFunc(g.items, func(a, b *pending) int { return cmp.Compare(a.streamSeq(), b.streamSeq()) })
 		evs := make([]*event.Event, len(g.items))
 		for i, p := range g.items {
 			evs[i] = p.ev
@@ -294,7 +354,7 @@ func (w *worker) flushDue(now time.Time) {
 // the next event of such a group waits group_wait again, as a new one.
 func (w *worker) sweepGroups(now time.Time) {
 	for k, g := range w.groups {
-		if len(g.items) == 0 && now.Sub(g.lastFlush) > g.leaf.GroupInterval {
+		if len(g.items) == 0 && !g.blocked(now) && now.Sub(g.lastFlush) > g.leaf.GroupInterval {
 			delete(w.groups, k)
 		}
 	}
@@ -406,6 +466,12 @@ func (w *worker) settle(b *batch, err error) {
 	if e.RetryAfter > 0 {
 		w.pause(min(e.RetryAfter, w.r.set.MaxRetryAfter))
 	}
+	rt := retry{key: b.n.GroupKey, leaf: b.n.Leaf}
+	defer func() {
+		if len(rt.seqs) > 0 {
+			w.retries <- rt
+		}
+	}()
 	for _, p := range b.items {
 		switch {
 		case e.Permanent:
@@ -418,6 +484,10 @@ func (w *worker) settle(b *batch, err error) {
 				delay = min(e.RetryAfter, w.r.set.MaxRetryAfter)
 			}
 			_ = p.msg.NakWithDelay(delay)
+			rt.seqs = append(rt.seqs, p.streamSeq())
+			if until := time.Now().Add(delay); until.After(rt.until) {
+				rt.until = until
+			}
 			w.release(p)
 			w.r.metrics.Retried.WithLabelValues(w.r.sink, w.name, string(e.Reason)).Inc()
 		}

@@ -3,7 +3,11 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -418,5 +422,69 @@ func TestExampleConfigLoads(t *testing.T) {
 	frozen := tree.Match(eventtest.Hosting(t, "1", "", "TRUSTEESHIP"))
 	if len(frozen) != 1 || strings.Join(frozen[0].GroupBy, ",") != "provider,instance,type" {
 		t.Errorf("a BSS hosting change is not summarised per provider: %+v", frozen[0])
+	}
+}
+
+func TestIncomingWebhookMode(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	calls := 0
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		bodies = append(bodies, string(b))
+		io.WriteString(w, "ok")
+	}))
+	defer hook.Close()
+	st := start(t, fmt.Sprintf(`
+receivers: [{name: partners, webhook_url: "%s/services/T0/B0/secretpath"}]
+route: {receiver: partners, group_wait: 0s, group_interval: 0s}
+`, hook.URL), nil)
+	m := eventtest.Meta("55", nil)
+	hold := eventtest.Status(t, m, "active", "credit_hold")
+	st.publish(t, hold)
+	eventually(t, "the 429", func() bool { mu.Lock(); defer mu.Unlock(); return calls == 1 })
+	m.Revision = 1
+	back := eventtest.Status(t, m, "credit_hold", "active")
+	st.publish(t, back)
+	eventually(t, "both changes posted after the 429", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		all := strings.Join(bodies, "")
+		return strings.Contains(all, hold.ID()) && strings.Contains(all, back.ID())
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	// The retried change comes first: in an earlier post, or earlier in the same one.
+	all := strings.Join(bodies, "")
+	if strings.Index(all, hold.ID()) > strings.Index(all, back.ID()) {
+		t.Error("the change retried after a 429 was overtaken by the later one")
+	}
+	var msg struct {
+		Text        string `json:"text"`
+		ThreadTS    string `json:"thread_ts"`
+		Attachments []struct {
+			Color  string            `json:"color"`
+			Blocks []json.RawMessage `json:"blocks"`
+		} `json:"attachments"`
+	}
+	if err := json.Unmarshal([]byte(bodies[0]), &msg); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg.Text, "credit_hold") || msg.ThreadTS != "" || len(msg.Attachments) != 1 || msg.Attachments[0].Color == "" || len(msg.Attachments[0].Blocks) < 3 {
+		t.Errorf("webhook message: %s", bodies[0])
+	}
+	if len(st.slack.Calls()) != 0 {
+		t.Error("webhook mode called the Web API")
+	}
+	if strings.Contains(st.logs.String(), "secretpath") {
+		t.Error("the webhook URL's secret path is in the logs")
 	}
 }

@@ -368,7 +368,7 @@ func Account(evs []*event.Event, links Links, redrive bool) Message {
 	var text []string
 	for _, e := range shown {
 		if len(evs) > 1 {
-			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(emoji(e)+" *"+Headline(e)+"* · "+slackDate(e.Cloud.Time())), nil, nil))
+			blocks = append(blocks, slack.NewContextBlock("", mrkdwn(emoji(e)+" *"+Headline(e)+"* · "+slackDate(e.Cloud.Time())+" · `"+e.ID()+"`")))
 		}
 		if fs := changeFields(e); len(fs) > 0 {
 			blocks = append(blocks, slack.NewSectionBlock(nil, fs, nil))
@@ -384,7 +384,9 @@ func Account(evs []*event.Event, links Links, redrive bool) Message {
 	if l := labelText(d.Labels); l != "" {
 		ctx = append(ctx, mrkdwn(l))
 	}
-	ctx = append(ctx, mrkdwn("event `"+last.ID()+"`"))
+	if len(evs) == 1 {
+		ctx = append(ctx, mrkdwn("event `"+last.ID()+"`"))
+	}
 	if redrive {
 		ctx = append(ctx, mrkdwn("_re-sent from the dead letters_"))
 	}
