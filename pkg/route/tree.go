@@ -46,6 +46,9 @@ type Route struct {
 	MuteTimeIntervals []string `yaml:"mute_time_intervals"`
 	// CriticalBypassesMute lets critical events through a mute interval.
 	CriticalBypassesMute *bool `yaml:"critical_bypasses_mute"`
+	// CriticalBypassesGrouping sends critical events at once, each on its own,
+	// rather than waiting for the group (an email digest's window).
+	CriticalBypassesGrouping *bool `yaml:"critical_bypasses_grouping"`
 	// Continue goes on to the next sibling after this route matched.
 	Continue bool     `yaml:"continue"`
 	Routes   []*Route `yaml:"routes"`
@@ -118,8 +121,14 @@ type Leaf struct {
 	GroupBy              []string
 	GroupWait            time.Duration
 	GroupInterval        time.Duration
-	Mute                 []*TimeInterval
-	CriticalBypassesMute bool
+	Mute                     []*TimeInterval
+	CriticalBypassesMute     bool
+	CriticalBypassesGrouping bool
+}
+
+// Immediate reports whether e skips grouping on this leaf.
+func (l *Leaf) Immediate(e *event.Event) bool {
+	return l.CriticalBypassesGrouping && e.Data.Severity == event.SeverityCritical
 }
 
 // GroupKey is the key of e's group on this leaf.
@@ -262,6 +271,9 @@ func build(r *Route, parent Leaf, where string, receivers map[string]bool, inter
 	}
 	if r.CriticalBypassesMute != nil {
 		l.CriticalBypassesMute = *r.CriticalBypassesMute
+	}
+	if r.CriticalBypassesGrouping != nil {
+		l.CriticalBypassesGrouping = *r.CriticalBypassesGrouping
 	}
 	n := &node{route: r, leaf: l}
 	for i, c := range r.Routes {

@@ -212,6 +212,22 @@ route:
 	}
 }
 
+func TestCriticalBypassesGrouping(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{}
+	tr := tree(t, "route: {receiver: r, group_wait: 1h, group_by: [], critical_bypasses_grouping: true}", "r")
+	crit := eventtest.Status(t, eventtest.Meta("c1", nil), "active", "credit_hold")
+	info := eventtest.Status(t, eventtest.Meta("c2", nil), "credit_hold", "active")
+	h.publish(t, info, crit)
+	h.start(t, tr, []sink.Receiver{{Name: "r"}}, rec)
+	eventually(t, "the critical event at once", func() bool { return len(rec.snapshot()) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	calls := rec.snapshot()
+	if len(calls) != 1 || len(calls[0].n.Events) != 1 || calls[0].n.Events[0].ID() != crit.ID() {
+		t.Errorf("calls %d; want only the critical event, alone, while the info one waits for its group", len(calls))
+	}
+}
+
 func TestGroupInterval(t *testing.T) {
 	h := newHarness(t)
 	rec := &recorder{}

@@ -263,6 +263,10 @@ func (w *worker) accept(in inbound) {
 		return
 	}
 	w.hold(p)
+	if leaf.Immediate(ev) {
+		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: leaf, GroupKey: leaf.GroupKey(ev) + "|now|" + ev.ID(), Events: []*event.Event{ev}}, items: []*pending{p}})
+		return
+	}
 	key := leaf.GroupKey(ev)
 	g := w.groups[key]
 	t := time.Now()

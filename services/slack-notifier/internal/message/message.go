@@ -7,14 +7,13 @@ package message
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/shopspring/decimal"
 	"github.com/slack-go/slack"
 
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/event"
 )
 
@@ -46,112 +45,8 @@ func (m Message) Attachment() slack.Attachment {
 	return slack.Attachment{Color: m.Color, Fallback: Escape(m.Text), Blocks: slack.Blocks{BlockSet: m.Blocks}}
 }
 
-// Links turns an instance and account into a URL of the provider's console,
-// from templates per instance with {account} as the placeholder.
-type Links map[string]string
-
-// For returns the account's link, or "" when its instance has none.
-func (l Links) For(instance, account string) string {
-	tpl, ok := l[instance]
-	if !ok {
-		return ""
-	}
-	return strings.ReplaceAll(tpl, "{account}", url.PathEscape(account))
-}
-
-// IsRecovery reports whether e brings an account back to good standing: a hold
-// lifted, a freeze thawed, debt back under its threshold, an upstream readable
-// again. A recovery updates the account's opening message in place.
-func IsRecovery(e *event.Event) bool {
-	d := e.Data
-	prev, cur := "", ""
-	if d.Previous != nil {
-		prev = d.Previous.Value
-	}
-	if d.Current != nil {
-		cur = d.Current.Value
-	}
-	switch e.Type() {
-	case event.TypeStatusChanged:
-		return cur == event.StatusActive && prev != event.StatusActive
-	case event.TypeCreditLimitStatusChanged:
-		return cur == "thaw" || prev == "freeze" && cur != "freeze"
-	case event.TypeHostingStatusChanged:
-		return prev == "freeze" && cur != "freeze"
-	case event.TypeDebtChanged:
-		return d.Debt != nil && d.Debt.Crossed == "below"
-	case event.TypePollRecovered:
-		return true
-	}
-	return false
-}
-
-// Headline is a short human title of what happened ("Credit hold", "Debt over threshold").
-func Headline(e *event.Event) string {
-	d := e.Data
-	cur := ""
-	if d.Current != nil {
-		cur = d.Current.Value
-	}
-	switch e.Type() {
-	case event.TypeStatusChanged:
-		switch cur {
-		case event.StatusCreditHold:
-			return "Credit hold"
-		case event.StatusAdministrativeHold:
-			return "Administrative hold"
-		case event.StatusActive:
-			return "Account active again"
-		case event.StatusDeleted:
-			return "Account deleted"
-		}
-		return "Status is now " + cur
-	case event.TypeDebtChanged:
-		if d.Debt != nil && d.Debt.Crossed == "above" {
-			return "Debt over threshold"
-		}
-		if d.Debt != nil && d.Debt.Crossed == "below" {
-			return "Debt back under threshold"
-		}
-		return "Debt changed"
-	case event.TypeHostingStatusChanged:
-		if cur == "freeze" {
-			return "Hosting frozen"
-		}
-		return "Hosting status is now " + cur
-	case event.TypeCreditLimitStatusChanged:
-		switch cur {
-		case "freeze":
-			return "Credit limit frozen"
-		case "thaw":
-			return "Credit limit thawed"
-		}
-		return "Credit limit status is now " + cur
-	case event.TypePhoneProfileChanged:
-		return "WhatsApp profile: " + d.Field + " changed"
-	case event.TypeDiscovered:
-		return "New account discovered"
-	case event.TypeRemoved:
-		return "Account no longer listed"
-	case event.TypeCreated:
-		return "Account created"
-	case event.TypePollDegraded:
-		return "Cannot read upstream"
-	case event.TypePollRecovered:
-		return "Upstream readable again"
-	}
-	return e.Type().Tail()
-}
-
-func display(v *event.Value) string {
-	if v == nil || v.Value == "" {
-		return "—"
-	}
-	if v.Raw != "" && v.Raw != v.Value {
-		return v.Value + " (" + v.Raw + ")"
-	}
-	return v.Value
-}
+// Links are console URL templates per instance ({account} the placeholder).
+type Links = describe.Links
 
 func emoji(e *event.Event) string {
 	if IsRecovery(e) {
@@ -166,6 +61,18 @@ func emoji(e *event.Event) string {
 	return "🔵"
 }
 
+// IsRecovery reports whether e brings an account back to good standing; a
+// recovery updates the account's opening message in place.
+func IsRecovery(e *event.Event) bool { return describe.IsRecovery(e) }
+
+// Headline is a short title of what happened.
+func Headline(e *event.Event) string { return describe.Headline(e) }
+
+// Accounts counts the distinct accounts of evs.
+func Accounts(evs []*event.Event) int { return describe.Accounts(evs) }
+
+func money(s, currency string) string { return escape(describe.Money(s, currency)) }
+
 // Color is the attachment colour of e.
 func Color(e *event.Event) string {
 	if IsRecovery(e) {
@@ -178,16 +85,6 @@ func Color(e *event.Event) string {
 		return ColorWarning
 	}
 	return ColorInfo
-}
-
-func accountName(d event.Data) string {
-	if d.AccountID == event.ProviderScope {
-		return "all accounts of " + d.Instance
-	}
-	if d.AccountName != "" {
-		return d.AccountName + " (" + d.AccountID + ")"
-	}
-	return d.AccountID
 }
 
 // Escape makes text inert in mrkdwn: no mentions, no links (Slack's three
@@ -223,72 +120,13 @@ func slackDate(t time.Time) string {
 	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
 }
 
-// money renders an exact decimal with its currency, grouping thousands.
-func money(s, currency string) string {
-	if s == "" {
-		return "—"
-	}
-	d, err := decimal.NewFromString(s)
-	if err != nil {
-		return escape(s)
-	}
-	str := d.StringFixed(2)
-	neg := strings.HasPrefix(str, "-")
-	str = strings.TrimPrefix(str, "-")
-	intPart, frac, _ := strings.Cut(str, ".")
-	var b strings.Builder
-	for i, r := range intPart {
-		if i > 0 && (len(intPart)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	out := b.String() + "." + frac
-	if neg {
-		out = "-" + out
-	}
-	if currency != "" {
-		out += " " + escape(currency)
-	}
-	return out
-}
-
-// changeLine is the one-line "what changed" of e, for the fallback text and summaries.
-func changeLine(e *event.Event) string {
-	d := e.Data
-	switch {
-	case d.Debt != nil:
-		s := fmt.Sprintf("debt %s → %s", money(display0(d.Previous), d.Debt.Currency), money(display0(d.Current), d.Debt.Currency))
-		if d.Debt.Crossed != "" {
-			s += fmt.Sprintf(" (crossed %s %s)", d.Debt.Crossed, money(d.Debt.Threshold, d.Debt.Currency))
-		}
-		return s
-	case d.Poll != nil:
-		return fmt.Sprintf("%d failed reads since %s", d.Poll.ConsecutiveFailures, d.Poll.Since.UTC().Format(time.RFC3339))
-	case d.Previous != nil || d.Current != nil:
-		return fmt.Sprintf("%s %s → %s", d.Field, display(d.Previous), display(d.Current))
-	}
-	return Headline(e)
-}
-
-func display0(v *event.Value) string {
-	if v == nil {
-		return ""
-	}
-	return v.Value
-}
-
 func changeFields(e *event.Event) []*slack.TextBlockObject {
 	d := e.Data
 	var fs []*slack.TextBlockObject
 	switch {
 	case d.Debt != nil:
-		fs = append(fs, field("Debt", money(display0(d.Current), d.Debt.Currency)+"\nwas "+money(display0(d.Previous), d.Debt.Currency)))
-		delta := money(d.Debt.Delta, d.Debt.Currency)
-		if !strings.HasPrefix(delta, "-") {
-			delta = "+" + delta
-		}
-		fs = append(fs, field("Change", delta))
+		fs = append(fs, field("Debt", money(val(d.Current), d.Debt.Currency)+"\nwas "+money(val(d.Previous), d.Debt.Currency)))
+		fs = append(fs, field("Change", escape(describe.Delta(d.Debt.Delta, d.Debt.Currency))))
 		if d.Debt.Threshold != "" {
 			th := money(d.Debt.Threshold, d.Debt.Currency)
 			if d.Debt.ThresholdSource != "" {
@@ -309,7 +147,7 @@ func changeFields(e *event.Event) []*slack.TextBlockObject {
 			fs = append(fs, field("Last error", "`"+escape(d.Poll.ErrorCode)+"`"))
 		}
 	case d.Previous != nil || d.Current != nil:
-		fs = append(fs, field(escape(d.Field), "`"+escape(display(d.Previous))+"` → `"+escape(display(d.Current))+"`"))
+		fs = append(fs, field(escape(d.Field), "`"+escape(describe.Value(d.Previous))+"` → `"+escape(describe.Value(d.Current))+"`"))
 	}
 	if d.Onboarding != nil {
 		fs = append(fs, field("Relation", escape(d.Onboarding.RelationType)))
@@ -326,6 +164,13 @@ func changeFields(e *event.Event) []*slack.TextBlockObject {
 		fs = append(fs, field(escape(k), escape(d.Attributes[k])))
 	}
 	return fs
+}
+
+func val(v *event.Value) string {
+	if v == nil {
+		return ""
+	}
+	return v.Value
 }
 
 func labelText(labels map[string]string) string {
@@ -346,11 +191,11 @@ func labelText(labels map[string]string) string {
 func Account(evs []*event.Event, links Links, redrive bool) Message {
 	last := evs[len(evs)-1]
 	d := last.Data
-	name := escape(accountName(d))
-	if link := links.For(d.Instance, d.AccountID); link != "" && d.AccountID != event.ProviderScope {
+	name := escape(describe.Account(d))
+	if link := links.For(d.Instance, d.AccountID); link != "" {
 		name = "<" + link + "|" + name + ">"
 	}
-	title := emoji(last) + " " + Headline(last) + " — " + accountName(d)
+	title := emoji(last) + " " + Headline(last) + " — " + describe.Account(d)
 	if len(title) > 150 {
 		title = title[:147] + "…"
 	}
@@ -373,7 +218,7 @@ func Account(evs []*event.Event, links Links, redrive bool) Message {
 		if fs := changeFields(e); len(fs) > 0 {
 			blocks = append(blocks, slack.NewSectionBlock(nil, fs, nil))
 		}
-		text = append(text, changeLine(e))
+		text = append(text, describe.Change(e))
 	}
 	if n := len(evs) - len(shown); n > 0 {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(fmt.Sprintf("_…and %d earlier changes (see the audit log)_", n)), nil, nil))
@@ -391,7 +236,7 @@ func Account(evs []*event.Event, links Links, redrive bool) Message {
 		ctx = append(ctx, mrkdwn("_re-sent from the dead letters_"))
 	}
 	blocks = append(blocks, slack.NewContextBlock("", ctx...))
-	fallback := fmt.Sprintf("[%s] %s — %s (%s/%s): %s", d.Severity, Headline(last), accountName(d), d.Provider, d.Instance, strings.Join(text, "; "))
+	fallback := fmt.Sprintf("[%s] %s — %s (%s/%s): %s", d.Severity, Headline(last), describe.Account(d), d.Provider, d.Instance, strings.Join(text, "; "))
 	return Message{Text: fallback, Color: Color(last), Blocks: blocks}
 }
 
@@ -422,11 +267,11 @@ func Summary(evs []*event.Event, links Links) Message {
 			lines = append(lines, fmt.Sprintf("_…and %d more_", len(evs)-maxAccountsListed))
 			break
 		}
-		name := escape(accountName(e.Data))
+		name := escape(describe.Account(e.Data))
 		if link := links.For(e.Data.Instance, e.Data.AccountID); link != "" {
 			name = "<" + link + "|" + name + ">"
 		}
-		lines = append(lines, "• "+name+": "+escape(changeLine(e)))
+		lines = append(lines, "• "+name+": "+escape(describe.Change(e)))
 	}
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, plain(title), true, false)),
@@ -435,13 +280,4 @@ func Summary(evs []*event.Event, links Links) Message {
 	}
 	fallback := fmt.Sprintf("[%s] %d accounts: %s", worst.Data.Severity, accounts, strings.Join(kinds, ", "))
 	return Message{Text: fallback, Color: Color(worst), Blocks: blocks}
-}
-
-// Accounts counts the distinct accounts of evs.
-func Accounts(evs []*event.Event) int {
-	seen := map[string]bool{}
-	for _, e := range evs {
-		seen[string(e.Data.Provider)+"\x00"+e.Data.Instance+"\x00"+e.Data.AccountID] = true
-	}
-	return len(seen)
 }
