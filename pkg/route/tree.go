@@ -116,11 +116,11 @@ func (m *Match) matches(e *event.Event) bool {
 type Leaf struct {
 	// ID is the route's position in the tree ("0" the root, "0.2.1" the second
 	// child of the third child): stable while the file is unchanged.
-	ID                   string
-	Receiver             string
-	GroupBy              []string
-	GroupWait            time.Duration
-	GroupInterval        time.Duration
+	ID                       string
+	Receiver                 string
+	GroupBy                  []string
+	GroupWait                time.Duration
+	GroupInterval            time.Duration
 	Mute                     []*TimeInterval
 	CriticalBypassesMute     bool
 	CriticalBypassesGrouping bool
