@@ -58,6 +58,11 @@ func (c stackConfig) services() []service {
 			Env:  []string{"AW_SLACK_LOCAL_DIR=" + filepath.Join(c.SinksDir, "slack"), "AW_SINK_START=all"},
 			Look: []string{slackLook(c.SinksDir)},
 		},
+		{
+			Name: "email-notifier",
+			Env:  []string{"AW_EMAIL_LOCAL_DIR=" + filepath.Join(c.SinksDir, "email"), "AW_EMAIL_TO=finance-ops@localhost", "AW_SINK_START=all"},
+			Look: []string{emailLook(c.SinksDir)},
+		},
 	}
 	port := c.OpsBase
 	for i := range all {
@@ -79,6 +84,13 @@ func slackLook(sinks string) string {
 		return "slack-notifier posts to Slack with AW_SLACK_TOKEN (channel AW_SLACK_CHANNEL, default #accountwatch)"
 	}
 	return "slack-notifier no AW_SLACK_TOKEN: messages go to " + filepath.Join(sinks, "slack", "slack-messages.jsonl") + " and below as [slack-notifier] lines"
+}
+
+func emailLook(sinks string) string {
+	if os.Getenv("AW_SMTP_HOST") != "" {
+		return "email-notifier sends through AW_SMTP_HOST (digests every 5 min, critical at once) to AW_EMAIL_TO"
+	}
+	return "email-notifier no AW_SMTP_HOST: .eml files in " + filepath.Join(sinks, "email") + " (digests every 5 min, critical at once)"
 }
 
 // banner is what `make run` prints once the stack is up.
