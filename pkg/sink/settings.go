@@ -33,6 +33,13 @@ type Settings struct {
 	DrainTimeout time.Duration `envconfig:"SINK_DRAIN_TIMEOUT" default:"15s"`
 	// Filter is the comma-separated subject filter of the consumers.
 	Filter string `envconfig:"SINK_FILTER" default:"aw.events.>"`
+	// RetrySchedule, when set, replaces the exponential backoff: the waits
+	// before the 2nd, 3rd, … attempt (comma-separated durations, e.g.
+	// "5s,5m,30m,2h,5h,10h,10h"), each jittered by ±10%; an event is
+	// dead-lettered after the last. MaxDeliver is then its length + 1.
+	RetrySchedule string `envconfig:"SINK_RETRY_SCHEDULE"`
+	schedule      []time.Duration
+
 	// Start says where a new consumer begins: "new" (events from now on) or
 	// "all" (the whole audit log). An existing consumer resumes where it was.
 	Start string `envconfig:"SINK_START" default:"new"`
@@ -69,12 +76,44 @@ func (s Settings) Validate() error {
 	case s.Start != "new" && s.Start != "all":
 		return fmt.Errorf("AW_SINK_START: %q (want new or all)", s.Start)
 	}
+	if _, err := parseSchedule(s.RetrySchedule); err != nil {
+		return err
+	}
 	for _, f := range s.filters() {
 		if !strings.HasPrefix(f, event.SubjectRoot) {
 			return fmt.Errorf("AW_SINK_FILTER: %q (every filter starts with %s)", f, event.SubjectRoot)
 		}
 	}
 	return nil
+}
+
+// prepare applies RetrySchedule (sink.New calls it): the schedule replaces
+// the backoff and sets MaxDeliver.
+func (s *Settings) prepare() error {
+	sched, err := parseSchedule(s.RetrySchedule)
+	if err != nil {
+		return err
+	}
+	s.schedule = sched
+	if len(sched) > 0 {
+		s.MaxDeliver = len(sched) + 1
+	}
+	return nil
+}
+
+func parseSchedule(spec string) ([]time.Duration, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	var out []time.Duration
+	for _, p := range strings.Split(spec, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("AW_SINK_RETRY_SCHEDULE: %q: %q is not a duration > 0", spec, p)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 func (s Settings) filters() []string {

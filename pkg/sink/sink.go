@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,6 +66,15 @@ type Receiver struct {
 	// most sent back to back.
 	RateLimit float64
 	Burst     int
+	// Filter, when set, replaces the routing tree for this receiver: it takes
+	// the events Filter accepts, each on its own at once (a webhook endpoint's
+	// subscription). Silences and mute intervals do not apply to it.
+	Filter func(*event.Event) bool
+}
+
+// ownLeaf is the route of a receiver with its own Filter: every event alone, at once.
+func ownLeaf(name string) *route.Leaf {
+	return &route.Leaf{ID: "filter", Receiver: name, GroupBy: []string{"..."}}
 }
 
 // ErrConfig is returned for a runtime that cannot be built as asked.
@@ -72,6 +82,11 @@ var ErrConfig = errors.New("sink configuration")
 
 // Runtime runs one consumer pipeline per receiver of a notifier.
 type Runtime struct {
+	mu      sync.Mutex
+	running context.Context // set by Run; Add starts workers under it
+	workers map[string]*handle
+	wg      sync.WaitGroup
+
 	js        jetstream.JetStream
 	sink      string
 	tree      *route.Tree
@@ -116,16 +131,16 @@ func New(js jetstream.JetStream, sink string, tree *route.Tree, receivers []Rece
 	if err := r.set.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if len(receivers) == 0 {
+	if err := r.set.prepare(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if len(receivers) == 0 && tree != nil {
 		return nil, fmt.Errorf("%w: no receivers", ErrConfig)
 	}
 	seen := map[string]bool{}
 	for _, rc := range receivers {
-		if !route.ValidName(rc.Name) || seen[rc.Name] {
-			return nil, fmt.Errorf("%w: receiver name %q (unique; letters, digits, - and _)", ErrConfig, rc.Name)
-		}
-		if rc.RateLimit < 0 {
-			return nil, fmt.Errorf("%w: receiver %s: rate limit %v (want >= 0)", ErrConfig, rc.Name, rc.RateLimit)
+		if err := checkReceiver(rc, tree); err != nil || seen[rc.Name] {
+			return nil, fmt.Errorf("%w: receiver name %q (unique; letters, digits, - and _)%s", ErrConfig, rc.Name, errSuffix(err))
 		}
 		seen[rc.Name] = true
 	}
@@ -136,38 +151,138 @@ func New(js jetstream.JetStream, sink string, tree *route.Tree, receivers []Rece
 	return r, nil
 }
 
+func checkReceiver(rc Receiver, tree *route.Tree) error {
+	switch {
+	case !route.ValidName(rc.Name):
+		return errors.New("bad name")
+	case rc.RateLimit < 0:
+		return fmt.Errorf("rate limit %v (want >= 0)", rc.RateLimit)
+	case rc.Filter == nil && tree == nil:
+		return errors.New("no routing tree and no filter")
+	}
+	return nil
+}
+
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": " + err.Error()
+}
+
 // ConsumerName is the durable consumer of sink's receiver on the event stream;
 // its re-drive consumer adds "_redrive".
 func ConsumerName(sink, receiver string) string { return sink + "_" + receiver }
+
+// handle is a running receiver.
+type handle struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
 
 // Run consumes until ctx ends, then drains: no new events are taken, held
 // events are handed back (Nak) for the next instance, and deliveries in flight
 // get Settings.DrainTimeout to finish and settle. It returns after the drain.
 func (r *Runtime) Run(ctx context.Context) error {
-	workers := make([]*worker, 0, len(r.receivers))
+	r.mu.Lock()
+	r.running, r.workers = ctx, map[string]*handle{}
+	r.mu.Unlock()
 	for _, rc := range r.receivers {
-		w, err := r.newWorker(ctx, rc)
-		if err != nil {
-			for _, started := range workers {
-				started.stopConsuming()
-			}
+		if err := r.Add(rc); err != nil {
+			r.stopAll()
 			return err
 		}
-		workers = append(workers, w)
 	}
-	r.log.Info("sink consuming", "sink", r.sink, "receivers", len(workers), "filter", r.set.Filter)
-	done := make(chan struct{}, len(workers))
-	for _, w := range workers {
-		go func() {
-			w.run(ctx)
-			done <- struct{}{}
-		}()
-	}
-	for range workers {
-		<-done
-	}
+	r.log.Info("sink consuming", "sink", r.sink, "receivers", len(r.receivers), "filter", r.set.Filter)
+	<-ctx.Done()
+	r.stopAll()
 	r.log.Info("sink drained", "sink", r.sink)
 	return nil
+}
+
+// ErrNotRunning is returned by Add and Remove outside Run.
+var ErrNotRunning = errors.New("sink runtime not running")
+
+// Add starts consuming for a receiver while Run runs (a webhook endpoint
+// created or resumed); adding a running receiver replaces it.
+func (r *Runtime) Add(rc Receiver) error {
+	if err := checkReceiver(rc, r.tree); err != nil {
+		return fmt.Errorf("%w: receiver %q: %w", ErrConfig, rc.Name, err)
+	}
+	r.mu.Lock()
+	ctx := r.running
+	r.mu.Unlock()
+	if ctx == nil {
+		return ErrNotRunning
+	}
+	r.Remove(rc.Name)
+	w, err := r.newWorker(ctx, rc)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	h := &handle{cancel: cancel, done: make(chan struct{})}
+	r.mu.Lock()
+	r.workers[rc.Name] = h
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(h.done)
+		w.run(wctx)
+	}()
+	return nil
+}
+
+// Remove stops a receiver (a webhook endpoint paused, disabled or deleted):
+// what it held is handed back and stays in its durable consumer. It waits for
+// the drain and reports whether the receiver was running.
+func (r *Runtime) Remove(name string) bool {
+	r.mu.Lock()
+	h := r.workers[name]
+	delete(r.workers, name)
+	r.mu.Unlock()
+	if h == nil {
+		return false
+	}
+	h.cancel()
+	<-h.done
+	return true
+}
+
+// Running lists the receivers being consumed.
+func (r *Runtime) Running() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.workers))
+	for n := range r.workers {
+		out = append(out, n)
+	}
+	return out
+}
+
+// DeleteConsumers removes a stopped receiver's durable consumers: what they
+// held is gone for this receiver (a deleted webhook endpoint).
+func (r *Runtime) DeleteConsumers(ctx context.Context, name string) error {
+	r.Remove(name)
+	cn := ConsumerName(r.sink, name)
+	for stream, c := range map[string]string{eventbus.StreamEvents: cn, eventbus.StreamRedrive: cn + "_redrive"} {
+		if err := r.js.DeleteConsumer(ctx, stream, c); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("delete consumer %s: %w", c, err)
+		}
+	}
+	return nil
+}
+
+func (r *Runtime) stopAll() {
+	r.mu.Lock()
+	hs := r.workers
+	r.workers = map[string]*handle{}
+	r.mu.Unlock()
+	for _, h := range hs {
+		h.cancel()
+	}
+	r.wg.Wait()
 }
 
 func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
@@ -194,7 +309,7 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 	if rc.RateLimit > 0 {
 		lim = rate.NewLimiter(rate.Limit(rc.RateLimit), max(1, rc.Burst))
 	}
-	w := newWorker(r, rc.Name, lim)
+	w := newWorker(r, rc, lim)
 	for _, c := range []struct {
 		cons    jetstream.Consumer
 		redrive bool
@@ -235,6 +350,11 @@ func (r *Runtime) ensureConsumer(ctx context.Context, stream string, cfg jetstre
 // capped, with equal jitter (half fixed, half random) so that a burst of
 // failures does not retry in lockstep.
 func (r *Runtime) backoff(n uint64, jitter float64) time.Duration {
+	if sched := r.set.schedule; len(sched) > 0 {
+		// A fixed schedule (webhooks: minutes to days) jitters by ±10%.
+		d := sched[min(int(n), len(sched))-1]
+		return d - d/10 + time.Duration(jitter*float64(d/5))
+	}
 	d := r.set.BackoffInitial
 	for i := uint64(1); i < n && d < r.set.BackoffMax; i++ {
 		d *= 2

@@ -633,3 +633,73 @@ func TestRetryKeepsGroupOrder(t *testing.T) {
 		t.Errorf("delivered in order %v, want the retried change first", order)
 	}
 }
+
+func TestFilterReceiversAddedAndRemoved(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{}
+	rt, err := sink.New(h.bus.JS, "test", nil, nil, rec, sink.WithSettings(fast()), sink.WithMetrics(h.metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Add(sink.Receiver{Name: "ep1", Filter: func(*event.Event) bool { return true }}); !errors.Is(err, sink.ErrNotRunning) {
+		t.Errorf("Add before Run: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	onlyF := func(e *event.Event) bool { return strings.HasPrefix(e.Data.AccountID, "f") }
+	eventually(t, "running", func() bool { return rt.Add(sink.Receiver{Name: "ep1", Filter: onlyF}) == nil })
+	if err := rt.Add(sink.Receiver{Name: "nofilter"}); !errors.Is(err, sink.ErrConfig) {
+		t.Errorf("a receiver with neither tree nor filter: %v", err)
+	}
+	f1 := eventtest.Status(t, eventtest.Meta("f1", nil), "active", "credit_hold")
+	g1 := eventtest.Status(t, eventtest.Meta("g1", nil), "active", "credit_hold")
+	h.publish(t, f1, g1)
+	eventually(t, "f1 delivered, g1 filtered out", func() bool { return consumerInfo(t, h, "ep1").AckFloor.Stream == 2 })
+	if got := rec.events(); len(got) != 1 || got[f1.ID()] != 1 {
+		t.Errorf("delivered %v", got)
+	}
+	if !rt.Remove("ep1") || rt.Remove("ep1") {
+		t.Error("Remove does not report whether the receiver ran")
+	}
+	f2 := eventtest.Status(t, eventtest.Meta("f2", nil), "active", "credit_hold")
+	h.publish(t, f2)
+	time.Sleep(300 * time.Millisecond)
+	if rec.events()[f2.ID()] != 0 {
+		t.Error("a removed receiver still delivers")
+	}
+	if err := rt.Add(sink.Receiver{Name: "ep1", Filter: onlyF}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the durable consumer resumes with what waited", func() bool { return rec.events()[f2.ID()] == 1 })
+	if err := rt.DeleteConsumers(context.Background(), "ep1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.bus.JS.Consumer(context.Background(), eventbus.StreamEvents, sink.ConsumerName("test", "ep1")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("consumer after delete: %v", err)
+	}
+}
+
+func TestRetrySchedule(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{fail: func(int, *sink.Notification) error { return sink.Transient(sink.ReasonServerError, errors.New("503")) }}
+	s := fast()
+	s.RetrySchedule = "300ms, 600ms"
+	h.publish(t, statuses(t, 1, "sched")...)
+	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec, sink.WithSettings(s))
+	store, _ := deadletter.Open(context.Background(), h.bus.JS)
+	eventually(t, "dead letter after the schedule", func() bool { l, _ := store.List(context.Background(), deadletter.Filter{}); return len(l) == 1 })
+	calls := rec.snapshot()
+	if len(calls) != 3 {
+		t.Fatalf("%d attempts, want 3 (a schedule of two waits)", len(calls))
+	}
+	if g1, g2 := calls[1].at.Sub(calls[0].at), calls[2].at.Sub(calls[1].at); g1 < 270*time.Millisecond || g2 < 540*time.Millisecond {
+		t.Errorf("waits %s and %s, want at least the schedule's 300ms and 600ms less 10%% jitter", g1, g2)
+	}
+	bad := sink.DefaultSettings()
+	bad.RetrySchedule = "5s,soon"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "AW_SINK_RETRY_SCHEDULE") {
+		t.Errorf("bad schedule: %v", err)
+	}
+}

@@ -91,6 +91,7 @@ type batch struct {
 type worker struct {
 	r     *Runtime
 	name  string
+	rc    Receiver
 	lim   *rate.Limiter
 	iters []iter
 
@@ -109,9 +110,9 @@ type worker struct {
 	draining chan struct{}
 }
 
-func newWorker(r *Runtime, name string, lim *rate.Limiter) *worker {
+func newWorker(r *Runtime, rc Receiver, lim *rate.Limiter) *worker {
 	w := &worker{
-		r: r, name: name, lim: lim,
+		r: r, name: rc.Name, rc: rc, lim: lim,
 		in:       make(chan inbound, 256),
 		retries:  make(chan retry, r.set.MaxAckPending),
 		groups:   map[string]*group{},
@@ -236,6 +237,15 @@ func (w *worker) accept(in inbound) {
 		// An operator asked for this one: no routing, silences or mute windows.
 		w.hold(p)
 		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, GroupKey: "redrive|" + ev.ID(), Events: []*event.Event{ev}, Redrive: true}, items: []*pending{p}})
+		return
+	}
+	if w.rc.Filter != nil {
+		if !w.rc.Filter(ev) {
+			_ = in.msg.Ack() // not for this receiver
+			return
+		}
+		w.hold(p)
+		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: ownLeaf(w.name), GroupKey: "event|" + ev.ID(), Events: []*event.Event{ev}}, items: []*pending{p}})
 		return
 	}
 	var leaf *route.Leaf
