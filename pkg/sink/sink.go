@@ -45,6 +45,9 @@ type Notification struct {
 	Events   []*event.Event
 	// Redrive is set when an operator re-drove the event from the dead letters.
 	Redrive bool
+	// Attempt counts this delivery's attempts, this one included (the most of
+	// its events').
+	Attempt uint64
 }
 
 // Sender delivers notifications; it is what a notifier implements. It returns
@@ -84,6 +87,7 @@ var ErrConfig = errors.New("sink configuration")
 type Runtime struct {
 	mu      sync.Mutex
 	running context.Context // set by Run; Add starts workers under it
+	ready   chan struct{}
 	workers map[string]*handle
 	wg      sync.WaitGroup
 
@@ -121,7 +125,7 @@ func WithClock(now func() time.Time) Option { return func(r *Runtime) { r.now = 
 // New builds the runtime of sink (a notifier's name: "slack", "email") for
 // receivers, delivering through sender.
 func New(js jetstream.JetStream, sink string, tree *route.Tree, receivers []Receiver, sender Sender, opts ...Option) (*Runtime, error) {
-	r := &Runtime{js: js, sink: sink, tree: tree, receivers: receivers, sender: sender, set: DefaultSettings(), log: slog.New(slog.DiscardHandler), now: time.Now}
+	r := &Runtime{ready: make(chan struct{}), js: js, sink: sink, tree: tree, receivers: receivers, sender: sender, set: DefaultSettings(), log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(r)
 	}
@@ -187,6 +191,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.running, r.workers = ctx, map[string]*handle{}
 	r.mu.Unlock()
+	close(r.ready)
 	for _, rc := range r.receivers {
 		if err := r.Add(rc); err != nil {
 			r.stopAll()
@@ -199,6 +204,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.log.Info("sink drained", "sink", r.sink)
 	return nil
 }
+
+// Ready is closed once Run runs, when Add can be called.
+func (r *Runtime) Ready() <-chan struct{} { return r.ready }
 
 // ErrNotRunning is returned by Add and Remove outside Run.
 var ErrNotRunning = errors.New("sink runtime not running")

@@ -21,6 +21,9 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/route"
 )
 
+// queueDepth bounds each deliverer's queue.
+const queueDepth = 256
+
 // pending is one taken, not yet settled message.
 type pending struct {
 	msg     jetstream.Msg
@@ -95,9 +98,13 @@ type worker struct {
 	lim   *rate.Limiter
 	iters []iter
 
-	in      chan inbound
-	retries chan retry
-	groups  map[string]*group
+	in     chan inbound
+	groups map[string]*group
+	// retries are reported by deliverers without blocking: a note wakes the
+	// loop, which takes the list (the loop may itself wait on a full queue).
+	retryMu   sync.Mutex
+	retryList []retry
+	retryNote chan struct{}
 	due     dueHeap
 	queues  []chan *batch
 
@@ -113,16 +120,16 @@ type worker struct {
 func newWorker(r *Runtime, rc Receiver, lim *rate.Limiter) *worker {
 	w := &worker{
 		r: r, name: rc.Name, rc: rc, lim: lim,
-		in:       make(chan inbound, 256),
-		retries:  make(chan retry, r.set.MaxAckPending),
+		in:        make(chan inbound, 256),
+		retryNote: make(chan struct{}, 1),
 		groups:   map[string]*group{},
 		held:     map[*pending]struct{}{},
 		draining: make(chan struct{}),
 	}
-	// Every held message is in at most one batch, and the server hands out at
-	// most MaxAckPending, so queues this deep never block the loop.
+	// A full queue makes the loop wait for its deliverer: backpressure, which
+	// the keep-alive (its own goroutine) makes harmless to held messages.
 	for range r.set.Concurrency {
-		w.queues = append(w.queues, make(chan *batch, r.set.MaxAckPending))
+		w.queues = append(w.queues, make(chan *batch, min(r.set.MaxAckPending, queueDepth)))
 	}
 	return w
 }
@@ -168,10 +175,22 @@ func (w *worker) run(ctx context.Context) {
 		}()
 	}
 
+	keepAliveDone := make(chan struct{})
+	defer close(keepAliveDone)
+	go func() {
+		t := time.NewTicker(w.r.set.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-keepAliveDone:
+				return
+			case <-t.C:
+				w.touchHeld()
+			}
+		}
+	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	keepAlive := time.NewTicker(w.r.set.AckWait / 3)
-	defer keepAlive.Stop()
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
 	for ctx.Err() == nil {
@@ -179,12 +198,16 @@ func (w *worker) run(ctx context.Context) {
 		select {
 		case m := <-w.in:
 			w.accept(m)
-		case rt := <-w.retries:
-			w.await(rt)
+		case <-w.retryNote:
+			w.retryMu.Lock()
+			list := w.retryList
+			w.retryList = nil
+			w.retryMu.Unlock()
+			for _, rt := range list {
+				w.await(rt)
+			}
 		case <-timer.C:
 			w.flushDue(time.Now())
-		case <-keepAlive.C:
-			w.touchHeld()
 		case <-sweep.C:
 			w.sweepGroups(time.Now())
 		case <-ctx.Done():
@@ -429,6 +452,9 @@ func (w *worker) deliver(ctx, sendCtx context.Context, q chan *batch) {
 			w.handBack(b.items)
 			continue
 		}
+		for _, p := range b.items {
+			b.n.Attempt = max(b.n.Attempt, p.attempts())
+		}
 		sctx, cancel := context.WithTimeout(sendCtx, w.r.set.SendTimeout)
 		err := w.r.sender.Send(sctx, b.n)
 		cancel()
@@ -482,8 +508,16 @@ func (w *worker) settle(b *batch, err error) {
 	}
 	rt := retry{key: b.n.GroupKey, leaf: b.n.Leaf}
 	defer func() {
-		if len(rt.seqs) > 0 {
-			w.retries <- rt
+		// Only a group that can gather other events needs to wait for its
+		// retries; an event that is its own group ("...") cannot be overtaken.
+		if len(rt.seqs) > 0 && rt.leaf != nil && !slices.Contains(rt.leaf.GroupBy, "...") {
+			w.retryMu.Lock()
+			w.retryList = append(w.retryList, rt)
+			w.retryMu.Unlock()
+			select {
+			case w.retryNote <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	for _, p := range b.items {

@@ -16,7 +16,9 @@ import (
 func TestComposeNamesOnlyRealServices(t *testing.T) {
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
-		cli.WithWorkingDirectory(root), cli.WithName("accountwatch"))
+		cli.WithWorkingDirectory(root), cli.WithName("accountwatch"),
+		// The dispatcher's admin token has no default: compose refuses to start without one.
+		cli.WithEnv([]string{"AW_WEBHOOK_ADMIN_TOKEN=compose-test-token-0123456789"}))
 	if err != nil {
 		t.Fatal(err)
 	}

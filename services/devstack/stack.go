@@ -7,6 +7,9 @@ import (
 	"strings"
 )
 
+// DevWebhookToken is the local stack's subscriptions API token.
+const DevWebhookToken = "devstack-webhook-admin-token"
+
 // service is one process of the local stack.
 type service struct {
 	Name string
@@ -57,6 +60,13 @@ func (c stackConfig) services() []service {
 			// the poller published before it; on a resumed one it changes nothing.
 			Env:  []string{"AW_SLACK_LOCAL_DIR=" + filepath.Join(c.SinksDir, "slack"), "AW_SINK_START=all"},
 			Look: []string{slackLook(c.SinksDir)},
+		},
+		{
+			Name: "webhook-dispatcher",
+			Env: []string{"AW_WEBHOOK_ADMIN_TOKEN=" + DevWebhookToken, "AW_WEBHOOK_API_LISTEN=127.0.0.1:8490",
+				// A local stack delivers to local receivers; a real deployment does not allow this.
+				"AW_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8,::1/128"},
+			Look: []string{"webhook-dispatcher http://127.0.0.1:8490/v1/endpoints (Authorization: Bearer " + DevWebhookToken + ")"},
 		},
 		{
 			Name: "email-notifier",

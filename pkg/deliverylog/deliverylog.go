@@ -1,0 +1,172 @@
+// Package deliverylog keeps one record per delivery attempt of any sink (time,
+// outcome, HTTP status, latency, error, a truncated response) in the
+// AW_DELIVERIES stream, queryable per receiver and per event. It is a
+// diagnostic log beside the audit log: records are published without waiting,
+// so a slow log never slows a delivery, and they expire (AW_DELIVERY_LOG_RETENTION).
+package deliverylog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+)
+
+// Stream and subject root of the log: aw.deliveries.<sink>.<receiver>.<event token>.
+const (
+	Stream = "AW_DELIVERIES"
+	Root   = "aw.deliveries."
+)
+
+// MaxResponse bounds the response text kept with a record.
+const MaxResponse = 1024
+
+// Record is one attempt.
+type Record struct {
+	Sink     string    `json:"sink"`
+	Receiver string    `json:"receiver"`
+	EventID  string    `json:"event_id"`
+	Attempt  uint64    `json:"attempt"`
+	At       time.Time `json:"at"`
+	// Outcome is "delivered", "failed", "rate_limited" or "disabled".
+	Outcome   string  `json:"outcome"`
+	Status    int     `json:"status,omitempty"`
+	LatencyMS float64 `json:"latency_ms"`
+	Error     string  `json:"error,omitempty"`
+	Response  string  `json:"response,omitempty"`
+	URL       string  `json:"url,omitempty"`
+	Redrive   bool    `json:"redrive,omitempty"`
+	Test      bool    `json:"test,omitempty"`
+	// Seq is the record's sequence in the log (set when read).
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// StreamConfig is the log's stream: file storage, expiring by age.
+func StreamConfig(c eventbus.Config, retention time.Duration) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        Stream,
+		Description: "accountwatch delivery attempts of every sink (diagnostics; expires)",
+		Subjects:    []string{Root + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      retention,
+		Replicas:    c.Replicas,
+		// The server's default, stated so that a restart finds what it expects.
+		Duplicates:  2 * time.Minute,
+		AllowDirect: true,
+	}
+}
+
+// Log writes and reads records.
+type Log struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// Open ensures the stream and opens it.
+func Open(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (*Log, error) {
+	if err := eventbus.EnsureStream(ctx, js, cfg); err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("delivery log: %w", err)
+	}
+	return &Log{js: js, stream: s}, nil
+}
+
+func subject(sink, receiver, eventID string) string {
+	return Root + sink + "." + receiver + "." + eventbus.KeyToken(eventID)
+}
+
+// Add publishes a record without waiting for the stream's ack.
+func (l *Log) Add(r Record) error {
+	if len(r.Response) > MaxResponse {
+		r.Response = r.Response[:MaxResponse] + "…"
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = l.js.PublishMsgAsync(&nats.Msg{Subject: subject(r.Sink, r.Receiver, r.EventID), Data: b})
+	return err
+}
+
+// Query selects records.
+type Query struct {
+	Sink, Receiver, EventID string
+	Since                   time.Time
+	// Limit keeps the newest Limit records (default 100, at most 1000).
+	Limit int
+}
+
+// List returns the newest records q selects, oldest first.
+func (l *Log) List(ctx context.Context, q Query) ([]Record, error) {
+	filter := Root + star(q.Sink) + "." + star(q.Receiver) + "."
+	if q.EventID != "" {
+		filter += eventbus.KeyToken(q.EventID)
+	} else {
+		filter += "*"
+	}
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	q.Limit = min(q.Limit, 1000)
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	if !q.Since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &q.Since
+	}
+	info, err := l.stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, fmt.Errorf("delivery log: %w", err)
+	}
+	var total uint64
+	for _, n := range info.State.Subjects {
+		total += n
+	}
+	if total == 0 {
+		return nil, nil
+	}
+	c, err := l.stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("delivery log: %w", err)
+	}
+	var out []Record
+	for {
+		m, err := c.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("delivery log: %w", err)
+		}
+		var r Record
+		if json.Unmarshal(m.Data(), &r) == nil {
+			if md, err := m.Metadata(); err == nil {
+				r.Seq = md.Sequence.Stream
+			}
+			out = append(out, r)
+			if len(out) > q.Limit {
+				out = slices.Delete(out, 0, 1)
+			}
+		}
+		if md, err := m.Metadata(); err != nil || md.NumPending == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+func star(s string) string {
+	if s == "" {
+		return "*"
+	}
+	return s
+}

@@ -1,0 +1,264 @@
+// Package app wires the webhook dispatcher: settings, JetStream, the
+// subscriptions bucket followed into a runtime receiver per active endpoint,
+// the sender, the delivery log, the subscriptions API and the ops endpoints.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/sink"
+	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/api"
+	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/deliver"
+	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/egress"
+	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
+)
+
+// DisabledSubject is where the operator event of a disabled endpoint goes.
+const DisabledSubject = "aw.ops.webhook.endpoint.disabled"
+
+// Settings are the dispatcher's environment (AW_ prefix).
+type Settings struct {
+	eventbus.Config
+	sink.Settings
+	AdminToken string `envconfig:"WEBHOOK_ADMIN_TOKEN" secret:"true"`
+	APIListen  string `envconfig:"WEBHOOK_API_LISTEN" default:"127.0.0.1:8490"`
+	// Schedule is the waits between attempts: minutes to days.
+	Schedule     string        `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,14h,24h,24h"`
+	Origin       string        `envconfig:"WEBHOOK_ORIGIN" default:"accountwatch"`
+	AllowCIDRs   string        `envconfig:"WEBHOOK_ALLOW_CIDRS"`
+	HTTPSOnly    bool          `envconfig:"WEBHOOK_HTTPS_ONLY" default:"false"`
+	Timeout      time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s"`
+	MaxResponse  int64         `envconfig:"WEBHOOK_MAX_RESPONSE" default:"65536"`
+	DisableAfter time.Duration `envconfig:"WEBHOOK_DISABLE_AFTER" default:"120h"`
+	SecretGrace  time.Duration `envconfig:"WEBHOOK_SECRET_GRACE" default:"24h"`
+	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
+	// DeliveryLog is what the delivery log records: "all" attempts, or only
+	// "failures" (failed attempts and the success that ends a run of them).
+	DeliveryLog string `envconfig:"WEBHOOK_DELIVERY_LOG" default:"all"`
+	OpsListen    string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9105"`
+	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info"`
+	Pprof        bool          `envconfig:"PPROF" default:"false"`
+}
+
+// Validate checks the settings, naming the key at fault.
+func (s *Settings) Validate() error {
+	if err := s.Config.Validate(); err != nil {
+		return err
+	}
+	if s.RetrySchedule == "" {
+		s.RetrySchedule = s.Schedule
+	}
+	if err := s.Settings.Validate(); err != nil {
+		return fmt.Errorf("%w (AW_WEBHOOK_RETRY_SCHEDULE sets it for the dispatcher)", err)
+	}
+	switch {
+	case len(s.AdminToken) < 16:
+		return errors.New("AW_WEBHOOK_ADMIN_TOKEN: required, at least 16 characters (or AW_WEBHOOK_ADMIN_TOKEN_FILE)")
+	case s.Timeout <= 0:
+		return fmt.Errorf("AW_WEBHOOK_TIMEOUT: %s (want > 0)", s.Timeout)
+	case s.MaxResponse < 0:
+		return fmt.Errorf("AW_WEBHOOK_MAX_RESPONSE: %d (want >= 0)", s.MaxResponse)
+	case s.DisableAfter < 0:
+		return fmt.Errorf("AW_WEBHOOK_DISABLE_AFTER: %s (want >= 0; 0 never disables)", s.DisableAfter)
+	case s.LogRetention <= 0:
+		return fmt.Errorf("AW_DELIVERY_LOG_RETENTION: %s (want > 0)", s.LogRetention)
+	case s.Origin == "":
+		return errors.New("AW_WEBHOOK_ORIGIN: empty")
+	case s.DeliveryLog != "all" && s.DeliveryLog != "failures":
+		return fmt.Errorf("AW_WEBHOOK_DELIVERY_LOG: %q (want all or failures)", s.DeliveryLog)
+	}
+	if _, err := egress.New(strings.Split(s.AllowCIDRs, ","), s.HTTPSOnly); err != nil {
+		return err
+	}
+	return nil
+}
+
+// registry is the endpoints as the bucket says now.
+type registry struct {
+	mu sync.RWMutex
+	m  map[string]*subscription.Endpoint
+}
+
+func (r *registry) Endpoint(id string) (*subscription.Endpoint, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.m[id]
+	return e, ok
+}
+
+func (r *registry) set(id string, e *subscription.Endpoint) (prev *subscription.Endpoint) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev = r.m[id]
+	if e == nil {
+		delete(r.m, id)
+	} else {
+		r.m[id] = e
+	}
+	return prev
+}
+
+// Dispatcher is a running dispatcher, for tests that need its address.
+type Dispatcher struct {
+	APIAddr string
+	OpsAddr string
+}
+
+// Run runs the dispatcher until ctx ends, then drains. started, if not nil,
+// is called with the bound addresses once the API serves.
+func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatcher)) error {
+	guard, err := egress.New(strings.Split(s.AllowCIDRs, ","), s.HTTPSOnly)
+	if err != nil {
+		return err
+	}
+	if s.Name == "" {
+		s.Name = "webhook-dispatcher"
+	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	bus, err := eventbus.Connect(startCtx, s.Config)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if err := bus.Provision(startCtx); err != nil {
+		return err
+	}
+	store, err := subscription.Open(startCtx, bus.JS)
+	if err != nil {
+		return err
+	}
+	dlog, err := deliverylog.Open(startCtx, bus.JS, deliverylog.StreamConfig(s.Config, s.LogRetention))
+	if err != nil {
+		return err
+	}
+	letters, err := deadletter.Open(startCtx, bus.JS)
+	if err != nil {
+		return err
+	}
+
+	reg := ops.NewRegistry()
+	metrics := sink.NewMetrics(reg)
+	disabled := prometheus.NewCounter(prometheus.CounterOpts{Name: "aw_webhook_endpoints_disabled_total", Help: "Endpoints this replica disabled (410 Gone, or failing too long)."})
+	endpoints := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_webhook_endpoints", Help: "Endpoints by status."}, []string{"status"})
+	reg.MustRegister(disabled, endpoints)
+
+	client := guard.Client(s.Timeout, 64)
+	eps := &registry{m: map[string]*subscription.Endpoint{}}
+	sender := deliver.New(eps, store, deliver.Options{
+		Client: client, Guard: guard, Log: dlog, LogFailuresOnly: s.DeliveryLog == "failures", MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter,
+		UserAgent: "accountwatch-webhooks/1", Logger: log,
+		OnDisable: func(id, reason string) {
+			disabled.Inc()
+			b, _ := json.Marshal(map[string]any{"endpoint": id, "reason": reason, "at": time.Now().UTC()})
+			if err := bus.NC.Publish(DisabledSubject, b); err != nil {
+				log.Warn("operator event not published", "err", err)
+			}
+		},
+	})
+	rt, err := sink.New(bus.JS, deliver.SinkName, nil, nil, sender, sink.WithSettings(s.Settings), sink.WithLogger(log), sink.WithMetrics(metrics))
+	if err != nil {
+		return err
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- rt.Run(ctx) }()
+	<-rt.Ready()
+
+	// Every replica follows the bucket: an active endpoint has a receiver, a
+	// paused or disabled one has none (its events wait in its consumer).
+	var applyMu sync.Mutex
+	apply := func(id string, e *subscription.Endpoint) {
+		applyMu.Lock()
+		defer applyMu.Unlock()
+		prev := eps.set(id, e)
+		switch {
+		case e == nil || e.Status != subscription.StatusActive:
+			if rt.Remove(id) {
+				log.Info("endpoint stopped", "endpoint", id, "status", statusOf(e))
+			}
+		case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit:
+			rc := sink.Receiver{Name: id, RateLimit: e.RateLimit, Burst: int(math.Ceil(e.RateLimit)), Filter: func(ev *event.Event) bool {
+				cur, ok := eps.Endpoint(id)
+				return ok && cur.Accepts(ev)
+			}}
+			if err := rt.Add(rc); err != nil && ctx.Err() == nil {
+				log.Error("endpoint not started", "endpoint", id, "err", err)
+				return
+			}
+			log.Info("endpoint delivering", "endpoint", id)
+		}
+		counts := map[string]float64{subscription.StatusActive: 0, subscription.StatusPaused: 0, subscription.StatusDisabled: 0}
+		eps.mu.RLock()
+		for _, ep := range eps.m {
+			counts[ep.Status]++
+		}
+		eps.mu.RUnlock()
+		for k, v := range counts {
+			endpoints.WithLabelValues(k).Set(v)
+		}
+	}
+	if err := store.Watch(ctx, apply); err != nil {
+		return err
+	}
+
+	apiSrv := &api.Server{
+		Token: s.AdminToken, Store: store, Guard: guard, Sender: sender, Log: dlog, DeadLetter: letters, Consumers: rt,
+		Handshake: api.CEHandshake{Client: client, Origin: s.Origin, Rate: 120}, Logger: log, Grace: s.SecretGrace, Now: time.Now,
+	}
+	ln, err := net.Listen("tcp", s.APIListen)
+	if err != nil {
+		return fmt.Errorf("AW_WEBHOOK_API_LISTEN: %w", err)
+	}
+	hs := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		_ = hs.Shutdown(sctx)
+	}()
+
+	opsSrv := ops.NewServer(reg)
+	opsSrv.AddCheck("nats", func(context.Context) error {
+		if !bus.NC.IsConnected() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	if s.Pprof {
+		opsSrv.EnablePprof()
+	}
+	if err := opsSrv.Listen(s.OpsListen); err != nil {
+		return err
+	}
+	go opsSrv.Serve(ctx)
+	log.Info("webhook-dispatcher started", "api", ln.Addr().String(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted(),
+		"endpoints", len(rt.Running()), "schedule", s.RetrySchedule, "https_only", s.HTTPSOnly)
+	if started != nil {
+		started(Dispatcher{APIAddr: ln.Addr().String(), OpsAddr: opsSrv.Addr()})
+	}
+	return <-runErr
+}
+
+func statusOf(e *subscription.Endpoint) string {
+	if e == nil {
+		return "deleted"
+	}
+	return e.Status
+}
