@@ -105,8 +105,8 @@ type worker struct {
 	retryMu   sync.Mutex
 	retryList []retry
 	retryNote chan struct{}
-	due     dueHeap
-	queues  []chan *batch
+	due       dueHeap
+	queues    []chan *batch
 
 	heldMu sync.Mutex
 	held   map[*pending]struct{}
@@ -122,9 +122,9 @@ func newWorker(r *Runtime, rc Receiver, lim *rate.Limiter) *worker {
 		r: r, name: rc.Name, rc: rc, lim: lim,
 		in:        make(chan inbound, 256),
 		retryNote: make(chan struct{}, 1),
-		groups:   map[string]*group{},
-		held:     map[*pending]struct{}{},
-		draining: make(chan struct{}),
+		groups:    map[string]*group{},
+		held:      map[*pending]struct{}{},
+		draining:  make(chan struct{}),
 	}
 	// A full queue makes the loop wait for its deliverer: backpressure, which
 	// the keep-alive (its own goroutine) makes harmless to held messages.

@@ -52,9 +52,9 @@ type Settings struct {
 	// DeliveryLog is what the delivery log records: "all" attempts, or only
 	// "failures" (failed attempts and the success that ends a run of them).
 	DeliveryLog string `envconfig:"WEBHOOK_DELIVERY_LOG" default:"all"`
-	OpsListen    string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9105"`
-	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof        bool          `envconfig:"PPROF" default:"false"`
+	OpsListen   string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9105"`
+	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
+	Pprof       bool   `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.

@@ -423,7 +423,10 @@ func TestGoneDisablesAndResumeDelivers(t *testing.T) {
 }
 
 func TestFailingTooLongDisables(t *testing.T) {
-	st := start(t, func(s *app.Settings) { s.DisableAfter = 300 * time.Millisecond; s.RetrySchedule = "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms" })
+	st := start(t, func(s *app.Settings) {
+		s.DisableAfter = 300 * time.Millisecond
+		s.RetrySchedule = "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"
+	})
 	r := newReceiver(t, func(int) (int, http.Header) { return 500, nil })
 	id, _ := st.endpoint(t, map[string]any{"url": r.srv.URL})
 	st.waitActive(t, id)
@@ -468,7 +471,9 @@ func TestExhaustedDeadLetteredAndRedrivenPerEndpoint(t *testing.T) {
 }
 
 func TestReceiverDownThenUp(t *testing.T) {
-	st := start(t, func(s *app.Settings) { s.RetrySchedule = "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms" })
+	st := start(t, func(s *app.Settings) {
+		s.RetrySchedule = "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms"
+	})
 	r := newReceiver(t, nil)
 	addr := r.srv.Listener.Addr().String()
 	id, _ := st.endpoint(t, map[string]any{"url": r.srv.URL})
