@@ -91,6 +91,9 @@ type Runtime struct {
 	workers map[string]*handle
 	wg      sync.WaitGroup
 
+	fanout bool
+	fan    *fanout
+
 	js        jetstream.JetStream
 	sink      string
 	tree      *route.Tree
@@ -152,6 +155,12 @@ func New(js jetstream.JetStream, sink string, tree *route.Tree, receivers []Rece
 		r.metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	r.dlq = deadletter.NewWriter(js)
+	if r.fanout {
+		if tree != nil {
+			return nil, fmt.Errorf("%w: fan-out receivers route by their own filters, not a tree", ErrConfig)
+		}
+		r.fan = newFanout(r)
+	}
 	return r, nil
 }
 
@@ -188,9 +197,29 @@ type handle struct {
 // events are handed back (Nak) for the next instance, and deliveries in flight
 // get Settings.DrainTimeout to finish and settle. It returns after the drain.
 func (r *Runtime) Run(ctx context.Context) error {
+	var shared jetstream.MessagesContext
+	if r.fan != nil {
+		c, err := r.ensureConsumer(ctx, eventbus.StreamEvents, jetstream.ConsumerConfig{
+			Durable:        r.sink + "_fanout",
+			Description:    fmt.Sprintf("accountwatch %s: every receiver's events, read once", r.sink),
+			FilterSubjects: r.set.filters(),
+			DeliverPolicy:  r.set.deliverPolicy(),
+		})
+		if err != nil {
+			return err
+		}
+		if shared, err = c.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000))); err != nil {
+			return fmt.Errorf("consume %s_fanout: %w", r.sink, err)
+		}
+	}
 	r.mu.Lock()
 	r.running, r.workers = ctx, map[string]*handle{}
 	r.mu.Unlock()
+	var sendCancel context.CancelFunc
+	if r.fan != nil {
+		r.fan.sendCtx, sendCancel = context.WithCancel(context.WithoutCancel(ctx))
+		defer sendCancel()
+	}
 	close(r.ready)
 	for _, rc := range r.receivers {
 		if err := r.Add(rc); err != nil {
@@ -198,8 +227,20 @@ func (r *Runtime) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	r.log.Info("sink consuming", "sink", r.sink, "receivers", len(r.receivers), "filter", r.set.Filter)
-	<-ctx.Done()
+	r.log.Info("sink consuming", "sink", r.sink, "receivers", len(r.receivers), "filter", r.set.Filter, "fanout", r.fan != nil)
+	if r.fan != nil {
+		r.fan.run(ctx, shared) // returns once ctx ended and the shared consumer drained
+		done := make(chan struct{})
+		go func() { r.fan.retireAll(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(r.set.DrainTimeout):
+			sendCancel()
+			<-done
+		}
+	} else {
+		<-ctx.Done()
+	}
 	r.stopAll()
 	r.log.Info("sink drained", "sink", r.sink)
 	return nil
@@ -223,10 +264,16 @@ func (r *Runtime) Add(rc Receiver) error {
 	if ctx == nil {
 		return ErrNotRunning
 	}
-	r.Remove(rc.Name)
+	if r.fan != nil && rc.Filter == nil {
+		return fmt.Errorf("%w: receiver %q: a fan-out receiver needs a filter", ErrConfig, rc.Name)
+	}
+	r.stopWorker(rc.Name)
 	w, err := r.newWorker(ctx, rc)
 	if err != nil {
 		return err
+	}
+	if r.fan != nil {
+		r.fan.activate(rc)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	h := &handle{cancel: cancel, done: make(chan struct{})}
@@ -242,10 +289,27 @@ func (r *Runtime) Add(rc Receiver) error {
 	return nil
 }
 
-// Remove stops a receiver (a webhook endpoint paused, disabled or deleted):
-// what it held is handed back and stays in its durable consumer. It waits for
-// the drain and reports whether the receiver was running.
+// Remove stops a receiver and forgets it (a webhook endpoint deleted): what
+// it held is handed back and stays in its durable consumer. It waits for the
+// drain and reports whether the receiver was running.
 func (r *Runtime) Remove(name string) bool {
+	if r.fan != nil {
+		r.fan.deactivate(name, false)
+	}
+	return r.stopWorker(name)
+}
+
+// Park stops delivering to a receiver (a webhook endpoint paused or
+// disabled) but keeps taking its events: they wait for it (in its durable
+// consumer, or in fan-out mode its retry queue) until it is added again.
+func (r *Runtime) Park(name string) bool {
+	if r.fan != nil {
+		r.fan.deactivate(name, true)
+	}
+	return r.stopWorker(name)
+}
+
+func (r *Runtime) stopWorker(name string) bool {
 	r.mu.Lock()
 	h := r.workers[name]
 	delete(r.workers, name)
@@ -269,10 +333,15 @@ func (r *Runtime) Running() []string {
 	return out
 }
 
-// DeleteConsumers removes a stopped receiver's durable consumers: what they
-// held is gone for this receiver (a deleted webhook endpoint).
+// DeleteConsumers removes a stopped receiver's durable consumers and what its
+// retry queue held: gone for this receiver (a deleted webhook endpoint).
 func (r *Runtime) DeleteConsumers(ctx context.Context, name string) error {
 	r.Remove(name)
+	if s, err := r.js.Stream(ctx, eventbus.StreamRedrive); err == nil {
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(deadletter.RedriveFilter(r.sink, name))); err != nil {
+			return fmt.Errorf("purge the retry queue of %s: %w", name, err)
+		}
+	}
 	cn := ConsumerName(r.sink, name)
 	for stream, c := range map[string]string{eventbus.StreamEvents: cn, eventbus.StreamRedrive: cn + "_redrive"} {
 		if err := r.js.DeleteConsumer(ctx, stream, c); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -295,18 +364,22 @@ func (r *Runtime) stopAll() {
 
 func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 	name := ConsumerName(r.sink, rc.Name)
-	main, err := r.ensureConsumer(ctx, eventbus.StreamEvents, jetstream.ConsumerConfig{
-		Durable:        name,
-		Description:    fmt.Sprintf("accountwatch %s receiver %s", r.sink, rc.Name),
-		FilterSubjects: r.set.filters(),
-		DeliverPolicy:  r.set.deliverPolicy(),
-	})
-	if err != nil {
-		return nil, err
+	var main jetstream.Consumer
+	if r.fan == nil { // in fan-out mode the shared consumer reads the stream
+		var err error
+		main, err = r.ensureConsumer(ctx, eventbus.StreamEvents, jetstream.ConsumerConfig{
+			Durable:        name,
+			Description:    fmt.Sprintf("accountwatch %s receiver %s", r.sink, rc.Name),
+			FilterSubjects: r.set.filters(),
+			DeliverPolicy:  r.set.deliverPolicy(),
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	redrive, err := r.ensureConsumer(ctx, eventbus.StreamRedrive, jetstream.ConsumerConfig{
 		Durable:       name + "_redrive",
-		Description:   fmt.Sprintf("accountwatch %s receiver %s: re-driven dead letters", r.sink, rc.Name),
+		Description:   fmt.Sprintf("accountwatch %s receiver %s: retries and re-driven dead letters", r.sink, rc.Name),
 		FilterSubject: deadletter.RedriveFilter(r.sink, rc.Name),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -322,6 +395,9 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 		cons    jetstream.Consumer
 		redrive bool
 	}{{main, false}, {redrive, true}} {
+		if c.cons == nil {
+			continue
+		}
 		it, err := c.cons.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000)))
 		if err != nil {
 			w.stopConsuming()

@@ -703,3 +703,126 @@ func TestRetrySchedule(t *testing.T) {
 		t.Errorf("bad schedule: %v", err)
 	}
 }
+
+func TestFanout(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	calls := map[string][]uint64{} // receiver → attempts seen
+	failFlaky := 2
+	send := senderFunc(func(_ context.Context, n *sink.Notification) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[n.Receiver] = append(calls[n.Receiver], n.Attempt)
+		switch n.Receiver {
+		case "flaky":
+			if failFlaky > 0 {
+				failFlaky--
+				return sink.Transient(sink.ReasonServerError, errors.New("502"))
+			}
+		case "dead":
+			return sink.Transient(sink.ReasonServerError, errors.New("503"))
+		}
+		return nil
+	})
+	s := fast()
+	s.RetrySchedule = "100ms,100ms,100ms"
+	rt, err := sink.New(h.bus.JS, "fan", nil, nil, send, sink.WithSettings(s), sink.WithMetrics(h.metrics), sink.WithFanout())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-rt.Ready()
+	all := func(*event.Event) bool { return true }
+	for _, name := range []string{"ok", "flaky", "dead", "paused"} {
+		if err := rt.Add(sink.Receiver{Name: name, Filter: all}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.Park("paused")
+	ev := statuses(t, 1, "fan")[0]
+	h.publish(t, ev)
+	count := func(r string) int { mu.Lock(); defer mu.Unlock(); return len(calls[r]) }
+	eventually(t, "ok once, flaky on its third attempt, dead exhausted", func() bool {
+		return count("ok") == 1 && count("flaky") == 3 && count("dead") == 4
+	})
+	mu.Lock()
+	if fmt.Sprint(calls["flaky"]) != "[1 2 3]" || fmt.Sprint(calls["dead"]) != "[1 2 3 4]" {
+		t.Errorf("attempts seen: flaky %v dead %v (hand-offs must keep counting)", calls["flaky"], calls["dead"])
+	}
+	mu.Unlock()
+	store, _ := deadletter.Open(context.Background(), h.bus.JS)
+	var letters []deadletter.Letter
+	eventually(t, "dead letter for dead", func() bool {
+		letters, _ = store.List(context.Background(), deadletter.Filter{Sink: "fan"})
+		return len(letters) == 1
+	})
+	if l := letters[0]; l.Receiver != "dead" || l.Attempts != 4 || l.EventID != ev.ID() {
+		t.Errorf("letter %+v", l)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if count("paused") != 0 {
+		t.Error("a parked receiver got a delivery")
+	}
+	if err := rt.Add(sink.Receiver{Name: "paused", Filter: all}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the parked receiver gets what waited", func() bool { return count("paused") == 1 })
+	c, err := h.bus.JS.Consumer(context.Background(), eventbus.StreamEvents, "fan_fanout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the shared consumer acked", func() bool {
+		info, _ := c.Info(context.Background())
+		return info.AckFloor.Stream == 1 && info.NumAckPending == 0
+	})
+	if _, err := h.bus.JS.Consumer(context.Background(), eventbus.StreamEvents, sink.ConsumerName("fan", "ok")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("a fan-out receiver has its own consumer on the event stream: %v", err)
+	}
+	if err := rt.DeleteConsumers(context.Background(), "dead"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFanoutLaggingReceiverDoesNotHoldOthers(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	quick := 0
+	send := senderFunc(func(ctx context.Context, n *sink.Notification) error {
+		if n.Receiver == "stuck" {
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		mu.Lock()
+		quick++
+		mu.Unlock()
+		return nil
+	})
+	rt, err := sink.New(h.bus.JS, "lag", nil, nil, send, sink.WithSettings(fast()), sink.WithFanout())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	<-rt.Ready()
+	all := func(*event.Event) bool { return true }
+	rt.Add(sink.Receiver{Name: "stuck", Filter: all})
+	rt.Add(sink.Receiver{Name: "quick", Filter: all})
+	h.publish(t, statuses(t, 1200, "lag")...)
+	eventually(t, "the quick receiver got everything while the other is stuck", func() bool { mu.Lock(); defer mu.Unlock(); return quick == 1200 })
+	close(release)
+	cancel()
+	<-done
+}
+
+type senderFunc func(context.Context, *sink.Notification) error
+
+func (f senderFunc) Send(ctx context.Context, n *sink.Notification) error { return f(ctx, n) }

@@ -29,14 +29,18 @@ type pending struct {
 	msg     jetstream.Msg
 	ev      *event.Event
 	redrive bool
+	// offset corrects the server's delivery count of a handed-off retry: the
+	// attempts made before the hand-off, less the deferred first delivery.
+	offset int64
 }
 
-// attempts is how often the server has delivered the message, this time included.
+// attempts counts the delivery attempts of the event, this one included.
 func (p *pending) attempts() uint64 {
+	n := int64(1)
 	if md, err := p.msg.Metadata(); err == nil {
-		return md.NumDelivered
+		n = int64(md.NumDelivered)
 	}
-	return 1
+	return uint64(max(n+p.offset, 1))
 }
 
 func (p *pending) streamSeq() uint64 {
@@ -257,6 +261,18 @@ func (w *worker) accept(in inbound) {
 	p.ev = ev
 	now := w.r.now()
 	if in.redrive {
+		if before, wait, retry := retryOffset(in.msg.Headers(), time.Now()); retry {
+			// A hand-off of the fan-out path: its first delivery here only
+			// waits out the backoff; later ones are attempts.
+			if p.attempts() == 1 {
+				_ = in.msg.NakWithDelay(wait)
+				return
+			}
+			p.offset = int64(before) - 1
+			w.hold(p)
+			w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: ownLeaf(w.name), GroupKey: "retry|" + ev.ID(), Events: []*event.Event{ev}}, items: []*pending{p}})
+			return
+		}
 		// An operator asked for this one: no routing, silences or mute windows.
 		w.hold(p)
 		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, GroupKey: "redrive|" + ev.ID(), Events: []*event.Event{ev}, Redrive: true}, items: []*pending{p}})

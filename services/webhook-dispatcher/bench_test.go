@@ -91,7 +91,7 @@ func benchDispatcher(b *testing.B, bus *eventbus.Bus, url string, count int) con
 		resp.Body.Close()
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		info, err := bus.JS.Stream(context.Background(), eventbus.StreamEvents)
+		info, err := bus.JS.Stream(context.Background(), eventbus.StreamRedrive)
 		if err == nil && info.CachedInfo().State.Consumers >= count {
 			break
 		}

@@ -101,7 +101,7 @@ func TestKilledDispatcherResumes(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&ep)
 	resp.Body.Close()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := bus.JS.Consumer(context.Background(), eventbus.StreamEvents, "webhook_"+ep.ID); err == nil {
+		if _, err := bus.JS.Consumer(context.Background(), eventbus.StreamRedrive, "webhook_"+ep.ID+"_redrive"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {

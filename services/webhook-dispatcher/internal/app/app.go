@@ -160,7 +160,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	endpoints := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_webhook_endpoints", Help: "Endpoints by status."}, []string{"status"})
 	reg.MustRegister(disabled, endpoints)
 
-	client := guard.Client(s.Timeout, 64)
+	client := guard.Client(s.Timeout, 512)
 	eps := &registry{m: map[string]*subscription.Endpoint{}}
 	sender := deliver.New(eps, store, deliver.Options{
 		Client: client, Guard: guard, Log: dlog, LogFailuresOnly: s.DeliveryLog == "failures", MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter,
@@ -173,7 +173,9 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 			}
 		},
 	})
-	rt, err := sink.New(bus.JS, deliver.SinkName, nil, nil, sender, sink.WithSettings(s.Settings), sink.WithLogger(log), sink.WithMetrics(metrics))
+	// Fan-out: one shared consumer reads the stream for every endpoint; an
+	// endpoint's own consumer (on its retry queue) works only when it fails.
+	rt, err := sink.New(bus.JS, deliver.SinkName, nil, nil, sender, sink.WithSettings(s.Settings), sink.WithLogger(log), sink.WithMetrics(metrics), sink.WithFanout())
 	if err != nil {
 		return err
 	}
@@ -181,18 +183,21 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	go func() { runErr <- rt.Run(ctx) }()
 	<-rt.Ready()
 
-	// Every replica follows the bucket: an active endpoint has a receiver, a
-	// paused or disabled one has none (its events wait in its consumer).
+	// Every replica follows the bucket: an active endpoint is delivered to, a
+	// paused or disabled one is parked (its events wait in its retry queue),
+	// a deleted one is forgotten.
 	var applyMu sync.Mutex
 	apply := func(id string, e *subscription.Endpoint) {
 		applyMu.Lock()
 		defer applyMu.Unlock()
 		prev := eps.set(id, e)
 		switch {
-		case e == nil || e.Status != subscription.StatusActive:
-			if rt.Remove(id) {
-				log.Info("endpoint stopped", "endpoint", id, "status", statusOf(e))
-			}
+		case e == nil:
+			rt.Remove(id)
+			log.Info("endpoint removed", "endpoint", id)
+		case e.Status != subscription.StatusActive:
+			rt.Park(id)
+			log.Info("endpoint parked", "endpoint", id, "status", e.Status)
 		case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit:
 			rc := sink.Receiver{Name: id, RateLimit: e.RateLimit, Burst: int(math.Ceil(e.RateLimit)), Filter: func(ev *event.Event) bool {
 				cur, ok := eps.Endpoint(id)
@@ -256,9 +261,3 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	return <-runErr
 }
 
-func statusOf(e *subscription.Endpoint) string {
-	if e == nil {
-		return "deleted"
-	}
-	return e.Status
-}

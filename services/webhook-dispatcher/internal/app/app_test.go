@@ -130,6 +130,7 @@ func settings(bus *eventbus.Bus) app.Settings {
 	s.AllowCIDRs = "127.0.0.0/8"
 	s.Timeout, s.MaxResponse = 5*time.Second, 1024
 	s.DisableAfter, s.SecretGrace, s.LogRetention = 24*time.Hour, time.Hour, time.Hour
+	s.DeliveryLog = "all"
 	s.LogLevel = "debug"
 	return s
 }
@@ -225,11 +226,12 @@ func statuses(t *testing.T, prefix string, n int) []*event.Event {
 	return out
 }
 
-// waitActive waits until a fresh endpoint's consumer exists, so that events
-// published next reach it (a new endpoint receives events from its creation).
+// waitActive waits until a fresh endpoint is registered (its retry queue's
+// consumer exists), so that events published next reach it: a new endpoint
+// receives the events taken after its creation.
 func (st *stack) waitActive(t *testing.T, id string) {
-	eventually(t, "endpoint consuming", func() bool {
-		_, err := st.bus.JS.Consumer(context.Background(), eventbus.StreamEvents, sink.ConsumerName("webhook", id))
+	eventually(t, "endpoint registered", func() bool {
+		_, err := st.bus.JS.Consumer(context.Background(), eventbus.StreamRedrive, sink.ConsumerName("webhook", id)+"_redrive")
 		return err == nil
 	})
 }

@@ -1,0 +1,337 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+)
+
+// Fan-out mode (WithFanout) is for sinks with many receivers that take events
+// one by one, each through its own Filter: webhook endpoints. One shared
+// durable consumer reads the stream once; each event goes to the in-memory
+// queue of every receiver that accepts it, and is acknowledged once every one
+// of them has it delivered or handed off. A receiver that fails, lags (its
+// queue is full) or is parked gets the event handed off to its own retry queue
+// in AW_REDRIVE, where its own consumer retries it on the schedule. So healthy
+// receivers cost no consumer of their own, and a slow or dead one never holds
+// back the others. Per-receiver consumers on the event stream would cost the
+// server a persisted consumer state per receiver, about ten writes a second
+// each while busy: thousands of endpoints would drown it.
+
+// Headers of a handed-off retry.
+const (
+	// HdrRetryAttempts counts the attempts made before the hand-off.
+	HdrRetryAttempts = "Aw-Retry-Attempts"
+	// HdrRetryNotBefore is when the next attempt may be made (RFC 3339).
+	HdrRetryNotBefore = "Aw-Retry-Not-Before"
+)
+
+// fanoutQueue bounds a receiver's in-memory queue; past it, events are
+// handed off (the receiver lags).
+const fanoutQueue = 1024
+
+// WithFanout switches the runtime to fan-out mode: receivers need a Filter.
+func WithFanout() Option { return func(r *Runtime) { r.fanout = true } }
+
+// fanMsg is one event of the shared consumer and the targets still working on it.
+type fanMsg struct {
+	msg       jetstream.Msg
+	ev        *event.Event
+	remaining atomic.Int32
+	nak       atomic.Bool
+}
+
+// done settles one target's part; the last one acks (or hands the event back
+// when a hand-off could not be stored, so that nothing is lost).
+func (m *fanMsg) done(ok bool) {
+	if !ok {
+		m.nak.Store(true)
+	}
+	if m.remaining.Add(-1) == 0 {
+		if m.nak.Load() {
+			_ = m.msg.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.msg.Ack()
+	}
+}
+
+// fanTarget is a receiver's fast path.
+type fanTarget struct {
+	rc      Receiver
+	q       chan *fanMsg
+	lim     *rate.Limiter
+	pauseMu sync.Mutex
+	until   time.Time
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	// retiring makes the deliverers hand off what is still queued.
+	retiring atomic.Bool
+}
+
+func (t *fanTarget) paused() bool {
+	t.pauseMu.Lock()
+	defer t.pauseMu.Unlock()
+	return time.Now().Before(t.until)
+}
+
+func (t *fanTarget) pause(d time.Duration) {
+	t.pauseMu.Lock()
+	if u := time.Now().Add(d); u.After(t.until) {
+		t.until = u
+	}
+	t.pauseMu.Unlock()
+}
+
+type fanout struct {
+	r  *Runtime
+	mu sync.RWMutex
+	// targets are the active receivers; parked ones keep only their Filter,
+	// so that their events are handed off to wait in their retry queue.
+	targets map[string]*fanTarget
+	parked  map[string]Receiver
+	sendCtx context.Context
+}
+
+func newFanout(r *Runtime) *fanout {
+	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}}
+}
+
+// activate starts a receiver's fast path.
+func (f *fanout) activate(rc Receiver) {
+	lim := rate.NewLimiter(rate.Inf, 0)
+	if rc.RateLimit > 0 {
+		lim = rate.NewLimiter(rate.Limit(rc.RateLimit), max(1, rc.Burst))
+	}
+	ctx, cancel := context.WithCancel(f.sendCtx)
+	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), lim: lim, stop: cancel}
+	for range f.r.set.Concurrency {
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			f.work(ctx, t)
+		}()
+	}
+	f.mu.Lock()
+	old := f.targets[rc.Name]
+	f.targets[rc.Name] = t
+	delete(f.parked, rc.Name)
+	f.mu.Unlock()
+	if old != nil {
+		f.retire(old)
+	}
+}
+
+// deactivate stops a receiver's fast path; parked, it keeps its Filter.
+func (f *fanout) deactivate(name string, park bool) {
+	f.mu.Lock()
+	t := f.targets[name]
+	delete(f.targets, name)
+	if park {
+		if t != nil {
+			f.parked[name] = t.rc
+		}
+	} else {
+		delete(f.parked, name)
+	}
+	f.mu.Unlock()
+	if t != nil {
+		f.retire(t)
+	}
+}
+
+// retire stops a fast path: deliveries in flight finish, what waited in its
+// queue is handed off to the retry queue.
+func (f *fanout) retire(t *fanTarget) {
+	t.retiring.Store(true)
+	close(t.q)
+	t.wg.Wait()
+	t.stop()
+}
+
+// retireAll retires every fast path (shutdown).
+func (f *fanout) retireAll() {
+	f.mu.Lock()
+	ts := f.targets
+	f.targets = map[string]*fanTarget{}
+	f.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, t := range ts {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.retire(t) }()
+	}
+	wg.Wait()
+}
+
+// run reads the shared consumer until ctx ends.
+func (f *fanout) run(ctx context.Context, it jetstream.MessagesContext) {
+	go func() {
+		<-ctx.Done()
+		it.Drain()
+	}()
+	for {
+		m, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return
+		}
+		if err != nil {
+			f.r.log.Warn("consume", "sink", f.r.sink, "err", err)
+			continue
+		}
+		if ctx.Err() != nil {
+			_ = m.Nak()
+			continue
+		}
+		f.dispatch(m)
+	}
+}
+
+func (f *fanout) dispatch(m jetstream.Msg) {
+	ev, err := eventbus.DecodeMsg(m)
+	if err != nil {
+		f.deadLetter(context.Background(), "_fanout", m, &Error{Reason: ReasonInvalidEvent, Permanent: true, Err: err}, 1)
+		_ = m.TermWithReason(string(ReasonInvalidEvent))
+		return
+	}
+	fm := &fanMsg{msg: m, ev: ev}
+	var active []*fanTarget
+	var parked []Receiver
+	f.mu.RLock()
+	for _, t := range f.targets {
+		if t.rc.Filter(ev) {
+			active = append(active, t)
+		}
+	}
+	for _, rc := range f.parked {
+		if rc.Filter(ev) {
+			parked = append(parked, rc)
+		}
+	}
+	fm.remaining.Store(int32(len(active) + len(parked) + 1)) // +1: dispatch itself
+	// Enqueue under the read lock: a target being retired closes its queue
+	// only under the write lock.
+	for _, t := range active {
+		f.r.metrics.Received.WithLabelValues(f.r.sink, t.rc.Name).Inc()
+		select {
+		case t.q <- fm:
+		default: // the receiver lags: its retry queue takes the event
+			fm.done(f.handoff(t.rc.Name, m, 0, time.Now()))
+		}
+	}
+	f.mu.RUnlock()
+	for _, rc := range parked {
+		fm.done(f.handoff(rc.Name, m, 0, time.Now()))
+	}
+	fm.done(true)
+}
+
+// work is one of a receiver's fast-path deliverers.
+func (f *fanout) work(ctx context.Context, t *fanTarget) {
+	for fm := range t.q {
+		if ctx.Err() != nil || t.retiring.Load() || t.paused() {
+			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
+			continue
+		}
+		if err := t.lim.Wait(ctx); err != nil {
+			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
+			continue
+		}
+		n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: ownLeaf(t.rc.Name), GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
+		sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)
+		err := f.r.sender.Send(sctx, n)
+		cancel()
+		if err == nil {
+			f.r.metrics.Delivered.WithLabelValues(f.r.sink, t.rc.Name).Inc()
+			f.r.metrics.Notifications.WithLabelValues(f.r.sink, t.rc.Name).Inc()
+			f.r.metrics.Latency.WithLabelValues(f.r.sink, t.rc.Name).Observe(time.Since(fm.ev.Cloud.Time()).Seconds())
+			fm.done(true)
+			continue
+		}
+		e := Classify(err)
+		if e.Permanent || f.r.set.MaxDeliver <= 1 {
+			fm.done(f.deadLetter(ctx, t.rc.Name, fm.msg, e, 1))
+			continue
+		}
+		delay := f.r.backoff(1, rand.Float64())
+		if e.RetryAfter > 0 {
+			delay = min(e.RetryAfter, f.r.set.MaxRetryAfter)
+			t.pause(delay)
+		}
+		f.r.metrics.Retried.WithLabelValues(f.r.sink, t.rc.Name, string(e.Reason)).Inc()
+		fm.done(f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(delay)))
+	}
+}
+
+// handoff puts the event in the receiver's retry queue, attempts made so
+// far and the earliest next attempt attached. Its id makes a hand-off
+// repeated after a crash a no-op.
+func (f *fanout) handoff(receiver string, m jetstream.Msg, attempts int, notBefore time.Time) bool {
+	h := make(nats.Header, len(m.Headers())+3)
+	for k, v := range m.Headers() {
+		if !strings.HasPrefix(k, "Nats-") {
+			h[k] = v
+		}
+	}
+	id := h.Get("ce-id")
+	h.Set(HdrRetryAttempts, strconv.Itoa(attempts))
+	h.Set(HdrRetryNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
+	h.Set(jetstream.MsgIDHeader, "retry:"+f.r.sink+":"+receiver+":"+id)
+	out := &nats.Msg{Subject: eventbus.RedriveRoot + f.r.sink + "." + receiver + "." + strings.TrimPrefix(m.Subject(), event.SubjectRoot), Header: h, Data: m.Data()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := f.r.js.PublishMsg(ctx, out, jetstream.WithExpectStream(eventbus.StreamRedrive)); err != nil {
+		f.r.log.Error("hand-off to the retry queue failed; the event is handed back", "sink", f.r.sink, "receiver", receiver, "err", err)
+		return false
+	}
+	return true
+}
+
+func (f *fanout) deadLetter(ctx context.Context, receiver string, m jetstream.Msg, e *Error, attempts int) bool {
+	var seq uint64
+	if md, err := m.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := f.r.dlq.Write(wctx, deadletter.Entry{Sink: f.r.sink, Receiver: receiver, Reason: string(e.Reason), Err: e, Attempts: attempts, OriginSeq: seq}, m.Subject(), m.Headers(), m.Data()); err != nil {
+		f.r.log.Error("dead letter not stored; the event is handed back", "sink", f.r.sink, "receiver", receiver, "err", err)
+		return false
+	}
+	f.r.metrics.DeadLettered.WithLabelValues(f.r.sink, receiver, string(e.Reason)).Inc()
+	return true
+}
+
+// retryOffset reads a handed-off retry's headers: the attempts made before
+// the hand-off, and how long the first delivery from the retry queue must
+// still wait. ok is false for a message that is no retry (an operator's
+// re-drive).
+func retryOffset(h nats.Header, now time.Time) (before int, wait time.Duration, ok bool) {
+	v := h.Get(HdrRetryAttempts)
+	if v == "" {
+		return 0, 0, false
+	}
+	before, err := strconv.Atoi(v)
+	if err != nil || before < 0 {
+		return 0, 0, false
+	}
+	if nb, err := time.Parse(time.RFC3339Nano, h.Get(HdrRetryNotBefore)); err == nil {
+		wait = max(nb.Sub(now), 0)
+	}
+	return before, wait, true
+}
+
+func (f *fanout) String() string { return fmt.Sprintf("fanout(%s)", f.r.sink) }
