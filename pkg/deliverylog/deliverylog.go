@@ -1,8 +1,10 @@
 // Package deliverylog keeps one record per delivery attempt of any sink (time,
 // outcome, HTTP status, latency, error, a truncated response) in the
 // AW_DELIVERIES stream, queryable per receiver and per event. It is a
-// diagnostic log beside the audit log: records are published without waiting,
-// so a slow log never slows a delivery, and they expire (AW_DELIVERY_LOG_RETENTION).
+// diagnostic log beside the audit log: records are published as plain NATS
+// messages that the stream captures, without asking for an ack, so a slow log
+// never slows a delivery (a record lost to a server restart is a missing line
+// of diagnostics, never a lost event); they expire (AW_DELIVERY_LOG_RETENTION).
 package deliverylog
 
 import (
@@ -86,7 +88,7 @@ func subject(sink, receiver, eventID string) string {
 	return Root + sink + "." + receiver + "." + eventbus.KeyToken(eventID)
 }
 
-// Add publishes a record without waiting for the stream's ack.
+// Add publishes a record; the stream stores it without acknowledging.
 func (l *Log) Add(r Record) error {
 	if len(r.Response) > MaxResponse {
 		r.Response = r.Response[:MaxResponse] + "…"
@@ -95,8 +97,7 @@ func (l *Log) Add(r Record) error {
 	if err != nil {
 		return err
 	}
-	_, err = l.js.PublishMsgAsync(&nats.Msg{Subject: subject(r.Sink, r.Receiver, r.EventID), Data: b})
-	return err
+	return l.js.Conn().Publish(subject(r.Sink, r.Receiver, r.EventID), b)
 }
 
 // Query selects records.

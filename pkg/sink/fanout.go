@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
@@ -81,6 +82,9 @@ type fanTarget struct {
 	wg      sync.WaitGroup
 	// retiring makes the deliverers hand off what is still queued.
 	retiring atomic.Bool
+	// the receiver's metrics, looked up once
+	received, delivered, notified prometheus.Counter
+	latency                       prometheus.Observer
 }
 
 func (t *fanTarget) paused() bool {
@@ -118,7 +122,10 @@ func (f *fanout) activate(rc Receiver) {
 		lim = rate.NewLimiter(rate.Limit(rc.RateLimit), max(1, rc.Burst))
 	}
 	ctx, cancel := context.WithCancel(f.sendCtx)
-	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), lim: lim, stop: cancel}
+	m, sk := f.r.metrics, f.r.sink
+	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), lim: lim, stop: cancel,
+		received: m.Received.WithLabelValues(sk, rc.Name), delivered: m.Delivered.WithLabelValues(sk, rc.Name),
+		notified: m.Notifications.WithLabelValues(sk, rc.Name), latency: m.Latency.WithLabelValues(sk, rc.Name)}
 	for range f.r.set.Concurrency {
 		t.wg.Add(1)
 		go func() {
@@ -225,7 +232,7 @@ func (f *fanout) dispatch(m jetstream.Msg) {
 	// Enqueue under the read lock: a target being retired closes its queue
 	// only under the write lock.
 	for _, t := range active {
-		f.r.metrics.Received.WithLabelValues(f.r.sink, t.rc.Name).Inc()
+		t.received.Inc()
 		select {
 		case t.q <- fm:
 		default: // the receiver lags: its retry queue takes the event
@@ -255,9 +262,9 @@ func (f *fanout) work(ctx context.Context, t *fanTarget) {
 		err := f.r.sender.Send(sctx, n)
 		cancel()
 		if err == nil {
-			f.r.metrics.Delivered.WithLabelValues(f.r.sink, t.rc.Name).Inc()
-			f.r.metrics.Notifications.WithLabelValues(f.r.sink, t.rc.Name).Inc()
-			f.r.metrics.Latency.WithLabelValues(f.r.sink, t.rc.Name).Observe(time.Since(fm.ev.Cloud.Time()).Seconds())
+			t.delivered.Inc()
+			t.notified.Inc()
+			t.latency.Observe(time.Since(fm.ev.Cloud.Time()).Seconds())
 			fm.done(true)
 			continue
 		}

@@ -40,12 +40,14 @@ type Settings struct {
 	AdminToken string `envconfig:"WEBHOOK_ADMIN_TOKEN" secret:"true"`
 	APIListen  string `envconfig:"WEBHOOK_API_LISTEN" default:"127.0.0.1:8490"`
 	// Schedule is the waits between attempts: minutes to days.
-	Schedule     string        `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,14h,24h,24h"`
-	Origin       string        `envconfig:"WEBHOOK_ORIGIN" default:"accountwatch"`
-	AllowCIDRs   string        `envconfig:"WEBHOOK_ALLOW_CIDRS"`
-	HTTPSOnly    bool          `envconfig:"WEBHOOK_HTTPS_ONLY" default:"false"`
-	Timeout      time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s"`
-	MaxResponse  int64         `envconfig:"WEBHOOK_MAX_RESPONSE" default:"65536"`
+	Schedule    string        `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,14h,24h,24h"`
+	Origin      string        `envconfig:"WEBHOOK_ORIGIN" default:"accountwatch"`
+	AllowCIDRs  string        `envconfig:"WEBHOOK_ALLOW_CIDRS"`
+	HTTPSOnly   bool          `envconfig:"WEBHOOK_HTTPS_ONLY" default:"false"`
+	Timeout     time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s"`
+	MaxResponse int64         `envconfig:"WEBHOOK_MAX_RESPONSE" default:"65536"`
+	// ConnsPerHost caps the connections open to one subscriber host.
+	ConnsPerHost int           `envconfig:"WEBHOOK_CONNS_PER_HOST" default:"64"`
 	DisableAfter time.Duration `envconfig:"WEBHOOK_DISABLE_AFTER" default:"120h"`
 	SecretGrace  time.Duration `envconfig:"WEBHOOK_SECRET_GRACE" default:"24h"`
 	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
@@ -73,6 +75,8 @@ func (s *Settings) Validate() error {
 		return errors.New("AW_WEBHOOK_ADMIN_TOKEN: required, at least 16 characters (or AW_WEBHOOK_ADMIN_TOKEN_FILE)")
 	case s.Timeout <= 0:
 		return fmt.Errorf("AW_WEBHOOK_TIMEOUT: %s (want > 0)", s.Timeout)
+	case s.ConnsPerHost < 1 || s.ConnsPerHost > 4096:
+		return fmt.Errorf("AW_WEBHOOK_CONNS_PER_HOST: %d (want 1 to 4096)", s.ConnsPerHost)
 	case s.MaxResponse < 0:
 		return fmt.Errorf("AW_WEBHOOK_MAX_RESPONSE: %d (want >= 0)", s.MaxResponse)
 	case s.DisableAfter < 0:
@@ -160,7 +164,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	endpoints := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_webhook_endpoints", Help: "Endpoints by status."}, []string{"status"})
 	reg.MustRegister(disabled, endpoints)
 
-	client := guard.Client(s.Timeout, 512)
+	client := guard.Client(s.Timeout, s.ConnsPerHost)
 	eps := &registry{m: map[string]*subscription.Endpoint{}}
 	sender := deliver.New(eps, store, deliver.Options{
 		Client: client, Guard: guard, Log: dlog, LogFailuresOnly: s.DeliveryLog == "failures", MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter,
@@ -260,4 +264,3 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	}
 	return <-runErr
 }
-

@@ -128,7 +128,7 @@ func settings(bus *eventbus.Bus) app.Settings {
 	s.RetrySchedule = "100ms,200ms,400ms,800ms"
 	s.Origin = "accountwatch-test"
 	s.AllowCIDRs = "127.0.0.0/8"
-	s.Timeout, s.MaxResponse = 5*time.Second, 1024
+	s.Timeout, s.MaxResponse, s.ConnsPerHost = 5*time.Second, 1024, 64
 	s.DisableAfter, s.SecretGrace, s.LogRetention = 24*time.Hour, time.Hour, time.Hour
 	s.DeliveryLog = "all"
 	s.LogLevel = "debug"

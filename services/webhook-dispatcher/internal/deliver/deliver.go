@@ -72,6 +72,7 @@ type Sender struct {
 
 	mu      sync.Mutex
 	failing map[string]bool // endpoints known to be failing (saves a write per failure)
+	enc     encodeCache
 }
 
 // New builds the sender.
@@ -116,41 +117,93 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 	return errors.Join(errs...)
 }
 
-// Request builds the signed HTTP request of e for ep at t.
-func Request(ctx context.Context, ep *subscription.Endpoint, e *event.Event, t time.Time, userAgent string) (*http.Request, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, nil)
+// Encoded is an event in one content mode of the CloudEvents HTTP binding.
+type Encoded struct {
+	Header http.Header
+	Body   []byte
+}
+
+// Encode writes e with the SDK's HTTP binding: structured (the whole event as
+// application/cloudevents+json) or binary (ce-* headers, the data as body).
+func Encode(ctx context.Context, mode string, e *event.Event) (*Encoded, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://encode.invalid/", nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("request: %w", err)
+		return nil, err
 	}
-	wctx := ctx
-	if ep.ContentMode != subscription.ModeBinary {
-		wctx = binding.WithForceStructured(ctx)
+	if mode != subscription.ModeBinary {
+		ctx = binding.WithForceStructured(ctx)
 	}
 	ce := e.Cloud
-	if err := cehttp.WriteRequest(wctx, binding.ToMessage(&ce), req); err != nil {
-		return nil, nil, fmt.Errorf("encode %s: %w", e.ID(), err)
+	if err := cehttp.WriteRequest(ctx, binding.ToMessage(&ce), req); err != nil {
+		return nil, fmt.Errorf("encode %s: %w", e.ID(), err)
 	}
-	var body []byte
+	out := &Encoded{Header: req.Header}
 	if req.Body != nil {
-		if body, err = io.ReadAll(req.Body); err != nil {
-			return nil, nil, err
+		if out.Body, err = io.ReadAll(req.Body); err != nil {
+			return nil, err
 		}
 	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
+	return out, nil
+}
+
+// Request builds the signed HTTP request of an encoded event for ep at t.
+func Request(ctx context.Context, ep *subscription.Endpoint, id string, enc *Encoded, t time.Time, userAgent string) (*http.Request, error) {
+	body := enc.Body
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("request: %w", err)
+	}
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	req.ContentLength = int64(len(body))
+	for k, v := range enc.Header {
+		req.Header[k] = v
+	}
 	for k, v := range ep.Headers {
 		req.Header.Set(k, v)
 	}
-	sig, err := Sign(ep.ValidSecrets(t), e.ID(), t, body)
+	sig, err := Sign(ep.ValidSecrets(t), id, t, body)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	req.Header.Set("webhook-id", e.ID())
+	req.Header.Set("webhook-id", id)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(t.Unix(), 10))
 	req.Header.Set("webhook-signature", sig)
 	req.Header.Set("User-Agent", userAgent)
-	return req, body, nil
+	return req, nil
+}
+
+// encodeCache keeps recent encodings: in fan-out one event goes to many
+// endpoints, and is encoded once per content mode, not once per endpoint.
+type encodeCache struct {
+	mu sync.Mutex
+	m  map[encodeKey]*Encoded
+}
+
+type encodeKey struct {
+	e    *event.Event
+	mode string
+}
+
+const encodeCacheSize = 4096
+
+func (c *encodeCache) get(ctx context.Context, mode string, e *event.Event) (*Encoded, error) {
+	k := encodeKey{e, mode}
+	c.mu.Lock()
+	enc, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return enc, nil
+	}
+	enc, err := Encode(ctx, mode, e)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= encodeCacheSize {
+		c.m = make(map[encodeKey]*Encoded, encodeCacheSize) // start over: entries are only useful for a moment
+	}
+	c.m[k] = enc
+	c.mu.Unlock()
+	return enc, nil
 }
 
 // Sign is the Standard Webhooks signature header value: "v1,<base64 of
@@ -182,7 +235,7 @@ func (s *Sender) Deliver(ctx context.Context, ep *subscription.Endpoint, e *even
 	res.Latency = s.o.Now().Sub(start)
 	rec := deliverylog.Record{
 		Sink: SinkName, Receiver: ep.ID, EventID: e.ID(), Attempt: attempt, At: start.UTC(), Status: res.Status,
-		LatencyMS: float64(res.Latency.Microseconds()) / 1000, Response: res.Response, URL: redact.String(ep.URL), Redrive: redrive, Test: test,
+		LatencyMS: float64(res.Latency.Microseconds()) / 1000, Response: res.Response, Redrive: redrive, Test: test,
 		Outcome: "delivered",
 	}
 	if res.Err != nil {
@@ -200,6 +253,7 @@ func (s *Sender) Deliver(ctx context.Context, ep *subscription.Endpoint, e *even
 		}
 	}
 	if s.o.Log != nil && (!s.o.LogFailuresOnly || res.Err != nil || attempt > 1 || test || redrive) {
+		rec.URL = redact.String(ep.URL)
 		if err := s.o.Log.Add(rec); err != nil {
 			s.o.Logger.Warn("delivery log", "err", err)
 		}
@@ -211,7 +265,11 @@ func (s *Sender) post(ctx context.Context, ep *subscription.Endpoint, e *event.E
 	if err := s.o.Guard.CheckURL(ep.URL); err != nil {
 		return Result{Err: sink.Transient(sink.ReasonClientError, err)}
 	}
-	req, _, err := Request(ctx, ep, e, t, s.o.UserAgent)
+	enc, err := s.enc.get(ctx, ep.ContentMode, e)
+	if err != nil {
+		return Result{Err: sink.Permanent(sink.ReasonInvalidEvent, err)}
+	}
+	req, err := Request(ctx, ep, e.ID(), enc, t, s.o.UserAgent)
 	if err != nil {
 		return Result{Err: sink.Permanent(sink.ReasonInvalidEvent, err)}
 	}

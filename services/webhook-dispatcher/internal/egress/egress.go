@@ -116,7 +116,9 @@ func (g *Guard) control(_, address string, _ syscall.RawConn) error {
 
 // Client is an HTTP client that dials only where the guard allows, uses no
 // proxy (a proxy would dial for us, unchecked) and follows no redirect (a
-// webhook answers; a 3xx is a failed delivery, not a new destination).
+// webhook answers; a 3xx is a failed delivery, not a new destination). It
+// opens at most perHost connections to one host: a subscriber with many
+// endpoints is not flooded, and requests past that wait for a connection.
 func (g *Guard) Client(timeout time.Duration, perHost int) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: g.control}
 	t := &http.Transport{
@@ -125,6 +127,7 @@ func (g *Guard) Client(timeout time.Duration, perHost int) *http.Client {
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   perHost,
+		MaxConnsPerHost:       perHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: timeout,
