@@ -206,3 +206,27 @@ func (b *Bus) shutdownServer() {
 		b.server.WaitForShutdown()
 	}
 }
+
+// Open connects (or starts the embedded server) and provisions the streams
+// and buckets, within a minute: the start of every service.
+func Open(ctx context.Context, cfg Config) (*Bus, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	b, err := Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Provision(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Check is a readiness check: an error while the connection is down.
+func (b *Bus) Check(context.Context) error {
+	if !b.NC.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	return nil
+}

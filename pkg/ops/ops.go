@@ -151,3 +151,20 @@ func (s *Server) Serve(ctx context.Context) error {
 		return nil
 	}
 }
+
+// Start builds the ops endpoints over reg with the given readiness checks,
+// binds addr, and serves until ctx ends; pprof adds /debug/pprof.
+func Start(ctx context.Context, reg *prometheus.Registry, addr string, pprof bool, checks map[string]func(context.Context) error) (*Server, error) {
+	s := NewServer(reg)
+	for name, c := range checks {
+		s.AddCheck(name, c)
+	}
+	if pprof {
+		s.EnablePprof()
+	}
+	if err := s.Listen(addr); err != nil {
+		return nil, err
+	}
+	go s.Serve(ctx)
+	return s, nil
+}

@@ -192,29 +192,7 @@ func (s *Store) Follow(ctx context.Context) error {
 			s.put(sl)
 		}
 	}
-	for e := range w.Updates() {
-		if e == nil { // the initial values are in
-			break
-		}
-		apply(e)
-	}
-	go func() {
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					apply(e)
-				}
-			}
-		}
-	}()
-	return nil
+	return eventbus.Follow(ctx, w, true, apply)
 }
 
 // Silenced returns the id of a silence that mutes e at t, if any.

@@ -182,32 +182,7 @@ func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) err
 			l.entries[u.Key()] = e
 		}
 	}
-	for u := range w.Updates() {
-		if u == nil { // initial values delivered
-			break
-		}
-		apply(u)
-	}
-	if !follow {
-		return w.Stop()
-	}
-	go func() {
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if u != nil {
-					apply(u)
-				}
-			}
-		}
-	}()
-	return nil
+	return eventbus.Follow(ctx, w, follow, apply)
 }
 
 // Entries returns the entries of one instance ("" for all).

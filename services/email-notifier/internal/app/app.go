@@ -150,16 +150,13 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if s.Name == "" {
 		s.Name = "email-notifier"
 	}
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	bus, err := eventbus.Connect(startCtx, s.Config)
+	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err
 	}
 	defer bus.Close()
-	if err := bus.Provision(startCtx); err != nil {
-		return err
-	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	silences, err := silence.Open(startCtx, bus.JS)
 	if err != nil {
 		return err
@@ -178,20 +175,10 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	opsSrv := ops.NewServer(reg)
-	opsSrv.AddCheck("nats", func(context.Context) error {
-		if !bus.NC.IsConnected() {
-			return errors.New("not connected")
-		}
-		return nil
-	})
-	if s.Pprof {
-		opsSrv.EnablePprof()
-	}
-	if err := opsSrv.Listen(s.OpsListen); err != nil {
+	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	if err != nil {
 		return err
 	}
-	go opsSrv.Serve(ctx)
 	if sender.Local() {
 		log.Warn("no AW_SMTP_HOST: messages are written as .eml files", "dir", s.LocalDir)
 	} else {

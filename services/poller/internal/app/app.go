@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -67,16 +66,13 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	if s.Name == "" {
 		s.Name = "poller " + s.ReplicaID
 	}
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	bus, err := eventbus.Connect(startCtx, s.Config)
+	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err
 	}
 	defer bus.Close()
-	if err := bus.Provision(startCtx); err != nil {
-		return err
-	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	st, err := state.Open(startCtx, bus.JS)
 	if err != nil {
 		return err
@@ -102,20 +98,10 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 
 	reg := ops.NewRegistry()
 	metrics := engine.NewMetrics(reg)
-	opsSrv := ops.NewServer(reg)
-	opsSrv.AddCheck("nats", func(context.Context) error {
-		if !bus.NC.IsConnected() {
-			return errors.New("not connected")
-		}
-		return nil
-	})
-	if s.Pprof {
-		opsSrv.EnablePprof()
-	}
-	if err := opsSrv.Listen(s.OpsListen); err != nil {
+	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	if err != nil {
 		return err
 	}
-	go opsSrv.Serve(ctx)
 
 	deps := engine.Deps{State: st, Watch: ws, Live: live, Policy: policy, Allow: file.AllowList(), Metrics: metrics, Log: log, Workers: s.Workers}
 	runners := map[string]*engine.Runner{}

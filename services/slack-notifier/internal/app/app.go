@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -109,16 +108,13 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if s.Name == "" {
 		s.Name = "slack-notifier"
 	}
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	bus, err := eventbus.Connect(startCtx, s.Config)
+	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err
 	}
 	defer bus.Close()
-	if err := bus.Provision(startCtx); err != nil {
-		return err
-	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	silences, err := silence.Open(startCtx, bus.JS)
 	if err != nil {
 		return err
@@ -152,20 +148,10 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		return err
 	}
 
-	opsSrv := ops.NewServer(reg)
-	opsSrv.AddCheck("nats", func(context.Context) error {
-		if !bus.NC.IsConnected() {
-			return errors.New("not connected")
-		}
-		return nil
-	})
-	if s.Pprof {
-		opsSrv.EnablePprof()
-	}
-	if err := opsSrv.Listen(s.OpsListen); err != nil {
+	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	if err != nil {
 		return err
 	}
-	go opsSrv.Serve(ctx)
 	log.Info("slack-notifier started", "receivers", len(receivers), "nats", bus.NC.ConnectedUrlRedacted(), "ops", opsSrv.Addr())
 	return rt.Run(ctx)
 }

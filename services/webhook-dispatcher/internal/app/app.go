@@ -135,16 +135,13 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	if s.Name == "" {
 		s.Name = "webhook-dispatcher"
 	}
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	bus, err := eventbus.Connect(startCtx, s.Config)
+	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err
 	}
 	defer bus.Close()
-	if err := bus.Provision(startCtx); err != nil {
-		return err
-	}
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	store, err := subscription.Open(startCtx, bus.JS)
 	if err != nil {
 		return err
@@ -243,20 +240,10 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 		_ = hs.Shutdown(sctx)
 	}()
 
-	opsSrv := ops.NewServer(reg)
-	opsSrv.AddCheck("nats", func(context.Context) error {
-		if !bus.NC.IsConnected() {
-			return errors.New("not connected")
-		}
-		return nil
-	})
-	if s.Pprof {
-		opsSrv.EnablePprof()
-	}
-	if err := opsSrv.Listen(s.OpsListen); err != nil {
+	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	if err != nil {
 		return err
 	}
-	go opsSrv.Serve(ctx)
 	log.Info("webhook-dispatcher started", "api", ln.Addr().String(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted(),
 		"endpoints", len(rt.Running()), "schedule", s.RetrySchedule, "https_only", s.HTTPSOnly)
 	if started != nil {

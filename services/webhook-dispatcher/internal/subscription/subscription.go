@@ -286,27 +286,5 @@ func (s *Store) Watch(ctx context.Context, apply func(id string, e *Endpoint)) e
 			apply(kve.Key(), &e)
 		}
 	}
-	for kve := range w.Updates() {
-		if kve == nil {
-			break
-		}
-		handle(kve)
-	}
-	go func() {
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case kve, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if kve != nil {
-					handle(kve)
-				}
-			}
-		}
-	}()
-	return nil
+	return eventbus.Follow(ctx, w, true, handle)
 }
