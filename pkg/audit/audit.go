@@ -24,13 +24,13 @@ var ErrInvalid = errors.New("invalid selection")
 
 // Selection chooses events; zero fields select everything.
 type Selection struct {
-	Since, Until       time.Time // by the stream's time of storage; Until exclusive
-	FromSeq, ToSeq     uint64    // inclusive stream sequences
-	Provider           event.Provider
-	Instance           string
-	Account            string
-	Types              []event.Type
-	MinSeverity        event.Severity
+	Since, Until   time.Time // by the stream's time of storage; Until exclusive
+	FromSeq, ToSeq uint64    // inclusive stream sequences
+	Provider       event.Provider
+	Instance       string
+	Account        string
+	Types          []event.Type
+	MinSeverity    event.Severity
 	// Limit stops after this many events (0: no limit).
 	Limit int
 }
