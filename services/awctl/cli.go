@@ -41,6 +41,10 @@ const usage = `awctl administers accountwatch.
   awctl silence add  --matcher NAME=VALUE ... (--duration 2h | --until TIME) --comment WHY [--author WHO]
   awctl silence list [--all] [--output table|json]
   awctl silence expire ID
+  awctl replay       [--since 24h|TIME] [--until …] [--from-seq N] [--to-seq N] [--provider P] [--instance I]
+                     [--account A] [--type T ...] [--min-severity S] [--limit N] [--format jsonl|csv|table] [--output FILE]
+  awctl verify       [--stream AW_EVENTS] [--output table|json]     (exit 1 when the audit log is not intact)
+  awctl timeline     --provider P --instance I --account A [--format table|csv|jsonl]
 
 Providers: activeplatform, alibaba-bss, alibaba-cams.
 Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys;
@@ -91,8 +95,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "silence add", "silence list", "silence expire":
 		return silenceCmd(ctx, s, args[1], args[2:], stdout, stderr)
 	}
-	if args[0] == "onboard" {
+	switch args[0] {
+	case "onboard":
 		return onboardCmd(ctx, s, args[1:], stdout, stderr)
+	case "replay":
+		return replayCmd(ctx, s, args[1:], stdout, stderr)
+	case "verify":
+		return verifyCmd(ctx, s, args[1:], stdout, stderr)
+	case "timeline":
+		return timelineCmd(ctx, s, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "awctl: unknown command %q\n\n%s", strings.Join(args, " "), usage)
 	return exitUsage

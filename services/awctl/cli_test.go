@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
@@ -125,5 +128,48 @@ func TestDeadLettersAndSilences(t *testing.T) {
 	run(context.Background(), []string{"silence", "list", "--all"}, &out, &errb)
 	if !strings.Contains(out.String(), "expired") {
 		t.Errorf("--all does not show the expired silence: %s", out.String())
+	}
+}
+
+func TestAuditCommands(t *testing.T) {
+	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
+	t.Setenv("NATS_URL", b.ClientURL())
+	m := eventtest.Meta("1000123", nil)
+	first := eventtest.Status(t, m, "active", "credit_hold")
+	m.Revision, m.Chain = 1, event.Chain{Seq: 2, Prev: first.Hash()}
+	second := eventtest.Debt(t, m, "0", "512.40", "500", "above")
+	other := eventtest.Hosting(t, "1500000000000001", "", "FREEZE")
+	if _, err := eventbus.NewPublisher(b.JS).PublishAll(context.Background(), []*event.Event{first, second, other}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "export.csv")
+	cases := []struct {
+		name, args string
+		code       int
+		out        string
+	}{
+		{"replay all as jsonl", "replay", 0, `"id":"` + other.ID() + `"`},
+		{"replay one account", "replay --account 1000123 --format table", 0, "crossed above 500.00 USD"},
+		{"replay a type", "replay --type account.hosting_status.changed --format csv", 0, other.ID()},
+		{"replay critical to a file", "replay --min-severity critical --format csv --output " + file, 0, "events"},
+		{"replay bad severity", "replay --min-severity loud", 2, "severity"},
+		{"replay bad range", "replay --from-seq 5 --to-seq 2", 2, "sequence range"},
+		{"replay bad format", "replay --format xml", 2, "format"},
+		{"verify", "verify", 0, "intact"},
+		{"verify json", "verify --output json", 0, `"accounts": 2`},
+		{"timeline", "timeline --provider activeplatform --instance ap-main --account 1000123", 0, "Acme 1000123"},
+		{"timeline needs an account", "timeline --provider activeplatform", 2, "required"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), strings.Fields(c.args), &out, &errb)
+		all := out.String() + errb.String()
+		if code != c.code || !strings.Contains(all, c.out) {
+			t.Errorf("%s: exit %d, want %d; output %q lacks %q", c.name, code, c.code, all, c.out)
+		}
+	}
+	csvOut, _ := os.ReadFile(file)
+	if !strings.Contains(string(csvOut), first.ID()) || strings.Contains(string(csvOut), "info") {
+		t.Errorf("critical export:\n%s", csvOut)
 	}
 }

@@ -1,5 +1,6 @@
 // Command awctl administers accountwatch: the watch list, onboarding, dead
-// letters and silences. It talks to JetStream at NATS_URL.
+// letters, silences, and the audit log (replay, verify, timeline). It talks
+// to JetStream at NATS_URL.
 package main
 
 import (

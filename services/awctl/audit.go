@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/audit"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+)
+
+// progressBar draws "[#####.....] 45% 450000/1000000" on a terminal, at most
+// ten times a second; elsewhere it draws nothing.
+type progressBar struct {
+	w    io.Writer
+	mu   sync.Mutex
+	last time.Time
+	on   bool
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	f, ok := w.(*os.File)
+	if !ok {
+		return &progressBar{w: w}
+	}
+	st, err := f.Stat()
+	return &progressBar{w: w, on: err == nil && st.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progressBar) update(done, total uint64) {
+	if !p.on || total == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 100*time.Millisecond && done < total {
+		return
+	}
+	p.last = time.Now()
+	const width = 30
+	n := int(done * width / total)
+	fmt.Fprintf(p.w, "\r[%s%s] %3d%% %d/%d", strings.Repeat("#", n), strings.Repeat(".", width-n), done*100/total, done, total)
+}
+
+func (p *progressBar) finish() {
+	if p.on {
+		fmt.Fprintln(p.w)
+	}
+}
+
+type typeFlag []event.Type
+
+func (t *typeFlag) String() string { return fmt.Sprint(*t) }
+func (t *typeFlag) Set(v string) error {
+	if !strings.HasPrefix(v, "com.accountwatch.") {
+		v = "com.accountwatch." + v
+	}
+	*t = append(*t, event.Type(v))
+	return nil
+}
+
+func replayCmd(ctx context.Context, s settings, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("awctl replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	since := fs.String("since", "", "events stored since: a duration (24h) or an RFC 3339 time")
+	until := fs.String("until", "", "events stored before: a duration ago or an RFC 3339 time")
+	from := fs.Uint64("from-seq", 0, "first stream sequence")
+	to := fs.Uint64("to-seq", 0, "last stream sequence")
+	provider := fs.String("provider", "", "provider")
+	instance := fs.String("instance", "", "connection (instance)")
+	account := fs.String("account", "", "account id")
+	severity := fs.String("min-severity", "", "info, warning or critical")
+	limit := fs.Int("limit", 0, "at most this many events")
+	format := fs.String("format", audit.FormatJSONL, "jsonl (CloudEvents), csv or table")
+	out := fs.String("output", "", "write to this file instead of standard output")
+	var types typeFlag
+	fs.Var(&types, "type", "event type, e.g. account.status.changed (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	now := time.Now()
+	sel := audit.Selection{FromSeq: *from, ToSeq: *to, Provider: event.Provider(*provider), Instance: *instance, Account: *account, Types: types, Limit: *limit}
+	var err error
+	if sel.Since, err = parseSince(*since, now); err != nil {
+		fmt.Fprintln(stderr, "awctl replay: --since", err)
+		return exitUsage
+	}
+	if sel.Until, err = parseSince(*until, now); err != nil {
+		fmt.Fprintln(stderr, "awctl replay: --until", err)
+		return exitUsage
+	}
+	if *severity != "" {
+		if sel.MinSeverity, err = event.ParseSeverity(*severity); err != nil {
+			fmt.Fprintln(stderr, "awctl replay: --min-severity:", err)
+			return exitUsage
+		}
+	}
+	if err := sel.Validate(); err != nil {
+		fmt.Fprintln(stderr, "awctl replay:", err)
+		return exitUsage
+	}
+	dst := stdout
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			fmt.Fprintln(stderr, "awctl replay:", err)
+			return exitFailed
+		}
+		defer f.Close()
+		dst = f
+	}
+	w, err := audit.NewWriter(*format, dst)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl replay:", err)
+		return exitUsage
+	}
+	bus, ok := connect(ctx, s, stderr)
+	if !ok {
+		return exitFailed
+	}
+	defer bus.Close()
+	bar := newProgressBar(stderr)
+	n := 0
+	err = audit.Replay(ctx, bus.JS, sel, bar.update, func(r audit.Record) error {
+		n++
+		return w.Write(r)
+	})
+	bar.finish()
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl replay:", err)
+		return exitFailed
+	}
+	if *out != "" || *format == audit.FormatTable {
+		fmt.Fprintf(stderr, "%d events\n", n)
+	}
+	return exitOK
+}
+
+func verifyCmd(ctx context.Context, s settings, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("awctl verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stream := fs.String("stream", eventbus.StreamEvents, "the event stream to verify")
+	output := fs.String("output", "table", "table or json")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	bus, ok := connect(ctx, s, stderr)
+	if !ok {
+		return exitFailed
+	}
+	defer bus.Close()
+	bar := newProgressBar(stderr)
+	rep, err := audit.Verify(ctx, bus.JS, *stream, bar.update)
+	bar.finish()
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl verify:", err)
+		return exitFailed
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	} else {
+		fmt.Fprintf(stdout, "%s: %d events, sequences %d to %d, %d accounts\n", rep.Stream, rep.Events, rep.FirstSeq, rep.LastSeq, rep.Accounts)
+		for _, p := range rep.Problems {
+			fmt.Fprintf(stdout, "  %-12s seq %-8d %s %s %s\n", p.Kind, p.Seq, p.Account, p.EventID, p.Detail)
+		}
+	}
+	if !rep.OK() {
+		fmt.Fprintf(stderr, "awctl verify: %d problems: the audit log is not intact\n", len(rep.Problems))
+		return exitFailed
+	}
+	fmt.Fprintln(stdout, "intact: every chain whole, no sequence missing")
+	return exitOK
+}
+
+func timelineCmd(ctx context.Context, s settings, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("awctl timeline", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	provider := fs.String("provider", "", "provider")
+	instance := fs.String("instance", "", "connection (instance)")
+	account := fs.String("account", "", "account id")
+	format := fs.String("format", audit.FormatTable, "table, csv or jsonl")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *provider == "" || *instance == "" || *account == "" {
+		fmt.Fprintln(stderr, "awctl timeline: --provider, --instance and --account are required")
+		return exitUsage
+	}
+	w, err := audit.NewWriter(*format, stdout)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl timeline:", err)
+		return exitUsage
+	}
+	bus, ok := connect(ctx, s, stderr)
+	if !ok {
+		return exitFailed
+	}
+	defer bus.Close()
+	recs, err := audit.Timeline(ctx, bus.JS, event.Provider(*provider), *instance, *account, 0)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl timeline:", err)
+		return exitFailed
+	}
+	for _, r := range recs {
+		if err := w.Write(r); err != nil {
+			fmt.Fprintln(stderr, "awctl timeline:", err)
+			return exitFailed
+		}
+	}
+	w.Close()
+	return exitOK
+}
