@@ -73,13 +73,26 @@ func (s *Selection) filters() []string {
 	return slices.Compact(out)
 }
 
-// Record is one replayed event with its place in the stream.
+// Record is one replayed event with its place in the stream. The event is
+// decoded on first use: an export to JSON lines never needs to.
 type Record struct {
 	Seq    uint64
 	Stored time.Time
-	Event  *event.Event
-	// Raw is the message as stored (for verification and re-drive).
+	// Raw is the message as stored (binary content mode).
 	Raw *nats.Msg
+	ev  *event.Event
+}
+
+// Event decodes the record's event (once).
+func (r *Record) Event() (*event.Event, error) {
+	if r.ev == nil {
+		ev, err := eventbus.Decode(r.Raw)
+		if err != nil {
+			return nil, fmt.Errorf("seq %d: %w", r.Seq, err)
+		}
+		r.ev = ev
+	}
+	return r.ev, nil
 }
 
 // Progress is told how far a replay got: done of about total messages.
@@ -89,17 +102,13 @@ type Progress func(done, total uint64)
 // ordered consumer (read-only: nothing is acknowledged or changed). It stops
 // at the last message stored when it started, so it ends even while events
 // keep coming. A message that does not decode is an error.
-func Replay(ctx context.Context, js jetstream.JetStream, sel Selection, progress Progress, fn func(Record) error) error {
+func Replay(ctx context.Context, js jetstream.JetStream, sel Selection, progress Progress, fn func(*Record) error) error {
 	return replay(ctx, js, eventbus.StreamEvents, sel, progress, func(m jetstream.Msg, seq uint64, stored time.Time) error {
-		raw := &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
-		ev, err := eventbus.Decode(raw)
-		if err != nil {
-			return fmt.Errorf("seq %d: %w", seq, err)
-		}
-		if sel.MinSeverity != "" && ev.Data.Severity.Rank() < sel.MinSeverity.Rank() {
+		h := m.Headers()
+		if sel.MinSeverity != "" && event.Severity(h.Get("ce-"+event.ExtSeverity)).Rank() < sel.MinSeverity.Rank() {
 			return errSkip
 		}
-		return fn(Record{Seq: seq, Stored: stored, Event: ev, Raw: raw})
+		return fn(&Record{Seq: seq, Stored: stored, Raw: &nats.Msg{Subject: m.Subject(), Header: h, Data: m.Data()}})
 	})
 }
 
@@ -111,6 +120,9 @@ const firstWait = 3 * time.Second
 // matches reports whether any message of the selection's subjects is stored
 // at or after its start sequence: an empty replay ends at once.
 func matches(ctx context.Context, stream jetstream.Stream, sel Selection) (bool, error) {
+	if sel.Provider == "" && sel.Instance == "" && sel.Account == "" && len(sel.Types) == 0 {
+		return true, nil // the whole stream, which is not empty (a wildcard lookup would scan every subject)
+	}
 	for _, f := range sel.filters() {
 		m, err := stream.GetMsg(ctx, max(sel.FromSeq, 1), jetstream.WithGetMsgSubject(f))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -69,8 +69,12 @@ func TestReplayFilters(t *testing.T) {
 	publish(t, b, all)
 	ids := func(sel audit.Selection) []string {
 		var out []string
-		if err := audit.Replay(context.Background(), b.JS, sel, nil, func(r audit.Record) error {
-			out = append(out, r.Event.ID())
+		if err := audit.Replay(context.Background(), b.JS, sel, nil, func(r *audit.Record) error {
+			ev, err := r.Event()
+			if err != nil {
+				return err
+			}
+			out = append(out, ev.ID())
 			return nil
 		}); err != nil {
 			t.Fatal(err)
@@ -111,12 +115,12 @@ func TestReplayFilters(t *testing.T) {
 		t.Error("an account's events are not in stream order")
 	}
 	for _, bad := range []audit.Selection{{Provider: "aws"}, {MinSeverity: "loud"}, {FromSeq: 5, ToSeq: 2}, {Types: []event.Type{"x"}}} {
-		if err := audit.Replay(context.Background(), b.JS, bad, nil, func(audit.Record) error { return nil }); !errors.Is(err, audit.ErrInvalid) {
+		if err := audit.Replay(context.Background(), b.JS, bad, nil, func(*audit.Record) error { return nil }); !errors.Is(err, audit.ErrInvalid) {
 			t.Errorf("%+v: %v, want ErrInvalid", bad, err)
 		}
 	}
 	var last, total uint64
-	audit.Replay(context.Background(), b.JS, audit.Selection{}, func(done, tot uint64) { last, total = done, tot }, func(audit.Record) error { return nil })
+	audit.Replay(context.Background(), b.JS, audit.Selection{}, func(done, tot uint64) { last, total = done, tot }, func(*audit.Record) error { return nil })
 	if last != 8 || total != 8 {
 		t.Errorf("progress ended at %d of %d", last, total)
 	}
@@ -269,8 +273,9 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("%v, %d records", err, len(recs))
 	}
 	for i, r := range recs {
-		if r.Event.ID() != a[i].ID() || r.Event.Data.Evidence.RequestID != "req-1000" {
-			t.Errorf("record %d: %s", i, r.Event.ID())
+		ev, _ := r.Event()
+		if ev.ID() != a[i].ID() || ev.Data.Evidence.RequestID != "req-1000" {
+			t.Errorf("record %d: %s", i, ev.ID())
 		}
 	}
 	if _, err := audit.Timeline(context.Background(), b.JS, "", "ap-main", "1", 0); !errors.Is(err, audit.ErrInvalid) {

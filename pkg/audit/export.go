@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/event"
@@ -24,7 +27,7 @@ const (
 
 // Writer writes replayed records in one format.
 type Writer interface {
-	Write(Record) error
+	Write(*Record) error
 	// Close flushes what is buffered.
 	Close() error
 }
@@ -46,15 +49,76 @@ func NewWriter(format string, w io.Writer) (Writer, error) {
 	return nil, fmt.Errorf("%w: format %q (want jsonl, csv or table)", ErrInvalid, format)
 }
 
-type jsonlWriter struct{ bw *bufio.Writer }
+type jsonlWriter struct {
+	bw  *bufio.Writer
+	buf []byte
+}
 
-func (j *jsonlWriter) Write(r Record) error {
-	b, err := json.Marshal(r.Event.Cloud)
-	if err != nil {
-		return fmt.Errorf("seq %d: %w", r.Seq, err)
+// Write turns the stored binary-mode message into structured JSON directly:
+// the ce- headers become attributes, the data goes in as stored (it is JSON),
+// so the event's bytes, and with them its chain hash, are exactly the
+// stored ones. Messages in another mode go through the SDK.
+func (j *jsonlWriter) Write(r *Record) error {
+	j.buf = j.buf[:0]
+	if b, ok := structured(j.buf, r.Raw); ok {
+		j.buf = b
+	} else {
+		ev, err := r.Event()
+		if err != nil {
+			return err
+		}
+		if j.buf, err = json.Marshal(ev.Cloud); err != nil {
+			return fmt.Errorf("seq %d: %w", r.Seq, err)
+		}
 	}
-	j.bw.Write(b)
+	j.bw.Write(j.buf)
 	return j.bw.WriteByte('\n')
+}
+
+// structured appends the CloudEvents JSON of a binary-mode message to b,
+// attributes in name order. The data is the object the publisher encoded; it
+// is not re-validated (that would double the cost of an export): a message
+// whose bytes were tampered with is what `verify` reports.
+func structured(b []byte, m *nats.Msg) ([]byte, bool) {
+	d := m.Data
+	if len(m.Header["ce-specversion"]) == 0 || m.Header.Get("ce-datacontenttype") != event.ContentType || len(d) < 2 || d[0] != '{' || d[len(d)-1] != '}' {
+		return b, false
+	}
+	var arr [24]string
+	keys := arr[:0]
+	for k := range m.Header {
+		if len(k) > 3 && strings.EqualFold(k[:3], "ce-") && len(keys) < cap(arr) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for _, k := range keys {
+		name := k[3:]
+		if strings.ToLower(name) != name {
+			name = strings.ToLower(name)
+		}
+		b = appendString(b, name)
+		b = append(b, ':')
+		b = appendString(b, m.Header[k][0])
+		b = append(b, ',')
+	}
+	b = append(b, `"data":`...)
+	b = append(b, m.Data...)
+	return append(b, '}'), true
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func (j *jsonlWriter) Close() error { return j.bw.Flush() }
@@ -65,8 +129,12 @@ var CSVHeader = []string{"seq", "stored", "id", "time", "type", "provider", "ins
 
 type csvWriter struct{ cw *csv.Writer }
 
-func (c *csvWriter) Write(r Record) error {
-	d := r.Event.Data
+func (c *csvWriter) Write(r *Record) error {
+	ev, err := r.Event()
+	if err != nil {
+		return err
+	}
+	d := ev.Data
 	val := func(v *event.Value) (string, string) {
 		if v == nil {
 			return "", ""
@@ -75,10 +143,10 @@ func (c *csvWriter) Write(r Record) error {
 	}
 	pv, pr := val(d.Previous)
 	cv, cr := val(d.Current)
-	hash, _ := r.Event.Cloud.Extensions()[event.ExtChainHash].(string)
+	hash, _ := ev.Cloud.Extensions()[event.ExtChainHash].(string)
 	return c.cw.Write([]string{
-		strconv.FormatUint(r.Seq, 10), r.Stored.UTC().Format(time.RFC3339Nano), r.Event.ID(), r.Event.Cloud.Time().UTC().Format(time.RFC3339Nano),
-		r.Event.Type().Tail(), string(d.Provider), d.Instance, d.AccountID, d.AccountName, string(d.Severity),
+		strconv.FormatUint(r.Seq, 10), r.Stored.UTC().Format(time.RFC3339Nano), ev.ID(), ev.Cloud.Time().UTC().Format(time.RFC3339Nano),
+		ev.Type().Tail(), string(d.Provider), d.Instance, d.AccountID, d.AccountName, string(d.Severity),
 		d.Field, pv, cv, pr, cr, strconv.FormatUint(d.Chain.Seq, 10), d.Chain.Prev, hash, d.Evidence.RequestID, d.Evidence.ResponseSHA256,
 	})
 }
@@ -90,10 +158,14 @@ func (c *csvWriter) Close() error {
 
 type tableWriter struct{ tw *tabwriter.Writer }
 
-func (t *tableWriter) Write(r Record) error {
-	d := r.Event.Data
-	change := strings.ReplaceAll(describe.Change(r.Event), "\t", " ")
-	_, err := fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s/%s\t%s\t%s\t%s\n", r.Seq, r.Stored.UTC().Format("2006-01-02 15:04:05"), r.Event.Type().Tail(),
+func (t *tableWriter) Write(r *Record) error {
+	ev, err := r.Event()
+	if err != nil {
+		return err
+	}
+	d := ev.Data
+	change := strings.ReplaceAll(describe.Change(ev), "\t", " ")
+	_, err = fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s/%s\t%s\t%s\t%s\n", r.Seq, r.Stored.UTC().Format("2006-01-02 15:04:05"), ev.Type().Tail(),
 		d.Provider, d.Instance, describe.Account(d), d.Severity, change)
 	return err
 }

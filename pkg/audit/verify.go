@@ -137,8 +137,11 @@ func Timeline(ctx context.Context, js jetstream.JetStream, p event.Provider, ins
 		return nil, fmt.Errorf("%w: a timeline needs provider, instance and account", ErrInvalid)
 	}
 	var out []Record
-	err := Replay(ctx, js, Selection{Provider: p, Instance: instance, Account: account}, nil, func(r Record) error {
-		out = append(out, r)
+	err := Replay(ctx, js, Selection{Provider: p, Instance: instance, Account: account}, nil, func(r *Record) error {
+		if _, err := r.Event(); err != nil {
+			return err
+		}
+		out = append(out, *r)
 		if limit > 0 && len(out) > limit {
 			out = out[1:]
 		}

@@ -128,7 +128,7 @@ func replayCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 	defer bus.Close()
 	bar := newProgressBar(stderr)
 	n := 0
-	err = audit.Replay(ctx, bus.JS, sel, bar.update, func(r audit.Record) error {
+	err = audit.Replay(ctx, bus.JS, sel, bar.update, func(r *audit.Record) error {
 		n++
 		return w.Write(r)
 	})
@@ -214,7 +214,7 @@ func timelineCmd(ctx context.Context, s settings, args []string, stdout, stderr 
 		return exitFailed
 	}
 	for _, r := range recs {
-		if err := w.Write(r); err != nil {
+		if err := w.Write(&r); err != nil {
 			fmt.Fprintln(stderr, "awctl timeline:", err)
 			return exitFailed
 		}
