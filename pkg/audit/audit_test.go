@@ -12,6 +12,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
 	"github.com/accountwatch/accountwatch/pkg/event"
@@ -280,5 +281,46 @@ func TestTimeline(t *testing.T) {
 	}
 	if _, err := audit.Timeline(context.Background(), b.JS, "", "ap-main", "1", 0); !errors.Is(err, audit.ErrInvalid) {
 		t.Errorf("no provider: %v", err)
+	}
+}
+
+func TestRedriveMarksReplayed(t *testing.T) {
+	b := bustest.New(t)
+	a := chain(t, "1000", 3)
+	publish(t, b, a)
+	ctx := context.Background()
+	n, err := audit.Redrive(ctx, b.JS, audit.Selection{Account: "1000"}, "webhook", "ep_1", true, nil)
+	if err != nil || n != 3 {
+		t.Fatalf("dry run: %d %v", n, err)
+	}
+	r, _ := b.JS.Stream(ctx, eventbus.StreamRedrive)
+	if info, _ := r.Info(ctx); info.State.Msgs != 0 {
+		t.Fatal("a dry run sent something")
+	}
+	for range 2 { // twice: a second re-drive of the same events is not deduplicated away
+		if n, err := audit.Redrive(ctx, b.JS, audit.Selection{Account: "1000"}, "webhook", "ep_1", false, nil); err != nil || n != 3 {
+			t.Fatalf("re-drive: %d %v", n, err)
+		}
+	}
+	info, _ := r.Info(ctx)
+	if info.State.Msgs != 6 {
+		t.Errorf("%d re-driven messages, want 6", info.State.Msgs)
+	}
+	m, err := r.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := eventbus.Decode(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+	if err != nil || ev.ID() != a[0].ID() || ev.Hash() != a[0].Hash() || ev.Cloud.Extensions()[event.ExtReplayed] != "true" {
+		t.Errorf("re-driven copy: %v %+v", err, ev.Cloud.Extensions())
+	}
+	if !strings.HasPrefix(m.Subject, "aw.redrive.webhook.ep_1.activeplatform.ap-main.") {
+		t.Errorf("subject %s", m.Subject)
+	}
+	if rep, _ := audit.Verify(ctx, b.JS, eventbus.StreamEvents, nil); !rep.OK() || rep.Events != 3 {
+		t.Errorf("the audit log changed: %+v", rep)
+	}
+	if _, err := audit.Redrive(ctx, b.JS, audit.Selection{}, "webhook", "a.b", false, nil); !errors.Is(err, audit.ErrInvalid) {
+		t.Errorf("bad receiver: %v", err)
 	}
 }

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
 
 // Kinds of problems Verify reports.
@@ -148,4 +152,47 @@ func Timeline(ctx context.Context, js jetstream.JetStream, p event.Provider, ins
 		return nil
 	})
 	return out, err
+}
+
+// Redrive sends the selected events to one receiver of one sink through its
+// re-drive queue (AW_REDRIVE), each marked with the "replayed" extension. The
+// originals stay as they are, and each copy carries an id of this re-drive,
+// so the stream's dedup window cannot swallow it. With dryRun it only counts.
+func Redrive(ctx context.Context, js jetstream.JetStream, sel Selection, sink, receiver string, dryRun bool, each func(*Record)) (int, error) {
+	if sink == "" || receiver == "" || strings.ContainsAny(sink+receiver, ".*> ") {
+		return 0, fmt.Errorf("%w: re-drive needs a sink and a receiver (letters, digits, - and _)", ErrInvalid)
+	}
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	n := 0
+	err := Replay(ctx, js, sel, nil, func(r *Record) error {
+		n++
+		if each != nil {
+			each(r)
+		}
+		if dryRun {
+			return nil
+		}
+		h := make(nats.Header, len(r.Raw.Header)+2)
+		for k, v := range r.Raw.Header {
+			if !strings.HasPrefix(k, "Nats-") {
+				h[k] = v
+			}
+		}
+		h.Set("ce-"+event.ExtReplayed, "true")
+		h.Set(jetstream.MsgIDHeader, "replay:"+run+":"+h.Get("ce-id"))
+		m := &nats.Msg{Subject: eventbus.RedriveRoot + sink + "." + receiver + "." + strings.TrimPrefix(r.Raw.Subject, event.SubjectRoot), Header: h, Data: r.Raw.Data}
+		if _, err := js.PublishMsgAsync(m, jetstream.WithExpectStream(eventbus.StreamRedrive)); err != nil {
+			return fmt.Errorf("re-drive seq %d: %w", r.Seq, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return n, ctx.Err()
+	}
+	return n, nil
 }

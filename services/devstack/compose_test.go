@@ -18,7 +18,7 @@ func TestComposeNamesOnlyRealServices(t *testing.T) {
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
 		cli.WithWorkingDirectory(root), cli.WithName("accountwatch"),
 		// The dispatcher's admin token has no default: compose refuses to start without one.
-		cli.WithEnv([]string{"AW_WEBHOOK_ADMIN_TOKEN=compose-test-token-0123456789"}))
+		cli.WithEnv([]string{"AW_WEBHOOK_ADMIN_TOKEN=compose-test-token-0123456789", "AW_AUDITOR_TOKEN=compose-test-token-0123456789"}))
 	if err != nil {
 		t.Fatal(err)
 	}

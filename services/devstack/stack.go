@@ -7,8 +7,11 @@ import (
 	"strings"
 )
 
-// DevWebhookToken is the local stack's subscriptions API token.
-const DevWebhookToken = "devstack-webhook-admin-token"
+// The local stack's tokens (a real deployment sets its own).
+const (
+	DevWebhookToken = "devstack-webhook-admin-token"
+	DevAuditorToken = "devstack-auditor-token"
+)
 
 // service is one process of the local stack.
 type service struct {
@@ -67,6 +70,11 @@ func (c stackConfig) services() []service {
 				// A local stack delivers to local receivers; a real deployment does not allow this.
 				"AW_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8,::1/128"},
 			Look: []string{"webhook-dispatcher http://127.0.0.1:8490/v1/endpoints (Authorization: Bearer " + DevWebhookToken + ")"},
+		},
+		{
+			Name: "auditor",
+			Env:  []string{"AW_AUDITOR_TOKEN=" + DevAuditorToken, "AW_AUDITOR_LISTEN=127.0.0.1:8491"},
+			Look: []string{"auditor        http://127.0.0.1:8491 — the audit console (sign in with " + DevAuditorToken + ")"},
 		},
 		{
 			Name: "email-notifier",

@@ -34,13 +34,13 @@ func TestStackStartsOnlyBuiltServices(t *testing.T) {
 
 func TestStackRunsSlackNotifierWithLocalSink(t *testing.T) {
 	bin := t.TempDir()
-	for _, n := range []string{"poller", "slack-notifier", "webhook-dispatcher", "email-notifier"} {
+	for _, n := range []string{"poller", "slack-notifier", "webhook-dispatcher", "auditor", "email-notifier"} {
 		os.WriteFile(filepath.Join(bin, n), []byte("#!/bin/sh\n"), 0o755)
 	}
 	t.Setenv("AW_SLACK_TOKEN", "")
 	c := stackConfig{BinDir: bin, DataDir: "/data", NATSURL: "nats://127.0.0.1:4222", SimAddr: "127.0.0.1:8480", OpsBase: 9101, RootDir: "/repo", SinksDir: "/data/sinks"}
 	svcs := c.services()
-	if len(svcs) != 4 || svcs[1].Name != "slack-notifier" || svcs[2].Name != "webhook-dispatcher" || svcs[3].Name != "email-notifier" {
+	if len(svcs) != 5 || svcs[1].Name != "slack-notifier" || svcs[2].Name != "webhook-dispatcher" || svcs[3].Name != "auditor" || svcs[4].Name != "email-notifier" {
 		t.Fatalf("services %+v", svcs)
 	}
 	env := strings.Join(svcs[1].Env, " ")
@@ -53,7 +53,10 @@ func TestStackRunsSlackNotifierWithLocalSink(t *testing.T) {
 	if env := strings.Join(svcs[2].Env, " "); !strings.Contains(env, "AW_WEBHOOK_ADMIN_TOKEN=") || !strings.Contains(env, "AW_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8") {
 		t.Errorf("webhook-dispatcher env: %s", env)
 	}
-	if env := strings.Join(svcs[3].Env, " "); !strings.Contains(env, "AW_EMAIL_LOCAL_DIR=/data/sinks/email") || !strings.Contains(env, "AW_EMAIL_TO=") {
+	if env := strings.Join(svcs[3].Env, " "); !strings.Contains(env, "AW_AUDITOR_TOKEN=") {
+		t.Errorf("auditor env: %s", env)
+	}
+	if env := strings.Join(svcs[4].Env, " "); !strings.Contains(env, "AW_EMAIL_LOCAL_DIR=/data/sinks/email") || !strings.Contains(env, "AW_EMAIL_TO=") {
 		t.Errorf("email-notifier env: %s", env)
 	}
 	if b := banner(c, svcs); !strings.Contains(b, "no AW_SLACK_TOKEN: messages go to /data/sinks/slack/slack-messages.jsonl") || !strings.Contains(b, ".eml files in /data/sinks/email") {

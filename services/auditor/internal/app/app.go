@@ -1,0 +1,95 @@
+// Package app wires the auditor: JetStream, the standing index, the delivery
+// log and dead letters, the console and API server, and the ops endpoints.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
+	"github.com/accountwatch/accountwatch/services/auditor/internal/web"
+)
+
+// Settings are the auditor's environment (AW_ prefix).
+type Settings struct {
+	eventbus.Config
+	// Token signs in to the console and authorises the API.
+	Token        string        `envconfig:"AUDITOR_TOKEN" secret:"true"`
+	Listen       string        `envconfig:"AUDITOR_LISTEN" default:"127.0.0.1:8491"`
+	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
+	OpsListen    string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9106"`
+	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info"`
+	Pprof        bool          `envconfig:"PPROF" default:"false"`
+}
+
+// Validate checks the settings, naming the key at fault.
+func (s *Settings) Validate() error {
+	if err := s.Config.Validate(); err != nil {
+		return err
+	}
+	if len(s.Token) < 16 {
+		return errors.New("AW_AUDITOR_TOKEN: required, at least 16 characters (or AW_AUDITOR_TOKEN_FILE)")
+	}
+	if s.LogRetention <= 0 {
+		return fmt.Errorf("AW_DELIVERY_LOG_RETENTION: %s (want > 0)", s.LogRetention)
+	}
+	return nil
+}
+
+// Run serves until ctx ends; started, if not nil, is told the console's address.
+func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr string)) error {
+	if s.Name == "" {
+		s.Name = "auditor"
+	}
+	bus, err := eventbus.Open(ctx, s.Config)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	index, err := standing.Follow(ctx, bus.JS)
+	if err != nil {
+		return err
+	}
+	dlog, err := deliverylog.Open(startCtx, bus.JS, deliverylog.StreamConfig(s.Config, s.LogRetention))
+	if err != nil {
+		return err
+	}
+	letters, err := deadletter.Open(startCtx, bus.JS)
+	if err != nil {
+		return err
+	}
+	srv := &web.Server{Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Logger: log}
+	if err := srv.Init(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		return fmt.Errorf("AW_AUDITOR_LISTEN: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	reg := ops.NewRegistry()
+	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	if err != nil {
+		return err
+	}
+	log.Info("auditor started", "console", "http://"+ln.Addr().String(), "accounts", index.Len(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted())
+	if started != nil {
+		started(ln.Addr().String())
+	}
+	<-ctx.Done()
+	sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+	defer c()
+	return hs.Shutdown(sctx)
+}
