@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -66,9 +67,9 @@ func (t *typeFlag) Set(v string) error {
 	return nil
 }
 
-func replayCmd(ctx context.Context, s settings, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("awctl replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// selectionFlags adds the replay selection's flags to fs; the returned func
+// reads them once fs is parsed.
+func selectionFlags(fs *flag.FlagSet) func() (audit.Selection, error) {
 	since := fs.String("since", "", "events stored since: a duration (24h) or an RFC 3339 time")
 	until := fs.String("until", "", "events stored before: a duration ago or an RFC 3339 time")
 	from := fs.Uint64("from-seq", 0, "first stream sequence")
@@ -78,31 +79,38 @@ func replayCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 	account := fs.String("account", "", "account id")
 	severity := fs.String("min-severity", "", "info, warning or critical")
 	limit := fs.Int("limit", 0, "at most this many events")
-	format := fs.String("format", audit.FormatJSONL, "jsonl (CloudEvents), csv or table")
-	out := fs.String("output", "", "write to this file instead of standard output")
 	var types typeFlag
 	fs.Var(&types, "type", "event type, e.g. account.status.changed (repeatable)")
+	return func() (audit.Selection, error) {
+		now := time.Now()
+		sel := audit.Selection{FromSeq: *from, ToSeq: *to, Provider: event.Provider(*provider), Instance: *instance, Account: *account, Types: types, Limit: *limit}
+		var err error
+		if sel.Since, err = parseSince(*since, now); err != nil {
+			return sel, fmt.Errorf("--since %w", err)
+		}
+		if sel.Until, err = parseSince(*until, now); err != nil {
+			return sel, fmt.Errorf("--until %w", err)
+		}
+		if *severity != "" {
+			if sel.MinSeverity, err = event.ParseSeverity(*severity); err != nil {
+				return sel, fmt.Errorf("--min-severity: %w", err)
+			}
+		}
+		return sel, sel.Validate()
+	}
+}
+
+func replayCmd(ctx context.Context, s settings, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("awctl replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	selection := selectionFlags(fs)
+	format := fs.String("format", audit.FormatJSONL, "jsonl (CloudEvents), csv or table")
+	out := fs.String("output", "", "write to this file instead of standard output")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	now := time.Now()
-	sel := audit.Selection{FromSeq: *from, ToSeq: *to, Provider: event.Provider(*provider), Instance: *instance, Account: *account, Types: types, Limit: *limit}
-	var err error
-	if sel.Since, err = parseSince(*since, now); err != nil {
-		fmt.Fprintln(stderr, "awctl replay: --since", err)
-		return exitUsage
-	}
-	if sel.Until, err = parseSince(*until, now); err != nil {
-		fmt.Fprintln(stderr, "awctl replay: --until", err)
-		return exitUsage
-	}
-	if *severity != "" {
-		if sel.MinSeverity, err = event.ParseSeverity(*severity); err != nil {
-			fmt.Fprintln(stderr, "awctl replay: --min-severity:", err)
-			return exitUsage
-		}
-	}
-	if err := sel.Validate(); err != nil {
+	sel, err := selection()
+	if err != nil {
 		fmt.Fprintln(stderr, "awctl replay:", err)
 		return exitUsage
 	}
@@ -142,6 +150,50 @@ func replayCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 	}
 	if *out != "" || *format == audit.FormatTable {
 		fmt.Fprintf(stderr, "%d events\n", n)
+	}
+	return exitOK
+}
+
+// redriveCmd sends a selection to one receiver of one sink, marked replayed.
+func redriveCmd(ctx context.Context, s settings, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("awctl redrive", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	selection := selectionFlags(fs)
+	sinkName := fs.String("sink", "", "sink: webhook, slack or email")
+	receiver := fs.String("receiver", "", "the sink's receiver (a webhook endpoint id, a Slack or email receiver)")
+	dry := fs.Bool("dry-run", false, "show what would be sent, send nothing")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	sel, err := selection()
+	if err == nil && (*sinkName == "" || *receiver == "") {
+		err = errors.New("--sink and --receiver are required")
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl redrive:", err)
+		return exitUsage
+	}
+	bus, ok := connect(ctx, s, stderr)
+	if !ok {
+		return exitFailed
+	}
+	defer bus.Close()
+	n, err := audit.Redrive(ctx, bus.JS, sel, *sinkName, *receiver, *dry, func(r *audit.Record) {
+		if *dry {
+			fmt.Fprintf(stdout, "would send seq %d, event %s\n", r.Seq, r.Raw.Header.Get("ce-id"))
+		}
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl redrive:", err)
+		if errors.Is(err, audit.ErrInvalid) {
+			return exitUsage
+		}
+		return exitFailed
+	}
+	if *dry {
+		fmt.Fprintf(stdout, "dry run: %d events would go to %s/%s, marked replayed\n", n, *sinkName, *receiver)
+	} else {
+		fmt.Fprintf(stdout, "%d events re-driven to %s/%s, marked replayed\n", n, *sinkName, *receiver)
 	}
 	return exitOK
 }
