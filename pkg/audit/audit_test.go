@@ -289,7 +289,7 @@ func TestRedriveMarksReplayed(t *testing.T) {
 	a := chain(t, "1000", 3)
 	publish(t, b, a)
 	ctx := context.Background()
-	n, err := audit.Redrive(ctx, b.JS, audit.Selection{Account: "1000"}, "webhook", "ep_1", true, nil)
+	n, err := audit.Redrive(ctx, b.JS, audit.Selection{Account: "1000"}, audit.Target{Sink: "webhook", Receiver: "ep_1"}, true, nil)
 	if err != nil || n != 3 {
 		t.Fatalf("dry run: %d %v", n, err)
 	}
@@ -298,7 +298,7 @@ func TestRedriveMarksReplayed(t *testing.T) {
 		t.Fatal("a dry run sent something")
 	}
 	for range 2 { // twice: a second re-drive of the same events is not deduplicated away
-		if n, err := audit.Redrive(ctx, b.JS, audit.Selection{Account: "1000"}, "webhook", "ep_1", false, nil); err != nil || n != 3 {
+		if n, err := audit.Redrive(ctx, b.JS, audit.Selection{Account: "1000"}, audit.Target{Sink: "webhook", Receiver: "ep_1"}, false, nil); err != nil || n != 3 {
 			t.Fatalf("re-drive: %d %v", n, err)
 		}
 	}
@@ -320,7 +320,14 @@ func TestRedriveMarksReplayed(t *testing.T) {
 	if rep, _ := audit.Verify(ctx, b.JS, eventbus.StreamEvents, nil); !rep.OK() || rep.Events != 3 {
 		t.Errorf("the audit log changed: %+v", rep)
 	}
-	if _, err := audit.Redrive(ctx, b.JS, audit.Selection{}, "webhook", "a.b", false, nil); !errors.Is(err, audit.ErrInvalid) {
+	if _, err := audit.Redrive(ctx, b.JS, audit.Selection{}, audit.Target{Sink: "webhook", Receiver: "a.b"}, false, nil); !errors.Is(err, audit.ErrInvalid) {
 		t.Errorf("bad receiver: %v", err)
+	}
+	if n, err := audit.Redrive(ctx, b.JS, audit.Selection{Account: "1000", Limit: 1}, audit.Target{Sink: "email", To: "cfo@acme.example"}, false, nil); err != nil || n != 1 {
+		t.Fatalf("ad-hoc: %d %v", n, err)
+	}
+	adhoc, err := r.GetMsg(ctx, 7)
+	if err != nil || !strings.HasPrefix(adhoc.Subject, "aw.redrive.email.adhoc.") || adhoc.Header.Get("Aw-Redrive-To") != "cfo@acme.example" {
+		t.Errorf("ad-hoc re-drive: %v %s %v", err, adhoc.Subject, adhoc.Header)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
@@ -154,13 +155,27 @@ func Timeline(ctx context.Context, js jetstream.JetStream, p event.Provider, ins
 	return out, err
 }
 
-// Redrive sends the selected events to one receiver of one sink through its
+// Target is where a re-drive goes: a receiver of a sink (a webhook
+// endpoint's id, a Slack or email receiver's name), or, with To, an ad-hoc
+// destination the sink understands (a Slack channel, an email address).
+type Target struct {
+	Sink, Receiver, To string
+}
+
+// Redrive sends the selected events to one target through its sink's
 // re-drive queue (AW_REDRIVE), each marked with the "replayed" extension. The
 // originals stay as they are, and each copy carries an id of this re-drive,
 // so the stream's dedup window cannot swallow it. With dryRun it only counts.
-func Redrive(ctx context.Context, js jetstream.JetStream, sel Selection, sink, receiver string, dryRun bool, each func(*Record)) (int, error) {
+func Redrive(ctx context.Context, js jetstream.JetStream, sel Selection, to Target, dryRun bool, each func(*Record)) (int, error) {
+	sink, receiver := to.Sink, to.Receiver
+	if to.To != "" {
+		if receiver != "" && receiver != deadletter.AdhocReceiver {
+			return 0, fmt.Errorf("%w: give a receiver or an ad-hoc destination, not both", ErrInvalid)
+		}
+		receiver = deadletter.AdhocReceiver
+	}
 	if sink == "" || receiver == "" || strings.ContainsAny(sink+receiver, ".*> ") {
-		return 0, fmt.Errorf("%w: re-drive needs a sink and a receiver (letters, digits, - and _)", ErrInvalid)
+		return 0, fmt.Errorf("%w: re-drive needs a sink and a receiver (letters, digits, - and _) or a destination", ErrInvalid)
 	}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	n := 0
@@ -179,6 +194,9 @@ func Redrive(ctx context.Context, js jetstream.JetStream, sel Selection, sink, r
 			}
 		}
 		h.Set("ce-"+event.ExtReplayed, "true")
+		if to.To != "" {
+			h.Set(deadletter.HdrRedriveTo, to.To)
+		}
 		h.Set(jetstream.MsgIDHeader, "replay:"+run+":"+h.Get("ce-id"))
 		m := &nats.Msg{Subject: eventbus.RedriveRoot + sink + "." + receiver + "." + strings.TrimPrefix(r.Raw.Subject, event.SubjectRoot), Header: h, Data: r.Raw.Data}
 		if _, err := js.PublishMsgAsync(m, jetstream.WithExpectStream(eventbus.StreamRedrive)); err != nil {

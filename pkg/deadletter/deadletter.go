@@ -32,7 +32,14 @@ const (
 	HdrTime      = "Aw-Dlq-Time"
 	// HdrRedriveOf is set on a re-driven message: the dead letter's sequence in AW_DLQ.
 	HdrRedriveOf = "Aw-Redrive-Of"
+	// HdrRedriveTo carries the destination of a re-drive to AdhocReceiver.
+	HdrRedriveTo = "Aw-Redrive-To"
 )
+
+// AdhocReceiver is the receiver name of re-drives to a destination that no
+// configured receiver names (a Slack channel, an email address); every
+// notifier takes its re-drives and reads the destination from HdrRedriveTo.
+const AdhocReceiver = "adhoc"
 
 // ErrNotFound is returned when a dead letter does not exist (any more).
 var ErrNotFound = errors.New("dead letter not found")

@@ -48,6 +48,9 @@ type Notification struct {
 	// Attempt counts this delivery's attempts, this one included (the most of
 	// its events').
 	Attempt uint64
+	// RedriveTo is the ad-hoc destination of a re-drive to
+	// deadletter.AdhocReceiver (a Slack channel, an email address).
+	RedriveTo string
 }
 
 // Sender delivers notifications; it is what a notifier implements. It returns
@@ -73,6 +76,9 @@ type Receiver struct {
 	// the events Filter accepts, each on its own at once (a webhook endpoint's
 	// subscription). Silences and mute intervals do not apply to it.
 	Filter func(*event.Event) bool
+	// RedriveOnly receivers take only re-drives (deadletter.AdhocReceiver):
+	// they read no event stream.
+	RedriveOnly bool
 }
 
 // ownLeaf is the route of a receiver with its own Filter: every event alone, at once.
@@ -170,7 +176,7 @@ func checkReceiver(rc Receiver, tree *route.Tree) error {
 		return errors.New("bad name")
 	case rc.RateLimit < 0:
 		return fmt.Errorf("rate limit %v (want >= 0)", rc.RateLimit)
-	case rc.Filter == nil && tree == nil:
+	case rc.Filter == nil && tree == nil && !rc.RedriveOnly:
 		return errors.New("no routing tree and no filter")
 	}
 	return nil
@@ -264,7 +270,7 @@ func (r *Runtime) Add(rc Receiver) error {
 	if ctx == nil {
 		return ErrNotRunning
 	}
-	if r.fan != nil && rc.Filter == nil {
+	if r.fan != nil && rc.Filter == nil && !rc.RedriveOnly {
 		return fmt.Errorf("%w: receiver %q: a fan-out receiver needs a filter", ErrConfig, rc.Name)
 	}
 	r.stopWorker(rc.Name)
@@ -272,7 +278,7 @@ func (r *Runtime) Add(rc Receiver) error {
 	if err != nil {
 		return err
 	}
-	if r.fan != nil {
+	if r.fan != nil && !rc.RedriveOnly {
 		r.fan.activate(rc)
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -365,7 +371,7 @@ func (r *Runtime) stopAll() {
 func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 	name := ConsumerName(r.sink, rc.Name)
 	var main jetstream.Consumer
-	if r.fan == nil { // in fan-out mode the shared consumer reads the stream
+	if r.fan == nil && !rc.RedriveOnly { // in fan-out mode the shared consumer reads the stream
 		var err error
 		main, err = r.ensureConsumer(ctx, eventbus.StreamEvents, jetstream.ConsumerConfig{
 			Durable:        name,

@@ -275,7 +275,8 @@ func (w *worker) accept(in inbound) {
 		}
 		// An operator asked for this one: no routing, silences or mute windows.
 		w.hold(p)
-		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, GroupKey: "redrive|" + ev.ID(), Events: []*event.Event{ev}, Redrive: true}, items: []*pending{p}})
+		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, GroupKey: "redrive|" + ev.ID(), Events: []*event.Event{ev}, Redrive: true,
+			RedriveTo: in.msg.Headers().Get(deadletter.HdrRedriveTo)}, items: []*pending{p}})
 		return
 	}
 	if w.rc.Filter != nil {

@@ -161,13 +161,14 @@ func redriveCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 	selection := selectionFlags(fs)
 	sinkName := fs.String("sink", "", "sink: webhook, slack or email")
 	receiver := fs.String("receiver", "", "the sink's receiver (a webhook endpoint id, a Slack or email receiver)")
+	to := fs.String("to", "", "instead of a receiver: a Slack channel or an email address")
 	dry := fs.Bool("dry-run", false, "show what would be sent, send nothing")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	sel, err := selection()
-	if err == nil && (*sinkName == "" || *receiver == "") {
-		err = errors.New("--sink and --receiver are required")
+	if err == nil && (*sinkName == "" || *receiver == "" && *to == "") {
+		err = errors.New("--sink and --receiver (or --to) are required")
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "awctl redrive:", err)
@@ -178,7 +179,12 @@ func redriveCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 		return exitFailed
 	}
 	defer bus.Close()
-	n, err := audit.Redrive(ctx, bus.JS, sel, *sinkName, *receiver, *dry, func(r *audit.Record) {
+	target := audit.Target{Sink: *sinkName, Receiver: *receiver, To: *to}
+	where := *sinkName + "/" + *receiver
+	if *to != "" {
+		where = *sinkName + " " + *to
+	}
+	n, err := audit.Redrive(ctx, bus.JS, sel, target, *dry, func(r *audit.Record) {
 		if *dry {
 			fmt.Fprintf(stdout, "would send seq %d, event %s\n", r.Seq, r.Raw.Header.Get("ce-id"))
 		}
@@ -191,9 +197,9 @@ func redriveCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 		return exitFailed
 	}
 	if *dry {
-		fmt.Fprintf(stdout, "dry run: %d events would go to %s/%s, marked replayed\n", n, *sinkName, *receiver)
+		fmt.Fprintf(stdout, "dry run: %d events would go to %s, marked replayed\n", n, where)
 	} else {
-		fmt.Fprintf(stdout, "%d events re-driven to %s/%s, marked replayed\n", n, *sinkName, *receiver)
+		fmt.Fprintf(stdout, "%d events re-driven to %s, marked replayed\n", n, where)
 	}
 	return exitOK
 }

@@ -43,7 +43,7 @@ const usage = `awctl administers accountwatch.
   awctl silence expire ID
   awctl replay       [--since 24h|TIME] [--until …] [--from-seq N] [--to-seq N] [--provider P] [--instance I]
                      [--account A] [--type T ...] [--min-severity S] [--limit N] [--format jsonl|csv|table] [--output FILE]
-  awctl redrive      --sink webhook|slack|email --receiver R [selection flags as replay] [--dry-run]
+  awctl redrive      --sink webhook|slack|email (--receiver R | --to '#channel'|ADDRESS) [selection flags as replay] [--dry-run]
   awctl verify       [--stream AW_EVENTS] [--output table|json]     (exit 1 when the audit log is not intact)
   awctl timeline     --provider P --instance I --account A [--format table|csv|jsonl]
 

@@ -158,6 +158,7 @@ func TestAuditCommands(t *testing.T) {
 		{"redrive dry run", "redrive --account 1000123 --sink webhook --receiver ep_1 --dry-run", 0, "dry run: 2 events would go to webhook/ep_1"},
 		{"redrive", "redrive --account 1000123 --sink slack --receiver ops", 0, "2 events re-driven to slack/ops, marked replayed"},
 		{"redrive needs a receiver", "redrive --account 1000123 --sink slack", 2, "--receiver"},
+		{"redrive to an address", "redrive --account 1000123 --sink email --to cfo@acme.example", 0, "2 events re-driven to email cfo@acme.example"},
 		{"verify", "verify", 0, "intact"},
 		{"verify json", "verify --output json", 0, `"accounts": 2`},
 		{"timeline", "timeline --provider activeplatform --instance ap-main --account 1000123", 0, "Acme 1000123"},

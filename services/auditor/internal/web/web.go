@@ -497,7 +497,7 @@ func (s *Server) apiRedrive(w http.ResponseWriter, r *http.Request) {
 	}
 	dry := q.Get("dry_run") == "true"
 	var ids []string
-	n, err := audit.Redrive(r.Context(), s.JS, sel, q.Get("sink"), q.Get("receiver"), dry, func(rec *audit.Record) {
+	n, err := audit.Redrive(r.Context(), s.JS, sel, audit.Target{Sink: q.Get("sink"), Receiver: q.Get("receiver"), To: q.Get("to")}, dry, func(rec *audit.Record) {
 		if len(ids) < 100 {
 			ids = append(ids, rec.Raw.Header.Get("ce-id"))
 		}
@@ -510,7 +510,7 @@ func (s *Server) apiRedrive(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	s.Logger.Info("re-drive", "sink", q.Get("sink"), "receiver", q.Get("receiver"), "events", n, "dry_run", dry)
+	s.Logger.Info("re-drive", "sink", q.Get("sink"), "receiver", q.Get("receiver"), "to", q.Get("to"), "events", n, "dry_run", dry)
 	writeJSON(w, http.StatusOK, map[string]any{"dry_run": dry, "events": n, "first_ids": ids})
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/ops"
@@ -108,7 +109,7 @@ func LoadFile(path, to string) (*File, *route.Tree, error) {
 	}
 	names := make([]string, 0, len(f.Receivers))
 	for i, r := range f.Receivers {
-		if !route.ValidName(r.Name) {
+		if !route.ValidName(r.Name) || r.Name == deadletter.AdhocReceiver {
 			return nil, nil, fmt.Errorf("%w: %s: receivers[%d].name: %q (letters, digits, - and _)", config.ErrInvalid, path, i, r.Name)
 		}
 		if err := r.Validate(); err != nil {
@@ -170,6 +171,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	for i, r := range file.Receivers {
 		receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
 	}
+	// Re-drives to an address no receiver names (awctl redrive --to cfo@…).
+	receivers = append(receivers, sink.Receiver{Name: deadletter.AdhocReceiver, RedriveOnly: true})
 	rt, err := sink.New(bus.JS, SinkName, tree, receivers, sender,
 		sink.WithSettings(s.Settings), sink.WithSilences(silences), sink.WithLogger(log), sink.WithMetrics(metrics))
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/accountwatch/accountwatch/pkg/audit"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
@@ -503,5 +504,21 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "account-managers,finance" {
 		t.Errorf("a managed account's change goes to %v", got)
+	}
+}
+
+func TestAdhocRedriveToAnAddress(t *testing.T) {
+	st := start(t, immediate, &smtpcapture.Options{TLS: "none"})
+	ev := eventtest.Status(t, eventtest.Meta("778", nil), "active", "credit_hold")
+	st.publish(t, ev)
+	eventually(t, "the normal delivery", func() bool { return len(st.smtp.Messages()) == 1 })
+	if _, err := audit.Redrive(context.Background(), st.bus.JS, audit.Selection{Account: "778"}, audit.Target{Sink: "email", To: "auditor@reseller.example"}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the re-drive to the chosen address", func() bool { return len(st.smtp.Messages()) == 2 })
+	m := st.smtp.Messages()[1]
+	p := parse(t, m)
+	if strings.Join(m.To, ",") != "auditor@reseller.example" || !strings.Contains(p.text, "Re-sent by an operator") || p.h.Get("X-Accountwatch-Events") != ev.ID() {
+		t.Errorf("ad-hoc mail to %v: %s", m.To, p.text)
 	}
 }

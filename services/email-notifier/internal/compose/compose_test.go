@@ -66,7 +66,7 @@ func TestEveryTypeRenders(t *testing.T) {
 	if !strings.Contains(d.Subject, "10 changes on") {
 		t.Errorf("digest subject %q", d.Subject)
 	}
-	if !strings.Contains(d.Text, "re-sent from the dead letters") || !strings.Contains(d.HTML, "Re-sent from the dead letters") {
+	if !strings.Contains(d.Text, "Re-sent by an operator (dead letter or replay).") || !strings.Contains(d.HTML, "Re-sent by an operator (dead letter or replay)") {
 		t.Error("a re-driven digest does not say so")
 	}
 	again, _ := c.Compose(all, []string{"a@example.com"}, true)

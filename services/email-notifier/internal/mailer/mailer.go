@@ -25,6 +25,7 @@ import (
 	gomail "github.com/wneessen/go-mail"
 	gosmtp "github.com/wneessen/go-mail/smtp"
 
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/compose"
@@ -244,6 +245,13 @@ func (r Receiver) split(evs []*event.Event) []message {
 // Send delivers a notification: one message per recipient set.
 func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 	r, ok := s.receivers[n.Receiver]
+	if n.Receiver == deadletter.AdhocReceiver {
+		// A re-drive to an address of the operator's choice.
+		if _, err := mail.ParseAddress(n.RedriveTo); err != nil {
+			return sink.Permanent(sink.ReasonClientError, fmt.Errorf("an ad-hoc re-drive to %q: %v", n.RedriveTo, err))
+		}
+		r, ok = Receiver{Name: deadletter.AdhocReceiver, To: []string{n.RedriveTo}}, true
+	}
 	if !ok {
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("no email receiver %q", n.Receiver))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/route"
@@ -75,8 +76,8 @@ func LoadFile(path, channel string) (*File, *route.Tree, error) {
 	}
 	names := make([]string, 0, len(f.Receivers))
 	for i, r := range f.Receivers {
-		if !route.ValidName(r.Name) {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d].name: %q (letters, digits, - and _)", config.ErrInvalid, path, i, r.Name)
+		if !route.ValidName(r.Name) || r.Name == deadletter.AdhocReceiver {
+			return nil, nil, fmt.Errorf("%w: %s: receivers[%d].name: %q (letters, digits, - and _; %q is reserved)", config.ErrInvalid, path, i, r.Name, deadletter.AdhocReceiver)
 		}
 		if r.Channel == "" && r.WebhookURL == "" {
 			return nil, nil, fmt.Errorf("%w: %s: receivers[%d] (%s): set channel or webhook_url", config.ErrInvalid, path, i, r.Name)
@@ -142,6 +143,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 			log.Info("slack receiver", "receiver", r.Name, "mode", sender.Mode(r.Name), "channel", r.Channel)
 		}
 	}
+	// Re-drives to a channel no receiver names (awctl redrive --to '#channel').
+	receivers = append(receivers, sink.Receiver{Name: deadletter.AdhocReceiver, RedriveOnly: true})
 	rt, err := sink.New(bus.JS, SinkName, tree, receivers, sender,
 		sink.WithSettings(s.Settings), sink.WithSilences(silences), sink.WithLogger(log), sink.WithMetrics(metrics))
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/audit"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
@@ -486,5 +487,21 @@ route: {receiver: partners, group_wait: 0s, group_interval: 0s}
 	}
 	if strings.Contains(st.logs.String(), "secretpath") {
 		t.Error("the webhook URL's secret path is in the logs")
+	}
+}
+
+func TestAdhocRedriveToAChannel(t *testing.T) {
+	st := start(t, perEvent, nil)
+	ev := eventtest.Status(t, eventtest.Meta("777", nil), "active", "credit_hold")
+	st.publish(t, ev)
+	eventually(t, "the normal delivery", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
+	n, err := audit.Redrive(context.Background(), st.bus.JS, audit.Selection{Account: "777"}, audit.Target{Sink: "slack", To: "#audit-review"}, false, nil)
+	if err != nil || n != 1 {
+		t.Fatalf("re-drive: %d %v", n, err)
+	}
+	eventually(t, "the re-drive in the chosen channel", func() bool { return len(st.slack.Posted("chat.postMessage")) == 2 })
+	p := st.slack.Posted("chat.postMessage")[1]
+	if p.Channel != "#audit-review" || p.ThreadTS != "" || !strings.Contains(p.Attachments, "re-sent") || p.EventIDs[0] != ev.ID() {
+		t.Errorf("ad-hoc post: %+v", p)
 	}
 }

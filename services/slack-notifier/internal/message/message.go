@@ -233,7 +233,7 @@ func Account(evs []*event.Event, links Links, redrive bool) Message {
 		ctx = append(ctx, mrkdwn("event `"+last.ID()+"`"))
 	}
 	if redrive {
-		ctx = append(ctx, mrkdwn("_re-sent from the dead letters_"))
+		ctx = append(ctx, mrkdwn("_re-sent by an operator (dead letter or replay)_"))
 	}
 	blocks = append(blocks, slack.NewContextBlock("", ctx...))
 	fallback := fmt.Sprintf("[%s] %s — %s (%s/%s): %s", d.Severity, Headline(last), describe.Account(d), d.Provider, d.Instance, strings.Join(text, "; "))

@@ -59,7 +59,7 @@ func TestAccountMessage(t *testing.T) {
 	debt := eventtest.Debt(t, m, "1234.5", "1234567.891", "1000000", "above")
 	msg := message.Account([]*event.Event{debt}, message.Links{"ap-main": "https://ap.example.com/a/{account}"}, true)
 	s := render(msg)
-	for _, want := range []string{"1,234,567.89 USD", "1,234.50 USD", "+1,233,333.39 USD", "1,000,000.00 USD (account)", "crossed *above*", "https://ap.example.com/a/100%20200", "manager=bob", "re-sent from the dead letters", debt.ID(), "&lt;!channel&gt; Evil &amp; Co"} {
+	for _, want := range []string{"1,234,567.89 USD", "1,234.50 USD", "+1,233,333.39 USD", "1,000,000.00 USD (account)", "crossed *above*", "https://ap.example.com/a/100%20200", "manager=bob", "re-sent by an operator (dead letter or replay)", debt.ID(), "&lt;!channel&gt; Evil &amp; Co"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("message lacks %q", want)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -61,6 +62,8 @@ type Options struct {
 // Sender implements sink.Sender for Slack.
 type Sender struct {
 	receivers map[string]receiver
+	// adhoc posts re-drives to a channel no receiver names.
+	adhoc receiver
 	threads   jetstream.KeyValue
 	links     message.Links
 	log       *slog.Logger
@@ -115,6 +118,18 @@ func New(ctx context.Context, js jetstream.JetStream, rcvs []Receiver, o Options
 		}
 		s.receivers[r.Name] = rc
 	}
+	s.adhoc = receiver{Receiver: Receiver{Name: deadletter.AdhocReceiver}}
+	if o.Token != "" {
+		s.adhoc.mode, s.adhoc.poster = ModeBot, newBotPoster(o.Token, o.APIURL, o.HTTP)
+	} else {
+		if local == nil {
+			if local, err = newLocalPoster(o.LocalDir, o.LocalOut); err != nil {
+				return nil, err
+			}
+			s.closers = append(s.closers, local)
+		}
+		s.adhoc.mode, s.adhoc.poster = ModeLocal, local
+	}
 	return s, nil
 }
 
@@ -132,6 +147,14 @@ func (s *Sender) Close() error {
 
 // Send delivers one notification.
 func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
+	if n.Receiver == deadletter.AdhocReceiver {
+		// A re-drive to a channel of the operator's choice: one message, no thread.
+		if n.RedriveTo == "" {
+			return sink.Permanent(sink.ReasonClientError, errors.New("an ad-hoc re-drive without a channel"))
+		}
+		_, _, err := s.adhoc.poster.Post(ctx, n.RedriveTo, "", message.Account(n.Events, s.links, true))
+		return err
+	}
 	r, ok := s.receivers[n.Receiver]
 	if !ok {
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("no slack receiver %q", n.Receiver))
