@@ -63,11 +63,11 @@ type Options struct {
 type Sender struct {
 	receivers map[string]receiver
 	// adhoc posts re-drives to a channel no receiver names.
-	adhoc receiver
-	threads   jetstream.KeyValue
-	links     message.Links
-	log       *slog.Logger
-	closers   []io.Closer
+	adhoc   receiver
+	threads jetstream.KeyValue
+	links   message.Links
+	log     *slog.Logger
+	closers []io.Closer
 }
 
 type receiver struct {
