@@ -4,31 +4,15 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/app"
 )
 
 func main() {
-	var s app.Settings
-	if err := config.Load(&s); err != nil {
-		fmt.Fprintln(os.Stderr, "slack-notifier:", err)
-		os.Exit(2)
-	}
-	log, err := ops.NewLogger(os.Stderr, s.LogLevel, "slack-notifier")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "slack-notifier:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.Run(ctx, s, log, os.Stdout); err != nil {
-		log.Error("slack-notifier stopped", "err", err)
-		os.Exit(1)
-	}
+	ops.Main("slack-notifier", func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
+		return app.Run(ctx, *s, log, os.Stdout)
+	})
 }
