@@ -212,6 +212,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 			DeliverPolicy:  r.set.deliverPolicy(),
 		})
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		if shared, err = c.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000))); err != nil {
@@ -230,6 +233,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	for _, rc := range r.receivers {
 		if err := r.Add(rc); err != nil {
 			r.stopAll()
+			if ctx.Err() != nil {
+				return nil // stopped while starting: nothing was taken, nothing to report
+			}
 			return err
 		}
 	}

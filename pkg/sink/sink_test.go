@@ -826,3 +826,27 @@ func TestFanoutLaggingReceiverDoesNotHoldOthers(t *testing.T) {
 type senderFunc func(context.Context, *sink.Notification) error
 
 func (f senderFunc) Send(ctx context.Context, n *sink.Notification) error { return f(ctx, n) }
+
+func TestStoppedWhileStartingIsNoError(t *testing.T) {
+	h := newHarness(t)
+	var receivers []sink.Receiver
+	for i := range 30 {
+		receivers = append(receivers, sink.Receiver{Name: fmt.Sprintf("r%d", i)})
+	}
+	names := make([]string, len(receivers))
+	for i, r := range receivers {
+		names[i] = r.Name
+	}
+	rt, err := sink.New(h.bus.JS, "test", tree(t, "route: {receiver: r0}", names...), receivers, &recorder{}, sink.WithSettings(fast()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	<-rt.Ready()
+	cancel() // while thirty receivers' consumers are being created
+	if err := <-done; err != nil {
+		t.Errorf("Run returned %v for a stop during start", err)
+	}
+}
