@@ -73,14 +73,19 @@ type group struct {
 	// never overtaken by a later change of the same group.
 	awaiting     map[uint64]bool
 	blockedUntil time.Time
+	// inFlight: a notification of the group is being delivered; the group
+	// is not sent again until that one is settled, so a change arriving
+	// meanwhile cannot overtake one that fails and goes back for a retry.
+	inFlight bool
 }
 
 func (g *group) blocked(now time.Time) bool {
 	return len(g.awaiting) > 0 && now.Before(g.blockedUntil)
 }
 
-// retry tells the loop which events of a group went back for a later attempt.
-type retry struct {
+// settlement tells the loop that a group's notification is settled, and which of
+// its events went back for a later attempt.
+type settlement struct {
 	key   string
 	leaf  *route.Leaf
 	seqs  []uint64
@@ -91,6 +96,8 @@ type retry struct {
 type batch struct {
 	n     *Notification
 	items []*pending
+	// group is set for a group's notification: its settlement is reported.
+	group bool
 }
 
 // worker is one receiver's pipeline: two iterators (events and re-drives)
@@ -104,13 +111,13 @@ type worker struct {
 
 	in     chan inbound
 	groups map[string]*group
-	// retries are reported by deliverers without blocking: a note wakes the
+	// settlements are reported by deliverers without blocking: a note wakes the
 	// loop, which takes the list (the loop may itself wait on a full queue).
-	retryMu   sync.Mutex
-	retryList []retry
-	retryNote chan struct{}
-	due       dueHeap
-	queues    []chan *batch
+	settledMu   sync.Mutex
+	settledList []settlement
+	settledNote chan struct{}
+	due         dueHeap
+	queues      []chan *batch
 
 	heldMu sync.Mutex
 	held   map[*pending]struct{}
@@ -124,11 +131,11 @@ type worker struct {
 func newWorker(r *Runtime, rc Receiver, lim *rate.Limiter) *worker {
 	w := &worker{
 		r: r, name: rc.Name, rc: rc, lim: lim,
-		in:        make(chan inbound, 256),
-		retryNote: make(chan struct{}, 1),
-		groups:    map[string]*group{},
-		held:      map[*pending]struct{}{},
-		draining:  make(chan struct{}),
+		in:          make(chan inbound, 256),
+		settledNote: make(chan struct{}, 1),
+		groups:      map[string]*group{},
+		held:        map[*pending]struct{}{},
+		draining:    make(chan struct{}),
 	}
 	// A full queue makes the loop wait for its deliverer: backpressure, which
 	// the keep-alive (its own goroutine) makes harmless to held messages.
@@ -202,13 +209,13 @@ func (w *worker) run(ctx context.Context) {
 		select {
 		case m := <-w.in:
 			w.accept(m)
-		case <-w.retryNote:
-			w.retryMu.Lock()
-			list := w.retryList
-			w.retryList = nil
-			w.retryMu.Unlock()
+		case <-w.settledNote:
+			w.settledMu.Lock()
+			list := w.settledList
+			w.settledList = nil
+			w.settledMu.Unlock()
 			for _, rt := range list {
-				w.await(rt)
+				w.settled(rt)
 			}
 		case <-timer.C:
 			w.flushDue(time.Now())
@@ -350,24 +357,31 @@ func (w *worker) accept(in inbound) {
 	}
 }
 
-// await holds a group back until its handed-back events return.
-func (w *worker) await(rt retry) {
-	if rt.leaf == nil {
-		return // a re-drive: it has no group
-	}
+// settled is a group's notification settled: the group may be sent again,
+// after the events it handed back for a retry have returned.
+func (w *worker) settled(rt settlement) {
 	g := w.groups[rt.key]
 	if g == nil {
-		g = &group{key: rt.key, leaf: rt.leaf, due: time.Now().Add(rt.leaf.GroupWait)}
-		w.groups[rt.key] = g
+		return
 	}
-	if g.awaiting == nil {
-		g.awaiting = map[uint64]bool{}
+	g.inFlight = false
+	if len(rt.seqs) > 0 {
+		if g.awaiting == nil {
+			g.awaiting = map[uint64]bool{}
+		}
+		for _, s := range rt.seqs {
+			g.awaiting[s] = true
+		}
+		// Past this, a retry taken by another replica no longer holds the group.
+		g.blockedUntil = rt.until.Add(w.r.set.AckWait)
 	}
-	for _, s := range rt.seqs {
-		g.awaiting[s] = true
+	if len(g.items) > 0 {
+		g.due = g.lastFlush.Add(g.leaf.GroupInterval)
+		if now := time.Now(); g.due.Before(now) {
+			g.due = now
+		}
+		heap.Push(&w.due, dueEntry{at: g.due, key: g.key})
 	}
-	// Past this, a retry taken by another replica no longer holds the group.
-	g.blockedUntil = rt.until.Add(w.r.set.AckWait)
 }
 
 func (w *worker) resetTimer(t *time.Timer) {
@@ -383,8 +397,8 @@ func (w *worker) flushDue(now time.Time) {
 	for len(w.due) > 0 && !w.due[0].at.After(now) {
 		e := heap.Pop(&w.due).(dueEntry)
 		g := w.groups[e.key]
-		if g == nil || !g.due.Equal(e.at) || len(g.items) == 0 {
-			continue // stale entry
+		if g == nil || !g.due.Equal(e.at) || len(g.items) == 0 || g.inFlight {
+			continue // stale entry, or one its settlement will push again
 		}
 		if g.blocked(now) {
 			g.due = g.blockedUntil
@@ -399,8 +413,10 @@ func (w *worker) flushDue(now time.Time) {
 		for i, p := range g.items {
 			evs[i] = p.ev
 		}
-		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: g.leaf, GroupKey: g.key, Events: evs}, items: g.items})
-		g.items, g.lastFlush = nil, now
+		// A group of one event ("...") gathers no other: nothing to serialise.
+		tracked := !slices.Contains(g.leaf.GroupBy, "...")
+		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: g.leaf, GroupKey: g.key, Events: evs}, items: g.items, group: tracked})
+		g.items, g.lastFlush, g.inFlight = nil, now, tracked
 	}
 }
 
@@ -408,7 +424,7 @@ func (w *worker) flushDue(now time.Time) {
 // the next event of such a group waits group_wait again, as a new one.
 func (w *worker) sweepGroups(now time.Time) {
 	for k, g := range w.groups {
-		if len(g.items) == 0 && !g.blocked(now) && now.Sub(g.lastFlush) > g.leaf.GroupInterval {
+		if len(g.items) == 0 && !g.inFlight && !g.blocked(now) && now.Sub(g.lastFlush) > g.leaf.GroupInterval {
 			delete(w.groups, k)
 		}
 	}
@@ -505,8 +521,23 @@ func (w *worker) pause(d time.Duration) {
 	w.pauseMu.Unlock()
 }
 
+// report tells the loop that a group's notification is settled.
+func (w *worker) report(rt settlement) {
+	w.settledMu.Lock()
+	w.settledList = append(w.settledList, rt)
+	w.settledMu.Unlock()
+	select {
+	case w.settledNote <- struct{}{}:
+	default:
+	}
+}
+
 // settle applies the acknowledgement policy to every message of a batch.
 func (w *worker) settle(b *batch, err error) {
+	rt := settlement{key: b.n.GroupKey, leaf: b.n.Leaf}
+	if b.group {
+		defer func() { w.report(rt) }()
+	}
 	if err == nil {
 		now := time.Now()
 		for _, p := range b.items {
@@ -523,20 +554,6 @@ func (w *worker) settle(b *batch, err error) {
 	if e.RetryAfter > 0 {
 		w.pause(min(e.RetryAfter, w.r.set.MaxRetryAfter))
 	}
-	rt := retry{key: b.n.GroupKey, leaf: b.n.Leaf}
-	defer func() {
-		// Only a group that can gather other events needs to wait for its
-		// retries; an event that is its own group ("...") cannot be overtaken.
-		if len(rt.seqs) > 0 && rt.leaf != nil && !slices.Contains(rt.leaf.GroupBy, "...") {
-			w.retryMu.Lock()
-			w.retryList = append(w.retryList, rt)
-			w.retryMu.Unlock()
-			select {
-			case w.retryNote <- struct{}{}:
-			default:
-			}
-		}
-	}()
 	for _, p := range b.items {
 		switch {
 		case e.Permanent:
