@@ -7,7 +7,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/route"
 )
 
 // Settings tune the runtime; every notifier embeds them in its environment
@@ -131,4 +134,22 @@ func (s Settings) deliverPolicy() jetstream.DeliverPolicy {
 		return jetstream.DeliverAllPolicy
 	}
 	return jetstream.DeliverNewPolicy
+}
+
+// Routing checks the receiver names of a notifier's file — usable in consumer
+// names and subjects, unique, not the reserved deadletter.AdhocReceiver — and
+// builds its routing tree. Errors name the file and the key.
+func Routing(path string, c route.Config, names []string) (*route.Tree, error) {
+	seen := map[string]bool{}
+	for i, n := range names {
+		if !route.ValidName(n) || n == deadletter.AdhocReceiver || seen[n] {
+			return nil, fmt.Errorf("%w: %s: receivers[%d].name: %q (unique; letters, digits, - and _; %q is reserved)", config.ErrInvalid, path, i, n, deadletter.AdhocReceiver)
+		}
+		seen[n] = true
+	}
+	tree, err := route.NewTree(c, names)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, path, err)
+	}
+	return tree, nil
 }

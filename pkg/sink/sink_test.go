@@ -850,3 +850,18 @@ func TestStoppedWhileStartingIsNoError(t *testing.T) {
 		t.Errorf("Run returned %v for a stop during start", err)
 	}
 }
+
+func TestRoutingNames(t *testing.T) {
+	c := route.Config{Route: &route.Route{Receiver: "ops"}}
+	for _, names := range [][]string{{"ops", "adhoc"}, {"ops", "ops"}, {"ops", "a.b"}} {
+		if _, err := sink.Routing("x.yaml", c, names); err == nil || !strings.Contains(err.Error(), "x.yaml: receivers[1].name") {
+			t.Errorf("%v: %v", names, err)
+		}
+	}
+	if _, err := sink.Routing("x.yaml", route.Config{Route: &route.Route{Receiver: "nobody"}}, []string{"ops"}); err == nil || !strings.Contains(err.Error(), "x.yaml") {
+		t.Errorf("undefined receiver: %v", err)
+	}
+	if _, err := sink.Routing("x.yaml", c, []string{"ops"}); err != nil {
+		t.Error(err)
+	}
+}

@@ -109,17 +109,14 @@ func LoadFile(path, to string) (*File, *route.Tree, error) {
 	}
 	names := make([]string, 0, len(f.Receivers))
 	for i, r := range f.Receivers {
-		if !route.ValidName(r.Name) || r.Name == deadletter.AdhocReceiver {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d].name: %q (letters, digits, - and _)", config.ErrInvalid, path, i, r.Name)
-		}
 		if err := r.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s: receivers[%d]: %v", config.ErrInvalid, path, i, err)
 		}
 		names = append(names, r.Name)
 	}
-	tree, err := route.NewTree(f.Config, names)
+	tree, err := sink.Routing(path, f.Config, names)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, path, err)
+		return nil, nil, err
 	}
 	return f, tree, nil
 }

@@ -76,9 +76,6 @@ func LoadFile(path, channel string) (*File, *route.Tree, error) {
 	}
 	names := make([]string, 0, len(f.Receivers))
 	for i, r := range f.Receivers {
-		if !route.ValidName(r.Name) || r.Name == deadletter.AdhocReceiver {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d].name: %q (letters, digits, - and _; %q is reserved)", config.ErrInvalid, path, i, r.Name, deadletter.AdhocReceiver)
-		}
 		if r.Channel == "" && r.WebhookURL == "" {
 			return nil, nil, fmt.Errorf("%w: %s: receivers[%d] (%s): set channel or webhook_url", config.ErrInvalid, path, i, r.Name)
 		}
@@ -92,9 +89,9 @@ func LoadFile(path, channel string) (*File, *route.Tree, error) {
 		}
 		names = append(names, r.Name)
 	}
-	tree, err := route.NewTree(f.Config, names)
+	tree, err := sink.Routing(path, f.Config, names)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, path, err)
+		return nil, nil, err
 	}
 	return f, tree, nil
 }
