@@ -157,3 +157,22 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // MarshalText writes the duration as time.Duration.String does.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// ErrTime is returned by ParseTime for text that is neither form.
+var ErrTime = errors.New("want a duration (24h) or an RFC 3339 time")
+
+// ParseTime reads a moment the way the CLI and the APIs take one: a duration
+// ("24h": that long before now) or an RFC 3339 time; "" is the zero time.
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: %w", s, ErrTime)
+	}
+	return t, nil
+}

@@ -114,3 +114,23 @@ func TestExpandEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTime(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Time
+		ok   bool
+	}{
+		{"", time.Time{}, true},
+		{"2h", now.Add(-2 * time.Hour), true},
+		{"2026-11-20T08:00:00Z", time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC), true},
+		{"yesterday", time.Time{}, false},
+	}
+	for _, c := range cases {
+		got, err := ParseTime(c.in, now)
+		if (err == nil) != c.ok || !got.Equal(c.want) || !c.ok && !errors.Is(err, ErrTime) {
+			t.Errorf("%q: %v %v", c.in, got, err)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
+	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
@@ -85,10 +86,10 @@ func selectionFlags(fs *flag.FlagSet) func() (audit.Selection, error) {
 		now := time.Now()
 		sel := audit.Selection{FromSeq: *from, ToSeq: *to, Provider: event.Provider(*provider), Instance: *instance, Account: *account, Types: types, Limit: *limit}
 		var err error
-		if sel.Since, err = parseSince(*since, now); err != nil {
+		if sel.Since, err = config.ParseTime(*since, now); err != nil {
 			return sel, fmt.Errorf("--since %w", err)
 		}
-		if sel.Until, err = parseSince(*until, now); err != nil {
+		if sel.Until, err = config.ParseTime(*until, now); err != nil {
 			return sel, fmt.Errorf("--until %w", err)
 		}
 		if *severity != "" {

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/silence"
@@ -22,21 +23,6 @@ type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
-// parseSince reads "2h" (that long ago) or an RFC 3339 time.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q: want a duration (2h) or an RFC 3339 time", s)
-	}
-	return t, nil
-}
 
 func dlqCmd(ctx context.Context, s settings, verb string, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("awctl dlq "+verb, flag.ContinueOnError)
@@ -56,11 +42,11 @@ func dlqCmd(ctx context.Context, s settings, verb string, args []string, stdout,
 	now := time.Now()
 	f := deadletter.Filter{Sink: *sinkName, Receiver: *receiver}
 	var err error
-	if f.Since, err = parseSince(*since, now); err != nil {
+	if f.Since, err = config.ParseTime(*since, now); err != nil {
 		fmt.Fprintln(stderr, "awctl dlq: --since", err)
 		return exitUsage
 	}
-	if f.Until, err = parseSince(*until, now); err != nil {
+	if f.Until, err = config.ParseTime(*until, now); err != nil {
 		fmt.Fprintln(stderr, "awctl dlq: --until", err)
 		return exitUsage
 	}

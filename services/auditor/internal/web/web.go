@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
+	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/describe"
@@ -397,12 +398,8 @@ func selection(q url.Values) (audit.Selection, error) {
 		key string
 		dst *time.Time
 	}{{"since", &sel.Since}, {"until", &sel.Until}} {
-		if v := q.Get(f.key); v != "" {
-			if d, derr := time.ParseDuration(v); derr == nil {
-				*f.dst = now.Add(-d)
-			} else if *f.dst, err = time.Parse(time.RFC3339, v); err != nil {
-				return sel, fmt.Errorf("%w: %s: %q (a duration or an RFC 3339 time)", audit.ErrInvalid, f.key, v)
-			}
+		if *f.dst, err = config.ParseTime(q.Get(f.key), now); err != nil {
+			return sel, fmt.Errorf("%w: %s: %v", audit.ErrInvalid, f.key, err)
 		}
 	}
 	for _, f := range []struct {

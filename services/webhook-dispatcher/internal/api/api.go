@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
@@ -376,16 +377,11 @@ func (s *Server) test(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// parseQueryTime reads a query's moment (config.ParseTime) as a client error.
 func parseQueryTime(v string, now time.Time) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(v); err == nil {
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339, v)
+	t, err := config.ParseTime(v, now)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %q: want a duration (24h) or an RFC 3339 time", subscription.ErrInvalid, v)
+		return t, fmt.Errorf("%w: %v", subscription.ErrInvalid, err)
 	}
 	return t, nil
 }
