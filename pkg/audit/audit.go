@@ -59,9 +59,19 @@ func (s *Selection) Validate() error {
 	return nil
 }
 
+// whole reports whether the selection takes every subject of the stream.
+func (s *Selection) whole() bool {
+	return s.Provider == "" && s.Instance == "" && s.Account == "" && len(s.Types) == 0
+}
+
 // filters are the consumer's subject filters: the server skips what they
 // exclude, so a replay of one account reads only that account's messages.
 func (s *Selection) filters() []string {
+	if s.whole() {
+		// No filter rather than one that matches every subject: the server
+		// then reads blocks in order without matching each message's subject.
+		return nil
+	}
 	if len(s.Types) == 0 {
 		return []string{event.FilterSubject(s.Provider, s.Instance, "", s.Account)}
 	}
@@ -120,7 +130,7 @@ const firstWait = 3 * time.Second
 // matches reports whether any message of the selection's subjects is stored
 // at or after its start sequence: an empty replay ends at once.
 func matches(ctx context.Context, stream jetstream.Stream, sel Selection) (bool, error) {
-	if sel.Provider == "" && sel.Instance == "" && sel.Account == "" && len(sel.Types) == 0 {
+	if sel.whole() {
 		return true, nil // the whole stream, which is not empty (a wildcard lookup would scan every subject)
 	}
 	for _, f := range sel.filters() {
