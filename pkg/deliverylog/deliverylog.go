@@ -52,7 +52,7 @@ type Record struct {
 
 // StreamConfig is the log's stream: file storage, expiring by age.
 func StreamConfig(c eventbus.Config, retention time.Duration) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "accountwatch delivery attempts of every sink (diagnostics; expires)",
 		Subjects:    []string{Root + ">"},
@@ -64,6 +64,15 @@ func StreamConfig(c eventbus.Config, retention time.Duration) jetstream.StreamCo
 		Duplicates:  2 * time.Minute,
 		AllowDirect: true,
 	}
+	if c.Replicas <= 1 {
+		// Records are published without an ack already (a diagnostic log), so
+		// the server need not write each one to its file before the next: it
+		// flushes them in batches, a third of its cost per record. (A
+		// replicated stream batches through its Raft log anyway, and the
+		// server refuses the mode there.)
+		cfg.PersistMode = jetstream.AsyncPersistMode
+	}
+	return cfg
 }
 
 // Log writes and reads records.

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 )
@@ -20,6 +22,17 @@ func TestAddAndList(t *testing.T) {
 	}
 	if _, err := deliverylog.Open(ctx, b.JS, cfg); err != nil {
 		t.Fatalf("opening an existing log (a restart): %v", err)
+	}
+	// On one server the log is stored in async persist mode (the server
+	// accepted it); a replicated log cannot be, and is not asked to.
+	s, _ := b.JS.Stream(ctx, deliverylog.Stream)
+	if pm := s.CachedInfo().Config.PersistMode; pm != jetstream.AsyncPersistMode {
+		t.Errorf("persist mode %v on one server, want async", pm)
+	}
+	r3 := b.Cfg
+	r3.Replicas = 3
+	if pm := deliverylog.StreamConfig(r3, time.Hour).PersistMode; pm != jetstream.DefaultPersistMode {
+		t.Errorf("persist mode %v with 3 replicas, want the default", pm)
 	}
 	for i := range 5 {
 		l.Add(deliverylog.Record{Sink: "webhook", Receiver: "ep_a", EventID: fmt.Sprintf("aw1-%d", i%2), Attempt: uint64(i + 1), Outcome: "failed", Status: 500, Response: string(make([]byte, 5000))})

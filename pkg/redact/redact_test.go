@@ -42,3 +42,25 @@ func TestSecretKey(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSuspect: the fast path never lets through text the patterns would change.
+func FuzzSuspect(f *testing.F) {
+	for _, s := range []string{"", "https://hooks.example/in/abc", "BeArEr x.y", "xoxb-1-2", "xapp-1-a", "whsec_abc=",
+		"https://hooks.slack.com/services/T/B/x", "a=b", "u:p@h", "bearer", "Bearer\tabc", "b", "B b bearer"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := String(s), scrub(s); got != want {
+			t.Fatalf("String(%q) = %q, want %q", s, got, want)
+		}
+	})
+}
+
+func TestStringLeavesPlainText(t *testing.T) {
+	for _, s := range []string{"https://hooks.example/in/abc", "dial tcp 10.0.0.1:443: connection refused", "beard bear"} {
+		var out string
+		if n := testing.AllocsPerRun(50, func() { out = String(s) }); n != 0 || out != s {
+			t.Errorf("String(%q) = %q with %v allocations, want it unchanged without any", s, out, n)
+		}
+	}
+}

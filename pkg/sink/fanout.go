@@ -19,6 +19,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/route"
 )
 
 // Fan-out mode (WithFanout) is for sinks with many receivers that take events
@@ -82,6 +83,7 @@ type fanTarget struct {
 	wg      sync.WaitGroup
 	// retiring makes the deliverers hand off what is still queued.
 	retiring atomic.Bool
+	leaf     *route.Leaf
 	// the receiver's metrics, looked up once
 	received, delivered, notified prometheus.Counter
 	latency                       prometheus.Observer
@@ -123,7 +125,7 @@ func (f *fanout) activate(rc Receiver) {
 	}
 	ctx, cancel := context.WithCancel(f.sendCtx)
 	m, sk := f.r.metrics, f.r.sink
-	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), lim: lim, stop: cancel,
+	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), lim: lim, stop: cancel, leaf: ownLeaf(rc.Name),
 		received: m.Received.WithLabelValues(sk, rc.Name), delivered: m.Delivered.WithLabelValues(sk, rc.Name),
 		notified: m.Notifications.WithLabelValues(sk, rc.Name), latency: m.Latency.WithLabelValues(sk, rc.Name)}
 	for range f.r.set.Concurrency {
@@ -257,7 +259,7 @@ func (f *fanout) work(ctx context.Context, t *fanTarget) {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue
 		}
-		n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: ownLeaf(t.rc.Name), GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
+		n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
 		sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)
 		err := f.r.sender.Send(sctx, n)
 		cancel()

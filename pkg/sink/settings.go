@@ -119,10 +119,15 @@ func parseSchedule(spec string) ([]time.Duration, error) {
 	return out, nil
 }
 
+// filters are the consumers' subject filters. The stream's own subject
+// (the default) becomes no filter: the server then reads messages in order
+// without matching each one's subject, which costs it a third of its rate.
 func (s Settings) filters() []string {
 	var out []string
 	for _, f := range strings.Split(s.Filter, ",") {
-		if f = strings.TrimSpace(f); f != "" {
+		if f = strings.TrimSpace(f); f == event.SubjectRoot+">" {
+			return nil
+		} else if f != "" {
 			out = append(out, f)
 		}
 	}

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,6 +71,9 @@ func benchDispatcher(b *testing.B, bus *eventbus.Bus, url string, count int) con
 	s.Schedule, s.Origin, s.AllowCIDRs = "5s,5m", "bench", "127.0.0.0/8"
 	s.Timeout, s.MaxResponse, s.DisableAfter, s.SecretGrace, s.LogRetention = 10*time.Second, 1024, time.Hour, time.Hour, time.Hour
 	s.ConnsPerHost = 64
+	if v := os.Getenv("AW_BENCH_CONNS"); v != "" {
+		s.ConnsPerHost, _ = strconv.Atoi(v)
+	}
 	s.LogLevel = "warn"
 	s.DeliveryLog = "all"
 	if v := os.Getenv("AW_BENCH_DELIVERY_LOG"); v != "" {
@@ -116,7 +121,10 @@ func benchEvents(b *testing.B, n int) []*event.Event {
 // record) against a local receiver, next to a raw load of the same bodies
 // POSTed to the same receiver by 64 goroutines in the same run.
 func BenchmarkDeliveries(b *testing.B) {
-	const endpoints, events = 100, 300
+	endpoints, events := 100, 300
+	if v := os.Getenv("AW_BENCH_EVENTS"); v != "" {
+		events, _ = strconv.Atoi(v)
+	}
 	total := int64(endpoints * events)
 	for range b.N {
 		cfg := bustest.Config(b, "127.0.0.1:0")
@@ -126,6 +134,9 @@ func BenchmarkDeliveries(b *testing.B) {
 		srv := httptest.NewServer(rcv)
 		stop := benchDispatcher(b, bus, srv.URL, endpoints)
 		evs := benchEvents(b, events)
+		var ms0, ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		c0 := cpuTime()
 		t0 := time.Now()
 		if _, err := eventbus.NewPublisher(bus.JS).PublishAll(context.Background(), evs); err != nil {
 			b.Fatal(err)
@@ -136,6 +147,9 @@ func BenchmarkDeliveries(b *testing.B) {
 			}
 		}
 		dispatched := time.Since(t0)
+		dispatchCPU := cpuTime() - c0
+		runtime.ReadMemStats(&ms1)
+		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(total), "allocs/delivery")
 		stop()
 
 		// Raw: the same bodies, POSTed with net/http's keep-alive client; the
@@ -148,6 +162,8 @@ func BenchmarkDeliveries(b *testing.B) {
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 		var next atomic.Int64
 		var wg sync.WaitGroup
+		runtime.ReadMemStats(&ms0)
+		c1 := cpuTime()
 		t1 := time.Now()
 		for range 64 {
 			wg.Add(1)
@@ -170,12 +186,17 @@ func BenchmarkDeliveries(b *testing.B) {
 		}
 		wg.Wait()
 		raw := time.Since(t1)
+		rawCPU := cpuTime() - c1
+		runtime.ReadMemStats(&ms1)
+		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(len(bodies)), "raw-allocs/post")
 		srv.Close()
 
 		rate, rawRate := float64(total)/dispatched.Seconds(), float64(len(bodies))/raw.Seconds()
 		b.ReportMetric(rate, "deliveries/s")
 		b.ReportMetric(rawRate, "raw-posts/s")
 		b.ReportMetric(rate/rawRate, "ratio")
+		b.ReportMetric(dispatchCPU.Seconds()*1e6/float64(total), "cpu-µs/delivery")
+		b.ReportMetric(rawCPU.Seconds()*1e6/float64(len(bodies)), "raw-cpu-µs/post")
 	}
 }
 
@@ -217,4 +238,11 @@ func BenchmarkLatency500(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

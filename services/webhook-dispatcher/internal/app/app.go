@@ -162,9 +162,13 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	reg.MustRegister(disabled, endpoints)
 
 	client := guard.Client(s.Timeout, s.ConnsPerHost)
+	// Deliveries share the client's connections; their deadline is the
+	// attempt's context (see deliver.Options.Timeout).
+	deliveries := *client
+	deliveries.Timeout = 0
 	eps := &registry{m: map[string]*subscription.Endpoint{}}
 	sender := deliver.New(eps, store, deliver.Options{
-		Client: client, Guard: guard, Log: dlog, LogFailuresOnly: s.DeliveryLog == "failures", MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter,
+		Client: &deliveries, Timeout: s.Timeout, Guard: guard, Log: dlog, LogFailuresOnly: s.DeliveryLog == "failures", MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter, PerHost: s.ConnsPerHost,
 		UserAgent: "accountwatch-webhooks/1", Logger: log,
 		OnDisable: func(id, reason string) {
 			disabled.Inc()
@@ -176,7 +180,11 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	})
 	// Fan-out: one shared consumer reads the stream for every endpoint; an
 	// endpoint's own consumer (on its retry queue) works only when it fails.
-	rt, err := sink.New(bus.JS, deliver.SinkName, nil, nil, sender, sink.WithSettings(s.Settings), sink.WithLogger(log), sink.WithMetrics(metrics), sink.WithFanout())
+	// A delivery is one attempt: AW_WEBHOOK_TIMEOUT bounds it, and a longer
+	// AW_SINK_SEND_TIMEOUT would only add a second timer to each.
+	rs := s.Settings
+	rs.SendTimeout = min(rs.SendTimeout, s.Timeout)
+	rt, err := sink.New(bus.JS, deliver.SinkName, nil, nil, sender, sink.WithSettings(rs), sink.WithLogger(log), sink.WithMetrics(metrics), sink.WithFanout())
 	if err != nil {
 		return err
 	}

@@ -13,12 +13,15 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -48,9 +51,12 @@ type Health interface {
 
 // Options configure the Sender.
 type Options struct {
-	Client *http.Client
-	Guard  *egress.Guard
-	Log    *deliverylog.Log
+	// Client makes the requests; Timeout bounds each attempt (the Client's
+	// own Timeout would add a second timer to every delivery).
+	Client  *http.Client
+	Timeout time.Duration
+	Guard   *egress.Guard
+	Log     *deliverylog.Log
 	// LogFailuresOnly leaves out first-attempt successes (high volumes).
 	LogFailuresOnly bool
 	// MaxResponse bounds how much of a response body is read.
@@ -58,6 +64,10 @@ type Options struct {
 	// DisableAfter disables an endpoint that has failed for this long without a success.
 	DisableAfter time.Duration
 	UserAgent    string
+	// PerHost is how many requests run at once to one host (0: no bound),
+	// the Client's connection limit: requests past it wait here, in order,
+	// rather than inside the transport, whose queue costs more per request.
+	PerHost int
 	// OnDisable is told when this sender disables an endpoint (the operator event).
 	OnDisable func(id, reason string)
 	Logger    *slog.Logger
@@ -70,9 +80,13 @@ type Sender struct {
 	endpoints Endpoints
 	health    Health
 
-	mu      sync.Mutex
-	failing map[string]bool // endpoints known to be failing (saves a write per failure)
-	enc     encodeCache
+	mu       sync.Mutex
+	failing  map[string]bool // endpoints known to be failing (saves a write per failure)
+	enc      encodeCache
+	keys     keyCache
+	targets  sync.Map // endpoint URL → target
+	hosts    sync.Map // host → chan struct{} of PerHost slots
+	ntargets atomic.Int64
 }
 
 // New builds the sender.
@@ -85,6 +99,9 @@ func New(eps Endpoints, health Health, o Options) *Sender {
 	}
 	if o.MaxResponse <= 0 {
 		o.MaxResponse = 64 << 10
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 15 * time.Second
 	}
 	return &Sender{o: o, endpoints: eps, health: health, failing: map[string]bool{}}
 }
@@ -146,29 +163,128 @@ func Encode(ctx context.Context, mode string, e *event.Event) (*Encoded, error) 
 	return out, nil
 }
 
-// Request builds the signed HTTP request of an encoded event for ep at t.
-func Request(ctx context.Context, ep *subscription.Endpoint, id string, enc *Encoded, t time.Time, userAgent string) (*http.Request, error) {
+// request builds the signed HTTP request of an encoded event for ep (at u)
+// at t. Headers are set under their canonical keys directly: Header.Set would
+// canonicalise each on every delivery.
+func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.URL, id string, enc *Encoded, t time.Time) (*http.Request, error) {
 	body := enc.Body
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "", nil)
 	if err != nil {
 		return nil, fmt.Errorf("request: %w", err)
 	}
+	target := *u
+	req.URL, req.Host = &target, u.Host
+	req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	h := make(http.Header, len(enc.Header)+len(ep.Headers)+4)
 	for k, v := range enc.Header {
-		req.Header[k] = v
+		h[k] = v
 	}
 	for k, v := range ep.Headers {
-		req.Header.Set(k, v)
+		h.Set(k, v)
 	}
-	sig, err := Sign(ep.ValidSecrets(t), id, t, body)
+	sig, err := s.keys.sign(ep.ValidSecrets(t), id, t, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("webhook-id", id)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(t.Unix(), 10))
-	req.Header.Set("webhook-signature", sig)
-	req.Header.Set("User-Agent", userAgent)
+	v := []string{id, strconv.FormatInt(t.Unix(), 10), sig, s.o.UserAgent} // one allocation for the four
+	h["Webhook-Id"], h["Webhook-Timestamp"], h["Webhook-Signature"], h["User-Agent"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
+	req.Header = h
 	return req, nil
+}
+
+// Sign is the Standard Webhooks signature header value: "v1,<base64 of
+// HMAC-SHA256(id.timestamp.body)>" for each secret, space-separated, so that
+// a receiver holding either secret of a rotation accepts the delivery.
+func Sign(secrets []string, id string, t time.Time, body []byte) (string, error) {
+	var k keyCache
+	return k.sign(secrets, id, t, body)
+}
+
+// keyCache keeps, per secret, its HMACs ready keyed: a secret is decoded
+// and keyed once, not on every delivery.
+type keyCache struct{ m sync.Map }
+
+func (c *keyCache) mac(secret string) (*sync.Pool, error) {
+	if p, ok := c.m.Load(secret); ok {
+		return p.(*sync.Pool), nil
+	}
+	key, err := subscription.SecretKey(secret)
+	if err != nil {
+		return nil, fmt.Errorf("signing secret: %w", err)
+	}
+	p := &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+	c.m.Store(secret, p)
+	return p, nil
+}
+
+func (c *keyCache) sign(secrets []string, id string, t time.Time, body []byte) (string, error) {
+	if len(secrets) == 0 {
+		return "", errors.New("endpoint has no valid signing secret")
+	}
+	var prefix [96]byte
+	p := append(append(append(prefix[:0], id...), '.'), strconv.FormatInt(t.Unix(), 10)...)
+	p = append(p, '.')
+	out := make([]byte, 0, len(secrets)*48)
+	for i, s := range secrets {
+		pool, err := c.mac(s)
+		if err != nil {
+			return "", err
+		}
+		m := pool.Get().(hash.Hash)
+		m.Reset()
+		m.Write(p)
+		m.Write(body)
+		if i > 0 {
+			out = append(out, ' ')
+		}
+		var sum [sha256.Size]byte
+		out = base64.StdEncoding.AppendEncode(append(out, "v1,"...), m.Sum(sum[:0]))
+		pool.Put(m)
+	}
+	return string(out), nil
+}
+
+// acquire takes one of host's request slots.
+func (s *Sender) acquire(ctx context.Context, host string) (func(), error) {
+	if s.o.PerHost <= 0 {
+		return func() {}, nil
+	}
+	c, ok := s.hosts.Load(host)
+	if !ok {
+		c, _ = s.hosts.LoadOrStore(host, make(chan struct{}, s.o.PerHost))
+	}
+	slots := c.(chan struct{})
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a connection to %s: %w", host, ctx.Err())
+	}
+}
+
+// target is an endpoint URL checked against the egress guard and parsed.
+type target struct {
+	u   *url.URL
+	err error
+}
+
+// maxTargets bounds the parsed-URL cache (one entry per endpoint URL seen).
+const maxTargets = 100_000
+
+// target checks and parses an endpoint's URL once: a URL cannot become
+// allowed or refused later, the guard's rules are fixed at start.
+func (s *Sender) target(raw string) (*url.URL, error) {
+	if t, ok := s.targets.Load(raw); ok {
+		return t.(target).u, t.(target).err
+	}
+	u, err := s.o.Guard.ParseURL(raw)
+	if s.ntargets.Add(1) > maxTargets {
+		s.targets.Clear()
+		s.ntargets.Store(1)
+	}
+	s.targets.Store(raw, target{u, err})
+	return u, err
 }
 
 // encodeCache keeps recent encodings: in fan-out one event goes to many
@@ -206,27 +322,6 @@ func (c *encodeCache) get(ctx context.Context, mode string, e *event.Event) (*En
 	return enc, nil
 }
 
-// Sign is the Standard Webhooks signature header value: "v1,<base64 of
-// HMAC-SHA256(id.timestamp.body)>" for each secret, space-separated, so that
-// a receiver holding either secret of a rotation accepts the delivery.
-func Sign(secrets []string, id string, t time.Time, body []byte) (string, error) {
-	if len(secrets) == 0 {
-		return "", errors.New("endpoint has no valid signing secret")
-	}
-	parts := make([]string, 0, len(secrets))
-	for _, s := range secrets {
-		key, err := subscription.SecretKey(s)
-		if err != nil {
-			return "", fmt.Errorf("signing secret: %w", err)
-		}
-		m := hmac.New(sha256.New, key)
-		m.Write([]byte(id + "." + strconv.FormatInt(t.Unix(), 10) + "."))
-		m.Write(body)
-		parts = append(parts, "v1,"+base64.StdEncoding.EncodeToString(m.Sum(nil)))
-	}
-	return strings.Join(parts, " "), nil
-}
-
 // Deliver makes one attempt, logs it, updates the endpoint's health, and
 // classifies a failure for the sink runtime.
 func (s *Sender) Deliver(ctx context.Context, ep *subscription.Endpoint, e *event.Event, redrive, test bool, attempt uint64) Result {
@@ -262,17 +357,30 @@ func (s *Sender) Deliver(ctx context.Context, ep *subscription.Endpoint, e *even
 }
 
 func (s *Sender) post(ctx context.Context, ep *subscription.Endpoint, e *event.Event, t time.Time) Result {
-	if err := s.o.Guard.CheckURL(ep.URL); err != nil {
+	// One deadline per attempt: the caller's when it is no later (the sink
+	// runtime's, which the app sets to the same timeout), else our own.
+	if dl, ok := ctx.Deadline(); !ok || dl.Sub(t) > s.o.Timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.o.Timeout)
+		defer cancel()
+	}
+	u, err := s.target(ep.URL)
+	if err != nil {
 		return Result{Err: sink.Transient(sink.ReasonClientError, err)}
 	}
 	enc, err := s.enc.get(ctx, ep.ContentMode, e)
 	if err != nil {
 		return Result{Err: sink.Permanent(sink.ReasonInvalidEvent, err)}
 	}
-	req, err := Request(ctx, ep, e.ID(), enc, t, s.o.UserAgent)
+	req, err := s.request(ctx, ep, u, e.ID(), enc, t)
 	if err != nil {
 		return Result{Err: sink.Permanent(sink.ReasonInvalidEvent, err)}
 	}
+	release, err := s.acquire(ctx, u.Host)
+	if err != nil {
+		return Result{Err: sink.Transient(sink.ReasonTimeout, err)}
+	}
+	defer release()
 	resp, err := s.o.Client.Do(req)
 	if err != nil {
 		if errors.Is(err, egress.ErrRefused) {
@@ -281,9 +389,12 @@ func (s *Sender) post(ctx context.Context, ep *subscription.Endpoint, e *event.E
 		return Result{Err: sink.Classify(redact.Error(err))}
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, s.o.MaxResponse))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
-	res := Result{Status: resp.StatusCode, Response: string(b)}
+	res := Result{Status: resp.StatusCode}
+	if resp.ContentLength != 0 { // a 204, or an empty 200, has nothing to read
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, s.o.MaxResponse))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
+		res.Response = string(b)
+	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return res
 	}
@@ -329,22 +440,20 @@ func (s *Sender) track(id string, ok bool) {
 	wasFailing := s.failing[id]
 	s.failing[id] = !ok
 	s.mu.Unlock()
-	now := s.o.Now().UTC()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if ok {
 		if wasFailing {
-			s.update(ctx, id, func(e *subscription.Endpoint) error { e.FailingSince = nil; return nil })
+			s.update(id, func(e *subscription.Endpoint) error { e.FailingSince = nil; return nil })
 		}
 		return
 	}
+	now := s.o.Now().UTC()
 	ep, known := s.endpoints.Endpoint(id)
 	if !known {
 		return
 	}
 	switch {
 	case ep.FailingSince == nil && !wasFailing:
-		s.update(ctx, id, func(e *subscription.Endpoint) error {
+		s.update(id, func(e *subscription.Endpoint) error {
 			if e.FailingSince == nil {
 				e.FailingSince = &now
 			}
@@ -356,11 +465,9 @@ func (s *Sender) track(id string, ok bool) {
 }
 
 func (s *Sender) disable(id, reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	now := s.o.Now().UTC()
 	changed := false
-	s.update(ctx, id, func(e *subscription.Endpoint) error {
+	s.update(id, func(e *subscription.Endpoint) error {
 		changed = e.Status != subscription.StatusDisabled
 		if changed {
 			e.Status, e.DisabledReason, e.DisabledAt = subscription.StatusDisabled, reason, &now
@@ -376,7 +483,9 @@ func (s *Sender) disable(id, reason string) {
 	}
 }
 
-func (s *Sender) update(ctx context.Context, id string, change func(*subscription.Endpoint) error) {
+func (s *Sender) update(id string, change func(*subscription.Endpoint) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if _, err := s.health.Update(ctx, id, change); err != nil && !errors.Is(err, subscription.ErrNotFound) {
 		s.o.Logger.Warn("endpoint health not saved", "endpoint", id, "err", err)
 	}

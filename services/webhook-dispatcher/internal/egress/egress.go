@@ -85,24 +85,32 @@ func (g *Guard) CheckIP(ip netip.Addr) error {
 // CheckURL checks what can be known before any DNS lookup: the scheme, a
 // host, and a literal address.
 func (g *Guard) CheckURL(raw string) error {
+	_, err := g.ParseURL(raw)
+	return err
+}
+
+// ParseURL is CheckURL that also returns the parsed URL.
+func (g *Guard) ParseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrRefused, err)
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
 	switch {
 	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("%w: scheme %q (want https or http)", ErrRefused, u.Scheme)
+		return nil, fmt.Errorf("%w: scheme %q (want https or http)", ErrRefused, u.Scheme)
 	case g.httpsOnly && u.Scheme != "https":
-		return fmt.Errorf("%w: %s is not https (AW_WEBHOOK_HTTPS_ONLY)", ErrRefused, raw)
+		return nil, fmt.Errorf("%w: %s is not https (AW_WEBHOOK_HTTPS_ONLY)", ErrRefused, raw)
 	case u.Hostname() == "":
-		return fmt.Errorf("%w: no host in %q", ErrRefused, raw)
+		return nil, fmt.Errorf("%w: no host in %q", ErrRefused, raw)
 	case u.User != nil:
-		return fmt.Errorf("%w: credentials in the URL (use custom headers)", ErrRefused)
+		return nil, fmt.Errorf("%w: credentials in the URL (use custom headers)", ErrRefused)
 	}
 	if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
-		return g.CheckIP(ip)
+		if err := g.CheckIP(ip); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return u, nil
 }
 
 // control runs for every connection after DNS resolution, before connecting.
@@ -122,15 +130,16 @@ func (g *Guard) control(_, address string, _ syscall.RawConn) error {
 func (g *Guard) Client(timeout time.Duration, perHost int) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: g.control}
 	t := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   perHost,
-		MaxConnsPerHost:       perHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: timeout,
+		Proxy:               nil,
+		DialContext:         d.DialContext,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: perHost,
+		MaxConnsPerHost:     perHost,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		// No ResponseHeaderTimeout: the client's Timeout bounds the whole
+		// exchange already, and each timer costs on every delivery.
 	}
 	return &http.Client{
 		Transport:     t,

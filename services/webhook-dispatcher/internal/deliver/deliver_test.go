@@ -1,0 +1,175 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
+	"github.com/accountwatch/accountwatch/pkg/sink"
+	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/egress"
+	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
+)
+
+type endpoints map[string]*subscription.Endpoint
+
+func (e endpoints) Endpoint(id string) (*subscription.Endpoint, bool) { ep, ok := e[id]; return ep, ok }
+
+type noHealth struct{}
+
+func (noHealth) Update(context.Context, string, func(*subscription.Endpoint) error) (subscription.Endpoint, error) {
+	return subscription.Endpoint{}, nil
+}
+
+// TestSignRotation: every secret of a rotation signs, and the independent
+// Standard Webhooks library accepts the header with either one, decoded from
+// the cache or not.
+func TestSignRotation(t *testing.T) {
+	a, b := subscription.NewSecret(), subscription.NewSecret()
+	at := time.Now()
+	body := []byte(`{"id":"e1"}`)
+	var k keyCache
+	for range 2 { // the second round uses the cached keys
+		sig, err := k.sign([]string{a, b}, "e1", at, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(strings.Fields(sig)); n != 2 {
+			t.Fatalf("signature %q has %d parts, want 2", sig, n)
+		}
+		h := http.Header{"Webhook-Id": {"e1"}, "Webhook-Timestamp": {strconv.FormatInt(at.Unix(), 10)}, "Webhook-Signature": {sig}}
+		for _, s := range []string{a, b} {
+			wh, _ := standardwebhooks.NewWebhook(s)
+			if err := wh.Verify(body, h); err != nil {
+				t.Errorf("secret %d…: %v", len(s), err)
+			}
+		}
+	}
+	if _, err := Sign(nil, "e1", at, body); err == nil {
+		t.Error("signing without a secret succeeded")
+	}
+	if _, err := Sign([]string{"whsec_!!!"}, "e1", at, body); err == nil {
+		t.Error("a secret that is not base64 signed")
+	}
+}
+
+// TestDeliverHeadersAndRefusal: a delivery carries the signature headers and
+// the endpoint's own, reads no body from a 204 and keeps a bounded one from a
+// 200; a refused URL stays refused on every attempt (the parse is cached).
+func TestDeliverHeadersAndRefusal(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		if r.URL.Query().Get("say") != "" {
+			w.Write([]byte(strings.Repeat("x", 100)))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	guard, err := egress.New([]string{"127.0.0.0/8"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict, _ := egress.New(nil, false)
+	ep := &subscription.Endpoint{ID: "ep_1", URL: srv.URL + "/hook", Status: subscription.StatusActive,
+		Headers: map[string]string{"x-tenant": "acme"}, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
+	e := eventtest.Status(t, eventtest.Meta("d1", nil), "active", "credit_hold")
+
+	s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: guard.Client(5*time.Second, 4), Guard: guard, MaxResponse: 10, UserAgent: "aw-test"})
+	if res := s.Deliver(context.Background(), ep, e, false, false, 1); res.Err != nil || res.Status != 204 || res.Response != "" {
+		t.Fatalf("204: %+v", res)
+	}
+	if got.Get("Webhook-Id") != e.ID() || got.Get("X-Tenant") != "acme" || got.Get("User-Agent") != "aw-test" || !strings.HasPrefix(got.Get("Webhook-Signature"), "v1,") {
+		t.Errorf("headers: %v", got)
+	}
+	say := *ep
+	say.URL = srv.URL + "/hook?say=1"
+	if res := s.Deliver(context.Background(), &say, e, false, false, 1); res.Err != nil || res.Response != "xxxxxxxxxx" {
+		t.Fatalf("bounded body: %+v", res)
+	}
+
+	r := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: strict.Client(5*time.Second, 4), Guard: strict})
+	for range 2 {
+		res := r.Deliver(context.Background(), ep, e, false, false, 1)
+		if !errors.Is(res.Err, egress.ErrRefused) || sink.Classify(res.Err).Permanent {
+			t.Fatalf("loopback without the allow-list: %+v", res)
+		}
+	}
+}
+
+// TestAttemptBounds: an endpoint that never answers costs one attempt
+// Options.Timeout (the client has no timeout of its own), and a caller's
+// earlier deadline wins; PerHost bounds the requests open to one host.
+func TestAttemptBounds(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	open, most := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		mu.Lock()
+		open++
+		most = max(most, open)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		open--
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	defer close(release)
+	guard, _ := egress.New([]string{"127.0.0.0/8"}, false)
+	client := *guard.Client(time.Hour, 8)
+	client.Timeout = 0
+	ep := func(path string) *subscription.Endpoint {
+		return &subscription.Endpoint{ID: "ep_" + path[1:], URL: srv.URL + path, Status: subscription.StatusActive, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
+	}
+	e := eventtest.Status(t, eventtest.Meta("b1", nil), "active", "credit_hold")
+	s := New(endpoints{}, noHealth{}, Options{Client: &client, Timeout: 200 * time.Millisecond, Guard: guard, PerHost: 2})
+
+	for _, c := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{"own timeout", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }},
+		{"caller's deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}},
+	} {
+		ctx, cancel := c.ctx()
+		res := s.Deliver(ctx, ep("/hang"), e, false, false, 1)
+		cancel()
+		if res.Err == nil || sink.Classify(res.Err).Permanent {
+			t.Errorf("%s: a hanging endpoint gave %+v, want a transient failure", c.name, res)
+		}
+	}
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := s.Deliver(context.Background(), ep("/ok"), e, false, false, 1); res.Err != nil {
+				t.Error(res.Err)
+			}
+		}()
+	}
+	wg.Wait()
+	if most > 2 {
+		t.Errorf("%d requests open at once to one host, want at most PerHost=2", most)
+	}
+}
