@@ -123,7 +123,7 @@ func DecodeList(body []byte) ([]*Account, error) {
 	out := make([]*Account, 0, len(items))
 	seen := make(map[string]bool, len(items))
 	for i, it := range items {
-		a, err := DecodeItem(it, sha256.Sum256(it), upstream.Evidence{})
+		a, err := DecodeItem(it, upstream.Evidence{})
 		if err != nil {
 			return nil, fmt.Errorf("list item %d: %w", i, err)
 		}
@@ -136,9 +136,9 @@ func DecodeList(body []byte) ([]*Account, error) {
 	return out, nil
 }
 
-// DecodeItem decodes one account of a listing; sum is the SHA-256 of item and
-// becomes the account's evidence hash.
-func DecodeItem(item []byte, sum [32]byte, ev upstream.Evidence) (*Account, error) {
+// DecodeItem decodes one account of a listing; the SHA-256 of item becomes the
+// account's evidence hash.
+func DecodeItem(item []byte, ev upstream.Evidence) (*Account, error) {
 	var w wireAccount
 	if err := decodeWire(item, &w); err != nil {
 		return nil, err
@@ -148,6 +148,7 @@ func DecodeItem(item []byte, sum [32]byte, ev upstream.Evidence) (*Account, erro
 		return nil, err
 	}
 	a.Evidence = ev
+	sum := sha256.Sum256(item)
 	a.Evidence.ResponseSHA256 = hex.EncodeToString(sum[:])
 	return a, nil
 }

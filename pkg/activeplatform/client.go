@@ -8,7 +8,6 @@ package activeplatform
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -138,8 +137,8 @@ type ListOptions struct {
 // List pages through the listing until a short page, calling fn for each account.
 // Each account's evidence hashes the account's own JSON within its page.
 func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) error) error {
-	return c.ListRaw(ctx, o, func(item []byte, sum [32]byte, ev upstream.Evidence) error {
-		a, err := DecodeItem(item, sum, ev)
+	return c.ListRaw(ctx, o, func(item []byte, _ Fingerprint, ev upstream.Evidence) error {
+		a, err := DecodeItem(item, ev)
 		if err != nil {
 			return err
 		}
@@ -148,11 +147,11 @@ func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) erro
 }
 
 // ListRaw pages through the listing like List, but hands fn each account's raw
-// JSON and its SHA-256 before any decoding: a poller that has seen exactly these
-// bytes before can skip the account (DecodeItem decodes it when it cannot).
-// item is only valid during fn. The next page is fetched while fn works through
-// the current one.
-func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, sum [32]byte, ev upstream.Evidence) error) error {
+// JSON and its Fingerprint before any decoding: a poller that has seen exactly
+// these bytes before can skip the account (DecodeItem decodes it when it
+// cannot). item is only valid during fn. The next page is fetched while fn
+// works through the current one.
+func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, fp Fingerprint, ev upstream.Evidence) error) error {
 	per := o.PerPage
 	if per <= 0 {
 		per = 200
@@ -185,7 +184,7 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 			return p.err
 		}
 		for _, it := range p.items {
-			if err := fn(it, sha256.Sum256(it), p.ev); err != nil {
+			if err := fn(it, FingerprintOf(it), p.ev); err != nil {
 				return err
 			}
 		}
@@ -219,13 +218,14 @@ func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) ([]by
 		}
 		return nil
 	})
-	ev.ResponseSHA256 = ""
 	return body, items, ev, err
 }
 
 // do performs one GET and classifies its outcome; the token travels only in
-// the request, never in what this returns.
-func (c *Client) do(ctx context.Context, op, path string, q url.Values, pooled bool) ([]byte, upstream.Evidence, error) {
+// the request, never in what this returns. A listing page is read into a
+// pooled buffer and gets no evidence hash of its own: each account's evidence
+// is the hash of its own JSON, computed when it is decoded.
+func (c *Client) do(ctx context.Context, op, path string, q url.Values, page bool) ([]byte, upstream.Evidence, error) {
 	ev := upstream.Evidence{Endpoint: strings.TrimPrefix(path, "/api/vendor/v1/")}
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
@@ -252,7 +252,7 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values, pooled b
 		hint = c.bodyHint.Load() // chunked: size the buffer like the last answer
 	}
 	var dst []byte
-	if pooled {
+	if page {
 		dst = c.buffer()
 	}
 	body, err := upstream.ReadBoundedInto(dst, resp.Body, hint, c.maxBody, op)
@@ -266,7 +266,9 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values, pooled b
 	if ct := resp.Header.Get("Content-Type"); !upstream.IsJSON(ct) {
 		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: op, HTTPStatus: resp.StatusCode, RequestID: ev.RequestID, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
 	}
-	ev.ResponseSHA256 = upstream.Hash(body)
+	if !page {
+		ev.ResponseSHA256 = upstream.Hash(body)
+	}
 	return body, ev, nil
 }
 

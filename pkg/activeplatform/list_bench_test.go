@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkListing100k compares a full listing of 100,000 accounts through
-// ListRaw (page validation, splitting, per-account SHA-256, prefetch) with a
+// ListRaw (page validation, splitting, per-account fingerprint, prefetch) with a
 // bare net/http loop fetching the same pages, against the same simulator.
 func BenchmarkListing100k(b *testing.B) {
 	seed := simtest.Seed()
@@ -24,7 +24,7 @@ func BenchmarkListing100k(b *testing.B) {
 	b.Run("listraw", func(b *testing.B) {
 		for b.Loop() {
 			n := 0
-			if err := c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: 1000}, func([]byte, [32]byte, upstream.Evidence) error { n++; return nil }); err != nil || n != 100_000 {
+			if err := c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: 1000}, func([]byte, activeplatform.Fingerprint, upstream.Evidence) error { n++; return nil }); err != nil || n != 100_000 {
 				b.Fatal(err, n)
 			}
 		}

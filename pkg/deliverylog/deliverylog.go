@@ -148,18 +148,31 @@ func (l *Log) List(ctx context.Context, q Query) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery log: %w", err)
 	}
+	// One long pull, not Next per record: an ordered consumer's Next creates
+	// its consumer anew on every call.
+	it, err := c.Messages(jetstream.PullMaxMessages(int(min(total, 1024))))
+	if err != nil {
+		return nil, fmt.Errorf("delivery log: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	var out []Record
 	for {
-		m, err := c.Next(jetstream.FetchMaxWait(2 * time.Second))
+		m, err := it.Next(jetstream.NextMaxWait(2 * time.Second))
 		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
 			break
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			return nil, fmt.Errorf("delivery log: %w", err)
 		}
+		md, mdErr := m.Metadata()
 		var r Record
 		if json.Unmarshal(m.Data(), &r) == nil {
-			if md, err := m.Metadata(); err == nil {
+			if mdErr == nil {
 				r.Seq = md.Sequence.Stream
 			}
 			out = append(out, r)
@@ -167,7 +180,7 @@ func (l *Log) List(ctx context.Context, q Query) ([]Record, error) {
 				out = slices.Delete(out, 0, 1)
 			}
 		}
-		if md, err := m.Metadata(); err != nil || md.NumPending == 0 {
+		if mdErr != nil || md.NumPending == 0 {
 			break
 		}
 	}

@@ -11,6 +11,12 @@
 // lost, nothing is stored twice, and an account's hash chain can never fork, as
 // it could if a change were re-detected from an older state after upstream
 // moved on. Two durable writes per change, not three: no write to clear the outbox.
+//
+// Commits of different accounts made at the same time are grouped: their
+// records are all sent (each with its own compare-and-swap) before the first
+// answer is awaited, then the events of those stored, the same way. A group
+// costs two round trips to the server, not two per change, and each commit is
+// settled exactly as it would have been alone.
 package state
 
 import (
@@ -18,6 +24,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,10 +66,17 @@ type Entry struct {
 
 // Store reads and commits records.
 type Store struct {
+	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	pub    *eventbus.Publisher
 	events jetstream.Stream
+	group  group
+	// groups committed and the commits they held
+	batches, grouped atomic.Uint64
 }
+
+// stateStream is the bucket's stream.
+const stateStream = "KV_" + eventbus.BucketState
 
 // Open opens the AW_STATE bucket.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
@@ -71,8 +88,12 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	return &Store{kv: kv, pub: eventbus.NewPublisher(js), events: events}, nil
+	return &Store{js: js, kv: kv, pub: eventbus.NewPublisher(js), events: events}, nil
 }
+
+// Grouping reports how many groups were committed and how many commits they
+// held (their ratio is the average group size).
+func (s *Store) Grouping() (groups, commits uint64) { return s.batches.Load(), s.grouped.Load() }
 
 // Get reads one record; a missing one is a zero Entry with Rev 0.
 func (s *Store) Get(ctx context.Context, key string) (*Entry, error) {
@@ -178,12 +199,13 @@ func (s *Store) Commit(ctx context.Context, key string, cur *Entry, next detect.
 		msgs[i] = m
 		staged.Pending = append(staged.Pending, Pending{Subject: m.Subject, Header: m.Header, Data: m.Data})
 	}
-	if err := s.write(ctx, key, staged); err != nil {
+	w := &write{key: key, entry: staged, msgs: msgs}
+	if err := s.commit(ctx, w); err != nil {
 		return err
 	}
 	*cur = *staged
-	if _, err := s.pub.PublishMsgs(ctx, msgs); err != nil {
-		return err // still pending: the next Flush publishes them
+	if w.pubErr != nil {
+		return w.pubErr // still pending: the next Flush publishes them
 	}
 	cur.Pending = nil // published; the stored copy is replaced by the next commit
 	return nil
@@ -221,20 +243,20 @@ func (s *Store) Flush(ctx context.Context, key string, cur *Entry) error {
 // Put writes a record without events (baseline, failure counters).
 func (s *Store) Put(ctx context.Context, key string, cur *Entry, next detect.Record) error {
 	e := &Entry{Record: next, Rev: cur.Rev, Pending: cur.Pending}
-	if err := s.write(ctx, key, e); err != nil {
+	if err := s.commit(ctx, &write{key: key, entry: e}); err != nil {
 		return err
 	}
 	*cur = *e
 	return nil
 }
 
-// write stores e with CAS on e.Rev and sets e.Rev to the new revision.
-func (s *Store) write(ctx context.Context, key string, e *Entry) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	var rev uint64
+// writeBytes stores e (encoded as b) with CAS on e.Rev and sets e.Rev to the
+// new revision.
+func (s *Store) writeBytes(ctx context.Context, key string, e *Entry, b []byte) error {
+	var (
+		rev uint64
+		err error
+	)
 	if e.Rev == 0 {
 		rev, err = s.kv.Create(ctx, key, b)
 	} else {
@@ -253,4 +275,150 @@ func (s *Store) write(ctx context.Context, key string, e *Entry) error {
 func isWrongSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// write is one commit of a group: a record, then its events.
+type write struct {
+	key   string
+	entry *Entry // staged; its Rev is the expected revision, then the new one
+	data  []byte
+	msgs  []*nats.Msg
+	// err: the record was not stored; pubErr: stored, its events not yet
+	err, pubErr error
+	done        chan struct{}
+}
+
+// group commits writes made at the same time together. The first writer to
+// find no group in progress leads: it commits what has queued up, again
+// until the queue is empty, while the others wait for their result. No
+// goroutine of its own, and a writer alone is committed at once.
+type group struct {
+	mu      sync.Mutex
+	queue   []*write
+	leading bool
+}
+
+// maxGroup bounds a group.
+const maxGroup = 256
+
+// groupTimeout bounds a group's writes; they are not abandoned when the
+// caller that leads gives up, as the others wait on them.
+const groupTimeout = 30 * time.Second
+
+func (s *Store) commit(ctx context.Context, w *write) error {
+	b, err := json.Marshal(w.entry)
+	if err != nil {
+		return err
+	}
+	w.data, w.done = b, make(chan struct{})
+	g := &s.group
+	g.mu.Lock()
+	g.queue = append(g.queue, w)
+	if g.leading {
+		g.mu.Unlock()
+		<-w.done
+		return w.err
+	}
+	g.leading = true
+	for len(g.queue) > 0 {
+		n := min(len(g.queue), maxGroup)
+		batch := g.queue[:n:n]
+		g.queue = g.queue[n:]
+		g.mu.Unlock()
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
+		s.commitGroup(gctx, batch)
+		cancel()
+		for _, x := range batch {
+			close(x.done)
+		}
+		g.mu.Lock()
+	}
+	g.queue = nil
+	g.leading = false
+	g.mu.Unlock()
+	return w.err
+}
+
+// commitGroup stores the records, then the events of those stored: the
+// outbox order, for each commit of the group.
+func (s *Store) commitGroup(ctx context.Context, ws []*write) {
+	s.batches.Add(1)
+	s.grouped.Add(uint64(len(ws)))
+	s.writeRecords(ctx, ws)
+	s.publishEvents(ctx, ws)
+}
+
+// kvMsg is a write's record as a message on the bucket's stream, with its
+// compare-and-swap.
+func kvMsg(w *write) *nats.Msg {
+	return &nats.Msg{Subject: "$KV." + eventbus.BucketState + "." + w.key, Data: w.data,
+		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(w.entry.Rev, 10)}}}
+}
+
+// writeRecords stores each record with its own compare-and-swap,
+// all sent before the first answer is awaited. A new record refused because
+// its key holds a delete marker is created the way the KV client does it.
+func (s *Store) writeRecords(ctx context.Context, ws []*write) {
+	futures := make([]jetstream.PubAckFuture, len(ws))
+	for i, w := range ws {
+		f, err := s.js.PublishMsgAsync(kvMsg(w), jetstream.WithExpectStream(stateStream))
+		if err != nil {
+			w.err = fmt.Errorf("state %s: %w", w.key, err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, w := range ws {
+		if futures[i] == nil {
+			continue
+		}
+		select {
+		case a := <-futures[i].Ok():
+			w.entry.Rev = a.Sequence
+		case err := <-futures[i].Err():
+			switch {
+			case isWrongSequence(err) && w.entry.Rev == 0:
+				w.err = s.writeBytes(ctx, w.key, w.entry, w.data)
+			case isWrongSequence(err):
+				w.err = fmt.Errorf("state %s: %w", w.key, ErrConflict)
+			default:
+				w.err = fmt.Errorf("state %s: %w", w.key, err)
+			}
+		case <-ctx.Done():
+			w.err = fmt.Errorf("state %s: %w", w.key, ctx.Err())
+		}
+	}
+}
+
+// publishEvents publishes the events of the writes whose record was stored,
+// all sent before the first answer is awaited; each write learns its own
+// outcome (an event not acknowledged stays in its outbox).
+func (s *Store) publishEvents(ctx context.Context, ws []*write) {
+	type sent struct {
+		w *write
+		f jetstream.PubAckFuture
+	}
+	var all []sent
+	for _, w := range ws {
+		if w.err != nil {
+			continue
+		}
+		for _, m := range w.msgs {
+			f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectStream(eventbus.StreamEvents))
+			if err != nil {
+				w.pubErr = fmt.Errorf("%w %s: %v", eventbus.ErrPublish, m.Header.Get(jetstream.MsgIDHeader), err)
+				continue
+			}
+			all = append(all, sent{w, f})
+		}
+	}
+	for _, x := range all {
+		select {
+		case <-x.f.Ok():
+		case err := <-x.f.Err():
+			x.w.pubErr = fmt.Errorf("%w %s: %v", eventbus.ErrPublish, x.f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+		case <-ctx.Done():
+			x.w.pubErr = fmt.Errorf("%w: %v", eventbus.ErrPublish, ctx.Err())
+		}
+	}
 }

@@ -23,15 +23,6 @@ func statusEvent(t *testing.T, rev uint64, prev, cur string) *event.Event {
 	return e
 }
 
-func streamMsgs(t *testing.T, b *eventbus.Bus) uint64 {
-	t.Helper()
-	s, err := b.JS.Stream(context.Background(), eventbus.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := s.Info(context.Background())
-	return info.State.Msgs
-}
 
 func TestCommitPublishesThenClearsTheOutbox(t *testing.T) {
 	b := bustest.New(t)
@@ -52,8 +43,8 @@ func TestCommitPublishesThenClearsTheOutbox(t *testing.T) {
 	if err := st.Commit(ctx, key, cur, detect.Record{AccountID: "42", Baseline: true, Name: "x"}, []*event.Event{ev}); err != nil {
 		t.Fatal(err)
 	}
-	if streamMsgs(t, b) != 1 || len(cur.Pending) != 0 {
-		t.Fatalf("stream %d, pending %d", streamMsgs(t, b), len(cur.Pending))
+	if state.EventCount(t, b) != 1 || len(cur.Pending) != 0 {
+		t.Fatalf("stream %d, pending %d", state.EventCount(t, b), len(cur.Pending))
 	}
 	again, _ := st.Get(ctx, key)
 	if again.Rev != cur.Rev || again.Record.Name != "x" {
@@ -64,14 +55,14 @@ func TestCommitPublishesThenClearsTheOutbox(t *testing.T) {
 	if len(again.Pending) != 1 {
 		t.Fatalf("stored outbox %d", len(again.Pending))
 	}
-	if err := st.Flush(ctx, key, again); err != nil || streamMsgs(t, b) != 1 || len(again.Pending) != 0 {
-		t.Fatalf("flush of a published outbox: %v, %d messages", err, streamMsgs(t, b))
+	if err := st.Flush(ctx, key, again); err != nil || state.EventCount(t, b) != 1 || len(again.Pending) != 0 {
+		t.Fatalf("flush of a published outbox: %v, %d messages", err, state.EventCount(t, b))
 	}
 	ev2 := statusEvent(t, cur.Rev, "credit_hold", "active")
 	if err := st.Commit(ctx, key, again, detect.Record{AccountID: "42", Baseline: true, Name: "y"}, []*event.Event{ev2}); err != nil {
 		t.Fatal(err)
 	}
-	if streamMsgs(t, b) != 2 {
+	if state.EventCount(t, b) != 2 {
 		t.Fatal("second commit")
 	}
 	// A stale revision is a conflict, not an overwrite.
@@ -100,7 +91,7 @@ func TestCrashAfterStagingIsFlushedByTheNextReader(t *testing.T) {
 	if err := st.Put(ctx, key, cur, staged.Record); err != nil {
 		t.Fatal(err)
 	}
-	if streamMsgs(t, b) != 0 {
+	if state.EventCount(t, b) != 0 {
 		t.Fatal("published before the crash")
 	}
 	other, _ := state.Open(ctx, b.JS)
@@ -111,14 +102,14 @@ func TestCrashAfterStagingIsFlushedByTheNextReader(t *testing.T) {
 	if err := other.Flush(ctx, key, got); err != nil {
 		t.Fatal(err)
 	}
-	if streamMsgs(t, b) != 1 || len(got.Pending) != 0 {
+	if state.EventCount(t, b) != 1 || len(got.Pending) != 0 {
 		t.Fatal("outbox not published exactly once")
 	}
 	// The original poller published too before dying: dedup keeps one.
 	if _, err := eventbus.NewPublisher(b.JS).Publish(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
-	if streamMsgs(t, b) != 1 {
+	if state.EventCount(t, b) != 1 {
 		t.Fatal("a re-publish of the same event was stored twice")
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,8 +22,21 @@ func tailEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, log *s
 		log.Warn("event tail unavailable", "err", err)
 		return
 	}
+	// One long pull: an ordered consumer's Next would create its consumer
+	// anew for every event.
+	it, err := c.Messages()
+	if err != nil {
+		log.Warn("event tail unavailable", "err", err)
+		return
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	for ctx.Err() == nil {
-		m, err := c.Next(jetstream.FetchMaxWait(2 * time.Second))
+		m, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return
+		}
 		if err != nil {
 			continue
 		}

@@ -67,9 +67,14 @@ func Events(t testing.TB, b *eventbus.Bus) []*event.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
+	it, err := c.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
 	out := make([]*event.Event, 0, info.State.Msgs)
 	for uint64(len(out)) < info.State.Msgs {
-		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/lease"
 	"github.com/accountwatch/accountwatch/pkg/ops"
@@ -31,7 +33,9 @@ type Settings struct {
 	LogLevel   string `envconfig:"LOG_LEVEL" default:"info"`
 	// ReplicaID names this replica in leases (default: host name and pid).
 	ReplicaID string `envconfig:"REPLICA_ID"`
-	Workers   int    `envconfig:"POLL_WORKERS" default:"16"`
+	// Workers read and commit accounts concurrently; the commits of those
+	// finishing together share the round trips to the server (pkg/state).
+	Workers int `envconfig:"POLL_WORKERS" default:"64"`
 	// LeaseRenew is how often leases are renewed (at most a third of their 15 s TTL).
 	LeaseRenew time.Duration `envconfig:"LEASE_RENEW" default:"4s"`
 	// Pprof serves /debug/pprof on the ops address.
@@ -98,6 +102,11 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 
 	reg := ops.NewRegistry()
 	metrics := engine.NewMetrics(reg)
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_poller_commit_groups_total", Help: "Groups of state commits sent together (see aw_poller_commits_total)."},
+			func() float64 { g, _ := st.Grouping(); return float64(g) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_poller_commits_total", Help: "State commits (a record, and the events of a change); commits per group is this over aw_poller_commit_groups_total."},
+			func() float64 { _, c := st.Grouping(); return float64(c) }))
 	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
 	if err != nil {
 		return err

@@ -173,11 +173,13 @@ func TestScriptedScenarioProducesExactlyTheExpectedEvents(t *testing.T) {
 	must(h.sim.State.SetProfile(simtest.Space, "8613800000001", map[string]any{"Description": "Acme support, 24/7", "Websites": []any{"https://acme.example", "https://help.acme.example"}}))
 	must(h.sim.State.AddAP(sim.APAccount{ID: 1000200, Name: "Newco", Status: "active", Balance: "0"}))
 	must(h.sim.State.RemoveCustomer("1234567890123457"))
+	must(h.sim.State.RemoveAP(1000125)) // gone from a full scan of the listing
 	want := []string{
 		"account.credit_limit_status.changed bss/1234567890123456 CreditLimitStatus:thaw>freeze",
 		"account.debt.changed ap-main/1000123 current_debt:0>512.4 above",
 		"account.discovered ap-main/1000200",
 		"account.hosting_status.changed bss/1234567890123456 HostingStatus:trusteeship>freeze",
+		"account.removed ap-main/1000125",
 		"account.removed bss/1234567890123457",
 		"account.status.changed ap-main/1000123 status:active>credit_hold",
 		"phone_profile.changed cams/8613800000001 Description:Acme support>Acme support, 24/7",

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/activeplatform"
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/state"
@@ -43,11 +44,22 @@ type Runner struct {
 
 	mu    sync.Mutex
 	cache map[string]*slot // records as stored, decoded only when touched
-	// sums: the SHA-256 of each account's raw listing JSON when it was last
-	// processed successfully; bytes seen again need no decoding and no diff.
-	sumToID   map[[32]byte]string
-	idToSum   map[string][32]byte
-	inListing map[string]bool // reused by every cycle
+	// sums: the fingerprint of each account's raw listing JSON when it was
+	// last processed successfully; bytes seen again need no decoding and no
+	// diff. Each is stamped with the last scan that listed it, which is how a
+	// scan knows what it listed without a 100,000-entry set of its own.
+	bySum   map[activeplatform.Fingerprint]*sumEntry
+	byID    map[string]*sumEntry
+	scan    uint32          // the current scan's stamp
+	stamped int             // entries stamped by the current scan
+	other   map[string]bool // listed in the current scan, not in byID then
+	dups    map[string]bool // unchanged accounts listed twice in the current scan
+}
+
+type sumEntry struct {
+	id   string
+	sum  activeplatform.Fingerprint
+	scan uint32
 }
 
 type slot struct {
@@ -63,32 +75,107 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{Deps: d, conn: c, src: src, sumToID: map[[32]byte]string{}, idToSum: map[string][32]byte{}}
+	return &Runner{Deps: d, conn: c, src: src, bySum: map[activeplatform.Fingerprint]*sumEntry{}, byID: map[string]*sumEntry{}, other: map[string]bool{}, dups: map[string]bool{}}
 }
 
 // known is the source's Known: an account whose listing bytes are unchanged.
-func (r *Runner) known(sum [32]byte) (string, bool) {
+// It stamps the account as listed by this scan (or notes a second listing).
+func (r *Runner) known(sum activeplatform.Fingerprint) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	id, ok := r.sumToID[sum]
-	return id, ok
+	e, ok := r.bySum[sum]
+	if !ok {
+		return "", false
+	}
+	if e.scan == r.scan {
+		r.dups[e.id] = true
+	}
+	r.stamp(e)
+	return e.id, true
 }
 
-func (r *Runner) remember(id string, sum [32]byte) {
+// stamp marks e as listed by this scan. Lock held.
+func (r *Runner) stamp(e *sumEntry) {
+	if e.scan != r.scan {
+		e.scan = r.scan
+		r.stamped++
+	}
+}
+
+// startScan begins a scan's stamps.
+func (r *Runner) startScan() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.idToSum[id]; ok {
-		delete(r.sumToID, old)
+	r.scan++
+	r.stamped = 0
+	clear(r.other)
+	clear(r.dups)
+}
+
+// again reports whether an unchanged account was listed twice by this scan.
+func (r *Runner) again(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.dups) == 0 || !r.dups[id] {
+		return false
 	}
-	r.sumToID[sum], r.idToSum[id] = id, sum
+	delete(r.dups, id)
+	return true
+}
+
+// listed stamps an account the scan decodes; false if the scan listed it
+// already.
+func (r *Runner) listed(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.byID[id]; ok {
+		if e.scan == r.scan {
+			return false
+		}
+		r.stamp(e)
+		return true
+	}
+	if r.other[id] {
+		return false
+	}
+	r.other[id] = true
+	return true
+}
+
+// inScan reports whether the current scan listed id.
+func (r *Runner) inScan(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.byID[id]; ok && e.scan == r.scan {
+		return true
+	}
+	return r.other[id]
+}
+
+func (r *Runner) remember(id string, sum activeplatform.Fingerprint) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.byID[id]
+	if ok {
+		delete(r.bySum, e.sum)
+	} else {
+		e = &sumEntry{id: id}
+		r.byID[id] = e
+	}
+	e.sum = sum
+	r.bySum[sum] = e
+	r.stamp(e)
 }
 
 func (r *Runner) forget(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.idToSum[id]; ok {
-		delete(r.sumToID, old)
-		delete(r.idToSum, id)
+	if e, ok := r.byID[id]; ok {
+		if e.scan == r.scan {
+			r.stamped--
+		}
+		delete(r.bySum, e.sum)
+		delete(r.byID, id)
 	}
 }
 
@@ -179,8 +266,8 @@ func (r *Runner) saveProgress(ctx context.Context, p progress) {
 
 type task struct {
 	entry watch.Entry
-	obs   *detect.Observation // from the listing; nil: read it
-	sum   [32]byte            // of the listing bytes, when obs came from a listing
+	obs   *detect.Observation        // from the listing; nil: read it
+	sum   activeplatform.Fingerprint // of the listing bytes, when obs came from a listing
 }
 
 // cycle polls every watched account of the connection once. Listed accounts
@@ -191,11 +278,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	p := r.startPool(ctx)
 	listedOK := true
 	listing := r.conn.Provider == event.ProviderActivePlatform || r.conn.Discovery
-	if r.inListing == nil {
-		r.inListing = map[string]bool{}
-	}
-	inListing := r.inListing
-	clear(inListing) // reused: a 100,000-entry set per cycle is garbage otherwise
+	r.startScan()
 	removedNow := map[string]bool{}
 	unchanged, changed := 0, 0
 	began := r.Now()
@@ -207,9 +290,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	}()
 	if listing {
 		complete, err := r.src.List(ctx, full, prog.ScanSince, r.known, func(l source.Listed) {
-			n := len(inListing)
-			inListing[l.AccountID] = true
-			if len(inListing) == n {
+			if l.Unchanged && r.again(l.AccountID) || !l.Unchanged && !r.listed(l.AccountID) {
 				r.Log.Warn("account listed twice in one scan; reading it once", "instance", r.conn.Name, "account", l.AccountID)
 				return
 			}
@@ -252,12 +333,12 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			prog.ListedOnce = true
 		}
 		if complete {
-			r.pruneSums(inListing)
+			r.pruneSums()
 		}
 		if complete && r.conn.Discovery {
 			var gone []watch.Entry
 			r.Live.Range(r.conn.Name, func(e watch.Entry) {
-				if !inListing[e.AccountID] && e.Source == watch.SourceDiscovery {
+				if e.Source == watch.SourceDiscovery && !r.inScan(e.AccountID) {
 					gone = append(gone, e)
 				}
 			})
@@ -270,7 +351,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	var rest []watch.Entry
 	r.Live.Range(r.conn.Name, func(e watch.Entry) {
 		switch {
-		case r.conn.Provider == event.ProviderActivePlatform && inListing[e.AccountID]: // observed through the listing
+		case r.conn.Provider == event.ProviderActivePlatform && listing && r.inScan(e.AccountID): // observed through the listing
 		case len(removedNow) > 0 && removedNow[e.AccountID]:
 		case r.conn.Provider == event.ProviderActivePlatform && !full && r.baselined(e): // unchanged since the last scan
 		default:
@@ -296,13 +377,18 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	return listedOK
 }
 
-func (r *Runner) pruneSums(inListing map[string]bool) {
+// pruneSums forgets the sums of accounts a complete scan did not list; when
+// it stamped every one, there is nothing to look for.
+func (r *Runner) pruneSums() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id, sum := range r.idToSum {
-		if !inListing[id] {
-			delete(r.sumToID, sum)
-			delete(r.idToSum, id)
+	if r.stamped == len(r.byID) {
+		return
+	}
+	for id, e := range r.byID {
+		if e.scan != r.scan {
+			delete(r.bySum, e.sum)
+			delete(r.byID, id)
 		}
 	}
 }

@@ -24,16 +24,16 @@ type Listed struct {
 	AccountID string
 	Space     string
 	Obs       *detect.Observation
-	// Sum is the SHA-256 of the account's raw JSON in the listing; Unchanged is
+	// Sum fingerprints the account's raw JSON in the listing; Unchanged is
 	// set (and Obs left nil) when Known recognised it: the same bytes as when
 	// the account was last processed.
-	Sum       [32]byte
+	Sum       activeplatform.Fingerprint
 	Unchanged bool
 }
 
 // Known maps the sum of an account's raw JSON to the account whose last
 // processing saw exactly those bytes.
-type Known func(sum [32]byte) (accountID string, ok bool)
+type Known func(sum activeplatform.Fingerprint) (accountID string, ok bool)
 
 // Source reads one upstream connection.
 type Source interface {
@@ -101,12 +101,12 @@ func (s *ap) List(ctx context.Context, full bool, since time.Time, known Known, 
 	if !full {
 		o.UpdatedSince = since
 	}
-	err := s.c.ListRaw(ctx, o, func(item []byte, sum [32]byte, ev upstream.Evidence) error {
+	err := s.c.ListRaw(ctx, o, func(item []byte, sum activeplatform.Fingerprint, ev upstream.Evidence) error {
 		if id, ok := known(sum); ok {
 			fn(Listed{AccountID: id, Sum: sum, Unchanged: true})
 			return nil
 		}
-		a, err := activeplatform.DecodeItem(item, sum, ev)
+		a, err := activeplatform.DecodeItem(item, ev)
 		if err != nil {
 			return &upstream.Error{Kind: upstream.ErrMalformed, Op: "list accounts", RequestID: ev.RequestID, Msg: err.Error()}
 		}
