@@ -23,7 +23,6 @@ func statusEvent(t *testing.T, rev uint64, prev, cur string) *event.Event {
 	return e
 }
 
-
 func TestCommitPublishesThenClearsTheOutbox(t *testing.T) {
 	b := bustest.New(t)
 	ctx := context.Background()
