@@ -142,10 +142,8 @@ func (r *Runner) listed(id string) bool {
 	return true
 }
 
-// inScan reports whether the current scan listed id.
-func (r *Runner) inScan(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// inScanLocked reports whether the current scan listed id. Lock held.
+func (r *Runner) inScanLocked(id string) bool {
 	if e, ok := r.byID[id]; ok && e.scan == r.scan {
 		return true
 	}
@@ -279,7 +277,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	listedOK := true
 	listing := r.conn.Provider == event.ProviderActivePlatform || r.conn.Discovery
 	r.startScan()
-	removedNow := map[string]bool{}
+	scanComplete := false
 	unchanged, changed := 0, 0
 	began := r.Now()
 	var listed time.Duration
@@ -335,29 +333,31 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 		if complete {
 			r.pruneSums()
 		}
-		if complete && r.conn.Discovery {
-			var gone []watch.Entry
-			r.Live.Range(r.conn.Name, func(e watch.Entry) {
-				if e.Source == watch.SourceDiscovery && !r.inScan(e.AccountID) {
-					gone = append(gone, e)
-				}
-			})
-			for _, e := range gone {
-				r.removed(ctx, e)
-				removedNow[e.AccountID] = true
-			}
-		}
+		scanComplete = complete
 	}
-	var rest []watch.Entry
+	// One pass over the watch list, under the runner's lock (the lock order
+	// is runner, then watch list): a discovered account a complete listing
+	// no longer holds is gone; an account the scan did not list (or, for
+	// other providers, every account) is read on its own.
+	ap := r.conn.Provider == event.ProviderActivePlatform
+	goneCheck := scanComplete && r.conn.Discovery
+	var gone, rest []watch.Entry
+	r.mu.Lock()
 	r.Live.Range(r.conn.Name, func(e watch.Entry) {
+		inScan := listing && r.inScanLocked(e.AccountID)
 		switch {
-		case r.conn.Provider == event.ProviderActivePlatform && listing && r.inScan(e.AccountID): // observed through the listing
-		case len(removedNow) > 0 && removedNow[e.AccountID]:
-		case r.conn.Provider == event.ProviderActivePlatform && !full && r.baselined(e): // unchanged since the last scan
+		case goneCheck && !inScan && e.Source == watch.SourceDiscovery:
+			gone = append(gone, e)
+		case ap && inScan: // observed through the listing
+		case ap && !full && r.baselinedLocked(e): // unchanged since the last scan
 		default:
 			rest = append(rest, e)
 		}
 	})
+	r.mu.Unlock()
+	for _, e := range gone {
+		r.removed(ctx, e)
+	}
 	for _, e := range rest {
 		p.submit(ctx, task{entry: e})
 	}
@@ -520,9 +520,8 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 	return done
 }
 
-func (r *Runner) baselined(e watch.Entry) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// baselinedLocked reports whether the account has a baseline. Lock held.
+func (r *Runner) baselinedLocked(e watch.Entry) bool {
 	sl, ok := r.cache[r.key(e.AccountID)]
 	return ok && sl.baseline
 }
