@@ -123,6 +123,12 @@ func benchPoller(b *testing.B, syncAlways bool) {
 					f.Close()
 					resp.Body.Close()
 				}
+				if resp, err := http.Get("http://" + opsAddr + "/debug/pprof/trace?seconds=7"); err == nil { // an execution trace of a cycle
+					f, _ := os.Create(prof + ".trace")
+					io.Copy(f, resp.Body)
+					f.Close()
+					resp.Body.Close()
+				}
 			}()
 		}
 		cpu0, cycles0, secs0 := cpuSeconds(b, pid), metric(`aw_poller_cycle_seconds_count{instance="ap"}`), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
