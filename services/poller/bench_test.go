@@ -75,7 +75,7 @@ func benchPoller(b *testing.B, syncAlways bool) {
 			continue // one run is the measurement
 		}
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL="+benchLogLevel(), "AW_POLL_WORKERS="+benchWorkers(), "AW_PPROF=true")
+		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL="+benchLogLevel(), "AW_PPROF=true")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -304,9 +304,3 @@ func benchLogLevel() string {
 	return "warn"
 }
 
-func benchWorkers() string {
-	if w := os.Getenv("AW_BENCH_WORKERS"); w != "" {
-		return w
-	}
-	return "16"
-}
