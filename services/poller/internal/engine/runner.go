@@ -16,6 +16,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/activeplatform"
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 	"github.com/accountwatch/accountwatch/pkg/watch"
@@ -54,6 +55,9 @@ type Runner struct {
 	stamped int             // entries stamped by the current scan
 	other   map[string]bool // listed in the current scan, not in byID then
 	dups    map[string]bool // unchanged accounts listed twice in the current scan
+	// a reused buffer for record keys (baselinedLocked)
+	keyPrefix string
+	keyBuf    []byte
 }
 
 type sumEntry struct {
@@ -521,8 +525,14 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 }
 
 // baselinedLocked reports whether the account has a baseline. Lock held.
+// The key is built in a reused buffer: an incremental scan asks this of
+// every watched account it did not list.
 func (r *Runner) baselinedLocked(e watch.Entry) bool {
-	sl, ok := r.cache[r.key(e.AccountID)]
+	if r.keyPrefix == "" {
+		r.keyPrefix = state.Prefix(r.conn.Provider, r.conn.Name)
+	}
+	r.keyBuf = append(append(r.keyBuf[:0], r.keyPrefix...), eventbus.KeyToken(e.AccountID)...)
+	sl, ok := r.cache[string(r.keyBuf)]
 	return ok && sl.baseline
 }
 
