@@ -303,4 +303,3 @@ func benchLogLevel() string {
 	}
 	return "warn"
 }
-
