@@ -202,8 +202,15 @@ func Sign(secrets []string, id string, t time.Time, body []byte) (string, error)
 }
 
 // keyCache keeps, per secret, its HMACs ready keyed: a secret is decoded
-// and keyed once, not on every delivery.
-type keyCache struct{ m sync.Map }
+// and keyed once, not on every delivery. Rotated-out secrets stay until the
+// cache is full, when it starts over.
+type keyCache struct {
+	m sync.Map
+	n atomic.Int64
+}
+
+// maxKeys bounds keyCache (two secrets per endpoint during rotations).
+const maxKeys = 100_000
 
 func (c *keyCache) mac(secret string) (*sync.Pool, error) {
 	if p, ok := c.m.Load(secret); ok {
@@ -214,6 +221,10 @@ func (c *keyCache) mac(secret string) (*sync.Pool, error) {
 		return nil, fmt.Errorf("signing secret: %w", err)
 	}
 	p := &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+	if c.n.Add(1) > maxKeys {
+		c.m.Clear()
+		c.n.Store(1)
+	}
 	c.m.Store(secret, p)
 	return p, nil
 }
@@ -223,7 +234,7 @@ func (c *keyCache) sign(secrets []string, id string, t time.Time, body []byte) (
 		return "", errors.New("endpoint has no valid signing secret")
 	}
 	var prefix [96]byte
-	p := append(append(append(prefix[:0], id...), '.'), strconv.FormatInt(t.Unix(), 10)...)
+	p := strconv.AppendInt(append(append(prefix[:0], id...), '.'), t.Unix(), 10)
 	p = append(p, '.')
 	out := make([]byte, 0, len(secrets)*48)
 	for i, s := range secrets {
