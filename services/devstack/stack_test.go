@@ -7,14 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
-	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
+	"github.com/accountwatch/accountwatch/pkg/ops/opstest"
 )
 
 func TestStackStartsOnlyBuiltServices(t *testing.T) {
@@ -86,46 +85,26 @@ func TestEventSummary(t *testing.T) {
 // and the tail ends with its context.
 func TestTailEvents(t *testing.T) {
 	bus := bustest.New(t)
-	var mu sync.Mutex
-	var out strings.Builder
-	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	var out opstest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { tailEvents(ctx, bus.JS, w, slog.New(slog.DiscardHandler)); close(done) }()
+	go func() { tailEvents(ctx, bus.JS, &out, slog.New(slog.DiscardHandler)); close(done) }()
 	time.Sleep(200 * time.Millisecond) // the tail delivers new events only
 	var evs []*event.Event
 	for i := range 5 {
 		evs = append(evs, eventtest.Status(t, eventtest.Meta(fmt.Sprintf("t%d", i), nil), "active", "credit_hold"))
 	}
-	if _, err := eventbus.NewPublisher(bus.JS).PublishAll(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		mu.Lock()
-		n := strings.Count(out.String(), "[events] ")
-		mu.Unlock()
-		if n == len(evs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events printed", n, len(evs))
-		}
-	}
+	bustest.Publish(t, bus, evs...)
+	bustest.Eventually(t, "a line per event", func() bool { return strings.Count(out.String(), "[events] ") == len(evs) })
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the tail did not end with its context")
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	for _, e := range evs {
 		if !strings.Contains(out.String(), e.Data.AccountID) {
 			t.Errorf("no line for %s:\n%s", e.Data.AccountID, out.String())
 		}
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -86,3 +86,23 @@ func Events(t testing.TB, b *eventbus.Bus) []*event.Event {
 	}
 	return out
 }
+
+// Publish publishes events to the stream, failing the test on any error.
+func Publish(t testing.TB, b *eventbus.Bus, evs ...*event.Event) {
+	t.Helper()
+	if _, err := eventbus.NewPublisher(b.JS).PublishAll(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Eventually waits up to 30 s for cond, what a bus's consumers do taking its
+// time; the test fails naming what did not happen.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("not within 30s: %s", what)
+}

@@ -221,11 +221,11 @@ func TestConsolePages(t *testing.T) {
 // each goes to testdata/artifacts.
 func TestConsoleInBrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("Debian package chromium is missing (.ci/run installs it)")
-		}
-		t.Skip("needs Debian package chromium (apt-get install chromium)")
+	switch {
+	case err != nil && os.Getenv("CI") == "true":
+		t.Fatalf("Debian package chromium is missing (.ci/run installs it): %v", err)
+	case err != nil:
+		t.Skipf("needs Debian package chromium (apt-get install chromium): %v", err)
 	}
 	f := start(t)
 	artifacts := filepath.Join("..", "..", "testdata", "artifacts")

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/ops/opstest"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/app"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/smtpcapture"
@@ -31,35 +31,18 @@ import (
 
 const password = "s3cret-smtp-pass"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type stack struct {
 	bus  *eventbus.Bus
 	smtp *smtpcapture.Server
-	out  *syncBuffer
-	logs *syncBuffer
+	out  *opstest.Buffer
+	logs *opstest.Buffer
 }
 
 // start runs the notifier in-process with yaml as its routing file against a
 // fresh bus and an SMTP capture server (nil opts: no server, local .eml files).
 func start(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*app.Settings)) *stack {
 	t.Helper()
-	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), out: &syncBuffer{}, logs: &syncBuffer{}}
+	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), out: &opstest.Buffer{}, logs: &opstest.Buffer{}}
 	var s app.Settings
 	s.Config = st.bus.Cfg
 	s.URL = st.bus.ClientURL()
@@ -110,23 +93,6 @@ func start(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*ap
 		}
 	})
 	return st
-}
-
-func (st *stack) publish(t *testing.T, evs ...*event.Event) {
-	t.Helper()
-	if _, err := eventbus.NewPublisher(st.bus.JS).PublishAll(context.Background(), evs); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("not within 30s: %s", what)
 }
 
 // parsed is a received message taken apart.
@@ -192,12 +158,12 @@ func TestMIMEAndThreading(t *testing.T) {
 	st := start(t, immediate, &smtpcapture.Options{TLS: "none"})
 	m := eventtest.Meta("1000123", map[string]string{"team": "emea"})
 	hold := eventtest.Status(t, m, "active", "credit hold")
-	st.publish(t, hold)
-	eventually(t, "first message", func() bool { return len(st.smtp.Messages()) == 1 })
+	bustest.Publish(t, st.bus, hold)
+	bustest.Eventually(t, "first message", func() bool { return len(st.smtp.Messages()) == 1 })
 	m.Revision = 1
 	debt := eventtest.Debt(t, m, "0", "1512.4", "1000", "above")
-	st.publish(t, debt)
-	eventually(t, "second message", func() bool { return len(st.smtp.Messages()) == 2 })
+	bustest.Publish(t, st.bus, debt)
+	bustest.Eventually(t, "second message", func() bool { return len(st.smtp.Messages()) == 2 })
 	a, b := parse(t, st.smtp.Messages()[0]), parse(t, st.smtp.Messages()[1])
 
 	if got := a.h.Get("Subject"); got != "[accountwatch] Credit hold: Acme 1000123 (1000123) (activeplatform/ap-main)" {
@@ -231,8 +197,8 @@ func TestMIMEAndThreading(t *testing.T) {
 		t.Errorf("events header %q", a.h.Get("X-Accountwatch-Events"))
 	}
 	other := eventtest.Hosting(t, "1500000000000009", "", "FREEZE")
-	st.publish(t, other)
-	eventually(t, "third message", func() bool { return len(st.smtp.Messages()) == 3 })
+	bustest.Publish(t, st.bus, other)
+	bustest.Eventually(t, "third message", func() bool { return len(st.smtp.Messages()) == 3 })
 	if c := parse(t, st.smtp.Messages()[2]); c.h.Get("References") == thread {
 		t.Error("another account's message joined the first account's thread")
 	}
@@ -240,8 +206,8 @@ func TestMIMEAndThreading(t *testing.T) {
 
 func TestLabelRecipients(t *testing.T) {
 	st := start(t, immediate, &smtpcapture.Options{TLS: "none"})
-	st.publish(t, eventtest.Status(t, eventtest.Meta("7", map[string]string{"manager_email": "bob@reseller.example"}), "active", "credit_hold"))
-	eventually(t, "two messages", func() bool { return len(st.smtp.Messages()) == 2 })
+	bustest.Publish(t, st.bus, eventtest.Status(t, eventtest.Meta("7", map[string]string{"manager_email": "bob@reseller.example"}), "active", "credit_hold"))
+	bustest.Eventually(t, "two messages", func() bool { return len(st.smtp.Messages()) == 2 })
 	var to []string
 	for _, m := range st.smtp.Messages() {
 		to = append(to, strings.Join(m.To, ","))
@@ -256,8 +222,8 @@ func TestTemplatesPerTypeAndOverride(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "account.status.changed.subject.tmpl"), []byte("STATUS of {{.AccountID}}: {{.Previous}} to {{.Current}}\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "account.status.changed.txt.tmpl"), []byte("Custom body for {{.Account}}\n"), 0o600)
 	st := start(t, immediate, &smtpcapture.Options{TLS: "none"}, func(s *app.Settings) { s.Templates = dir })
-	st.publish(t, eventtest.Status(t, eventtest.Meta("42", nil), "active", "credit_hold"))
-	eventually(t, "message", func() bool { return len(st.smtp.Messages()) == 1 })
+	bustest.Publish(t, st.bus, eventtest.Status(t, eventtest.Meta("42", nil), "active", "credit_hold"))
+	bustest.Eventually(t, "message", func() bool { return len(st.smtp.Messages()) == 1 })
 	p := parse(t, st.smtp.Messages()[0])
 	if p.h.Get("Subject") != "STATUS of 42: active to credit_hold" || !strings.Contains(p.text, "Custom body for Acme 42 (42)") {
 		t.Errorf("override not used: %q / %q", p.h.Get("Subject"), p.text)
@@ -286,13 +252,13 @@ route: {receiver: digest, group_by: [], group_wait: 2s, group_interval: 2s, crit
 	for _, a := range []string{"d1", "d2", "d3"} {
 		rest = append(rest, eventtest.Debt(t, eventtest.Meta(a, nil), "1", "20", "500", ""))
 	}
-	st.publish(t, rest[0], crit, rest[1], rest[2])
-	eventually(t, "the critical one at once", func() bool { return len(st.smtp.Messages()) >= 1 })
+	bustest.Publish(t, st.bus, rest[0], crit, rest[1], rest[2])
+	bustest.Eventually(t, "the critical one at once", func() bool { return len(st.smtp.Messages()) >= 1 })
 	first := parse(t, st.smtp.Messages()[0])
 	if first.h.Get("X-Accountwatch-Events") != crit.ID() {
 		t.Fatalf("first message carries %q, want the critical event alone", first.h.Get("X-Accountwatch-Events"))
 	}
-	eventually(t, "the digest", func() bool { return len(st.smtp.Messages()) == 2 })
+	bustest.Eventually(t, "the digest", func() bool { return len(st.smtp.Messages()) == 2 })
 	d := parse(t, st.smtp.Messages()[1])
 	if d.h.Get("Subject") != "[accountwatch] 3 changes on 3 accounts" {
 		t.Errorf("digest subject %q", d.h.Get("Subject"))
@@ -330,12 +296,12 @@ route:
 `, &smtpcapture.Options{TLS: "none", Fault: fault})
 	good := eventtest.Status(t, eventtest.Meta("live1", nil), "active", "credit_hold")
 	bad := eventtest.Status(t, eventtest.Meta("dead1", nil), "active", "credit_hold")
-	st.publish(t, good)
-	eventually(t, "delivered after 421 and 451", func() bool { return len(st.smtp.Messages()) == 1 })
-	st.publish(t, bad)
+	bustest.Publish(t, st.bus, good)
+	bustest.Eventually(t, "delivered after 421 and 451", func() bool { return len(st.smtp.Messages()) == 1 })
+	bustest.Publish(t, st.bus, bad)
 	store, _ := deadletter.Open(context.Background(), st.bus.JS)
 	var letters []deadletter.Letter
-	eventually(t, "550 dead-lettered", func() bool {
+	bustest.Eventually(t, "550 dead-lettered", func() bool {
 		letters, _ = store.List(context.Background(), deadletter.Filter{Sink: "email"})
 		return len(letters) == 1
 	})
@@ -351,13 +317,13 @@ func TestServerDownThenUp(t *testing.T) {
 	for _, a := range []string{"u1", "u2", "u3", "u4"} {
 		evs = append(evs, eventtest.Status(t, eventtest.Meta(a, nil), "active", "credit_hold"))
 	}
-	st.publish(t, evs...)
-	eventually(t, "attempts fail while the server is down", func() bool { return strings.Contains(st.logs.String(), "delivery failed") })
+	bustest.Publish(t, st.bus, evs...)
+	bustest.Eventually(t, "attempts fail while the server is down", func() bool { return strings.Contains(st.logs.String(), "delivery failed") })
 	time.Sleep(500 * time.Millisecond)
 	if err := st.smtp.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "every event delivered after the server came back", func() bool { return len(st.smtp.Messages()) == 4 })
+	bustest.Eventually(t, "every event delivered after the server came back", func() bool { return len(st.smtp.Messages()) == 4 })
 	seen := map[string]bool{}
 	for _, m := range st.smtp.Messages() {
 		seen[parse(t, m).h.Get("X-Accountwatch-Events")] = true
@@ -380,8 +346,8 @@ func TestAuthAndTLS(t *testing.T) {
 			st := start(t, immediate, &smtpcapture.Options{TLS: c.tls, Users: map[string]string{"mailer": password}}, func(s *app.Settings) {
 				s.SMTPAuth, s.SMTPUsername, s.SMTPPassword = c.auth, "mailer", password
 			})
-			st.publish(t, eventtest.Status(t, eventtest.Meta("a1", nil), "active", "credit_hold"))
-			eventually(t, "delivered", func() bool { return len(st.smtp.Messages()) == 1 })
+			bustest.Publish(t, st.bus, eventtest.Status(t, eventtest.Meta("a1", nil), "active", "credit_hold"))
+			bustest.Eventually(t, "delivered", func() bool { return len(st.smtp.Messages()) == 1 })
 			if u := st.smtp.Messages()[0].User; u != "mailer" {
 				t.Errorf("authenticated as %q", u)
 			}
@@ -391,9 +357,9 @@ func TestAuthAndTLS(t *testing.T) {
 		st := start(t, immediate, &smtpcapture.Options{TLS: "starttls", Users: map[string]string{"mailer": password}}, func(s *app.Settings) {
 			s.SMTPAuth, s.SMTPUsername, s.SMTPPassword = "plain", "mailer", "wrong"
 		})
-		st.publish(t, eventtest.Status(t, eventtest.Meta("a2", nil), "active", "credit_hold"))
+		bustest.Publish(t, st.bus, eventtest.Status(t, eventtest.Meta("a2", nil), "active", "credit_hold"))
 		store, _ := deadletter.Open(context.Background(), st.bus.JS)
-		eventually(t, "dead letter", func() bool {
+		bustest.Eventually(t, "dead letter", func() bool {
 			l, _ := store.List(context.Background(), deadletter.Filter{Sink: "email"})
 			return len(l) == 1 && strings.Contains(l[0].Error, "535")
 		})
@@ -408,8 +374,8 @@ func TestPIINeverInMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.publish(t, e)
-	eventually(t, "message", func() bool { return len(st.smtp.Messages()) == 1 })
+	bustest.Publish(t, st.bus, e)
+	bustest.Eventually(t, "message", func() bool { return len(st.smtp.Messages()) == 1 })
 	raw := string(st.smtp.Messages()[0].Data)
 	p := parse(t, st.smtp.Messages()[0])
 	for _, pii := range []string{"P1234567", "cfo@acme.example", "+15550100", "passport"} {
@@ -425,8 +391,8 @@ func TestPIINeverInMessage(t *testing.T) {
 func TestLocalEMLWithoutSMTP(t *testing.T) {
 	var dir string
 	st := start(t, immediate, nil, func(s *app.Settings) { dir = s.LocalDir })
-	st.publish(t, eventtest.Status(t, eventtest.Meta("9", nil), "active", "credit_hold"))
-	eventually(t, "an .eml file", func() bool { f, _ := filepath.Glob(filepath.Join(dir, "*.eml")); return len(f) == 1 })
+	bustest.Publish(t, st.bus, eventtest.Status(t, eventtest.Meta("9", nil), "active", "credit_hold"))
+	bustest.Eventually(t, "an .eml file", func() bool { f, _ := filepath.Glob(filepath.Join(dir, "*.eml")); return len(f) == 1 })
 	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
 	b, err := os.ReadFile(files[0])
 	if err != nil {
@@ -471,8 +437,8 @@ func TestConnectionPool(t *testing.T) {
 	for i := range 20 {
 		evs = append(evs, eventtest.Status(t, eventtest.Meta(fmt.Sprintf("p%d", i), nil), "active", "credit_hold"))
 	}
-	st.publish(t, evs...)
-	eventually(t, "20 messages", func() bool { return len(st.smtp.Messages()) == 20 })
+	bustest.Publish(t, st.bus, evs...)
+	bustest.Eventually(t, "20 messages", func() bool { return len(st.smtp.Messages()) == 20 })
 	if n := st.smtp.Sessions(); n > 6 {
 		t.Errorf("20 messages took %d connections; pooled connections are not reused", n)
 	}
@@ -482,8 +448,8 @@ func TestConnectionPool(t *testing.T) {
 	if err := st.smtp.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	st.publish(t, eventtest.Status(t, eventtest.Meta("after", nil), "active", "credit_hold"))
-	eventually(t, "delivered over a fresh connection", func() bool { return len(st.smtp.Messages()) == 21 })
+	bustest.Publish(t, st.bus, eventtest.Status(t, eventtest.Meta("after", nil), "active", "credit_hold"))
+	bustest.Eventually(t, "delivered over a fresh connection", func() bool { return len(st.smtp.Messages()) == 21 })
 	if strings.Contains(st.logs.String(), "delivery failed") {
 		t.Errorf("a stale pooled connection made a delivery fail:\n%s", st.logs.String())
 	}
@@ -510,12 +476,12 @@ func TestExampleConfigLoads(t *testing.T) {
 func TestAdhocRedriveToAnAddress(t *testing.T) {
 	st := start(t, immediate, &smtpcapture.Options{TLS: "none"})
 	ev := eventtest.Status(t, eventtest.Meta("778", nil), "active", "credit_hold")
-	st.publish(t, ev)
-	eventually(t, "the normal delivery", func() bool { return len(st.smtp.Messages()) == 1 })
+	bustest.Publish(t, st.bus, ev)
+	bustest.Eventually(t, "the normal delivery", func() bool { return len(st.smtp.Messages()) == 1 })
 	if _, err := audit.Redrive(context.Background(), st.bus.JS, audit.Selection{Account: "778"}, audit.Target{Sink: "email", To: "auditor@reseller.example"}, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the re-drive to the chosen address", func() bool { return len(st.smtp.Messages()) == 2 })
+	bustest.Eventually(t, "the re-drive to the chosen address", func() bool { return len(st.smtp.Messages()) == 2 })
 	m := st.smtp.Messages()[1]
 	p := parse(t, m)
 	if strings.Join(m.To, ",") != "auditor@reseller.example" || !strings.Contains(p.text, "Re-sent by an operator") || p.h.Get("X-Accountwatch-Events") != ev.ID() {

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/ops/opstest"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/silence"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -34,25 +34,8 @@ const token = "xoxb-1111-2222-secrettokenvalue"
 type stack struct {
 	bus   *eventbus.Bus
 	slack *slackcapture.Server
-	out   *syncBuffer
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out   *opstest.Buffer
+	logs  *opstest.Buffer
 }
 
 func settings(t *testing.T, bus *eventbus.Bus, apiURL, yaml string) app.Settings {
@@ -82,7 +65,7 @@ func settings(t *testing.T, bus *eventbus.Bus, apiURL, yaml string) app.Settings
 // start runs the notifier in-process against a fresh bus and capture server.
 func start(t *testing.T, yaml string, inject func(int, slackcapture.Call) *slackcapture.Failure, mod ...func(*app.Settings)) *stack {
 	t.Helper()
-	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), slack: slackcapture.Start(inject), out: &syncBuffer{}, logs: &syncBuffer{}}
+	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), slack: slackcapture.Start(inject), out: &opstest.Buffer{}, logs: &opstest.Buffer{}}
 	t.Cleanup(st.slack.Stop)
 	s := settings(t, st.bus, st.slack.URL(), yaml)
 	for _, m := range mod {
@@ -119,23 +102,6 @@ func (st *stack) run(t *testing.T, s app.Settings) (stop func()) {
 	return stop
 }
 
-func (st *stack) publish(t *testing.T, evs ...*event.Event) {
-	t.Helper()
-	if _, err := eventbus.NewPublisher(st.bus.JS).PublishAll(context.Background(), evs); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("not within 30s: %s", what)
-}
-
 const perEvent = `
 receivers:
   - {name: ops, channel: "#ops"}
@@ -148,21 +114,21 @@ func TestThreadAndUpdateInPlace(t *testing.T) {
 	st := start(t, perEvent, nil)
 	m := eventtest.Meta("1000123", map[string]string{"team": "emea"})
 	hold := eventtest.Status(t, m, "active", "credit hold")
-	st.publish(t, hold)
-	eventually(t, "opening message", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
+	bustest.Publish(t, st.bus, hold)
+	bustest.Eventually(t, "opening message", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
 	m.Revision = 1
 	debt := eventtest.Debt(t, m, "0", "512.40", "500", "above")
-	st.publish(t, debt)
-	eventually(t, "reply", func() bool { return len(st.slack.Posted("chat.postMessage")) == 2 })
+	bustest.Publish(t, st.bus, debt)
+	bustest.Eventually(t, "reply", func() bool { return len(st.slack.Posted("chat.postMessage")) == 2 })
 	m.Revision = 2
 	back := eventtest.Status(t, m, "credit_hold", "active")
-	st.publish(t, back)
-	eventually(t, "recovery reply and update", func() bool {
+	bustest.Publish(t, st.bus, back)
+	bustest.Eventually(t, "recovery reply and update", func() bool {
 		return len(st.slack.Posted("chat.postMessage")) == 3 && len(st.slack.Posted("chat.update")) == 1
 	})
 	other := eventtest.Hosting(t, "1500000000000001", "", "FREEZE")
-	st.publish(t, other)
-	eventually(t, "second account's own thread", func() bool { return len(st.slack.Posted("chat.postMessage")) == 4 })
+	bustest.Publish(t, st.bus, other)
+	bustest.Eventually(t, "second account's own thread", func() bool { return len(st.slack.Posted("chat.postMessage")) == 4 })
 
 	posts := st.slack.Posted("chat.postMessage")
 	open := posts[0]
@@ -206,8 +172,8 @@ route:
 	for i := range evs {
 		evs[i] = eventtest.Hosting(t, fmt.Sprintf("15%014d", i), "", "FREEZE")
 	}
-	st.publish(t, evs...)
-	eventually(t, "a grouped message", func() bool { return len(st.slack.Posted("chat.postMessage")) >= 1 })
+	bustest.Publish(t, st.bus, evs...)
+	bustest.Eventually(t, "a grouped message", func() bool { return len(st.slack.Posted("chat.postMessage")) >= 1 })
 	time.Sleep(500 * time.Millisecond)
 	posts := st.slack.Posted("chat.postMessage")
 	if len(posts) != 1 {
@@ -249,8 +215,8 @@ route:
 	// critical: finance; continue finds no later match, and a matched child
 	// means the root is no leaf, so ops does not get it.
 	freeze := eventtest.CreditLimit(t, "4000", "thaw", "freeze")
-	st.publish(t, debt, silenced, status, freeze)
-	eventually(t, "3 messages", func() bool { return len(st.slack.Posted("chat.postMessage")) == 3 })
+	bustest.Publish(t, st.bus, debt, silenced, status, freeze)
+	bustest.Eventually(t, "3 messages", func() bool { return len(st.slack.Posted("chat.postMessage")) == 3 })
 	time.Sleep(300 * time.Millisecond)
 	got := map[string][]string{}
 	for _, p := range st.slack.Posted("chat.postMessage") {
@@ -289,8 +255,8 @@ func TestRateLimitStorm(t *testing.T) {
 	for i := range evs {
 		evs[i] = eventtest.Status(t, eventtest.Meta(fmt.Sprintf("r%d", i), nil), "active", "credit_hold")
 	}
-	st.publish(t, evs...)
-	eventually(t, "every event posted", func() bool { return len(st.slack.Posted("chat.postMessage")) >= 12 })
+	bustest.Publish(t, st.bus, evs...)
+	bustest.Eventually(t, "every event posted", func() bool { return len(st.slack.Posted("chat.postMessage")) >= 12 })
 	time.Sleep(300 * time.Millisecond)
 	count := map[string]int{}
 	for _, p := range st.slack.Posted("chat.postMessage") {
@@ -330,17 +296,17 @@ func TestErrorsClassified(t *testing.T) {
 	st := start(t, perEvent, inject)
 	dead := eventtest.Status(t, eventtest.Meta("deadchan", nil), "active", "credit_hold")
 	flaky := eventtest.Status(t, eventtest.Meta("flaky", nil), "active", "credit_hold")
-	st.publish(t, dead, flaky)
+	bustest.Publish(t, st.bus, dead, flaky)
 	store, _ := deadletter.Open(context.Background(), st.bus.JS)
 	var letters []deadletter.Letter
-	eventually(t, "dead letter", func() bool {
+	bustest.Eventually(t, "dead letter", func() bool {
 		letters, _ = store.List(context.Background(), deadletter.Filter{Sink: "slack"})
 		return len(letters) == 1
 	})
 	if l := letters[0]; l.EventID != dead.ID() || l.Reason != "client_error" || !strings.Contains(l.Error, "channel_not_found") || !strings.Contains(l.Error, "fix the receiver's channel") {
 		t.Errorf("letter %+v", l)
 	}
-	eventually(t, "flaky delivered after 5xx", func() bool {
+	bustest.Eventually(t, "flaky delivered after 5xx", func() bool {
 		for _, p := range st.slack.Posted("chat.postMessage") {
 			if p.EventIDs[0] == flaky.ID() {
 				return true
@@ -359,8 +325,8 @@ func TestPIINeverInMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.publish(t, e)
-	eventually(t, "posted", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
+	bustest.Publish(t, st.bus, e)
+	bustest.Eventually(t, "posted", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
 	p := st.slack.Posted("chat.postMessage")[0]
 	for _, pii := range []string{"P1234567", "cfo@acme.example", "+15550100", "passport"} {
 		if strings.Contains(p.Text+p.Attachments, pii) {
@@ -374,8 +340,8 @@ func TestPIINeverInMessage(t *testing.T) {
 
 func TestLocalSinkWithoutToken(t *testing.T) {
 	st := start(t, "", nil, func(s *app.Settings) { s.Token = "" })
-	st.publish(t, eventtest.Status(t, eventtest.Meta("42", nil), "active", "credit_hold"))
-	eventually(t, "a local line", func() bool {
+	bustest.Publish(t, st.bus, eventtest.Status(t, eventtest.Meta("42", nil), "active", "credit_hold"))
+	bustest.Eventually(t, "a local line", func() bool {
 		return strings.Contains(st.out.String(), "slack #accountwatch (post): [critical] Credit hold")
 	})
 	if !strings.Contains(st.logs.String(), "messages go to the local sink") {
@@ -450,12 +416,12 @@ route: {receiver: partners, group_wait: 0s, group_interval: 0s}
 `, hook.URL), nil)
 	m := eventtest.Meta("55", nil)
 	hold := eventtest.Status(t, m, "active", "credit_hold")
-	st.publish(t, hold)
-	eventually(t, "the 429", func() bool { mu.Lock(); defer mu.Unlock(); return calls == 1 })
+	bustest.Publish(t, st.bus, hold)
+	bustest.Eventually(t, "the 429", func() bool { mu.Lock(); defer mu.Unlock(); return calls == 1 })
 	m.Revision = 1
 	back := eventtest.Status(t, m, "credit_hold", "active")
-	st.publish(t, back)
-	eventually(t, "both changes posted after the 429", func() bool {
+	bustest.Publish(t, st.bus, back)
+	bustest.Eventually(t, "both changes posted after the 429", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		all := strings.Join(bodies, "")
@@ -493,13 +459,13 @@ route: {receiver: partners, group_wait: 0s, group_interval: 0s}
 func TestAdhocRedriveToAChannel(t *testing.T) {
 	st := start(t, perEvent, nil)
 	ev := eventtest.Status(t, eventtest.Meta("777", nil), "active", "credit_hold")
-	st.publish(t, ev)
-	eventually(t, "the normal delivery", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
+	bustest.Publish(t, st.bus, ev)
+	bustest.Eventually(t, "the normal delivery", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
 	n, err := audit.Redrive(context.Background(), st.bus.JS, audit.Selection{Account: "777"}, audit.Target{Sink: "slack", To: "#audit-review"}, false, nil)
 	if err != nil || n != 1 {
 		t.Fatalf("re-drive: %d %v", n, err)
 	}
-	eventually(t, "the re-drive in the chosen channel", func() bool { return len(st.slack.Posted("chat.postMessage")) == 2 })
+	bustest.Eventually(t, "the re-drive in the chosen channel", func() bool { return len(st.slack.Posted("chat.postMessage")) == 2 })
 	p := st.slack.Posted("chat.postMessage")[1]
 	if p.Channel != "#audit-review" || p.ThreadTS != "" || !strings.Contains(p.Attachments, "re-sent") || p.EventIDs[0] != ev.ID() {
 		t.Errorf("ad-hoc post: %+v", p)

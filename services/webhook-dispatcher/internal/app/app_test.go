@@ -22,6 +22,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/ops/opstest"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/app"
 )
@@ -97,24 +98,7 @@ func (rc *receiver) ok() map[string]int {
 type stack struct {
 	bus  *eventbus.Bus
 	api  string
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *opstest.Buffer
 }
 
 func settings(bus *eventbus.Bus) app.Settings {
@@ -137,7 +121,7 @@ func settings(bus *eventbus.Bus) app.Settings {
 
 func start(t *testing.T, mod ...func(*app.Settings)) *stack {
 	t.Helper()
-	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), logs: &syncBuffer{}}
+	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), logs: &opstest.Buffer{}}
 	s := settings(st.bus)
 	for _, m := range mod {
 		m(&s)
@@ -201,23 +185,6 @@ func (st *stack) endpoint(t *testing.T, body map[string]any) (string, string) {
 	return out["id"].(string), out["secret"].(string)
 }
 
-func (st *stack) publish(t *testing.T, evs ...*event.Event) {
-	t.Helper()
-	if _, err := eventbus.NewPublisher(st.bus.JS).PublishAll(context.Background(), evs); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("not within 30s: %s", what)
-}
-
 func statuses(t *testing.T, prefix string, n int) []*event.Event {
 	out := make([]*event.Event, n)
 	for i := range out {
@@ -230,7 +197,7 @@ func statuses(t *testing.T, prefix string, n int) []*event.Event {
 // consumer exists), so that events published next reach it: a new endpoint
 // receives the events taken after its creation.
 func (st *stack) waitActive(t *testing.T, id string) {
-	eventually(t, "endpoint registered", func() bool {
+	bustest.Eventually(t, "endpoint registered", func() bool {
 		_, err := st.bus.JS.Consumer(context.Background(), eventbus.StreamRedrive, sink.ConsumerName("webhook", id)+"_redrive")
 		return err == nil
 	})
@@ -246,8 +213,8 @@ func TestSignedDeliveriesVerifyIndependently(t *testing.T) {
 	st.waitActive(t, bid)
 	evs := statuses(t, "sig", 3)
 	debt := eventtest.Debt(t, eventtest.Meta("sig-debt", nil), "0", "10", "500", "")
-	st.publish(t, append(evs, debt)...)
-	eventually(t, "deliveries", func() bool { return len(structured.ok()) == 4 && len(binary.ok()) == 3 })
+	bustest.Publish(t, st.bus, append(evs, debt)...)
+	bustest.Eventually(t, "deliveries", func() bool { return len(structured.ok()) == 4 && len(binary.ok()) == 3 })
 
 	for _, c := range []struct {
 		r      *receiver
@@ -328,8 +295,8 @@ func TestRetriesThenDelivered(t *testing.T) {
 	id, _ := st.endpoint(t, map[string]any{"url": r.srv.URL})
 	st.waitActive(t, id)
 	ev := statuses(t, "retry", 1)[0]
-	st.publish(t, ev)
-	eventually(t, "delivered on the third attempt", func() bool { return r.ok()[ev.ID()] == 1 })
+	bustest.Publish(t, st.bus, ev)
+	bustest.Eventually(t, "delivered on the third attempt", func() bool { return r.ok()[ev.ID()] == 1 })
 	ds := r.deliveries()
 	if len(ds) != 3 || ds[0].header.Get("webhook-id") != ev.ID() || ds[2].header.Get("webhook-id") != ev.ID() {
 		t.Fatalf("%d deliveries", len(ds))
@@ -338,7 +305,7 @@ func TestRetriesThenDelivered(t *testing.T) {
 		t.Errorf("waits %s, %s: shorter than the schedule (100ms, 200ms, less 10%%)", g1, g2)
 	}
 	var out map[string]any
-	eventually(t, "three attempts logged", func() bool {
+	bustest.Eventually(t, "three attempts logged", func() bool {
 		_, out = st.call(t, "GET", "/v1/endpoints/"+id+"/attempts", nil)
 		a, _ := out["attempts"].([]any)
 		return len(a) == 3
@@ -367,8 +334,8 @@ func TestRetryAfterHonoured(t *testing.T) {
 	})
 	id, _ := st.endpoint(t, map[string]any{"url": r.srv.URL})
 	st.waitActive(t, id)
-	st.publish(t, statuses(t, "ra", 1)...)
-	eventually(t, "delivered after the 429", func() bool { return len(r.ok()) == 1 })
+	bustest.Publish(t, st.bus, statuses(t, "ra", 1)...)
+	bustest.Eventually(t, "delivered after the 429", func() bool { return len(r.ok()) == 1 })
 	ds := r.deliveries()
 	if gap := ds[1].at.Sub(ds[0].at); gap < time.Second {
 		t.Errorf("retried %s after a 429 with Retry-After: 1", gap)
@@ -393,8 +360,8 @@ func TestGoneDisablesAndResumeDelivers(t *testing.T) {
 	id, _ := st.endpoint(t, map[string]any{"url": r.srv.URL})
 	st.waitActive(t, id)
 	first := statuses(t, "gone", 1)[0]
-	st.publish(t, first)
-	eventually(t, "disabled", func() bool {
+	bustest.Publish(t, st.bus, first)
+	bustest.Eventually(t, "disabled", func() bool {
 		_, out := st.call(t, "GET", "/v1/endpoints/"+id, nil)
 		return out["status"] == "disabled" && strings.Contains(fmt.Sprint(out["disabled_reason"]), "410")
 	})
@@ -407,7 +374,7 @@ func TestGoneDisablesAndResumeDelivers(t *testing.T) {
 		t.Error("no operator event")
 	}
 	later := statuses(t, "gone-later", 2)
-	st.publish(t, later...)
+	bustest.Publish(t, st.bus, later...)
 	time.Sleep(500 * time.Millisecond)
 	if n := len(r.deliveries()); n != 1 {
 		t.Errorf("%d deliveries to a disabled endpoint, want only the one that answered 410", n)
@@ -418,7 +385,7 @@ func TestGoneDisablesAndResumeDelivers(t *testing.T) {
 	if code, out := st.call(t, "POST", "/v1/endpoints/"+id+"/resume", nil); code != 200 || out["status"] != "active" {
 		t.Fatalf("resume: %d %v", code, out)
 	}
-	eventually(t, "everything that waited is delivered", func() bool {
+	bustest.Eventually(t, "everything that waited is delivered", func() bool {
 		ok := r.ok()
 		return ok[first.ID()] == 1 && ok[later[0].ID()] == 1 && ok[later[1].ID()] == 1
 	})
@@ -432,8 +399,8 @@ func TestFailingTooLongDisables(t *testing.T) {
 	r := newReceiver(t, func(int) (int, http.Header) { return 500, nil })
 	id, _ := st.endpoint(t, map[string]any{"url": r.srv.URL})
 	st.waitActive(t, id)
-	st.publish(t, statuses(t, "fail", 1)...)
-	eventually(t, "disabled after failing too long", func() bool {
+	bustest.Publish(t, st.bus, statuses(t, "fail", 1)...)
+	bustest.Eventually(t, "disabled after failing too long", func() bool {
 		_, out := st.call(t, "GET", "/v1/endpoints/"+id, nil)
 		return out["status"] == "disabled" && strings.Contains(fmt.Sprint(out["disabled_reason"]), "failing since")
 	})
@@ -454,8 +421,8 @@ func TestExhaustedDeadLetteredAndRedrivenPerEndpoint(t *testing.T) {
 	id, _ := st.endpoint(t, map[string]any{"url": r.srv.URL})
 	st.waitActive(t, id)
 	evs := statuses(t, "dlq", 2)
-	st.publish(t, evs...)
-	eventually(t, "dead letters", func() bool {
+	bustest.Publish(t, st.bus, evs...)
+	bustest.Eventually(t, "dead letters", func() bool {
 		_, out := st.call(t, "GET", "/v1/endpoints/"+id+"/dead-letters", nil)
 		l, _ := out["dead_letters"].([]any)
 		return len(l) == 2
@@ -469,7 +436,7 @@ func TestExhaustedDeadLetteredAndRedrivenPerEndpoint(t *testing.T) {
 	if code, out := st.call(t, "POST", "/v1/endpoints/"+id+"/redrive", nil); code != 200 || out["redriven"] != float64(2) {
 		t.Fatalf("redrive: %d %v", code, out)
 	}
-	eventually(t, "re-driven deliveries", func() bool { return r.ok()[evs[0].ID()] == 1 && r.ok()[evs[1].ID()] == 1 })
+	bustest.Eventually(t, "re-driven deliveries", func() bool { return r.ok()[evs[0].ID()] == 1 && r.ok()[evs[1].ID()] == 1 })
 }
 
 func TestReceiverDownThenUp(t *testing.T) {
@@ -482,8 +449,8 @@ func TestReceiverDownThenUp(t *testing.T) {
 	st.waitActive(t, id)
 	r.srv.Close() // down
 	evs := statuses(t, "down", 5)
-	st.publish(t, evs...)
-	eventually(t, "failed attempts", func() bool { return strings.Count(st.logs.String(), "delivery failed") >= 5 })
+	bustest.Publish(t, st.bus, evs...)
+	bustest.Eventually(t, "failed attempts", func() bool { return strings.Count(st.logs.String(), "delivery failed") >= 5 })
 	up := &receiver{origin: "*"}
 	var ln net.Listener
 	var err error
@@ -499,7 +466,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 	srv := &http.Server{Handler: up}
 	go srv.Serve(ln)
 	defer srv.Close()
-	eventually(t, "every event delivered once the receiver is up", func() bool { return len(up.ok()) == 5 })
+	bustest.Eventually(t, "every event delivered once the receiver is up", func() bool { return len(up.ok()) == 5 })
 	for _, e := range evs {
 		if up.ok()[e.ID()] != 1 {
 			t.Errorf("webhook-id %s delivered %d times", e.ID(), up.ok()[e.ID()])
@@ -589,8 +556,8 @@ func TestSSRFRefusedAtDelivery(t *testing.T) {
 	}
 	id := out["id"].(string)
 	st.waitActive(t, id)
-	st.publish(t, statuses(t, "ssrf", 1)...)
-	eventually(t, "a refused attempt logged", func() bool {
+	bustest.Publish(t, st.bus, statuses(t, "ssrf", 1)...)
+	bustest.Eventually(t, "a refused attempt logged", func() bool {
 		_, out := st.call(t, "GET", "/v1/endpoints/"+id+"/attempts", nil)
 		a, _ := out["attempts"].([]any)
 		return len(a) >= 1 && strings.Contains(fmt.Sprint(a[0]), "loopback")
