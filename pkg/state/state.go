@@ -43,7 +43,14 @@ var ErrConflict = errors.New("state changed concurrently")
 
 // Key is the KV key of an account's record: <provider>.<instance>.<account token>.
 func Key(p event.Provider, instance, accountID string) string {
-	return string(p) + "." + instance + "." + eventbus.KeyToken(accountID)
+	return string(AppendKey(nil, p, instance, accountID))
+}
+
+// AppendKey appends the key of an account's record to b: Key into a buffer
+// the caller reuses, for a lookup per watched account without an allocation.
+func AppendKey(b []byte, p event.Provider, instance, accountID string) []byte {
+	b = append(append(append(append(b, p...), '.'), instance...), '.')
+	return append(b, eventbus.KeyToken(accountID)...)
 }
 
 // Prefix selects every record of one connection.

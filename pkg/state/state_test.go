@@ -3,6 +3,7 @@ package state_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +135,19 @@ func TestLoadByConnection(t *testing.T) {
 	none, err := st.Load(ctx, state.Prefix(event.ProviderAlibabaCAMS, "cams"))
 	if err != nil || len(none) != 0 {
 		t.Fatalf("%v %v", none, err)
+	}
+}
+
+// TestAppendKey: the key built into a reused buffer is Key's, without an
+// allocation for an account id that needs no escaping.
+func TestAppendKey(t *testing.T) {
+	for _, id := range []string{"1000123", "a.b c", "~x"} {
+		if got, want := string(state.AppendKey(nil, event.ProviderActivePlatform, "ap-main", id)), state.Key(event.ProviderActivePlatform, "ap-main", id); got != want || !strings.HasPrefix(got, state.Prefix(event.ProviderActivePlatform, "ap-main")) {
+			t.Errorf("AppendKey(%q) = %q, Key %q", id, got, want)
+		}
+	}
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { buf = state.AppendKey(buf[:0], event.ProviderActivePlatform, "ap-main", "1000123") }); n != 0 {
+		t.Errorf("%v allocations into a reused buffer", n)
 	}
 }

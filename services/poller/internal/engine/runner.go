@@ -16,7 +16,6 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/activeplatform"
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
-	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 	"github.com/accountwatch/accountwatch/pkg/watch"
@@ -55,9 +54,7 @@ type Runner struct {
 	stamped int             // entries stamped by the current scan
 	other   map[string]bool // listed in the current scan, not in byID then
 	dups    map[string]bool // unchanged accounts listed twice in the current scan
-	// a reused buffer for record keys (baselinedLocked)
-	keyPrefix string
-	keyBuf    []byte
+	keyBuf  []byte          // a reused buffer for record keys (baselinedLocked)
 }
 
 type sumEntry struct {
@@ -528,10 +525,7 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 // The key is built in a reused buffer: an incremental scan asks this of
 // every watched account it did not list.
 func (r *Runner) baselinedLocked(e watch.Entry) bool {
-	if r.keyPrefix == "" {
-		r.keyPrefix = state.Prefix(r.conn.Provider, r.conn.Name)
-	}
-	r.keyBuf = append(append(r.keyBuf[:0], r.keyPrefix...), eventbus.KeyToken(e.AccountID)...)
+	r.keyBuf = state.AppendKey(r.keyBuf[:0], r.conn.Provider, r.conn.Name, e.AccountID)
 	sl, ok := r.cache[string(r.keyBuf)]
 	return ok && sl.baseline
 }
