@@ -153,10 +153,17 @@ func (s *Store) List(ctx context.Context, instance string) ([]Entry, error) {
 type Live struct {
 	mu      sync.RWMutex
 	entries map[string]Entry // by key
+	// Per instance: how many entries, and a version that every change to
+	// one of its entries advances, so that a poller can tell an unchanged
+	// list without walking 100,000 entries.
+	counts   map[string]int
+	versions map[string]uint64
 }
 
 // NewLive is an empty live list.
-func NewLive() *Live { return &Live{entries: map[string]Entry{}} }
+func NewLive() *Live {
+	return &Live{entries: map[string]Entry{}, counts: map[string]int{}, versions: map[string]uint64{}}
+}
 
 // Follow loads the list and keeps it current until ctx ends. It returns once
 // the current entries are loaded.
@@ -171,18 +178,40 @@ func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) err
 		return fmt.Errorf("watch list: %w", err)
 	}
 	apply := func(u jetstream.KeyValueEntry) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
 		if u.Operation() != jetstream.KeyValuePut {
-			delete(l.entries, u.Key())
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.delete(u.Key())
 			return
 		}
 		var e Entry
 		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil {
-			l.entries[u.Key()] = e
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.put(u.Key(), e)
 		}
 	}
 	return eventbus.Follow(ctx, w, follow, apply)
+}
+
+// put stores an entry; lock held.
+func (l *Live) put(key string, e Entry) {
+	if old, ok := l.entries[key]; ok {
+		l.counts[old.Instance]--
+		l.versions[old.Instance]++
+	}
+	l.entries[key] = e
+	l.counts[e.Instance]++
+	l.versions[e.Instance]++
+}
+
+// delete drops an entry; lock held.
+func (l *Live) delete(key string) {
+	if old, ok := l.entries[key]; ok {
+		delete(l.entries, key)
+		l.counts[old.Instance]--
+		l.versions[old.Instance]++
+	}
 }
 
 // Entries returns the entries of one instance ("" for all).
@@ -208,7 +237,8 @@ func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool
 
 // Range calls fn for each entry of one instance, under a read lock: fn must not
 // change the list. It avoids copying a 100,000-entry list every poll cycle.
-func (l *Live) Range(instance string, fn func(Entry)) {
+// It returns the version of the instance's entries it walked (see Version).
+func (l *Live) Range(instance string, fn func(Entry)) uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	for _, e := range l.entries {
@@ -216,6 +246,16 @@ func (l *Live) Range(instance string, fn func(Entry)) {
 			fn(e)
 		}
 	}
+	return l.versions[instance]
+}
+
+// Version reports the version of one instance's entries and how many there
+// are. The version advances with every change to them (an added, replaced or
+// removed entry): equal versions mean the same entries.
+func (l *Live) Version(instance string) (version uint64, count int) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.versions[instance], l.counts[instance]
 }
 
 // Count is the number of entries of one instance ("" for all).
@@ -225,11 +265,5 @@ func (l *Live) Count(instance string) int {
 	if instance == "" {
 		return len(l.entries)
 	}
-	n := 0
-	for _, e := range l.entries {
-		if e.Instance == instance {
-			n++
-		}
-	}
-	return n
+	return l.counts[instance]
 }

@@ -75,3 +75,63 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLiveVersion: the count and version of an instance's entries follow
+// every change to them and to nothing else.
+func TestLiveVersion(t *testing.T) {
+	b := bustest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := watch.Open(ctx, b.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := s.Follow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(instance, id, team string) watch.Entry {
+		return watch.Entry{Provider: event.ProviderActivePlatform, Instance: instance, AccountID: id, Labels: map[string]string{"team": team}, Source: watch.SourceCLI}
+	}
+	steps := []struct {
+		name    string
+		do      func() error
+		changes bool // ap-a's version advances
+		count   int  // ap-a's entries after
+	}{
+		{"add", func() error { return s.Put(ctx, entry("ap-a", "1", "emea")) }, true, 1},
+		{"add another", func() error { return s.Put(ctx, entry("ap-a", "2", "emea")) }, true, 2},
+		{"relabel", func() error { return s.Put(ctx, entry("ap-a", "2", "apac")) }, true, 2},
+		{"other instance", func() error { return s.Put(ctx, entry("ap-b", "1", "emea")) }, false, 2},
+		{"remove", func() error { return s.Remove(ctx, event.ProviderActivePlatform, "ap-a", "1") }, true, 1},
+		{"remove other instance", func() error { return s.Remove(ctx, event.ProviderActivePlatform, "ap-b", "1") }, false, 1},
+	}
+	for _, st := range steps {
+		before, _ := live.Version("ap-a")
+		_, otherBefore := live.Version("ap-b")
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		// The watcher applies changes in order: wait until ap-b's change,
+		// or ap-a's, has arrived.
+		waitFor(t, func() bool {
+			v, n := live.Version("ap-a")
+			_, on := live.Version("ap-b")
+			if st.changes {
+				return v != before && n == st.count
+			}
+			return on != otherBefore
+		})
+		v, n := live.Version("ap-a")
+		if (v != before) != st.changes || n != st.count || live.Count("ap-a") != n {
+			t.Fatalf("%s: version %d→%d, count %d (Count %d), want changed=%v count %d", st.name, before, v, n, live.Count("ap-a"), st.changes, st.count)
+		}
+		var walked int
+		if got := live.Range("ap-a", func(watch.Entry) { walked++ }); got != v || walked != n {
+			t.Fatalf("%s: Range walked %d at version %d, want %d at %d", st.name, walked, got, n, v)
+		}
+	}
+	if live.Count("") != 1 {
+		t.Fatalf("all entries: %d", live.Count(""))
+	}
+}

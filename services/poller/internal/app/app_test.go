@@ -17,6 +17,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/schemas"
 	"github.com/accountwatch/accountwatch/pkg/sim"
 	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
+	"github.com/accountwatch/accountwatch/pkg/watch"
 	"github.com/accountwatch/accountwatch/services/poller/internal/app"
 )
 
@@ -272,6 +273,36 @@ func TestAnOutageIsDegradedThenRecoveredNotAChange(t *testing.T) {
 	waitCycles(t, h, "bss.GetCustomerAccountInfo", 4)
 	if n := len(h.events(t)); n != 2 {
 		t.Fatalf("%d events: an outage must not produce state changes", n)
+	}
+	checkEvents(t, h.events(t))
+}
+
+// TestWatchListChangesAtRuntime: once the listing holds every watched account,
+// a cycle proves that by counting rather than walking the list. A change to
+// the list must end that: here one listed account leaves it and one the
+// listing does not hold joins (the count stays the same), and the newcomer is
+// read on its own, every cycle, until its failures degrade it.
+func TestWatchListChangesAtRuntime(t *testing.T) {
+	h := start(t, simtest.Seed(), "")
+	waitCycles(t, h, "ap.list", 8) // full scans that list every watched account
+	ctx := context.Background()
+	ws, err := watch.Open(ctx, h.bus.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Remove(ctx, event.ProviderActivePlatform, "ap-main", "1000124"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Put(ctx, watch.Entry{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000999", Source: watch.SourceCLI}); err != nil {
+		t.Fatal(err)
+	}
+	evs := waitEvents(t, h, 1)
+	if d := describe(evs[0]); d != "poll.degraded ap-main/1000999" || evs[0].Data.Poll.Scope != "account" {
+		t.Fatalf("first event %s (scope %s)", d, evs[0].Data.Poll.Scope)
+	}
+	waitCycles(t, h, "ap.list", 4)
+	if evs := h.events(t); len(evs) != 1 {
+		t.Fatalf("%d events, want only the degraded newcomer: last %s", len(evs), describe(evs[len(evs)-1]))
 	}
 	checkEvents(t, h.events(t))
 }
