@@ -22,6 +22,7 @@ func BenchmarkListing100k(b *testing.B) {
 	_, url := simtest.Start(b, seed)
 	c, _ := activeplatform.New(url, simtest.APToken)
 	b.Run("listraw", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			n := 0
 			if err := c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: 1000}, func([]byte, activeplatform.Fingerprint, upstream.Evidence) error { n++; return nil }); err != nil || n != 100_000 {
@@ -43,4 +44,36 @@ func BenchmarkListing100k(b *testing.B) {
 		}
 		b.ReportMetric(100_000*float64(b.N)/b.Elapsed().Seconds(), "accounts/s")
 	})
+}
+
+// BenchmarkSplitPage is the listing's own CPU per page, without HTTP: one
+// 1,000-account page as the simulator writes it, split into accounts and
+// each fingerprinted (what every account of every scan costs).
+func BenchmarkSplitPage(b *testing.B) {
+	seed := simtest.Seed()
+	seed.ActivePlatform.Accounts = nil
+	seed.ActivePlatform.Generate.Count = 1000
+	_, url := simtest.Start(b, seed)
+	resp, err := http.Get(url + "/api/vendor/v1/accounts.json?per_page=1000&api_token=" + simtest.APToken)
+	if err != nil {
+		b.Fatal(err)
+	}
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(page)))
+	b.ReportAllocs()
+	var sink activeplatform.Fingerprint
+	for b.Loop() {
+		items, err := activeplatform.ListItems(page)
+		if err != nil || len(items) != 1000 {
+			b.Fatal(err, len(items))
+		}
+		for _, it := range items {
+			sink = activeplatform.FingerprintOf(it)
+		}
+	}
+	_ = sink
 }

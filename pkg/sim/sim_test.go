@@ -287,3 +287,63 @@ func TestCollectorCountsRequests(t *testing.T) {
 		t.Fatalf("ap.get counted %v", v)
 	}
 }
+
+// TestAPPaging: pages cut the sorted accounts into per_page runs, with and
+// without a filter, and a page past the end is empty with the same total.
+func TestAPPaging(t *testing.T) {
+	seed := simtest.Seed()
+	seed.ActivePlatform.Generate.Count = 25
+	st, err := sim.NewState(seed, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, total := st.APPage(1, 1000, sim.APFilter{})
+	if total != len(all) || total != len(seed.ActivePlatform.Accounts)+25 {
+		t.Fatalf("one page of everything: %d accounts, total %d", len(all), total)
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i-1].ID >= all[i].ID {
+			t.Fatalf("not sorted by id at %d", i)
+		}
+	}
+	active := 0
+	for _, a := range all {
+		if a.Status == "active" {
+			active++
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		filter sim.APFilter
+		want   int
+	}{
+		{"unfiltered", sim.APFilter{}, len(all)},
+		{"status", sim.APFilter{Status: "active"}, active},
+		{"updated since long ago", sim.APFilter{UpdatedSince: time.Unix(1, 0)}, len(all)},
+	} {
+		for _, per := range []int{1, 7, len(all), len(all) + 3} {
+			var seen []int64
+			for page := 1; page <= tc.want/per+2; page++ {
+				got, total := st.APPage(page, per, tc.filter)
+				if total != tc.want || len(got) > per {
+					t.Fatalf("%s per %d page %d: %d accounts, total %d (want %d)", tc.name, per, page, len(got), total, tc.want)
+				}
+				for _, a := range got {
+					seen = append(seen, a.ID)
+				}
+			}
+			if len(seen) != tc.want {
+				t.Fatalf("%s per %d: %d accounts over all pages, want %d", tc.name, per, len(seen), tc.want)
+			}
+			j := 0
+			for _, a := range all {
+				if tc.filter.Status == "" || a.Status == tc.filter.Status {
+					if seen[j] != a.ID {
+						t.Fatalf("%s per %d: account %d is %d, want %d", tc.name, per, j, seen[j], a.ID)
+					}
+					j++
+				}
+			}
+		}
+	}
+}

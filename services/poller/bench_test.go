@@ -3,7 +3,6 @@ package main_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -86,12 +85,16 @@ func benchPoller(b *testing.B, syncAlways bool) {
 		waitUntil(b, 10*time.Minute, func() bool { return metric(`aw_poller_cycle_seconds_count{instance="ap"}`) >= 2 })
 
 		// Changes: 1% of the accounts per interval, spread over the measured cycles.
+		// Latency is read off the stream afterwards (each event's stored
+		// time against its change): a consumer running alongside would load
+		// the server during the measured cycles and not during the bare loop.
 		var mu sync.Mutex
-		changedAt := map[string]time.Time{}
-		latencies := []time.Duration{}
+		changedAt := map[string][]time.Time{}
+		changesFrom := time.Now()
 		ctx, cancel := context.WithCancel(context.Background())
-		go consumeLatencies(ctx, bus, &mu, changedAt, &latencies)
+		generated := make(chan struct{})
 		go func() {
+			defer close(generated)
 			rng := rand.New(rand.NewPCG(7, 7))
 			perInterval := accounts / 100
 			tick := interval / time.Duration(perInterval)
@@ -103,18 +106,30 @@ func benchPoller(b *testing.B, syncAlways bool) {
 					next = "active"
 				}
 				mu.Lock()
-				changedAt[strconv.Itoa(id)] = time.Now()
+				changedAt[strconv.Itoa(id)] = append(changedAt[strconv.Itoa(id)], time.Now())
 				mu.Unlock()
 				s.State.SetAP(int64(id), map[string]any{"status": next})
 				time.Sleep(tick)
 			}
 		}()
 
-		if prof := os.Getenv("AW_BENCH_PROFILE"); prof != "" { // CPU profiles of the steady state: the poller's, and this process's (simulator and server)
+		if prof := os.Getenv("AW_BENCH_PROFILE"); prof != "" { // CPU profiles of the steady state: the poller's, and this process's (simulator and server); the poller's allocations; a trace
 			if f, err := os.Create(prof + ".bench"); err == nil {
 				pprof.StartCPUProfile(f)
 				time.AfterFunc(24*time.Second, func() { pprof.StopCPUProfile(); f.Close() })
 			}
+			go func() { // what the steady state allocates: pprof -base prof.allocs0 prof.allocs1
+				time.Sleep(8 * time.Second) // past the setup (gc=1: a profile holds what the last GC saw)
+				for i := range 2 {
+					if resp, err := http.Get("http://" + opsAddr + "/debug/pprof/allocs?gc=1"); err == nil {
+						f, _ := os.Create(fmt.Sprintf("%s.allocs%d", prof, i))
+						io.Copy(f, resp.Body)
+						f.Close()
+						resp.Body.Close()
+					}
+					time.Sleep(15 * time.Second)
+				}
+			}()
 			go func() {
 				resp, err := http.Get("http://" + opsAddr + "/debug/pprof/profile?seconds=24")
 				if err == nil {
@@ -162,16 +177,16 @@ func benchPoller(b *testing.B, syncAlways bool) {
 		sort.Float64s(rates)
 		bareRate, pollRate := bare[len(bare)/2], rates[len(rates)/2]
 		cancel()
+		<-generated
+		latencies := streamLatencies(b, bus, changesFrom, changedAt)
 
 		polls := polls1 - polls0
 		meanRate := polls / (secs1 - secs0)
-		mu.Lock()
 		sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
 		var p50, p99 time.Duration
 		if n := len(latencies); n > 0 {
 			p50, p99 = latencies[n/2], latencies[n*99/100]
 		}
-		mu.Unlock()
 		b.ReportMetric(pollRate, "polls/s")
 		b.ReportMetric(meanRate, "polls/s-mean")
 		b.ReportMetric(bareRate, "bare-accounts/s")
@@ -202,37 +217,47 @@ func bareOnce(b *testing.B, url string, accounts, perPage int) float64 {
 	return float64(accounts) / time.Since(start).Seconds()
 }
 
-func consumeLatencies(ctx context.Context, bus *eventbus.Bus, mu *sync.Mutex, changedAt map[string]time.Time, out *[]time.Duration) {
-	c, err := bus.JS.OrderedConsumer(ctx, eventbus.StreamEvents, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy,
-		FilterSubjects: []string{event.FilterSubject("", "", event.TypeStatusChanged, "")}})
+// streamLatencies reads the status changes stored since from and matches each
+// to the change of its account it reflects: the latest one made before the
+// event was stored and after the one its previous event reflected.
+func streamLatencies(b *testing.B, bus *eventbus.Bus, from time.Time, changedAt map[string][]time.Time) []time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := bus.JS.OrderedConsumer(ctx, eventbus.StreamEvents, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime: &from, FilterSubjects: []string{event.FilterSubject("", "", event.TypeStatusChanged, "")}})
 	if err != nil {
-		return
+		b.Fatal(err)
 	}
 	// One long pull: an ordered consumer's Next creates its consumer anew on
-	// every call, and that would cost the server as much as the poller.
+	// every call.
 	it, err := c.Messages()
 	if err != nil {
-		return
+		b.Fatal(err)
 	}
 	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for ctx.Err() == nil {
-		m, err := it.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return
-		}
+	next := map[string]int{} // per account, its first change not yet reflected
+	var out []time.Duration
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			continue
+			b.Fatalf("reading the events: %v", err)
 		}
-		now := time.Now()
+		md, err := m.Metadata()
+		if err != nil {
+			b.Fatal(err)
+		}
 		id := m.Headers().Get("ce-subject")
-		mu.Lock()
-		if t, ok := changedAt[id]; ok {
-			*out = append(*out, now.Sub(t))
-			delete(changedAt, id)
+		times, i := changedAt[id], next[id]
+		for i+1 < len(times) && !times[i+1].After(md.Timestamp) {
+			i++
 		}
-		mu.Unlock()
+		if i < len(times) && !times[i].After(md.Timestamp) {
+			out = append(out, md.Timestamp.Sub(times[i]))
+			next[id] = i + 1
+		}
+		if md.NumPending == 0 {
+			return out
+		}
 	}
 }
 
