@@ -107,7 +107,7 @@ func (c *Client) Get(ctx context.Context, id string) (*Account, error) {
 	op := "get account " + id
 	var acct *Account
 	err := c.retry.Do(ctx, func(ctx context.Context) error {
-		body, ev, err := c.do(ctx, op, "/api/vendor/v1/accounts/"+url.PathEscape(id)+".json", nil, false)
+		body, ev, _, err := c.do(ctx, op, "/api/vendor/v1/accounts/"+url.PathEscape(id)+".json", nil, false)
 		if err != nil {
 			return err
 		}
@@ -150,7 +150,9 @@ func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) erro
 // JSON and its Fingerprint before any decoding: a poller that has seen exactly
 // these bytes before can skip the account (DecodeItem decodes it when it
 // cannot). item is only valid during fn. The next page is fetched while fn
-// works through the current one.
+// works through the current one; when the answer's X-Total-Count says there
+// is a next page, its request goes out as soon as this page is read, before
+// this page is split into accounts (one request at a time all the same).
 func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, fp Fingerprint, ev upstream.Evidence) error) error {
 	per := o.PerPage
 	if per <= 0 {
@@ -167,15 +169,30 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 	pages := make(chan page, 1)
 	go func() {
 		defer close(pages)
+		next := c.startPage(ctx, 1, per, o)
 		for n := 1; ; n++ {
-			body, items, ev, err := c.fetchPage(ctx, n, per, o)
+			f := <-next
+			next = nil
+			if f.err == nil && f.total >= 0 && n*per < f.total {
+				next = c.startPage(ctx, n+1, per, o)
+			}
+			p := page{body: f.body, ev: f.ev, err: f.err}
+			if p.err == nil {
+				var err error
+				if p.items, err = listItems(f.body); err != nil {
+					p.err = &upstream.Error{Kind: upstream.ErrMalformed, Op: pageOp(n), RequestID: f.ev.RequestID, Msg: err.Error()}
+				}
+			}
 			select {
-			case pages <- page{body, items, ev, err}:
+			case pages <- p:
 			case <-ctx.Done():
 				return
 			}
-			if err != nil || len(items) < per {
-				return
+			if p.err != nil || len(p.items) < per {
+				return // a request already sent for a next page is cancelled with ctx
+			}
+			if next == nil { // a full page the total did not announce (or no total): go on
+				next = c.startPage(ctx, n+1, per, o)
 			}
 		}
 	}()
@@ -193,7 +210,25 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 	return ctx.Err()
 }
 
-func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) ([]byte, [][]byte, upstream.Evidence, error) {
+// fetched is one listing page as read, not yet split; total is the answer's
+// X-Total-Count (-1 without one).
+type fetched struct {
+	body  []byte
+	ev    upstream.Evidence
+	total int
+	err   error
+}
+
+// startPage fetches a listing page in the background.
+func (c *Client) startPage(ctx context.Context, n, per int, o ListOptions) <-chan fetched {
+	ch := make(chan fetched, 1)
+	go func() { ch <- c.fetchPage(ctx, n, per, o) }()
+	return ch
+}
+
+func pageOp(n int) string { return "list accounts page " + strconv.Itoa(n) }
+
+func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) fetched {
 	q := url.Values{"page": {strconv.Itoa(n)}, "per_page": {strconv.Itoa(per)}}
 	if !o.UpdatedSince.IsZero() {
 		q.Set("filters[updated_at]", o.UpdatedSince.UTC().Format(time.RFC3339))
@@ -201,35 +236,25 @@ func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) ([]by
 	if o.Status != "" {
 		q.Set("filters[status]", o.Status)
 	}
-	op := "list accounts page " + strconv.Itoa(n)
-	var (
-		body  []byte
-		items [][]byte
-		ev    upstream.Evidence
-	)
-	err := c.retry.Do(ctx, func(ctx context.Context) error {
-		b, e, err := c.do(ctx, op, "/api/vendor/v1/accounts.json", q, true)
-		if err != nil {
-			return err
-		}
-		body, ev = b, e
-		if items, err = listItems(b); err != nil {
-			return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: err.Error()}
-		}
-		return nil
+	var f fetched
+	f.err = c.retry.Do(ctx, func(ctx context.Context) error {
+		var err error
+		f.body, f.ev, f.total, err = c.do(ctx, pageOp(n), "/api/vendor/v1/accounts.json", q, true)
+		return err
 	})
-	return body, items, ev, err
+	return f
 }
 
 // do performs one GET and classifies its outcome; the token travels only in
 // the request, never in what this returns. A listing page is read into a
 // pooled buffer and gets no evidence hash of its own: each account's evidence
-// is the hash of its own JSON, computed when it is decoded.
-func (c *Client) do(ctx context.Context, op, path string, q url.Values, page bool) ([]byte, upstream.Evidence, error) {
+// is the hash of its own JSON, computed when it is decoded. For a page it also
+// returns the X-Total-Count the answer announces (-1 without one).
+func (c *Client) do(ctx context.Context, op, path string, q url.Values, page bool) ([]byte, upstream.Evidence, int, error) {
 	ev := upstream.Evidence{Endpoint: strings.TrimPrefix(path, "/api/vendor/v1/")}
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, ev, &upstream.Error{Kind: upstream.ErrTransient, Op: op, Msg: "rate limiter: " + err.Error()}
+			return nil, ev, -1, &upstream.Error{Kind: upstream.ErrTransient, Op: op, Msg: "rate limiter: " + err.Error()}
 		}
 	}
 	u := *c.base
@@ -243,7 +268,7 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values, page boo
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// A *url.Error carries the full URL, token included: only a redacted message leaves.
-		return nil, ev, &upstream.Error{Kind: upstream.ErrTransient, Op: op, Msg: redact.String(transportMessage(err))}
+		return nil, ev, -1, &upstream.Error{Kind: upstream.ErrTransient, Op: op, Msg: redact.String(transportMessage(err))}
 	}
 	defer resp.Body.Close()
 	ev.RequestID = firstHeader(resp.Header, "X-Request-Id", "X-Request-ID", "X-Amzn-Requestid")
@@ -257,19 +282,22 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values, page boo
 	}
 	body, err := upstream.ReadBoundedInto(dst, resp.Body, hint, c.maxBody, op)
 	if err != nil {
-		return nil, ev, err
+		return nil, ev, -1, err
 	}
 	c.bodyHint.Store(int64(len(body)))
 	if resp.StatusCode != http.StatusOK {
-		return nil, ev, classify(op, resp, body, ev.RequestID)
+		return nil, ev, -1, classify(op, resp, body, ev.RequestID)
 	}
 	if ct := resp.Header.Get("Content-Type"); !upstream.IsJSON(ct) {
-		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: op, HTTPStatus: resp.StatusCode, RequestID: ev.RequestID, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
+		return nil, ev, -1, &upstream.Error{Kind: upstream.ErrMalformed, Op: op, HTTPStatus: resp.StatusCode, RequestID: ev.RequestID, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
 	}
+	total := -1
 	if !page {
 		ev.ResponseSHA256 = upstream.Hash(body)
+	} else if t, err := strconv.Atoi(resp.Header.Get("X-Total-Count")); err == nil && t >= 0 {
+		total = t
 	}
-	return body, ev, nil
+	return body, ev, total, nil
 }
 
 func transportMessage(err error) string {

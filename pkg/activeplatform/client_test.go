@@ -3,9 +3,12 @@ package activeplatform_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,4 +207,63 @@ func TestListStopsOnCallbackError(t *testing.T) {
 		t.Fatalf("%v after %d", err, n)
 	}
 	_ = strconv.Itoa
+}
+
+// TestListingTotalHeader: the next page's request may go out before a page is
+// split when X-Total-Count announces it, but the listing is the same whatever
+// the header says (absent, right, too low, too high): every account once, in
+// order, ending at the first short page.
+func TestListingTotalHeader(t *testing.T) {
+	const per = 10
+	for _, tc := range []struct {
+		name     string
+		accounts int
+		total    func(n int) string
+		maxReqs  int
+	}{
+		{"no header", 25, func(int) string { return "" }, 3},
+		{"right", 25, strconv.Itoa, 3},
+		{"right, last page full", 30, strconv.Itoa, 4},
+		{"too low", 25, func(n int) string { return strconv.Itoa(n - per) }, 3},
+		{"too high", 25, func(n int) string { return strconv.Itoa(n + 2*per) }, 4},
+		{"garbage", 25, func(int) string { return "many" }, 3},
+		{"empty", 0, strconv.Itoa, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var reqs atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				reqs.Add(1)
+				page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+				var items []string
+				for i := (page - 1) * per; i < min(page*per, tc.accounts); i++ {
+					items = append(items, fmt.Sprintf(`{"id":%d,"status":"active"}`, 1000+i))
+				}
+				if h := tc.total(tc.accounts); h != "" {
+					w.Header().Set("X-Total-Count", h)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, "[%s]", strings.Join(items, ","))
+			}))
+			defer srv.Close()
+			c := client(t, srv.URL, "tok")
+			var got []string
+			if err := c.List(context.Background(), activeplatform.ListOptions{PerPage: per}, func(a *activeplatform.Account) error {
+				got = append(got, a.ID)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tc.accounts {
+				t.Fatalf("listed %d accounts, want %d", len(got), tc.accounts)
+			}
+			for i, id := range got {
+				if id != strconv.Itoa(1000+i) {
+					t.Fatalf("account %d is %s", i, id)
+				}
+			}
+			if n := int(reqs.Load()); n > tc.maxReqs {
+				t.Fatalf("%d requests, want at most %d", n, tc.maxReqs)
+			}
+		})
+	}
 }
