@@ -42,9 +42,13 @@ type Runner struct {
 	conn config.Connection
 	src  source.Source
 
-	mu    sync.Mutex
-	cache map[string]*slot // records as stored, decoded only when touched
-	// sums: the fingerprint of each account's raw listing JSON when it was
+	mu     sync.Mutex       // guards cache and keyBuf, which the workers share
+	cache  map[string]*slot // records as stored, decoded only when touched
+	keyBuf []byte           // a reused buffer for record keys (baselinedLocked)
+	// The rest is the scan's, touched only by the goroutine running cycles
+	// (the listing reaches it 100,000 times a scan: no lock, no contention
+	// with the workers, which hand back what they processed through the
+	// pool). sums: the fingerprint of each account's raw listing JSON when it was
 	// last processed successfully; bytes seen again need no decoding and no
 	// diff. Each is stamped with the last scan that listed it, which is how a
 	// scan knows what it listed without a 100,000-entry set of its own.
@@ -54,7 +58,6 @@ type Runner struct {
 	stamped int             // entries stamped by the current scan
 	other   map[string]bool // listed in the current scan, not in byID then
 	dups    map[string]bool // unchanged accounts listed twice in the current scan
-	keyBuf  []byte          // a reused buffer for record keys (baselinedLocked)
 	// covered: when the last walk of the watch list (at version) found
 	// every entry in byID, it marked them with gen (sumEntry.seen). While the
 	// list keeps that version and byID loses nothing (forgets counts its
@@ -96,8 +99,6 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 // known is the source's Known: an account whose listing bytes are unchanged.
 // It stamps the account as listed by this scan (or notes a second listing).
 func (r *Runner) known(sum activeplatform.Fingerprint) (string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	e, ok := r.bySum[sum]
 	if !ok {
 		return "", false
@@ -109,7 +110,7 @@ func (r *Runner) known(sum activeplatform.Fingerprint) (string, bool) {
 	return e.id, true
 }
 
-// stamp marks e as listed by this scan. Lock held.
+// stamp marks e as listed by this scan.
 func (r *Runner) stamp(e *sumEntry) {
 	if e.scan != r.scan {
 		e.scan = r.scan
@@ -122,8 +123,6 @@ func (r *Runner) stamp(e *sumEntry) {
 
 // startScan begins a scan's stamps.
 func (r *Runner) startScan() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.scan++
 	r.stamped, r.stampedWatched = 0, 0
 	clear(r.other)
@@ -132,8 +131,6 @@ func (r *Runner) startScan() {
 
 // again reports whether an unchanged account was listed twice by this scan.
 func (r *Runner) again(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if len(r.dups) == 0 || !r.dups[id] {
 		return false
 	}
@@ -144,8 +141,6 @@ func (r *Runner) again(id string) bool {
 // listed stamps an account the scan decodes; false if the scan listed it
 // already.
 func (r *Runner) listed(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if e, ok := r.byID[id]; ok {
 		if e.scan == r.scan {
 			return false
@@ -161,8 +156,6 @@ func (r *Runner) listed(id string) bool {
 }
 
 func (r *Runner) remember(id string, sum activeplatform.Fingerprint) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	e, ok := r.byID[id]
 	if ok {
 		delete(r.bySum, e.sum)
@@ -176,8 +169,6 @@ func (r *Runner) remember(id string, sum activeplatform.Fingerprint) {
 }
 
 func (r *Runner) forget(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if e, ok := r.byID[id]; ok {
 		if e.scan == r.scan {
 			r.stamped--
@@ -188,9 +179,9 @@ func (r *Runner) forget(id string) {
 	}
 }
 
-// allListedLocked reports whether this scan listed every watched account, by
-// counting instead of walking the list (see covered). Lock held.
-func (r *Runner) allListedLocked() bool {
+// allListed reports whether this scan listed every watched account, by
+// counting instead of walking the list (see covered).
+func (r *Runner) allListed() bool {
 	v, n := r.Live.Version(r.conn.Name)
 	c := r.covered
 	return c.ok && c.version == v && c.forgets == r.forgets && r.stampedWatched == n
@@ -340,7 +331,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			listedOK = false
 			r.countError(err)
 			if r.conn.Provider == event.ProviderActivePlatform {
-				p.wait()
+				r.drain(p)
 				r.providerFailed(ctx, err) // the listing is how ActivePlatform is read
 				return false
 			}
@@ -365,7 +356,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	// that without 100,000 lookups on the cycle's critical path.
 	var gone, rest []watch.Entry
 	r.mu.Lock()
-	if !(ap && listedOK && r.allListedLocked()) {
+	if !(ap && listedOK && r.allListed()) {
 		covered, gen := true, r.covered.gen+1
 		v := r.Live.Range(r.conn.Name, func(e watch.Entry) {
 			se, known := r.byID[e.AccountID]
@@ -392,7 +383,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	for _, e := range rest {
 		p.submit(ctx, task{entry: e})
 	}
-	ok, failed := p.wait()
+	ok, failed := r.drain(p)
 	r.Metrics.WatchSize.WithLabelValues(r.conn.Name).Set(float64(r.Live.Count(r.conn.Name)))
 	switch {
 	case ok == 0 && len(failed) > 0 && (!listing || !listedOK):
@@ -411,8 +402,6 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 // pruneSums forgets the sums of accounts a complete scan did not list; when
 // it stamped every one, there is nothing to look for.
 func (r *Runner) pruneSums() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.stamped == len(r.byID) {
 		return
 	}
@@ -439,6 +428,24 @@ type pool struct {
 	mu     sync.Mutex
 	ok     int
 	failed []failure
+	// processed: listed accounts committed, whose listing bytes the runner
+	// remembers once the workers are done (drain)
+	processed []listedSum
+}
+
+type listedSum struct {
+	id  string
+	sum activeplatform.Fingerprint
+}
+
+// drain waits for the workers and remembers the listing bytes of the
+// accounts they committed.
+func (r *Runner) drain(p *pool) (int, []failure) {
+	ok, failed := p.wait()
+	for _, x := range p.processed {
+		r.remember(x.id, x.sum)
+	}
+	return ok, failed
 }
 
 func (r *Runner) startPool(ctx context.Context) *pool {
@@ -496,7 +503,9 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 	p.ok++
 	p.mu.Unlock()
 	if r.observed(ctx, t.entry, *obs) && t.obs != nil {
-		r.remember(t.entry.AccountID, t.sum)
+		p.mu.Lock()
+		p.processed = append(p.processed, listedSum{t.entry.AccountID, t.sum})
+		p.mu.Unlock()
 	}
 }
 
