@@ -11,6 +11,8 @@ import (
 // new upstream field could slip past.
 type AllowList struct {
 	patterns []string
+	exact    map[string]bool // the patterns without glob characters
+	globs    []string        // the others, tried with path.Match
 }
 
 // DefaultAllowList holds the account attributes that are not personal data.
@@ -24,10 +26,15 @@ var DefaultAllowList = NewAllowList(
 // NewAllowList builds an allow-list of attribute keys; a key may be a path.Match
 // glob ("custom_attributes.tier", "billing.*").
 func NewAllowList(patterns ...string) *AllowList {
-	a := &AllowList{}
+	a := &AllowList{exact: map[string]bool{}}
 	for _, p := range patterns {
 		if p = strings.TrimSpace(p); p != "" {
 			a.patterns = append(a.patterns, p)
+			if strings.ContainsAny(p, `*?[\\`) {
+				a.globs = append(a.globs, p)
+			} else {
+				a.exact[p] = true
+			}
 		}
 	}
 	return a
@@ -40,7 +47,10 @@ func (a *AllowList) With(patterns ...string) *AllowList {
 
 // Allowed reports whether an attribute key may travel.
 func (a *AllowList) Allowed(key string) bool {
-	for _, p := range a.patterns {
+	if a.exact[key] {
+		return true // every attribute of every decoded account asks: a map, not a glob each
+	}
+	for _, p := range a.globs {
 		if ok, _ := path.Match(p, key); ok {
 			return true
 		}
