@@ -132,6 +132,11 @@ type ListOptions struct {
 	UpdatedSince time.Time
 	Status       string
 	PerPage      int // default 200
+	// Predict, when set, guesses each next account of a listing from an
+	// earlier one (the poller's last scan: listings keep their order). A
+	// right guess spares the scan for the account's end; a wrong one costs a
+	// hash. Only pages with an X-Total-Count are split as fn goes and use it.
+	Predict Predictor
 }
 
 // List pages through the listing until a short page, calling fn for each account.
@@ -150,49 +155,68 @@ func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) erro
 // JSON and its Fingerprint before any decoding: a poller that has seen exactly
 // these bytes before can skip the account (DecodeItem decodes it when it
 // cannot). item is only valid during fn. The next page is fetched while fn
-// works through the current one; when the answer's X-Total-Count says there
-// is a next page, its request goes out as soon as this page is read, before
-// this page is split into accounts (one request at a time all the same).
+// works through the current one (one request at a time all the same). When
+// the answer's X-Total-Count announces a next page, its request goes out as
+// soon as fn takes this page (fn has found the page before full), and the
+// page is split as fn goes, where o.Predict can spare the scan for each
+// item's end; without the header, the page is split first to learn whether
+// it is full. A short page ends the
+// listing, whatever the header says.
 func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, fp Fingerprint, ev upstream.Evidence) error) error {
 	per := o.PerPage
 	if per <= 0 {
 		per = 200
 	}
-	type page struct {
-		body  []byte
-		items [][]byte
-		ev    upstream.Evidence
-		err   error
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := make(chan page, 1)
+	// Unbuffered: fn takes a page only once it has walked the one before and
+	// found it full, so a request that waits for the hand-over is never more
+	// than one past the listing's end, whatever a header announced.
+	pages := make(chan listPage)
+	full := make(chan struct{}, 1) // a page split as fn went was full, though not announced: go on
 	go func() {
 		defer close(pages)
 		next := c.startPage(ctx, 1, per, o)
 		for n := 1; ; n++ {
 			f := <-next
 			next = nil
-			if f.err == nil && f.total >= 0 && n*per < f.total {
-				next = c.startPage(ctx, n+1, per, o)
-			}
-			p := page{body: f.body, ev: f.ev, err: f.err}
-			if p.err == nil {
-				var err error
-				if p.items, err = listItems(f.body); err != nil {
-					p.err = &upstream.Error{Kind: upstream.ErrMalformed, Op: pageOp(n), RequestID: f.ev.RequestID, Msg: err.Error()}
+			p := listPage{n: n, body: f.body, ev: f.ev, err: f.err}
+			announced := false
+			switch {
+			case p.err != nil:
+			case f.total >= 0:
+				// Whether the page before this one was full is known only
+				// once fn has walked it: the request waits for the hand-over.
+				announced = n*per < f.total
+			default:
+				// Split here, this page is known full, and the one before was
+				// too (or this one would not have been fetched): go on now.
+				if p.err = p.splitAll(); p.err == nil && len(p.split) >= per {
+					next = c.startPage(ctx, n+1, per, o)
 				}
 			}
+			p.more = next != nil || announced
 			select {
 			case pages <- p:
 			case <-ctx.Done():
 				return
 			}
-			if p.err != nil || len(p.items) < per {
-				return // a request already sent for a next page is cancelled with ctx
+			if p.err != nil {
+				return
 			}
-			if next == nil { // a full page the total did not announce (or no total): go on
+			if announced {
 				next = c.startPage(ctx, n+1, per, o)
+			}
+			if next == nil {
+				if p.split != nil {
+					return // a short page
+				}
+				select { // a page the header called the last: go on only if it was full
+				case <-full:
+					next = c.startPage(ctx, n+1, per, o)
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
@@ -200,14 +224,70 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 		if p.err != nil {
 			return p.err
 		}
-		for _, it := range p.items {
-			if err := fn(it, FingerprintOf(it), p.ev); err != nil {
-				return err
-			}
+		count, err := p.each(o.Predict, fn)
+		if err != nil {
+			return err
 		}
 		c.release(p.body) // fn is done with this page's bytes
+		if count < per {
+			return nil // a request already sent for a next page is cancelled with ctx
+		}
+		if !p.more && p.split == nil {
+			full <- struct{}{}
+		}
 	}
 	return ctx.Err()
+}
+
+// listPage is one page of a listing on its way from the fetcher to fn.
+type listPage struct {
+	n     int
+	body  []byte
+	ev    upstream.Evidence
+	err   error
+	split []splitItem // split by the fetcher (no X-Total-Count), or nil
+	more  bool        // the next page's request is out
+}
+
+type splitItem struct {
+	item []byte
+	fp   Fingerprint
+}
+
+// malformed turns a page walk's own failure into the page's upstream error;
+// fn's errors pass as they are.
+func (p *listPage) malformed(err error) error {
+	var fe formatError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	return &upstream.Error{Kind: upstream.ErrMalformed, Op: pageOp(p.n), RequestID: p.ev.RequestID, Msg: fe.Error()}
+}
+
+// splitAll splits the page at once (its items fingerprinted too).
+func (p *listPage) splitAll() error {
+	p.split = make([]splitItem, 0, 64)
+	_, err := walkPage(p.body, nil, func(item []byte, fp Fingerprint) error {
+		p.split = append(p.split, splitItem{item, fp})
+		return nil
+	})
+	return p.malformed(err)
+}
+
+// each hands fn the page's items, splitting them as it goes unless the
+// fetcher did, and returns how many there were. A malformed page fails
+// where the walk finds it, after the items before.
+func (p *listPage) each(predict Predictor, fn func(item []byte, fp Fingerprint, ev upstream.Evidence) error) (int, error) {
+	if p.split != nil {
+		for _, s := range p.split {
+			if err := fn(s.item, s.fp, p.ev); err != nil {
+				return 0, err
+			}
+		}
+		return len(p.split), nil
+	}
+	n, err := walkPage(p.body, predict, func(item []byte, fp Fingerprint) error { return fn(item, fp, p.ev) })
+	return n, p.malformed(err)
 }
 
 // fetched is one listing page as read, not yet split; total is the answer's

@@ -267,3 +267,86 @@ func TestListingTotalHeader(t *testing.T) {
 		})
 	}
 }
+
+// TestListRawPredicted: a listing predicted from the last one hands out
+// exactly what an unpredicted listing does, whatever changed in between (an
+// account's bytes and length, one gone, one new, the order shifted), with or
+// without X-Total-Count; a malformed page still fails, after the accounts
+// before the fault.
+func TestListRawPredicted(t *testing.T) {
+	const per = 4
+	type raw struct {
+		item string
+		fp   activeplatform.Fingerprint
+	}
+	for _, header := range []bool{true, false} {
+		t.Run(fmt.Sprintf("header=%v", header), func(t *testing.T) {
+			var accounts []string
+			for i := range 10 {
+				accounts = append(accounts, fmt.Sprintf(`{"id":%d,"status":"active","name":"n%d"}`, 1000+i, i))
+			}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+				lo, hi := min((page-1)*per, len(accounts)), min(page*per, len(accounts))
+				if header {
+					w.Header().Set("X-Total-Count", strconv.Itoa(len(accounts)))
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, "[%s]", strings.Join(accounts[lo:hi], ", "))
+			}))
+			defer srv.Close()
+			c := client(t, srv.URL, "tok")
+			list := func(predict activeplatform.Predictor) ([]raw, error) {
+				var out []raw
+				err := c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: per, Predict: predict}, func(item []byte, fp activeplatform.Fingerprint, _ upstream.Evidence) error {
+					out = append(out, raw{string(item), fp})
+					return nil
+				})
+				return out, err
+			}
+			last, err := list(nil)
+			if err != nil || len(last) != 10 {
+				t.Fatal(err, len(last))
+			}
+			accounts[2] = `{"id":1002,"status":"credit hold","name":"n2"}`
+			accounts = append(accounts[:5], accounts[6:]...)
+			accounts = append(accounts[:7], append([]string{`{"id":2000,"status":"active"}`}, accounts[7:]...)...)
+			asked := 0
+			k := 0
+			predict := func() (int, activeplatform.Fingerprint, bool) {
+				asked++
+				if k >= len(last) {
+					return 0, activeplatform.Fingerprint{}, false
+				}
+				k++
+				return len(last[k-1].item), last[k-1].fp, true
+			}
+			want, err := list(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := list(predict)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) || len(want) != 10 {
+				t.Fatalf("predicted:\n%v\nunpredicted:\n%v", got, want)
+			}
+			if header != (asked > 0) {
+				t.Fatalf("%d predictions asked for; header %v", asked, header)
+			}
+			accounts[5] = `{"id":1006,"status":"active"` // page 2 breaks after its first account
+			var n int
+			err = c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: per, Predict: predict}, func([]byte, activeplatform.Fingerprint, upstream.Evidence) error {
+				n++
+				return nil
+			})
+			if !errors.Is(err, upstream.ErrMalformed) {
+				t.Fatalf("malformed page: %v", err)
+			}
+			if wantN := map[bool]int{true: 5, false: 4}[header]; n != wantN {
+				t.Fatalf("%d accounts before the fault, want %d", n, wantN)
+			}
+		})
+	}
+}

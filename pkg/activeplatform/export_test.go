@@ -22,3 +22,15 @@ func DecodeFast(body []byte) (*Account, error) {
 
 // ListItems exposes the page splitter to the fuzzer.
 func ListItems(body []byte) ([][]byte, error) { return listItems(body) }
+
+// WalkPage walks a page as a listing does, with predict (nil: none), and
+// returns the items and fingerprints it handed out before it ended or failed.
+func WalkPage(body []byte, predict Predictor) ([][]byte, []Fingerprint, error) {
+	var items [][]byte
+	var fps []Fingerprint
+	_, err := walkPage(body, predict, func(item []byte, fp Fingerprint) error {
+		items, fps = append(items, item), append(fps, fp)
+		return nil
+	})
+	return items, fps, err
+}

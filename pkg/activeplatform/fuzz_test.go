@@ -130,3 +130,38 @@ func FuzzListItems(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPredictedItems: predictions never change what a page walk hands out.
+// They come from another page's items (as a poller's come from its last
+// scan), from any position: right, wrong or out of step.
+func FuzzPredictedItems(f *testing.F) {
+	page := "[" + samples[0] + "," + samples[1] + "]"
+	f.Add([]byte(page), []byte(page), uint8(0))
+	f.Add([]byte(page), []byte(page), uint8(1))
+	f.Add([]byte("["+samples[0]+"]"), []byte(page), uint8(0))
+	f.Add([]byte(`[{"a":1},{"a":2}]`), []byte(`[{"a":1},{"a":3}]`), uint8(0))
+	f.Add([]byte(`[{"a":1}2,{"b":2}]`), []byte(`[{"a":1},{"b":2}]`), uint8(0))
+	f.Add([]byte(`[{"a":1},{"a":1}]`), []byte(`[{"a":1}]`), uint8(0))
+	f.Fuzz(func(t *testing.T, body, prev []byte, shift uint8) {
+		prevItems, _, _ := activeplatform.WalkPage(prev, nil)
+		k := int(shift)
+		predict := func() (int, activeplatform.Fingerprint, bool) {
+			if len(prevItems) == 0 {
+				return 0, activeplatform.Fingerprint{}, false
+			}
+			it := prevItems[k%len(prevItems)]
+			k++
+			return len(it), activeplatform.FingerprintOf(it), true
+		}
+		items, fps, err := activeplatform.WalkPage(body, nil)
+		pItems, pFps, pErr := activeplatform.WalkPage(body, predict)
+		if (err == nil) != (pErr == nil) || len(items) != len(pItems) {
+			t.Fatalf("%q with predictions from %q: %d items (%v), without %d (%v)", body, prev, len(pItems), pErr, len(items), err)
+		}
+		for i := range items {
+			if !bytes.Equal(items[i], pItems[i]) || fps[i] != pFps[i] {
+				t.Fatalf("item %d: %q predicted, %q not", i, pItems[i], items[i])
+			}
+		}
+	})
+}

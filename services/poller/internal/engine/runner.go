@@ -45,39 +45,11 @@ type Runner struct {
 	mu     sync.Mutex       // guards cache and keyBuf, which the workers share
 	cache  map[string]*slot // records as stored, decoded only when touched
 	keyBuf []byte           // a reused buffer for record keys (baselinedLocked)
-	// The rest is the scan's, touched only by the goroutine running cycles
+	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
-	// pool). sums: the fingerprint of each account's raw listing JSON when it was
-	// last processed successfully; bytes seen again need no decoding and no
-	// diff. Each is stamped with the last scan that listed it, which is how a
-	// scan knows what it listed without a 100,000-entry set of its own.
-	bySum   map[activeplatform.Fingerprint]*sumEntry
-	byID    map[string]*sumEntry
-	scan    uint32          // the current scan's stamp
-	stamped int             // entries stamped by the current scan
-	other   map[string]bool // listed in the current scan, not in byID then
-	dups    map[string]bool // unchanged accounts listed twice in the current scan
-	// covered: when the last walk of the watch list (at version) found
-	// every entry in byID, it marked them with gen (sumEntry.seen). While the
-	// list keeps that version and byID loses nothing (forgets counts its
-	// deletions), a scan that stamps as many marked entries as the list holds
-	// (stampedWatched) listed every watched account.
-	covered struct {
-		ok      bool
-		version uint64
-		forgets uint64
-		gen     uint32
-	}
-	forgets        uint64
-	stampedWatched int
-}
-
-type sumEntry struct {
-	id   string
-	sum  activeplatform.Fingerprint
-	scan uint32
-	seen uint32 // the walk of the watch list (covered.gen) that last found it
+	// pool).
+	memory
 }
 
 type slot struct {
@@ -93,90 +65,7 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{Deps: d, conn: c, src: src, bySum: map[activeplatform.Fingerprint]*sumEntry{}, byID: map[string]*sumEntry{}, other: map[string]bool{}, dups: map[string]bool{}}
-}
-
-// known is the source's Known: an account whose listing bytes are unchanged.
-// It stamps the account as listed by this scan (or notes a second listing).
-func (r *Runner) known(sum activeplatform.Fingerprint) (string, bool) {
-	e, ok := r.bySum[sum]
-	if !ok {
-		return "", false
-	}
-	if e.scan == r.scan {
-		r.dups[e.id] = true
-	}
-	r.stamp(e)
-	return e.id, true
-}
-
-// stamp marks e as listed by this scan.
-func (r *Runner) stamp(e *sumEntry) {
-	if e.scan != r.scan {
-		e.scan = r.scan
-		r.stamped++
-		if e.seen == r.covered.gen {
-			r.stampedWatched++
-		}
-	}
-}
-
-// startScan begins a scan's stamps.
-func (r *Runner) startScan() {
-	r.scan++
-	r.stamped, r.stampedWatched = 0, 0
-	clear(r.other)
-	clear(r.dups)
-}
-
-// again reports whether an unchanged account was listed twice by this scan.
-func (r *Runner) again(id string) bool {
-	if len(r.dups) == 0 || !r.dups[id] {
-		return false
-	}
-	delete(r.dups, id)
-	return true
-}
-
-// listed stamps an account the scan decodes; false if the scan listed it
-// already.
-func (r *Runner) listed(id string) bool {
-	if e, ok := r.byID[id]; ok {
-		if e.scan == r.scan {
-			return false
-		}
-		r.stamp(e)
-		return true
-	}
-	if r.other[id] {
-		return false
-	}
-	r.other[id] = true
-	return true
-}
-
-func (r *Runner) remember(id string, sum activeplatform.Fingerprint) {
-	e, ok := r.byID[id]
-	if ok {
-		delete(r.bySum, e.sum)
-	} else {
-		e = &sumEntry{id: id}
-		r.byID[id] = e
-	}
-	e.sum = sum
-	r.bySum[sum] = e
-	r.stamp(e)
-}
-
-func (r *Runner) forget(id string) {
-	if e, ok := r.byID[id]; ok {
-		if e.scan == r.scan {
-			r.stamped--
-		}
-		delete(r.bySum, e.sum)
-		delete(r.byID, id)
-		r.forgets++
-	}
+	return &Runner{Deps: d, conn: c, src: src, memory: newMemory()}
 }
 
 // allListed reports whether this scan listed every watched account, by
@@ -276,6 +165,7 @@ type task struct {
 	entry watch.Entry
 	obs   *detect.Observation        // from the listing; nil: read it
 	sum   activeplatform.Fingerprint // of the listing bytes, when obs came from a listing
+	size  int
 }
 
 // cycle polls every watched account of the connection once. Listed accounts
@@ -286,7 +176,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	p := r.startPool(ctx)
 	listedOK := true
 	listing := r.conn.Provider == event.ProviderActivePlatform || r.conn.Discovery
-	r.startScan()
+	r.startScan(full && r.conn.Provider == event.ProviderActivePlatform)
 	scanComplete := false
 	unchanged, changed := 0, 0
 	began := r.Now()
@@ -297,7 +187,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			"listing", listed.String(), "total", r.Now().Sub(began).String())
 	}()
 	if listing {
-		complete, err := r.src.List(ctx, full, prog.ScanSince, r.known, func(l source.Listed) {
+		complete, err := r.src.List(ctx, full, prog.ScanSince, &r.memory, func(l source.Listed) {
 			if l.Unchanged && r.again(l.AccountID) || !l.Unchanged && !r.listed(l.AccountID) {
 				r.Log.Warn("account listed twice in one scan; reading it once", "instance", r.conn.Name, "account", l.AccountID)
 				return
@@ -315,7 +205,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 				}
 				if prog.ListedOnce {
 					if r.discovered(ctx, e, l.Obs) && l.Obs != nil {
-						r.remember(e.AccountID, l.Sum)
+						r.remember(e.AccountID, l.Sum, l.Size)
 					}
 					return
 				}
@@ -323,10 +213,11 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			}
 			if ok && l.Obs != nil {
 				changed++
-				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum})
+				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum, size: l.Size})
 			}
 		})
 		listed = r.Now().Sub(began)
+		r.endListing(complete)
 		if err != nil {
 			listedOK = false
 			r.countError(err)
@@ -399,21 +290,6 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	return listedOK
 }
 
-// pruneSums forgets the sums of accounts a complete scan did not list; when
-// it stamped every one, there is nothing to look for.
-func (r *Runner) pruneSums() {
-	if r.stamped == len(r.byID) {
-		return
-	}
-	for id, e := range r.byID {
-		if e.scan != r.scan {
-			delete(r.bySum, e.sum)
-			delete(r.byID, id)
-			r.forgets++
-		}
-	}
-}
-
 type failure struct {
 	entry watch.Entry
 	err   error
@@ -434,8 +310,9 @@ type pool struct {
 }
 
 type listedSum struct {
-	id  string
-	sum activeplatform.Fingerprint
+	id   string
+	sum  activeplatform.Fingerprint
+	size int
 }
 
 // drain waits for the workers and remembers the listing bytes of the
@@ -443,7 +320,7 @@ type listedSum struct {
 func (r *Runner) drain(p *pool) (int, []failure) {
 	ok, failed := p.wait()
 	for _, x := range p.processed {
-		r.remember(x.id, x.sum)
+		r.remember(x.id, x.sum, x.size)
 	}
 	return ok, failed
 }
@@ -504,7 +381,7 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 	p.mu.Unlock()
 	if r.observed(ctx, t.entry, *obs) && t.obs != nil {
 		p.mu.Lock()
-		p.processed = append(p.processed, listedSum{t.entry.AccountID, t.sum})
+		p.processed = append(p.processed, listedSum{t.entry.AccountID, t.sum, t.size})
 		p.mu.Unlock()
 	}
 }

@@ -24,16 +24,23 @@ type Listed struct {
 	AccountID string
 	Space     string
 	Obs       *detect.Observation
-	// Sum fingerprints the account's raw JSON in the listing; Unchanged is
-	// set (and Obs left nil) when Known recognised it: the same bytes as when
-	// the account was last processed.
+	// Sum fingerprints the account's raw JSON in the listing (Size bytes);
+	// Unchanged is set (and Obs left nil) when Memory.Known recognised it: the
+	// same bytes as when the account was last processed.
 	Sum       activeplatform.Fingerprint
+	Size      int
 	Unchanged bool
 }
 
-// Known maps the sum of an account's raw JSON to the account whose last
-// processing saw exactly those bytes.
-type Known func(sum activeplatform.Fingerprint) (accountID string, ok bool)
+// Memory is what the poller remembers of the listing bytes it processed.
+type Memory interface {
+	// Known maps the sum of an account's raw JSON to the account whose last
+	// processing saw exactly those bytes.
+	Known(sum activeplatform.Fingerprint) (accountID string, ok bool)
+	// Predict guesses the size and sum of the listing's next account from
+	// the last scan (activeplatform.ListOptions.Predict).
+	Predict() (size int, sum activeplatform.Fingerprint, ok bool)
+}
 
 // Source reads one upstream connection.
 type Source interface {
@@ -43,7 +50,7 @@ type Source interface {
 	// may list only those updated since `since` (ActivePlatform's incremental
 	// scan); complete reports whether that was the whole listing (absence then
 	// means removal).
-	List(ctx context.Context, full bool, since time.Time, known Known, fn func(Listed)) (complete bool, err error)
+	List(ctx context.Context, full bool, since time.Time, mem Memory, fn func(Listed)) (complete bool, err error)
 }
 
 // New builds the source of a connection.
@@ -96,14 +103,14 @@ func (s *ap) Observe(ctx context.Context, e watch.Entry) (detect.Observation, er
 
 // List lists the accounts; one whose raw JSON is byte for byte what the poller
 // last processed is not even decoded (99% of a steady-state full scan).
-func (s *ap) List(ctx context.Context, full bool, since time.Time, known Known, fn func(Listed)) (bool, error) {
-	o := activeplatform.ListOptions{PerPage: s.conn.PerPage}
+func (s *ap) List(ctx context.Context, full bool, since time.Time, mem Memory, fn func(Listed)) (bool, error) {
+	o := activeplatform.ListOptions{PerPage: s.conn.PerPage, Predict: mem.Predict}
 	if !full {
 		o.UpdatedSince = since
 	}
 	err := s.c.ListRaw(ctx, o, func(item []byte, sum activeplatform.Fingerprint, ev upstream.Evidence) error {
-		if id, ok := known(sum); ok {
-			fn(Listed{AccountID: id, Sum: sum, Unchanged: true})
+		if id, ok := mem.Known(sum); ok {
+			fn(Listed{AccountID: id, Sum: sum, Size: len(item), Unchanged: true})
 			return nil
 		}
 		a, err := activeplatform.DecodeItem(item, ev)
@@ -111,7 +118,7 @@ func (s *ap) List(ctx context.Context, full bool, since time.Time, known Known, 
 			return &upstream.Error{Kind: upstream.ErrMalformed, Op: "list accounts", RequestID: ev.RequestID, Msg: err.Error()}
 		}
 		obs := s.observation(a)
-		fn(Listed{AccountID: a.ID, Obs: &obs, Sum: sum})
+		fn(Listed{AccountID: a.ID, Obs: &obs, Sum: sum, Size: len(item)})
 		return nil
 	})
 	return full && err == nil, err
@@ -162,7 +169,7 @@ func (s *bss) Observe(ctx context.Context, e watch.Entry) (detect.Observation, e
 	}, nil
 }
 
-func (s *bss) List(ctx context.Context, _ bool, _ time.Time, _ Known, fn func(Listed)) (bool, error) {
+func (s *bss) List(ctx context.Context, _ bool, _ time.Time, _ Memory, fn func(Listed)) (bool, error) {
 	uids, err := s.c.GetCustomerList(ctx)
 	if err != nil {
 		return false, err
@@ -193,7 +200,7 @@ func (s *cams) Observe(ctx context.Context, e watch.Entry) (detect.Observation, 
 	return detect.Observation{Name: e.AccountID, Profile: prof, Evidence: evidence(p.Evidence), At: s.now().UTC()}, nil
 }
 
-func (s *cams) List(ctx context.Context, _ bool, _ time.Time, _ Known, fn func(Listed)) (bool, error) {
+func (s *cams) List(ctx context.Context, _ bool, _ time.Time, _ Memory, fn func(Listed)) (bool, error) {
 	var out []Listed
 	for _, sp := range s.conn.Spaces {
 		nums, err := s.c.QueryChatappPhoneNumbers(ctx, sp)

@@ -1,0 +1,202 @@
+package engine
+
+import "github.com/accountwatch/accountwatch/pkg/activeplatform"
+
+// memory is what a runner remembers of the listing bytes it processed: the
+// fingerprint of each account's raw listing JSON when it was last processed
+// successfully (bytes seen again need no decoding and no diff), each stamped
+// with the last scan that listed it, which is how a scan knows what it listed
+// without a 100,000-entry set of its own. It also keeps the last full scan's
+// order, from which a scan predicts each next account (source.Memory): a
+// steady-state scan lists the same accounts in the same order, so most
+// lookups are a comparison with the next entry instead of a hash-map probe.
+type memory struct {
+	bySum   map[activeplatform.Fingerprint]*sumEntry
+	byID    map[string]*sumEntry
+	scan    uint32          // the current scan's stamp
+	stamped int             // entries stamped by the current scan
+	other   map[string]bool // listed in the current scan, not in byID then
+	dups    map[string]bool // unchanged accounts listed twice in the current scan
+	// covered: when the last walk of the watch list (at version) found
+	// every entry in byID, it marked them with gen (sumEntry.seen). While the
+	// list keeps that version and byID loses nothing (forgets counts its
+	// deletions), a scan that stamps as many marked entries as the list holds
+	// (stampedWatched) listed every watched account.
+	covered struct {
+		ok      bool
+		version uint64
+		forgets uint64
+		gen     uint32
+	}
+	forgets        uint64
+	stampedWatched int
+	// order: the accounts of the last complete full scan in listing order
+	// (scan orderScan), which a full scan predicts from (pos) while it
+	// records its own (next). sumEntry.ord indexes order while the entry's
+	// ordScan is orderScan.
+	order, next []*sumEntry
+	orderScan   uint32
+	pos         int
+	recording   bool
+}
+
+type sumEntry struct {
+	id      string
+	sum     activeplatform.Fingerprint
+	size    int32 // of the listing bytes; 0 once forgotten
+	scan    uint32
+	seen    uint32 // the walk of the watch list (covered.gen) that last found it
+	ord     int32  // its place in the order of scan ordScan
+	ordScan uint32
+}
+
+func newMemory() memory {
+	return memory{bySum: map[activeplatform.Fingerprint]*sumEntry{}, byID: map[string]*sumEntry{}, other: map[string]bool{}, dups: map[string]bool{}}
+}
+
+// Predict guesses the next account of a full scan: the one after the last
+// recognised in the last full scan's order.
+func (m *memory) Predict() (int, activeplatform.Fingerprint, bool) {
+	e := m.predicted()
+	if !m.recording || e == nil {
+		return 0, activeplatform.Fingerprint{}, false
+	}
+	return int(e.size), e.sum, true
+}
+
+// predicted is the live entry the last full scan listed at this point, if any.
+func (m *memory) predicted() *sumEntry {
+	if m.pos < len(m.order) && m.order[m.pos].size > 0 {
+		return m.order[m.pos]
+	}
+	return nil
+}
+
+// Known recognises an account whose listing bytes are unchanged. It stamps
+// the account as listed by this scan (or notes a second listing).
+func (m *memory) Known(sum activeplatform.Fingerprint) (string, bool) {
+	e := m.predicted()
+	if e != nil && e.sum == sum {
+		m.pos++ // a live entry: the one bySum holds for sum
+	} else {
+		var ok bool
+		if e, ok = m.bySum[sum]; !ok {
+			m.pos++ // most likely the predicted account, changed: predict the one after it
+			return "", false
+		}
+		if e.ordScan == m.orderScan && e.scan != m.scan {
+			m.pos = int(e.ord) + 1 // in step again
+		}
+	}
+	if e.scan == m.scan {
+		m.dups[e.id] = true
+	}
+	m.stamp(e)
+	return e.id, true
+}
+
+// stamp marks e as listed by this scan, recording its place in a full
+// scan's order the first time.
+func (m *memory) stamp(e *sumEntry) {
+	if e.scan == m.scan {
+		return
+	}
+	e.scan = m.scan
+	m.stamped++
+	if e.seen == m.covered.gen {
+		m.stampedWatched++
+	}
+	if m.recording {
+		e.ord, e.ordScan = int32(len(m.next)), m.scan
+		m.next = append(m.next, e)
+	}
+}
+
+// startScan begins a scan's stamps; a full scan predicts and records order.
+func (m *memory) startScan(full bool) {
+	m.scan++
+	m.stamped, m.stampedWatched = 0, 0
+	clear(m.other)
+	clear(m.dups)
+	m.recording, m.pos, m.next = full, 0, m.next[:0]
+}
+
+// endListing ends the listing's part of a scan: the order a complete full
+// listing recorded is what the next one predicts from.
+func (m *memory) endListing(complete bool) {
+	if m.recording && complete {
+		m.order, m.next = m.next, m.order[:0]
+		m.orderScan = m.scan
+	}
+	m.recording = false
+}
+
+// again reports whether an unchanged account was listed twice by this scan.
+func (m *memory) again(id string) bool {
+	if len(m.dups) == 0 || !m.dups[id] {
+		return false
+	}
+	delete(m.dups, id)
+	return true
+}
+
+// listed stamps an account the scan decodes; false if the scan listed it
+// already.
+func (m *memory) listed(id string) bool {
+	if e, ok := m.byID[id]; ok {
+		if e.scan == m.scan {
+			return false
+		}
+		m.stamp(e)
+		return true
+	}
+	if m.other[id] {
+		return false
+	}
+	m.other[id] = true
+	return true
+}
+
+// remember keeps the listing bytes (their sum and size) an account was last
+// processed with.
+func (m *memory) remember(id string, sum activeplatform.Fingerprint, size int) {
+	e, ok := m.byID[id]
+	if ok {
+		delete(m.bySum, e.sum)
+	} else {
+		e = &sumEntry{id: id}
+		m.byID[id] = e
+	}
+	e.sum, e.size = sum, int32(size)
+	m.bySum[sum] = e
+	m.stamp(e)
+}
+
+func (m *memory) forget(id string) {
+	if e, ok := m.byID[id]; ok {
+		if e.scan == m.scan {
+			m.stamped--
+		}
+		m.drop(e)
+	}
+}
+
+func (m *memory) drop(e *sumEntry) {
+	delete(m.bySum, e.sum)
+	delete(m.byID, e.id)
+	e.size = 0 // order may still hold it
+	m.forgets++
+}
+
+// pruneSums forgets the sums of accounts a complete scan did not list; when
+// it stamped every one, there is nothing to look for.
+func (m *memory) pruneSums() {
+	if m.stamped == len(m.byID) {
+		return
+	}
+	for _, e := range m.byID {
+		if e.scan != m.scan {
+			m.drop(e)
+		}
+	}
+}
