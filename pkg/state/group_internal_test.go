@@ -34,6 +34,17 @@ func groupWrite(t *testing.T, id string, rev uint64) (*write, *event.Event) {
 	return w, e
 }
 
+// openStore opens a Store on a new embedded server.
+func openStore(t *testing.T) (*eventbus.Bus, *Store) {
+	t.Helper()
+	b := bustest.New(t)
+	s, err := Open(context.Background(), b.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, s
+}
+
 func encodeEntry(e *Entry) ([]byte, error) { r, err := Encode(e); return r.Data, err }
 
 // EventCount is how many events the stream holds (shared with the package's
@@ -55,11 +66,7 @@ func EventCount(t *testing.T, b *eventbus.Bus) uint64 {
 func TestGroupPaths(t *testing.T) {
 	ctx := context.Background()
 	const stale, republished, deleted = 1, 2, 3
-	b := bustest.New(t)
-	s, err := Open(ctx, b.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, s := openStore(t)
 	var ws []*write
 	for i := range 5 {
 		id := fmt.Sprintf("g%d", i)
@@ -110,11 +117,7 @@ func TestGroupPaths(t *testing.T) {
 // and each commit ends as if alone (its revision, its event once).
 func TestGroupCommitConcurrent(t *testing.T) {
 	ctx := context.Background()
-	b := bustest.New(t)
-	s, err := Open(ctx, b.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, s := openStore(t)
 	const n = 200
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -152,5 +155,60 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	t.Logf("%d commits in %d groups", commits, groups)
 	if commits != 2*n {
 		t.Errorf("%d commits counted, want %d", commits, 2*n)
+	}
+}
+
+// TestGroupPipeline: with more queued than a group holds, the leader writes
+// each group's records while the group before's events are in flight, and
+// every commit still ends as if alone: its record stored before its event,
+// each event once.
+func TestGroupPipeline(t *testing.T) {
+	ctx := context.Background()
+	b, s := openStore(t)
+	s.maxGroup = 3
+	const n = 10
+	var ws []*write
+	for i := range n {
+		w, _ := groupWrite(t, fmt.Sprintf("p%d", i), 0)
+		w.done = make(chan struct{})
+		ws = append(ws, w)
+	}
+	// The first commit finds the rest queued (as writers arriving during a
+	// group would be) and leads them all.
+	s.group.queue = ws[1:]
+	if err := s.commit(ctx, ws[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range ws {
+		select {
+		case <-w.done:
+		default:
+			t.Fatalf("write %d not settled when the leader returned", i)
+		}
+		if w.err != nil || w.pubErr != nil {
+			t.Fatalf("write %d: %v / %v", i, w.err, w.pubErr)
+		}
+		rec, err := s.kv.Get(ctx, w.key)
+		if err != nil || rec.Revision() != w.entry.Rev {
+			t.Fatalf("write %d: stored %v (%v), committed revision %d", i, rec, err, w.entry.Rev)
+		}
+		ev, err := s.events.GetLastMsgForSubject(ctx, w.msgs[0].Subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Time.Before(rec.Created()) {
+			t.Errorf("write %d: event stored at %v, before its record at %v", i, ev.Time, rec.Created())
+		}
+	}
+	if got := EventCount(t, b); got != n {
+		t.Errorf("%d events in the stream, want %d", got, n)
+	}
+	groups, commits := s.Grouping()
+	// The leader's own write joins the queue behind the nine: 3, 3, 3, 1.
+	if groups != 4 || commits != n {
+		t.Errorf("%d commits in %d groups, want %d in 4", commits, groups, n)
+	}
+	if p := s.pipelined.Load(); p != groups-1 {
+		t.Errorf("%d groups pipelined, want every one after the first (%d)", p, groups-1)
 	}
 }

@@ -16,7 +16,9 @@
 // records are all sent (each with its own compare-and-swap) before the first
 // answer is awaited, then the events of those stored, the same way. A group
 // costs two round trips to the server, not two per change, and each commit is
-// settled exactly as it would have been alone.
+// settled exactly as it would have been alone. Groups are pipelined: the next
+// group's records are written while this one's events are being stored, so
+// with fsync on every write the two streams' syncs overlap.
 package state
 
 import (
@@ -78,8 +80,11 @@ type Store struct {
 	pub    *eventbus.Publisher
 	events jetstream.Stream
 	group  group
-	// groups committed and the commits they held
-	batches, grouped atomic.Uint64
+	// maxGroup bounds a group
+	maxGroup int
+	// groups committed, the commits they held, and the groups whose records
+	// were written while the group before's events were in flight
+	batches, grouped, pipelined atomic.Uint64
 }
 
 // stateStream is the bucket's stream.
@@ -95,7 +100,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	return &Store{js: js, kv: kv, pub: eventbus.NewPublisher(js), events: events}, nil
+	return &Store{js: js, kv: kv, pub: eventbus.NewPublisher(js), events: events, maxGroup: defaultMaxGroup}, nil
 }
 
 // Grouping reports how many groups were committed and how many commits they
@@ -305,8 +310,8 @@ type group struct {
 	leading bool
 }
 
-// maxGroup bounds a group.
-const maxGroup = 256
+// defaultMaxGroup bounds a group.
+const defaultMaxGroup = 256
 
 // groupTimeout bounds a group's writes; they are not abandoned when the
 // caller that leads gives up, as the others wait on them.
@@ -327,32 +332,79 @@ func (s *Store) commit(ctx context.Context, w *write) error {
 		return w.err
 	}
 	g.leading = true
-	for len(g.queue) > 0 {
-		n := min(len(g.queue), maxGroup)
-		batch := g.queue[:n:n]
-		g.queue = g.queue[n:]
-		g.mu.Unlock()
-		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
-		s.commitGroup(gctx, batch)
-		cancel()
-		for _, x := range batch {
-			close(x.done)
-		}
-		g.mu.Lock()
-	}
-	g.queue = nil
-	g.leading = false
-	g.mu.Unlock()
+	s.lead(ctx)
 	return w.err
 }
 
-// commitGroup stores the records, then the events of those stored: the
-// outbox order, for each commit of the group.
+// lead commits what has queued up, again until the queue is empty; lock
+// held on entry, released on return. Groups are pipelined: a group's
+// records are written while the group before's events are still being
+// stored (two streams, whose writes the server performs, and with fsync
+// syncs, side by side), then those events are awaited before this group's
+// are sent. Each account's record still precedes its events; an account is
+// in one group at a time (its writer waits).
+func (s *Store) lead(ctx context.Context) {
+	g := &s.group
+	var prev *flight
+	for {
+		var batch []*write
+		if n := min(len(g.queue), s.maxGroup); n > 0 {
+			batch = g.queue[:n:n]
+			g.queue = g.queue[n:]
+		}
+		g.mu.Unlock()
+		var cur *flight
+		if batch != nil {
+			s.batches.Add(1)
+			s.grouped.Add(uint64(len(batch)))
+			cur = &flight{ws: batch}
+			cur.ctx, cur.cancel = context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
+			if prev != nil {
+				s.pipelined.Add(1)
+			}
+			s.writeRecords(cur.ctx, batch)
+		}
+		if prev != nil {
+			prev.settle()
+		}
+		if cur != nil {
+			cur.sent = s.sendEvents(batch)
+		}
+		prev = cur
+		g.mu.Lock()
+		if prev == nil && len(g.queue) == 0 {
+			g.queue = nil
+			g.leading = false
+			g.mu.Unlock()
+			return
+		}
+	}
+}
+
+// flight is a group whose events are sent and not yet awaited.
+type flight struct {
+	ws     []*write
+	sent   []sentEvent
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// settle awaits the group's events and releases its writers.
+func (f *flight) settle() {
+	awaitEvents(f.ctx, f.sent)
+	f.cancel()
+	for _, w := range f.ws {
+		close(w.done)
+	}
+}
+
+// commitGroup commits one group unpipelined: its records, then the events of
+// those stored.
 func (s *Store) commitGroup(ctx context.Context, ws []*write) {
 	s.batches.Add(1)
 	s.grouped.Add(uint64(len(ws)))
 	s.writeRecords(ctx, ws)
-	s.publishEvents(ctx, ws)
+	awaitEvents(ctx, s.sendEvents(ws))
 }
 
 // kvMsg is a write's record as a message on the bucket's stream, with its
@@ -397,15 +449,16 @@ func (s *Store) writeRecords(ctx context.Context, ws []*write) {
 	}
 }
 
-// publishEvents publishes the events of the writes whose record was stored,
-// all sent before the first answer is awaited; each write learns its own
-// outcome (an event not acknowledged stays in its outbox).
-func (s *Store) publishEvents(ctx context.Context, ws []*write) {
-	type sent struct {
-		w *write
-		f jetstream.PubAckFuture
-	}
-	var all []sent
+type sentEvent struct {
+	w *write
+	f jetstream.PubAckFuture
+}
+
+// sendEvents sends the events of the writes whose record was stored, without
+// awaiting them (awaitEvents does); a send that fails is that write's pubErr
+// (an event not acknowledged stays in its outbox).
+func (s *Store) sendEvents(ws []*write) []sentEvent {
+	var all []sentEvent
 	for _, w := range ws {
 		if w.err != nil {
 			continue
@@ -416,9 +469,14 @@ func (s *Store) publishEvents(ctx context.Context, ws []*write) {
 				w.pubErr = fmt.Errorf("%w %s: %v", eventbus.ErrPublish, m.Header.Get(jetstream.MsgIDHeader), err)
 				continue
 			}
-			all = append(all, sent{w, f})
+			all = append(all, sentEvent{w, f})
 		}
 	}
+	return all
+}
+
+// awaitEvents awaits sent events; each write learns its own outcome.
+func awaitEvents(ctx context.Context, all []sentEvent) {
 	for _, x := range all {
 		select {
 		case <-x.f.Ok():
