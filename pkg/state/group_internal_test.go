@@ -34,6 +34,16 @@ func groupWrite(t *testing.T, id string, rev uint64) (*write, *event.Event) {
 	return w, e
 }
 
+// leadAll commits ws as one leader would find them queued.
+func leadAll(ctx context.Context, s *Store, ws []*write) {
+	for _, w := range ws {
+		w.done = make(chan struct{})
+	}
+	s.group.mu.Lock()
+	s.group.queue, s.group.leading = append(s.group.queue, ws...), true
+	s.lead(ctx)
+}
+
 // openStore opens a Store on a new embedded server.
 func openStore(t *testing.T) (*eventbus.Bus, *Store) {
 	t.Helper()
@@ -92,7 +102,7 @@ func TestGroupPaths(t *testing.T) {
 		}
 		ws = append(ws, w)
 	}
-	s.commitGroup(ctx, ws)
+	leadAll(ctx, s, ws)
 	for i, w := range ws {
 		if i == stale {
 			if !errors.Is(w.err, ErrConflict) {
@@ -170,15 +180,10 @@ func TestGroupPipeline(t *testing.T) {
 	var ws []*write
 	for i := range n {
 		w, _ := groupWrite(t, fmt.Sprintf("p%d", i), 0)
-		w.done = make(chan struct{})
 		ws = append(ws, w)
 	}
-	// The first commit finds the rest queued (as writers arriving during a
-	// group would be) and leads them all.
-	s.group.queue = ws[1:]
-	if err := s.commit(ctx, ws[0]); err != nil {
-		t.Fatal(err)
-	}
+	// As writers arriving during a group would be: all queued for one leader.
+	leadAll(ctx, s, ws)
 	for i, w := range ws {
 		select {
 		case <-w.done:
@@ -204,7 +209,7 @@ func TestGroupPipeline(t *testing.T) {
 		t.Errorf("%d events in the stream, want %d", got, n)
 	}
 	groups, commits := s.Grouping()
-	// The leader's own write joins the queue behind the nine: 3, 3, 3, 1.
+	// Groups of 3, 3, 3, 1.
 	if groups != 4 || commits != n {
 		t.Errorf("%d commits in %d groups, want %d in 4", commits, groups, n)
 	}

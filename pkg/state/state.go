@@ -398,15 +398,6 @@ func (f *flight) settle() {
 	}
 }
 
-// commitGroup commits one group unpipelined: its records, then the events of
-// those stored.
-func (s *Store) commitGroup(ctx context.Context, ws []*write) {
-	s.batches.Add(1)
-	s.grouped.Add(uint64(len(ws)))
-	s.writeRecords(ctx, ws)
-	awaitEvents(ctx, s.sendEvents(ws))
-}
-
 // kvMsg is a write's record as a message on the bucket's stream, with its
 // compare-and-swap.
 func kvMsg(w *write) *nats.Msg {
