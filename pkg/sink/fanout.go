@@ -23,7 +23,10 @@ import (
 )
 
 // Fan-out mode (WithFanout) is for sinks with many receivers that take events
-// one by one, each through its own Filter: webhook endpoints. One shared
+// one by one, each through its own Filter: webhook endpoints. Receivers are
+// added after Ready, and the shared consumer is read only once Start says the
+// receivers known at start are in (an event read before its receiver exists
+// is acknowledged for nobody). One shared
 // durable consumer reads the stream once; each event goes to the in-memory
 // queue of every receiver that accepts it, and is acknowledged once every one
 // of them has it delivered or handed off. A receiver that fails, lags (its

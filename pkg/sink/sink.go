@@ -94,8 +94,11 @@ type Runtime struct {
 	mu      sync.Mutex
 	running context.Context // set by Run; Add starts workers under it
 	ready   chan struct{}
-	workers map[string]*handle
-	wg      sync.WaitGroup
+	// start gates a fan-out runtime's shared consumer (Start)
+	start     chan struct{}
+	startOnce sync.Once
+	workers   map[string]*handle
+	wg        sync.WaitGroup
 
 	fanout bool
 	fan    *fanout
@@ -134,7 +137,7 @@ func WithClock(now func() time.Time) Option { return func(r *Runtime) { r.now = 
 // New builds the runtime of sink (a notifier's name: "slack", "email") for
 // receivers, delivering through sender.
 func New(js jetstream.JetStream, sink string, tree *route.Tree, receivers []Receiver, sender Sender, opts ...Option) (*Runtime, error) {
-	r := &Runtime{ready: make(chan struct{}), js: js, sink: sink, tree: tree, receivers: receivers, sender: sender, set: DefaultSettings(), log: slog.New(slog.DiscardHandler), now: time.Now}
+	r := &Runtime{ready: make(chan struct{}), start: make(chan struct{}), js: js, sink: sink, tree: tree, receivers: receivers, sender: sender, set: DefaultSettings(), log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(r)
 	}
@@ -203,7 +206,10 @@ type handle struct {
 // events are handed back (Nak) for the next instance, and deliveries in flight
 // get Settings.DrainTimeout to finish and settle. It returns after the drain.
 func (r *Runtime) Run(ctx context.Context) error {
-	var shared jetstream.MessagesContext
+	var (
+		sharedCons jetstream.Consumer
+		runErr     error
+	)
 	if r.fan != nil {
 		c, err := r.ensureConsumer(ctx, eventbus.StreamEvents, jetstream.ConsumerConfig{
 			Durable:        r.sink + "_fanout",
@@ -217,9 +223,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if shared, err = c.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000))); err != nil {
-			return fmt.Errorf("consume %s_fanout: %w", r.sink, err)
-		}
+		sharedCons = c
 	}
 	r.mu.Lock()
 	r.running, r.workers = ctx, map[string]*handle{}
@@ -241,7 +245,20 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	r.log.Info("sink consuming", "sink", r.sink, "receivers", len(r.receivers), "filter", r.set.Filter, "fanout", r.fan != nil)
 	if r.fan != nil {
-		r.fan.run(ctx, shared) // returns once ctx ended and the shared consumer drained
+		// Not one event is read before the receivers known at start are in:
+		// an event read for which no receiver exists yet is acknowledged for
+		// nobody, and a restart would lose it for every one of them.
+		select {
+		case <-r.start:
+		case <-ctx.Done():
+		}
+		if ctx.Err() == nil {
+			if shared, err := sharedCons.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000))); err != nil {
+				runErr = fmt.Errorf("consume %s_fanout: %w", r.sink, err)
+			} else {
+				r.fan.run(ctx, shared) // returns once ctx ended and the shared consumer drained
+			}
+		}
 		done := make(chan struct{})
 		go func() { r.fan.retireAll(); close(done) }()
 		select {
@@ -255,11 +272,19 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	r.stopAll()
 	r.log.Info("sink drained", "sink", r.sink)
-	return nil
+	return runErr
 }
 
 // Ready is closed once Run runs, when Add can be called.
 func (r *Runtime) Ready() <-chan struct{} { return r.ready }
+
+// Start lets a fan-out runtime read events, once the receivers known at
+// start are added (Add after Ready): until then Run holds the shared
+// consumer, so that no event is read before its receivers exist. Receivers
+// added later get the events read after them. Other runtimes ignore it:
+// each receiver has a durable consumer of its own. Start may be called more
+// than once.
+func (r *Runtime) Start() { r.startOnce.Do(func() { close(r.start) }) }
 
 // ErrNotRunning is returned by Add and Remove outside Run.
 var ErrNotRunning = errors.New("sink runtime not running")

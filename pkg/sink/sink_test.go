@@ -726,15 +726,8 @@ func TestFanout(t *testing.T) {
 	})
 	s := fast()
 	s.RetrySchedule = "100ms,100ms,100ms"
-	rt, err := sink.New(h.bus.JS, "fan", nil, nil, send, sink.WithSettings(s), sink.WithMetrics(h.metrics), sink.WithFanout())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-rt.Ready()
+	rt, stop := runFanout(t, h, "fan", send, s, sink.WithMetrics(h.metrics))
+	defer stop()
 	all := func(*event.Event) bool { return true }
 	for _, name := range []string{"ok", "flaky", "dead", "paused"} {
 		if err := rt.Add(sink.Receiver{Name: name, Filter: all}); err != nil {
@@ -742,6 +735,7 @@ func TestFanout(t *testing.T) {
 		}
 	}
 	rt.Park("paused")
+	rt.Start()
 	ev := statuses(t, 1, "fan")[0]
 	h.publish(t, ev)
 	count := func(r string) int { mu.Lock(); defer mu.Unlock(); return len(calls[r]) }
@@ -805,7 +799,61 @@ func TestFanoutLaggingReceiverDoesNotHoldOthers(t *testing.T) {
 		mu.Unlock()
 		return nil
 	})
-	rt, err := sink.New(h.bus.JS, "lag", nil, nil, send, sink.WithSettings(fast()), sink.WithFanout())
+	rt, stop := runFanout(t, h, "lag", send, fast())
+	all := func(*event.Event) bool { return true }
+	rt.Add(sink.Receiver{Name: "stuck", Filter: all})
+	rt.Add(sink.Receiver{Name: "quick", Filter: all})
+	rt.Start()
+	h.publish(t, statuses(t, 1200, "lag")...)
+	eventually(t, "the quick receiver got everything while the other is stuck", func() bool { mu.Lock(); defer mu.Unlock(); return quick == 1200 })
+	close(release)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFanoutReadsNothingBeforeStart: events already in the stream when a
+// fan-out runtime starts (a restart, or events published while it was down)
+// wait for the receivers known at start: read before them, they would be
+// acknowledged for nobody.
+func TestFanoutReadsNothingBeforeStart(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	got := map[string]int{}
+	send := senderFunc(func(_ context.Context, n *sink.Notification) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[n.Events[0].ID()]++
+		return nil
+	})
+	// The shared consumer exists from an earlier run; events arrive while no
+	// runtime runs.
+	if _, stop := runFanout(t, h, "gate", send, fast()); stop() != nil {
+		t.Fatal("the first run failed")
+	}
+	evs := statuses(t, 50, "gate")
+	h.publish(t, evs...)
+
+	rt, stop := runFanout(t, h, "gate", send, fast())
+	defer stop()
+	// Loading the receivers takes a while (an endpoint store's replay): a
+	// runtime that read events meanwhile would settle them for nobody.
+	time.Sleep(300 * time.Millisecond)
+	if err := rt.Add(sink.Receiver{Name: "late", Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	eventually(t, "every event delivered to the receiver added before Start", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == len(evs)
+	})
+}
+
+// runFanout runs a fan-out runtime of sink until stop, which returns Run's error.
+func runFanout(t *testing.T, h *harness, sinkName string, send sink.Sender, set sink.Settings, opts ...sink.Option) (rt *sink.Runtime, stop func() error) {
+	t.Helper()
+	rt, err := sink.New(h.bus.JS, sinkName, nil, nil, send, append([]sink.Option{sink.WithSettings(set), sink.WithFanout()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -813,14 +861,7 @@ func TestFanoutLaggingReceiverDoesNotHoldOthers(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(ctx) }()
 	<-rt.Ready()
-	all := func(*event.Event) bool { return true }
-	rt.Add(sink.Receiver{Name: "stuck", Filter: all})
-	rt.Add(sink.Receiver{Name: "quick", Filter: all})
-	h.publish(t, statuses(t, 1200, "lag")...)
-	eventually(t, "the quick receiver got everything while the other is stuck", func() bool { mu.Lock(); defer mu.Unlock(); return quick == 1200 })
-	close(release)
-	cancel()
-	<-done
+	return rt, func() error { cancel(); return <-done }
 }
 
 type senderFunc func(context.Context, *sink.Notification) error

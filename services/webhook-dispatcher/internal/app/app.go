@@ -231,6 +231,9 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	if err := store.Watch(ctx, apply); err != nil {
 		return err
 	}
+	// Every stored endpoint is in (Watch returns after the replay): only now
+	// are events read, or those read first would be settled for none of them.
+	rt.Start()
 
 	apiSrv := &api.Server{
 		Token: s.AdminToken, Store: store, Guard: guard, Sender: sender, Log: dlog, DeadLetter: letters, Consumers: rt,
