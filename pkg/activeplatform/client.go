@@ -160,8 +160,7 @@ func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) erro
 // soon as fn takes this page (fn has found the page before full), and the
 // page is split as fn goes, where o.Predict can spare the scan for each
 // item's end; without the header, the page is split first to learn whether
-// it is full. A short page ends the
-// listing, whatever the header says.
+// it is full. A short page ends the listing, whatever the header says.
 func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, fp Fingerprint, ev upstream.Evidence) error) error {
 	per := o.PerPage
 	if per <= 0 {
