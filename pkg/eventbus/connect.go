@@ -35,11 +35,22 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	def := DefaultConfig()
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = def.PingInterval
+	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = def.PublishTimeout
+	}
 	b := &Bus{Cfg: cfg}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
+		// A server that stops answering (frozen, or partitioned away without
+		// a reset) is left after three pings, for another of the cluster.
+		nats.PingInterval(cfg.PingInterval),
+		nats.MaxPingsOutstanding(3),
 	}
 	url := cfg.URL
 	if url == "" {
@@ -64,7 +75,7 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("%w to %s: %v", ErrConnect, redact.String(url), err)
 	}
 	b.NC = nc
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.MaxPending))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.MaxPending), jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout))
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
