@@ -49,12 +49,15 @@ type form struct {
 	DiskFull                time.Duration // 0: no disk-full step
 	// Recover bounds the wait for the pipeline to deliver after a fault.
 	Recover time.Duration
+	// Race builds the services with the race detector (a data race in any
+	// of them fails the run).
+	Race bool
 }
 
 var forms = map[string]form{
 	"short": {Name: "short", Pace: 250 * time.Millisecond, AP: 16, BSS: 8, CAMS: 6, KillRounds: 1,
 		NodeDown: 5 * time.Second, Freeze: 10 * time.Second, Parted: 10 * time.Second, NoQuorum: 20 * time.Second,
-		Upstream: 10 * time.Second, Webhook503: 8 * time.Second, WebhookHang: 8 * time.Second, Recover: 2 * time.Minute},
+		Upstream: 10 * time.Second, Webhook503: 8 * time.Second, WebhookHang: 8 * time.Second, Recover: 2 * time.Minute, Race: true},
 	"long": {Name: "long", Pace: 200 * time.Millisecond, AP: 24, BSS: 12, CAMS: 8, KillRounds: 3,
 		NodeDown: 10 * time.Second, Freeze: 10 * time.Second, Parted: 20 * time.Second, NoQuorum: 20 * time.Second,
 		Upstream: 20 * time.Second, Webhook503: 20 * time.Second, WebhookHang: 20 * time.Second, DiskFull: 20 * time.Second,

@@ -66,11 +66,17 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 		{"disk full on one node", r.diskFull},
 		{"services SIGKILLed", r.killServices},
 	}
+	broken := ""
 	for _, s := range steps {
 		if ctx.Err() != nil {
 			return ledger.Result{}, ctx.Err()
 		}
 		if !r.selected(s.name) {
+			continue
+		}
+		if broken != "" {
+			// A pipeline that did not recover cannot measure the next fault.
+			r.faults = append(r.faults, ledger.Fault{Name: s.name, Skipped: "not run: the pipeline did not recover from " + broken})
 			continue
 		}
 		r.driver.SetPhase(s.name)
@@ -81,6 +87,7 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 		}
 		if f.Failed != "" {
 			r.logf("   FAILED: %s", f.Failed)
+			broken = s.name
 		}
 		r.faults = append(r.faults, f)
 		r.driver.SetPhase("calm after " + s.name)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -42,7 +43,7 @@ func (r *run) settle(ctx context.Context) (ledger.Result, error) {
 	}
 	var events []ledger.Event
 	for {
-		msgs, err := drive.ReadAll(ctx, r.js, eventbus.StreamEvents)
+		msgs, err := r.readAll(ctx, eventbus.StreamEvents)
 		if err != nil {
 			return ledger.Result{}, fmt.Errorf("reading the event stream: %w", err)
 		}
@@ -70,14 +71,26 @@ func (r *run) settle(ctx context.Context) (ledger.Result, error) {
 		return ledger.Result{}, err
 	}
 	in.State = r.state
-	var err error
-	if in.Probes, err = r.prober.Check(ctx); err != nil {
-		return ledger.Result{}, err
+	probes, err := r.readAll(ctx, drive.ProbeStream)
+	if err != nil {
+		return ledger.Result{}, fmt.Errorf("reading %s: %w", drive.ProbeStream, err)
 	}
+	stored := map[string]bool{}
+	for _, m := range probes {
+		stored[string(m.Data())] = true
+	}
+	in.Probes = r.prober.Check(stored)
 	if in.Verify, err = r.verify(ctx); err != nil {
 		return ledger.Result{}, err
 	}
 	if in.Auditor, err = r.auditorStale(ctx, events); err != nil {
+		return ledger.Result{}, err
+	}
+	in.Races = r.races()
+	r.crashMu.Lock()
+	in.Crashes = append([]string(nil), r.crashes...)
+	r.crashMu.Unlock()
+	if in.Replicas, err = r.replicas(ctx); err != nil {
 		return ledger.Result{}, err
 	}
 	in.Load = strings.Join(r.loads, ", ")
@@ -87,6 +100,16 @@ func (r *run) settle(ctx context.Context) (ledger.Result, error) {
 	return ledger.Compute(in), nil
 }
 
+// readAll reads a whole stream, again until it works or a minute passed:
+// the cluster may still be settling a fault.
+func (r *run) readAll(ctx context.Context, stream string) ([]jetstream.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var msgs []jetstream.Msg
+	err := retry(ctx, func() (err error) { msgs, err = drive.ReadAll(ctx, r.js, stream); return err })
+	return msgs, err
+}
+
 // checkState compares every state record with the stream: the event a
 // record's hash chain ends on must be stored, or (while the pipeline may
 // still be catching up, allowPending) waiting in the record's own outbox.
@@ -94,16 +117,16 @@ func (r *run) settle(ctx context.Context) (ledger.Result, error) {
 func (r *run) checkState(ctx context.Context, allowPending bool) error {
 	ctx, cancel := context.WithTimeout(ctx, r.form.Recover)
 	defer cancel()
-	var msgs []jetstream.Msg
-	if err := retry(ctx, func() (err error) { msgs, err = drive.ReadAll(ctx, r.js, eventbus.StreamEvents); return err }); err != nil {
+	msgs, err := r.readAll(ctx, eventbus.StreamEvents)
+	if err != nil {
 		return fmt.Errorf("state check: %w", err)
 	}
 	stored := map[string]bool{}
 	for _, m := range msgs {
 		stored[event.HashOf(m.Headers().Get(jetstream.MsgIDHeader), m.Data())] = true
 	}
-	kv, err := r.js.KeyValue(ctx, eventbus.BucketState)
-	if err != nil {
+	var kv jetstream.KeyValue
+	if err := retry(ctx, func() (err error) { kv, err = r.js.KeyValue(ctx, eventbus.BucketState); return err }); err != nil {
 		return err
 	}
 	var entries []jetstream.KeyValueEntry
@@ -254,4 +277,36 @@ func (r *run) auditorStale(ctx context.Context, events []ledger.Event) ([]string
 		}
 	}
 	return stale, nil
+}
+
+// races lists the services whose log reports a data race (the short form
+// builds them with the race detector).
+func (r *run) races() []string {
+	var out []string
+	for _, name := range append(append([]string{}, killable...), "upstream-sim") {
+		b, err := os.ReadFile(r.svcs[name].Log)
+		if err != nil {
+			continue
+		}
+		if n := bytes.Count(b, []byte("WARNING: DATA RACE")); n > 0 {
+			out = append(out, fmt.Sprintf("%s: %d data races (%s)", name, n, r.svcs[name].Log))
+		}
+	}
+	return out
+}
+
+// replicas lists the streams (buckets are streams too) not at replicas 3.
+func (r *run) replicas(ctx context.Context) ([]string, error) {
+	var out []string
+	err := retry(ctx, func() error {
+		out = out[:0]
+		l := r.js.ListStreams(ctx)
+		for info := range l.Info() {
+			if info.Config.Replicas != 3 {
+				out = append(out, fmt.Sprintf("%s: %d replicas", info.Config.Name, info.Config.Replicas))
+			}
+		}
+		return l.Err()
+	})
+	return out, err
 }

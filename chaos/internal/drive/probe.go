@@ -2,7 +2,6 @@ package drive
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -67,17 +66,9 @@ func (p *Prober) NoQuorum(from, to time.Time) {
 	p.mu.Unlock()
 }
 
-// Check reads the probe stream and counts what was lost or acknowledged
-// without a quorum.
-func (p *Prober) Check(ctx context.Context) (ledger.Probes, error) {
-	msgs, err := ReadAll(ctx, p.js, ProbeStream)
-	if err != nil {
-		return ledger.Probes{}, fmt.Errorf("reading %s: %w", ProbeStream, err)
-	}
-	stored := map[string]bool{}
-	for _, m := range msgs {
-		stored[string(m.Data())] = true
-	}
+// Check counts what was lost (stored: the probes the stream holds, read
+// back afterwards) or acknowledged without a quorum.
+func (p *Prober) Check(stored map[string]bool) ledger.Probes {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var r ledger.Probes
@@ -99,5 +90,5 @@ func (p *Prober) Check(ctx context.Context) (ledger.Probes, error) {
 			}
 		}
 	}
-	return r, nil
+	return r
 }

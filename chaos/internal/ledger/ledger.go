@@ -149,6 +149,12 @@ type Input struct {
 	// Auditor lists accounts whose events the auditor's index does not
 	// count as the stream holds them (it follows AW_STATE with a KV watcher).
 	Auditor []string
+	// Replicas lists streams and buckets not at replicas 3.
+	Replicas []string
+	// Crashes lists services that exited on their own (the run restarted them).
+	Crashes []string
+	// Races lists services whose race detector reported a data race.
+	Races []string
 	// Load is the machine's load average while the run ran.
 	Load string
 }
@@ -294,6 +300,15 @@ func Compute(in Input) Result {
 	if len(in.Auditor) > 0 {
 		fail("%d accounts stale in the auditor's index", len(in.Auditor))
 	}
+	for _, s := range in.Replicas {
+		fail("not replicated: %s", s)
+	}
+	for _, c := range in.Crashes {
+		fail("crash: %s", c)
+	}
+	for _, race := range in.Races {
+		fail("data race: %s", race)
+	}
 	for _, f := range in.Faults {
 		if f.Failed != "" {
 			fail("fault %q: %s", f.Name, f.Failed)
@@ -332,6 +347,8 @@ func (r Result) Print(w io.Writer) {
 	line("awctl verify", verify, fmt.Sprintf("(%d events, %d accounts)", r.Verify.Events, r.Verify.Accounts))
 	line("state records ahead of the stream", len(r.State.Ahead), fmt.Sprintf("must be 0 (%d records, checked %d times)", r.State.Records, r.State.Checks))
 	line("accounts stale in the auditor's index", len(r.Auditor), "must be 0")
+	line("streams and buckets below replicas 3", len(r.Replicas), "must be 0")
+	line("services that exited on their own", len(r.Crashes), "must be 0")
 	line("probe publishes acked / failed", fmt.Sprintf("%d / %d", r.Probes.Acked, r.Probes.Failed), fmt.Sprintf("(of %d sent)", r.Probes.Sent))
 	line("probes acked, then lost", r.Probes.Lost, "must be 0")
 	line("probes acked without a quorum", r.Probes.AckedWithoutQuorum, "must be 0")
@@ -380,6 +397,9 @@ func (r Result) Print(w io.Writer) {
 	show("lost changes", r.Lost)
 	show("state ahead of the stream", r.State.Ahead)
 	show("stale in the auditor's index", r.Auditor)
+	show("services that exited on their own", r.Crashes)
+	show("not replicated", r.Replicas)
+	show("data races", r.Races)
 	if r.OK() {
 		fmt.Fprintln(w, "RESULT: PASS")
 		return

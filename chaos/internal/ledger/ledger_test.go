@@ -121,8 +121,9 @@ func TestCompute(t *testing.T) {
 				in.State.Ahead = []string{"activeplatform.ap-chaos.7000001"}
 				in.Faults = []Fault{{Name: "leader SIGKILL", Failed: "no recovery within 2m0s"}}
 				in.Auditor = []string{"activeplatform/ap-chaos/7000001: the auditor counts 1 events, the stream holds 2"}
+				in.Races = []string{"poller-a: 1 data races"}
 			},
-			fail: []string{"awctl verify", "probe publishes lost", "without a quorum", "ahead of the stream", "leader SIGKILL", "auditor"}},
+			fail: []string{"awctl verify", "probe publishes lost", "without a quorum", "ahead of the stream", "leader SIGKILL", "auditor", "data race: poller-a"}},
 		{name: "an undecodable message is a phantom",
 			mutate: func(in *Input) { in.Events = append(in.Events, Event{Seq: 9, MsgID: "x", Undecodable: "bad ce"}) },
 			fail:   []string{"phantom"}},

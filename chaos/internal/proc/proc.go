@@ -22,12 +22,17 @@ type Proc struct {
 	// Netns runs the process inside a network namespace (ip netns exec).
 	Netns string
 	Log   string
+	// OnExit, if set, is called when an incarnation exits; expected tells
+	// whether Kill or Terminate ended it.
+	OnExit func(expected bool, err error)
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	stopped bool
-	starts  int
+	// ending: Kill or Terminate was asked for this incarnation
+	ending bool
+	starts int
 }
 
 // ErrNotRunning is returned for a signal to a process that is not running.
@@ -62,7 +67,7 @@ func (p *Proc) Start() error {
 		return fmt.Errorf("%s: %w", p.Name, err)
 	}
 	p.starts++
-	p.cmd, p.stopped = cmd, false
+	p.cmd, p.stopped, p.ending = cmd, false, false
 	exited := make(chan struct{})
 	p.exited = exited
 	go func() {
@@ -73,8 +78,12 @@ func (p *Proc) Start() error {
 		if p.cmd == cmd {
 			p.cmd = nil
 		}
+		expected, onExit := p.ending, p.OnExit
 		p.mu.Unlock()
 		close(exited)
+		if onExit != nil {
+			onExit(expected, err)
+		}
 	}()
 	return nil
 }
@@ -123,6 +132,8 @@ func (p *Proc) signal(sig syscall.Signal) (chan struct{}, error) {
 		return nil, fmt.Errorf("%s: %v: %w", p.Name, sig, err)
 	}
 	switch sig {
+	case syscall.SIGKILL, syscall.SIGTERM:
+		p.ending = true
 	case syscall.SIGSTOP:
 		p.stopped = true
 	case syscall.SIGCONT:
