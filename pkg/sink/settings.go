@@ -46,6 +46,11 @@ type Settings struct {
 	// Start says where a new consumer begins: "new" (events from now on) or
 	// "all" (the whole audit log). An existing consumer resumes where it was.
 	Start string `envconfig:"SINK_START" default:"new"`
+	// Heartbeat is how often the server tells a waiting consumer it is
+	// there; after two missed the consumer asks again. A request for events
+	// lost on the way (a partition, a leader moving) stalls a receiver for
+	// two heartbeats: the client library's default (15 s) made it 30 s.
+	Heartbeat time.Duration `envconfig:"SINK_HEARTBEAT" default:"5s"`
 }
 
 // DefaultSettings are Settings with their defaults, for tests and tools.
@@ -53,7 +58,7 @@ func DefaultSettings() Settings {
 	return Settings{
 		MaxDeliver: 10, BackoffInitial: 2 * time.Second, BackoffMax: 10 * time.Minute, MaxRetryAfter: time.Hour,
 		AckWait: time.Minute, MaxAckPending: 20000, Concurrency: 4, SendTimeout: 30 * time.Second,
-		DrainTimeout: 15 * time.Second, Filter: event.SubjectRoot + ">", Start: "new",
+		DrainTimeout: 15 * time.Second, Filter: event.SubjectRoot + ">", Start: "new", Heartbeat: 5 * time.Second,
 	}
 }
 
@@ -78,6 +83,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("AW_SINK_DRAIN_TIMEOUT: %s (want >= 0)", s.DrainTimeout)
 	case s.Start != "new" && s.Start != "all":
 		return fmt.Errorf("AW_SINK_START: %q (want new or all)", s.Start)
+	case s.Heartbeat < 0 || s.Heartbeat > maxHeartbeat:
+		return fmt.Errorf("AW_SINK_HEARTBEAT: %s (want 0 for the default, up to %s)", s.Heartbeat, maxHeartbeat)
 	}
 	if _, err := parseSchedule(s.RetrySchedule); err != nil {
 		return err
@@ -102,6 +109,19 @@ func (s *Settings) prepare() error {
 		s.MaxDeliver = len(sched) + 1
 	}
 	return nil
+}
+
+// maxHeartbeat is below half the client's pull expiry (30 s), which the
+// client requires.
+const maxHeartbeat = 14 * time.Second
+
+// pullOpts are the options of every consumer's pull.
+func (s Settings) pullOpts() []jetstream.PullMessagesOpt {
+	hb := s.Heartbeat
+	if hb == 0 {
+		hb = DefaultSettings().Heartbeat
+	}
+	return []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(min(s.MaxAckPending, 1000)), jetstream.PullHeartbeat(hb)}
 }
 
 func parseSchedule(spec string) ([]time.Duration, error) {
