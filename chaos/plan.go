@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -24,7 +26,12 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 	defer func() { stopBG(); wg.Wait() }()
 	start := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	start(func() { drive.Follow(bg, r.js, func(m jetstream.Msg) { r.driver.Observe(drive.ToLedger(m)) }) })
-	start(func() { r.prober.Run(bg, 200*time.Millisecond, 3*time.Second) })
+	// The probes stop before the probe stream is read back: one
+	// acknowledged after the read would look lost.
+	probeCtx, stopProbes := context.WithCancel(bg)
+	probed := make(chan struct{})
+	go func() { defer close(probed); r.prober.Run(probeCtx, 200*time.Millisecond, 3*time.Second) }()
+	defer func() { stopProbes(); <-probed }()
 	start(func() {
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
@@ -41,13 +48,13 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 	// Calm first: the baseline of the recovery figures.
 	r.driver.SetPhase("calm")
 	for range 3 {
-		d, _, err := r.canary(ctx)
+		c, err := r.canary(ctx)
 		if err != nil {
 			return ledger.Result{}, fmt.Errorf("the pipeline does not deliver even without faults: %w", err)
 		}
-		r.baseline = append(r.baseline, d)
+		r.baseline = append(r.baseline, c.total)
+		r.logf("baseline canary: %s", c)
 	}
-	r.logf("baseline canaries: %v", r.baseline)
 	driveCtx, stopDrive := context.WithCancel(bg)
 	defer stopDrive()
 	start(func() { r.driver.Run(driveCtx, r.form.Pace, 1<<30) })
@@ -80,6 +87,7 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 			continue
 		}
 		r.driver.SetPhase(s.name)
+		r.prober.SetPhase(s.name)
 		r.logf("── %s", s.name)
 		f := s.do(ctx)
 		if f.Name == "" {
@@ -91,9 +99,12 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 		}
 		r.faults = append(r.faults, f)
 		r.driver.SetPhase("calm after " + s.name)
+		r.prober.SetPhase("calm after " + s.name)
 		r.calm(ctx, 3*time.Second)
 	}
 	stopDrive()
+	stopProbes()
+	<-probed
 	r.driver.SetPhase("settle")
 	return r.settle(ctx)
 }
@@ -119,60 +130,88 @@ func (r *run) calm(ctx context.Context, d time.Duration) {
 	}
 }
 
+// reach is how long a canary change took to the stream, to each sink and
+// to the auditor's index.
+type reach struct {
+	total, stream time.Duration
+	by            map[string]time.Duration
+}
+
+func (c reach) String() string {
+	parts := []string{"stream " + round(c.stream)}
+	for _, n := range []string{"slack", "webhook", "email", "auditor"} {
+		if d, ok := c.by[n]; ok {
+			parts = append(parts, n+" "+round(d))
+		}
+	}
+	return round(c.total) + " (" + strings.Join(parts, ", ") + ")"
+}
+
+func round(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
+
 // canary makes a change on the canary account and waits until its event is
 // stored and every sink and the auditor's index have it: the pipeline,
-// end to end. It returns the time to the last of them and to the stream.
-func (r *run) canary(ctx context.Context) (total, stream time.Duration, err error) {
+// end to end.
+func (r *run) canary(ctx context.Context) (reach, error) {
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, r.form.Recover)
 	defer cancel()
+	c := reach{by: map[string]time.Duration{}}
 	ap, err := r.driver.Canary(cctx)
 	if err != nil {
-		return 0, 0, err
+		return c, err
 	}
-	stream = ap.Stored.Sub(t0)
+	c.stream = ap.Stored.Sub(t0)
+	c.total = c.stream
 	tallies := map[string]*receivers.Tally{"slack": r.slack.Posts, "webhook": r.webhook.Deliveries, "email": r.smtp.Messages}
-	last := ap.Stored
 	for name, t := range tallies {
 		for {
 			if at, ok := t.First(ap.EventID); ok {
-				if at.After(last) {
-					last = at
-				}
+				c.by[name] = at.Sub(t0)
+				c.total = max(c.total, c.by[name])
 				break
 			}
 			select {
 			case <-cctx.Done():
-				return 0, stream, fmt.Errorf("canary %s: stored after %s, never reached %s", ap.EventID, stream.Round(time.Millisecond), name)
+				return c, fmt.Errorf("canary %s: stored after %s, never reached %s", ap.EventID, round(c.stream), name)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	}
 	for {
 		if ok, _ := r.auditorShows(cctx, ap.Change); ok {
-			break
+			c.by["auditor"] = time.Since(t0)
+			c.total = max(c.total, c.by["auditor"])
+			return c, nil
 		}
 		select {
 		case <-cctx.Done():
-			return 0, stream, fmt.Errorf("canary %s: delivered, but the auditor's index never showed it", ap.EventID)
+			return c, fmt.Errorf("canary %s: delivered, but the auditor's index never showed it", ap.EventID)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if now := time.Now(); now.After(last) {
-		last = now
-	}
-	return last.Sub(t0), stream, nil
 }
 
 // recovered measures a recovery with a canary into f.
 func (r *run) recovered(ctx context.Context, f *ledger.Fault) {
-	d, s, err := r.canary(ctx)
+	c, err := r.canary(ctx)
 	if err != nil {
 		f.Failed = err.Error()
 		return
 	}
-	f.Recovery, f.Stream = d, s
-	r.logf("   recovered in %s (stored after %s)", d.Round(10*time.Millisecond), s.Round(10*time.Millisecond))
+	f.Recovery, f.Stream = c.total, c.stream
+	r.logf("   recovered in %s", c)
+}
+
+// during starts a canary now, for a fault in progress; wait returns its reach.
+func (r *run) during(ctx context.Context) (wait func() (reach, error)) {
+	type res struct {
+		c   reach
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { c, err := r.canary(ctx); ch <- res{c, err} }()
+	return func() (reach, error) { x := <-ch; return x.c, x.err }
 }
 
 func (r *run) leader(ctx context.Context) (*cluster.Node, error) {
@@ -216,7 +255,7 @@ func (r *run) killNode(leader bool) func(context.Context) ledger.Fault {
 			return f
 		}
 		killed := time.Now()
-		failover, fs, ferr := r.canary(ctx)
+		failover, ferr := r.canary(ctx)
 		r.sleepUntil(ctx, killed.Add(r.form.NodeDown))
 		if err := victim.Start(); err != nil {
 			f.Failed = err.Error()
@@ -234,8 +273,8 @@ func (r *run) killNode(leader bool) func(context.Context) ledger.Fault {
 		case herr != nil:
 			f.Failed = herr.Error()
 		}
-		f.Detail = fmt.Sprintf("%s killed (led AW_EVENTS: %v), down %s; with it down, a change reached every sink in %s (stream %s); restarted node healthy after %s",
-			victim.Addr.Name, victim == lead, r.form.NodeDown, failover.Round(100*time.Millisecond), fs.Round(100*time.Millisecond), rejoined.Round(100*time.Millisecond))
+		f.Detail = fmt.Sprintf("%s killed (led AW_EVENTS: %v), down %s; with it down, a change reached everything in %s; restarted node healthy after %s",
+			victim.Addr.Name, victim == lead, r.form.NodeDown, failover, round(rejoined))
 		r.logf("   %s", f.Detail)
 		return f
 	}
@@ -261,24 +300,18 @@ func (r *run) freezeLeader(ctx context.Context) ledger.Fault {
 	}
 	frozen := time.Now()
 	// A change made while it is frozen: the others elect a new leader.
-	type res struct {
-		d, s time.Duration
-		err  error
-	}
-	during := make(chan res, 1)
-	go func() { d, s, err := r.canary(ctx); during <- res{d, s, err} }()
+	wait := r.during(ctx)
 	r.sleepUntil(ctx, frozen.Add(r.form.Freeze))
 	if err := lead.Cont(); err != nil {
 		f.Failed = err.Error()
 		return f
 	}
-	dr := <-during
+	dr, derr := wait()
 	r.recovered(ctx, &f)
-	if dr.err != nil && f.Failed == "" {
-		f.Failed = "a change made during the freeze: " + dr.err.Error()
+	if derr != nil && f.Failed == "" {
+		f.Failed = "a change made during the freeze: " + derr.Error()
 	}
-	f.Detail = fmt.Sprintf("%s frozen %s; a change made at the freeze reached every sink in %s (stream %s)", lead.Addr.Name, r.form.Freeze,
-		dr.d.Round(100*time.Millisecond), dr.s.Round(100*time.Millisecond))
+	f.Detail = fmt.Sprintf("%s frozen %s; a change made at the freeze reached everything in %s", lead.Addr.Name, r.form.Freeze, dr)
 	r.logf("   %s", f.Detail)
 	return f
 }
@@ -296,32 +329,27 @@ func (r *run) partition(ctx context.Context) ledger.Fault {
 		return f
 	}
 	parted := time.Now()
-	type res struct {
-		d, s time.Duration
-		err  error
-	}
-	during := make(chan res, 1)
-	go func() { d, s, err := r.canary(ctx); during <- res{d, s, err} }()
+	wait := r.during(ctx)
 	r.sleepUntil(ctx, parted.Add(r.form.Parted))
 	if err := r.netns.Heal(); err != nil {
 		f.Failed = err.Error()
 		return f
 	}
 	healed := time.Now()
-	dr := <-during
+	dr, derr := wait()
 	hctx, cancel := context.WithTimeout(ctx, r.form.Recover)
 	herr := victim.WaitHealthy(hctx)
 	cancel()
 	rejoined := time.Since(healed)
 	r.recovered(ctx, &f)
 	switch {
-	case dr.err != nil && f.Failed == "":
-		f.Failed = "a change made during the partition: " + dr.err.Error()
+	case derr != nil && f.Failed == "":
+		f.Failed = "a change made during the partition: " + derr.Error()
 	case herr != nil && f.Failed == "":
 		f.Failed = herr.Error()
 	}
-	f.Detail = fmt.Sprintf("%s cut off %s (it led AW_EVENTS: %v); a change made then reached every sink in %s (stream %s); healthy %s after the heal",
-		victim.Addr.Name, r.form.Parted, lead == victim, dr.d.Round(100*time.Millisecond), dr.s.Round(100*time.Millisecond), rejoined.Round(100*time.Millisecond))
+	f.Detail = fmt.Sprintf("%s cut off %s (it led AW_EVENTS: %v); a change made then reached everything in %s; healthy %s after the heal",
+		victim.Addr.Name, r.form.Parted, lead == victim, dr, round(rejoined))
 	r.logf("   %s", f.Detail)
 	return f
 }
@@ -434,7 +462,9 @@ func (r *run) diskFull(ctx context.Context) ledger.Fault {
 		return f
 	}
 	filled := time.Now()
+	wait := r.during(ctx)
 	r.sleepUntil(ctx, filled.Add(r.form.DiskFull))
+	dr, derr := wait()
 	if err := r.cl.Disk.Free(); err != nil {
 		f.Failed = err.Error()
 		return f
@@ -448,7 +478,11 @@ func (r *run) diskFull(ctx context.Context) ledger.Fault {
 	herr := n.WaitHealthy(hctx)
 	cancel()
 	if herr != nil {
-		restarted = fmt.Sprintf("; not healthy 20 s after the space came back (%v): nats-server restarted", herr)
+		why := ""
+		if b, err := os.ReadFile(n.Log); err == nil && bytes.Contains(b, []byte("JetStream out of resources, will be DISABLED")) {
+			why = ": it disabled JetStream on the failed write (\"JetStream out of resources, will be DISABLED\")"
+		}
+		restarted = fmt.Sprintf("; not healthy 20 s after the space came back%s: nats-server restarted", why)
 		n.Terminate(10 * time.Second)
 		if err := n.Start(); err != nil {
 			f.Failed = err.Error()
@@ -458,12 +492,16 @@ func (r *run) diskFull(ctx context.Context) ledger.Fault {
 		herr = n.WaitHealthy(hctx)
 		cancel()
 	}
+	healthy := time.Since(freed)
 	r.recovered(ctx, &f)
-	if herr != nil && f.Failed == "" {
+	switch {
+	case herr != nil && f.Failed == "":
 		f.Failed = herr.Error()
+	case derr != nil && f.Failed == "":
+		f.Failed = "a change made while the disk was full: " + derr.Error()
 	}
-	f.Detail = fmt.Sprintf("%s's store (tmpfs of %d MiB) filled with %d MiB for %s%s; healthy %s after the space was freed",
-		n.Addr.Name, r.cl.Disk.Bytes>>20, wrote>>20, r.form.DiskFull, restarted, time.Since(freed).Round(100*time.Millisecond))
+	f.Detail = fmt.Sprintf("%s's store (tmpfs of %d MiB) filled with %d MiB for %s; a change made then reached everything in %s%s; healthy %s after the space was freed",
+		n.Addr.Name, r.cl.Disk.Bytes>>20, wrote>>20, r.form.DiskFull, dr, restarted, round(healthy))
 	r.logf("   %s", f.Detail)
 	return f
 }

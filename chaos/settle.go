@@ -252,7 +252,9 @@ func (r *run) auditorStale(ctx context.Context, events []ledger.Event) ([]string
 	count := map[ledger.Key]uint64{}
 	seen := map[string]bool{}
 	for _, e := range events {
-		if e.Undecodable == "" && !seen[e.MsgID] {
+		// The index is of accounts: a connection's own record (account
+		// "*", its poll.degraded and poll.recovered) is not one.
+		if e.Undecodable == "" && !seen[e.MsgID] && e.Key.Account != event.ProviderScope {
 			seen[e.MsgID] = true
 			count[e.Key]++
 		}

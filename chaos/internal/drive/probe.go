@@ -2,6 +2,7 @@ package drive
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ func ProbeStreamConfig(replicas int) jetstream.StreamConfig {
 type probe struct {
 	sent, acked time.Time
 	ok          bool
+	phase       string
 }
 
 // Prober publishes probes.
@@ -34,6 +36,14 @@ type Prober struct {
 	mu      sync.Mutex
 	probes  []probe
 	windows [][2]time.Time
+	phase   string
+}
+
+// SetPhase labels the probes sent from now on.
+func (p *Prober) SetPhase(s string) {
+	p.mu.Lock()
+	p.phase = s
+	p.mu.Unlock()
 }
 
 // NewProber publishes on js.
@@ -53,7 +63,7 @@ func (p *Prober) Run(ctx context.Context, every, timeout time.Duration) {
 			return // the run stopped it: neither acknowledged nor failed
 		}
 		p.mu.Lock()
-		p.probes = append(p.probes, probe{sent: sent, acked: time.Now(), ok: err == nil})
+		p.probes = append(p.probes, probe{sent: sent, acked: time.Now(), ok: err == nil, phase: p.phase})
 		p.mu.Unlock()
 		sleep(ctx, every-time.Since(sent))
 	}
@@ -79,14 +89,17 @@ func (p *Prober) Check(stored map[string]bool) ledger.Probes {
 			continue
 		}
 		r.Acked++
-		if !stored["probe-"+strconv.Itoa(i+1)] {
+		id := "probe-" + strconv.Itoa(i+1)
+		if !stored[id] {
 			r.Lost++
+			r.Details = append(r.Details, fmt.Sprintf("%s acknowledged at %s (%s), not in %s", id, pr.acked.Format("15:04:05.000"), pr.phase, ProbeStream))
 		}
 		for _, w := range p.windows {
 			// Sent a second into the stretch and answered inside it: no
 			// quorum could have stored it.
 			if pr.sent.After(w[0].Add(time.Second)) && pr.acked.Before(w[1]) {
 				r.AckedWithoutQuorum++
+				r.Details = append(r.Details, fmt.Sprintf("%s acknowledged at %s while two nodes were down", id, pr.acked.Format("15:04:05.000")))
 			}
 		}
 	}

@@ -106,6 +106,8 @@ type Probes struct {
 	Lost int
 	// AckedWithoutQuorum: acknowledged while two of three nodes were down.
 	AckedWithoutQuorum int
+	// Details name each lost or wrongly acknowledged probe.
+	Details []string
 }
 
 // StateCheck compares each account's state record with the stream.
@@ -396,6 +398,7 @@ func (r Result) Print(w io.Writer) {
 	show("phantom events", r.Phantom)
 	show("lost changes", r.Lost)
 	show("state ahead of the stream", r.State.Ahead)
+	show("probes", r.Probes.Details)
 	show("stale in the auditor's index", r.Auditor)
 	show("services that exited on their own", r.Crashes)
 	show("not replicated", r.Replicas)
