@@ -7,15 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/accountwatch/accountwatch/pkg/egress"
+	"github.com/accountwatch/accountwatch/pkg/egress/egresstest"
 )
 
 // registry is every block of the IANA IPv4 and IPv6 Special-Purpose Address
@@ -244,6 +243,12 @@ var spellings = []struct{ url, want string }{
 
 func TestSpellings(t *testing.T) {
 	g, _ := egress.New(nil, false)
+	for _, tmpl := range egresstest.Loopback {
+		u := strings.Replace(tmpl, "{port}", "8080", 1)
+		if err := g.CheckURL(u); !errors.Is(err, egress.ErrRefused) {
+			t.Errorf("%s: %v, want refused", u, err)
+		}
+	}
 	for _, s := range spellings {
 		u := strings.Replace(s.url, "%s", "8080", 1)
 		if err := g.CheckURL(u); !errors.Is(err, egress.ErrRefused) || !strings.Contains(err.Error(), s.want) {
@@ -343,60 +348,21 @@ func rebinder(t *testing.T) *net.Resolver {
 	}}
 }
 
-// canary is a loopback listener that counts the connections it accepts.
-type canary struct {
-	ports []string
-	n     atomic.Int64
-}
-
-func newCanary(t *testing.T) *canary {
-	t.Helper()
-	c := &canary{}
-	// One port on both loopbacks, so that every spelling names a listener.
-	ln4, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln4.Addr().(*net.TCPAddr).Port
-	lns := []net.Listener{ln4}
-	if ln6, err := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(port))); err == nil {
-		lns = append(lns, ln6)
-	} else {
-		t.Logf("no IPv6 loopback (%v): the IPv6 spellings are checked without a listener behind them", err)
-	}
-	for _, ln := range lns {
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.n.Add(1)
-				conn.Close()
-			}
-		}()
-	}
-	c.ports = []string{strconv.Itoa(port)}
-	return c
-}
-
 // TestLoopbackCanary: every spelling of loopback (and a name that resolves
 // to it) is refused by the URL check, and, asked to dial anyway, by the
 // dialer; the canary listening on loopback receives no connection. An
 // allow-listed guard then reaches it, which shows the canary counts.
 func TestLoopbackCanary(t *testing.T) {
-	c := newCanary(t)
+	c := egresstest.NewCanary(t)
 	res := rebinder(t)
 	g, _ := egress.New(nil, false, egress.WithResolver(res))
 	client := g.Client(5*time.Second, 1)
-	urls := []string{"http://rebound.example:%s/", "http://localhost:%s/"}
+	urls := append([]string{"http://rebound.example:" + c.Port + "/"}, c.URLs()...)
 	for _, s := range spellings {
-		urls = append(urls, s.url)
+		urls = append(urls, strings.Replace(s.url, "%s", c.Port, 1))
 	}
-	for _, raw := range urls {
-		u := strings.Replace(raw, "%s", c.ports[0], 1)
-		if !strings.Contains(raw, "rebound") {
+	for _, u := range urls {
+		if !strings.Contains(u, "rebound") {
 			if err := g.CheckURL(u); err == nil {
 				t.Errorf("%s passed the URL check", u)
 			}
@@ -414,13 +380,13 @@ func TestLoopbackCanary(t *testing.T) {
 			t.Errorf("%s: %v, want refused by the dialer", u, err)
 		}
 	}
-	if n := c.n.Load(); n != 0 {
+	if n := c.Connections(); n != 0 {
 		t.Fatalf("the loopback canary received %d connections", n)
 	}
 	open, _ := egress.New([]string{"127.0.0.0/8", "::1/128"}, false, egress.WithResolver(res))
 	// The canary hangs up at once: the request fails, but it connected.
-	_, err := open.Client(5*time.Second, 1).Get("http://rebound.example:" + c.ports[0] + "/")
-	if c.n.Load() == 0 {
+	_, err := open.Client(5*time.Second, 1).Get("http://rebound.example:" + c.Port + "/")
+	if c.Connections() == 0 {
 		t.Fatalf("an allow-listed dial did not reach the canary either (%v): the test proves nothing", err)
 	}
 }
