@@ -112,7 +112,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, subscription.ErrNotFound), errors.Is(err, deadletter.ErrNotFound):
 		writeErr(w, http.StatusNotFound, err)
-	case errors.Is(err, subscription.ErrInvalid), errors.Is(err, egress.ErrRefused), errors.Is(err, deadletter.ErrInvalidTarget):
+	case errors.Is(err, subscription.ErrInvalid), errors.Is(err, egress.ErrRefused):
 		writeErr(w, http.StatusBadRequest, err)
 	case errors.Is(err, errTooLarge):
 		writeErr(w, http.StatusRequestEntityTooLarge, err)

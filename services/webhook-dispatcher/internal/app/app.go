@@ -216,7 +216,13 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 			rt.Park(id)
 			log.Info("endpoint parked", "endpoint", id, "status", e.Status)
 		case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit:
-			rc := sink.Receiver{Name: id, RateLimit: e.RateLimit, Burst: int(math.Ceil(e.RateLimit)), Filter: func(ev *event.Event) bool {
+			// A limit stored before the API bounded it is raised to the
+			// bound: a slower one would hold a delete for minutes.
+			limit := e.RateLimit
+			if limit > 0 {
+				limit = max(limit, subscription.MinRateLimit)
+			}
+			rc := sink.Receiver{Name: id, RateLimit: limit, Burst: int(math.Ceil(limit)), Filter: func(ev *event.Event) bool {
 				cur, ok := eps.Endpoint(id)
 				return ok && cur.Accepts(ev)
 			}}

@@ -160,21 +160,36 @@ func TestInputValidation(t *testing.T) {
 }
 
 // TestSlowRateLimitDelete: deleting an endpoint whose rate limit holds
-// deliveries back answers, and its consumers go with it.
+// deliveries back answers, and its consumers go with it: one created at the
+// slowest limit the API takes, and one stored before the API bounded it
+// (rate_limit 1e-300, which used to hold a delete for good).
 func TestSlowRateLimitDelete(t *testing.T) {
 	st := start(t)
 	r := newReceiver(t, nil)
 	id, _ := st.endpoint(t, map[string]any{"url": r.srv.URL, "rate_limit": subscription.MinRateLimit})
-	st.waitActive(t, id)
-	bustest.Publish(t, st.bus, statuses(t, "slow", 30)...)
-	bustest.Eventually(t, "a first delivery", func() bool { return len(r.deliveries()) >= 1 })
-	if code, _ := st.call(t, "DELETE", "/v1/endpoints/"+id, nil); code != 204 {
-		t.Fatalf("delete: %d", code)
+	now := time.Now().UTC()
+	legacy := subscription.Endpoint{ID: "ep_00000000000000bb", URL: r.srv.URL + "/legacy", ContentMode: subscription.ModeStructured, RateLimit: 1e-300,
+		Status: subscription.StatusActive, Secrets: []subscription.Secret{{Value: subscription.NewSecret(), CreatedAt: now}}, CreatedAt: now, UpdatedAt: now}
+	b, _ := json.Marshal(legacy)
+	kv, _ := st.bus.JS.KeyValue(context.Background(), eventbus.BucketSubscriptions)
+	if _, err := kv.Put(context.Background(), legacy.ID, b); err != nil {
+		t.Fatal(err)
 	}
-	name := sink.ConsumerName("webhook", id)
-	for stream, c := range map[string]string{eventbus.StreamEvents: name, eventbus.StreamRedrive: name + "_redrive"} {
-		if _, err := st.bus.JS.Consumer(context.Background(), stream, c); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			t.Errorf("consumer %s on %s after the delete: %v", c, stream, err)
+	for _, ep := range []string{id, legacy.ID} {
+		st.waitActive(t, ep)
+	}
+	bustest.Publish(t, st.bus, statuses(t, "slow", 30)...)
+	// Each endpoint's burst of one goes at once; the rest wait their turn.
+	bustest.Eventually(t, "the first deliveries", func() bool { return len(r.deliveries()) >= 2 })
+	for _, ep := range []string{id, legacy.ID} {
+		if code, _ := st.call(t, "DELETE", "/v1/endpoints/"+ep, nil); code != 204 {
+			t.Fatalf("delete %s: %d", ep, code)
+		}
+		name := sink.ConsumerName("webhook", ep)
+		for stream, c := range map[string]string{eventbus.StreamEvents: name, eventbus.StreamRedrive: name + "_redrive"} {
+			if _, err := st.bus.JS.Consumer(context.Background(), stream, c); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				t.Errorf("consumer %s on %s after the delete: %v", c, stream, err)
+			}
 		}
 	}
 	if strings.Contains(st.logs.String(), "its consumers were not") {
