@@ -36,7 +36,9 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
 		for {
+			r.logMu.Lock()
 			r.loads = append(r.loads, loadavg())
+			r.logMu.Unlock()
 			select {
 			case <-bg.Done():
 				return
@@ -151,7 +153,8 @@ func round(d time.Duration) string { return d.Round(100 * time.Millisecond).Stri
 
 // canary makes a change on the canary account and waits until its event is
 // stored and every sink and the auditor's index have it: the pipeline,
-// end to end.
+// end to end. The auditor is watched from the change on, the sinks by
+// when they accepted the event.
 func (r *run) canary(ctx context.Context) (reach, error) {
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, r.form.Recover)
@@ -161,35 +164,55 @@ func (r *run) canary(ctx context.Context) (reach, error) {
 	if err != nil {
 		return c, err
 	}
+	type seen struct {
+		after time.Duration
+		err   error
+	}
+	audited := make(chan seen, 1)
+	go func() {
+		for {
+			if ok, _ := r.auditorShows(cctx, ap.Change); ok {
+				audited <- seen{after: time.Since(t0)}
+				return
+			}
+			select {
+			case <-cctx.Done():
+				audited <- seen{err: fmt.Errorf("canary %s: the auditor's index never showed it", ap.Change)}
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	id, err := r.driver.WaitStored(cctx, ap)
+	if err != nil {
+		<-audited
+		return c, fmt.Errorf("canary %w", err)
+	}
 	c.stream = ap.Stored.Sub(t0)
 	c.total = c.stream
 	tallies := map[string]*receivers.Tally{"slack": r.slack.Posts, "webhook": r.webhook.Deliveries, "email": r.smtp.Messages}
 	for name, t := range tallies {
 		for {
-			if at, ok := t.First(ap.EventID); ok {
+			if at, ok := t.First(id); ok {
 				c.by[name] = at.Sub(t0)
 				c.total = max(c.total, c.by[name])
 				break
 			}
 			select {
 			case <-cctx.Done():
-				return c, fmt.Errorf("canary %s: stored after %s, never reached %s", ap.EventID, round(c.stream), name)
+				<-audited
+				return c, fmt.Errorf("canary %s: stored after %s, never reached %s", id, round(c.stream), name)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	}
-	for {
-		if ok, _ := r.auditorShows(cctx, ap.Change); ok {
-			c.by["auditor"] = time.Since(t0)
-			c.total = max(c.total, c.by["auditor"])
-			return c, nil
-		}
-		select {
-		case <-cctx.Done():
-			return c, fmt.Errorf("canary %s: delivered, but the auditor's index never showed it", ap.EventID)
-		case <-time.After(100 * time.Millisecond):
-		}
+	a := <-audited
+	if a.err != nil {
+		return c, a.err
 	}
+	c.by["auditor"] = a.after
+	c.total = max(c.total, a.after)
+	return c, nil
 }
 
 // recovered measures a recovery with a canary into f.

@@ -66,7 +66,8 @@ func (s *Sim) Ready(ctx context.Context) error {
 	return s.call(ctx, http.MethodGet, "/admin/stats", nil)
 }
 
-// Applied is a change made upstream, and when its event was stored.
+// Applied is a change made upstream, and when its event was stored (the
+// stream's own timestamp).
 type Applied struct {
 	ledger.Change
 	EventID string
@@ -180,7 +181,7 @@ func (d *Driver) Observe(e ledger.Event) {
 	defer d.mu.Unlock()
 	ap := d.open[e.Key]
 	if ap != nil && ap.Matches(e) {
-		ap.EventID, ap.Stored = e.ID, time.Now()
+		ap.EventID, ap.Stored = e.ID, e.Stored
 		delete(d.open, e.Key)
 	}
 }
@@ -188,15 +189,12 @@ func (d *Driver) Observe(e ledger.Event) {
 // ErrTimeout is returned when a canary's event did not make it in time.
 var ErrTimeout = errors.New("timed out")
 
-// Canary changes the canary account and waits until its event is stored;
-// it returns the change (with the event id) for the caller to follow to the
-// sinks.
+// Canary changes the canary account; WaitStored follows it to the stream.
 func (d *Driver) Canary(ctx context.Context) (*Applied, error) {
-	var ap *Applied
 	for {
-		var err error
-		if ap, err = d.apply(ctx, d.world.Canary); err == nil {
-			break
+		ap, err := d.apply(ctx, d.world.Canary)
+		if err == nil {
+			return ap, nil
 		}
 		select { // the simulator's admin API is not under test; a refused call is retried
 		case <-ctx.Done():
@@ -204,16 +202,20 @@ func (d *Driver) Canary(ctx context.Context) (*Applied, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// WaitStored waits until the event of a change is stored and returns its id.
+func (d *Driver) WaitStored(ctx context.Context, ap *Applied) (string, error) {
 	for {
 		d.mu.Lock()
 		id := ap.EventID
 		d.mu.Unlock()
 		if id != "" {
-			return ap, nil
+			return id, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ap, fmt.Errorf("canary %s: its event was not stored (%w)", ap.Change, ErrTimeout)
+			return "", fmt.Errorf("%s: its event was not stored (%w)", ap.Change, ErrTimeout)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -16,7 +16,7 @@ import (
 func ToLedger(m jetstream.Msg) ledger.Event {
 	e := ledger.Event{MsgID: m.Headers().Get(jetstream.MsgIDHeader)}
 	if md, err := m.Metadata(); err == nil {
-		e.Seq = md.Sequence.Stream
+		e.Seq, e.Stored = md.Sequence.Stream, md.Timestamp
 	}
 	ev, err := eventbus.DecodeMsg(m)
 	if err != nil {

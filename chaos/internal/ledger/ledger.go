@@ -51,6 +51,8 @@ type Event struct {
 	Cur   string
 	// Undecodable is set (with the error) for a message that is not an event.
 	Undecodable string
+	// Stored is when the stream stored it (the server's timestamp).
+	Stored time.Time `json:"-"`
 }
 
 // Operational event types: the poller's own health, not account changes.
