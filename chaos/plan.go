@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +17,9 @@ import (
 	"github.com/accountwatch/accountwatch/chaos/internal/drive"
 	"github.com/accountwatch/accountwatch/chaos/internal/ledger"
 	"github.com/accountwatch/accountwatch/chaos/internal/receivers"
+	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/state"
 )
 
 // exercise drives the changes, injects every fault in turn, lets the
@@ -48,6 +52,7 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 	})
 
 	// Calm first: the baseline of the recovery figures.
+	r.logf("── calm: the baseline")
 	r.driver.SetPhase("calm")
 	for range 3 {
 		c, err := r.canary(ctx)
@@ -74,6 +79,7 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 		{"webhook receiver 503, then hanging", r.webhookFaults},
 		{"disk full on one node", r.diskFull},
 		{"services SIGKILLed", r.killServices},
+		{"watch list changed after the faults", r.watchLate},
 	}
 	broken := ""
 	for _, s := range steps {
@@ -155,12 +161,15 @@ func round(d time.Duration) string { return d.Round(100 * time.Millisecond).Stri
 // stored and every sink and the auditor's index have it: the pipeline,
 // end to end. The auditor is watched from the change on, the sinks by
 // when they accepted the event.
-func (r *run) canary(ctx context.Context) (reach, error) {
+func (r *run) canary(ctx context.Context) (reach, error) { return r.changeOne(ctx, r.world.Canary) }
+
+// changeOne changes an account and follows the change through the pipeline.
+func (r *run) changeOne(ctx context.Context, acct *drive.Account) (reach, error) {
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, r.form.Recover)
 	defer cancel()
 	c := reach{by: map[string]time.Duration{}}
-	ap, err := r.driver.Canary(cctx)
+	ap, err := r.driver.Change(cctx, acct)
 	if err != nil {
 		return c, err
 	}
@@ -566,5 +575,42 @@ func (r *run) killServices(ctx context.Context) ledger.Fault {
 		}
 	}
 	f.Detail = strings.Join(parts, ", ")
+	return f
+}
+
+// watchLate adds an account to the watch list with awctl, waits for the
+// pollers to baseline it (their watch-list watcher has followed the bucket
+// through every fault), then changes it and follows the change to every sink.
+func (r *run) watchLate(ctx context.Context) ledger.Fault {
+	var f ledger.Fault
+	late := r.world.Late.Key
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "awctl"), "watch", "add", "--connection", late.Instance, "--provider", late.Provider, "--account", late.Account)
+	cmd.Env = append(cmd.Environ(), "NATS_URL="+r.cl.URLs())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		f.Failed = fmt.Sprintf("awctl watch add: %v: %s", err, out)
+		return f
+	}
+	kv, err := r.js.KeyValue(ctx, eventbus.BucketState)
+	if err != nil {
+		f.Failed = err.Error()
+		return f
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.form.Recover)
+	defer cancel()
+	key := state.Key(event.Provider(late.Provider), late.Instance, late.Account)
+	if err := retry(wctx, func() error { _, err := kv.Get(wctx, key); return err }); err != nil {
+		f.Failed = fmt.Sprintf("the pollers never read %s, added to the watch list: %v", late, err)
+		return f
+	}
+	baselined := time.Since(t0)
+	c, err := r.changeOne(ctx, r.world.Late)
+	if err != nil {
+		f.Failed = err.Error()
+		return f
+	}
+	f.Recovery, f.Stream = c.total, c.stream
+	f.Detail = fmt.Sprintf("awctl watch add %s: baselined after %s; its first change reached everything in %s", late.Account, round(baselined), c)
+	r.logf("   %s", f.Detail)
 	return f
 }

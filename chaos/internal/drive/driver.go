@@ -190,9 +190,12 @@ func (d *Driver) Observe(e ledger.Event) {
 var ErrTimeout = errors.New("timed out")
 
 // Canary changes the canary account; WaitStored follows it to the stream.
-func (d *Driver) Canary(ctx context.Context) (*Applied, error) {
+func (d *Driver) Canary(ctx context.Context) (*Applied, error) { return d.Change(ctx, d.world.Canary) }
+
+// Change changes one account (the canary, the late one) at once.
+func (d *Driver) Change(ctx context.Context, a *Account) (*Applied, error) {
 	for {
-		ap, err := d.apply(ctx, d.world.Canary)
+		ap, err := d.apply(ctx, a)
 		if err == nil {
 			return ap, nil
 		}

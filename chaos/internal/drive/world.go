@@ -63,9 +63,13 @@ var (
 const debtStep = 75
 
 // World is the run's accounts; Canary is the last ActivePlatform one.
+// Late is an ActivePlatform account the simulator has from the start but
+// the watch list gets only at the end of the run (awctl watch add): the
+// poller's watch-list watcher must still follow the bucket after the faults.
 type World struct {
 	Accounts []*Account
 	Canary   *Account
+	Late     *Account
 }
 
 // NewWorld makes ap ActivePlatform accounts (and the canary), bss BSS
@@ -77,6 +81,7 @@ func NewWorld(ap, bss, cams int) *World {
 		w.Accounts = append(w.Accounts, &Account{Key: ledger.Key{Provider: "activeplatform", Instance: ConnAP, Account: strconv.FormatInt(id, 10)}, kind: kindAP, id: id})
 	}
 	w.Canary = w.Accounts[ap]
+	w.Late = &Account{Key: ledger.Key{Provider: "activeplatform", Instance: ConnAP, Account: "7900001"}, kind: kindAP, id: 7_900_001}
 	for i := range bss {
 		uid := strconv.Itoa(8_000_001 + i)
 		w.Accounts = append(w.Accounts, &Account{Key: ledger.Key{Provider: "alibaba-bss", Instance: ConnBSS, Account: uid}, kind: kindBSS, uid: uid})
@@ -97,7 +102,7 @@ func (w *World) Seed() *sim.Seed {
 	s.Alibaba.Credentials = []sim.Credential{{AccessKeyID: AccessKeyID, AccessKeySecret: AccessSecret}}
 	space := sim.CustSpace{ID: Space}
 	zero := "0.00"
-	for _, a := range w.Accounts {
+	for _, a := range append(append([]*Account{}, w.Accounts...), w.Late) {
 		switch a.kind {
 		case kindAP:
 			s.ActivePlatform.Accounts = append(s.ActivePlatform.Accounts, sim.APAccount{ID: a.id, Name: "Chaos " + a.Key.Account, Status: apStatuses[0], Balance: "0", CurrentDebt: &zero, Currency: "USD"})
