@@ -21,13 +21,10 @@ type Netns struct {
 	nextPort           int
 }
 
-// Capability reports whether this machine can make network namespaces: the
-// ip tool (iproute2), and the CAP_SYS_ADMIN and CAP_NET_ADMIN capabilities,
-// which root has unless a container took them away.
+// Capability reports whether this process may make network namespaces:
+// the CAP_SYS_ADMIN and CAP_NET_ADMIN capabilities, which root has unless a
+// container took them away. HaveIP tells whether the ip tool is installed.
 func Capability() (bool, string) {
-	if _, err := exec.LookPath("ip"); err != nil {
-		return false, "the ip tool (Debian package iproute2) is not installed"
-	}
 	eff, err := effectiveCaps()
 	if err != nil {
 		return false, "capabilities unreadable: " + err.Error()
@@ -37,6 +34,12 @@ func Capability() (bool, string) {
 		return false, "this process lacks CAP_NET_ADMIN or CAP_SYS_ADMIN (not root, or a container without them)"
 	}
 	return true, ""
+}
+
+// HaveIP reports whether iproute2's ip is installed.
+func HaveIP() bool {
+	_, err := exec.LookPath("ip")
+	return err == nil
 }
 
 func effectiveCaps() (uint64, error) {
@@ -85,6 +88,7 @@ func NewNetns(tag int) (*Netns, error) {
 		HostIP: fmt.Sprintf("10.213.%d.1", subnet), NsIP: fmt.Sprintf("10.213.%d.2", subnet),
 		nextPort: 4222,
 	}
+	_ = ip("netns", "del", n.Name) // left by an earlier run that had this pid and was killed
 	steps := [][]string{
 		{"netns", "add", n.Name},
 		{"link", "add", n.HostIf, "type", "veth", "peer", "name", n.NsIf},
