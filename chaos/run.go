@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -512,7 +510,3 @@ func loadavg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-
-var errNoLeader = errors.New("no leader")
-
-func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

@@ -61,11 +61,16 @@ func Generate(deployConf string, self Addr, all []Addr, storeDir string) ([]byte
 
 	js, ok := m["jetstream"].(map[string]any)
 	if !ok {
-		if on, _ := m["jetstream"].(bool); !on && m["jetstream"] != nil {
-			return nil, fmt.Errorf("%s: jetstream is off", deployConf)
-		}
-		if m["jetstream"] == nil {
+		switch v := m["jetstream"].(type) {
+		case nil:
 			return nil, fmt.Errorf("%s: no jetstream block", deployConf)
+		case bool:
+			ok = v
+		case string: // jetstream: enabled
+			ok = v != "disabled" && v != "false"
+		}
+		if !ok {
+			return nil, fmt.Errorf("%s: jetstream is off", deployConf)
 		}
 		js = map[string]any{}
 	}

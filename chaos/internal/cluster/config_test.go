@@ -70,6 +70,7 @@ func TestGenerateRefuses(t *testing.T) {
 		"no cluster block":           "server_name: nats-1\njetstream {}\n",
 		"another server's file":      "server_name: nats-2\njetstream {}\ncluster { name: x, routes: [nats-route://nats-1:6222] }\n",
 		"JetStream off":              "server_name: nats-1\njetstream: false\ncluster { name: x, routes: [nats-route://nats-1:6222] }\n",
+		"JetStream disabled":         "server_name: nats-1\njetstream: disabled\ncluster { name: x, routes: [nats-route://nats-1:6222] }\n",
 	}
 	for name, conf := range cases {
 		t.Run(name, func(t *testing.T) {
