@@ -25,25 +25,10 @@ func TestLeasesSpreadAndSurviveAReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	units := []string{"ap-main", "bss", "cams", "ap-eu"}
-	var mu sync.Mutex
-	holders := map[string]string{}
+	holders := newHolders(t)
 	start := func(id string) (*lease.Manager, context.CancelFunc) {
 		m := lease.New(kv, id, units, 100*time.Millisecond, slog.New(slog.DiscardHandler))
-		m.OnAcquire = func(u string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if h, ok := holders[u]; ok && h != id {
-				t.Errorf("%s acquired %s while %s holds it", id, u, h)
-			}
-			holders[u] = id
-		}
-		m.OnLose = func(u string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if holders[u] == id {
-				delete(holders, u)
-			}
-		}
+		holders.watch(m, id)
 		c, cancel := context.WithCancel(ctx)
 		go m.Run(c)
 		return m, cancel
@@ -61,6 +46,44 @@ func TestLeasesSpreadAndSurviveAReplica(t *testing.T) {
 	stopA()
 	waitFor(t, func() bool { return len(bm.Owned()) == 4 })
 	stopB()
+}
+
+// holders records which replica works on each unit, and fails the test
+// when a unit is acquired while another replica still works on it.
+type holders struct {
+	t      *testing.T
+	mu     sync.Mutex
+	by     map[string]string
+	lostAt map[string]time.Time // when each replica last stopped working on a unit
+}
+
+func newHolders(t *testing.T) *holders {
+	return &holders{t: t, by: map[string]string{}, lostAt: map[string]time.Time{}}
+}
+
+func (h *holders) watch(m *lease.Manager, id string) {
+	m.OnAcquire = func(u string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if o, ok := h.by[u]; ok && o != id {
+			h.t.Errorf("%s acquired %s while %s still works on it", id, u, o)
+		}
+		h.by[u] = id
+	}
+	m.OnLose = func(u string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.by[u] == id {
+			delete(h.by, u)
+			h.lostAt[id] = time.Now()
+		}
+	}
+}
+
+func (h *holders) of(u string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.by[u]
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -146,27 +169,10 @@ func TestAReplicaThatCannotRenewStopsBeforeItsLeaseExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	holders := map[string]string{}
-	var lostAt time.Time
+	holders := newHolders(t)
 	start := func(id string, kv jetstream.KeyValue) (*lease.Manager, context.CancelFunc) {
 		m := lease.New(kv, id, []string{"ap-main"}, every, slog.New(slog.DiscardHandler))
-		m.OnAcquire = func(u string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if h, ok := holders[u]; ok && h != id {
-				t.Errorf("%s acquired %s while %s still works on it", id, u, h)
-			}
-			holders[u] = id
-		}
-		m.OnLose = func(u string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if holders[u] == id {
-				delete(holders, u)
-				lostAt = time.Now()
-			}
-		}
+		holders.watch(m, id)
 		c, cancel := context.WithCancel(ctx)
 		go m.Run(c)
 		return m, cancel
@@ -185,12 +191,13 @@ func TestAReplicaThatCannotRenewStopsBeforeItsLeaseExpires(t *testing.T) {
 	}
 	expires := e.Created().Add(ttl) // the last write replica-a made, as the server stored it
 	waitFor(t, func() bool { return len(bm.Owned()) == 1 })
-	mu.Lock()
-	defer mu.Unlock()
+	holders.mu.Lock()
+	lostAt := holders.lostAt["replica-a"]
+	holders.mu.Unlock()
 	if lostAt.IsZero() || !lostAt.Before(expires) {
 		t.Fatalf("replica-a stopped at %v; its lease expired at %v: it must stop first", lostAt, expires)
 	}
-	if len(a.Owned()) != 0 || holders["ap-main"] != "replica-b" {
-		t.Fatalf("a owns %v, holders %v", a.Owned(), holders)
+	if len(a.Owned()) != 0 || holders.of("ap-main") != "replica-b" {
+		t.Fatalf("a owns %v, ap-main is with %q", a.Owned(), holders.of("ap-main"))
 	}
 }
