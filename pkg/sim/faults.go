@@ -27,6 +27,10 @@ const (
 	BodyWrongContentType = "wrong_content_type" // a 200 HTML error page from a proxy
 )
 
+// FaultHeader marks an answer a body fault corrupted (simtest does not hold
+// it to the documents).
+const FaultHeader = "X-Sim-Fault"
+
 // Fault is injected into one endpoint's answers.
 type Fault struct {
 	// Latency delays the answer.
@@ -36,7 +40,8 @@ type Fault struct {
 	// Code overrides the error code of an Alibaba error (e.g. Product.Unsubscript;
 	// with Status 200 the error comes in a 200 body, as CAMS does).
 	Code string `json:"code,omitempty" yaml:"code"`
-	// Throttle answers as the provider's rate limiter does.
+	// Throttle answers as the provider's rate limiter does (CAMS: HTTP 400,
+	// or with Status 200 the same error in a 200 body).
 	Throttle bool `json:"throttle,omitempty" yaml:"throttle"`
 	// Body corrupts an otherwise good answer: malformed, truncated, huge, wrong_content_type.
 	Body string `json:"body,omitempty" yaml:"body"`
@@ -150,8 +155,8 @@ func (fs *Faults) apply(ep string, w http.ResponseWriter, r *http.Request) bool 
 		w.Header().Set("Retry-After", "1")
 		apError(w, http.StatusTooManyRequests, "Too Many Requests")
 	case f.Throttle:
-		throttled(w, r, strings.SplitN(ep, ".", 2)[0], time.Second)
-	case f.Status != 0 && ap:
+		throttledAnswer(w, r, strings.SplitN(ep, ".", 2)[0], time.Second, f.Status == http.StatusOK)
+	case f.Status != 0 && ap && !f.Throttle:
 		apError(w, f.Status, http.StatusText(f.Status))
 	case f.Status != 0:
 		code := f.Code
@@ -176,6 +181,7 @@ func (fs *Faults) writeBody(ep string, w http.ResponseWriter, body []byte) {
 		w.Write(body)
 		return
 	}
+	w.Header().Set(FaultHeader, f.Body) // an answer that is not the document's, on purpose
 	switch f.Body {
 	case BodyMalformed:
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")

@@ -122,7 +122,7 @@ func TestLegacyRPCSignature(t *testing.T) {
 	}
 	v.Set("Signature", *sig)
 	req, _ := http.NewRequest("GET", base+"/?"+v.Encode(), nil)
-	if code, m := do(t, req); code != 200 || m["Code"] != "Success" {
+	if code, m := do(t, req); code != 200 || m["Code"] != "200" {
 		t.Fatalf("legacy signature rejected: %d %v", code, m)
 	}
 	v.Set("SignatureNonce", "legacy-2")
@@ -184,7 +184,7 @@ func TestAdminAPI(t *testing.T) {
 func TestAPListValidationAndFilters(t *testing.T) {
 	_, base := simtest.Start(t, simtest.Seed())
 	get := func(q string) (int, []map[string]any) {
-		resp, err := http.Get(base + "/api/vendor/v1/accounts.json?api_token=" + simtest.APToken + "&" + q)
+		resp, err := http.Get(base + "/api/vendor/v1/accounts.json?api_token=" + simtest.APToken + "&sorting%5Breversed%5D=false&" + q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +260,10 @@ func TestSeedValidation(t *testing.T) {
 		"duplicate id": func(s *sim.Seed) {
 			s.ActivePlatform.Accounts = append(s.ActivePlatform.Accounts, s.ActivePlatform.Accounts[0])
 		},
-		"bad money":     func(s *sim.Seed) { s.ActivePlatform.Accounts[0].Balance = "lots" },
+		"bad money": func(s *sim.Seed) { lots := "lots"; s.ActivePlatform.Accounts[0].Balance = &lots },
+		"nameless attribute": func(s *sim.Seed) {
+			s.ActivePlatform.Accounts[0].CustomAttributes = append(s.ActivePlatform.Accounts[0].CustomAttributes, sim.Attribute{Value: 1})
+		},
 		"duplicate uid": func(s *sim.Seed) { s.Alibaba.Customers = append(s.Alibaba.Customers, s.Alibaba.Customers[0]) },
 		"no secret":     func(s *sim.Seed) { s.Alibaba.Credentials[0].AccessKeySecret = "" },
 		"overlap":       func(s *sim.Seed) { s.ActivePlatform.Generate.Count, s.ActivePlatform.Generate.StartID = 5, 1000122 },
