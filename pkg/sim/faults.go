@@ -25,6 +25,10 @@ const (
 	BodyTruncated        = "truncated"          // the connection drops halfway through the body
 	BodyHuge             = "huge"               // 64 MiB of JSON
 	BodyWrongContentType = "wrong_content_type" // a 200 HTML error page from a proxy
+	// BodyBadField makes one field (Field) of one account (Account) of an
+	// ActivePlatform answer an object: that account cannot be read, the
+	// others can.
+	BodyBadField = "bad_field"
 )
 
 // FaultHeader marks an answer a body fault corrupted (simtest does not hold
@@ -47,14 +51,21 @@ type Fault struct {
 	Body string `json:"body,omitempty" yaml:"body"`
 	// Times is how many requests the fault hits; 0 means until cleared.
 	Times int `json:"times,omitempty" yaml:"times"`
+	// Account and Field say which account's field bad_field spoils.
+	Account int64  `json:"account,omitempty" yaml:"account"`
+	Field   string `json:"field,omitempty" yaml:"field"`
 }
 
 // Validate checks a fault.
 func (f Fault) Validate() error {
 	switch f.Body {
 	case "", BodyMalformed, BodyTruncated, BodyHuge, BodyWrongContentType:
+	case BodyBadField:
+		if f.Account <= 0 || f.Field == "" {
+			return fmt.Errorf("fault body bad_field needs account and field")
+		}
 	default:
-		return fmt.Errorf("fault body %q (want malformed, truncated, huge or wrong_content_type)", f.Body)
+		return fmt.Errorf("fault body %q (want malformed, truncated, huge, wrong_content_type or bad_field)", f.Body)
 	}
 	if f.Status != 0 && (f.Status < 200 || f.Status > 599) {
 		return fmt.Errorf("fault status %d", f.Status)
@@ -204,6 +215,9 @@ func (fs *Faults) writeBody(ep string, w http.ResponseWriter, body []byte) {
 	case BodyWrongContentType:
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html><body><h1>502 Bad Gateway</h1></body></html>"))
+	case BodyBadField:
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Write(spoil(body, f.Account, f.Field))
 	}
 }
 
@@ -220,4 +234,30 @@ func (fs *Faults) MarshalJSON() ([]byte, error) {
 		m[k] = l[k]
 	}
 	return json.Marshal(m)
+}
+
+// spoil makes field of the account with id an object, in an account answer
+// or a listing of them.
+func spoil(body []byte, id int64, field string) []byte {
+	var accounts []map[string]json.RawMessage
+	single := false
+	if json.Unmarshal(body, &accounts) != nil {
+		var one map[string]json.RawMessage
+		if json.Unmarshal(body, &one) != nil {
+			return body
+		}
+		accounts, single = []map[string]json.RawMessage{one}, true
+	}
+	for _, a := range accounts {
+		if string(a["id"]) == strconv.FormatInt(id, 10) {
+			a[field] = json.RawMessage(`{"spoiled":true}`)
+		}
+	}
+	var out []byte
+	if single {
+		out, _ = json.Marshal(accounts[0])
+	} else {
+		out, _ = json.Marshal(accounts)
+	}
+	return out
 }

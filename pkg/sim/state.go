@@ -54,7 +54,7 @@ func NewState(seed *Seed, now func() time.Time) (*State, error) {
 	}
 	s.reindexAP()
 	for _, c := range append(append([]BSSCustomer{}, seed.Alibaba.Customers...), generatedBSS(seed.Alibaba.Generate.Count, seed.Alibaba.Generate.StartUID)...) {
-		c := c
+		c := c.withDefaults()
 		s.bss[c.UID] = &c
 	}
 	s.reindexBSS()
@@ -304,6 +304,7 @@ func (s *State) AddCustomer(c BSSCustomer) error {
 	if c.UID == "" {
 		return errors.New("bss customer: uid required")
 	}
+	c = c.withDefaults()
 	s.bss[c.UID] = &c
 	s.reindexBSS()
 	return nil
@@ -319,6 +320,15 @@ func (s *State) RemoveCustomer(uid string) error {
 	delete(s.bss, uid)
 	s.reindexBSS()
 	return nil
+}
+
+// withDefaults fills what the document always answers: AccountType "1"
+// (enterprise) or "0".
+func (c BSSCustomer) withDefaults() BSSCustomer {
+	if c.AccountType == "" {
+		c.AccountType = "1"
+	}
+	return c
 }
 
 // customerByEmail finds a customer by login email (CreateAgAccount).

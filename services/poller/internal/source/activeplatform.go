@@ -1,0 +1,155 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/activeplatform"
+	"github.com/accountwatch/accountwatch/pkg/detect"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/upstream"
+	"github.com/accountwatch/accountwatch/pkg/watch"
+	"github.com/accountwatch/accountwatch/services/poller/internal/config"
+)
+
+func init() {
+	register(event.ProviderActivePlatform, config.Provider{Check: checkAP}, func(c config.Connection, allow *event.AllowList, now func() time.Time) (Source, error) {
+		cl, err := activeplatform.New(c.URL, c.APIToken, activeplatform.WithRateLimit(c.QPS, 1), activeplatform.WithRetry(upstream.DefaultRetry))
+		if err != nil {
+			return nil, err
+		}
+		return &ap{c: cl, conn: c, allow: allow, now: now}, nil
+	})
+}
+
+func checkAP(c *config.Connection) []error {
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("url: required for activeplatform"))
+	}
+	tok, err := config.Secret(c.APIToken, c.APITokenEnv, c.APITokenFile)
+	if err != nil || tok == "" {
+		errs = append(errs, fmt.Errorf("api_token (or api_token_env, api_token_file): %v", config.OrMissing(err)))
+	}
+	c.APIToken = tok
+	if c.FullScanEvery == 0 {
+		c.FullScanEvery = 10
+	}
+	if c.PerPage == 0 {
+		c.PerPage = 500
+	}
+	return errs
+}
+
+// ap reads an ActivePlatform vendor API: its listing carries every account
+// whole, can be limited to accounts updated since a time, and holds every
+// account there is.
+type ap struct {
+	c     *activeplatform.Client
+	conn  config.Connection
+	allow *event.AllowList
+	now   func() time.Time
+}
+
+func (s *ap) Caps() Caps {
+	return Caps{Lists: true, Full: true, Incremental: true, Authoritative: true}
+}
+
+func (s *ap) Observe(ctx context.Context, e watch.Entry) (detect.Observation, error) {
+	a, err := s.c.Get(ctx, e.AccountID)
+	if err != nil {
+		return detect.Observation{}, err
+	}
+	return s.observation(a), nil
+}
+
+// List lists the accounts; one whose raw JSON is byte for byte what the poller
+// last processed is not even decoded (99% of a steady-state full scan). One
+// that cannot be decoded is handed on as that account's failure; without an
+// id to name it by, the listing goes on but is not complete.
+func (s *ap) List(ctx context.Context, full bool, since time.Time, mem Memory, fn func(Listed)) (bool, error) {
+	o := activeplatform.ListOptions{PerPage: s.conn.PerPage, Predict: mem.Predict}
+	if !full {
+		o.UpdatedSince = since
+	}
+	nameless := 0
+	var first error
+	err := s.c.ListRaw(ctx, o, func(item []byte, sum upstream.Fingerprint, ev upstream.Evidence) error {
+		if id, ok := mem.Known(sum); ok {
+			fn(Listed{AccountID: id, Sum: sum, Size: len(item), Unchanged: true})
+			return nil
+		}
+		a, err := activeplatform.DecodeItem(item, ev)
+		if err != nil {
+			e := upstream.Malformed("list accounts", ev.RequestID, err)
+			var de *activeplatform.DecodeError
+			if errors.As(err, &de) && de.AccountID != "" {
+				e.Account = de.AccountID
+				fn(Listed{AccountID: de.AccountID, Err: e})
+				return nil
+			}
+			if nameless++; first == nil {
+				first = e
+			}
+			return nil
+		}
+		obs := s.observation(a)
+		fn(Listed{AccountID: a.ID, Obs: &obs, Sum: sum, Size: len(item)})
+		return nil
+	})
+	if err == nil && nameless > 0 {
+		return false, &PartialError{Unnamed: nameless, First: first}
+	}
+	return full && err == nil, err
+}
+
+// observation keeps only allow-listed attributes: personal data never reaches
+// the stored state, let alone an event.
+func (s *ap) observation(a *activeplatform.Account) detect.Observation {
+	o := detect.Observation{Name: a.Name, Enums: map[string]event.Value{detect.FieldStatus: event.EnumValue(a.Status)},
+		Evidence: evidence(a.Evidence), At: s.now().UTC()}
+	if a.CurrentDebt != nil {
+		o.Debt = &detect.Debt{Current: *a.CurrentDebt, Raw: a.CurrentDebtRaw, Threshold: a.FinancialBlockingThreshold, Balance: a.Balance, Currency: a.Currency}
+	}
+	// status as normalised: an upstream's spelling ("credit hold",
+	// "credit_hold") is no change of the account.
+	attrs := map[string]string{"status": event.NormalizeEnum(a.Status), "currency": a.Currency, "owner_id": a.OwnerID, "manager_id": a.ManagerID}
+	for k, v := range map[string]string{"account_class": a.Class, "account_type": a.Type, "default_payment_model": a.PaymentModel} {
+		if v != "" {
+			attrs[k] = v
+		}
+	}
+	if a.Balance != nil {
+		attrs["balance"] = a.Balance.String()
+	}
+	if a.CurrentDebt != nil {
+		attrs["current_debt"] = a.CurrentDebt.String()
+	}
+	if a.FinancialBlockingThreshold != nil {
+		attrs["financial_blocking_threshold"] = a.FinancialBlockingThreshold.String()
+	}
+	if a.SubscriptionCreditLimit != nil {
+		attrs["subscription_credit_limit"] = a.SubscriptionCreditLimit.String()
+	}
+	for k, v := range a.CustomAttributes {
+		attrs[event.AttributeKey(k)] = v
+	}
+	o.Attrs = s.allow.Filter(attrs)
+	return o
+}
+
+// PartialError is a listing read to its end in which some accounts could not
+// be decoded nor even named: every other account was read, but the listing
+// is not complete (an absent account may be one of them).
+type PartialError struct {
+	Unnamed int
+	First   error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d listed accounts could not be read, nor named (the first: %v)", e.Unnamed, e.First)
+}
+
+func (e *PartialError) Unwrap() error { return e.First }
