@@ -94,7 +94,9 @@ func TestLiberalDecoding(t *testing.T) {
 			func(a *activeplatform.Account) bool {
 				return fmt.Sprint(a.CustomAttributes) == `map[B:false L:[1,"a"] N:12.50 O:{"k":1} Padded:p S:x]`
 			}},
-		{"attributes as an object", `"custom_attributes":{"Tier":"gold","n":1}`, func(a *activeplatform.Account) bool { return a.CustomAttributes["Tier"] == "gold" && a.CustomAttributes["n"] == "1" }},
+		{"attributes as an object", `"custom_attributes":{"Tier":"gold","n":1}`, func(a *activeplatform.Account) bool {
+			return a.CustomAttributes["Tier"] == "gold" && a.CustomAttributes["n"] == "1"
+		}},
 		{"attributes null", `"custom_attributes":null`, func(a *activeplatform.Account) bool { return a.CustomAttributes == nil }},
 		{"attributes of another type", `"custom_attributes":"none"`, func(a *activeplatform.Account) bool { return a.CustomAttributes == nil }},
 		{"status with a space", `"status":"credit hold"`, func(a *activeplatform.Account) bool { return a.Status == "credit hold" }},
@@ -103,7 +105,9 @@ func TestLiberalDecoding(t *testing.T) {
 				return a.Balance.String() == "-1.5" && a.CurrentDebt.String() == "24" && a.CurrentDebtRaw == "24.0" && a.FinancialBlockingThreshold.String() == "100" && a.SubscriptionCreditLimit.IsZero()
 			}},
 		{"nulls everywhere", `"name":null,"balance":null,"current_debt":null,"owner_id":null,"manager_id":null,"updated_at":null,"account_class":null`,
-			func(a *activeplatform.Account) bool { return a.Name == "" && a.Balance == nil && a.CurrentDebt == nil && a.OwnerID == "" }},
+			func(a *activeplatform.Account) bool {
+				return a.Name == "" && a.Balance == nil && a.CurrentDebt == nil && a.OwnerID == ""
+			}},
 		{"missing optional fields", ``, func(a *activeplatform.Account) bool { return a.ID == "7" && a.CurrentDebt == nil }},
 		{"dates with offsets and without", `"updated_at":"2019-05-12T01:22:52.853+03:00"`, func(a *activeplatform.Account) bool { return a.UpdatedAt.Format("15:04:05.000") == "22:22:52.853" }},
 		{"a date not understood", `"updated_at":"last Tuesday"`, func(a *activeplatform.Account) bool { return a.UpdatedAt.IsZero() }},
@@ -111,7 +115,9 @@ func TestLiberalDecoding(t *testing.T) {
 		{"unused fields of any type", `"email":{"x":1},"phone":[1],"new_owner_email":7,"account_type_id":"x","tech_user_id":{},"x_future":[{"y":null}]`,
 			func(a *activeplatform.Account) bool { return a.ID == "7" }},
 		{"used-only-as-attribute fields of a wrong type", `"owner_id":{"id":1},"manager_id":1.5,"name":42,"account_class":{"a":1}`,
-			func(a *activeplatform.Account) bool { return a.OwnerID == "" && a.ManagerID == "" && a.Name == "42" && a.Class == "" }},
+			func(a *activeplatform.Account) bool {
+				return a.OwnerID == "" && a.ManagerID == "" && a.Name == "42" && a.Class == ""
+			}},
 	} {
 		body := "{" + base
 		if c.extra != "" {

@@ -316,4 +316,3 @@ func DecodeAgRelation(body []byte) (rel *AgRelation, used bool, err error) {
 	}
 	return r, used, nil
 }
-

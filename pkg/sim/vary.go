@@ -190,4 +190,3 @@ func (v *variation) number(text string, documented bool) json.RawMessage {
 	}
 	return raw(text)
 }
-
