@@ -10,7 +10,7 @@ import (
 	pkgconfig "github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/services/poller/internal/config"
-	_ "github.com/accountwatch/accountwatch/services/poller/internal/source" // the providers' settings
+	_ "github.com/accountwatch/accountwatch/services/poller/internal/provider" // the providers' settings
 )
 
 func write(t *testing.T, body string) string {

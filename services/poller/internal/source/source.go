@@ -1,8 +1,10 @@
-// Package source adapts the provider clients to the poller: a provider is one
-// adapter file here, which turns one upstream connection's answers into
-// detect.Observations, lists accounts, says what its upstream can do (Caps),
-// and registers its connection settings with the configuration. Provider
-// wire formats stop here; the engine knows none of them.
+// Package source is what the poller's engine reads an upstream connection
+// through: a Source, its capabilities (Caps), and the registry of providers.
+// A provider is one adapter file in package provider, which turns its
+// client's answers into detect.Observations, lists accounts, says what its
+// upstream can do, and registers its connection settings with the
+// configuration. Provider wire formats stop there; this package and the
+// engine know none of them.
 package source
 
 import (
@@ -72,14 +74,14 @@ type Source interface {
 	List(ctx context.Context, full bool, since time.Time, mem Memory, fn func(Listed)) (complete bool, err error)
 }
 
-// adapter builds the sources of one provider's connections.
-type adapter func(c config.Connection, allow *event.AllowList, now func() time.Time) (Source, error)
+// Adapter builds the sources of one provider's connections.
+type Adapter func(c config.Connection, allow *event.AllowList, now func() time.Time) (Source, error)
 
-var adapters = map[event.Provider]adapter{}
+var adapters = map[event.Provider]Adapter{}
 
-// register makes a provider pollable (each adapter file, at init): its
-// sources, and its settings in the configuration.
-func register(p event.Provider, settings config.Provider, a adapter) {
+// Register makes a provider pollable (each adapter file of package provider,
+// at init): its sources, and its settings in the configuration.
+func Register(p event.Provider, settings config.Provider, a Adapter) {
 	adapters[p] = a
 	config.RegisterProvider(p, settings)
 }
@@ -93,6 +95,21 @@ func New(c config.Connection, allow *event.AllowList, now func() time.Time) (Sou
 	return a(c, allow, now)
 }
 
-func evidence(e upstream.Evidence) event.Evidence {
+// Evidence is an upstream answer's evidence in an event.
+func Evidence(e upstream.Evidence) event.Evidence {
 	return event.Evidence{RequestID: e.RequestID, ResponseSHA256: e.ResponseSHA256, Endpoint: e.Endpoint}
 }
+
+// PartialError is a listing read to its end in which some accounts could not
+// be decoded nor even named: every other account was read, but the listing
+// is not complete (an absent account may be one of them).
+type PartialError struct {
+	Unnamed int
+	First   error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d listed accounts could not be read, nor named (the first: %v)", e.Unnamed, e.First)
+}
+
+func (e *PartialError) Unwrap() error { return e.First }

@@ -1,4 +1,4 @@
-package source
+package provider
 
 import (
 	"context"
@@ -12,10 +12,11 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 	"github.com/accountwatch/accountwatch/pkg/watch"
 	"github.com/accountwatch/accountwatch/services/poller/internal/config"
+	"github.com/accountwatch/accountwatch/services/poller/internal/source"
 )
 
 func init() {
-	register(event.ProviderActivePlatform, config.Provider{Check: checkAP}, func(c config.Connection, allow *event.AllowList, now func() time.Time) (Source, error) {
+	source.Register(event.ProviderActivePlatform, config.Provider{Check: checkAP}, func(c config.Connection, allow *event.AllowList, now func() time.Time) (source.Source, error) {
 		cl, err := activeplatform.New(c.URL, c.APIToken, activeplatform.WithRateLimit(c.QPS, 1), activeplatform.WithRetry(upstream.DefaultRetry))
 		if err != nil {
 			return nil, err
@@ -53,8 +54,8 @@ type ap struct {
 	now   func() time.Time
 }
 
-func (s *ap) Caps() Caps {
-	return Caps{Lists: true, Full: true, Incremental: true, Authoritative: true}
+func (s *ap) Caps() source.Caps {
+	return source.Caps{Lists: true, Full: true, Incremental: true, Authoritative: true}
 }
 
 func (s *ap) Observe(ctx context.Context, e watch.Entry) (detect.Observation, error) {
@@ -69,7 +70,7 @@ func (s *ap) Observe(ctx context.Context, e watch.Entry) (detect.Observation, er
 // last processed is not even decoded (99% of a steady-state full scan). One
 // that cannot be decoded is handed on as that account's failure; without an
 // id to name it by, the listing goes on but is not complete.
-func (s *ap) List(ctx context.Context, full bool, since time.Time, mem Memory, fn func(Listed)) (bool, error) {
+func (s *ap) List(ctx context.Context, full bool, since time.Time, mem source.Memory, fn func(source.Listed)) (bool, error) {
 	o := activeplatform.ListOptions{PerPage: s.conn.PerPage, Predict: mem.Predict}
 	if !full {
 		o.UpdatedSince = since
@@ -78,7 +79,7 @@ func (s *ap) List(ctx context.Context, full bool, since time.Time, mem Memory, f
 	var first error
 	err := s.c.ListRaw(ctx, o, func(item []byte, sum upstream.Fingerprint, ev upstream.Evidence) error {
 		if id, ok := mem.Known(sum); ok {
-			fn(Listed{AccountID: id, Sum: sum, Size: len(item), Unchanged: true})
+			fn(source.Listed{AccountID: id, Sum: sum, Size: len(item), Unchanged: true})
 			return nil
 		}
 		a, err := activeplatform.DecodeItem(item, ev)
@@ -87,7 +88,7 @@ func (s *ap) List(ctx context.Context, full bool, since time.Time, mem Memory, f
 			var de *activeplatform.DecodeError
 			if errors.As(err, &de) && de.AccountID != "" {
 				e.Account = de.AccountID
-				fn(Listed{AccountID: de.AccountID, Err: e})
+				fn(source.Listed{AccountID: de.AccountID, Err: e})
 				return nil
 			}
 			if nameless++; first == nil {
@@ -96,11 +97,11 @@ func (s *ap) List(ctx context.Context, full bool, since time.Time, mem Memory, f
 			return nil
 		}
 		obs := s.observation(a)
-		fn(Listed{AccountID: a.ID, Obs: &obs, Sum: sum, Size: len(item)})
+		fn(source.Listed{AccountID: a.ID, Obs: &obs, Sum: sum, Size: len(item)})
 		return nil
 	})
 	if err == nil && nameless > 0 {
-		return false, &PartialError{Unnamed: nameless, First: first}
+		return false, &source.PartialError{Unnamed: nameless, First: first}
 	}
 	return full && err == nil, err
 }
@@ -109,7 +110,7 @@ func (s *ap) List(ctx context.Context, full bool, since time.Time, mem Memory, f
 // the stored state, let alone an event.
 func (s *ap) observation(a *activeplatform.Account) detect.Observation {
 	o := detect.Observation{Name: a.Name, Enums: map[string]event.Value{detect.FieldStatus: event.EnumValue(a.Status)},
-		Evidence: evidence(a.Evidence), At: s.now().UTC()}
+		Evidence: source.Evidence(a.Evidence), At: s.now().UTC()}
 	if a.CurrentDebt != nil {
 		o.Debt = &detect.Debt{Current: *a.CurrentDebt, Raw: a.CurrentDebtRaw, Threshold: a.FinancialBlockingThreshold, Balance: a.Balance, Currency: a.Currency}
 	}
@@ -139,17 +140,3 @@ func (s *ap) observation(a *activeplatform.Account) detect.Observation {
 	o.Attrs = s.allow.Filter(attrs)
 	return o
 }
-
-// PartialError is a listing read to its end in which some accounts could not
-// be decoded nor even named: every other account was read, but the listing
-// is not complete (an absent account may be one of them).
-type PartialError struct {
-	Unnamed int
-	First   error
-}
-
-func (e *PartialError) Error() string {
-	return fmt.Sprintf("%d listed accounts could not be read, nor named (the first: %v)", e.Unnamed, e.First)
-}
-
-func (e *PartialError) Unwrap() error { return e.First }

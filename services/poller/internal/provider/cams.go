@@ -1,4 +1,4 @@
-package source
+package provider
 
 import (
 	"context"
@@ -10,10 +10,11 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/watch"
 	"github.com/accountwatch/accountwatch/services/poller/internal/config"
+	"github.com/accountwatch/accountwatch/services/poller/internal/source"
 )
 
 func init() {
-	register(event.ProviderAlibabaCAMS, config.Provider{Check: checkCAMS, Spaces: true}, func(c config.Connection, _ *event.AllowList, now func() time.Time) (Source, error) {
+	source.Register(event.ProviderAlibabaCAMS, config.Provider{Check: checkCAMS, Spaces: true}, func(c config.Connection, _ *event.AllowList, now func() time.Time) (source.Source, error) {
 		cl, err := alibaba.NewCAMS(alibabaConfig(c))
 		if err != nil {
 			return nil, err
@@ -38,7 +39,7 @@ type cams struct {
 	now    func() time.Time
 }
 
-func (s *cams) Caps() Caps { return Caps{Lists: true, Authoritative: true} }
+func (s *cams) Caps() source.Caps { return source.Caps{Lists: true, Authoritative: true} }
 
 func (s *cams) Observe(ctx context.Context, e watch.Entry) (detect.Observation, error) {
 	p, err := s.c.QueryPhoneBusinessProfile(ctx, e.Space, e.AccountID)
@@ -51,18 +52,18 @@ func (s *cams) Observe(ctx context.Context, e watch.Entry) (detect.Observation, 
 		prof[k] = event.Value{Value: v}
 	}
 	prof["Websites"] = event.ListValue(sites)
-	return detect.Observation{Name: e.AccountID, Profile: prof, Evidence: evidence(p.Evidence), At: s.now().UTC()}, nil
+	return detect.Observation{Name: e.AccountID, Profile: prof, Evidence: source.Evidence(p.Evidence), At: s.now().UTC()}, nil
 }
 
-func (s *cams) List(ctx context.Context, _ bool, _ time.Time, _ Memory, fn func(Listed)) (bool, error) {
-	var out []Listed
+func (s *cams) List(ctx context.Context, _ bool, _ time.Time, _ source.Memory, fn func(source.Listed)) (bool, error) {
+	var out []source.Listed
 	for _, sp := range s.spaces {
 		nums, err := s.c.QueryChatappPhoneNumbers(ctx, sp)
 		if err != nil {
 			return false, err
 		}
 		for _, n := range nums {
-			out = append(out, Listed{AccountID: n.PhoneNumber, Space: sp})
+			out = append(out, source.Listed{AccountID: n.PhoneNumber, Space: sp})
 		}
 	}
 	for _, l := range out { // only once every space answered: a partial listing is no listing

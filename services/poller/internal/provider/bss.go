@@ -1,4 +1,4 @@
-package source
+package provider
 
 import (
 	"context"
@@ -13,10 +13,11 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 	"github.com/accountwatch/accountwatch/pkg/watch"
 	"github.com/accountwatch/accountwatch/services/poller/internal/config"
+	"github.com/accountwatch/accountwatch/services/poller/internal/source"
 )
 
 func init() {
-	register(event.ProviderAlibabaBSS, config.Provider{Check: checkAlibaba}, func(c config.Connection, allow *event.AllowList, now func() time.Time) (Source, error) {
+	source.Register(event.ProviderAlibabaBSS, config.Provider{Check: checkAlibaba}, func(c config.Connection, allow *event.AllowList, now func() time.Time) (source.Source, error) {
 		cl, err := alibaba.NewBSS(alibabaConfig(c))
 		if err != nil {
 			return nil, err
@@ -53,7 +54,7 @@ type bss struct {
 	now   func() time.Time
 }
 
-func (s *bss) Caps() Caps { return Caps{Lists: true, Authoritative: true} }
+func (s *bss) Caps() source.Caps { return source.Caps{Lists: true, Authoritative: true} }
 
 func (s *bss) Observe(ctx context.Context, e watch.Entry) (detect.Observation, error) {
 	c, err := s.c.GetCustomerAccountInfo(ctx, e.AccountID)
@@ -64,14 +65,14 @@ func (s *bss) Observe(ctx context.Context, e watch.Entry) (detect.Observation, e
 		Enums: map[string]event.Value{detect.FieldHostingStatus: event.EnumValue(c.HostingStatus), detect.FieldCreditLimitStatus: event.EnumValue(c.CreditLimitStatus)},
 		Attrs: s.allow.Filter(map[string]string{"account_type": c.AccountType, "is_certified": strconv.FormatBool(c.IsCertified), "mpk": c.Mpk,
 			"hosting_status": event.NormalizeEnum(c.HostingStatus), "credit_limit_status": event.NormalizeEnum(c.CreditLimitStatus), "login_email": c.LoginEmail}),
-		Evidence: evidence(c.Evidence), At: s.now().UTC(),
+		Evidence: source.Evidence(c.Evidence), At: s.now().UTC(),
 	}, nil
 }
 
 // List lists the customers. VnoNoDataError ("no data by this request") is not
 // taken for an empty listing: every customer vanishing at once is a listing
 // that failed, and each customer's own read says whether it is gone.
-func (s *bss) List(ctx context.Context, _ bool, _ time.Time, _ Memory, fn func(Listed)) (bool, error) {
+func (s *bss) List(ctx context.Context, _ bool, _ time.Time, _ source.Memory, fn func(source.Listed)) (bool, error) {
 	uids, err := s.c.GetCustomerList(ctx)
 	if errors.Is(err, upstream.ErrNotFound) {
 		return false, fmt.Errorf("the listing of customers is empty: %w", err)
@@ -80,7 +81,7 @@ func (s *bss) List(ctx context.Context, _ bool, _ time.Time, _ Memory, fn func(L
 		return false, err
 	}
 	for _, u := range uids {
-		fn(Listed{AccountID: u})
+		fn(source.Listed{AccountID: u})
 	}
 	return true, nil
 }
