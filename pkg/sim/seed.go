@@ -1,9 +1,14 @@
-// Package sim is upstream-sim: a faithful simulator of the ActivePlatform vendor
-// API, Alibaba Cloud BSS (GetCustomerAccountInfo, GetCustomerList,
-// CreateAgAccount) and CAMS (QueryPhoneBusinessProfile, QueryChatappPhoneNumbers),
-// with signatures checked, documented errors, throttling, pagination, scriptable
-// state, fault injection and timed scenarios. It is the upstream of `make run`
-// and of every end-to-end test; services/upstream-sim is its command.
+// Package sim is upstream-sim: a simulator of the ActivePlatform vendor API,
+// Alibaba Cloud BSS (GetCustomerAccountInfo, GetCustomerList, CreateAgAccount)
+// and CAMS (QueryPhoneBusinessProfile, QueryChatappPhoneNumbers), written from
+// the providers' published documents, not from accountwatch's clients: the
+// documented response models with every field, the documented errors with
+// their HTTP statuses, required parameters enforced, signatures checked,
+// throttling, pagination, scriptable state, fault injection and timed
+// scenarios; WithVariation varies every shape the documents allow.
+// simtest.Start holds every answer to the schema written from its document
+// (schemas/upstream). It is the upstream of `make run` and of every
+// end-to-end test; services/upstream-sim is its command.
 package sim
 
 import (
