@@ -403,7 +403,7 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values, page boo
 	if resp.StatusCode != http.StatusOK {
 		return nil, ev, -1, classify(op, resp, body, ev.RequestID)
 	}
-	if ct := resp.Header.Get("Content-Type"); !upstream.IsJSON(ct) {
+	if ct := resp.Header.Get("Content-Type"); !upstream.JSONAnswer(ct, body) {
 		return nil, ev, -1, &upstream.Error{Kind: upstream.ErrMalformed, Op: op, HTTPStatus: resp.StatusCode, RequestID: ev.RequestID, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
 	}
 	total := -1

@@ -167,8 +167,14 @@ func DecodeUIDList(body []byte) ([]string, error) {
 		return nil, &upstream.FieldError{Field: "Data", Problem: "missing"}
 	}
 	items, ok := array(w.Data.UidList)
-	if !ok {
-		return nil, &upstream.FieldError{Field: "Data.UidList", Problem: "missing or not a list"}
+	switch {
+	case ok:
+	case isNull(w.Data.UidList):
+		// No list at all: no customers (a reseller's listing that lost
+		// customers is checked account by account before anything is
+		// removed).
+	default:
+		return nil, &upstream.FieldError{Field: "Data.UidList", Problem: "not a list"}
 	}
 	out := make([]string, 0, len(items))
 	for i, raw := range items {
@@ -179,6 +185,11 @@ func DecodeUIDList(body []byte) ([]string, error) {
 		out = append(out, id)
 	}
 	return out, nil
+}
+
+func isNull(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) == 0 || string(raw) == "null"
 }
 
 // array reads a JSON array, or an object whose only member is an array.

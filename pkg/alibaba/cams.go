@@ -164,8 +164,8 @@ func DecodePhoneNumbers(body []byte) ([]PhoneNumber, error) {
 		return nil, fmt.Errorf("QueryChatappPhoneNumbers JSON: %w", err)
 	}
 	items, ok := array(w.PhoneNumbers)
-	if !ok {
-		return nil, &upstream.FieldError{Field: "PhoneNumbers", Problem: "missing or not a list"}
+	if !ok && !isNull(w.PhoneNumbers) {
+		return nil, &upstream.FieldError{Field: "PhoneNumbers", Problem: "not a list"}
 	}
 	out := make([]PhoneNumber, 0, len(items))
 	for i, it := range items {

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -252,7 +251,7 @@ func (c *client) once(ctx context.Context, action string, params map[string]stri
 	if err != nil {
 		return nil, ev, err
 	}
-	if ct, _, _ := mime.ParseMediaType(dara.StringValue(headers["content-type"])); ct != "application/json" {
+	if ct := dara.StringValue(headers["content-type"]); !upstream.JSONAnswer(ct, body) {
 		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
 	}
 	var env envelope

@@ -165,6 +165,23 @@ func IsJSON(contentType string) bool {
 	return strings.EqualFold(strings.TrimSpace(ct), "application/json")
 }
 
+// JSONAnswer reports whether a 200 answer is JSON: its Content-Type says so
+// (application/json, text/json, any +json), or, where it says something else
+// or nothing (the documents name none), its body is a JSON object or array.
+// An error page of a proxy in front of the upstream (HTML) is not.
+func JSONAnswer(contentType string, body []byte) bool {
+	ct, _, _ := strings.Cut(contentType, ";")
+	ct = strings.ToLower(strings.TrimSpace(ct))
+	if ct == "application/json" || ct == "text/json" || strings.HasSuffix(ct, "+json") {
+		return true
+	}
+	if strings.HasPrefix(ct, "text/html") || strings.HasPrefix(ct, "application/xml") || strings.HasPrefix(ct, "text/xml") {
+		return false
+	}
+	b := bytes.TrimSpace(body)
+	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
+}
+
 // Money decodes an amount that arrives as a JSON number (453.2), a string
 // ("453.2", " 453.20 "), or null, into an exact decimal: a JSON number is read
 // from its literal text, never through a float. It returns nil for null or "".

@@ -21,7 +21,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return &ap{c: cl, conn: c, allow: allow, now: now}, nil
+		return &ap{c: cl, conn: c, allow: allow, now: now, perPage: c.PerPage}, nil
 	})
 }
 
@@ -52,6 +52,12 @@ type ap struct {
 	conn  config.Connection
 	allow *event.AllowList
 	now   func() time.Time
+	// The document names neither a page cap nor the format of
+	// filters[updated_at]: an upstream that refuses the first page with
+	// ours (HTTP 4xx) is asked again without the filter (a full listing,
+	// from then on) or with its default page size.
+	noFilter bool
+	perPage  int
 }
 
 func (s *ap) Caps() source.Caps {
@@ -71,7 +77,28 @@ func (s *ap) Observe(ctx context.Context, e watch.Entry) (detect.Observation, er
 // that cannot be decoded is handed on as that account's failure; without an
 // id to name it by, the listing goes on but is not complete.
 func (s *ap) List(ctx context.Context, full bool, since time.Time, mem source.Memory, fn func(source.Listed)) (bool, error) {
-	o := activeplatform.ListOptions{PerPage: s.conn.PerPage, Predict: mem.Predict}
+	full = full || s.noFilter
+	complete, err := s.list(ctx, full, since, mem, fn)
+	var ue *upstream.Error
+	if errors.As(err, &ue) && errors.Is(err, upstream.ErrRejected) && ue.Op == "list accounts page 1" {
+		switch {
+		case !full:
+			s.noFilter = true
+			return s.List(ctx, true, since, mem, fn)
+		case s.perPage > defaultPerPage:
+			s.perPage = defaultPerPage
+			return s.List(ctx, full, since, mem, fn)
+		}
+	}
+	return complete, err
+}
+
+// defaultPerPage is the page size asked for of an upstream that refused a
+// larger one (the published v3 document's default).
+const defaultPerPage = 50
+
+func (s *ap) list(ctx context.Context, full bool, since time.Time, mem source.Memory, fn func(source.Listed)) (bool, error) {
+	o := activeplatform.ListOptions{PerPage: s.perPage, Predict: mem.Predict}
 	if !full {
 		o.UpdatedSince = since
 	}
