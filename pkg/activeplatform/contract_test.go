@@ -149,6 +149,23 @@ func TestLiberalDecoding(t *testing.T) {
 	}
 }
 
+// TestListingShapes: a page is the documented array, or an object holding it.
+func TestListingShapes(t *testing.T) {
+	for body, want := range map[string]int{
+		`[{"id":1,"status":"active"},{"id":2,"status":"deleted"}]`:            2,
+		`{"accounts":[{"id":1,"status":"active"}],"total":1}`:                 1,
+		`{"data":[{"id":1,"status":"active"}],"meta":{"total":1}}`:            1,
+		`{"accounts":[],"data":[{"id":1,"status":"active"}]}`:                 0,
+		`{"a":[{"id":1,"status":"active"}],"b":[{"id":2,"status":"active"}]}`: -1,
+		`{"total":1}`: -1,
+	} {
+		list, err := activeplatform.DecodeList([]byte(body))
+		if want < 0 && err == nil || want >= 0 && (err != nil || len(list) != want) {
+			t.Errorf("%s: %d accounts, %v", body, len(list), err)
+		}
+	}
+}
+
 // TestVariedAnswersMeanTheSame: the simulator's answers varied in every way
 // the document allows decode to the same accounts as its documented ones.
 func TestVariedAnswersMeanTheSame(t *testing.T) {

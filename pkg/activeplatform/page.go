@@ -12,8 +12,8 @@ import (
 var errListJSON = errors.New("list JSON: malformed array")
 
 // pageItems walks a listing page's accounts one by one, handing out each
-// one's raw JSON. The top level must be an array (or an object with an
-// "accounts" array) with nothing after it. Items are not validated here:
+// one's raw JSON. The top level must be an array (or an object holding the
+// array, see newPageItems) with nothing after it. Items are not validated here:
 // DecodeItem validates every item it decodes, and an item skipped as already
 // seen is byte for byte one that was decoded before. FuzzListItems holds the
 // walk to that: it never accepts a page that is not valid JSON while every
@@ -29,17 +29,30 @@ type pageItems struct {
 func newPageItems(body []byte) (*pageItems, error) {
 	b := bytes.TrimSpace(body)
 	if len(b) > 0 && b[0] == '{' {
-		var env struct {
-			Accounts *[]json.RawMessage `json:"accounts"`
-		}
+		// The document shows the account model, not a wrapper; an object is
+		// read as {"accounts": [...]}, or as its one member that is an array
+		// ({"data": [...], "total": 3}).
+		var env map[string]json.RawMessage
 		if err := json.Unmarshal(b, &env); err != nil {
 			return nil, fmt.Errorf("list JSON: %w", err)
 		}
-		if env.Accounts == nil {
+		list, ok := env["accounts"]
+		if !ok {
+			for _, v := range env {
+				if v = bytes.TrimSpace(v); len(v) > 0 && v[0] == '[' {
+					if ok {
+						return nil, errors.New("list JSON: an object with more than one array, and no accounts")
+					}
+					list, ok = v, true
+				}
+			}
+		}
+		var items []json.RawMessage
+		if !ok || json.Unmarshal(list, &items) != nil || items == nil {
 			return nil, errors.New("list JSON: no accounts array")
 		}
-		p := &pageItems{env: make([][]byte, len(*env.Accounts))}
-		for i, r := range *env.Accounts {
+		p := &pageItems{env: make([][]byte, len(items))}
+		for i, r := range items {
 			p.env[i] = r
 		}
 		return p, nil

@@ -22,7 +22,8 @@ type File struct {
 	Connections []Connection `yaml:"connections"`
 	Watch       []WatchEntry `yaml:"watch"`
 	Policy      Policy       `yaml:"policy"`
-	// PIIAllow extends the attributes that may travel in events (globs, e.g. custom_attributes.tier).
+	// PIIAllow extends the attributes that may travel in events (globs; a custom
+	// attribute by its name, e.g. custom_attributes["Tier"]).
 	PIIAllow []string `yaml:"pii_allow"`
 }
 
