@@ -233,6 +233,7 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 		listed = r.Now().Sub(began)
 		var pe *source.PartialError
 		if errors.As(err, &pe) {
+			r.countError(err)
 			partial, err = err, nil
 		}
 		r.endListing(complete)
