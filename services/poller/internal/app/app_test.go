@@ -378,3 +378,42 @@ func TestAnUndecodableAccountDegradesOnlyIt(t *testing.T) {
 	}
 	checkEvents(t, h.events(t))
 }
+
+// TestAnUnnamedAccountKeepsTheListingIncomplete: an account of the listing
+// whose id cannot be read cannot be degraded on its own, so the connection
+// is (with the cause); every other account is still read, and nothing is
+// taken for removed while the listing is not complete.
+func TestAnUnnamedAccountKeepsTheListingIncomplete(t *testing.T) {
+	h := start(t, simtest.Seed(), "")
+	waitCycles(t, h, "ap.list", 3)
+	if err := h.sim.Faults.Set("ap.list", sim.Fault{Body: sim.BodyBadField, Account: 1000125, Field: "id"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.State.SetAP(1000124, map[string]any{"status": "active"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := waitEvents(t, h, 2)
+	got := map[string]*event.Event{}
+	for _, e := range evs {
+		got[describe(e)] = e
+	}
+	deg := got["poll.degraded ap-main/*"]
+	if got["account.status.changed ap-main/1000124 status:credit_hold>active"] == nil || deg == nil {
+		t.Fatalf("events %v", got)
+	}
+	if c := deg.Data.Poll.Cause; c == nil || c.Field != "id" || c.Kind != "malformed" || c.Operation != "list accounts" {
+		t.Fatalf("cause %+v", deg.Data.Poll.Cause)
+	}
+	h.sim.Faults.Clear("ap.list")
+	evs = waitEvents(t, h, 3)
+	if d := describe(evs[2]); d != "poll.recovered ap-main/*" {
+		t.Fatalf("third event %s", d)
+	}
+	waitCycles(t, h, "ap.list", 3)
+	for _, e := range h.events(t) {
+		if e.Type() == event.TypeRemoved {
+			t.Fatalf("%s while the listing was not complete", describe(e))
+		}
+	}
+	checkEvents(t, h.events(t))
+}
