@@ -105,7 +105,7 @@ func (w *World) Seed() *sim.Seed {
 	for _, a := range append(append([]*Account{}, w.Accounts...), w.Late) {
 		switch a.kind {
 		case kindAP:
-			s.ActivePlatform.Accounts = append(s.ActivePlatform.Accounts, sim.APAccount{ID: a.id, Name: "Chaos " + a.Key.Account, Status: apStatuses[0], Balance: "0", CurrentDebt: &zero, Currency: "USD"})
+			s.ActivePlatform.Accounts = append(s.ActivePlatform.Accounts, sim.APAccount{ID: a.id, Name: "Chaos " + a.Key.Account, Status: apStatuses[0], Balance: &zero, CurrentDebt: &zero})
 		case kindBSS:
 			s.Alibaba.Customers = append(s.Alibaba.Customers, sim.BSSCustomer{UID: a.uid, LoginEmail: "ops-" + a.uid + "@partner.example", HostingStatus: hostings[0], CreditLimitStatus: credits[0], AccountType: "1"})
 		case kindCAMS:
