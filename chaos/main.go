@@ -71,6 +71,7 @@ func main() {
 	jsonOut := flag.String("json", "", "also write the ledger as JSON to this file")
 	only := flag.String("faults", "", "run only the faults whose names contain one of these words (comma-separated; for investigating one)")
 	logLevel := flag.String("service-log-level", "info", "AW_LOG_LEVEL of the services")
+	noNetns := flag.Bool("no-netns", false, "run every node on 127.0.0.1 without a network namespace (the partition step is skipped)")
 	flag.Parse()
 	f, ok := forms[*formName]
 	if !ok {
@@ -81,7 +82,7 @@ func main() {
 	defer stop()
 	r, err := newRun(f, *root, *keep)
 	if err == nil {
-		r.only, r.logLevel = *only, *logLevel
+		r.only, r.logLevel, r.noNetns = *only, *logLevel, *noNetns
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)

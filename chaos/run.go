@@ -82,6 +82,7 @@ type run struct {
 	loads    []string
 
 	only, logLevel string
+	noNetns        bool
 
 	logMu sync.Mutex
 }
@@ -181,6 +182,8 @@ func (r *run) setup(ctx context.Context) error {
 	ci := os.Getenv("CI") == "true"
 	capable, why := cluster.Capability()
 	switch {
+	case r.noNetns:
+		r.netSkip = "-no-netns"
 	case !cluster.HaveIP():
 		r.netSkip = "the ip tool (Debian package iproute2) is not installed"
 		if ci {

@@ -54,6 +54,10 @@ type Options struct {
 	// SmallStore puts this node's store on a tmpfs of SmallStoreBytes.
 	SmallStore      string
 	SmallStoreBytes int64
+	// Include supplies files the deploy configurations include but the
+	// repository does not hold (a deployment mounts them beside the file):
+	// path relative to DeployDir → the file to use.
+	Include map[string]string
 }
 
 // Cluster is the running cluster.
@@ -78,7 +82,7 @@ func New(o Options) (*Cluster, error) {
 				host = o.Net.NsIP
 			}
 		}
-		ports, err := freePorts(o.Net, i == len(o.Names)-1, host, 3)
+		ports, err := freePorts(o.Net, o.Net != nil && i == len(o.Names)-1, host, 3)
 		if err != nil {
 			return nil, err
 		}
@@ -98,7 +102,15 @@ func New(o Options) (*Cluster, error) {
 			}
 			c.Disk = t
 		}
-		b, err := Generate(filepath.Join(o.DeployDir, a.Name+".conf"), a, addrs, store)
+		// The deploy directory is copied beside the node, with the included
+		// files a deployment would mount, so that the file's includes
+		// resolve as they do in production.
+		deploy := filepath.Join(dir, "deploy")
+		if err := copyDeploy(o.DeployDir, deploy, o.Include); err != nil {
+			c.Close()
+			return nil, err
+		}
+		b, err := Generate(filepath.Join(deploy, a.Name+".conf"), a, addrs, store)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -115,6 +127,38 @@ func New(o Options) (*Cluster, error) {
 		c.Nodes = append(c.Nodes, n)
 	}
 	return c, nil
+}
+
+// copyDeploy copies the deploy directory's files to dst, then the included
+// files a deployment mounts into it.
+func copyDeploy(src, dst string, include map[string]string) error {
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		return copyFile(p, filepath.Join(dst, rel))
+	})
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	for rel, from := range include {
+		if err := copyFile(from, filepath.Join(dst, rel)); err != nil {
+			return fmt.Errorf("include %s: %w", rel, err)
+		}
+	}
+	return nil
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o750); err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o600)
 }
 
 // freePorts finds n free TCP ports on host (inside the namespace for its node).

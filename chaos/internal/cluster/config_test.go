@@ -103,3 +103,29 @@ cluster {
 		t.Fatalf("credentials lost:\n%s", b)
 	}
 }
+
+// TestNewResolvesIncludes: a deploy file that includes a file a deployment
+// mounts beside it (an authorization block) gets it from Options.Include.
+func TestNewResolvesIncludes(t *testing.T) {
+	deploy, work := t.TempDir(), t.TempDir()
+	for _, a := range addrs {
+		conf := "server_name: " + a.Name + "\ninclude \"auth/auth.conf\"\njetstream { store_dir: /data }\ncluster { name: accountwatch, listen: 0.0.0.0:6222, routes: [nats-route://nats-1:6222, nats-route://nats-2:6222, nats-route://nats-3:6222] }\n"
+		os.WriteFile(filepath.Join(deploy, a.Name+".conf"), []byte(conf), 0o600)
+	}
+	auth := filepath.Join(t.TempDir(), "auth.conf")
+	os.WriteFile(auth, []byte("authorization { users: [{user: admin, password: chaos-secret}] }\n"), 0o600)
+	c, err := New(Options{Bin: "nats-server", DeployDir: deploy, WorkDir: work, Include: map[string]string{"auth/auth.conf": auth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := server.ProcessConfigFile(c.Nodes[0].Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Users) != 1 || o.Users[0].Username != "admin" {
+		t.Fatalf("users %v: the included authorization is lost", o.Users)
+	}
+	if _, err := New(Options{Bin: "nats-server", DeployDir: deploy, WorkDir: t.TempDir()}); err == nil {
+		t.Fatal("a missing include went unnoticed")
+	}
+}

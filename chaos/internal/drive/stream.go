@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,11 +37,14 @@ func ToLedger(m jetstream.Msg) ledger.Event {
 
 // Follow reads the event stream from its start and hands every message to
 // fn, in order, until ctx ends. Through faults the ordered consumer is made
-// again from where it stopped.
+// again from where it stopped, also when it stalls: the client's ordered
+// consumer was seen, after a node was killed, to wait for good while the
+// stream went on storing.
 func Follow(ctx context.Context, js jetstream.JetStream, fn func(jetstream.Msg)) {
-	var next uint64 = 1
+	var next atomic.Uint64
+	next.Store(1)
 	for ctx.Err() == nil {
-		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: next}
+		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: next.Load()}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		c, err := js.OrderedConsumer(cctx, eventbus.StreamEvents, cfg)
 		cancel()
@@ -54,19 +58,50 @@ func Follow(ctx context.Context, js jetstream.JetStream, fn func(jetstream.Msg))
 			continue
 		}
 		stop := context.AfterFunc(ctx, it.Stop)
+		// The watchdog stops an iterator that stalls while the stream goes
+		// on (its consumer's reset can wait on a node that is gone); the
+		// loop then makes a new one from where this one stopped.
+		var last atomic.Int64
+		last.Store(time.Now().UnixNano())
+		watch, unwatch := context.WithCancel(ctx)
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-watch.Done():
+					return
+				case <-t.C:
+				}
+				if time.Since(time.Unix(0, last.Load())) > 5*time.Second && behind(watch, js, next.Load()) {
+					it.Stop()
+					return
+				}
+			}
+		}()
 		for {
 			m, err := it.Next()
 			if err != nil {
 				break
 			}
+			last.Store(time.Now().UnixNano())
 			if md, err := m.Metadata(); err == nil {
-				next = md.Sequence.Stream + 1
+				next.Store(md.Sequence.Stream + 1)
 			}
 			fn(m)
 		}
+		unwatch()
 		stop()
 		it.Stop()
 	}
+}
+
+// behind reports whether the stream holds a message at or past next.
+func behind(ctx context.Context, js jetstream.JetStream, next uint64) bool {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, eventbus.StreamEvents)
+	return err == nil && s.CachedInfo().State.LastSeq >= next
 }
 
 // ReadAll reads every message the stream holds now.
