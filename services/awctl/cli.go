@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if s.URL == "" {
 		s.URL = "nats://127.0.0.1:4222"
 	}
-	s.Name = "awctl"
+	s.Name, s.Role = "awctl", eventbus.RoleOperator
 	cmd := strings.Join(args[:min(2, len(args))], " ")
 	switch cmd {
 	case "watch add", "watch remove", "watch list":

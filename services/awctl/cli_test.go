@@ -21,6 +21,7 @@ func TestCLI(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	_, simURL := simtest.Start(t, simtest.Seed())
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
 	t.Setenv("AW_BSS_ENDPOINT", strings.TrimPrefix(simURL, "http://"))
 	t.Setenv("AW_BSS_PROTOCOL", "http")
 	t.Setenv("AW_BSS_ACCESS_KEY_ID", simtest.AccessKeyID)
@@ -62,6 +63,7 @@ func TestCLI(t *testing.T) {
 func TestDeadLettersAndSilences(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
 	ev := eventtest.Status(t, eventtest.Meta("1000123", nil), "active", "credit_hold")
 	msg, err := eventbus.Encode(ev)
 	if err != nil {
@@ -134,6 +136,7 @@ func TestDeadLettersAndSilences(t *testing.T) {
 func TestAuditCommands(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
 	m := eventtest.Meta("1000123", nil)
 	first := eventtest.Status(t, m, "active", "credit_hold")
 	m.Revision, m.Chain = 1, event.Chain{Seq: 2, Prev: first.Hash()}

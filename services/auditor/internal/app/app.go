@@ -50,7 +50,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	if s.Name == "" {
 		s.Name = "auditor"
 	}
-	bus, err := eventbus.Open(ctx, s.Config)
+	s.Role = eventbus.RoleAuditor
+	bus, err := eventbus.Open(ctx, s.Config, deliverylog.StreamConfig(s.Config, s.LogRetention))
 	if err != nil {
 		return err
 	}

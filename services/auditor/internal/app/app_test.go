@@ -85,7 +85,7 @@ func start(t *testing.T) *fixture {
 
 	var s app.Settings
 	s.Config = f.bus.Cfg
-	s.URL = f.bus.ClientURL()
+	s.URL, s.NKeySeedFile = f.bus.ClientURL(), f.bus.SeedFile(eventbus.RoleAuditor)
 	s.Token, s.Listen, s.OpsListen, s.LogRetention, s.LogLevel = token, "127.0.0.1:0", "127.0.0.1:0", time.Hour, "info"
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)

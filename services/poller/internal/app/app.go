@@ -70,6 +70,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	if s.Name == "" {
 		s.Name = "poller " + s.ReplicaID
 	}
+	s.Role = eventbus.RolePoller
 	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err
