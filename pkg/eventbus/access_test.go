@@ -188,7 +188,7 @@ func TestEveryForbiddenOperationIsRefused(t *testing.T) {
 			c := dialRole(t, b, r)
 			streamOps := []struct {
 				what, subject string
-				op           func(ctx context.Context) error
+				op            func(ctx context.Context) error
 			}{
 				{"delete AW_EVENTS", "$JS.API.STREAM.DELETE.AW_EVENTS", func(ctx context.Context) error { return c.js.DeleteStream(ctx, eventbus.StreamEvents) }},
 				{"update AW_EVENTS", "$JS.API.STREAM.UPDATE.AW_EVENTS", func(ctx context.Context) error {
