@@ -66,6 +66,55 @@ func BenchmarkReplay(b *testing.B) {
 	}
 }
 
+// BenchmarkVerify: the same stream verified (every account's chain, the
+// stream's continuity), next to a raw ordered consumer reading it in the same run.
+func BenchmarkVerify(b *testing.B) {
+	n := 1_000_000
+	if v := os.Getenv("AW_BENCH_REPLAY_EVENTS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	cfg := bustest.Config(b, "")
+	cfg.SyncAlways = false
+	bus := bustest.Start(b, cfg)
+	fill(b, bus, n)
+	b.ResetTimer()
+	for range b.N {
+		ctx := context.Background()
+		raw := rawRead(b, bus, n)
+		t1 := time.Now()
+		rep, err := audit.Verify(ctx, bus.JS, eventbus.StreamEvents, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		verify := time.Since(t1)
+		if rep.Events != uint64(n) || !rep.OK() {
+			b.Fatalf("verified %d of %d: %+v", rep.Events, n, rep.Problems[:min(3, len(rep.Problems))])
+		}
+		b.ReportMetric(float64(n)/verify.Seconds(), "events/s")
+		b.ReportMetric(float64(n)/raw.Seconds(), "raw-msgs/s")
+		b.ReportMetric(raw.Seconds()/verify.Seconds(), "ratio")
+	}
+}
+
+// rawRead is the baseline: an ordered consumer reading the whole stream.
+func rawRead(b *testing.B, bus *eventbus.Bus, n int) time.Duration {
+	ctx := context.Background()
+	s, _ := bus.JS.Stream(ctx, eventbus.StreamEvents)
+	t0 := time.Now()
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	it, _ := c.Messages(jetstream.PullMaxMessages(4096))
+	for i := 0; i < n; i++ {
+		if _, err := it.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	it.Stop()
+	return time.Since(t0)
+}
+
 // fill publishes n events: 1,000 accounts, each a chain of status changes.
 func fill(b *testing.B, bus *eventbus.Bus, n int) {
 	b.Helper()
