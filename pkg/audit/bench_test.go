@@ -82,7 +82,7 @@ func BenchmarkVerify(b *testing.B) {
 		ctx := context.Background()
 		raw := rawRead(b, bus, n)
 		t1 := time.Now()
-		rep, err := audit.Verify(ctx, bus.JS, eventbus.StreamEvents, nil)
+		rep, err := audit.Verify(ctx, bus.JS, audit.Options{Skew: time.Hour})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
 
 // ErrKey is returned for a key file that cannot be used.
@@ -122,4 +124,32 @@ func readPEM(path string) (*pem.Block, error) {
 		return nil, fmt.Errorf("%w: %s is not PEM", ErrKey, path)
 	}
 	return blk, nil
+}
+
+// In a credentials directory (eventbus.LoadCredentials) the signer's key is
+// the auditor's, and its public half is public.
+const (
+	KeyName       = "checkpoint.key"
+	PublicKeyName = "checkpoint.pub"
+)
+
+// KeyFile is the signing key's place in a credentials directory.
+func KeyFile(dir string) string { return filepath.Join(dir, string(eventbus.RoleAuditor), KeyName) }
+
+// PublicKeyFile is the public key's place in a credentials directory.
+func PublicKeyFile(dir string) string { return filepath.Join(dir, eventbus.PublicDir, PublicKeyName) }
+
+// EnsureKey generates the signing key pair of a credentials directory unless
+// it has one, and returns the public key.
+func EnsureKey(dir string) (ed25519.PublicKey, error) {
+	pub, err := GenerateKey(KeyFile(dir), PublicKeyFile(dir))
+	if errors.Is(err, os.ErrExist) {
+		priv, err := LoadPrivateKey(KeyFile(dir))
+		if err != nil {
+			return nil, err
+		}
+		pub = priv.Public().(ed25519.PublicKey)
+		return pub, WritePublicKey(PublicKeyFile(dir), pub)
+	}
+	return pub, err
 }

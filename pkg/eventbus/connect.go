@@ -30,6 +30,8 @@ type Bus struct {
 
 	server *server.Server
 	creds  *Credentials
+	// refused hears of every operation the server refused this identity.
+	refused chan error
 }
 
 // Connect joins cfg.URL with cfg's credentials, or starts an embedded
@@ -40,7 +42,7 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Bus{Cfg: cfg}
+	b := &Bus{Cfg: cfg, refused: make(chan error, 16)}
 	url := cfg.URL
 	var auth []nats.Option
 	if url == "" {
@@ -77,7 +79,7 @@ func (b *Bus) dial(ctx context.Context, url string, auth []nats.Option) error {
 		nats.Name(b.Cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
-		nats.ErrorHandler(logRefusals),
+		nats.ErrorHandler(b.logRefusals),
 	}, auth...)
 	if b.Cfg.Role != "" {
 		opts = append(opts, nats.CustomInboxPrefix(b.Cfg.Role.InboxPrefix()))
@@ -98,12 +100,38 @@ func (b *Bus) dial(ctx context.Context, url string, auth []nats.Option) error {
 
 // logRefusals says what the server refused: a permission violation reaches
 // the client only here (the request itself just waits for its timeout).
-func logRefusals(nc *nats.Conn, sub *nats.Subscription, err error) {
+func (b *Bus) logRefusals(nc *nats.Conn, _ *nats.Subscription, err error) {
 	if errors.Is(err, nats.ErrPermissionViolation) {
 		slog.Error("NATS refused an operation this identity may not do", "client", nc.Opts.Name, "inbox", nc.Opts.InboxPrefix, "err", err)
+		select {
+		case b.refused <- err:
+		default:
+		}
 		return
 	}
 	slog.Warn("NATS asynchronous error", "client", nc.Opts.Name, "err", err)
+}
+
+// ErrNotAdmin is returned by RequireAdmin for credentials that are not the admin's.
+var ErrNotAdmin = errors.New("not the admin identity")
+
+// RequireAdmin checks, before an admin's work, that the server takes this
+// connection for the admin: a refused request would otherwise only time out.
+func (b *Bus) RequireAdmin(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.JS.AccountInfo(ctx)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotAdmin, err)
+		}
+		return nil
+	case err := <-b.refused:
+		return fmt.Errorf("%w: the server refused it (%v): use the admin's seed (AW_NATS_NKEY_SEED_FILE)", ErrNotAdmin, err)
+	}
 }
 
 // roleOf is the role a connection was made as, read from its inbox prefix.
@@ -288,7 +316,7 @@ func Open(ctx context.Context, cfg Config, extra ...jetstream.StreamConfig) (*Bu
 		return nil, err
 	}
 	host.NC.Close()
-	b := &Bus{Cfg: cfg, server: host.server, creds: host.creds}
+	b := &Bus{Cfg: cfg, server: host.server, creds: host.creds, refused: make(chan error, 16)}
 	if err := b.dial(ctx, host.server.ClientURL(), []nats.Option{nats.InProcessServer(host.server), host.creds.option(cfg.Role)}); err != nil {
 		b.shutdownServer()
 		return nil, err
