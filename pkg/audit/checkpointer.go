@@ -29,10 +29,10 @@ type Checkpointer struct {
 	Skew   time.Duration
 	Log    *slog.Logger
 
-	mu       sync.Mutex
-	latest   checkpoint.Stored
-	failures int
-	signed   chan struct{}
+	mu               sync.Mutex
+	latest           checkpoint.Stored
+	rounds, failures int
+	signed           chan struct{}
 }
 
 // Latest is the newest checkpoint this signer stored or found (zero before).
@@ -40,6 +40,13 @@ func (c *Checkpointer) Latest() checkpoint.Stored {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.latest
+}
+
+// Rounds counts the rounds done (signing or finding nothing new).
+func (c *Checkpointer) Rounds() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rounds
 }
 
 // Failures counts rounds that could not sign.
@@ -75,12 +82,14 @@ func (c *Checkpointer) Run(ctx context.Context) error {
 	var v *Verifier
 	for {
 		var err error
-		if v, err = c.round(ctx, v); err != nil && ctx.Err() == nil {
-			c.mu.Lock()
+		v, err = c.round(ctx, v)
+		c.mu.Lock()
+		c.rounds++
+		if err != nil && ctx.Err() == nil {
 			c.failures++
-			c.mu.Unlock()
 			c.Log.Error("checkpoint failed", "err", err)
 		}
+		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -145,6 +154,6 @@ func (c *Checkpointer) round(ctx context.Context, v *Verifier) (*Verifier, error
 	if cp.Problems > 0 {
 		log = c.Log.Error
 	}
-	log("checkpoint signed", "seq", seq, "stream", c.Stream, "last_seq", cp.LastSeq, "accounts", cp.Accounts, "root", cp.Root, "problems", cp.Problems, "key", cp.KeyID)
+	log("checkpoint signed", "seq", seq, "stream", c.Stream, "last_seq", cp.LastSeq, "accounts", cp.Accounts, "root", cp.Root, "problems", cp.Problems, "key", s.Checkpoint().KeyID)
 	return v, nil
 }

@@ -72,14 +72,23 @@ func (c *roleConn) refusals() []string {
 	return slices.Clone(c.refusal)
 }
 
-func dialRole(t *testing.T, b *eventbus.Bus, r eventbus.Role) *roleConn {
+// target is a server to probe: its URL, the admin's bus, each role's seed.
+type target struct {
+	url   string
+	admin *eventbus.Bus
+	seed  func(eventbus.Role) string
+}
+
+func embedded(b *eventbus.Bus) target { return target{b.ClientURL(), b, b.SeedFile} }
+
+func dialRole(t *testing.T, tg target, r eventbus.Role) *roleConn {
 	t.Helper()
 	c := &roleConn{role: r}
-	seed, err := nats.NkeyOptionFromSeed(b.SeedFile(r))
+	seed, err := nats.NkeyOptionFromSeed(tg.seed(r))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.nc, err = nats.Connect(b.ClientURL(), seed, nats.CustomInboxPrefix(r.InboxPrefix()),
+	c.nc, err = nats.Connect(tg.url, seed, nats.CustomInboxPrefix(r.InboxPrefix()),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				c.mu.Lock()
@@ -146,12 +155,16 @@ func (c *roleConn) refused(t *testing.T, what, want string, op func(ctx context.
 	}
 }
 
-func accessFixture(t *testing.T) *eventbus.Bus {
+func accessFixture(t *testing.T) target {
 	t.Helper()
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
+	fill(t, b)
+	return embedded(b)
+}
+
+func fill(t *testing.T, b *eventbus.Bus) {
 	bustest.Publish(t, b, sample(t, "1000", 1))
 	fillBuckets(t, b)
-	return b
 }
 
 // fillBuckets puts key k in every bucket (again: AW_LEASES' entries expire).
@@ -172,8 +185,11 @@ func fillBuckets(t *testing.T, b *eventbus.Bus) {
 // TestEveryForbiddenOperationIsRefused: for every service role, every
 // operation on streams and buckets it must not do is refused by the server,
 // and what it must do works. Admin, the control, does all of it.
-func TestEveryForbiddenOperationIsRefused(t *testing.T) {
-	b := accessFixture(t)
+func TestEveryForbiddenOperationIsRefused(t *testing.T) { checkMatrix(t, accessFixture(t)) }
+
+// checkMatrix tries every operation on tg with every role.
+func checkMatrix(t *testing.T, tg target) {
+	b := tg.admin
 	fake := func(subject string) *nats.Msg {
 		m := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: []byte(`{"account_id":"1000"}`)}
 		m.Header.Set("ce-id", "forged")
@@ -185,7 +201,7 @@ func TestEveryForbiddenOperationIsRefused(t *testing.T) {
 		}
 		t.Run(string(r), func(t *testing.T) {
 			fillBuckets(t, b)
-			c := dialRole(t, b, r)
+			c := dialRole(t, tg, r)
 			streamOps := []struct {
 				what, subject string
 				op            func(ctx context.Context) error
@@ -311,7 +327,7 @@ func TestEveryForbiddenOperationIsRefused(t *testing.T) {
 		}
 	}
 	t.Run("admin", func(t *testing.T) {
-		c := dialRole(t, b, eventbus.RoleAdmin)
+		c := dialRole(t, tg, eventbus.RoleAdmin)
 		cfg := eventbus.EventStreamConfig(b.Cfg)
 		cfg.Name, cfg.Subjects = "AW_EVENTS2", []string{"aw.events2.>"}
 		if _, err := c.js.CreateStream(ctx, cfg); err != nil {
@@ -333,10 +349,10 @@ func TestEveryForbiddenOperationIsRefused(t *testing.T) {
 // TestPermittedPublishesAreStored: every subject a role may publish to, of
 // those probed, is taken (the stream stores it or the publish goes through).
 func TestPermittedPublishesAreStored(t *testing.T) {
-	b := accessFixture(t)
+	tg := accessFixture(t)
 	ctx := ctxT(t)
 	for r, subjects := range publishes {
-		c := dialRole(t, b, r)
+		c := dialRole(t, tg, r)
 		for _, subj := range subjects {
 			if err := c.nc.Publish(subj, []byte("{}")); err != nil {
 				t.Errorf("%s publishes %s: %v", r, subj, err)

@@ -153,6 +153,6 @@ func checkpoints(s Settings, bus *eventbus.Bus, log *slog.Logger) (*audit.Checkp
 		return nil, nil, fmt.Errorf("AW_CHECKPOINT_KEY_FILE: %w", err)
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	log.Info("signing checkpoints", "every", s.CheckpointInterval, "key", checkpoint.Fingerprint(pub))
+	log.Info("signing checkpoints", "every", s.CheckpointInterval.String(), "key", checkpoint.Fingerprint(pub))
 	return &audit.Checkpointer{JS: bus.JS, Key: key, Interval: s.CheckpointInterval, Log: log}, append(trusted, pub), nil
 }
