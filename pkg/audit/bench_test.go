@@ -82,7 +82,7 @@ func BenchmarkVerify(b *testing.B) {
 		ctx := context.Background()
 		raw := rawRead(b, bus, n)
 		t1 := time.Now()
-		rep, err := audit.Verify(ctx, bus.JS, audit.Options{Skew: time.Hour})
+		rep, err := audit.Verify(ctx, bus.JS, audit.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -123,10 +123,12 @@ func fill(b *testing.B, bus *eventbus.Bus, n int) {
 	pub := eventbus.NewPublisher(bus.JS)
 	batch := make([]*nats.Msg, 0, 4096)
 	states := []string{"active", "credit_hold"}
+	observed := time.Now().UTC()
 	for i := 0; i < n; i++ {
 		a := i % accounts
 		k := i / accounts
 		m := eventtest.Meta(fmt.Sprintf("a%04d", a), nil)
+		m.ObservedAt = observed.Add(time.Duration(i) * time.Millisecond) // after the stream was created
 		m.Revision, m.Chain = uint64(k), event.Chain{Seq: uint64(k + 1), Prev: prev[a]}
 		e, err := event.StatusChanged(m, event.EnumValue(states[k%2]), event.EnumValue(states[(k+1)%2]))
 		if err != nil {

@@ -394,3 +394,60 @@ func TestAuthConfigMatchesServer(t *testing.T) {
 		t.Errorf("reloading gives other keys: %v", err)
 	}
 }
+
+// TestServicesOnlyCheck: a service's connection never creates a stream or a
+// bucket; a missing one is ErrNotProvisioned at once, naming it.
+func TestServicesOnlyCheck(t *testing.T) {
+	cfg := bustest.Config(t, "127.0.0.1:0")
+	host, err := eventbus.Connect(ctxT(t), cfg) // nothing provisioned
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(host.Close)
+	svc := eventbus.DefaultConfig()
+	svc.URL, svc.NKeySeedFile, svc.Role = host.ClientURL(), host.SeedFile(eventbus.RoleWebhook), eventbus.RoleWebhook
+	b, err := eventbus.Connect(ctxT(t), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	start := time.Now()
+	err = eventbus.EnsureStream(ctxT(t), b.JS, jetstream.StreamConfig{Name: "AW_DELIVERIES", Subjects: []string{"aw.deliveries.>"}})
+	if !errors.Is(err, eventbus.ErrNotProvisioned) || !strings.Contains(err.Error(), "stream AW_DELIVERIES") {
+		t.Errorf("EnsureStream as a service: %v", err)
+	}
+	if _, err := eventbus.EnsureBucket(ctxT(t), b.JS, eventbus.BucketConfigs(b.Cfg)[2]); !errors.Is(err, eventbus.ErrNotProvisioned) || !strings.Contains(err.Error(), "bucket AW_SUBSCRIPTIONS") {
+		t.Errorf("EnsureBucket as a service: %v", err)
+	}
+	if time.Since(start) > 10*time.Second { // a refused creation would wait for its timeout
+		t.Errorf("took %s", time.Since(start))
+	}
+	if err := eventbus.Require(ctxT(t), b.JS, b.Cfg, eventbus.RoleWebhook); !errors.Is(err, eventbus.ErrNotProvisioned) ||
+		!strings.Contains(err.Error(), "stream AW_EVENTS, stream AW_REDRIVE, stream AW_DLQ, bucket AW_SILENCES, bucket AW_SUBSCRIPTIONS") {
+		t.Errorf("Require: %v", err)
+	}
+}
+
+// TestOpenEmbeddedWorksAsTheRole: a service that hosts the embedded server
+// provisions as admin, then works as its own role.
+func TestOpenEmbeddedWorksAsTheRole(t *testing.T) {
+	cfg := bustest.Config(t, "")
+	cfg.Role = eventbus.RolePoller
+	b, err := eventbus.Open(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if b.NC.Opts.InboxPrefix != "_INBOX.poller" || !b.Embedded() {
+		t.Errorf("inbox %q", b.NC.Opts.InboxPrefix)
+	}
+	bustest.Publish(t, b, sample(t, "1000", 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.JS.DeleteStream(ctx, eventbus.StreamEvents); err == nil {
+		t.Error("the poller deleted the event stream")
+	}
+	if _, err := eventbus.Open(ctxT(t), bustest.Config(t, "")); !errors.Is(err, eventbus.ErrRoleless) {
+		t.Errorf("Open without a role: %v", err)
+	}
+}
