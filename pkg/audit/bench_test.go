@@ -23,31 +23,11 @@ import (
 // 1,000,000) replayed to JSON lines (to io.Discard), next to a raw ordered
 // consumer reading the same stream in the same run.
 func BenchmarkReplay(b *testing.B) {
-	n := 1_000_000
-	if v := os.Getenv("AW_BENCH_REPLAY_EVENTS"); v != "" {
-		n, _ = strconv.Atoi(v)
-	}
-	cfg := bustest.Config(b, "")
-	cfg.SyncAlways = false
-	bus := bustest.Start(b, cfg)
-	fill(b, bus, n)
+	bus, n := benchLog(b)
 	b.ResetTimer()
 	for range b.N {
 		ctx := context.Background()
-		s, _ := bus.JS.Stream(ctx, eventbus.StreamEvents)
-		t0 := time.Now()
-		c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		it, _ := c.Messages(jetstream.PullMaxMessages(4096))
-		for i := 0; i < n; i++ {
-			if _, err := it.Next(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		it.Stop()
-		raw := time.Since(t0)
+		raw := rawRead(b, bus, n)
 
 		t1 := time.Now()
 		w, _ := audit.NewWriter(audit.FormatJSONL, io.Discard)
@@ -69,14 +49,7 @@ func BenchmarkReplay(b *testing.B) {
 // BenchmarkVerify: the same stream verified (every account's chain, the
 // stream's continuity), next to a raw ordered consumer reading it in the same run.
 func BenchmarkVerify(b *testing.B) {
-	n := 1_000_000
-	if v := os.Getenv("AW_BENCH_REPLAY_EVENTS"); v != "" {
-		n, _ = strconv.Atoi(v)
-	}
-	cfg := bustest.Config(b, "")
-	cfg.SyncAlways = false
-	bus := bustest.Start(b, cfg)
-	fill(b, bus, n)
+	bus, n := benchLog(b)
 	b.ResetTimer()
 	for range b.N {
 		ctx := context.Background()
@@ -94,6 +67,19 @@ func BenchmarkVerify(b *testing.B) {
 		b.ReportMetric(float64(n)/raw.Seconds(), "raw-msgs/s")
 		b.ReportMetric(raw.Seconds()/verify.Seconds(), "ratio")
 	}
+}
+
+// benchLog is a stream of AW_BENCH_REPLAY_EVENTS events (1,000,000 by default).
+func benchLog(b *testing.B) (*eventbus.Bus, int) {
+	n := 1_000_000
+	if v := os.Getenv("AW_BENCH_REPLAY_EVENTS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	cfg := bustest.Config(b, "")
+	cfg.SyncAlways = false
+	bus := bustest.Start(b, cfg)
+	fill(b, bus, n)
+	return bus, n
 }
 
 // rawRead is the baseline: an ordered consumer reading the whole stream.

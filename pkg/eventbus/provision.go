@@ -105,22 +105,13 @@ func RedriveStreamConfig(c Config) jetstream.StreamConfig {
 }
 
 // CheckpointStreamConfig holds the signed checkpoints of the audit log
-// (pkg/checkpoint): like the log, no deletes, no purges, the same retention.
+// (pkg/checkpoint), with the log's own guarantees: no deletes, no purges,
+// the same retention.
 func CheckpointStreamConfig(c Config) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamCheckpoints,
-		Description: "accountwatch signed checkpoints of the audit log (Merkle root of every account's chain head)",
-		Subjects:    []string{CheckpointRoot + ">"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      c.Retention,
-		Replicas:    c.Replicas,
-		Duplicates:  c.DedupWindow,
-		DenyDelete:  true,
-		DenyPurge:   true,
-		AllowDirect: true,
-	}
+	sc := EventStreamConfig(c)
+	sc.Name, sc.Subjects = StreamCheckpoints, []string{CheckpointRoot + ">"}
+	sc.Description = "accountwatch signed checkpoints of the audit log (Merkle root of every account's chain head)"
+	return sc
 }
 
 // StreamConfigs are the streams Provision creates, extra ones aside.
