@@ -115,6 +115,8 @@ func sinkPermissions(sink string, buckets ...string) []string {
 		info(StreamDeadLetter), {DeadLetterRoot + sink + ".>"},
 		info(StreamDeliveries), {DeliveriesRoot + sink + ".>"},
 		kvRead(BucketSilences),
+		// Its own entry of the roster, and no other sink's.
+		info("KV_" + BucketReceivers), {"$KV." + BucketReceivers + "." + sink},
 	}
 	for _, b := range buckets {
 		ps = append(ps, kvWrite(b))
@@ -144,7 +146,7 @@ func (r Role) Permissions() Permissions {
 			[]string{RedriveRoot + "webhook.>", api + "STREAM.PURGE." + StreamRedrive, OpsRoot + "webhook.>"}, read(StreamDeliveries),
 			get(StreamDeadLetter), []string{api + "STREAM.MSG.DELETE." + StreamDeadLetter})
 	case RoleAuditor:
-		pub = join(read(StreamEvents), kvRead(BucketState), kvRead(BucketSubscriptions), kvRead(BucketWatch),
+		pub = join(read(StreamEvents), kvRead(BucketState), kvRead(BucketSubscriptions), kvRead(BucketWatch), kvRead(BucketReceivers),
 			read(StreamDeadLetter), []string{api + "STREAM.MSG.DELETE." + StreamDeadLetter, RedriveRoot + ">"},
 			info(StreamRedrive), read(StreamDeliveries),
 			read(StreamCheckpoints), []string{CheckpointRoot + ">"})
@@ -152,7 +154,7 @@ func (r Role) Permissions() Permissions {
 		// Onboarding records the new account's first event (account.created)
 		// and its state; no other event type.
 		pub = join(read(StreamEvents), []string{event.SubjectRoot + "*.*." + event.TypeCreated.Token() + ".*"}, kvWrite(BucketState),
-			kvWrite(BucketWatch), kvWrite(BucketSilences), kvRead(BucketLeases), kvRead(BucketSubscriptions),
+			kvWrite(BucketWatch), kvWrite(BucketSilences), kvRead(BucketLeases), kvRead(BucketSubscriptions), kvRead(BucketReceivers),
 			read(StreamDeadLetter), []string{api + "STREAM.MSG.DELETE." + StreamDeadLetter, RedriveRoot + ">"},
 			info(StreamRedrive), read(StreamDeliveries), read(StreamCheckpoints))
 	default:

@@ -28,9 +28,12 @@ var (
 		eventbus.RoleSlack:    {eventbus.BucketSilences, eventbus.BucketSlackThreads},
 		eventbus.RoleEmail:    {eventbus.BucketSilences},
 		eventbus.RoleWebhook:  {eventbus.BucketSilences, eventbus.BucketSubscriptions},
-		eventbus.RoleAuditor:  {eventbus.BucketState, eventbus.BucketSubscriptions, eventbus.BucketWatch},
-		eventbus.RoleOperator: {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketSubscriptions},
+		eventbus.RoleAuditor:  {eventbus.BucketState, eventbus.BucketSubscriptions, eventbus.BucketWatch, eventbus.BucketReceivers},
+		eventbus.RoleOperator: {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketSubscriptions, eventbus.BucketReceivers},
 	}
+	// rosterKey: each sink writes its own entry of the roster (and can look
+	// the bucket up), no other entry, and reads none.
+	rosterKey = map[eventbus.Role]string{eventbus.RoleSlack: "slack", eventbus.RoleEmail: "email", eventbus.RoleWebhook: "webhook"}
 	writes = map[eventbus.Role][]string{
 		eventbus.RolePoller:   {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketLeases},
 		eventbus.RoleSlack:    {eventbus.BucketSlackThreads},
@@ -49,7 +52,7 @@ var (
 	probes = []string{statusSubject, createdSubject, "aw.dlq.slack.ops.x", "aw.dlq.webhook.ep_1.x", "aw.dlq.email.ops.x",
 		"aw.deliveries.slack.ops.x", "aw.deliveries.webhook.ep_1.x", "aw.deliveries.email.ops.x",
 		"aw.redrive.webhook.ep_1.x", "aw.checkpoints.AW_EVENTS"}
-	allBuckets = []string{eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSubscriptions, eventbus.BucketSlackThreads, eventbus.BucketSilences, eventbus.BucketLeases}
+	allBuckets = []string{eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSubscriptions, eventbus.BucketSlackThreads, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketReceivers}
 )
 
 const (
@@ -262,6 +265,23 @@ func checkMatrix(t *testing.T, tg target) {
 			for _, o := range streamOps {
 				c.refused(t, o.what, o.subject, o.op)
 			}
+			if own, ok := rosterKey[r]; ok {
+				kv, err := c.js.KeyValue(ctxT(t), eventbus.BucketReceivers)
+				if err != nil {
+					t.Fatalf("%s looks the roster up: %v", r, err)
+				}
+				if _, err := kv.Put(ctxT(t), own, []byte(`{"sink":"`+own+`"}`)); err != nil {
+					t.Errorf("%s writes its roster entry: %v", r, err)
+				}
+				for _, other := range rosterKey {
+					if other != own {
+						c.refused(t, "write the roster entry of "+other, "$KV.AW_RECEIVERS."+other, func(ctx context.Context) error {
+							_, err := kv.Put(ctx, other, []byte("{}"))
+							return err
+						})
+					}
+				}
+			}
 			for _, subj := range probes {
 				allowed := slices.Contains(publishes[r], subj)
 				if allowed {
@@ -278,10 +298,12 @@ func checkMatrix(t *testing.T, tg target) {
 			ctx := ctxT(t)
 			for _, name := range allBuckets {
 				if !slices.Contains(reads[r], name) {
-					c.refused(t, "read bucket "+name, "$JS.API.STREAM.INFO.KV_"+name, func(ctx context.Context) error {
-						_, err := c.js.KeyValue(ctx, name)
-						return err
-					})
+					if _, ok := rosterKey[r]; !ok || name != eventbus.BucketReceivers {
+						c.refused(t, "read bucket "+name, "$JS.API.STREAM.INFO.KV_"+name, func(ctx context.Context) error {
+							_, err := c.js.KeyValue(ctx, name)
+							return err
+						})
+					}
 					c.refused(t, "get a key of "+name, "$JS.API.DIRECT.GET.KV_"+name, func(ctx context.Context) error {
 						_, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+name+".$KV."+name+".k", nil)
 						return err
@@ -295,6 +317,14 @@ func checkMatrix(t *testing.T, tg target) {
 				kv, err := c.js.KeyValue(ctx, name)
 				if err != nil {
 					t.Fatalf("%s reads %s: %v", r, name, err)
+				}
+				if name == eventbus.BucketReceivers {
+					for _, other := range rosterKey {
+						c.refused(t, "write the roster entry of "+other, "$KV."+name+"."+other, func(ctx context.Context) error {
+							_, err := kv.Put(ctx, other, []byte("{}"))
+							return err
+						})
+					}
 				}
 				if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "secret of "+name {
 					t.Errorf("%s reads %s: %v", r, name, err)

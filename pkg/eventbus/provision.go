@@ -34,6 +34,8 @@ const (
 	// BucketLeases holds poller leases and membership; entries expire after LeaseTTL
 	// unless renewed, which is how a dead replica's work is freed.
 	BucketLeases = "AW_LEASES"
+	// BucketReceivers is the roster: every sink's receivers (pkg/roster).
+	BucketReceivers = "AW_RECEIVERS"
 	// LeaseTTL is the lifetime of an unrenewed lease.
 	LeaseTTL = 15 * time.Second
 )
@@ -132,6 +134,7 @@ func BucketConfigs(c Config) []jetstream.KeyValueConfig {
 		b(BucketSlackThreads, "Slack thread ts per account", 1),
 		b(BucketSilences, "silences", 5),
 		{Bucket: BucketLeases, Description: "poller leases and members (expire unless renewed)", History: 1, TTL: LeaseTTL, Storage: jetstream.FileStorage, Replicas: c.Replicas},
+		b(BucketReceivers, "every sink's receivers, published by the notifiers (re-drive validation)", 1),
 	}
 }
 
@@ -166,15 +169,15 @@ func (r Role) Needs() (streams, buckets []string) {
 	case RolePoller:
 		return []string{StreamEvents}, []string{BucketState, BucketWatch, BucketLeases}
 	case RoleSlack:
-		return sinks, []string{BucketSilences, BucketSlackThreads}
+		return sinks, []string{BucketSilences, BucketSlackThreads, BucketReceivers}
 	case RoleEmail:
-		return sinks, []string{BucketSilences}
+		return sinks, []string{BucketSilences, BucketReceivers}
 	case RoleWebhook:
-		return sinks, []string{BucketSilences, BucketSubscriptions}
+		return sinks, []string{BucketSilences, BucketSubscriptions, BucketReceivers}
 	case RoleAuditor:
-		return []string{StreamEvents, StreamDeadLetter, StreamRedrive, StreamCheckpoints}, []string{BucketState, BucketSubscriptions}
+		return []string{StreamEvents, StreamDeadLetter, StreamRedrive, StreamCheckpoints}, []string{BucketState, BucketSubscriptions, BucketReceivers}
 	case RoleOperator:
-		return []string{StreamEvents, StreamDeadLetter, StreamRedrive}, []string{BucketState, BucketWatch, BucketSilences}
+		return []string{StreamEvents, StreamDeadLetter, StreamRedrive}, []string{BucketState, BucketWatch, BucketSilences, BucketReceivers}
 	}
 	return nil, nil
 }

@@ -31,8 +31,8 @@ func devDefaults(s *settings) {
 	if s.User != "" || s.Token != "" || s.NKeySeedFile != "" || s.CredsFile != "" {
 		return
 	}
-	if p := filepath.Join(devCredentials, string(s.Role), eventbus.SeedFileName); fileExists(p) {
-		s.NKeySeedFile = p
+	if seed := filepath.Join(devCredentials, string(s.Role), eventbus.SeedFileName); fileExists(seed) {
+		s.NKeySeedFile = seed
 	}
 }
 
@@ -44,8 +44,8 @@ func trustedKeys(files []string) ([]ed25519.PublicKey, error) {
 	if len(files) == 0 {
 		if env := os.Getenv("AW_CHECKPOINT_PUBLIC_KEY_FILE"); env != "" {
 			files = []string{env}
-		} else if p := filepath.Join(devCredentials, eventbus.PublicDir, checkpoint.PublicKeyName); fileExists(p) {
-			files = []string{p}
+		} else if pub := filepath.Join(devCredentials, eventbus.PublicDir, checkpoint.PublicKeyName); fileExists(pub) {
+			files = []string{pub}
 		}
 	}
 	var out []ed25519.PublicKey
@@ -119,9 +119,9 @@ func verifyCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 
 func problemKinds(r audit.Report) []string {
 	var out []string
-	for _, p := range r.Problems {
-		if !slices.Contains(out, p.Kind) {
-			out = append(out, p.Kind)
+	for _, pr := range r.Problems {
+		if !slices.Contains(out, pr.Kind) {
+			out = append(out, pr.Kind)
 		}
 	}
 	return out
@@ -136,15 +136,16 @@ func printReport(w io.Writer, rep audit.Report) {
 	if len(rep.Checkpoints) == 0 {
 		fmt.Fprintln(w, "  no signed checkpoint checked")
 	}
+	// Every cell escaped (describe.Printable): an account id is upstream text.
 	for _, c := range rep.Checkpoints {
 		verdict := "HOLDS"
 		if !c.OK {
 			verdict = "BROKEN"
 		}
-		fmt.Fprintf(w, "  checkpoint %s: %s (up to seq %d, signed %s by %s): %s\n", c.Source, verdict, c.LastSeq, c.Signed.Format(time.RFC3339), c.KeyID, c.Detail)
+		fmt.Fprintf(w, "  checkpoint %s: %s (up to seq %d, signed %s by %s): %s\n", p(c.Source), verdict, c.LastSeq, c.Signed.Format(time.RFC3339), p(c.KeyID), p(c.Detail))
 	}
-	for _, p := range rep.Problems {
-		fmt.Fprintf(w, "  %-20s seq %-8d %s %s %s\n", p.Kind, p.Seq, p.Account, p.EventID, p.Detail)
+	for _, pr := range rep.Problems {
+		fmt.Fprintf(w, "  %-20s seq %-8d %s %s %s\n", pr.Kind, pr.Seq, p(pr.Account), p(pr.EventID), p(pr.Detail))
 	}
 	if rep.Unlisted > 0 {
 		fmt.Fprintf(w, "  … and %d problems more\n", rep.Unlisted)

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -20,7 +18,9 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/listen"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/web"
 )
@@ -29,11 +29,18 @@ import (
 type Settings struct {
 	eventbus.Config
 	// Token signs in to the console and authorises the API.
-	Token        string        `envconfig:"AUDITOR_TOKEN" secret:"true"`
-	Listen       string        `envconfig:"AUDITOR_LISTEN" default:"127.0.0.1:8491"`
-	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
-	OpsListen    string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9106"`
-	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info"`
+	Token  string `envconfig:"AUDITOR_TOKEN" secret:"true"`
+	Listen string `envconfig:"AUDITOR_LISTEN" default:"127.0.0.1:8491"`
+	// TLSCert and TLSKey serve the console and API over HTTPS (PEM files,
+	// re-read when renewed).
+	TLSCert string `envconfig:"AUDITOR_TLS_CERT"`
+	TLSKey  string `envconfig:"AUDITOR_TLS_KEY"`
+	// TrustedProxies are the addresses (CIDRs) of a TLS-terminating proxy in
+	// front: its X-Forwarded-Proto: https makes the session cookie Secure.
+	TrustedProxies string        `envconfig:"AUDITOR_TRUSTED_PROXIES"`
+	LogRetention   time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
+	OpsListen      string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9106"`
+	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info"`
 	// CheckpointKeyFile is the Ed25519 signing key (PKCS#8 PEM, `awctl
 	// checkpoint keygen`) of the audit log's checkpoints; only the auditor
 	// holds it. Empty: no checkpoints are signed.
@@ -59,6 +66,12 @@ func (s *Settings) Validate() error {
 	if s.CheckpointKeyFile != "" && s.CheckpointInterval < time.Second {
 		return fmt.Errorf("AW_CHECKPOINT_INTERVAL: %s (want at least 1s)", s.CheckpointInterval)
 	}
+	if err := listen.CheckFiles(s.TLSCert, s.TLSKey); err != nil {
+		return fmt.Errorf("AW_AUDITOR_TLS_CERT, AW_AUDITOR_TLS_KEY: %w", err)
+	}
+	if _, err := web.ParseTrustedProxies(s.TrustedProxies); err != nil {
+		return fmt.Errorf("AW_AUDITOR_TRUSTED_PROXIES: %w", err)
+	}
 	return nil
 }
 
@@ -83,25 +96,31 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	if err != nil {
 		return err
 	}
-	letters, err := deadletter.Open(startCtx, bus.JS)
+	receivers, err := roster.Open(startCtx, bus)
 	if err != nil {
 		return err
+	}
+	letters, err := deadletter.Open(startCtx, bus.JS, deadletter.WithRoster(receivers))
+	if err != nil {
+		return err
+	}
+	proxies, err := web.ParseTrustedProxies(s.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("AW_AUDITOR_TRUSTED_PROXIES: %w", err)
 	}
 	signer, trusted, err := checkpoints(s, bus, log)
 	if err != nil {
 		return err
 	}
-	srv := &web.Server{Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Logger: log,
+	srv := &web.Server{Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Roster: receivers, TrustedProxies: proxies, Logger: log,
 		VerifyOptions: audit.Options{Stream: eventbus.StreamEvents, State: true, Stored: true, Trusted: trusted, Heads: true}}
 	if err := srv.Init(); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.Listen)
+	hs, err := listen.Serve(s.Listen, srv.Handler(), s.TLSCert, s.TLSKey)
 	if err != nil {
 		return fmt.Errorf("AW_AUDITOR_LISTEN: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
 	reg := ops.NewRegistry()
 	if signer != nil {
 		reg.MustRegister(
@@ -120,9 +139,9 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	if err != nil {
 		return err
 	}
-	log.Info("auditor started", "console", "http://"+ln.Addr().String(), "accounts", index.Len(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted())
+	log.Info("auditor started", "console", hs.URL(), "accounts", index.Len(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted())
 	if started != nil {
-		started(ln.Addr().String())
+		started(hs.Addr())
 	}
 	<-ctx.Done()
 	sctx, c := context.WithTimeout(context.Background(), 5*time.Second)

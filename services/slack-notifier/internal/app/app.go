@@ -14,6 +14,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/silence"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -143,6 +144,9 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	}
 	// Re-drives to a channel no receiver names (awctl redrive --to '#channel').
 	receivers = append(receivers, sink.Receiver{Name: deadletter.AdhocReceiver, RedriveOnly: true})
+	if err := roster.Publish(startCtx, bus, roster.Entry{Sink: SinkName, Receivers: roster.Names(receivers), Adhoc: deadletter.AddressSlackChannel}); err != nil {
+		return err
+	}
 	rt, err := sink.New(bus.JS, SinkName, tree, receivers, sender,
 		sink.WithSettings(s.Settings), sink.WithSilences(silences), sink.WithLogger(log), sink.WithMetrics(metrics))
 	if err != nil {

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -20,13 +18,15 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/listen"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/api"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/deliver"
-	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/egress"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
 )
 
@@ -39,6 +39,9 @@ type Settings struct {
 	sink.Settings
 	AdminToken string `envconfig:"WEBHOOK_ADMIN_TOKEN" secret:"true"`
 	APIListen  string `envconfig:"WEBHOOK_API_LISTEN" default:"127.0.0.1:8490"`
+	// APICert and APIKey serve the API over TLS (PEM files, re-read when renewed).
+	APICert string `envconfig:"WEBHOOK_API_TLS_CERT"`
+	APIKey  string `envconfig:"WEBHOOK_API_TLS_KEY"`
 	// Schedule is the waits between attempts: minutes to days.
 	Schedule    string        `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,14h,24h,24h"`
 	Origin      string        `envconfig:"WEBHOOK_ORIGIN" default:"accountwatch"`
@@ -89,7 +92,10 @@ func (s *Settings) Validate() error {
 		return fmt.Errorf("AW_WEBHOOK_DELIVERY_LOG: %q (want all or failures)", s.DeliveryLog)
 	}
 	if _, err := egress.New(strings.Split(s.AllowCIDRs, ","), s.HTTPSOnly); err != nil {
-		return err
+		return fmt.Errorf("AW_WEBHOOK_ALLOW_CIDRS: %w", err)
+	}
+	if err := listen.CheckFiles(s.APICert, s.APIKey); err != nil {
+		return fmt.Errorf("AW_WEBHOOK_API_TLS_CERT, AW_WEBHOOK_API_TLS_KEY: %w", err)
 	}
 	return nil
 }
@@ -122,6 +128,8 @@ func (r *registry) set(id string, e *subscription.Endpoint) (prev *subscription.
 // Dispatcher is a running dispatcher, for tests that need its address.
 type Dispatcher struct {
 	APIAddr string
+	// APIURL is the API's base URL (https:// when it serves TLS).
+	APIURL  string
 	OpsAddr string
 }
 
@@ -130,7 +138,7 @@ type Dispatcher struct {
 func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatcher)) error {
 	guard, err := egress.New(strings.Split(s.AllowCIDRs, ","), s.HTTPSOnly)
 	if err != nil {
-		return err
+		return fmt.Errorf("AW_WEBHOOK_ALLOW_CIDRS: %w", err)
 	}
 	if s.Name == "" {
 		s.Name = "webhook-dispatcher"
@@ -209,7 +217,13 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 			rt.Park(id)
 			log.Info("endpoint parked", "endpoint", id, "status", e.Status)
 		case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit:
-			rc := sink.Receiver{Name: id, RateLimit: e.RateLimit, Burst: int(math.Ceil(e.RateLimit)), Filter: func(ev *event.Event) bool {
+			// A limit stored before the API bounded it is raised to the
+			// bound: a slower one would hold a delete for minutes.
+			limit := e.RateLimit
+			if limit > 0 {
+				limit = max(limit, subscription.MinRateLimit)
+			}
+			rc := sink.Receiver{Name: id, RateLimit: limit, Burst: int(math.Ceil(limit)), Filter: func(ev *event.Event) bool {
 				cur, ok := eps.Endpoint(id)
 				return ok && cur.Accepts(ev)
 			}}
@@ -240,12 +254,15 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 		Token: s.AdminToken, Store: store, Guard: guard, Sender: sender, Log: dlog, DeadLetter: letters, Consumers: rt,
 		Handshake: api.CEHandshake{Client: client, Origin: s.Origin, Rate: 120}, Logger: log, Grace: s.SecretGrace, Now: time.Now,
 	}
-	ln, err := net.Listen("tcp", s.APIListen)
+	// Re-drives are checked against the receivers every sink publishes;
+	// the dispatcher's are its endpoints.
+	if err := roster.Publish(startCtx, bus, roster.Entry{Sink: deliver.SinkName, ReceiverBucket: eventbus.BucketSubscriptions}); err != nil {
+		return err
+	}
+	hs, err := listen.Serve(s.APIListen, apiSrv.Handler(), s.APICert, s.APIKey)
 	if err != nil {
 		return fmt.Errorf("AW_WEBHOOK_API_LISTEN: %w", err)
 	}
-	hs := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
 	defer func() {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c()
@@ -256,10 +273,10 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	if err != nil {
 		return err
 	}
-	log.Info("webhook-dispatcher started", "api", ln.Addr().String(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted(),
+	log.Info("webhook-dispatcher started", "api", hs.URL(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted(),
 		"endpoints", len(rt.Running()), "schedule", s.RetrySchedule, "https_only", s.HTTPSOnly)
 	if started != nil {
-		started(Dispatcher{APIAddr: ln.Addr().String(), OpsAddr: opsSrv.Addr()})
+		started(Dispatcher{APIAddr: hs.Addr(), APIURL: hs.URL(), OpsAddr: opsSrv.Addr()})
 	}
 	return <-runErr
 }
