@@ -34,7 +34,7 @@ var (
 	// rosterKey: each sink writes its own entry of the roster (and can look
 	// the bucket up), no other entry, and reads none.
 	rosterKey = map[eventbus.Role]string{eventbus.RoleSlack: "slack", eventbus.RoleEmail: "email", eventbus.RoleWebhook: "webhook"}
-	writes = map[eventbus.Role][]string{
+	writes    = map[eventbus.Role][]string{
 		eventbus.RolePoller:   {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketLeases},
 		eventbus.RoleSlack:    {eventbus.BucketSlackThreads},
 		eventbus.RoleWebhook:  {eventbus.BucketSubscriptions},
