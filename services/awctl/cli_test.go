@@ -230,6 +230,7 @@ func TestAuditCommands(t *testing.T) {
 func TestTablesEscapeControlCharacters(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
 	m := eventtest.Meta("1000123", nil)
 	m.AccountName = "Acme\r\n9\t2026-01-01 00:00:00\tforged\x1b[2J\x1b]0;owned\a"
 	if _, err := eventbus.NewPublisher(b.JS).PublishAll(context.Background(), []*event.Event{eventtest.Status(t, m, "active", "credit_hold")}); err != nil {
