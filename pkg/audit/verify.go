@@ -306,7 +306,7 @@ func (v *Verifier) End(last uint64) {
 	}
 	v.rep.LastSeq = max(v.rep.LastSeq, last)
 	v.settle(math.MaxUint64) // checkpoints past the end: the log lost what they held
-	if v.recreated.n > 0 {
+	if v.recreated.n > 0 && v.recreated.problem < len(v.rep.Problems) {
 		p := &v.rep.Problems[v.recreated.problem]
 		p.Detail = fmt.Sprintf("%d events were observed before the stream was created (%s), the first here, observed %s: the stream was deleted and recreated and its events published again (a restore from backup does this too: prove it against an exported checkpoint)",
 			v.recreated.n, v.rep.Created.Format(time.RFC3339), v.recreated.observed.UTC().Format(time.RFC3339))

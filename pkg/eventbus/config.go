@@ -7,6 +7,7 @@ package eventbus
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 )
@@ -55,6 +56,8 @@ type Config struct {
 	// the environment: it picks the inbox its permissions allow and, on the
 	// embedded server, the user it connects as.
 	Role Role `ignored:"true"`
+	// Logger hears what the server refused this identity (slog.Default when nil).
+	Logger *slog.Logger `ignored:"true"`
 }
 
 // CredentialsDir is where the embedded server keeps every role's nkey.

@@ -100,16 +100,20 @@ func (b *Bus) dial(ctx context.Context, url string, auth []nats.Option) error {
 
 // logRefusals says what the server refused: a permission violation reaches
 // the client only here (the request itself just waits for its timeout).
-func (b *Bus) logRefusals(nc *nats.Conn, _ *nats.Subscription, err error) {
+func (b *Bus) logRefusals(_ *nats.Conn, _ *nats.Subscription, err error) {
+	log := b.Cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	if errors.Is(err, nats.ErrPermissionViolation) {
-		slog.Error("NATS refused an operation this identity may not do", "client", nc.Opts.Name, "inbox", nc.Opts.InboxPrefix, "err", err)
+		log.Error("NATS refused an operation this identity may not do", "role", b.Cfg.Role, "err", err)
 		select {
 		case b.refused <- err:
 		default:
 		}
 		return
 	}
-	slog.Warn("NATS asynchronous error", "client", nc.Opts.Name, "err", err)
+	log.Warn("NATS asynchronous error", "err", err)
 }
 
 // ErrNotAdmin is returned by RequireAdmin for credentials that are not the admin's.

@@ -80,7 +80,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	if s.Name == "" {
 		s.Name = "auditor"
 	}
-	s.Role = eventbus.RoleAuditor
+	s.Role, s.Logger = eventbus.RoleAuditor, log
 	bus, err := eventbus.Open(ctx, s.Config, deliverylog.StreamConfig(s.Config, s.LogRetention))
 	if err != nil {
 		return err

@@ -70,7 +70,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	if s.Name == "" {
 		s.Name = "poller " + s.ReplicaID
 	}
-	s.Role = eventbus.RolePoller
+	s.Role, s.Logger = eventbus.RolePoller, log
 	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err

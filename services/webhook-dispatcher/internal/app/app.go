@@ -143,7 +143,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	if s.Name == "" {
 		s.Name = "webhook-dispatcher"
 	}
-	s.Role = eventbus.RoleWebhook
+	s.Role, s.Logger = eventbus.RoleWebhook, log
 	bus, err := eventbus.Open(ctx, s.Config, deliverylog.StreamConfig(s.Config, s.LogRetention))
 	if err != nil {
 		return err
