@@ -235,8 +235,8 @@ func TestConsolePages(t *testing.T) {
 // overview, an account, an event, re-driving a dead letter; a screenshot of
 // each goes to testdata/artifacts.
 func TestConsoleInBrowser(t *testing.T) {
-	tctx, shot, text := browser(t)
 	f := start(t)
+	tctx, shot, text := browser(t) // after start: its cleanup closes the browser before the auditor
 	var overview, timeline, ce, flash string
 	err := chromedp.Do(tctx,
 		chromedp.Navigate(f.base+"/"),

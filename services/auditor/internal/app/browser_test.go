@@ -14,6 +14,8 @@ import (
 // browser starts headless Chromium (Debian's chromium: a test skips without
 // it, and fails under CI=true) and returns a context for its steps, bounded
 // to 90 s, with actions that screenshot to testdata/artifacts and read text.
+// Call it after starting the console: cleanups run last first, and a browser
+// still open holds connections the console's shutdown would wait for.
 func browser(t *testing.T) (context.Context, func(name string) chromedp.Action[chromedp.Void], func(sel string, dst *string) chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	chromium, err := exec.LookPath("chromium")

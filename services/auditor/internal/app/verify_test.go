@@ -25,11 +25,11 @@ import (
 // log tampered, naming the recreated stream, the broken checkpoint and the
 // state that no longer matches.
 func TestVerifyPageShowsTamperingInBrowser(t *testing.T) {
-	tctx, shot, text := browser(t)
 	key, pub := audittest.Key(t, t.TempDir())
 	f := start(t, func(s *app.Settings) {
 		s.CheckpointKeyFile, s.CheckpointInterval = strings.TrimSuffix(pub, ".pub")+".key", time.Hour
 	})
+	tctx, shot, text := browser(t) // after start: its cleanup closes the browser before the auditor
 	ctx := context.Background()
 	var cp checkpoint.Stored
 	bustest.Eventually(t, "the auditor's first checkpoint", func() bool {
