@@ -35,8 +35,8 @@ const usage = `awctl administers accountwatch.
   awctl watch add    --connection NAME --provider P --account ID [--space ID] [--label k=v ...]
   awctl watch remove --connection NAME --provider P --account ID
   awctl watch list   [--connection NAME] [--output table|json]
-  awctl onboard      --connection NAME --email ADDRESS [--enterprise-name N] [--nation-code CC]
-                     [--province P] [--city C] [--postcode Z] [--account-attr 1] [--label k=v ...]
+  awctl onboard      --connection NAME --email ADDRESS --account-attr A [--enterprise-name N] [--nation-code CC]
+                     [--province P] [--city C] [--postcode Z] [--label k=v ...]
   awctl dlq list     [--sink S] [--receiver R] [--since 24h|TIME] [--until …] [--output table|json]
   awctl dlq redrive  (--seq N ... | --all) [--sink S] [--receiver R] [--since …] [--until …] [--dry-run]
   awctl silence add  --matcher NAME=VALUE ... (--duration 2h | --until TIME) --comment WHY [--author WHO]
@@ -246,14 +246,15 @@ func onboardCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 	fs.StringVar(&req.ProvinceName, "province", "", "province")
 	fs.StringVar(&req.CityName, "city", "", "city")
 	fs.StringVar(&req.Postcode, "postcode", "", "postal code")
-	fs.StringVar(&req.AccountAttr, "account-attr", "", "account attribute (1: enterprise)")
+	fs.StringVar(&req.AccountAttr, "account-attr", "", "account attribute, as the console's Security Settings show it (e.g. 1); required")
 	labels := labelFlag{}
 	fs.Var(labels, "label", "label key=value (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *conn == "" || req.LoginEmail == "" {
-		fmt.Fprintln(stderr, "awctl onboard: --connection and --email are required")
+	if *conn == "" || req.LoginEmail == "" || req.AccountAttr == "" {
+		// CreateAgAccount requires LoginEmail and AccountAttr: say so before calling it.
+		fmt.Fprintln(stderr, "awctl onboard: --connection, --email and --account-attr are required (CreateAgAccount requires LoginEmail and AccountAttr)")
 		return exitUsage
 	}
 	if s.BSSKeyID == "" || s.BSSKeySecret == "" {
@@ -285,9 +286,16 @@ func onboardCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 		fmt.Fprintln(stderr, "awctl onboard:", err)
 		return exitFailed
 	}
-	if !res.Created {
+	switch {
+	case !res.Created:
 		fmt.Fprintf(stdout, "already exists: %s is account %s (nothing created, nothing emitted)\n", req.LoginEmail, res.UID)
 		return exitExisted
+	case res.Reconciled && res.EventID == "":
+		fmt.Fprintf(stdout, "account %s was created by an earlier try and announced then; watched under %s\n", res.UID, *conn)
+		return exitOK
+	case res.Reconciled:
+		fmt.Fprintf(stdout, "created account %s (by an earlier try that did not finish); event %s; watched under %s\n", res.UID, res.EventID, *conn)
+		return exitOK
 	}
 	fmt.Fprintf(stdout, "created account %s; event %s; watched under %s\n", res.UID, res.EventID, *conn)
 	return exitOK

@@ -44,9 +44,10 @@ func TestCLI(t *testing.T) {
 		{"list json", "watch list --output json", 0, `"account_id":"1000123"`},
 		{"remove", "watch remove --connection ap-main --provider activeplatform --account 1000123", 0, "no longer watching"},
 		{"remove again", "watch remove --connection ap-main --provider activeplatform --account 1000123", 1, "not on the watch list"},
-		{"onboard", "onboard --connection bss --email fresh@partner.example --label manager=bob", 0, "created account"},
-		{"onboard used email", "onboard --connection bss --email fresh@partner.example", 3, "already exists"},
-		{"onboard bad domain", "onboard --connection bss --email x@elsewhere.example", 1, "InvalidParameter.LoginEmail"},
+		{"onboard without account-attr", "onboard --connection bss --email fresh@partner.example", 2, "--account-attr are required"},
+		{"onboard", "onboard --connection bss --email fresh@partner.example --account-attr 1 --label manager=bob", 0, "created account"},
+		{"onboard used email", "onboard --connection bss --email fresh@partner.example --account-attr 1", 3, "already exists"},
+		{"onboard bad domain", "onboard --connection bss --email x@elsewhere.example --account-attr 1", 1, "EMAIL_DOMAIN_NOT_AUTHORIZED"},
 		{"list after onboard", "watch list --connection bss", 0, "onboarding"},
 		{"unknown", "frobnicate", 2, "unknown command"},
 	}

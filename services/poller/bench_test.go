@@ -283,9 +283,12 @@ func bareOnce(b *testing.B, url string, accounts, perPage int) float64 {
 	hc := &http.Client{}
 	start := time.Now()
 	for page := 1; page <= (accounts+perPage-1)/perPage; page++ {
-		resp, err := hc.Get(fmt.Sprintf("%s/api/vendor/v1/accounts.json?api_token=%s&page=%d&per_page=%d", url, simtest.APToken, page, perPage))
+		resp, err := hc.Get(fmt.Sprintf("%s/api/vendor/v1/accounts.json?api_token=%s&page=%d&per_page=%d&sorting%%5Bfield%%5D=id&sorting%%5Breversed%%5D=false", url, simtest.APToken, page, perPage))
 		if err != nil {
 			b.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("bare loop: page %d answered %s", page, resp.Status)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()

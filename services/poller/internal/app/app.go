@@ -21,6 +21,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/watch"
 	"github.com/accountwatch/accountwatch/services/poller/internal/config"
 	"github.com/accountwatch/accountwatch/services/poller/internal/engine"
+	_ "github.com/accountwatch/accountwatch/services/poller/internal/provider" // every provider's adapter
 	"github.com/accountwatch/accountwatch/services/poller/internal/source"
 )
 
