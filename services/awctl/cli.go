@@ -45,11 +45,19 @@ const usage = `awctl administers accountwatch.
   awctl replay       [--since 24h|TIME] [--until …] [--from-seq N] [--to-seq N] [--provider P] [--instance I]
                      [--account A] [--type T ...] [--min-severity S] [--limit N] [--format jsonl|csv|table] [--output FILE]
   awctl redrive      --sink webhook|slack|email (--receiver R | --to '#channel'|ADDRESS) [selection flags as replay] [--dry-run]
-  awctl verify       [--stream AW_EVENTS] [--output table|json]     (exit 1 when the audit log is not intact)
+  awctl verify       [--checkpoint FILE ...] [--key PUBFILE ...] [--no-state] [--no-stored-checkpoint]
+                     [--clock-skew 5m] [--stream AW_EVENTS] [--output table|json] [--heads]
+                     (exit 1 when the audit log is not intact, naming each problem)
+  awctl checkpoint export [--seq N] [--output FILE] [--key PUBFILE]   (a signed checkpoint, to keep outside NATS)
+  awctl checkpoint keygen --out FILE [--pub FILE]                     (the auditor's signing key)
+  awctl provision    [--delivery-log-retention 720h]                  (as admin: create or check streams and buckets)
+  awctl credentials  --dir DIR [--owner UID:GID]                      (an nkey per role, the server's auth include, the signing key)
   awctl timeline     --provider P --instance I --account A [--format table|csv|jsonl]
 
 Providers: activeplatform, alibaba-bss, alibaba-cams.
-Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys;
+Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys (by
+default, from the repository root, the make run stack's data/credentials/awctl/nats.nk, and
+data/credentials/admin/nats.nk for provision); AW_CHECKPOINT_PUBLIC_KEY_FILE for --key;
 onboard also reads AW_BSS_ENDPOINT, AW_BSS_PROTOCOL, AW_BSS_ACCESS_KEY_ID,
 AW_BSS_ACCESS_KEY_SECRET (or AW_BSS_ACCESS_KEY_SECRET_FILE).
 `
@@ -91,9 +99,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if s.URL == "" {
 		s.URL = "nats://127.0.0.1:4222"
 	}
-	s.Name = "awctl"
+	s.Name, s.Role = "awctl", eventbus.RoleOperator
+	if args[0] == "provision" {
+		s.Role = eventbus.RoleAdmin
+	}
+	devDefaults(&s)
 	cmd := strings.Join(args[:min(2, len(args))], " ")
 	switch cmd {
+	case "checkpoint export", "checkpoint keygen":
+		return checkpointCmd(ctx, s, args[1], args[2:], stdout, stderr)
 	case "watch add", "watch remove", "watch list":
 		return watchCmd(ctx, s, args[1], args[2:], stdout, stderr)
 	case "dlq list", "dlq redrive":
@@ -108,6 +122,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return replayCmd(ctx, s, args[1:], stdout, stderr)
 	case "verify":
 		return verifyCmd(ctx, s, args[1:], stdout, stderr)
+	case "provision":
+		return provisionCmd(ctx, s, args[1:], stdout, stderr)
+	case "credentials":
+		return credentialsCmd(args[1:], stdout, stderr)
 	case "redrive":
 		return redriveCmd(ctx, s, args[1:], stdout, stderr)
 	case "timeline":

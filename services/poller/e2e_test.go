@@ -47,11 +47,11 @@ type proc struct {
 	log *os.File
 }
 
-func startPoller(t *testing.T, natsURL, configPath, replica string) *proc {
+func startPoller(t *testing.T, bus *eventbus.Bus, configPath, replica string) *proc {
 	t.Helper()
 	logf, _ := os.OpenFile(filepath.Join(t.TempDir(), replica+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	cmd := exec.Command(pollerBin)
-	cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "AW_POLLER_CONFIG="+configPath, "AW_OPS_LISTEN=127.0.0.1:0",
+	cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+bus.SeedFile(eventbus.RolePoller), "AW_POLLER_CONFIG="+configPath, "AW_OPS_LISTEN=127.0.0.1:0",
 		"AW_REPLICA_ID="+replica, "AW_LEASE_RENEW=200ms", "AW_LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -106,7 +106,7 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf("connections:\n  - {name: ap, provider: activeplatform, url: %s, api_token: %s, interval: 150ms, jitter: 0.01, full_scan_every: 1}\nwatch:\n%s",
 		url, simtest.APToken, watch.String())), 0o600)
 
-	p := startPoller(t, bus.ClientURL(), cfgPath, "chaos-1")
+	p := startPoller(t, bus, cfgPath, "chaos-1")
 	// Baseline first.
 	deadline := time.Now().Add(60 * time.Second)
 	for s.Stats()["ap.list"] < 3 {
@@ -153,7 +153,7 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		p.kill()
-		p = startPoller(t, bus.ClientURL(), cfgPath, "chaos-1")
+		p = startPoller(t, bus, cfgPath, "chaos-1")
 	}
 	<-scriptDone
 	total := 0
@@ -236,8 +236,8 @@ func TestTwoReplicasOneKilled(t *testing.T) {
 
 	ctx := context.Background()
 	progress := watchProgress(t, bus)
-	a := startPoller(t, bus.ClientURL(), cfgPath, "replica-a")
-	b := startPoller(t, bus.ClientURL(), cfgPath, "replica-b")
+	a := startPoller(t, bus, cfgPath, "replica-a")
+	b := startPoller(t, bus, cfgPath, "replica-b")
 	leases, _ := bus.JS.KeyValue(ctx, eventbus.BucketLeases)
 	owner := func(unit string) string {
 		e, err := leases.Get(ctx, "lease."+unit)

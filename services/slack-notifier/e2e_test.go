@@ -59,7 +59,7 @@ func TestKilledNotifierResumes(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "slack.yaml")
 	os.WriteFile(cfg, []byte("receivers: [{name: ops, channel: '#ops'}]\nroute: {receiver: ops, group_wait: 0s, group_interval: 0s}\n"), 0o600)
 	env := append(os.Environ(),
-		"NATS_URL="+bus.ClientURL(), "AW_SLACK_TOKEN=xoxb-test", "AW_SLACK_API_URL="+slack.URL(), "AW_SLACK_CONFIG="+cfg,
+		"NATS_URL="+bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+bus.SeedFile(eventbus.RoleSlack), "AW_SLACK_TOKEN=xoxb-test", "AW_SLACK_API_URL="+slack.URL(), "AW_SLACK_CONFIG="+cfg,
 		"AW_SINK_START=all", "AW_SINK_ACK_WAIT=2s", "AW_OPS_LISTEN=127.0.0.1:0", "AW_LOG_LEVEL=warn")
 	startProc := func() *exec.Cmd {
 		cmd := exec.Command(bin)

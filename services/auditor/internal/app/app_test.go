@@ -10,9 +10,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,18 +40,22 @@ type fixture struct {
 
 // start fills a stream (an account with a chain of changes, a frozen BSS
 // member), the state bucket, a dead letter, a subscription and a delivery
-// record, then runs the auditor in-process.
-func start(t *testing.T) *fixture {
+// record, then runs the auditor in-process (with mods applied to its settings).
+func start(t *testing.T, mods ...func(*app.Settings)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &fixture{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), logs: &bytes.Buffer{}}
+	// Observed after the stream was created, as in any log that verifies.
+	now := time.Now().UTC()
 	m := eventtest.Meta("1000123", map[string]string{"team": "emea"})
-	m.AccountName = "Acme Hosting LLC"
+	m.AccountName, m.ObservedAt = "Acme Hosting LLC", now
 	hold := eventtest.Status(t, m, "active", "credit hold")
 	m.Revision, m.Chain = 1, event.Chain{Seq: 2, Prev: hold.Hash()}
-	m.ObservedAt = eventtest.T0.Add(time.Minute)
+	m.ObservedAt = now.Add(time.Minute)
 	debt := eventtest.Debt(t, m, "0", "512.40", "500", "above")
-	frozen := eventtest.Hosting(t, "1500000000000001", "", "FREEZE")
+	fm := eventtest.Meta("1500000000000001", nil)
+	fm.Provider, fm.Instance, fm.AccountName, fm.ObservedAt = event.ProviderAlibabaBSS, "bss-main", "Member 1500000000000001", now
+	frozen := eventtest.Must(t)(event.HostingStatusChanged(fm, event.EnumValue(""), event.EnumValue("FREEZE")))
 	f.events = []*event.Event{hold, debt, frozen}
 	if _, err := eventbus.NewPublisher(f.bus.JS).PublishAll(ctx, f.events); err != nil {
 		t.Fatal(err)
@@ -67,9 +68,9 @@ func start(t *testing.T) *fixture {
 		}
 	}
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000123", Name: "Acme Hosting LLC", Baseline: true,
-		Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, Debt: &detect.DebtState{Value: "512.4", Above: true}, ChangedAt: eventtest.T0, Chain: event.Chain{Seq: 2}})
+		Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, Debt: &detect.DebtState{Value: "512.4", Above: true}, ChangedAt: eventtest.T0, Chain: event.Chain{Seq: 2, Prev: debt.Hash()}})
 	put(detect.Record{Provider: event.ProviderAlibabaBSS, Instance: "bss-main", AccountID: "1500000000000001", Baseline: true,
-		Enums: map[string]event.Value{detect.FieldHostingStatus: {Value: "freeze"}}, Chain: event.Chain{Seq: 1}})
+		Enums: map[string]event.Value{detect.FieldHostingStatus: {Value: "freeze"}}, Chain: event.Chain{Seq: 1, Prev: frozen.Hash()}})
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000124", Name: "Beta Cloud", Baseline: true,
 		Enums: map[string]event.Value{detect.FieldStatus: {Value: "active"}}})
 	msg, _ := eventbus.Encode(debt)
@@ -96,8 +97,11 @@ func start(t *testing.T) *fixture {
 
 	var s app.Settings
 	s.Config = f.bus.Cfg
-	s.URL = f.bus.ClientURL()
+	s.URL, s.NKeySeedFile = f.bus.ClientURL(), f.bus.SeedFile(eventbus.RoleAuditor)
 	s.Token, s.Listen, s.OpsListen, s.LogRetention, s.LogLevel = token, "127.0.0.1:0", "127.0.0.1:0", time.Hour, "info"
+	for _, m := range mods {
+		m(&s)
+	}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -231,46 +235,10 @@ func TestConsolePages(t *testing.T) {
 // overview, an account, an event, re-driving a dead letter; a screenshot of
 // each goes to testdata/artifacts.
 func TestConsoleInBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	switch {
-	case err != nil && os.Getenv("CI") == "true":
-		t.Fatalf("Debian package chromium is missing (.ci/run installs it): %v", err)
-	case err != nil:
-		t.Skipf("needs Debian package chromium (apt-get install chromium): %v", err)
-	}
 	f := start(t)
-	artifacts := filepath.Join("..", "..", "testdata", "artifacts")
-	os.MkdirAll(artifacts, 0o755)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1360, 900), chromedp.Flag("disable-dev-shm-usage", true))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// The first call starts the browser on a context without a deadline (a
-	// deadline would stop the browser); the steps then run under one.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-	tctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
-	defer tcancel()
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			b, err := chromedp.FullScreenshot(100)(ctx, tg) // 100: PNG
-			if err != nil {
-				return chromedp.Void{}, err
-			}
-			return chromedp.Void{}, os.WriteFile(filepath.Join(artifacts, name+".png"), b, 0o644)
-		}
-	}
-	text := func(sel string, dst *string) chromedp.Action[chromedp.Void] {
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			v, err := chromedp.Text(sel)(ctx, tg)
-			*dst = v
-			return chromedp.Void{}, err
-		}
-	}
+	tctx, shot, text := browser(t) // after start: its cleanup closes the browser before the auditor
 	var overview, timeline, ce, flash string
-	err = chromedp.Do(tctx,
+	err := chromedp.Do(tctx,
 		chromedp.Navigate(f.base+"/"),
 		chromedp.WaitVisible("#token"),
 		chromedp.SendKeys("#token", token),

@@ -149,6 +149,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if s.Name == "" {
 		s.Name = "email-notifier"
 	}
+	s.Role, s.Logger = eventbus.RoleEmail, log
 	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err

@@ -45,7 +45,7 @@ func start(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*ap
 	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), out: &opstest.Buffer{}, logs: &opstest.Buffer{}}
 	var s app.Settings
 	s.Config = st.bus.Cfg
-	s.URL = st.bus.ClientURL()
+	s.URL, s.NKeySeedFile = st.bus.ClientURL(), st.bus.SeedFile(eventbus.RoleEmail)
 	s.Settings = sink.DefaultSettings()
 	s.Start = "all"
 	s.BackoffInitial, s.BackoffMax = 50*time.Millisecond, 200*time.Millisecond

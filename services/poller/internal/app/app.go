@@ -71,6 +71,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	if s.Name == "" {
 		s.Name = "poller " + s.ReplicaID
 	}
+	s.Role, s.Logger = eventbus.RolePoller, log
 	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err

@@ -84,7 +84,7 @@ func start(t *testing.T, seed *sim.Seed, extra string) *harness {
 	s, url := simtest.Start(t, seed, sim.WithVariation(vary))
 	settings := app.Settings{Config: eventbus.DefaultConfig(), ConfigFile: writeConfig(t, url, extra), OpsListen: "127.0.0.1:0",
 		ReplicaID: "test-replica", Workers: 8, LeaseRenew: 200 * time.Millisecond}
-	settings.URL = bus.ClientURL()
+	settings.URL, settings.NKeySeedFile = bus.ClientURL(), bus.SeedFile(eventbus.RolePoller)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{bus: bus, sim: s, stop: cancel, done: make(chan error, 1)}
 	go func() { h.done <- app.Run(ctx, settings, slog.New(slog.DiscardHandler)) }()

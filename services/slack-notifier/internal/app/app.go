@@ -107,6 +107,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if s.Name == "" {
 		s.Name = "slack-notifier"
 	}
+	s.Role, s.Logger = eventbus.RoleSlack, log
 	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err

@@ -42,7 +42,7 @@ func settings(t *testing.T, bus *eventbus.Bus, apiURL, yaml string) app.Settings
 	t.Helper()
 	var s app.Settings
 	s.Config = bus.Cfg
-	s.URL = bus.ClientURL()
+	s.URL, s.NKeySeedFile = bus.ClientURL(), bus.SeedFile(eventbus.RoleSlack)
 	s.Settings = sink.DefaultSettings()
 	s.Start = "all"
 	s.BackoffInitial, s.BackoffMax = 50*time.Millisecond, 200*time.Millisecond

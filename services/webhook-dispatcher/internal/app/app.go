@@ -143,7 +143,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	if s.Name == "" {
 		s.Name = "webhook-dispatcher"
 	}
-	bus, err := eventbus.Open(ctx, s.Config)
+	s.Role, s.Logger = eventbus.RoleWebhook, log
+	bus, err := eventbus.Open(ctx, s.Config, deliverylog.StreamConfig(s.Config, s.LogRetention))
 	if err != nil {
 		return err
 	}
