@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -585,9 +583,7 @@ func (r *run) watchLate(ctx context.Context) ledger.Fault {
 	var f ledger.Fault
 	late := r.world.Late.Key
 	t0 := time.Now()
-	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "awctl"), "watch", "add", "--connection", late.Instance, "--provider", late.Provider, "--account", late.Account)
-	cmd.Env = append(cmd.Environ(), "NATS_URL="+r.cl.URLs())
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := r.awctl(ctx, eventbus.RoleOperator, "watch", "add", "--connection", late.Instance, "--provider", late.Provider, "--account", late.Account); err != nil {
 		f.Failed = fmt.Sprintf("awctl watch add: %v: %s", err, out)
 		return f
 	}

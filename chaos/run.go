@@ -24,6 +24,7 @@ import (
 	"github.com/accountwatch/accountwatch/chaos/internal/ledger"
 	"github.com/accountwatch/accountwatch/chaos/internal/proc"
 	"github.com/accountwatch/accountwatch/chaos/internal/receivers"
+	"github.com/accountwatch/accountwatch/pkg/checkpoint"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
 
@@ -54,6 +55,7 @@ type run struct {
 	bin     string
 	started time.Time
 
+	creds   string // credentials directory (awctl credentials)
 	netns   *cluster.Netns
 	netSkip string // why there is no partition step
 	cl      *cluster.Cluster
@@ -173,7 +175,15 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	r.logf("built in %s", time.Since(r.started).Round(100*time.Millisecond))
 
-	opts := cluster.Options{Bin: filepath.Join(r.bin, "nats-server"), DeployDir: filepath.Join(r.root, "deploy", "nats"), WorkDir: r.work}
+	// Every role's nkey and the auditor's signing key, as a deployment makes
+	// them; the nodes get the public half (auth/auth.conf, which the deploy
+	// files include), each service only its own seed.
+	r.creds = filepath.Join(r.work, "credentials")
+	if out, err := exec.CommandContext(ctx, filepath.Join(r.bin, "awctl"), "credentials", "--dir", r.creds).CombinedOutput(); err != nil {
+		return fmt.Errorf("awctl credentials: %v: %s", err, out)
+	}
+	opts := cluster.Options{Bin: filepath.Join(r.bin, "nats-server"), DeployDir: filepath.Join(r.root, "deploy", "nats"), WorkDir: r.work,
+		Include: map[string]string{"auth/" + eventbus.AuthConfName: filepath.Join(r.creds, eventbus.PublicDir, eventbus.AuthConfName)}}
 	// Under CI=true the partition must run wherever it can: .ci/run installs
 	// iproute2, so a missing ip is a failure, and so is a namespace that
 	// cannot be made by a process that has the capabilities for it. A
@@ -224,7 +234,11 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	// The run's own connection notices a dead node within seconds, so that
 	// what it reports is the services' behaviour, not its own.
-	r.nc, err = nats.Connect(r.cl.URLs(), nats.Name("chaos harness"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+	admin, err := nats.NkeyOptionFromSeed(r.seed(eventbus.RoleAdmin))
+	if err != nil {
+		return err
+	}
+	r.nc, err = nats.Connect(r.cl.URLs(), admin, nats.Name("chaos harness"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(2), nats.RetryOnFailedConnect(true),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { r.logf("   (harness connection: %v)", err) }))
 	if err != nil {
@@ -233,11 +247,9 @@ func (r *run) setup(ctx context.Context) error {
 	if r.js, err = jetstream.New(r.nc); err != nil {
 		return err
 	}
-	cfg := eventbus.DefaultConfig()
-	cfg.URL, cfg.Replicas = r.cl.URLs(), 3
-	bus := &eventbus.Bus{NC: r.nc, JS: r.js, Cfg: cfg}
-	if err := retry(startCtx, func() error { return bus.Provision(startCtx) }); err != nil {
-		return fmt.Errorf("provisioning at replicas 3: %w", err)
+	// The admin's step: every stream and bucket at replicas 3.
+	if out, err := r.awctl(startCtx, eventbus.RoleAdmin, "provision"); err != nil {
+		return fmt.Errorf("awctl provision: %v: %s", err, out)
 	}
 	if err := retry(startCtx, func() error { return eventbus.EnsureStream(startCtx, r.js, drive.ProbeStreamConfig(3)) }); err != nil {
 		return err
@@ -296,9 +308,23 @@ func (r *run) writeFile(name, content string) string {
 	return p
 }
 
-// env is what every accountwatch service gets: the cluster, replicas 3.
-func (r *run) env(opsAddr string) []string {
-	return []string{"NATS_URL=" + r.cl.URLs(), "AW_STREAM_REPLICAS=3", "AW_OPS_LISTEN=" + opsAddr, "AW_LOG_LEVEL=" + r.logLevel}
+// env is what every accountwatch service gets: the cluster, replicas 3,
+// its role's nkey.
+func (r *run) env(role eventbus.Role, opsAddr string) []string {
+	return []string{"NATS_URL=" + r.cl.URLs(), "AW_STREAM_REPLICAS=3", "AW_NATS_NKEY_SEED_FILE=" + r.seed(role),
+		"AW_OPS_LISTEN=" + opsAddr, "AW_LOG_LEVEL=" + r.logLevel}
+}
+
+// seed is a role's nkey seed file.
+func (r *run) seed(role eventbus.Role) string {
+	return filepath.Join(r.creds, string(role), eventbus.SeedFileName)
+}
+
+// awctl runs the admin CLI as role (the operator's awctl, or the admin's).
+func (r *run) awctl(ctx context.Context, role eventbus.Role, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "awctl"), args...)
+	cmd.Env = append(cmd.Environ(), "NATS_URL="+r.cl.URLs(), "AW_STREAM_REPLICAS=3", "AW_NATS_NKEY_SEED_FILE="+r.seed(role))
+	return cmd.CombinedOutput()
 }
 
 func (r *run) startServices(ctx context.Context) error {
@@ -351,7 +377,10 @@ route:
 			"AW_WEBHOOK_RETRY_SCHEDULE=1s,2s,3s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s"}, sinkEnv...)},
 		{"email-notifier", "email-notifier", append([]string{"AW_SMTP_HOST=" + r.smtp.Host(), "AW_SMTP_PORT=" + r.smtp.Port(), "AW_SMTP_TLS=none",
 			"AW_EMAIL_CONFIG=" + emailCfg, "AW_EMAIL_FROM=accountwatch <alerts@chaos.example>"}, sinkEnv...)},
-		{"auditor", "auditor", []string{"AW_AUDITOR_TOKEN=" + auditorToken, "AW_AUDITOR_LISTEN=" + freeAddr()}},
+		// The auditor signs a checkpoint of the audit log every 10 s, which
+		// awctl verify then checks the stream against.
+		{"auditor", "auditor", []string{"AW_AUDITOR_TOKEN=" + auditorToken, "AW_AUDITOR_LISTEN=" + freeAddr(),
+			"AW_CHECKPOINT_KEY_FILE=" + checkpoint.KeyFile(r.creds), "AW_CHECKPOINT_INTERVAL=10s"}},
 	}
 	for _, s := range specs {
 		ops := freeAddr()
@@ -359,7 +388,7 @@ route:
 			r.svcs["auditor-api"] = &service{ops: strings.TrimPrefix(s.env[1], "AW_AUDITOR_LISTEN=")}
 		}
 		svc := &service{ops: ops, Proc: &proc.Proc{Name: s.name, Path: filepath.Join(r.bin, s.bin), Log: filepath.Join(r.work, s.name+".log"),
-			Env: append(r.env(ops), s.env...)}}
+			Env: append(r.env(eventbus.Role(s.bin), ops), s.env...)}}
 		svc.OnExit = r.supervise(svc)
 		r.svcs[s.name] = svc
 		if err := svc.Start(); err != nil {

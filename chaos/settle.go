@@ -18,6 +18,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/chaos/internal/drive"
 	"github.com/accountwatch/accountwatch/chaos/internal/ledger"
+	"github.com/accountwatch/accountwatch/pkg/checkpoint"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/state"
@@ -179,20 +180,26 @@ func (r *run) verify(ctx context.Context) (ledger.Verify, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "awctl"), "verify", "--output", "json")
-	cmd.Env = append(cmd.Environ(), "NATS_URL="+r.cl.URLs())
+	cmd.Env = append(cmd.Environ(), "NATS_URL="+r.cl.URLs(), "AW_STREAM_REPLICAS=3", "AW_NATS_NKEY_SEED_FILE="+r.seed(eventbus.RoleOperator),
+		"AW_CHECKPOINT_PUBLIC_KEY_FILE="+checkpoint.PublicKeyFile(r.creds))
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	runErr := cmd.Run()
 	var rep struct {
-		Events   uint64            `json:"events"`
-		Accounts int               `json:"accounts"`
-		Problems []json.RawMessage `json:"problems"`
+		Events       uint64            `json:"events"`
+		Accounts     int               `json:"accounts"`
+		StateChecked bool              `json:"state_checked"`
+		Checkpoints  []json.RawMessage `json:"checkpoints"`
+		Problems     []json.RawMessage `json:"problems"`
+		Unlisted     int               `json:"problems_unlisted"`
 	}
+	text := out.String()
 	if err := json.NewDecoder(&out).Decode(&rep); err != nil {
 		return ledger.Verify{}, fmt.Errorf("awctl verify: %v, %v: %s", runErr, err, errOut.String())
 	}
-	v := ledger.Verify{Intact: runErr == nil && len(rep.Problems) == 0, Events: rep.Events, Accounts: rep.Accounts, Problems: len(rep.Problems), Output: out.String()}
-	return v, nil
+	problems := len(rep.Problems) + rep.Unlisted
+	return ledger.Verify{Intact: runErr == nil && problems == 0, Events: rep.Events, Accounts: rep.Accounts, Problems: problems,
+		StateChecked: rep.StateChecked, Checkpoints: len(rep.Checkpoints), Output: text}, nil
 }
 
 type auditorAccount struct {

@@ -236,12 +236,16 @@ func (n *Node) Healthy(ctx context.Context) error {
 	return nil
 }
 
-// WaitHealthy waits until Healthy passes or ctx ends.
+// WaitHealthy waits until Healthy passes or ctx ends; a node that exits
+// meanwhile fails it at once.
 func (n *Node) WaitHealthy(ctx context.Context) error {
 	var last error
 	for {
 		if last = n.Healthy(ctx); last == nil {
 			return nil
+		}
+		if !n.Running() {
+			return fmt.Errorf("%s exited (see %s)", n.Addr.Name, n.Log)
 		}
 		select {
 		case <-ctx.Done():

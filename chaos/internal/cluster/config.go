@@ -6,6 +6,7 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,7 +91,16 @@ func Generate(deployConf string, self Addr, all []Addr, storeDir string) ([]byte
 		return nil, fmt.Errorf("%s: cluster.routes: %w", deployConf, err)
 	}
 	cl["routes"] = routes
-	return json.MarshalIndent(m, "", "  ")
+	// nats-server's parser knows no \u escapes: a subject wildcard (">")
+	// must stay as it is, not become \u003e.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 func rewriteRoutes(v any, all []Addr) ([]any, error) {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
 
 var addrs = []Addr{
@@ -21,7 +23,16 @@ var addrs = []Addr{
 // where the run put it, its routes lead to its peers' run addresses, and
 // everything else the deploy file says is what the server gets.
 func TestGenerateFromDeploy(t *testing.T) {
-	deploy := filepath.Join("..", "..", "..", "deploy", "nats")
+	// The deploy files include the roles' authorization, which a deployment
+	// writes with awctl credentials and mounts beside them.
+	creds, err := eventbus.LoadCredentials(t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy := t.TempDir()
+	if err := copyDeploy(filepath.Join("..", "..", "..", "deploy", "nats"), deploy, map[string]string{"auth/" + eventbus.AuthConfName: creds.AuthConfigFile()}); err != nil {
+		t.Fatal(err)
+	}
 	for i, a := range addrs {
 		t.Run(a.Name, func(t *testing.T) {
 			store := t.TempDir()
@@ -113,7 +124,7 @@ func TestNewResolvesIncludes(t *testing.T) {
 		os.WriteFile(filepath.Join(deploy, a.Name+".conf"), []byte(conf), 0o600)
 	}
 	auth := filepath.Join(t.TempDir(), "auth.conf")
-	os.WriteFile(auth, []byte("authorization { users: [{user: admin, password: chaos-secret}] }\n"), 0o600)
+	os.WriteFile(auth, []byte("authorization { users: [{user: admin, password: chaos-secret, permissions: {publish: [\">\"], subscribe: [\"_INBOX.admin.>\"]}}] }\n"), 0o600)
 	c, err := New(Options{Bin: "nats-server", DeployDir: deploy, WorkDir: work, Include: map[string]string{"auth/auth.conf": auth}})
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +133,7 @@ func TestNewResolvesIncludes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.Users) != 1 || o.Users[0].Username != "admin" {
+	if len(o.Users) != 1 || o.Users[0].Username != "admin" || o.Users[0].Permissions == nil || o.Users[0].Permissions.Publish.Allow[0] != ">" {
 		t.Fatalf("users %v: the included authorization is lost", o.Users)
 	}
 	if _, err := New(Options{Bin: "nats-server", DeployDir: deploy, WorkDir: t.TempDir()}); err == nil {

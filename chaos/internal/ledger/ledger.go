@@ -98,7 +98,11 @@ type Verify struct {
 	Events   uint64
 	Accounts int
 	Problems int
-	Output   string
+	// StateChecked: every chain head was compared with AW_STATE;
+	// Checkpoints counts the signed checkpoints that were checked.
+	StateChecked bool
+	Checkpoints  int
+	Output       string
 }
 
 // Probes are the run's own publishes to a replicated probe stream.
@@ -348,7 +352,11 @@ func (r Result) Print(w io.Writer) {
 	if !r.Verify.Intact {
 		verify = fmt.Sprintf("NOT INTACT (%d problems)", r.Verify.Problems)
 	}
-	line("awctl verify", verify, fmt.Sprintf("(%d events, %d accounts)", r.Verify.Events, r.Verify.Accounts))
+	state := ""
+	if r.Verify.StateChecked {
+		state = ", every head against AW_STATE"
+	}
+	line("awctl verify", verify, fmt.Sprintf("(%d events, %d accounts%s, %d signed checkpoints)", r.Verify.Events, r.Verify.Accounts, state, r.Verify.Checkpoints))
 	line("state records ahead of the stream", len(r.State.Ahead), fmt.Sprintf("must be 0 (%d records, checked %d times)", r.State.Records, r.State.Checks))
 	line("accounts stale in the auditor's index", len(r.Auditor), "must be 0")
 	line("streams and buckets below replicas 3", len(r.Replicas), "must be 0")
