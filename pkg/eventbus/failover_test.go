@@ -104,6 +104,7 @@ func TestAFrozenServerIsLeftForAnother(t *testing.T) {
 	a, b := newBlackhole(t, addr), newBlackhole(t, addr)
 	cfg := eventbus.DefaultConfig()
 	cfg.URL = a.url() + "," + b.url()
+	cfg.Role, cfg.NKeySeedFile = eventbus.RolePoller, srv.SeedFile(eventbus.RolePoller)
 	cfg.PingInterval, cfg.PublishTimeout = 200*time.Millisecond, 500*time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
