@@ -13,12 +13,9 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/config"
-	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
-	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/route"
-	"github.com/accountwatch/accountwatch/pkg/silence"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/compose"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/mailer"
@@ -136,54 +133,28 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	sender, err := mailer.New(file.Receivers, comp, mailer.Options{
-		SMTP: mailer.SMTP{Host: s.SMTPHost, Port: s.SMTPPort, TLS: s.SMTPTLS, CAFile: s.SMTPCA, Auth: s.SMTPAuth, Username: s.SMTPUsername,
-			Password: s.SMTPPassword, HELO: s.SMTPHELO, Pool: s.SMTPPool, Timeout: s.SMTPTimeout},
-		From: s.From, ReplyTo: s.ReplyTo, LocalDir: s.LocalDir, LocalOut: out,
+	return sink.Serve(ctx, sink.Service{
+		Sink: SinkName, Process: "email-notifier", Bus: s.Config, Settings: s.Settings,
+		OpsListen: s.OpsListen, Pprof: s.Pprof, Log: log,
+		Setup: func(context.Context, *sink.Env) (*sink.Plan, error) {
+			sender, err := mailer.New(file.Receivers, comp, mailer.Options{
+				SMTP: mailer.SMTP{Host: s.SMTPHost, Port: s.SMTPPort, TLS: s.SMTPTLS, CAFile: s.SMTPCA, Auth: s.SMTPAuth, Username: s.SMTPUsername,
+					Password: s.SMTPPassword, HELO: s.SMTPHELO, Pool: s.SMTPPool, Timeout: s.SMTPTimeout},
+				From: s.From, ReplyTo: s.ReplyTo, LocalDir: s.LocalDir, LocalOut: out,
+			})
+			if err != nil {
+				return nil, err
+			}
+			if sender.Local() {
+				log.Warn("no AW_SMTP_HOST: messages are written as .eml files", "dir", s.LocalDir)
+			} else {
+				log.Info("smtp", "host", s.SMTPHost, "port", s.SMTPPort, "tls", s.SMTPTLS, "auth", s.SMTPAuth, "pool", s.SMTPPool)
+			}
+			receivers := make([]sink.Receiver, len(file.Receivers))
+			for i, r := range file.Receivers {
+				receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
+			}
+			return &sink.Plan{Sender: sender, Tree: tree, Receivers: receivers, Close: sender.Close}, nil
+		},
 	})
-	if err != nil {
-		return err
-	}
-	defer sender.Close()
-	if s.Name == "" {
-		s.Name = "email-notifier"
-	}
-	bus, err := eventbus.Open(ctx, s.Config)
-	if err != nil {
-		return err
-	}
-	defer bus.Close()
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	silences, err := silence.Open(startCtx, bus.JS)
-	if err != nil {
-		return err
-	}
-	if err := silences.Follow(ctx); err != nil {
-		return err
-	}
-	reg := ops.NewRegistry()
-	metrics := sink.NewMetrics(reg)
-	receivers := make([]sink.Receiver, len(file.Receivers))
-	for i, r := range file.Receivers {
-		receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
-	}
-	// Re-drives to an address no receiver names (awctl redrive --to cfo@…).
-	receivers = append(receivers, sink.Receiver{Name: deadletter.AdhocReceiver, RedriveOnly: true})
-	rt, err := sink.New(bus.JS, SinkName, tree, receivers, sender,
-		sink.WithSettings(s.Settings), sink.WithSilences(silences), sink.WithLogger(log), sink.WithMetrics(metrics))
-	if err != nil {
-		return err
-	}
-	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
-	if err != nil {
-		return err
-	}
-	if sender.Local() {
-		log.Warn("no AW_SMTP_HOST: messages are written as .eml files", "dir", s.LocalDir)
-	} else {
-		log.Info("smtp", "host", s.SMTPHost, "port", s.SMTPPort, "tls", s.SMTPTLS, "auth", s.SMTPAuth, "pool", s.SMTPPool)
-	}
-	log.Info("email-notifier started", "receivers", len(receivers), "nats", bus.NC.ConnectedUrlRedacted(), "ops", opsSrv.Addr())
-	return rt.Run(ctx)
 }

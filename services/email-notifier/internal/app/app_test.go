@@ -402,8 +402,12 @@ func TestLocalEMLWithoutSMTP(t *testing.T) {
 	if !strings.Contains(p.h.Get("Subject"), "Credit hold") {
 		t.Errorf("subject %q", p.h.Get("Subject"))
 	}
-	if !strings.Contains(st.out.String(), "email to billing@reseller.example, audit@reseller.example: [accountwatch] Credit hold") {
-		t.Errorf("no readable line: %q", st.out.String())
+	// The readable line follows the file.
+	bustest.Eventually(t, "the readable line", func() bool {
+		return strings.Contains(st.out.String(), "email to billing@reseller.example, audit@reseller.example: [accountwatch] Credit hold")
+	})
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 	if !strings.Contains(st.logs.String(), "no AW_SMTP_HOST: messages are written as .eml files") {
 		t.Error("the notifier does not say where mail goes")

@@ -255,7 +255,16 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 	if !ok {
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("no email receiver %q", n.Receiver))
 	}
-	for _, m := range r.split(n.Events) {
+	parts := r.split(n.Events)
+	var to []string
+	for _, m := range parts {
+		to = append(append(to, m.to...), m.cc...)
+	}
+	n.Receipt.Destination = strings.Join(to, ", ")
+	if s.client == nil {
+		n.Receipt.Destination = "local .eml to " + n.Receipt.Destination
+	}
+	for _, m := range parts {
 		mail, err := s.comp.Compose(m.events, append(slices.Clone(m.to), m.cc...), n.Redrive)
 		if err != nil {
 			return sink.Permanent(sink.ReasonInvalidEvent, err)
@@ -368,9 +377,9 @@ func classify(err error) error {
 	wrapped := fmt.Errorf("smtp: %s", reply)
 	switch {
 	case code >= 500:
-		return sink.Permanent(sink.ReasonClientError, wrapped)
+		return &sink.Error{Reason: sink.ReasonClientError, Permanent: true, Status: code, Err: wrapped}
 	case code >= 400:
-		return sink.Transient(sink.ReasonServerError, wrapped)
+		return &sink.Error{Reason: sink.ReasonServerError, Status: code, Err: wrapped}
 	}
 	if se, ok := errors.AsType[*gomail.SendError](err); ok && se.IsTemp() {
 		return sink.Transient(sink.ReasonServerError, wrapped)
@@ -378,11 +387,19 @@ func classify(err error) error {
 	return sink.Classify(fmt.Errorf("smtp: %w", err))
 }
 
-// LocalFile is where writeLocal puts a message: <dir>/<time>-<message id>.eml.
+// writeLocal puts a message in <dir>/<time>-<message id>.eml. It writes a
+// hidden temporary file and renames it: a reader (a mail client watching
+// the folder, a test) never sees half a message.
 func (s *Sender) writeLocal(m compose.Mail, msg *gomail.Msg) error {
 	name := time.Now().UTC().Format("20060102T150405.000000") + "-" + strings.SplitN(m.MessageID, "@", 2)[0] + ".eml"
 	path := filepath.Join(s.localDir, name)
-	if err := msg.WriteToFile(path); err != nil {
+	tmp := filepath.Join(s.localDir, "."+name+".tmp")
+	if err := msg.WriteToFile(tmp); err != nil {
+		_ = os.Remove(tmp)
+		return sink.Transient(sink.ReasonOther, fmt.Errorf("local email sink: %w", err))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
 		return sink.Transient(sink.ReasonOther, fmt.Errorf("local email sink: %w", err))
 	}
 	s.localMu.Lock()

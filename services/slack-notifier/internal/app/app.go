@@ -8,14 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/config"
-	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
-	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/route"
-	"github.com/accountwatch/accountwatch/pkg/silence"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/message"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/slacksink"
@@ -103,55 +99,26 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	if s.Name == "" {
-		s.Name = "slack-notifier"
-	}
-	bus, err := eventbus.Open(ctx, s.Config)
-	if err != nil {
-		return err
-	}
-	defer bus.Close()
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	silences, err := silence.Open(startCtx, bus.JS)
-	if err != nil {
-		return err
-	}
-	if err := silences.Follow(ctx); err != nil {
-		return err
-	}
-	sender, err := slacksink.New(startCtx, bus.JS, file.Receivers, slacksink.Options{
-		Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
+	return sink.Serve(ctx, sink.Service{
+		Sink: SinkName, Process: "slack-notifier", Bus: s.Config, Settings: s.Settings,
+		OpsListen: s.OpsListen, Pprof: s.Pprof, Log: log,
+		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
+			sender, err := slacksink.New(ctx, env.Bus.JS, file.Receivers, slacksink.Options{
+				Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
+			})
+			if err != nil {
+				return nil, err
+			}
+			receivers := make([]sink.Receiver, len(file.Receivers))
+			for i, r := range file.Receivers {
+				receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
+				if sender.Mode(r.Name) == slacksink.ModeLocal {
+					log.Warn("no AW_SLACK_TOKEN and no webhook_url: messages go to the local sink", "receiver", r.Name, "file", s.LocalDir+"/"+slacksink.LocalFile)
+				} else {
+					log.Info("slack receiver", "receiver", r.Name, "mode", sender.Mode(r.Name), "channel", r.Channel)
+				}
+			}
+			return &sink.Plan{Sender: sender, Tree: tree, Receivers: receivers, Close: func() { _ = sender.Close() }}, nil
+		},
 	})
-	if err != nil {
-		return err
-	}
-	defer sender.Close()
-
-	reg := ops.NewRegistry()
-	metrics := sink.NewMetrics(reg)
-	receivers := make([]sink.Receiver, len(file.Receivers))
-	for i, r := range file.Receivers {
-		receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
-		switch sender.Mode(r.Name) {
-		case slacksink.ModeLocal:
-			log.Warn("no AW_SLACK_TOKEN and no webhook_url: messages go to the local sink", "receiver", r.Name, "file", s.LocalDir+"/"+slacksink.LocalFile)
-		default:
-			log.Info("slack receiver", "receiver", r.Name, "mode", sender.Mode(r.Name), "channel", r.Channel)
-		}
-	}
-	// Re-drives to a channel no receiver names (awctl redrive --to '#channel').
-	receivers = append(receivers, sink.Receiver{Name: deadletter.AdhocReceiver, RedriveOnly: true})
-	rt, err := sink.New(bus.JS, SinkName, tree, receivers, sender,
-		sink.WithSettings(s.Settings), sink.WithSilences(silences), sink.WithLogger(log), sink.WithMetrics(metrics))
-	if err != nil {
-		return err
-	}
-
-	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
-	if err != nil {
-		return err
-	}
-	log.Info("slack-notifier started", "receivers", len(receivers), "nats", bus.NC.ConnectedUrlRedacted(), "ops", opsSrv.Addr())
-	return rt.Run(ctx)
 }

@@ -76,6 +76,15 @@ type receiver struct {
 	poster poster
 }
 
+// destination is what the delivery log says a receiver's messages reach
+// (an incoming webhook's URL is a secret: only its mode is said).
+func (r receiver) destination() string {
+	if r.mode == ModeWebhook {
+		return "incoming webhook"
+	}
+	return string(r.mode) + " " + r.Channel
+}
+
 // thread is what AW_SLACK_THREADS keeps per receiver and account.
 type thread struct {
 	Channel  string    `json:"channel"`
@@ -152,6 +161,7 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 		if n.RedriveTo == "" {
 			return sink.Permanent(sink.ReasonClientError, errors.New("an ad-hoc re-drive without a channel"))
 		}
+		n.Receipt.Destination = string(s.adhoc.mode) + " " + n.RedriveTo
 		_, _, err := s.adhoc.poster.Post(ctx, n.RedriveTo, "", message.Account(n.Events, s.links, true))
 		return err
 	}
@@ -159,6 +169,7 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 	if !ok {
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("no slack receiver %q", n.Receiver))
 	}
+	n.Receipt.Destination = r.destination()
 	if message.Accounts(n.Events) > 1 {
 		_, _, err := r.poster.Post(ctx, r.Channel, "", message.Summary(n.Events, s.links))
 		return err
