@@ -381,8 +381,15 @@ func classify(err error) error {
 	case code >= 400:
 		return &sink.Error{Reason: sink.ReasonServerError, Status: code, Err: wrapped}
 	}
-	if se, ok := errors.AsType[*gomail.SendError](err); ok && se.IsTemp() {
-		return sink.Transient(sink.ReasonServerError, wrapped)
+	if se, ok := errors.AsType[*gomail.SendError](err); ok {
+		// A SendError keeps the network error it wraps to itself (no
+		// Unwrap): a deadline is known by its text, the one os gives it.
+		if strings.Contains(se.Error(), os.ErrDeadlineExceeded.Error()) {
+			return sink.Transient(sink.ReasonTimeout, wrapped)
+		}
+		if se.IsTemp() {
+			return sink.Transient(sink.ReasonServerError, wrapped)
+		}
 	}
 	return sink.Classify(fmt.Errorf("smtp: %w", err))
 }
