@@ -136,17 +136,17 @@ type Runtime struct {
 	fanout bool
 	fan    *fanout
 
-	js        jetstream.JetStream
-	sink      string
-	tree      *route.Tree
-	receivers []Receiver
-	sender    Sender
-	set       Settings
-	silences  Silencer
-	log       *slog.Logger
-	metrics   *Metrics
-	now       func() time.Time
-	dlq       *deadletter.Writer
+	js           jetstream.JetStream
+	sink         string
+	tree         *route.Tree
+	receivers    []Receiver
+	sender       Sender
+	set          Settings
+	silences     Silencer
+	log          *slog.Logger
+	metrics      *Metrics
+	now          func() time.Time
+	dlq          *deadletter.Writer
 	deliveries   DeliveryLog
 	failuresOnly bool
 }
@@ -519,4 +519,3 @@ func (r *Runtime) ensureConsumer(ctx context.Context, stream string, cfg jetstre
 	}
 	return c, nil
 }
-
