@@ -10,9 +10,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -220,67 +217,33 @@ func TestConsolePages(t *testing.T) {
 // overview, an account, an event, re-driving a dead letter; a screenshot of
 // each goes to testdata/artifacts.
 func TestConsoleInBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	switch {
-	case err != nil && os.Getenv("CI") == "true":
-		t.Fatalf("Debian package chromium is missing (.ci/run installs it): %v", err)
-	case err != nil:
-		t.Skipf("needs Debian package chromium (apt-get install chromium): %v", err)
-	}
 	f := start(t)
-	artifacts := filepath.Join("..", "..", "testdata", "artifacts")
-	os.MkdirAll(artifacts, 0o755)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1360, 900), chromedp.Flag("disable-dev-shm-usage", true))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// The first call starts the browser on a context without a deadline (a
-	// deadline would stop the browser); the steps then run under one.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
+	ctx, artifacts := browser(t) // after start: the browser closes before the console stops
 	tctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
 	defer tcancel()
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			b, err := chromedp.FullScreenshot(100)(ctx, tg) // 100: PNG
-			if err != nil {
-				return chromedp.Void{}, err
-			}
-			return chromedp.Void{}, os.WriteFile(filepath.Join(artifacts, name+".png"), b, 0o644)
-		}
-	}
-	text := func(sel string, dst *string) chromedp.Action[chromedp.Void] {
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			v, err := chromedp.Text(sel)(ctx, tg)
-			*dst = v
-			return chromedp.Void{}, err
-		}
-	}
 	var overview, timeline, ce, flash string
-	err = chromedp.Do(tctx,
+	err := chromedp.Do(tctx,
 		chromedp.Navigate(f.base+"/"),
 		chromedp.WaitVisible("#token"),
 		chromedp.SendKeys("#token", token),
 		chromedp.Click("#signin"),
 		chromedp.WaitVisible("#accounts"),
 		text("#accounts", &overview),
-		shot("1-overview"),
+		shot(artifacts, "1-overview"),
 		chromedp.Click(`a.acct[href*="1000123"]`),
 		chromedp.WaitVisible("#timeline"),
 		text("#timeline", &timeline),
-		shot("2-account"),
+		shot(artifacts, "2-account"),
 		chromedp.Click("a.ev"),
 		chromedp.WaitVisible("#cloudevent"),
 		text("#cloudevent", &ce),
-		shot("3-event"),
+		shot(artifacts, "3-event"),
 		chromedp.Navigate(f.base+"/dead-letters"),
 		chromedp.WaitVisible("#dead-letters"),
 		chromedp.Click("button.redrive"),
 		chromedp.WaitVisible("#flash"),
 		text("#flash", &flash),
-		shot("4-redriven"),
+		shot(artifacts, "4-redriven"),
 	)
 	if err != nil {
 		t.Fatalf("browser: %v", err)
