@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -105,6 +106,54 @@ type Record struct {
 	Seq uint64 `json:"seq,omitempty"`
 }
 
+// Describe says what a record means, in words: where an attempt went and
+// what follows it, or what held the event back.
+func (r Record) Describe() string {
+	var b strings.Builder
+	switch r.Outcome {
+	case Silenced:
+		fmt.Fprintf(&b, "silenced by silence %s", r.Reason)
+	case Muted:
+		fmt.Fprintf(&b, "muted by time interval %s", r.Reason)
+		if r.Until != nil {
+			fmt.Fprintf(&b, " until %s", stamp(*r.Until))
+		}
+	case Grouped:
+		fmt.Fprintf(&b, "grouped into notification %s of %d events (%s)", r.Notification, r.Events, r.Reason)
+	case Inhibited:
+		fmt.Fprintf(&b, "inhibited: %s", r.Reason)
+	case DeadLettered:
+		fmt.Fprintf(&b, "dead-lettered after %d attempts (%s): %s", r.Attempt, r.Reason, r.Error)
+	case Redriven:
+		b.WriteString(r.Reason)
+		if r.Destination != "" {
+			fmt.Fprintf(&b, ", to %s", r.Destination)
+		}
+	default: // an attempt
+		if r.Destination != "" {
+			fmt.Fprintf(&b, "to %s", r.Destination)
+		}
+		if r.Notification != "" {
+			fmt.Fprintf(&b, " in notification %s of %d events", r.Notification, r.Events)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(&b, "; %s", r.Error)
+		}
+		switch {
+		case r.Retry != nil:
+			fmt.Fprintf(&b, "; next attempt %s", stamp(*r.Retry))
+		case r.Outcome != Delivered:
+			b.WriteString("; no further attempt")
+		}
+		if r.Test {
+			b.WriteString(" (test delivery)")
+		}
+	}
+	return strings.TrimPrefix(b.String(), "; ")
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
 // StreamConfig is the log's stream: file storage, expiring by age.
 func StreamConfig(c eventbus.Config, retention time.Duration) jetstream.StreamConfig {
 	cfg := jetstream.StreamConfig{
@@ -142,6 +191,22 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfi
 		return nil, err
 	}
 	s, err := js.Stream(ctx, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("delivery log: %w", err)
+	}
+	return &Log{js: js, stream: s}, nil
+}
+
+// ErrNoLog is returned by Existing when no sink has created the log yet.
+var ErrNoLog = errors.New("no delivery log yet (no sink has run)")
+
+// Existing opens the log without creating it or changing its settings:
+// for readers (awctl) that must not impose a retention.
+func Existing(ctx context.Context, js jetstream.JetStream) (*Log, error) {
+	s, err := js.Stream(ctx, Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, ErrNoLog
+	}
 	if err != nil {
 		return nil, fmt.Errorf("delivery log: %w", err)
 	}

@@ -46,6 +46,7 @@ const usage = `awctl administers accountwatch.
   awctl redrive      --sink webhook|slack|email (--receiver R | --to '#channel'|ADDRESS) [selection flags as replay] [--dry-run]
   awctl verify       [--stream AW_EVENTS] [--output table|json]     (exit 1 when the audit log is not intact)
   awctl timeline     --provider P --instance I --account A [--format table|csv|jsonl]
+  awctl deliveries   [--event ID | --seq N] [--sink S] [--receiver R] [--outcome O] [--since 24h|TIME] [--limit N] [--output table|json]
 
 Providers: activeplatform, alibaba-bss, alibaba-cams.
 Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys;
@@ -107,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return redriveCmd(ctx, s, args[1:], stdout, stderr)
 	case "timeline":
 		return timelineCmd(ctx, s, args[1:], stdout, stderr)
+	case "deliveries":
+		return deliveriesCmd(ctx, s, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "awctl: unknown command %q\n\n%s", strings.Join(args, " "), usage)
 	return exitUsage

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -140,46 +139,11 @@ func (s *Server) silenceNames(ctx context.Context, recs []deliverylog.Record) ma
 
 func when(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 
+// detail is the record in words, with the comment of the silence it names.
 func detail(r deliverylog.Record, silences map[string]string) string {
-	var b strings.Builder
-	switch r.Outcome {
-	case deliverylog.Silenced:
-		fmt.Fprintf(&b, "silenced by silence %s: %s", r.Reason, silences[r.Reason])
-	case deliverylog.Muted:
-		fmt.Fprintf(&b, "muted by time interval %s", r.Reason)
-		if r.Until != nil {
-			fmt.Fprintf(&b, " until %s", when(*r.Until))
-		}
-	case deliverylog.Grouped:
-		fmt.Fprintf(&b, "grouped into notification %s of %d events (%s)", r.Notification, r.Events, r.Reason)
-	case deliverylog.Inhibited:
-		fmt.Fprintf(&b, "inhibited: %s", r.Reason)
-	case deliverylog.DeadLettered:
-		fmt.Fprintf(&b, "dead-lettered after %d attempts (%s): %s", r.Attempt, r.Reason, r.Error)
-	case deliverylog.Redriven:
-		b.WriteString(r.Reason)
-		if r.Destination != "" {
-			fmt.Fprintf(&b, ", to %s", r.Destination)
-		}
-	default: // an attempt
-		if r.Destination != "" {
-			fmt.Fprintf(&b, "to %s", r.Destination)
-		}
-		if r.Notification != "" {
-			fmt.Fprintf(&b, " in notification %s of %d events", r.Notification, r.Events)
-		}
-		if r.Error != "" {
-			fmt.Fprintf(&b, "; %s", r.Error)
-		}
-		switch {
-		case r.Retry != nil:
-			fmt.Fprintf(&b, "; next attempt %s", when(*r.Retry))
-		case r.Outcome != deliverylog.Delivered && r.Outcome != "":
-			b.WriteString("; no further attempt")
-		}
-		if r.Test {
-			b.WriteString(" (test delivery)")
-		}
+	d := r.Describe()
+	if r.Outcome == deliverylog.Silenced && silences[r.Reason] != "" {
+		d += ": " + silences[r.Reason]
 	}
-	return strings.TrimSpace(b.String())
+	return d
 }
