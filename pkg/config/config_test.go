@@ -218,3 +218,19 @@ func TestDefaultsAndKeys(t *testing.T) {
 		t.Errorf("keys: %s", got)
 	}
 }
+
+func TestUndocumented(t *testing.T) {
+	doc := filepath.Join(t.TempDir(), "README.md")
+	os.WriteFile(doc, []byte("| `AW_NATS_TOKEN` (`_FILE`) | |\n| `AW_SINK_MAX_DELIVER_X` | |\n`AW_SINK_RETRY_SCHEDULE`, `AW_WEBHOOK_RETRY_SCHEDULE`"), 0o600)
+	var s ScheduleSpec
+	got, err := Undocumented(&s, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, " ") != "AW_NATS_PORT AW_SINK_MAX_DELIVER" {
+		t.Errorf("undocumented: %v", got)
+	}
+	if _, err := Undocumented(&s, filepath.Join(t.TempDir(), "missing.md")); err == nil {
+		t.Error("a missing file is no error")
+	}
+}

@@ -162,3 +162,42 @@ func Keys(spec any) []Key {
 	}
 	return out
 }
+
+// Undocumented lists the keys of spec that none of the files names (a
+// service's README, the workspace README, docs/architecture.md), for a test
+// that keeps the documentation in step with the settings.
+func Undocumented(spec any, files ...string) ([]string, error) {
+	var text strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		text.Write(b)
+	}
+	all := text.String()
+	var out []string
+	for _, k := range Keys(spec) {
+		if !containsWord(all, k.Name) {
+			out = append(out, k.Name)
+		}
+	}
+	return out, nil
+}
+
+// containsWord finds key not followed by another key character (AW_SMTP
+// is not documented by AW_SMTP_HOST).
+func containsWord(text, key string) bool {
+	for i := strings.Index(text, key); i >= 0; {
+		end := i + len(key)
+		if end == len(text) || !(text[end] == '_' || text[end] >= 'A' && text[end] <= 'Z' || text[end] >= '0' && text[end] <= '9') {
+			return true
+		}
+		j := strings.Index(text[end:], key)
+		if j < 0 {
+			return false
+		}
+		i = end + j
+	}
+	return false
+}

@@ -53,9 +53,6 @@ const (
 	// Grouped: the event went out in a notification of several (Notification,
 	// Events), whose attempts follow under the same notification id.
 	Grouped = "grouped"
-	// Inhibited: an inhibition rule held the event back while its source was
-	// active (Reason: the rule and the source event).
-	Inhibited = "inhibited"
 	// DeadLettered: moved to the dead letters (Reason: the failure class).
 	DeadLettered = "dead_lettered"
 	// Redriven: an operator sent the event again (Destination: where to, for
@@ -92,7 +89,7 @@ type Record struct {
 	// the last, and a dead_lettered record follows).
 	Retry *time.Time `json:"retry_at,omitempty"`
 	// Reason says what held a non-delivery back: a silence's id, a mute
-	// interval's name, an inhibition, a dead letter's failure class.
+	// interval's name, a dead letter's failure class.
 	Reason string `json:"reason,omitempty"`
 	// Until is when a muted event is taken up again.
 	Until *time.Time `json:"until,omitempty"`
@@ -120,8 +117,6 @@ func (r Record) Describe() string {
 		}
 	case Grouped:
 		fmt.Fprintf(&b, "grouped into notification %s of %d events (%s)", r.Notification, r.Events, r.Reason)
-	case Inhibited:
-		fmt.Fprintf(&b, "inhibited: %s", r.Reason)
 	case DeadLettered:
 		fmt.Fprintf(&b, "dead-lettered after %d attempts (%s): %s", r.Attempt, r.Reason, r.Error)
 	case Redriven:
