@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/config"
-	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -77,12 +76,8 @@ func (s *Settings) Validate() error {
 	return nil
 }
 
-// File is the notifier's YAML file.
-type File struct {
-	route.Config `yaml:",inline"`
-	Receivers    []mailer.Receiver `yaml:"receivers"`
-	Links        describe.Links    `yaml:"links"`
-}
+// File is the notifier's YAML file: receivers, routes, time intervals, links.
+type File = sink.File[mailer.Receiver]
 
 // LoadFile reads the YAML file, or builds the default (one receiver,
 // "default", to the addresses of to, a digest per 5 minutes with critical
@@ -100,18 +95,8 @@ func LoadFile(path, to string) (*File, *route.Tree, error) {
 		bypass := true
 		f.Receivers = []mailer.Receiver{{Name: "default", To: rcpts}}
 		f.Route = &route.Route{Receiver: "default", GroupBy: []string{}, GroupWait: &wait, GroupInterval: &wait, CriticalBypassesGrouping: &bypass}
-		path = "AW_EMAIL_TO"
-	} else if err := config.LoadYAML(path, f); err != nil {
-		return nil, nil, err
 	}
-	names := make([]string, 0, len(f.Receivers))
-	for i, r := range f.Receivers {
-		if err := r.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d]: %v", config.ErrInvalid, path, i, err)
-		}
-		names = append(names, r.Name)
-	}
-	tree, err := sink.Routing(path, f.Config, names)
+	tree, err := sink.LoadFile(path, "AW_EMAIL_TO", f)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -150,11 +135,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 			} else {
 				log.Info("smtp", "host", s.SMTPHost, "port", s.SMTPPort, "tls", s.SMTPTLS, "auth", s.SMTPAuth, "pool", s.SMTPPool)
 			}
-			receivers := make([]sink.Receiver, len(file.Receivers))
-			for i, r := range file.Receivers {
-				receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
-			}
-			return &sink.Plan{Sender: sender, Tree: tree, Receivers: receivers, Close: sender.Close}, nil
+			return &sink.Plan{Sender: sender, Tree: tree, Receivers: file.RuntimeReceivers(), Close: sender.Close}, nil
 		},
 	})
 }

@@ -46,14 +46,19 @@ type Receiver struct {
 // Validate checks the addresses.
 func (r Receiver) Validate() error {
 	if len(r.To) == 0 && r.ToLabel == "" {
-		return fmt.Errorf("receiver %s: set to or to_label", r.Name)
+		return errors.New("set to or to_label")
 	}
 	for _, a := range append(slices.Clone(r.To), r.Cc...) {
 		if _, err := mail.ParseAddress(a); err != nil {
-			return fmt.Errorf("receiver %s: address %q: %v", r.Name, a, err)
+			return fmt.Errorf("address %q: %v", a, err)
 		}
 	}
 	return nil
+}
+
+// Runtime is the receiver as the sink runtime paces it.
+func (r Receiver) Runtime() sink.Receiver {
+	return sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
 }
 
 // TLS modes of the SMTP connection.

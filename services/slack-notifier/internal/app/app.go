@@ -9,11 +9,9 @@ import (
 	"log/slog"
 	"net/url"
 
-	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
-	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/message"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/slacksink"
 )
 
@@ -52,13 +50,8 @@ func (s *Settings) Validate() error {
 	return nil
 }
 
-// File is the notifier's YAML file.
-type File struct {
-	route.Config `yaml:",inline"`
-	Receivers    []slacksink.Receiver `yaml:"receivers"`
-	// Links are console URL templates per instance, {account} the placeholder.
-	Links message.Links `yaml:"links"`
-}
+// File is the notifier's YAML file: receivers, routes, time intervals, links.
+type File = sink.File[slacksink.Receiver]
 
 // LoadFile reads the YAML file, or builds the default (one receiver, "default",
 // posting to channel) when path is empty.
@@ -67,25 +60,8 @@ func LoadFile(path, channel string) (*File, *route.Tree, error) {
 	if path == "" {
 		f.Receivers = []slacksink.Receiver{{Name: "default", Channel: channel, RateLimit: 1, Burst: 5}}
 		f.Route = &route.Route{Receiver: "default"}
-	} else if err := config.LoadYAML(path, f); err != nil {
-		return nil, nil, err
 	}
-	names := make([]string, 0, len(f.Receivers))
-	for i, r := range f.Receivers {
-		if r.Channel == "" && r.WebhookURL == "" {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d] (%s): set channel or webhook_url", config.ErrInvalid, path, i, r.Name)
-		}
-		if r.WebhookURL != "" {
-			if u, err := url.Parse(r.WebhookURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-				return nil, nil, fmt.Errorf("%w: %s: receivers[%d].webhook_url: not an http(s) URL", config.ErrInvalid, path, i)
-			}
-		}
-		if r.RateLimit < 0 || r.Burst < 0 {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d]: rate_limit and burst must be >= 0", config.ErrInvalid, path, i)
-		}
-		names = append(names, r.Name)
-	}
-	tree, err := sink.Routing(path, f.Config, names)
+	tree, err := sink.LoadFile(path, "AW_SLACK_CHANNEL", f)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -109,16 +85,14 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 			if err != nil {
 				return nil, err
 			}
-			receivers := make([]sink.Receiver, len(file.Receivers))
-			for i, r := range file.Receivers {
-				receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
+			for _, r := range file.Receivers {
 				if sender.Mode(r.Name) == slacksink.ModeLocal {
 					log.Warn("no AW_SLACK_TOKEN and no webhook_url: messages go to the local sink", "receiver", r.Name, "file", s.LocalDir+"/"+slacksink.LocalFile)
 				} else {
 					log.Info("slack receiver", "receiver", r.Name, "mode", sender.Mode(r.Name), "channel", r.Channel)
 				}
 			}
-			return &sink.Plan{Sender: sender, Tree: tree, Receivers: receivers, Close: func() { _ = sender.Close() }}, nil
+			return &sink.Plan{Sender: sender, Tree: tree, Receivers: file.RuntimeReceivers(), Close: func() { _ = sender.Close() }}, nil
 		},
 	})
 }

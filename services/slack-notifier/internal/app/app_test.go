@@ -356,7 +356,7 @@ func TestLoadFileErrors(t *testing.T) {
 	cases := []struct{ yaml, want string }{
 		{"receivers: [{name: a}]\nroute: {receiver: a}", "receivers[0] (a): set channel or webhook_url"},
 		{"receivers: [{name: 'a b', channel: x}]\nroute: {receiver: a}", "receivers[0].name"},
-		{"receivers: [{name: a, webhook_url: 'ftp://x'}]\nroute: {receiver: a}", "receivers[0].webhook_url"},
+		{"receivers: [{name: a, webhook_url: 'ftp://x'}]\nroute: {receiver: a}", "receivers[0] (a): webhook_url: not an http(s) URL"},
 		{"receivers: [{name: a, channel: x}]\nroute: {receiver: b}", `"b" is not defined`},
 		{"receivers: [{name: a, channel: x, colour: red}]\nroute: {receiver: a}", "colour"},
 	}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,6 +35,24 @@ type Receiver struct {
 	// RateLimit is messages per second (Slack allows about 1 per channel); Burst back to back.
 	RateLimit float64 `yaml:"rate_limit"`
 	Burst     int     `yaml:"burst"`
+}
+
+// Runtime is the receiver as the sink runtime paces it.
+func (r Receiver) Runtime() sink.Receiver {
+	return sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
+}
+
+// Validate checks the destination.
+func (r Receiver) Validate() error {
+	if r.Channel == "" && r.WebhookURL == "" {
+		return errors.New("set channel or webhook_url")
+	}
+	if r.WebhookURL != "" {
+		if u, err := url.Parse(r.WebhookURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			return errors.New("webhook_url: not an http(s) URL")
+		}
+	}
+	return nil
 }
 
 // Mode is how a receiver reaches Slack.
