@@ -17,6 +17,24 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/silence"
 )
 
+// ProcessSettings are the keys every sink's environment has besides its
+// own: the NATS connection, the runtime, logging and profiling. A notifier's
+// settings embed them.
+type ProcessSettings struct {
+	eventbus.Config
+	Settings
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
+	Pprof    bool   `envconfig:"PPROF" default:"false"`
+}
+
+// Validate checks the connection and the runtime's settings, naming the key at fault.
+func (p *ProcessSettings) Validate() error {
+	if err := p.Config.Validate(); err != nil {
+		return err
+	}
+	return p.Settings.Validate()
+}
+
 // Service is a notifier as Serve runs it: its names and settings, and Setup,
 // which builds its sender. Everything else a notifier needs is Serve's.
 type Service struct {
@@ -24,11 +42,9 @@ type Service struct {
 	Sink string
 	// Process names the service on NATS and in logs ("slack-notifier").
 	Process  string
-	Bus      eventbus.Config
-	Settings Settings
+	Settings ProcessSettings
 	// OpsListen is where /metrics, /healthz and /readyz are served.
 	OpsListen string
-	Pprof     bool
 	Log       *slog.Logger
 	// Fanout runs the runtime in fan-out mode: no routing tree, no silences,
 	// no ad-hoc re-drives; Plan.Attach adds the receivers.
@@ -81,7 +97,7 @@ func Serve(ctx context.Context, svc Service) error {
 	if svc.Setup == nil {
 		return fmt.Errorf("%w: %s has no Setup", ErrConfig, svc.Process)
 	}
-	bc := svc.Bus
+	bc := svc.Settings.Config
 	if bc.Name == "" {
 		bc.Name = svc.Process
 	}
@@ -96,7 +112,7 @@ func Serve(ctx context.Context, svc Service) error {
 	if err != nil {
 		return err
 	}
-	opsSrv, err := ops.Start(ctx, reg, svc.OpsListen, svc.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	opsSrv, err := ops.Start(ctx, reg, svc.OpsListen, svc.Settings.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
 	if err != nil {
 		return err
 	}
@@ -107,7 +123,7 @@ func Serve(ctx context.Context, svc Service) error {
 	if plan.Close != nil {
 		defer plan.Close()
 	}
-	opts := []Option{WithSettings(svc.Settings), WithLogger(log), WithMetrics(metrics), WithDeliveryLog(deliveries, svc.LogFailuresOnly)}
+	opts := []Option{WithSettings(svc.Settings.Settings), WithLogger(log), WithMetrics(metrics), WithDeliveryLog(deliveries, svc.LogFailuresOnly)}
 	receivers := plan.Receivers
 	if svc.Fanout {
 		opts = append(opts, WithFanout())

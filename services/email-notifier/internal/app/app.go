@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/config"
-	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/compose"
@@ -25,8 +24,7 @@ const SinkName = "email"
 
 // Settings are the notifier's environment (AW_ prefix).
 type Settings struct {
-	eventbus.Config
-	sink.Settings
+	sink.ProcessSettings
 	// SMTP server; without a host, messages are written as .eml files to LocalDir.
 	SMTPHost     string        `envconfig:"SMTP_HOST"`
 	SMTPPort     int           `envconfig:"SMTP_PORT" default:"587"`
@@ -47,16 +45,11 @@ type Settings struct {
 	Templates string `envconfig:"EMAIL_TEMPLATES"`
 	LocalDir  string `envconfig:"EMAIL_LOCAL_DIR" default:"./data/sinks/email"`
 	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9104"`
-	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof     bool   `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
-	if err := s.Config.Validate(); err != nil {
-		return err
-	}
-	if err := s.Settings.Validate(); err != nil {
+	if err := s.ProcessSettings.Validate(); err != nil {
 		return err
 	}
 	if s.SMTPHost != "" {
@@ -119,8 +112,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		return err
 	}
 	return sink.Serve(ctx, sink.Service{
-		Sink: SinkName, Process: "email-notifier", Bus: s.Config, Settings: s.Settings,
-		OpsListen: s.OpsListen, Pprof: s.Pprof, Log: log,
+		Sink: SinkName, Process: "email-notifier", Settings: s.ProcessSettings,
+		OpsListen: s.OpsListen, Log: log,
 		Setup: func(context.Context, *sink.Env) (*sink.Plan, error) {
 			sender, err := mailer.New(file.Receivers, comp, mailer.Options{
 				SMTP: mailer.SMTP{Host: s.SMTPHost, Port: s.SMTPPort, TLS: s.SMTPTLS, CAFile: s.SMTPCA, Auth: s.SMTPAuth, Username: s.SMTPUsername,

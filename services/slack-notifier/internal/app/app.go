@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/url"
 
-	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/slacksink"
@@ -20,8 +19,7 @@ const SinkName = "slack"
 
 // Settings are the notifier's environment (AW_ prefix).
 type Settings struct {
-	eventbus.Config
-	sink.Settings
+	sink.ProcessSettings
 	// Token is a bot token (xoxb-…); without it, receivers without a webhook
 	// write to the local sink.
 	Token  string `envconfig:"SLACK_TOKEN" secret:"true"`
@@ -32,16 +30,11 @@ type Settings struct {
 	Channel    string `envconfig:"SLACK_CHANNEL" default:"#accountwatch"`
 	LocalDir   string `envconfig:"SLACK_LOCAL_DIR" default:"./data/sinks/slack"`
 	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9103"`
-	LogLevel   string `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof      bool   `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
-	if err := s.Config.Validate(); err != nil {
-		return err
-	}
-	if err := s.Settings.Validate(); err != nil {
+	if err := s.ProcessSettings.Validate(); err != nil {
 		return err
 	}
 	if u, err := url.Parse(s.APIURL); err != nil || u.Scheme == "" || u.Host == "" {
@@ -76,8 +69,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		return err
 	}
 	return sink.Serve(ctx, sink.Service{
-		Sink: SinkName, Process: "slack-notifier", Bus: s.Config, Settings: s.Settings,
-		OpsListen: s.OpsListen, Pprof: s.Pprof, Log: log,
+		Sink: SinkName, Process: "slack-notifier", Settings: s.ProcessSettings,
+		OpsListen: s.OpsListen, Log: log,
 		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
 			sender, err := slacksink.New(ctx, env.Bus.JS, file.Receivers, slacksink.Options{
 				Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,

@@ -20,7 +20,6 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
-	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/api"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/deliver"
@@ -33,8 +32,7 @@ const DisabledSubject = "aw.ops.webhook.endpoint.disabled"
 
 // Settings are the dispatcher's environment (AW_ prefix).
 type Settings struct {
-	eventbus.Config
-	sink.Settings
+	sink.ProcessSettings
 	AdminToken string `envconfig:"WEBHOOK_ADMIN_TOKEN" secret:"true"`
 	APIListen  string `envconfig:"WEBHOOK_API_LISTEN" default:"127.0.0.1:8490"`
 	// Schedule is the waits between attempts, minutes to days; it replaces
@@ -55,20 +53,15 @@ type Settings struct {
 	// "failures" (failed attempts and the success that ends a run of them).
 	DeliveryLog string `envconfig:"WEBHOOK_DELIVERY_LOG" default:"all"`
 	OpsListen   string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9105"`
-	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof       bool   `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
-	if err := s.Config.Validate(); err != nil {
-		return err
-	}
 	if s.RetrySchedule != "" && s.RetrySchedule != s.Schedule {
 		return fmt.Errorf("AW_SINK_RETRY_SCHEDULE %q and AW_WEBHOOK_RETRY_SCHEDULE %q: the dispatcher's schedule is AW_WEBHOOK_RETRY_SCHEDULE; set only that", s.RetrySchedule, s.Schedule)
 	}
 	s.RetrySchedule, s.SendTimeout = s.Schedule, s.Timeout
-	if err := s.Settings.Validate(); err != nil {
+	if err := s.ProcessSettings.Validate(); err != nil {
 		return err
 	}
 	switch {
@@ -134,8 +127,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	// Fan-out: one shared consumer reads the stream for every endpoint; an
 	// endpoint's own consumer (on its retry queue) works only when it fails.
 	return sink.Serve(ctx, sink.Service{
-		Sink: deliver.SinkName, Process: "webhook-dispatcher", Bus: s.Config, Settings: s.Settings,
-		OpsListen: s.OpsListen, Pprof: s.Pprof, Log: log, Fanout: true, LogFailuresOnly: s.DeliveryLog == "failures",
+		Sink: deliver.SinkName, Process: "webhook-dispatcher", Settings: s.ProcessSettings,
+		OpsListen: s.OpsListen, Log: log, Fanout: true, LogFailuresOnly: s.DeliveryLog == "failures",
 		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
 			return setup(ctx, s, guard, env, started)
 		},
