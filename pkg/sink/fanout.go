@@ -46,6 +46,11 @@ const (
 // handed off (the receiver lags).
 const fanoutQueue = 1024
 
+// maxHandoffs bounds the hand-offs the shared consumer has in flight: each
+// is a stored publish (an fsync on the embedded default), and one at a time
+// would slow every receiver to that pace whenever one lags or is parked.
+const maxHandoffs = 256
+
 // WithFanout switches the runtime to fan-out mode: receivers need a Filter.
 func WithFanout() Option { return func(r *Runtime) { r.fanout = true } }
 
@@ -95,10 +100,14 @@ type fanout struct {
 	targets map[string]*fanTarget
 	parked  map[string]Receiver
 	sendCtx context.Context
+	// handoffs holds a slot per hand-off in flight from dispatch; inFlight
+	// counts them for the drain.
+	handoffs chan struct{}
+	inFlight sync.WaitGroup
 }
 
 func newFanout(r *Runtime) *fanout {
-	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}}
+	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs)}
 }
 
 // activate starts a receiver's fast path.
@@ -172,6 +181,7 @@ func (f *fanout) run(ctx context.Context, it jetstream.MessagesContext) {
 		<-ctx.Done()
 		it.Drain()
 	}()
+	defer f.inFlight.Wait() // the drain settles every hand-off
 	for {
 		m, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -221,14 +231,26 @@ func (f *fanout) dispatch(m jetstream.Msg) {
 		select {
 		case t.q <- fm:
 		default: // the receiver lags: its retry queue takes the event
-			fm.done(f.handoff(t.rc.Name, m, 0, time.Now()))
+			f.handOffAsync(fm, t.rc.Name)
 		}
 	}
 	f.mu.RUnlock()
 	for _, rc := range parked {
-		fm.done(f.handoff(rc.Name, m, 0, time.Now()))
+		f.handOffAsync(fm, rc.Name)
 	}
 	fm.done(true)
+}
+
+// handOffAsync hands fm to receiver's retry queue without holding up the
+// shared consumer: the publish runs on a goroutine of its own (at most
+// maxHandoffs at once), and settles its part of fm once stored.
+func (f *fanout) handOffAsync(fm *fanMsg, receiver string) {
+	f.handoffs <- struct{}{}
+	f.inFlight.Add(1)
+	go func() {
+		defer func() { <-f.handoffs; f.inFlight.Done() }()
+		fm.done(f.handoff(receiver, fm.msg, 0, time.Now()))
+	}()
 }
 
 // work is one of a receiver's fast-path deliverers.
