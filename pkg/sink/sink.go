@@ -58,6 +58,8 @@ type Notification struct {
 	RedriveTo string
 	// Receipt is what the Sender tells the delivery log about this attempt.
 	Receipt Receipt
+
+	id string // ID, once computed
 }
 
 // Receipt is what a Sender knows about an attempt that the runtime cannot:
@@ -78,12 +80,16 @@ type Receipt struct {
 // ID names a notification of several events in the delivery log: the same
 // events of the same group to the same receiver have the same id.
 func (n *Notification) ID() string {
+	if n.id != "" {
+		return n.id
+	}
 	h := sha256.New()
 	h.Write([]byte(n.Sink + "\x00" + n.Receiver + "\x00" + n.GroupKey))
 	for _, e := range n.Events {
 		h.Write([]byte("\x00" + e.ID()))
 	}
-	return "n_" + hex.EncodeToString(h.Sum(nil)[:8])
+	n.id = "n_" + hex.EncodeToString(h.Sum(nil)[:8])
+	return n.id
 }
 
 // Sender delivers notifications; it is what a notifier implements. It returns
