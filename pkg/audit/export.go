@@ -144,11 +144,36 @@ func (c *csvWriter) Write(r *Record) error {
 	pv, pr := val(d.Previous)
 	cv, cr := val(d.Current)
 	hash, _ := ev.Cloud.Extensions()[event.ExtChainHash].(string)
-	return c.cw.Write([]string{
+	row := []string{
 		strconv.FormatUint(r.Seq, 10), r.Stored.UTC().Format(time.RFC3339Nano), ev.ID(), ev.Cloud.Time().UTC().Format(time.RFC3339Nano),
 		ev.Type().Tail(), string(d.Provider), d.Instance, d.AccountID, d.AccountName, string(d.Severity),
 		d.Field, pv, cv, pr, cr, strconv.FormatUint(d.Chain.Seq, 10), d.Chain.Prev, hash, d.Evidence.RequestID, d.Evidence.ResponseSHA256,
-	})
+	}
+	for i := range row {
+		row[i] = CSVCell(row[i])
+	}
+	return c.cw.Write(row)
+}
+
+// CSVCell neutralises a cell a spreadsheet would read as a formula (OWASP's
+// CSV injection guidance): a cell that starts, after any spaces, with = + -
+// @, a tab, a carriage return, a line feed or NUL gets a leading single
+// quote, which spreadsheets take as "this is text". A plain number ("-12.50")
+// is left as it is: it is no formula, and finance wants it as a number.
+func CSVCell(s string) string {
+	t := strings.TrimLeft(s, " ")
+	if t == "" || !strings.ContainsRune("=+-@\t\r\n\x00", rune(t[0])) || plainNumber(t) {
+		return s
+	}
+	return "'" + s
+}
+
+// plainNumber: an optional sign, digits, an optional fraction.
+func plainNumber(s string) bool {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	whole, frac, dot := strings.Cut(s, ".")
+	digits := func(d string) bool { return d != "" && strings.Trim(d, "0123456789") == "" }
+	return digits(whole) && (!dot || digits(frac))
 }
 
 func (c *csvWriter) Close() error {
@@ -164,9 +189,12 @@ func (t *tableWriter) Write(r *Record) error {
 		return err
 	}
 	d := ev.Data
-	change := strings.ReplaceAll(describe.Change(ev), "\t", " ")
-	_, err = fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s/%s\t%s\t%s\t%s\n", r.Seq, r.Stored.UTC().Format("2006-01-02 15:04:05"), ev.Type().Tail(),
-		d.Provider, d.Instance, describe.Account(d), d.Severity, change)
+	// Every cell from the event goes through describe.Printable: an upstream
+	// name with CR, LF, a tab or an escape sequence cannot forge a row or
+	// drive the terminal.
+	p := describe.Printable
+	_, err = fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s/%s\t%s\t%s\t%s\n", r.Seq, r.Stored.UTC().Format("2006-01-02 15:04:05"), p(ev.Type().Tail()),
+		p(string(d.Provider)), p(d.Instance), p(describe.Account(d)), p(string(d.Severity)), p(describe.Change(ev)))
 	return err
 }
 

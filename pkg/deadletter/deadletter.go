@@ -172,15 +172,27 @@ func (f Filter) subject() string {
 type Store struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	roster Roster
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithRoster makes Redrive refuse a letter whose sink or receiver no longer
+// exists (it would wait in AW_REDRIVE for a consumer that never comes).
+func WithRoster(r Roster) Option { return func(s *Store) { s.roster = r } }
+
 // Open opens AW_DLQ.
-func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	s, err := js.Stream(ctx, eventbus.StreamDeadLetter)
+func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
+	st, err := js.Stream(ctx, eventbus.StreamDeadLetter)
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter stream: %w", err)
 	}
-	return &Store{js: js, stream: s}, nil
+	s := &Store{js: js, stream: st}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // List returns the letters f selects, oldest first.
@@ -224,6 +236,15 @@ func (s *Store) Redrive(ctx context.Context, seq uint64) (Letter, error) {
 	l, err := s.Get(ctx, seq)
 	if err != nil {
 		return Letter{}, err
+	}
+	if s.roster != nil {
+		to := ""
+		if l.Receiver == AdhocReceiver {
+			to = l.Header.Get(HdrRedriveTo)
+		}
+		if err := CheckTarget(ctx, s.roster, l.Sink, l.Receiver, to); err != nil {
+			return l, fmt.Errorf("re-drive %d: %w", seq, err)
+		}
 	}
 	h := make(nats.Header, len(l.Header))
 	for k, v := range l.Header {

@@ -13,6 +13,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/silence"
 )
@@ -51,6 +52,12 @@ type Service struct {
 	Fanout bool
 	// LogFailuresOnly leaves first-attempt successes out of the delivery log.
 	LogFailuresOnly bool
+	// Adhoc is the kind of destination an ad-hoc re-drive to a routed sink
+	// names (a Slack channel, an address); ReceiverBucket, for a fan-out
+	// sink, the KV bucket whose keys are its receivers. Both go to the
+	// roster, against which re-drives are checked.
+	Adhoc          deadletter.Address
+	ReceiverBucket string
 	// Setup builds the notifier's part once the bus is open. ctx lives as
 	// long as the service.
 	Setup func(ctx context.Context, env *Env) (*Plan, error)
@@ -87,8 +94,8 @@ type Plan struct {
 // starts the embedded server), opens the delivery log, serves the ops
 // endpoints, follows the silences, builds the sender (Setup), adds the
 // ad-hoc re-drive receiver (deadletter.AdhocReceiver: awctl redrive --to
-// '#channel' or an address) to a routed notifier's receivers, and runs the
-// runtime.
+// '#channel' or an address) to a routed notifier's receivers, publishes the
+// receivers to the roster, and runs the runtime.
 func Serve(ctx context.Context, svc Service) error {
 	log := svc.Log
 	if log == nil {
@@ -103,22 +110,22 @@ func Serve(ctx context.Context, svc Service) error {
 	}
 	bus, err := eventbus.Open(ctx, bc)
 	if err != nil {
-		return err
+		return starting(ctx, err)
 	}
 	defer bus.Close()
 	reg := ops.NewRegistry()
 	metrics := NewMetrics(reg)
 	deliveries, err := deliverylog.Open(ctx, bus.JS, deliverylog.StreamConfig(bc, svc.Settings.LogRetention))
 	if err != nil {
-		return err
+		return starting(ctx, err)
 	}
 	opsSrv, err := ops.Start(ctx, reg, svc.OpsListen, svc.Settings.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
 	if err != nil {
-		return err
+		return starting(ctx, err)
 	}
 	plan, err := svc.Setup(ctx, &Env{Bus: bus, Registry: reg, Deliveries: deliveries, Log: log, OpsAddr: opsSrv.Addr()})
 	if err != nil {
-		return err
+		return starting(ctx, err)
 	}
 	if plan.Close != nil {
 		defer plan.Close()
@@ -130,17 +137,24 @@ func Serve(ctx context.Context, svc Service) error {
 	} else {
 		silences, err := silence.Open(ctx, bus.JS)
 		if err != nil {
-			return err
+			return starting(ctx, err)
 		}
 		if err := silences.Follow(ctx); err != nil {
-			return err
+			return starting(ctx, err)
 		}
 		opts = append(opts, WithSilences(silences))
 		receivers = append(slices.Clone(receivers), Receiver{Name: deadletter.AdhocReceiver, RedriveOnly: true})
 	}
 	rt, err := New(bus.JS, svc.Sink, plan.Tree, receivers, plan.Sender, opts...)
 	if err != nil {
-		return err
+		return starting(ctx, err)
+	}
+	entry := roster.Entry{Sink: svc.Sink, Adhoc: svc.Adhoc, ReceiverBucket: svc.ReceiverBucket}
+	for _, r := range plan.Receivers {
+		entry.Receivers = append(entry.Receivers, r.Name)
+	}
+	if err := roster.Publish(ctx, bus, entry); err != nil {
+		return starting(ctx, err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -154,10 +168,19 @@ func Serve(ctx context.Context, svc Service) error {
 		}
 		if err := plan.Attach(rctx, rt); err != nil {
 			cancel()
-			return errors.Join(err, <-run)
+			return starting(ctx, errors.Join(err, <-run))
 		}
 	}
 	rt.Start()
 	log.Info(svc.Process+" started", append([]any{"receivers", len(receivers), "nats", bus.NC.ConnectedUrlRedacted(), "ops", opsSrv.Addr()}, plan.Attrs...)...)
 	return <-run
+}
+
+// starting is a start-up error, or nil when ctx ended meanwhile: a notifier
+// stopped while it starts has taken nothing and has nothing to report.
+func starting(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

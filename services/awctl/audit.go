@@ -14,8 +14,10 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
 	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 )
 
 // progressBar draws "[#####.....] 45% 450000/1000000" on a terminal, at most
@@ -180,6 +182,17 @@ func redriveCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 		return exitFailed
 	}
 	defer bus.Close()
+	receivers, err := roster.Open(ctx, bus)
+	if err == nil {
+		err = deadletter.CheckTarget(ctx, receivers, *sinkName, *receiver, *to)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl redrive:", err)
+		if errors.Is(err, deadletter.ErrInvalidTarget) {
+			return exitUsage
+		}
+		return exitFailed
+	}
 	target := audit.Target{Sink: *sinkName, Receiver: *receiver, To: *to}
 	where := *sinkName + "/" + *receiver
 	if *to != "" {
@@ -187,7 +200,7 @@ func redriveCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 	}
 	n, err := audit.Redrive(ctx, bus.JS, sel, target, *dry, func(r *audit.Record) {
 		if *dry {
-			fmt.Fprintf(stdout, "would send seq %d, event %s\n", r.Seq, r.Raw.Header.Get("ce-id"))
+			fmt.Fprintf(stdout, "would send seq %d, event %s\n", r.Seq, p(r.Raw.Header.Get("ce-id")))
 		}
 	})
 	if err != nil {
@@ -231,8 +244,8 @@ func verifyCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 		enc.Encode(rep)
 	} else {
 		fmt.Fprintf(stdout, "%s: %d events, sequences %d to %d, %d accounts\n", rep.Stream, rep.Events, rep.FirstSeq, rep.LastSeq, rep.Accounts)
-		for _, p := range rep.Problems {
-			fmt.Fprintf(stdout, "  %-12s seq %-8d %s %s %s\n", p.Kind, p.Seq, p.Account, p.EventID, p.Detail)
+		for _, pr := range rep.Problems {
+			fmt.Fprintf(stdout, "  %-12s seq %-8d %s %s %s\n", pr.Kind, pr.Seq, p(pr.Account), p(pr.EventID), p(pr.Detail))
 		}
 	}
 	if !rep.OK() {

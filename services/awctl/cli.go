@@ -14,6 +14,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/alibaba"
 	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/onboard"
@@ -53,6 +54,10 @@ Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth key
 onboard also reads AW_BSS_ENDPOINT, AW_BSS_PROTOCOL, AW_BSS_ACCESS_KEY_ID,
 AW_BSS_ACCESS_KEY_SECRET (or AW_BSS_ACCESS_KEY_SECRET_FILE).
 `
+
+// p makes a cell or a line of what people read safe to print (no control
+// character from stored data reaches the terminal).
+var p = describe.Printable
 
 type settings struct {
 	eventbus.Config
@@ -194,7 +199,7 @@ func watchCmd(ctx context.Context, s settings, verb string, args []string, stdou
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "CONNECTION\tPROVIDER\tACCOUNT\tSOURCE\tLABELS\tADDED")
 		for _, e := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Instance, e.Provider, e.AccountID, e.Source, fmtLabels(e.Labels), e.AddedAt.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p(e.Instance), p(string(e.Provider)), p(e.AccountID), p(e.Source), p(fmtLabels(e.Labels)), e.AddedAt.Format(time.RFC3339))
 		}
 		tw.Flush()
 		fmt.Fprintf(stdout, "%d accounts\n", len(list))

@@ -14,6 +14,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
 )
 
@@ -59,9 +60,27 @@ func TestCLI(t *testing.T) {
 	}
 }
 
+// publishRoster publishes what the notifiers publish when they start.
+func publishRoster(t *testing.T, b *eventbus.Bus) {
+	t.Helper()
+	ctx := context.Background()
+	subs, _ := b.JS.KeyValue(ctx, eventbus.BucketSubscriptions)
+	subs.Put(ctx, "ep_1", []byte(`{"id":"ep_1"}`))
+	for _, e := range []roster.Entry{
+		{Sink: "webhook", ReceiverBucket: eventbus.BucketSubscriptions},
+		{Sink: "slack", Receivers: []string{"ops"}, Adhoc: deadletter.AddressSlackChannel},
+		{Sink: "email", Receivers: []string{"default"}, Adhoc: deadletter.AddressEmail},
+	} {
+		if err := roster.Publish(ctx, b, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestDeadLettersAndSilences(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	publishRoster(t, b)
 	ev := eventtest.Status(t, eventtest.Meta("1000123", nil), "active", "credit_hold")
 	msg, err := eventbus.Encode(ev)
 	if err != nil {
@@ -89,7 +108,9 @@ func TestDeadLettersAndSilences(t *testing.T) {
 		{"dry run", "dlq redrive --all --receiver ops --dry-run", 0, "would re-drive 1 letters"},
 		{"redrive one", "dlq redrive --seq 1", 0, "1 re-driven, 0 failed"},
 		{"redrive gone", "dlq redrive --seq 1", 1, "dead letter not found"},
+		{"redrive to a receiver that is gone", "dlq redrive --seq 2", 2, `receiver: sink slack has no receiver "finance"`},
 		{"one left", "dlq list", 0, "1 dead letters"},
+		{"the refused one is kept", "dlq list --receiver finance", 0, "finance"},
 		{"silence add", "silence add --matcher account=1000123 --matcher severity=critical --duration 2h --comment maintenance --author ops", 0, "account=1000123,severity=critical until"},
 		{"silence bad matcher", "silence add --matcher account~1 --duration 1h --comment x", 2, "matcher"},
 		{"silence no end", "silence add --matcher account=1 --comment x", 2, "--duration or --until"},
@@ -134,6 +155,7 @@ func TestDeadLettersAndSilences(t *testing.T) {
 func TestAuditCommands(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	publishRoster(t, b)
 	m := eventtest.Meta("1000123", nil)
 	first := eventtest.Status(t, m, "active", "credit_hold")
 	m.Revision, m.Chain = 1, event.Chain{Seq: 2, Prev: first.Hash()}
@@ -159,6 +181,12 @@ func TestAuditCommands(t *testing.T) {
 		{"redrive", "redrive --account 1000123 --sink slack --receiver ops", 0, "2 events re-driven to slack/ops, marked replayed"},
 		{"redrive needs a receiver", "redrive --account 1000123 --sink slack", 2, "--receiver"},
 		{"redrive to an address", "redrive --account 1000123 --sink email --to cfo@acme.example", 0, "2 events re-driven to email cfo@acme.example"},
+		{"redrive to an unknown sink", "redrive --account 1000123 --sink pager --receiver ops", 2, `sink: "pager" is not a sink that has started (known: email, slack, webhook)`},
+		{"redrive to an unknown receiver", "redrive --account 1000123 --sink slack --receiver nobody", 2, `receiver: sink slack has no receiver "nobody"`},
+		{"redrive to a deleted endpoint", "redrive --account 1000123 --sink webhook --receiver ep_2", 2, "receiver: sink webhook has no receiver"},
+		{"redrive to a webhook URL", "redrive --account 1000123 --sink webhook --to http://127.0.0.1:9/", 2, "to: sink webhook takes no ad-hoc destination"},
+		{"redrive to a bad address", "redrive --account 1000123 --sink email --to cfo", 2, "to: \"cfo\" is not an email address"},
+		{"redrive to a bad channel", "redrive --account 1000123 --sink slack --to #Ops!", 2, "not a Slack channel"},
 		{"verify", "verify", 0, "intact"},
 		{"verify json", "verify --output json", 0, `"accounts": 2`},
 		{"timeline", "timeline --provider activeplatform --instance ap-main --account 1000123", 0, "Acme 1000123"},
@@ -172,8 +200,37 @@ func TestAuditCommands(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d; output %q lacks %q", c.name, code, c.code, all, c.out)
 		}
 	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"redrive", "--account", "1000123", "--sink", "email", "--to", "cfo@acme.example\r\nBcc: all@acme.example"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "control character") {
+		t.Errorf("an address with CRLF: exit %d %s", code, errb.String())
+	}
+	rs, _ := b.JS.Stream(context.Background(), eventbus.StreamRedrive)
+	if info, _ := rs.Info(context.Background()); info.State.Msgs != 4 {
+		t.Errorf("AW_REDRIVE holds %d messages, want the 4 of the valid re-drives", info.State.Msgs)
+	}
 	csvOut, _ := os.ReadFile(file)
 	if !strings.Contains(string(csvOut), first.ID()) || strings.Contains(string(csvOut), "info") {
 		t.Errorf("critical export:\n%s", csvOut)
+	}
+}
+
+// TestTablesEscapeControlCharacters: names from upstream with CR, LF, tabs
+// and escape sequences are shown escaped, one row per event.
+func TestTablesEscapeControlCharacters(t *testing.T) {
+	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
+	t.Setenv("NATS_URL", b.ClientURL())
+	m := eventtest.Meta("1000123", nil)
+	m.AccountName = "Acme\r\n9\t2026-01-01 00:00:00\tforged\x1b[2J\x1b]0;owned\a"
+	if _, err := eventbus.NewPublisher(b.JS).PublishAll(context.Background(), []*event.Event{eventtest.Status(t, m, "active", "credit_hold")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"replay", "--format", "table"}, {"timeline", "--provider", "activeplatform", "--instance", "ap-main", "--account", "1000123"}} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d %s", args, code, errb.String())
+		}
+		if strings.ContainsAny(out.String(), "\r\x1b\a") || strings.Count(out.String(), "\n") != 2 || !strings.Contains(out.String(), `Acme\r\n9\t2026`) {
+			t.Errorf("%v:\n%q", args, out.String())
+		}
 	}
 }

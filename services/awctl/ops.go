@@ -15,6 +15,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/silence"
 )
@@ -68,7 +69,12 @@ func dlqCmd(ctx context.Context, s settings, verb string, args []string, stdout,
 		return exitFailed
 	}
 	defer bus.Close()
-	store, err := deadletter.Open(ctx, bus.JS)
+	receivers, err := roster.Open(ctx, bus)
+	if err != nil {
+		fmt.Fprintln(stderr, "awctl:", err)
+		return exitFailed
+	}
+	store, err := deadletter.Open(ctx, bus.JS, deadletter.WithRoster(receivers))
 	if err != nil {
 		fmt.Fprintln(stderr, "awctl:", err)
 		return exitFailed
@@ -94,17 +100,23 @@ func dlqCmd(ctx context.Context, s settings, verb string, args []string, stdout,
 		printLetters(stdout, letters, *output)
 		return exitOK
 	}
-	failed := 0
+	failed, invalid := 0, 0
 	for i, l := range letters {
 		if _, err := store.Redrive(ctx, l.Seq); err != nil {
 			fmt.Fprintf(stderr, "awctl dlq redrive: %d: %v\n", l.Seq, err)
 			failed++
+			if errors.Is(err, deadletter.ErrInvalidTarget) {
+				invalid++
+			}
 			continue
 		}
-		fmt.Fprintf(stdout, "[%d/%d] re-driven %d (%s/%s, event %s)\n", i+1, len(letters), l.Seq, l.Sink, l.Receiver, l.EventID)
+		fmt.Fprintf(stdout, "[%d/%d] re-driven %d (%s/%s, event %s)\n", i+1, len(letters), l.Seq, p(l.Sink), p(l.Receiver), p(l.EventID))
 	}
 	fmt.Fprintf(stdout, "%d re-driven, %d failed\n", len(letters)-failed, failed)
-	if failed > 0 {
+	switch {
+	case invalid > 0:
+		return exitUsage // a sink or receiver that is gone: the letters stay
+	case failed > 0:
 		return exitFailed
 	}
 	return exitOK
@@ -125,7 +137,8 @@ func printLetters(w io.Writer, letters []deadletter.Letter, output string) {
 		if len(msg) > 100 {
 			msg = msg[:100] + "…"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Seq, l.At.Format(time.RFC3339), l.Sink, l.Receiver, l.Reason, l.Attempts, l.AccountID, strings.TrimPrefix(l.EventType, "com.accountwatch."), msg)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Seq, l.At.Format(time.RFC3339), p(l.Sink), p(l.Receiver), p(l.Reason), l.Attempts,
+			p(l.AccountID), p(strings.TrimPrefix(l.EventType, "com.accountwatch.")), p(msg))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d dead letters\n", len(letters))
@@ -224,7 +237,7 @@ func silenceCmd(ctx context.Context, s settings, verb string, args []string, std
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATE\tMATCHERS\tSTARTS\tENDS\tBY\tCOMMENT")
 		for _, sl := range shown {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sl.ID, sl.State(now), matcherText(sl.Matchers), sl.StartsAt.Format(time.RFC3339), sl.EndsAt.Format(time.RFC3339), sl.CreatedBy, sl.Comment)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sl.ID, sl.State(now), p(matcherText(sl.Matchers)), sl.StartsAt.Format(time.RFC3339), sl.EndsAt.Format(time.RFC3339), p(sl.CreatedBy), p(sl.Comment))
 		}
 		tw.Flush()
 		fmt.Fprintf(stdout, "%d silences\n", len(shown))

@@ -7,14 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/listen"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/web"
 )
@@ -23,12 +23,19 @@ import (
 type Settings struct {
 	eventbus.Config
 	// Token signs in to the console and authorises the API.
-	Token        string        `envconfig:"AUDITOR_TOKEN" secret:"true"`
-	Listen       string        `envconfig:"AUDITOR_LISTEN" default:"127.0.0.1:8491"`
-	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
-	OpsListen    string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9106"`
-	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof        bool          `envconfig:"PPROF" default:"false"`
+	Token  string `envconfig:"AUDITOR_TOKEN" secret:"true"`
+	Listen string `envconfig:"AUDITOR_LISTEN" default:"127.0.0.1:8491"`
+	// TLSCert and TLSKey serve the console and API over HTTPS (PEM files,
+	// re-read when renewed).
+	TLSCert string `envconfig:"AUDITOR_TLS_CERT"`
+	TLSKey  string `envconfig:"AUDITOR_TLS_KEY"`
+	// TrustedProxies are the addresses (CIDRs) of a TLS-terminating proxy in
+	// front: its X-Forwarded-Proto: https makes the session cookie Secure.
+	TrustedProxies string        `envconfig:"AUDITOR_TRUSTED_PROXIES"`
+	LogRetention   time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
+	OpsListen      string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9106"`
+	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info"`
+	Pprof          bool          `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.
@@ -41,6 +48,12 @@ func (s *Settings) Validate() error {
 	}
 	if s.LogRetention <= 0 {
 		return fmt.Errorf("AW_DELIVERY_LOG_RETENTION: %s (want > 0)", s.LogRetention)
+	}
+	if err := listen.CheckFiles(s.TLSCert, s.TLSKey); err != nil {
+		return fmt.Errorf("AW_AUDITOR_TLS_CERT, AW_AUDITOR_TLS_KEY: %w", err)
+	}
+	if _, err := web.ParseTrustedProxies(s.TrustedProxies); err != nil {
+		return fmt.Errorf("AW_AUDITOR_TRUSTED_PROXIES: %w", err)
 	}
 	return nil
 }
@@ -65,28 +78,34 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	if err != nil {
 		return err
 	}
-	letters, err := deadletter.Open(startCtx, bus.JS)
+	receivers, err := roster.Open(startCtx, bus)
 	if err != nil {
 		return err
 	}
-	srv := &web.Server{Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Logger: log}
+	letters, err := deadletter.Open(startCtx, bus.JS, deadletter.WithRoster(receivers))
+	if err != nil {
+		return err
+	}
+	proxies, err := web.ParseTrustedProxies(s.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("AW_AUDITOR_TRUSTED_PROXIES: %w", err)
+	}
+	srv := &web.Server{Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Roster: receivers, TrustedProxies: proxies, Logger: log}
 	if err := srv.Init(); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.Listen)
+	hs, err := listen.Serve(s.Listen, srv.Handler(), s.TLSCert, s.TLSKey)
 	if err != nil {
 		return fmt.Errorf("AW_AUDITOR_LISTEN: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
 	reg := ops.NewRegistry()
 	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
 	if err != nil {
 		return err
 	}
-	log.Info("auditor started", "console", "http://"+ln.Addr().String(), "accounts", index.Len(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted())
+	log.Info("auditor started", "console", hs.URL(), "accounts", index.Len(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted())
 	if started != nil {
-		started(ln.Addr().String())
+		started(hs.Addr())
 	}
 	<-ctx.Done()
 	sctx, c := context.WithTimeout(context.Background(), 5*time.Second)

@@ -24,6 +24,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/ops"
+	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/app"
 )
@@ -79,6 +80,16 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	dl.Add(deliverylog.Record{Sink: "webhook", Receiver: "ep_0123456789abcdef", EventID: debt.ID(), Attempt: 1, At: time.Now(), Outcome: "delivered", Status: 204, LatencyMS: 12.5})
+	// What the notifiers publish when they start (re-drives are checked against it).
+	for _, e := range []roster.Entry{
+		{Sink: "webhook", ReceiverBucket: eventbus.BucketSubscriptions},
+		{Sink: "slack", Receivers: []string{"ops"}, Adhoc: deadletter.AddressSlackChannel},
+		{Sink: "email", Receivers: []string{"default"}, Adhoc: deadletter.AddressEmail},
+	} {
+		if err := roster.Publish(ctx, f.bus, e); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	var s app.Settings
 	s.Config = f.bus.Cfg

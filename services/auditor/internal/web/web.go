@@ -7,18 +7,17 @@ package web
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +34,7 @@ import (
 	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
 )
 
-//go:embed templates/*.html
+//go:embed templates/*.html assets/*.css
 var files embed.FS
 
 // Server serves the console and the API.
@@ -45,10 +44,16 @@ type Server struct {
 	Index      *standing.Index
 	Log        *deliverylog.Log
 	DeadLetter *deadletter.Store
-	Logger     *slog.Logger
+	// Roster validates re-drive targets (required for the re-drive API).
+	Roster deadletter.Roster
+	// TrustedProxies may say, with X-Forwarded-Proto or Forwarded, that the
+	// browser came over HTTPS (the session cookie is then Secure).
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
 
-	pages map[string]*template.Template
-	login *template.Template
+	pages    map[string]*template.Template
+	login    *template.Template
+	sessions sessions
 }
 
 var funcs = template.FuncMap{
@@ -98,12 +103,14 @@ func (s *Server) Init() error {
 	return err
 }
 
-// Handler routes the console and the API.
+// Handler routes the console and the API, behind the security headers and
+// the cross-origin check.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.signIn)
-	mux.HandleFunc("POST /logout", s.signOut)
+	mux.Handle("POST /logout", s.session(http.HandlerFunc(s.signOut)))
+	mux.Handle("GET /assets/", http.FileServerFS(files))
 	console := http.NewServeMux()
 	console.HandleFunc("GET /{$}", s.overview)
 	console.HandleFunc("GET /accounts/{provider}/{instance}/{account}", s.account)
@@ -120,48 +127,64 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("POST /api/v1/redrive", s.apiRedrive)
 	api.HandleFunc("GET /api/v1/accounts", s.apiAccounts)
 	mux.Handle("/api/", s.bearer(api))
-	return mux
-}
-
-const cookieName = "aw_audit"
-
-// sessionValue is what the sign-in cookie holds: a MAC of the token, so the
-// token itself never sits in a browser.
-func (s *Server) sessionValue() string {
-	m := hmac.New(sha256.New, []byte(s.Token))
-	m.Write([]byte("accountwatch-audit-console-v1"))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-func (s *Server) signedIn(r *http.Request) bool {
-	c, err := r.Cookie(cookieName)
-	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.sessionValue())) == 1
+	return s.protect(mux)
 }
 
 func (s *Server) tokenOK(got string) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1
 }
 
+// sessionWriter carries the request's session to render and the handlers.
+type sessionWriter struct {
+	http.ResponseWriter
+	sess *session
+}
+
+func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func sessionOf(w http.ResponseWriter) *session {
+	if sw, ok := w.(*sessionWriter); ok {
+		return sw.sess
+	}
+	return nil
+}
+
+// session lets a signed-in browser in; a state-changing request must also
+// carry the session's CSRF token.
 func (s *Server) session(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.signedIn(r) {
+		_, sess, ok := s.current(r)
+		if !ok {
+			if !safeMethod(r.Method) {
+				http.Error(w, "not signed in (or the session ended): sign in again", http.StatusForbidden)
+				return
+			}
 			http.Redirect(w, r, "/login", http.StatusSeeOther)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if !safeMethod(r.Method) && !csrfOK(r, sess) {
+			s.Logger.Warn("console request without its CSRF token refused", "method", r.Method, "path", r.URL.Path)
+			http.Error(w, "the form's CSRF token is missing or wrong: reload the page and try again", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(&sessionWriter{ResponseWriter: w, sess: sess}, r)
 	})
 }
 
-// bearer lets the API in with the token, or with a console session (the
-// console's export links).
+// bearer lets the API in with the token; a console session may read (the
+// console's export links), never change anything.
 func (s *Server) bearer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !s.tokenOK(tok) && !s.signedIn(r) {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+		if s.tokenOK(tok) {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if _, _, ok := s.current(r); ok && safeMethod(r.Method) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token (a console session only reads the API)"})
 	})
 }
 
@@ -170,28 +193,45 @@ func (s *Server) loginPage(w http.ResponseWriter, _ *http.Request) {
 	_ = s.login.ExecuteTemplate(w, "login", "")
 }
 
+// signIn starts a fresh random session (a session the browser held before
+// is ended: no fixation).
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	if !s.tokenOK(r.PostFormValue("token")) {
+		s.Logger.Warn("console sign-in refused: wrong token", "remote", r.RemoteAddr)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
 		_ = s.login.ExecuteTemplate(w, "login", "That token is not the auditor's.")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.sessionValue(), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: 12 * 3600, Secure: r.TLS != nil})
+	if old, _, ok := s.current(r); ok {
+		s.sessions.delete(old)
+	}
+	id, _ := s.sessions.create(time.Now())
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(r), Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		MaxAge: int(sessionTTL / time.Second), Secure: s.secure(r)})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
+// signOut ends the session on the server: the cookie is worth nothing after.
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1})
+	if id, _, ok := s.current(r); ok {
+		s.sessions.delete(id)
+	}
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(r), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
 type page struct {
 	Title, Nav, Flash string
-	Data              any
+	// CSRF is the session's token, for the page's forms.
+	CSRF string
+	Data any
 }
 
 func (s *Server) render(w http.ResponseWriter, name string, p page) {
+	if sess := sessionOf(w); sess != nil {
+		p.CSRF = sess.csrf
+	}
 	var b bytes.Buffer
 	if err := s.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {
 		s.Logger.Error("render", "page", name, "err", err)
@@ -218,11 +258,42 @@ type Overview struct {
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
-	q := standing.Query{Standing: r.URL.Query().Get("standing"), Q: r.URL.Query().Get("q"), PerPage: 50}
-	q.Page, _ = strconv.Atoi(r.URL.Query().Get("page"))
+	q, err := accountQuery(r.URL.Query(), 50)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, err)
+		return
+	}
 	res := s.Index.Find(q)
-	s.render(w, "overview", page{Title: "Accounts", Nav: "overview", Flash: r.URL.Query().Get("flash"),
+	s.render(w, "overview", page{Title: "Accounts", Nav: "overview",
 		Data: Overview{Query: q, Result: res, All: s.Index.Len(), Standings: standing.All}})
+}
+
+// maxQuery bounds a search or an identifier in a query.
+const maxQuery = 256
+
+// accountQuery reads standing, q, page and per_page, naming the one at fault.
+func accountQuery(v url.Values, perPage int) (standing.Query, error) {
+	q := standing.Query{Standing: v.Get("standing"), Q: v.Get("q"), PerPage: perPage, Page: 1}
+	if q.Standing != "" && !slices.Contains(standing.All, q.Standing) {
+		return q, fmt.Errorf("standing: %.40q (want one of %s)", q.Standing, strings.Join(standing.All, ", "))
+	}
+	if len(q.Q) > maxQuery {
+		return q, fmt.Errorf("q: longer than %d bytes", maxQuery)
+	}
+	for _, f := range []struct {
+		key      string
+		dst      *int
+		min, max int
+	}{{"page", &q.Page, 1, 1 << 30}, {"per_page", &q.PerPage, 1, 500}} {
+		if raw := v.Get(f.key); raw != "" {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < f.min || n > f.max {
+				return q, fmt.Errorf("%s: %.40q (want %d to %d)", f.key, raw, f.min, f.max)
+			}
+			*f.dst = n
+		}
+	}
+	return q, nil
 }
 
 // TimelineRow is one event of an account's timeline.
@@ -287,7 +358,11 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusInternalServerError, err)
 		return
 	}
-	s.render(w, "deadletters", page{Title: "Dead letters", Nav: "dlq", Flash: r.URL.Query().Get("flash"), Data: letters})
+	flash := ""
+	if sess := sessionOf(w); sess != nil {
+		flash = s.sessions.takeFlash(sess)
+	}
+	s.render(w, "deadletters", page{Title: "Dead letters", Nav: "dlq", Flash: flash, Data: letters})
 }
 
 func (s *Server) redriveLetter(w http.ResponseWriter, r *http.Request) {
@@ -302,7 +377,10 @@ func (s *Server) redriveLetter(w http.ResponseWriter, r *http.Request) {
 		msg = "Not re-driven: " + err.Error()
 	}
 	s.Logger.Info("console re-drive", "seq", seq, "err", err)
-	http.Redirect(w, r, "/dead-letters?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+	if sess := sessionOf(w); sess != nil {
+		s.sessions.setFlash(sess, msg)
+	}
+	http.Redirect(w, r, "/dead-letters", http.StatusSeeOther)
 }
 
 // Subscription is a webhook endpoint as the console shows it (read from the
@@ -355,9 +433,24 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// selection reads a replay selection from query parameters.
+// Bounds of the API's selection parameters.
+const (
+	maxTypes = 32
+	maxLimit = 10_000_000
+)
+
+// selection reads a replay selection from query parameters, naming the one
+// at fault.
 func selection(q url.Values) (audit.Selection, error) {
 	sel := audit.Selection{Provider: event.Provider(q.Get("provider")), Instance: q.Get("instance"), Account: q.Get("account")}
+	for _, k := range []string{"provider", "instance", "account", "since", "until", "sink", "receiver", "to"} {
+		if len(q.Get(k)) > maxQuery {
+			return sel, fmt.Errorf("%w: %s: longer than %d bytes", audit.ErrInvalid, k, maxQuery)
+		}
+	}
+	if len(q["type"]) > maxTypes {
+		return sel, fmt.Errorf("%w: type: more than %d", audit.ErrInvalid, maxTypes)
+	}
 	var err error
 	now := time.Now()
 	for _, f := range []struct {
@@ -374,7 +467,7 @@ func selection(q url.Values) (audit.Selection, error) {
 	}{{"from_seq", &sel.FromSeq}, {"to_seq", &sel.ToSeq}} {
 		if v := q.Get(f.key); v != "" {
 			if *f.dst, err = strconv.ParseUint(v, 10, 64); err != nil {
-				return sel, fmt.Errorf("%w: %s: %q", audit.ErrInvalid, f.key, v)
+				return sel, fmt.Errorf("%w: %s: %.40q", audit.ErrInvalid, f.key, v)
 			}
 		}
 	}
@@ -390,9 +483,12 @@ func selection(q url.Values) (audit.Selection, error) {
 		}
 	}
 	if v := q.Get("limit"); v != "" {
-		if sel.Limit, err = strconv.Atoi(v); err != nil {
-			return sel, fmt.Errorf("%w: limit: %q", audit.ErrInvalid, v)
+		if sel.Limit, err = strconv.Atoi(v); err != nil || sel.Limit < 0 || sel.Limit > maxLimit {
+			return sel, fmt.Errorf("%w: limit: %.40q (want 0 to %d)", audit.ErrInvalid, v, maxLimit)
 		}
+	}
+	if v := q.Get("dry_run"); v != "" && v != "true" && v != "false" {
+		return sel, fmt.Errorf("%w: dry_run: %.40q (want true or false)", audit.ErrInvalid, v)
 	}
 	return sel, sel.Validate()
 }
@@ -459,6 +555,18 @@ func (s *Server) apiRedrive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dry := q.Get("dry_run") == "true"
+	if s.Roster == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "re-drive targets cannot be checked (no roster)"})
+		return
+	}
+	if err := deadletter.CheckTarget(r.Context(), s.Roster, q.Get("sink"), q.Get("receiver"), q.Get("to")); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, deadletter.ErrInvalidTarget) {
+			code = http.StatusBadRequest
+		}
+		writeJSON(w, code, map[string]string{"error": err.Error()})
+		return
+	}
 	var ids []string
 	n, err := audit.Redrive(r.Context(), s.JS, sel, audit.Target{Sink: q.Get("sink"), Receiver: q.Get("receiver"), To: q.Get("to")}, dry, func(rec *audit.Record) {
 		if len(ids) < 100 {
@@ -478,10 +586,10 @@ func (s *Server) apiRedrive(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiAccounts(w http.ResponseWriter, r *http.Request) {
-	q := standing.Query{Standing: r.URL.Query().Get("standing"), Q: r.URL.Query().Get("q"), PerPage: 100}
-	q.Page, _ = strconv.Atoi(r.URL.Query().Get("page"))
-	if v := r.URL.Query().Get("per_page"); v != "" {
-		q.PerPage, _ = strconv.Atoi(v)
+	q, err := accountQuery(r.URL.Query(), 100)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
 	}
 	writeJSON(w, http.StatusOK, s.Index.Find(q))
 }

@@ -26,6 +26,8 @@ import (
 	gosmtp "github.com/wneessen/go-mail/smtp"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/describe"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/compose"
@@ -143,7 +145,19 @@ func New(rcvs []Receiver, comp *compose.Composer, o Options) (*Sender, error) {
 	return s, nil
 }
 
+// AllowEnv names the allow-list of the SMTP connection's egress guard.
+const AllowEnv = "AW_SMTP_ALLOW_CIDRS"
+
 func newClient(o SMTP) (*gomail.Client, error) {
+	// The relay goes through the egress guard: no internal address unless
+	// AW_SMTP_ALLOW_CIDRS allows it (default: loopback, a relay on the host).
+	guard, err := egress.FromEnv(AllowEnv, egress.Loopback)
+	if err != nil {
+		return nil, err
+	}
+	if err := guard.CheckHost(o.Host); err != nil {
+		return nil, fmt.Errorf("AW_SMTP_HOST: %w (%s opens a range)", err, AllowEnv)
+	}
 	opts := []gomail.Option{gomail.WithPort(o.Port), gomail.WithTimeout(o.Timeout)}
 	if o.HELO != "" {
 		opts = append(opts, gomail.WithHELO(o.HELO))
@@ -161,10 +175,15 @@ func newClient(o SMTP) (*gomail.Client, error) {
 		tc.RootCAs = pool
 	}
 	opts = append(opts, gomail.WithTLSConfig(tc))
+	// Every address the host resolves to is checked as it is dialled.
+	dialer := guard.Dialer(max(o.Timeout, time.Second))
+	dial := dialer.DialContext
 	switch o.TLS {
 	case TLSStartTLS:
 		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
 	case TLSImplicit:
+		// go-mail leaves a custom dialer's TLS to it.
+		dial = (&tls.Dialer{NetDialer: dialer, Config: tc}).DialContext
 		opts = append(opts, gomail.WithSSL())
 	case TLSNone:
 		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
@@ -188,6 +207,7 @@ func newClient(o SMTP) (*gomail.Client, error) {
 		}
 		opts = append(opts, gomail.WithUsername(o.Username), gomail.WithPassword(o.Password))
 	}
+	opts = append(opts, gomail.WithDialContextFunc(dial))
 	c, err := gomail.NewClient(o.Host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("AW_SMTP_HOST: %w", err)
@@ -415,7 +435,9 @@ func (s *Sender) writeLocal(m compose.Mail, msg *gomail.Msg) error {
 		return sink.Transient(sink.ReasonOther, fmt.Errorf("local email sink: %w", err))
 	}
 	s.localMu.Lock()
-	fmt.Fprintf(s.localOut, "email to %s: %s (%s)\n", strings.Join(m.To, ", "), m.Subject, path)
+	// One line per message: control characters in the subject (account
+	// names from upstream) or an address are escaped.
+	fmt.Fprintf(s.localOut, "email to %s: %s (%s)\n", describe.Printable(strings.Join(m.To, ", ")), describe.Printable(m.Subject), path)
 	s.localMu.Unlock()
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/message"
 )
@@ -188,7 +189,9 @@ func (l *localPoster) write(r localRecord) error {
 	case r.ThreadTS != "":
 		verb = "reply in " + r.ThreadTS
 	}
-	fmt.Fprintf(l.out, "slack %s (%s): %s\n", r.Channel, verb, r.Text)
+	// One line per message, whatever the text holds: control characters
+	// from upstream names are escaped (the file keeps the text as it is).
+	fmt.Fprintf(l.out, "slack %s (%s): %s\n", describe.Printable(r.Channel), verb, describe.Printable(r.Text))
 	return nil
 }
 

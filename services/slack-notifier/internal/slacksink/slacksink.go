@@ -19,8 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/message"
 )
@@ -54,6 +56,9 @@ func (r Receiver) Validate() error {
 	}
 	return nil
 }
+
+// AllowEnv names the allow-list of the notifier's egress guard.
+const AllowEnv = "AW_SLACK_ALLOW_CIDRS"
 
 // Mode is how a receiver reaches Slack.
 type Mode string
@@ -120,8 +125,31 @@ func New(ctx context.Context, js jetstream.JetStream, rcvs []Receiver, o Options
 	if err != nil {
 		return nil, fmt.Errorf("slack threads bucket: %w", err)
 	}
+	// The Slack API base and incoming-webhook URLs go through the egress
+	// guard: no internal address, unless AW_SLACK_ALLOW_CIDRS allows it
+	// (default: loopback, for a local capture server or relay).
+	guard, err := egress.FromEnv(AllowEnv, egress.Loopback)
+	if err != nil {
+		return nil, err
+	}
+	if o.Token != "" {
+		if err := guard.CheckURL(o.APIURL); err != nil {
+			return nil, fmt.Errorf("AW_SLACK_API_URL: %w (%s opens a range)", err, AllowEnv)
+		}
+	}
+	for _, r := range rcvs {
+		if r.WebhookURL == "" {
+			continue
+		}
+		if err := guard.CheckURL(r.WebhookURL); err != nil {
+			return nil, fmt.Errorf("receiver %s: webhook_url: %w (%s opens a range)", r.Name, redact.Error(err), AllowEnv)
+		}
+	}
 	if o.HTTP == nil {
-		o.HTTP = &http.Client{Timeout: 20 * time.Second}
+		o.HTTP = guard.Client(20*time.Second, 16)
+		// An HTTP proxy (HTTPS_PROXY) is the operator's to choose; its own
+		// address is what the dialer then checks.
+		o.HTTP.Transport.(*http.Transport).Proxy = http.ProxyFromEnvironment
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -19,14 +20,18 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/deliver"
-	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/egress"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
 )
 
-// maxBody bounds a request body.
-const maxBody = 1 << 20
+// maxBody bounds a request body: an endpoint at every limit of
+// subscription.Validate fits.
+const maxBody = 256 << 10
+
+// maxLimit bounds the limit= of a query.
+const maxLimit = 10000
 
 // Handshaker runs the CloudEvents webhook validation handshake against a URL.
 type Handshaker interface {
@@ -109,6 +114,8 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		writeErr(w, http.StatusNotFound, err)
 	case errors.Is(err, subscription.ErrInvalid), errors.Is(err, egress.ErrRefused):
 		writeErr(w, http.StatusBadRequest, err)
+	case errors.Is(err, errTooLarge):
+		writeErr(w, http.StatusRequestEntityTooLarge, err)
 	case errors.Is(err, subscription.ErrConflict):
 		writeErr(w, http.StatusConflict, err)
 	case errors.Is(err, ErrHandshake):
@@ -119,11 +126,38 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	}
 }
 
+var errTooLarge = fmt.Errorf("body: larger than %d bytes", maxBody)
+
+// decode reads a body of exactly one JSON object into v: unknown fields,
+// a second value and trailing bytes are refused.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	err := decodeJSON(r.Body, v)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errTooLarge
+	}
+	return err
+}
+
+func decodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: body: empty (want a JSON object)", subscription.ErrInvalid)
+		}
 		return fmt.Errorf("%w: body: %v", subscription.ErrInvalid, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return fmt.Errorf("%w: body: more than one JSON value (or trailing bytes)", subscription.ErrInvalid)
 	}
 	return nil
 }
@@ -180,12 +214,15 @@ func (in *input) apply(e *subscription.Endpoint) {
 
 func (s *Server) checkURL(ctx context.Context, url string, skip bool) error {
 	if err := s.Guard.CheckURL(url); err != nil {
-		return err
+		return fmt.Errorf("url: %w", err)
 	}
 	if skip {
 		return nil
 	}
-	return s.Handshake.Handshake(ctx, url)
+	if err := s.Handshake.Handshake(ctx, url); err != nil {
+		return fmt.Errorf("url: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
@@ -378,24 +415,24 @@ func (s *Server) test(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseQueryTime reads a query's moment (config.ParseTime) as a client error.
-func parseQueryTime(v string, now time.Time) (time.Time, error) {
-	t, err := config.ParseTime(v, now)
+func parseQueryTime(r *http.Request, key string, now time.Time) (time.Time, error) {
+	t, err := config.ParseTime(r.URL.Query().Get(key), now)
 	if err != nil {
-		return t, fmt.Errorf("%w: %v", subscription.ErrInvalid, err)
+		return t, fmt.Errorf("%w: %s: %v", subscription.ErrInvalid, key, err)
 	}
 	return t, nil
 }
 
 func (s *Server) query(r *http.Request) (deliverylog.Query, error) {
 	q := deliverylog.Query{Sink: deliver.SinkName}
-	since, err := parseQueryTime(r.URL.Query().Get("since"), s.Now())
+	since, err := parseQueryTime(r, "since", s.Now())
 	if err != nil {
 		return q, err
 	}
 	q.Since = since
 	if v := r.URL.Query().Get("limit"); v != "" {
-		if q.Limit, err = strconv.Atoi(v); err != nil || q.Limit < 1 {
-			return q, fmt.Errorf("%w: limit: %q", subscription.ErrInvalid, v)
+		if q.Limit, err = strconv.Atoi(v); err != nil || q.Limit < 1 || q.Limit > maxLimit {
+			return q, fmt.Errorf("%w: limit: %.40q (want 1 to %d)", subscription.ErrInvalid, v, maxLimit)
 		}
 	}
 	return q, nil
@@ -435,6 +472,18 @@ func (s *Server) eventAttempts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"attempts": nonNil(recs)})
 }
 
+// flag reads a boolean query parameter: true, false or absent.
+func flag(r *http.Request, name string) (bool, error) {
+	switch v := r.URL.Query().Get(name); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%w: %s: %.40q (want true or false)", subscription.ErrInvalid, name, v)
+	}
+}
+
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}
@@ -445,10 +494,10 @@ func nonNil[T any](s []T) []T {
 func (s *Server) letterFilter(r *http.Request) (deadletter.Filter, error) {
 	f := deadletter.Filter{Sink: deliver.SinkName, Receiver: r.PathValue("id")}
 	var err error
-	if f.Since, err = parseQueryTime(r.URL.Query().Get("since"), s.Now()); err != nil {
+	if f.Since, err = parseQueryTime(r, "since", s.Now()); err != nil {
 		return f, err
 	}
-	f.Until, err = parseQueryTime(r.URL.Query().Get("until"), s.Now())
+	f.Until, err = parseQueryTime(r, "until", s.Now())
 	return f, err
 }
 
@@ -474,12 +523,22 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	dry, err := flag(r, "dry_run")
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	// Letters of a deleted endpoint would wait in AW_REDRIVE for nobody.
+	if _, _, err := s.Store.Get(r.Context(), f.Receiver); err != nil {
+		s.fail(w, err)
+		return
+	}
 	letters, err := s.DeadLetter.List(r.Context(), f)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	if r.URL.Query().Get("dry_run") == "true" {
+	if dry {
 		writeJSON(w, http.StatusOK, map[string]any{"dry_run": true, "would_redrive": len(letters), "dead_letters": nonNil(letters)})
 		return
 	}

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -19,11 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/listen"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/api"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/deliver"
-	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/egress"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
 )
 
@@ -35,6 +35,9 @@ type Settings struct {
 	sink.ProcessSettings
 	AdminToken string `envconfig:"WEBHOOK_ADMIN_TOKEN" secret:"true"`
 	APIListen  string `envconfig:"WEBHOOK_API_LISTEN" default:"127.0.0.1:8490"`
+	// APICert and APIKey serve the API over TLS (PEM files, re-read when renewed).
+	APICert string `envconfig:"WEBHOOK_API_TLS_CERT"`
+	APIKey  string `envconfig:"WEBHOOK_API_TLS_KEY"`
 	// Schedule is the waits between attempts, minutes to days; it replaces
 	// the runtime's backoff and attempt count, and its own key, so setting
 	// one of those too is a start-up error.
@@ -81,7 +84,10 @@ func (s *Settings) Validate() error {
 		return fmt.Errorf("AW_WEBHOOK_DELIVERY_LOG: %q (want all or failures)", s.DeliveryLog)
 	}
 	if _, err := egress.New(strings.Split(s.AllowCIDRs, ","), s.HTTPSOnly); err != nil {
-		return err
+		return fmt.Errorf("AW_WEBHOOK_ALLOW_CIDRS: %w", err)
+	}
+	if err := listen.CheckFiles(s.APICert, s.APIKey); err != nil {
+		return fmt.Errorf("AW_WEBHOOK_API_TLS_CERT, AW_WEBHOOK_API_TLS_KEY: %w", err)
 	}
 	return nil
 }
@@ -114,6 +120,8 @@ func (r *registry) set(id string, e *subscription.Endpoint) (prev *subscription.
 // Dispatcher is a running dispatcher, for tests that need its address.
 type Dispatcher struct {
 	APIAddr string
+	// APIURL is the API's base URL (https:// when it serves TLS).
+	APIURL  string
 	OpsAddr string
 }
 
@@ -122,13 +130,16 @@ type Dispatcher struct {
 func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatcher)) error {
 	guard, err := egress.New(strings.Split(s.AllowCIDRs, ","), s.HTTPSOnly)
 	if err != nil {
-		return err
+		return fmt.Errorf("AW_WEBHOOK_ALLOW_CIDRS: %w", err)
 	}
 	// Fan-out: one shared consumer reads the stream for every endpoint; an
 	// endpoint's own consumer (on its retry queue) works only when it fails.
 	return sink.Serve(ctx, sink.Service{
 		Sink: deliver.SinkName, Process: "webhook-dispatcher", Settings: s.ProcessSettings,
 		OpsListen: s.OpsListen, Log: log, Fanout: true, LogFailuresOnly: s.DeliveryLog == "failures",
+		// Re-drives are checked against the receivers every sink publishes;
+		// the dispatcher's are its endpoints.
+		ReceiverBucket: eventbus.BucketSubscriptions,
 		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
 			return setup(ctx, s, guard, env, started)
 		},
@@ -166,7 +177,7 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 			}
 		},
 	})
-	hs := &http.Server{ReadHeaderTimeout: 10 * time.Second}
+	var hs *listen.Server
 	attach := func(ctx context.Context, rt *sink.Runtime) error {
 		// Every replica follows the bucket: an active endpoint is delivered
 		// to, a paused or disabled one is parked (its events wait in its
@@ -184,7 +195,13 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 				rt.Park(id)
 				log.Info("endpoint parked", "endpoint", id, "status", e.Status)
 			case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit:
-				rc := sink.Receiver{Name: id, RateLimit: e.RateLimit, Burst: int(math.Ceil(e.RateLimit)), Filter: func(ev *event.Event) bool {
+				// A limit stored before the API bounded it is raised to the
+				// bound: a slower one would hold a delete for minutes.
+				limit := e.RateLimit
+				if limit > 0 {
+					limit = max(limit, subscription.MinRateLimit)
+				}
+				rc := sink.Receiver{Name: id, RateLimit: limit, Burst: int(math.Ceil(limit)), Filter: func(ev *event.Event) bool {
 					cur, ok := eps.Endpoint(id)
 					return ok && cur.Accepts(ev)
 				}}
@@ -210,22 +227,24 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 		if err := store.Watch(ctx, apply); err != nil {
 			return err
 		}
-		hs.Handler = (&api.Server{
+		apiSrv := &api.Server{
 			Token: s.AdminToken, Store: store, Guard: guard, Sender: sender, Log: env.Deliveries, DeadLetter: letters, Consumers: rt,
 			Handshake: api.CEHandshake{Client: client, Origin: s.Origin, Rate: 120}, Logger: log, Grace: s.SecretGrace, Now: time.Now,
-		}).Handler()
-		ln, err := net.Listen("tcp", s.APIListen)
-		if err != nil {
+		}
+		var err error
+		if hs, err = listen.Serve(s.APIListen, apiSrv.Handler(), s.APICert, s.APIKey); err != nil {
 			return fmt.Errorf("AW_WEBHOOK_API_LISTEN: %w", err)
 		}
-		go hs.Serve(ln)
-		log.Info("webhook API", "api", ln.Addr().String(), "endpoints", len(rt.Running()), "schedule", s.RetrySchedule, "https_only", s.HTTPSOnly)
+		log.Info("webhook API", "api", hs.URL(), "endpoints", len(rt.Running()), "schedule", s.RetrySchedule, "https_only", s.HTTPSOnly)
 		if started != nil {
-			started(Dispatcher{APIAddr: ln.Addr().String(), OpsAddr: env.OpsAddr})
+			started(Dispatcher{APIAddr: hs.Addr(), APIURL: hs.URL(), OpsAddr: env.OpsAddr})
 		}
 		return nil
 	}
 	return &sink.Plan{Sender: sender, Attach: attach, Close: func() {
+		if hs == nil {
+			return
+		}
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c()
 		_ = hs.Shutdown(sctx)

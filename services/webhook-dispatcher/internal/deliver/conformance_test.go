@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/ops/opstest"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/pkg/sink/sinktest"
-	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/egress"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
 )
 

@@ -27,10 +27,10 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/sink"
-	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/egress"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
 )
 

@@ -13,9 +13,9 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/sink"
-	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/egress"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
 )
 

@@ -23,6 +23,21 @@ type Filter struct {
 
 var attrRE = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
 
+// size counts the filter's expressions, nested ones included.
+func (f *Filter) size() int {
+	n := 1
+	for i := range f.All {
+		n += f.All[i].size()
+	}
+	for i := range f.Any {
+		n += f.Any[i].size()
+	}
+	if f.Not != nil {
+		n += f.Not.size()
+	}
+	return n
+}
+
 // Validate checks that the filter uses exactly one dialect, with valid
 // attribute names (lower-case letters and digits, as CloudEvents requires).
 func (f *Filter) Validate(where string) error {
@@ -39,9 +54,12 @@ func (f *Filter) Validate(where string) error {
 		if m != nil && len(m) == 0 {
 			return fmt.Errorf("%s.%s: empty", where, dialect)
 		}
-		for k := range m {
+		for k, v := range m {
 			if !attrRE.MatchString(k) {
-				return fmt.Errorf("%s.%s: attribute %q (lower-case letters and digits)", where, dialect, k)
+				return fmt.Errorf("%s.%s: attribute %.40q (lower-case letters and digits)", where, dialect, k)
+			}
+			if len(v) > MaxFilterValue {
+				return fmt.Errorf("%s.%s.%s: longer than %d bytes", where, dialect, k, MaxFilterValue)
 			}
 		}
 	}

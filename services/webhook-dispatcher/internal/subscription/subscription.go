@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -77,48 +79,127 @@ type Endpoint struct {
 }
 
 // reserved headers cannot be set per endpoint: they carry the signature,
-// the CloudEvent and the transport.
-var reserved = []string{"content-type", "content-length", "host", "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent", "transfer-encoding", "connection"}
+// the CloudEvent and the transport (RFC 9110 section 7.6.1's hop-by-hop
+// fields among them).
+var reserved = []string{"content-type", "content-length", "host", "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent",
+	"transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"}
+
+// Limits on what a client may set.
+const (
+	MaxURL         = 2048
+	MaxDescription = 1024
+	MaxTypes       = 64
+	MaxFilters     = 16
+	// MaxFilterNodes bounds one filter's expressions, nested ones included.
+	MaxFilterNodes = 64
+	MaxFilterValue = 256
+	MaxHeaders     = 32
+	MaxHeaderName  = 128
+	MaxHeaderValue = 4096
+	// MinRateLimit and MaxRateLimit bound rate_limit (deliveries per second;
+	// 0 is no limit). A slower limit would keep a delivery waiting for its
+	// turn for minutes, and a delete or pause waits for the deliveries under way.
+	MinRateLimit = 1
+	MaxRateLimit = 10000
+)
 
 // Validate checks what a client may set; every message names the field.
 func (e *Endpoint) Validate() error {
-	if e.URL == "" {
+	switch {
+	case e.URL == "":
 		return fmt.Errorf("%w: url: required", ErrInvalid)
+	case len(e.URL) > MaxURL:
+		return fmt.Errorf("%w: url: longer than %d characters", ErrInvalid, MaxURL)
+	case len(e.Description) > MaxDescription:
+		return fmt.Errorf("%w: description: longer than %d bytes", ErrInvalid, MaxDescription)
+	case !utf8.ValidString(e.Description) || strings.ContainsFunc(e.Description, unicode.IsControl):
+		return fmt.Errorf("%w: description: holds a control character or invalid UTF-8", ErrInvalid)
+	case len(e.Types) > MaxTypes:
+		return fmt.Errorf("%w: types: more than %d", ErrInvalid, MaxTypes)
+	case len(e.Filters) > MaxFilters:
+		return fmt.Errorf("%w: filters: more than %d", ErrInvalid, MaxFilters)
+	case len(e.Headers) > MaxHeaders:
+		return fmt.Errorf("%w: headers: more than %d", ErrInvalid, MaxHeaders)
 	}
+	seen := map[string]bool{}
 	for i, t := range e.Types {
 		full := t
 		if !strings.HasPrefix(t, "com.accountwatch.") {
 			full = "com.accountwatch." + t
 		}
 		if !event.Type(full).Valid() {
-			return fmt.Errorf("%w: types[%d]: %q is not an accountwatch event type", ErrInvalid, i, t)
+			return fmt.Errorf("%w: types[%d]: %.80q is not an accountwatch event type", ErrInvalid, i, t)
 		}
+		if seen[full] {
+			return fmt.Errorf("%w: types[%d]: %s is listed twice", ErrInvalid, i, t)
+		}
+		seen[full] = true
 		e.Types[i] = full
 	}
 	for i := range e.Filters {
-		if err := e.Filters[i].Validate(fmt.Sprintf("filters[%d]", i)); err != nil {
+		where := fmt.Sprintf("filters[%d]", i)
+		if n := e.Filters[i].size(); n > MaxFilterNodes {
+			return fmt.Errorf("%w: %s: %d expressions (at most %d)", ErrInvalid, where, n, MaxFilterNodes)
+		}
+		if err := e.Filters[i].Validate(where); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
+	canonical := map[string]string{}
 	for k, v := range e.Headers {
-		if strings.HasPrefix(strings.ToLower(k), "ce-") || slices.Contains(reserved, strings.ToLower(k)) {
+		switch {
+		case len(k) > MaxHeaderName || !ValidFieldName(k):
+			return fmt.Errorf("%w: headers: %.80q is not a header name (RFC 9110 token: letters, digits and !#$%%&'*+-.^_`|~, up to %d)", ErrInvalid, k, MaxHeaderName)
+		case strings.HasPrefix(strings.ToLower(k), "ce-") || slices.Contains(reserved, strings.ToLower(k)):
 			return fmt.Errorf("%w: headers: %q is set by the dispatcher", ErrInvalid, k)
+		case len(v) > MaxHeaderValue:
+			return fmt.Errorf("%w: headers[%s]: longer than %d bytes", ErrInvalid, k, MaxHeaderValue)
+		case !ValidFieldValue(v):
+			return fmt.Errorf("%w: headers[%s]: not a header value (RFC 9110: no control character but tab, no leading or trailing space)", ErrInvalid, k)
 		}
-		if http.CanonicalHeaderKey(k) == "" || strings.ContainsAny(k+v, "\r\n") {
-			return fmt.Errorf("%w: headers: %q", ErrInvalid, k)
+		c := http.CanonicalHeaderKey(k)
+		if other, dup := canonical[c]; dup {
+			return fmt.Errorf("%w: headers: %q and %q name the same header", ErrInvalid, min(k, other), max(k, other))
 		}
+		canonical[c] = k
 	}
 	switch e.ContentMode {
 	case "":
 		e.ContentMode = ModeStructured
 	case ModeStructured, ModeBinary:
 	default:
-		return fmt.Errorf("%w: content_mode: %q (want structured or binary)", ErrInvalid, e.ContentMode)
+		return fmt.Errorf("%w: content_mode: %.40q (want structured or binary)", ErrInvalid, e.ContentMode)
 	}
-	if e.RateLimit < 0 {
-		return fmt.Errorf("%w: rate_limit: %v (want >= 0)", ErrInvalid, e.RateLimit)
+	if e.RateLimit != 0 && !(e.RateLimit >= MinRateLimit && e.RateLimit <= MaxRateLimit) {
+		return fmt.Errorf("%w: rate_limit: %v (want 0 for none, or %d to %d deliveries per second)", ErrInvalid, e.RateLimit, MinRateLimit, MaxRateLimit)
 	}
 	return nil
+}
+
+// ValidFieldName reports whether k is an RFC 9110 field name: a token.
+func ValidFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidFieldValue reports whether v is an RFC 9110 field value: visible
+// characters (obs-text included), spaces and tabs between them, nothing else.
+func ValidFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return v == strings.Trim(v, " \t")
 }
 
 // Accepts reports whether the endpoint subscribes to e: its types (all when
