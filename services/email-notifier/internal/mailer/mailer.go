@@ -287,7 +287,7 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 	}
 	n.Receipt.Destination = strings.Join(to, ", ")
 	if s.client == nil {
-		n.Receipt.Destination = "local .eml to " + n.Receipt.Destination
+		n.Receipt.Destination += " (an .eml file)"
 	}
 	for _, m := range parts {
 		mail, err := s.comp.Compose(m.events, append(slices.Clone(m.to), m.cc...), n.Redrive)
