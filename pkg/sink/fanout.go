@@ -56,6 +56,7 @@ func WithFanout() Option { return func(r *Runtime) { r.fanout = true } }
 
 // fanMsg is one event of the shared consumer and the targets still working on it.
 type fanMsg struct {
+	f         *fanout
 	msg       jetstream.Msg
 	ev        *event.Event
 	remaining atomic.Int32
@@ -69,6 +70,7 @@ func (m *fanMsg) done(ok bool) {
 		m.nak.Store(true)
 	}
 	if m.remaining.Add(-1) == 0 {
+		m.f.release(m)
 		if m.nak.Load() {
 			_ = m.msg.NakWithDelay(time.Second)
 			return
@@ -104,10 +106,51 @@ type fanout struct {
 	// counts them for the drain.
 	handoffs chan struct{}
 	inFlight sync.WaitGroup
+	// held are the events taken and not yet settled: an event waiting in a
+	// slow receiver's queue is kept alive, or the server would deliver it
+	// again, to every receiver, after AckWait.
+	heldMu sync.Mutex
+	held   map[*fanMsg]struct{}
 }
 
 func newFanout(r *Runtime) *fanout {
-	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs)}
+	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs),
+		held: map[*fanMsg]struct{}{}}
+}
+
+func (f *fanout) hold(m *fanMsg) {
+	f.heldMu.Lock()
+	f.held[m] = struct{}{}
+	f.heldMu.Unlock()
+}
+
+func (f *fanout) release(m *fanMsg) {
+	f.heldMu.Lock()
+	delete(f.held, m)
+	f.heldMu.Unlock()
+}
+
+// keepAlive tells the server, every third of AckWait, that the events held
+// are being worked on, until stop is closed.
+func (f *fanout) keepAlive(stop <-chan struct{}) {
+	t := time.NewTicker(f.r.set.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		f.heldMu.Lock()
+		ms := make([]*fanMsg, 0, len(f.held))
+		for m := range f.held {
+			ms = append(ms, m)
+		}
+		f.heldMu.Unlock()
+		for _, m := range ms {
+			_ = m.msg.InProgress()
+		}
+	}
 }
 
 // activate starts a receiver's fast path.
@@ -209,7 +252,8 @@ func (f *fanout) dispatch(m jetstream.Msg) {
 		}
 		return
 	}
-	fm := &fanMsg{msg: m, ev: ev}
+	fm := &fanMsg{f: f, msg: m, ev: ev}
+	f.hold(fm)
 	var active []*fanTarget
 	var parked []Receiver
 	f.mu.RLock()

@@ -306,6 +306,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 		case <-r.start:
 		case <-ctx.Done():
 		}
+		stopKeepAlive := make(chan struct{})
+		go r.fan.keepAlive(stopKeepAlive)
 		if ctx.Err() == nil {
 			if shared, err := sharedCons.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000))); err != nil {
 				runErr = fmt.Errorf("consume %s_fanout: %w", r.sink, err)
@@ -321,6 +323,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 			sendCancel()
 			<-done
 		}
+		close(stopKeepAlive)
 	} else {
 		<-ctx.Done()
 	}

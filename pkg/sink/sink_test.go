@@ -853,38 +853,60 @@ func TestFanoutLaggingReceiverDoesNotHoldOthers(t *testing.T) {
 	h := newHarness(t)
 	release := make(chan struct{})
 	var mu sync.Mutex
-	quick := 0
+	quick, stuck := map[string]int{}, map[string]int{}
 	send := senderFunc(func(ctx context.Context, n *sink.Notification) error {
 		if n.Receiver == "stuck" {
 			select {
 			case <-release:
-				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
 		mu.Lock()
-		quick++
-		mu.Unlock()
+		defer mu.Unlock()
+		got := quick
+		if n.Receiver == "stuck" {
+			got = stuck
+		}
+		got[n.Events[0].ID()]++
 		return nil
 	})
-	rt, stop := runFanout(t, h, "lag", send, fast())
+	set := fast()
+	set.AckWait = time.Second
+	rt, stop := runFanout(t, h, "lag", send, set)
 	all := func(*event.Event) bool { return true }
 	rt.Add(sink.Receiver{Name: "stuck", Filter: all})
 	rt.Add(sink.Receiver{Name: "quick", Filter: all})
 	rt.Start()
-	h.publish(t, statuses(t, 1200, "lag")...)
-	eventually(t, "the quick receiver got everything while the other is stuck", func() bool { mu.Lock(); defer mu.Unlock(); return quick == 1200 })
+	evs := statuses(t, 1200, "lag")
+	h.publish(t, evs...)
+	eventually(t, "the quick receiver got everything while the other is stuck", func() bool { mu.Lock(); defer mu.Unlock(); return len(quick) == 1200 })
+	// The stuck receiver holds its 1,024 queued events for longer than
+	// AckWait: they are kept alive, not delivered again to everyone.
+	time.Sleep(2 * set.AckWait)
 	close(release)
+	eventually(t, "the stuck receiver got everything once released", func() bool { mu.Lock(); defer mu.Unlock(); return len(stuck) == 1200 })
+	eventually(t, "every event settled", func() bool {
+		c, err := h.bus.JS.Consumer(context.Background(), eventbus.StreamEvents, "lag_fanout")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	mu.Lock()
+	for _, e := range evs {
+		if quick[e.ID()] != 1 {
+			t.Errorf("the quick receiver got %s %d times (redelivered while the other was stuck)", e.Data.AccountID, quick[e.ID()])
+			break
+		}
+	}
+	mu.Unlock()
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// TestFanoutReadsNothingBeforeStart: events already in the stream when a
-// fan-out runtime starts (a restart, or events published while it was down)
-// wait for the receivers known at start: read before them, they would be
-// acknowledged for nobody.
 func TestFanoutReadsNothingBeforeStart(t *testing.T) {
 	h := newHarness(t)
 	var mu sync.Mutex
