@@ -30,6 +30,11 @@ for p in activeplatform alibaba; do
   [ -z "$bad" ] || { echo "pkg/$p must not import NATS or the event model: $bad"; fail=1; }
 done
 
+# 2. the poller's engine knows no provider: it reads a source's capabilities;
+#    each provider is one adapter in services/poller/internal/source.
+bad=$( (cd services/poller && go list -deps ./internal/engine) | grep -E "^$root/pkg/(activeplatform|alibaba|sim)$" || true)
+[ -z "$bad" ] || { echo "services/poller/internal/engine must not import a provider client: $bad"; fail=1; }
+
 # 3. the JetStream plumbing knows no provider.
 bad=$( (cd pkg && go list -deps ./eventbus) | grep -E "^$root/pkg/(activeplatform|alibaba)" || true)
 [ -z "$bad" ] || { echo "pkg/eventbus must not know a provider: $bad"; fail=1; }

@@ -113,10 +113,12 @@ func (c *Client) Get(ctx context.Context, id string) (*Account, error) {
 		}
 		a, err := DecodeAccount(body)
 		if err != nil {
-			return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: err.Error()}
+			e := upstream.Malformed(op, ev.RequestID, err)
+			e.Account = id
+			return e
 		}
 		if a.ID != id {
-			return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Msg: fmt.Sprintf("answer is account %q", a.ID)}
+			return &upstream.Error{Kind: upstream.ErrMalformed, Op: op, RequestID: ev.RequestID, Account: id, Field: "id", Msg: "the answer is another account"}
 		}
 		a.Evidence = ev
 		acct = a
@@ -139,10 +141,10 @@ type ListOptions struct {
 	Predict Predictor
 }
 
-// List pages through the listing until a short page, calling fn for each account.
+// List pages through the listing until its end, calling fn for each account.
 // Each account's evidence hashes the account's own JSON within its page.
 func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) error) error {
-	return c.ListRaw(ctx, o, func(item []byte, _ Fingerprint, ev upstream.Evidence) error {
+	return c.ListRaw(ctx, o, func(item []byte, _ upstream.Fingerprint, ev upstream.Evidence) error {
 		a, err := DecodeItem(item, ev)
 		if err != nil {
 			return err
@@ -151,17 +153,29 @@ func (c *Client) List(ctx context.Context, o ListOptions, fn func(*Account) erro
 	})
 }
 
+// ErrRepeatedPage is a listing whose pages repeat (an upstream that ignores
+// the page parameter): the listing is not read to its end.
+var ErrRepeatedPage = errors.New("the listing repeats a page")
+
 // ListRaw pages through the listing like List, but hands fn each account's raw
-// JSON and its Fingerprint before any decoding: a poller that has seen exactly
-// these bytes before can skip the account (DecodeItem decodes it when it
-// cannot). item is only valid during fn. The next page is fetched while fn
-// works through the current one (one request at a time all the same). When
-// the answer's X-Total-Count announces a next page, its request goes out as
-// soon as fn takes this page (fn has found the page before full), and the
-// page is split as fn goes, where o.Predict can spare the scan for each
-// item's end; without the header, the page is split first to learn whether
-// it is full. A short page ends the listing, whatever the header says.
-func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, fp Fingerprint, ev upstream.Evidence) error) error {
+// JSON and its upstream.Fingerprint before any decoding: a poller that has
+// seen exactly these bytes before can skip the account (DecodeItem decodes it
+// when it cannot). item is only valid during fn. The next page is fetched
+// while fn works through the current one (one request at a time all the
+// same).
+//
+// Where the listing ends: the document gives no page cap, no total and no
+// end marker, so an upstream may serve fewer accounts per page than asked.
+// A page with accounts therefore ends the listing only when it is short and
+// the answer's X-Total-Count (if any) says every account was listed; an
+// empty page always ends it. A listing read to its end is complete: the
+// poller takes an account's absence from it for a removal.
+//
+// When X-Total-Count announces a next page, its request goes out as soon as
+// fn takes this page, and the page is split as fn goes, where o.Predict can
+// spare the scan for each item's end; without the header, the page is split
+// first, and any page with accounts is followed by a request for the next.
+func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte, fp upstream.Fingerprint, ev upstream.Evidence) error) error {
 	per := o.PerPage
 	if per <= 0 {
 		per = 200
@@ -169,28 +183,29 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Unbuffered: fn takes a page only once it has walked the one before and
-	// found it full, so a request that waits for the hand-over is never more
-	// than one past the listing's end, whatever a header announced.
+	// found it was not the last, so a request that waits for the hand-over is
+	// never more than one past the listing's end, whatever a header announced.
 	pages := make(chan listPage)
-	full := make(chan struct{}, 1) // a page split as fn went was full, though not announced: go on
+	goOn := make(chan struct{}, 1) // a page the fetcher could not judge was not the last: go on
 	go func() {
 		defer close(pages)
 		next := c.startPage(ctx, 1, per, o)
 		for n := 1; ; n++ {
 			f := <-next
 			next = nil
-			p := listPage{n: n, body: f.body, ev: f.ev, err: f.err}
+			p := listPage{n: n, body: f.body, ev: f.ev, err: f.err, total: f.total}
 			announced := false
 			switch {
 			case p.err != nil:
 			case f.total >= 0:
-				// Whether the page before this one was full is known only
+				// Whether the page before this one was the last is known only
 				// once fn has walked it: the request waits for the hand-over.
 				announced = n*per < f.total
 			default:
-				// Split here, this page is known full, and the one before was
-				// too (or this one would not have been fetched): go on now.
-				if p.err = p.splitAll(); p.err == nil && len(p.split) >= per {
+				// Split here: a page with accounts is followed by another
+				// (an empty one ends the listing), and the one before was
+				// not the last (or this one would not have been fetched).
+				if p.err = p.splitAll(); p.err == nil && len(p.split) > 0 {
 					next = c.startPage(ctx, n+1, per, o)
 				}
 			}
@@ -208,10 +223,10 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 			}
 			if next == nil {
 				if p.split != nil {
-					return // a short page
+					return // an empty page
 				}
-				select { // a page the header called the last: go on only if it was full
-				case <-full:
+				select { // a page the header called the last: go on only if fn says so
+				case <-goOn:
 					next = c.startPage(ctx, n+1, per, o)
 				case <-ctx.Done():
 					return
@@ -219,20 +234,27 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 			}
 		}
 	}()
+	listed := 0
+	var lastFirst upstream.Fingerprint
 	for p := range pages {
 		if p.err != nil {
 			return p.err
 		}
-		count, err := p.each(o.Predict, fn)
+		count, first, err := p.each(o.Predict, fn)
 		if err != nil {
 			return err
 		}
 		c.release(p.body) // fn is done with this page's bytes
-		if count < per {
+		if count > 0 && p.n > 1 && first == lastFirst {
+			return &upstream.Error{Kind: upstream.ErrMalformed, Op: pageOp(p.n), RequestID: p.ev.RequestID, Msg: ErrRepeatedPage.Error()}
+		}
+		lastFirst = first
+		listed += count
+		if count == 0 || count < per && p.total >= 0 && listed >= p.total {
 			return nil // a request already sent for a next page is cancelled with ctx
 		}
-		if !p.more && p.split == nil {
-			full <- struct{}{}
+		if !p.more {
+			goOn <- struct{}{}
 		}
 	}
 	return ctx.Err()
@@ -244,13 +266,14 @@ type listPage struct {
 	body  []byte
 	ev    upstream.Evidence
 	err   error
+	total int         // the answer's X-Total-Count, -1 without one
 	split []splitItem // split by the fetcher (no X-Total-Count), or nil
 	more  bool        // the next page's request is out
 }
 
 type splitItem struct {
 	item []byte
-	fp   Fingerprint
+	fp   upstream.Fingerprint
 }
 
 // malformed turns a page walk's own failure into the page's upstream error;
@@ -266,7 +289,7 @@ func (p *listPage) malformed(err error) error {
 // splitAll splits the page at once (its items fingerprinted too).
 func (p *listPage) splitAll() error {
 	p.split = make([]splitItem, 0, 64)
-	_, err := walkPage(p.body, nil, func(item []byte, fp Fingerprint) error {
+	_, err := walkPage(p.body, nil, func(item []byte, fp upstream.Fingerprint) error {
 		p.split = append(p.split, splitItem{item, fp})
 		return nil
 	})
@@ -274,19 +297,29 @@ func (p *listPage) splitAll() error {
 }
 
 // each hands fn the page's items, splitting them as it goes unless the
-// fetcher did, and returns how many there were. A malformed page fails
-// where the walk finds it, after the items before.
-func (p *listPage) each(predict Predictor, fn func(item []byte, fp Fingerprint, ev upstream.Evidence) error) (int, error) {
+// fetcher did, and returns how many there were and the first one's
+// fingerprint. A malformed page fails where the walk finds it, after the
+// items before.
+func (p *listPage) each(predict Predictor, fn func(item []byte, fp upstream.Fingerprint, ev upstream.Evidence) error) (int, upstream.Fingerprint, error) {
+	var first upstream.Fingerprint
 	if p.split != nil {
-		for _, s := range p.split {
+		for i, s := range p.split {
+			if i == 0 {
+				first = s.fp
+			}
 			if err := fn(s.item, s.fp, p.ev); err != nil {
-				return 0, err
+				return 0, first, err
 			}
 		}
-		return len(p.split), nil
+		return len(p.split), first, nil
 	}
-	n, err := walkPage(p.body, predict, func(item []byte, fp Fingerprint) error { return fn(item, fp, p.ev) })
-	return n, p.malformed(err)
+	n, err := walkPage(p.body, predict, func(item []byte, fp upstream.Fingerprint) error {
+		if first == (upstream.Fingerprint{}) {
+			first = fp
+		}
+		return fn(item, fp, p.ev)
+	})
+	return n, first, p.malformed(err)
 }
 
 // fetched is one listing page as read, not yet split; total is the answer's
@@ -308,7 +341,10 @@ func (c *Client) startPage(ctx context.Context, n, per int, o ListOptions) <-cha
 func pageOp(n int) string { return "list accounts page " + strconv.Itoa(n) }
 
 func (c *Client) fetchPage(ctx context.Context, n, per int, o ListOptions) fetched {
-	q := url.Values{"page": {strconv.Itoa(n)}, "per_page": {strconv.Itoa(per)}}
+	// sorting[reversed] is documented as required; sorting by id keeps the
+	// pages' order stable while accounts change (an order by updated_at would
+	// move a changed account across pages mid-scan).
+	q := url.Values{"page": {strconv.Itoa(n)}, "per_page": {strconv.Itoa(per)}, "sorting[field]": {"id"}, "sorting[reversed]": {"false"}}
 	if !o.UpdatedSince.IsZero() {
 		q.Set("filters[updated_at]", o.UpdatedSince.UTC().Format(time.RFC3339))
 	}
@@ -367,7 +403,7 @@ func (c *Client) do(ctx context.Context, op, path string, q url.Values, page boo
 	if resp.StatusCode != http.StatusOK {
 		return nil, ev, -1, classify(op, resp, body, ev.RequestID)
 	}
-	if ct := resp.Header.Get("Content-Type"); !upstream.IsJSON(ct) {
+	if ct := resp.Header.Get("Content-Type"); !upstream.JSONAnswer(ct, body) {
 		return nil, ev, -1, &upstream.Error{Kind: upstream.ErrMalformed, Op: op, HTTPStatus: resp.StatusCode, RequestID: ev.RequestID, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
 	}
 	total := -1

@@ -38,7 +38,8 @@ func TestGetDecodesTheSeedQuirks(t *testing.T) {
 		t.Fatal(err)
 	}
 	if a.Status != "active" || a.Balance.String() != "453.2" || a.BalanceRaw != "453.2" || a.CurrentDebt.String() != "0" ||
-		a.FinancialBlockingThreshold.String() != "500" || a.SubscriptionCreditLimit != nil || a.OwnerID != "501" || a.ManagerID != "77" {
+		a.FinancialBlockingThreshold.String() != "500" || a.SubscriptionCreditLimit.String() != "0" || a.OwnerID != "501" || a.ManagerID != "77" ||
+		a.CustomAttributes["Tier"] != "gold" || a.CustomAttributes["Passport number"] != "AB1234567" || a.CustomAttributes["Seats"] != "25" {
 		t.Fatalf("account %+v", a)
 	}
 	if a.Evidence.RequestID == "" || len(a.Evidence.ResponseSHA256) != 64 {
@@ -211,31 +212,42 @@ func TestListStopsOnCallbackError(t *testing.T) {
 
 // TestListingTotalHeader: the next page's request may go out before a page is
 // split when X-Total-Count announces it, but the listing is the same whatever
-// the header says (absent, right, too low, too high): every account once, in
-// order, ending at the first short page.
+// the header says (absent, right, too low, too high) and however many
+// accounts the server serves per page: every account once, in order. A short
+// page ends the listing only where the header confirms it; otherwise one more
+// page is asked for, and an empty one ends it. A server that ignores the page
+// parameter is an error, not an endless listing.
 func TestListingTotalHeader(t *testing.T) {
 	const per = 10
 	for _, tc := range []struct {
 		name     string
 		accounts int
+		served   int // accounts the server serves per page (its cap)
 		total    func(n int) string
 		maxReqs  int
+		repeats  bool
 	}{
-		{"no header", 25, func(int) string { return "" }, 3},
-		{"right", 25, strconv.Itoa, 3},
-		{"right, last page full", 30, strconv.Itoa, 4},
-		{"too low", 25, func(n int) string { return strconv.Itoa(n - per) }, 3},
-		{"too high", 25, func(n int) string { return strconv.Itoa(n + 2*per) }, 4},
-		{"garbage", 25, func(int) string { return "many" }, 3},
-		{"empty", 0, strconv.Itoa, 1},
+		{"no header", 25, per, func(int) string { return "" }, 4, false},
+		{"right", 25, per, strconv.Itoa, 3, false},
+		{"right, last page full", 30, per, strconv.Itoa, 4, false},
+		{"too low", 25, per, func(n int) string { return strconv.Itoa(n - per) }, 3, false},
+		{"too high", 25, per, func(n int) string { return strconv.Itoa(n + 2*per) }, 4, false},
+		{"garbage", 25, per, func(int) string { return "many" }, 4, false},
+		{"empty", 0, per, strconv.Itoa, 1, false},
+		{"capped, right header", 25, 4, strconv.Itoa, 7, false},
+		{"capped, no header", 25, 4, func(int) string { return "" }, 8, false},
+		{"page ignored", 25, per, func(int) string { return "" }, 2, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var reqs atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				reqs.Add(1)
 				page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+				if tc.repeats {
+					page = 1
+				}
 				var items []string
-				for i := (page - 1) * per; i < min(page*per, tc.accounts); i++ {
+				for i := (page - 1) * tc.served; i < min(page*tc.served, tc.accounts); i++ {
 					items = append(items, fmt.Sprintf(`{"id":%d,"status":"active"}`, 1000+i))
 				}
 				if h := tc.total(tc.accounts); h != "" {
@@ -247,10 +259,17 @@ func TestListingTotalHeader(t *testing.T) {
 			defer srv.Close()
 			c := client(t, srv.URL, "tok")
 			var got []string
-			if err := c.List(context.Background(), activeplatform.ListOptions{PerPage: per}, func(a *activeplatform.Account) error {
+			err := c.List(context.Background(), activeplatform.ListOptions{PerPage: per}, func(a *activeplatform.Account) error {
 				got = append(got, a.ID)
 				return nil
-			}); err != nil {
+			})
+			if tc.repeats {
+				if !errors.Is(err, upstream.ErrMalformed) || !strings.Contains(err.Error(), activeplatform.ErrRepeatedPage.Error()) {
+					t.Fatalf("a repeated page: %v", err)
+				}
+				return
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			if len(got) != tc.accounts {
@@ -277,7 +296,7 @@ func TestListRawPredicted(t *testing.T) {
 	const per = 4
 	type raw struct {
 		item string
-		fp   activeplatform.Fingerprint
+		fp   upstream.Fingerprint
 	}
 	for _, header := range []bool{true, false} {
 		t.Run(fmt.Sprintf("header=%v", header), func(t *testing.T) {
@@ -298,7 +317,7 @@ func TestListRawPredicted(t *testing.T) {
 			c := client(t, srv.URL, "tok")
 			list := func(predict activeplatform.Predictor) ([]raw, error) {
 				var out []raw
-				err := c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: per, Predict: predict}, func(item []byte, fp activeplatform.Fingerprint, _ upstream.Evidence) error {
+				err := c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: per, Predict: predict}, func(item []byte, fp upstream.Fingerprint, _ upstream.Evidence) error {
 					out = append(out, raw{string(item), fp})
 					return nil
 				})
@@ -313,10 +332,10 @@ func TestListRawPredicted(t *testing.T) {
 			accounts = append(accounts[:7], append([]string{`{"id":2000,"status":"active"}`}, accounts[7:]...)...)
 			asked := 0
 			k := 0
-			predict := func() (int, activeplatform.Fingerprint, bool) {
+			predict := func() (int, upstream.Fingerprint, bool) {
 				asked++
 				if k >= len(last) {
-					return 0, activeplatform.Fingerprint{}, false
+					return 0, upstream.Fingerprint{}, false
 				}
 				k++
 				return len(last[k-1].item), last[k-1].fp, true
@@ -337,7 +356,7 @@ func TestListRawPredicted(t *testing.T) {
 			}
 			accounts[5] = `{"id":1006,"status":"active"` // page 2 breaks after its first account
 			var n int
-			err = c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: per, Predict: predict}, func([]byte, activeplatform.Fingerprint, upstream.Evidence) error {
+			err = c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: per, Predict: predict}, func([]byte, upstream.Fingerprint, upstream.Evidence) error {
 				n++
 				return nil
 			})

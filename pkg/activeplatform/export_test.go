@@ -1,6 +1,10 @@
 package activeplatform
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/accountwatch/accountwatch/pkg/upstream"
+)
 
 // DecodeReference decodes with encoding/json: the reference decodeWire must match.
 func DecodeReference(body []byte) (*Account, error) {
@@ -25,10 +29,10 @@ func ListItems(body []byte) ([][]byte, error) { return listItems(body) }
 
 // WalkPage walks a page as a listing does, with predict (nil: none), and
 // returns the items and fingerprints it handed out before it ended or failed.
-func WalkPage(body []byte, predict Predictor) ([][]byte, []Fingerprint, error) {
+func WalkPage(body []byte, predict Predictor) ([][]byte, []upstream.Fingerprint, error) {
 	var items [][]byte
-	var fps []Fingerprint
-	_, err := walkPage(body, predict, func(item []byte, fp Fingerprint) error {
+	var fps []upstream.Fingerprint
+	_, err := walkPage(body, predict, func(item []byte, fp upstream.Fingerprint) error {
 		items, fps = append(items, item), append(fps, fp)
 		return nil
 	})

@@ -3,21 +3,36 @@ package activeplatform_test
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/accountwatch/accountwatch/pkg/activeplatform"
+	"github.com/accountwatch/accountwatch/pkg/upstream"
 )
 
+// samples start from the documented example (testdata, copied from "Get
+// Account Info by ID"), then the shapes the documents allow and some they
+// do not.
 var samples = []string{
-	`{"id":1000123,"name":"Acme Hosting LLC","status":"active","balance":"453.2","current_debt":"0.00","financial_blocking_threshold":"500.00","subscription_credit_limit":null,"currency":"USD","owner_id":501,"manager_id":77,"first_name":"Jane","last_name":"Roe","email":"jane.roe@acme.example","phone":"+15550100","custom_attributes":{"passport_number":"AB1234567","tier":"gold"},"created_at":"2026-11-22T10:00:00Z","updated_at":"2026-11-22T10:00:00Z"}`,
+	documented(),
+	`{"id":1000123,"name":"Acme Hosting LLC","status":"active","balance":"453.2","current_debt":"0.00","financial_blocking_threshold":"500.00","subscription_credit_limit":null,"currency":"USD","owner_id":501,"manager_id":77,"first_name":"Jane","last_name":"Roe","email":"jane.roe@acme.example","phone":"+15550100","custom_attributes":[{"name":"Passport number","value":"AB1234567"},{"name":"Tier","value":"gold"},{"name":"Seats","value":25},{"name":"VIP","value":true},{"name":"Notes","value":null},{"name":"Tags","value":["a","b"]}],"created_at":"2026-11-22T10:00:00.123+03:00","updated_at":"2026-11-22T10:00:00Z"}`,
+	`{"id":1000126,"status":"credit_hold","custom_attributes":{"tier":"gold"},"name":5,"owner_id":"x","updated_at":"yesterday","account_class":{"odd":1}}`,
 	`{"id":1000124,"name":"Globex Cloud GmbH","status":"credit hold","balance":-120.50,"current_debt":"620.00","financial_blocking_threshold":"600.00","subscription_credit_limit":null,"currency":"EUR","owner_id":null,"manager_id":null,"custom_attributes":null,"updated_at":"2026-11-22T10:00:00Z"}`,
 	`{"id":"1000125","status":"administrative_hold","balance":0,"current_debt":null,"extra_field":{"nested":[1,2]}}`,
 	`{"id":1,"status":""}`,
 	`{"status":"active"}`,
 	`{"id":1,"status":"active","balance":"abc"}`,
 	`<html>502</html>`,
+}
+
+func documented() string {
+	b, err := os.ReadFile("testdata/activeplatform.GetAccountInfoByID.example.json")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 // FuzzDecodeAccount: any body either decodes into a complete account or fails
@@ -145,13 +160,13 @@ func FuzzPredictedItems(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body, prev []byte, shift uint8) {
 		prevItems, _, _ := activeplatform.WalkPage(prev, nil)
 		k := int(shift)
-		predict := func() (int, activeplatform.Fingerprint, bool) {
+		predict := func() (int, upstream.Fingerprint, bool) {
 			if len(prevItems) == 0 {
-				return 0, activeplatform.Fingerprint{}, false
+				return 0, upstream.Fingerprint{}, false
 			}
 			it := prevItems[k%len(prevItems)]
 			k++
-			return len(it), activeplatform.FingerprintOf(it), true
+			return len(it), upstream.FingerprintOf(it), true
 		}
 		items, fps, err := activeplatform.WalkPage(body, nil)
 		pItems, pFps, pErr := activeplatform.WalkPage(body, predict)

@@ -24,7 +24,7 @@ func BenchmarkListing100k(b *testing.B) {
 	b.Run("listraw", func(b *testing.B) {
 		for b.Loop() {
 			n := 0
-			if err := c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: 1000}, func([]byte, activeplatform.Fingerprint, upstream.Evidence) error { n++; return nil }); err != nil || n != 100_000 {
+			if err := c.ListRaw(context.Background(), activeplatform.ListOptions{PerPage: 1000}, func([]byte, upstream.Fingerprint, upstream.Evidence) error { n++; return nil }); err != nil || n != 100_000 {
 				b.Fatal(err, n)
 			}
 		}
@@ -76,7 +76,7 @@ func BenchmarkSplitPage(b *testing.B) {
 				var predict activeplatform.Predictor
 				if mode == "predicted" {
 					k := 0
-					predict = func() (int, activeplatform.Fingerprint, bool) {
+					predict = func() (int, upstream.Fingerprint, bool) {
 						k++
 						return len(last[k-1]), fps[k-1], true
 					}

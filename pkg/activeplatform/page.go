@@ -5,13 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/accountwatch/accountwatch/pkg/upstream"
 )
 
 var errListJSON = errors.New("list JSON: malformed array")
 
 // pageItems walks a listing page's accounts one by one, handing out each
-// one's raw JSON. The top level must be an array (or an object with an
-// "accounts" array) with nothing after it. Items are not validated here:
+// one's raw JSON. The top level must be an array (or an object holding the
+// array, see newPageItems) with nothing after it. Items are not validated here:
 // DecodeItem validates every item it decodes, and an item skipped as already
 // seen is byte for byte one that was decoded before. FuzzListItems holds the
 // walk to that: it never accepts a page that is not valid JSON while every
@@ -27,17 +29,30 @@ type pageItems struct {
 func newPageItems(body []byte) (*pageItems, error) {
 	b := bytes.TrimSpace(body)
 	if len(b) > 0 && b[0] == '{' {
-		var env struct {
-			Accounts *[]json.RawMessage `json:"accounts"`
-		}
+		// The document shows the account model, not a wrapper; an object is
+		// read as {"accounts": [...]}, or as its one member that is an array
+		// ({"data": [...], "total": 3}).
+		var env map[string]json.RawMessage
 		if err := json.Unmarshal(b, &env); err != nil {
 			return nil, fmt.Errorf("list JSON: %w", err)
 		}
-		if env.Accounts == nil {
+		list, ok := env["accounts"]
+		if !ok {
+			for _, v := range env {
+				if v = bytes.TrimSpace(v); len(v) > 0 && v[0] == '[' {
+					if ok {
+						return nil, errors.New("list JSON: an object with more than one array, and no accounts")
+					}
+					list, ok = v, true
+				}
+			}
+		}
+		var items []json.RawMessage
+		if !ok || json.Unmarshal(list, &items) != nil || items == nil {
 			return nil, errors.New("list JSON: no accounts array")
 		}
-		p := &pageItems{env: make([][]byte, len(*env.Accounts))}
-		for i, r := range *env.Accounts {
+		p := &pageItems{env: make([][]byte, len(items))}
+		for i, r := range items {
 			p.env[i] = r
 		}
 		return p, nil
@@ -57,7 +72,7 @@ func newPageItems(body []byte) (*pageItems, error) {
 
 // Predictor guesses the next item of a listing: the size and fingerprint
 // it had in an earlier listing (see ListOptions.Predict).
-type Predictor func() (size int, fp Fingerprint, ok bool)
+type Predictor func() (size int, fp upstream.Fingerprint, ok bool)
 
 // next returns the next item and its fingerprint; ok is false after the last.
 // Where predict guesses right, the item is found by hashing the guessed
@@ -65,13 +80,13 @@ type Predictor func() (size int, fp Fingerprint, ok bool)
 // decided by its own bytes, so bytes equal to an object read before end
 // where that one ended. Only guesses of an object are tried (a literal's end
 // depends on what follows it); a wrong guess costs that hash.
-func (p *pageItems) next(predict Predictor) (item []byte, fp Fingerprint, ok bool, err error) {
+func (p *pageItems) next(predict Predictor) (item []byte, fp upstream.Fingerprint, ok bool, err error) {
 	if p.env != nil || p.b == nil {
 		if len(p.env) == 0 {
 			return nil, fp, false, nil
 		}
 		item, p.env = p.env[0], p.env[1:]
-		return item, FingerprintOf(item), true, nil
+		return item, upstream.FingerprintOf(item), true, nil
 	}
 	if p.done {
 		return nil, fp, false, nil
@@ -80,7 +95,7 @@ func (p *pageItems) next(predict Predictor) (item []byte, fp Fingerprint, ok boo
 	end := -1
 	if predict != nil && i < len(b) && b[i] == '{' {
 		if n, want, ok := predict(); ok && n > 0 && i+n <= len(b) {
-			if fp = FingerprintOf(b[i : i+n]); fp == want {
+			if fp = upstream.FingerprintOf(b[i : i+n]); fp == want {
 				end = i + n
 			}
 		}
@@ -90,7 +105,7 @@ func (p *pageItems) next(predict Predictor) (item []byte, fp Fingerprint, ok boo
 		if end, ok = skipValue(b, i); !ok {
 			return nil, fp, false, errListJSON
 		}
-		fp = FingerprintOf(b[i:end])
+		fp = upstream.FingerprintOf(b[i:end])
 	}
 	j := skipWS(b, end)
 	if j >= len(b) {
@@ -120,7 +135,7 @@ func (e formatError) Error() string { return e.err.Error() }
 // predict (may be nil) guesses right, and returns how many fn took. A
 // malformed page fails with a formatError where the walk finds it, after the
 // items before.
-func walkPage(body []byte, predict Predictor, fn func(item []byte, fp Fingerprint) error) (int, error) {
+func walkPage(body []byte, predict Predictor, fn func(item []byte, fp upstream.Fingerprint) error) (int, error) {
 	p, err := newPageItems(body)
 	if err != nil {
 		return 0, formatError{err}
@@ -142,7 +157,7 @@ func walkPage(body []byte, predict Predictor, fn func(item []byte, fp Fingerprin
 // listItems splits a whole page.
 func listItems(body []byte) ([][]byte, error) {
 	out := make([][]byte, 0, 64)
-	if _, err := walkPage(body, nil, func(item []byte, _ Fingerprint) error {
+	if _, err := walkPage(body, nil, func(item []byte, _ upstream.Fingerprint) error {
 		out = append(out, item)
 		return nil
 	}); err != nil {

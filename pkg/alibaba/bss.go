@@ -11,14 +11,42 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 )
 
-// BSS versions and success code.
+// BSS version and CreateAgAccount's documented business code.
 const (
 	BSSVersion = "2017-12-14"
-	bssOK      = "Success"
 	// CodeEmailUsed is CreateAgAccount's answer for a login email that exists:
 	// Success is true, yet nothing was created.
 	CodeEmailUsed = "LOGIN_EMAIL_HAS_BEEN_USED"
 )
+
+// Each action's success, from its document.
+var (
+	// GetCustomerAccountInfo: Code "Success".
+	customerOK = codes("Success")
+	// GetCustomerList: Code "200" (a string; in one published version the
+	// number 200); "Success" as its sibling actions answer.
+	customerListOK = codes("200", "Success")
+)
+
+// agOK is CreateAgAccount's verdict: its sample success answer is Success
+// true with the business Code LOGIN_EMAIL_HAS_BEEN_USED (nothing created);
+// an earlier published version answers {"code": "SUCCESS"} without Success.
+// A created account is Success true (or, without Success, a success Code)
+// with any Code that is not an error; the email-used answer is read, not
+// failed, so that the caller learns the existing account.
+func agOK(code string, success *bool) bool {
+	switch {
+	case strings.EqualFold(code, CodeEmailUsed):
+		return true
+	case success != nil:
+		return *success && !agFailure[strings.ToUpper(code)]
+	}
+	return codes("SUCCESS", "Success", "200", "OK")(code, nil)
+}
+
+// agFailure are CreateAgAccount's documented error codes, which the earlier
+// version answers in a 200 body.
+var agFailure = map[string]bool{"NOT_AUTHORIZED": true, "EMAIL_DOMAIN_NOT_AUTHORIZED": true, "NOTAUTHORIZED": true}
 
 // ErrAlreadyExists is returned by CreateAgAccount when the login email is taken.
 var ErrAlreadyExists = errors.New("account already exists")
@@ -28,7 +56,7 @@ type BSS struct{ c *client }
 
 // NewBSS connects to BSS (endpoint business.aliyuncs.com, or upstream-sim).
 func NewBSS(cfg Config) (*BSS, error) {
-	c, err := newClient(cfg, "bss", BSSVersion, bssOK, 0)
+	c, err := newClient(cfg, "bss", BSSVersion, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -53,27 +81,35 @@ func (b *BSS) GetCustomerAccountInfo(ctx context.Context, ownerID string) (*Cust
 	if ownerID == "" {
 		return nil, &upstream.Error{Kind: upstream.ErrRejected, Op: "GetCustomerAccountInfo", Msg: "empty OwnerId"}
 	}
-	body, ev, err := b.c.call(ctx, "GetCustomerAccountInfo", map[string]string{"OwnerId": ownerID})
+	// OwnerId names the customer (the parameter of the action's earlier
+	// published version; the current document lists none).
+	body, ev, err := b.c.call(ctx, "GetCustomerAccountInfo", map[string]string{"OwnerId": ownerID}, customerOK)
 	if err != nil {
 		return nil, err
 	}
 	c, err := DecodeCustomer(body)
 	if err != nil {
-		return nil, &upstream.Error{Kind: upstream.ErrMalformed, Op: "GetCustomerAccountInfo", RequestID: ev.RequestID, Msg: err.Error()}
+		e := upstream.Malformed("GetCustomerAccountInfo", ev.RequestID, err)
+		e.Account = ownerID
+		return nil, e
 	}
 	c.UID, c.Evidence = ownerID, ev
 	return c, nil
 }
 
 // DecodeCustomer decodes a GetCustomerAccountInfo answer: a complete Customer
-// (without UID, which the caller knows) or an error.
+// (without UID, which the caller knows) or an error (an *upstream.FieldError
+// names the field). HostingStatus and CreditLimitStatus are what is watched:
+// one of them must be there, as text; Mpk, AccountType, IsCertified and
+// LoginEmail are read as strings or numbers, booleans or strings, and one
+// that cannot be read is left out rather than failing the customer.
 func DecodeCustomer(body []byte) (*Customer, error) {
 	var w struct {
 		Data *struct {
 			Mpk               json.RawMessage `json:"Mpk"`
-			LoginEmail        *string         `json:"LoginEmail"`
-			HostingStatus     *string         `json:"HostingStatus"`
-			CreditLimitStatus *string         `json:"CreditLimitStatus"`
+			LoginEmail        json.RawMessage `json:"LoginEmail"`
+			HostingStatus     json.RawMessage `json:"HostingStatus"`
+			CreditLimitStatus json.RawMessage `json:"CreditLimitStatus"`
 			AccountType       json.RawMessage `json:"AccountType"`
 			IsCertified       json.RawMessage `json:"IsCertified"`
 		} `json:"Data"`
@@ -82,67 +118,107 @@ func DecodeCustomer(body []byte) (*Customer, error) {
 		return nil, fmt.Errorf("GetCustomerAccountInfo JSON: %w", err)
 	}
 	if w.Data == nil {
-		return nil, errors.New("GetCustomerAccountInfo: no Data")
+		return nil, &upstream.FieldError{Field: "Data", Problem: "missing"}
 	}
 	d := w.Data
-	if d.HostingStatus == nil && d.CreditLimitStatus == nil {
-		return nil, errors.New("GetCustomerAccountInfo: Data has neither HostingStatus nor CreditLimitStatus")
-	}
-	c := &Customer{HostingStatus: deref(d.HostingStatus), CreditLimitStatus: deref(d.CreditLimitStatus), LoginEmail: deref(d.LoginEmail)}
+	c := &Customer{}
 	var err error
-	if c.Mpk, err = upstream.ID(d.Mpk); err != nil {
-		return nil, fmt.Errorf("GetCustomerAccountInfo: Mpk: %w", err)
+	if c.HostingStatus, err = upstream.Text(d.HostingStatus); err != nil {
+		return nil, &upstream.FieldError{Field: "Data.HostingStatus", Problem: "not a string"}
 	}
-	if c.AccountType, err = upstream.ID(d.AccountType); err != nil {
-		return nil, fmt.Errorf("GetCustomerAccountInfo: AccountType: %w", err)
+	if c.CreditLimitStatus, err = upstream.Text(d.CreditLimitStatus); err != nil {
+		return nil, &upstream.FieldError{Field: "Data.CreditLimitStatus", Problem: "not a string"}
 	}
-	if c.IsCertified, err = boolish(d.IsCertified); err != nil {
-		return nil, fmt.Errorf("GetCustomerAccountInfo: IsCertified: %w", err)
+	if c.HostingStatus == "" && c.CreditLimitStatus == "" {
+		return nil, &upstream.FieldError{Field: "Data.HostingStatus", Problem: "missing, and so is Data.CreditLimitStatus"}
 	}
+	c.LoginEmail, _ = upstream.Text(d.LoginEmail)
+	c.Mpk, _ = upstream.ID(d.Mpk)
+	c.AccountType, _ = upstream.Text(d.AccountType)
+	c.IsCertified, _ = upstream.Bool(d.IsCertified)
 	return c, nil
 }
 
 // GetCustomerList lists the reseller's customers' uids (discovery).
 func (b *BSS) GetCustomerList(ctx context.Context) ([]string, error) {
-	body, ev, err := b.c.call(ctx, "GetCustomerList", map[string]string{})
+	body, ev, err := b.c.call(ctx, "GetCustomerList", map[string]string{}, customerListOK)
 	if err != nil {
 		return nil, err
 	}
 	uids, err := DecodeUIDList(body)
 	if err != nil {
-		return nil, &upstream.Error{Kind: upstream.ErrMalformed, Op: "GetCustomerList", RequestID: ev.RequestID, Msg: err.Error()}
+		return nil, upstream.Malformed("GetCustomerList", ev.RequestID, err)
 	}
 	return uids, nil
 }
 
-// DecodeUIDList decodes Data.UidList (uids as strings or numbers).
+// DecodeUIDList decodes Data.UidList (uids as strings or numbers; the list
+// also as an object holding one array, as some RPC answers wrap lists).
 func DecodeUIDList(body []byte) ([]string, error) {
 	var w struct {
 		Data *struct {
-			UidList *[]json.RawMessage `json:"UidList"`
+			UidList json.RawMessage `json:"UidList"`
 		} `json:"Data"`
 	}
 	if err := json.Unmarshal(body, &w); err != nil {
 		return nil, fmt.Errorf("GetCustomerList JSON: %w", err)
 	}
-	if w.Data == nil || w.Data.UidList == nil {
-		return nil, errors.New("GetCustomerList: no Data.UidList")
+	if w.Data == nil {
+		return nil, &upstream.FieldError{Field: "Data", Problem: "missing"}
 	}
-	out := make([]string, 0, len(*w.Data.UidList))
-	for i, raw := range *w.Data.UidList {
+	items, ok := array(w.Data.UidList)
+	switch {
+	case ok:
+	case isNull(w.Data.UidList):
+		// No list at all: no customers (a reseller's listing that lost
+		// customers is checked account by account before anything is
+		// removed).
+	default:
+		return nil, &upstream.FieldError{Field: "Data.UidList", Problem: "not a list"}
+	}
+	out := make([]string, 0, len(items))
+	for i, raw := range items {
 		id, err := upstream.ID(raw)
 		if err != nil || id == "" {
-			return nil, fmt.Errorf("GetCustomerList: UidList[%d] %s is not a uid", i, raw)
+			return nil, &upstream.FieldError{Field: fmt.Sprintf("Data.UidList[%d]", i), Problem: "not a uid"}
 		}
 		out = append(out, id)
 	}
 	return out, nil
 }
 
-// AgAccount is the input of CreateAgAccount.
+func isNull(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) == 0 || string(raw) == "null"
+}
+
+// array reads a JSON array, or an object whose only member is an array.
+func array(raw json.RawMessage) ([]json.RawMessage, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, false
+	}
+	var items []json.RawMessage
+	if json.Unmarshal(raw, &items) == nil {
+		return items, true
+	}
+	var wrap map[string]json.RawMessage
+	if json.Unmarshal(raw, &wrap) != nil || len(wrap) != 1 {
+		return nil, false
+	}
+	for _, v := range wrap {
+		if json.Unmarshal(v, &items) == nil {
+			return items, true
+		}
+	}
+	return nil, false
+}
+
+// AgAccount is the input of CreateAgAccount; LoginEmail and AccountAttr are
+// required by its document.
 type AgAccount struct {
 	LoginEmail     string
-	AccountAttr    string // "1" enterprise
+	AccountAttr    string // the account attribute (the console's Security Settings), e.g. "1"
 	EnterpriseName string
 	NationCode     string
 	ProvinceName   string
@@ -163,23 +239,23 @@ type AgRelation struct {
 // comes back as the existing relation with an error wrapping ErrAlreadyExists:
 // never as created.
 func (b *BSS) CreateAgAccount(ctx context.Context, a AgAccount) (*AgRelation, error) {
-	if a.LoginEmail == "" {
-		return nil, &upstream.Error{Kind: upstream.ErrRejected, Op: "CreateAgAccount", Msg: "empty LoginEmail"}
+	if err := a.Validate(); err != nil {
+		return nil, &upstream.Error{Kind: upstream.ErrRejected, Op: "CreateAgAccount", Msg: err.Error()}
 	}
-	params := map[string]string{"LoginEmail": a.LoginEmail}
-	for k, v := range map[string]string{"AccountAttr": a.AccountAttr, "EnterpriseName": a.EnterpriseName, "NationCode": a.NationCode,
+	params := map[string]string{"LoginEmail": a.LoginEmail, "AccountAttr": a.AccountAttr}
+	for k, v := range map[string]string{"EnterpriseName": a.EnterpriseName, "NationCode": a.NationCode,
 		"ProvinceName": a.ProvinceName, "CityName": a.CityName, "Postcode": a.Postcode} {
 		if v != "" {
 			params[k] = v
 		}
 	}
-	body, ev, err := b.c.call(ctx, "CreateAgAccount", params, CodeEmailUsed)
+	body, ev, err := b.c.call(ctx, "CreateAgAccount", params, agOK)
 	if err != nil {
 		return nil, err
 	}
 	rel, used, err := DecodeAgRelation(body)
 	if err != nil {
-		return nil, &upstream.Error{Kind: upstream.ErrMalformed, Op: "CreateAgAccount", RequestID: ev.RequestID, Msg: err.Error()}
+		return nil, upstream.Malformed("CreateAgAccount", ev.RequestID, err)
 	}
 	rel.Evidence = ev
 	if used {
@@ -188,56 +264,66 @@ func (b *BSS) CreateAgAccount(ctx context.Context, a AgAccount) (*AgRelation, er
 	return rel, nil
 }
 
+// ErrMissing is an AgAccount without what CreateAgAccount requires.
+var ErrMissing = errors.New("required by CreateAgAccount")
+
+// Validate checks what the document requires: LoginEmail and AccountAttr.
+func (a AgAccount) Validate() error {
+	var missing []string
+	if strings.TrimSpace(a.LoginEmail) == "" {
+		missing = append(missing, "LoginEmail")
+	}
+	if strings.TrimSpace(a.AccountAttr) == "" {
+		missing = append(missing, "AccountAttr")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s %w", strings.Join(missing, " and "), ErrMissing)
+	}
+	return nil
+}
+
 // DecodeAgRelation decodes a CreateAgAccount answer; used reports the
-// LOGIN_EMAIL_HAS_BEEN_USED case.
+// LOGIN_EMAIL_HAS_BEEN_USED case. AgRelationDto is read at the top or, as
+// the earlier published version answers, under "data"; Pk and Mpk as
+// strings or numbers.
 func DecodeAgRelation(body []byte) (rel *AgRelation, used bool, err error) {
+	type dto struct {
+		Type             json.RawMessage `json:"Type"`
+		Pk               json.RawMessage `json:"Pk"`
+		RamAdminRoleName json.RawMessage `json:"RamAdminRoleName"`
+		Mpk              json.RawMessage `json:"Mpk"`
+	}
 	var w struct {
-		Code string `json:"Code"`
-		Dto  *struct {
-			Type             string          `json:"Type"`
-			Pk               json.RawMessage `json:"Pk"`
-			RamAdminRoleName string          `json:"RamAdminRoleName"`
-			Mpk              json.RawMessage `json:"Mpk"`
-		} `json:"AgRelationDto"`
+		Code json.RawMessage `json:"Code"`
+		Dto  *dto            `json:"AgRelationDto"`
+		Data *struct {
+			Dto *dto `json:"AgRelationDto"`
+		} `json:"Data"`
 	}
 	if err := json.Unmarshal(body, &w); err != nil {
 		return nil, false, fmt.Errorf("CreateAgAccount JSON: %w", err)
 	}
-	used = w.Code == CodeEmailUsed
-	if w.Dto == nil {
+	code, _ := upstream.Text(w.Code)
+	used = strings.EqualFold(code, CodeEmailUsed)
+	d := w.Dto
+	if d == nil && w.Data != nil {
+		d = w.Data.Dto
+	}
+	if d == nil {
 		if used {
 			return &AgRelation{}, true, nil
 		}
-		return nil, false, errors.New("CreateAgAccount: no AgRelationDto")
+		return nil, false, &upstream.FieldError{Field: "AgRelationDto", Problem: "missing"}
 	}
-	r := &AgRelation{Type: w.Dto.Type, RamAdminRoleName: w.Dto.RamAdminRoleName}
-	if r.Pk, err = upstream.ID(w.Dto.Pk); err != nil {
-		return nil, false, fmt.Errorf("CreateAgAccount: Pk: %w", err)
+	r := &AgRelation{}
+	r.Type, _ = upstream.Text(d.Type)
+	r.RamAdminRoleName, _ = upstream.Text(d.RamAdminRoleName)
+	if r.Pk, err = upstream.ID(d.Pk); err != nil {
+		return nil, false, &upstream.FieldError{Field: "AgRelationDto.Pk", Problem: "not an id"}
 	}
-	if r.Mpk, err = upstream.ID(w.Dto.Mpk); err != nil {
-		return nil, false, fmt.Errorf("CreateAgAccount: Mpk: %w", err)
-	}
+	r.Mpk, _ = upstream.ID(d.Mpk)
 	if r.Pk == "" && !used {
-		return nil, false, errors.New("CreateAgAccount: AgRelationDto without Pk")
+		return nil, false, &upstream.FieldError{Field: "AgRelationDto.Pk", Problem: "missing"}
 	}
 	return r, used, nil
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return strings.TrimSpace(*s)
-}
-
-// boolish accepts true/false as JSON booleans or strings; null is false.
-func boolish(raw json.RawMessage) (bool, error) {
-	raw = bytes.TrimSpace(raw)
-	switch string(raw) {
-	case "", "null", "false", `"false"`, `"0"`, "0":
-		return false, nil
-	case "true", `"true"`, `"1"`, "1":
-		return true, nil
-	}
-	return false, fmt.Errorf("%s is not a boolean", raw)
 }

@@ -1,10 +1,17 @@
 // Package alibaba is a client of Alibaba Cloud BSS OpenAPI (2017-12-14:
 // GetCustomerAccountInfo, GetCustomerList, CreateAgAccount) and CAMS
 // (2020-06-06: QueryPhoneBusinessProfile, QueryChatappPhoneNumbers) on
-// darabonba-openapi's CallApi, RPC style, ACS3-HMAC-SHA256 signatures. The
-// answer's Code is authoritative (not Success, not the HTTP status); errors are
-// typed for callers to branch on; throttling is retried after the server's
-// retry-after. It knows no NATS and no event model.
+// darabonba-openapi's CallApi, RPC style, ACS3-HMAC-SHA256 signatures.
+//
+// Success is decided per action, from its document: BSS GetCustomerAccountInfo
+// answers Code "Success", GetCustomerList "200" (a string, or in one
+// published version the number), CAMS "OK"; CreateAgAccount answers Success
+// true with a business Code (LOGIN_EMAIL_HAS_BEEN_USED: nothing created). A
+// Success of false fails an answer whatever its Code. Codes and flags are
+// read as strings or numbers, booleans or strings. Errors are typed for
+// callers to branch on; throttling (CAMS System.LimitControl, HTTP 400 or in a
+// 200 body) is retried after the server's retry-after, and holds back every
+// client of the same AccessKey. It knows no NATS and no event model.
 package alibaba
 
 import (
@@ -13,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -46,7 +52,9 @@ type Config struct {
 	Protocol string
 	// Timeout bounds one attempt (connect + read). Default 10 s.
 	Timeout time.Duration
-	// QPS caps this connection's request rate (CAMS defaults to its documented 10).
+	// QPS caps the request rate of this AccessKey at this endpoint, shared by
+	// every client built with the same key (CAMS's documented limit, its
+	// default, is 10 per user; 0 elsewhere: unlimited; negative: none).
 	QPS   float64
 	Burst int
 	Retry *upstream.Retry
@@ -62,14 +70,13 @@ type client struct {
 	pool    sync.Pool
 	version string
 	product string
-	ok      string // the success Code
-	limiter *rate.Limiter
+	pace    *pacer
 	retry   upstream.Retry
 	maxBody int64
 	timeout time.Duration
 }
 
-func newClient(cfg Config, product, version, okCode string, defaultQPS float64) (*client, error) {
+func newClient(cfg Config, product, version string, defaultQPS float64) (*client, error) {
 	if cfg.AccessKeyID == "" || cfg.AccessKeySecret == "" {
 		return nil, fmt.Errorf("alibaba %s: access key id and secret are required", product)
 	}
@@ -83,7 +90,7 @@ func newClient(cfg Config, product, version, okCode string, defaultQPS float64) 
 	if proto != "https" && proto != "http" {
 		return nil, fmt.Errorf("alibaba %s: protocol %q: want https or http", product, cfg.Protocol)
 	}
-	c := &client{version: version, product: product, ok: okCode, retry: upstream.DefaultRetry, maxBody: 4 << 20, timeout: 10 * time.Second}
+	c := &client{version: version, product: product, retry: upstream.DefaultRetry, maxBody: 4 << 20, timeout: 10 * time.Second}
 	if cfg.Retry != nil {
 		c.retry = *cfg.Retry
 	}
@@ -97,11 +104,7 @@ func newClient(cfg Config, product, version, okCode string, defaultQPS float64) 
 	if qps == 0 {
 		qps = defaultQPS
 	}
-	if qps > 0 {
-		// Burst 1 by default: requests are spread evenly, so a server that
-		// enforces the same rate never sees a burst.
-		c.limiter = rate.NewLimiter(rate.Limit(qps), max(1, cfg.Burst))
-	}
+	c.pace = pacerOf(product+"|"+strings.ToLower(cfg.Endpoint)+"|"+cfg.AccessKeyID, qps, cfg.Burst)
 	transport := &http.Transport{
 		Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, TLSHandshakeTimeout: 5 * time.Second,
@@ -142,40 +145,68 @@ type sdk struct {
 // ctxHTTP sends darabonba's requests with the caller's context (CallApi takes
 // none), through accountwatch's own transport.
 type ctxHTTP struct {
-	hc  *http.Client
-	ctx context.Context
+	hc   *http.Client
+	ctx  context.Context
+	last http.Header // the last answer's headers: darabonba keeps them from its errors
 }
 
 func (h *ctxHTTP) Call(req *http.Request, _ *http.Transport) (*http.Response, error) {
-	return h.hc.Do(req.WithContext(h.ctx))
+	resp, err := h.hc.Do(req.WithContext(h.ctx))
+	h.last = nil
+	if err == nil {
+		h.last = resp.Header
+	}
+	return resp, err
 }
 
-// envelope is what every answer carries.
+// envelope is what every answer carries. The tags match any case ("code" in
+// an earlier CreateAgAccount version); Code may be a string or a number.
 type envelope struct {
-	Code      string `json:"Code"`
-	Message   string `json:"Message"`
-	RequestID string `json:"RequestId"`
+	Code      json.RawMessage `json:"Code"`
+	Message   json.RawMessage `json:"Message"`
+	RequestID json.RawMessage `json:"RequestId"`
+	Success   json.RawMessage `json:"Success"`
 }
 
-// call performs one action with retries and returns the raw 200 body whose Code
-// is the success code (or one of allowCodes).
-func (c *client) call(ctx context.Context, action string, params map[string]string, allowCodes ...string) ([]byte, upstream.Evidence, error) {
+// verdict is an action's reading of an answer's Code and Success (nil when
+// the answer has none).
+type verdict func(code string, success *bool) bool
+
+// codes is the verdict of an action whose document names its success Codes.
+func codes(ok ...string) verdict {
+	return func(code string, success *bool) bool {
+		if success != nil && !*success {
+			return false
+		}
+		for _, c := range ok {
+			if strings.EqualFold(code, c) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// call performs one action with retries and returns the raw 200 body that
+// ok accepts.
+func (c *client) call(ctx context.Context, action string, params map[string]string, ok verdict) ([]byte, upstream.Evidence, error) {
 	var body []byte
 	var ev upstream.Evidence
 	err := c.retry.Do(ctx, func(ctx context.Context) error {
 		var err error
-		body, ev, err = c.once(ctx, action, params, allowCodes)
+		body, ev, err = c.once(ctx, action, params, ok)
+		if d, throttled := throttledFor(err); throttled {
+			c.pace.hold(d) // every client of this key waits, not just this one
+		}
 		return err
 	})
 	return body, ev, err
 }
 
-func (c *client) once(ctx context.Context, action string, params map[string]string, allowCodes []string) ([]byte, upstream.Evidence, error) {
+func (c *client) once(ctx context.Context, action string, params map[string]string, ok verdict) ([]byte, upstream.Evidence, error) {
 	ev := upstream.Evidence{Endpoint: action}
-	if c.limiter != nil {
-		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, ev, &upstream.Error{Kind: upstream.ErrTransient, Op: action, Msg: "rate limiter: " + err.Error()}
-		}
+	if err := c.pace.wait(ctx); err != nil {
+		return nil, ev, &upstream.Error{Kind: upstream.ErrTransient, Op: action, Msg: "rate limiter: " + err.Error()}
 	}
 	query := make(map[string]*string, len(params))
 	for k, v := range params {
@@ -189,22 +220,29 @@ func (c *client) once(ctx context.Context, action string, params map[string]stri
 	ms := int(c.timeout.Milliseconds())
 	rt := &dara.RuntimeOptions{ReadTimeout: dara.Int(ms), ConnectTimeout: dara.Int(ms)}
 	got := c.pool.Get()
-	s, ok := got.(*sdk)
-	if !ok {
+	s, isSDK := got.(*sdk)
+	if !isSDK {
 		return nil, ev, &upstream.Error{Kind: upstream.ErrRejected, Op: action, Msg: redact.String(fmt.Sprint(got))}
 	}
 	s.http.ctx = ctx
 	m, err := s.api.CallApi(p, &openapiutil.OpenApiRequest{Query: query}, rt)
-	s.http.ctx = nil
+	last := s.http.last
+	s.http.ctx, s.http.last = nil, nil
 	c.pool.Put(s)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ev, &upstream.Error{Kind: upstream.ErrTransient, Op: action, Msg: ctx.Err().Error()}
 		}
-		return nil, ev, classifySDK(action, err)
+		e := classifySDK(action, err)
+		if e.Kind == upstream.ErrThrottled && e.RetryAfter <= 0 {
+			// A throttled 4xx (CAMS System.LimitControl is HTTP 400) is a
+			// ClientError to darabonba, which drops the TimeLeft header.
+			e.RetryAfter = retryAfterHeader(last)
+		}
+		return nil, ev, e
 	}
-	rc, ok := m["body"].(io.ReadCloser)
-	if !ok {
+	rc, isBody := m["body"].(io.ReadCloser)
+	if !isBody {
 		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, Msg: "no body"}
 	}
 	defer rc.Close()
@@ -213,34 +251,119 @@ func (c *client) once(ctx context.Context, action string, params map[string]stri
 	if err != nil {
 		return nil, ev, err
 	}
-	if ct, _, _ := mime.ParseMediaType(dara.StringValue(headers["content-type"])); ct != "application/json" {
+	if ct := dara.StringValue(headers["content-type"]); !upstream.JSONAnswer(ct, body) {
 		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, Msg: fmt.Sprintf("content type %q, want application/json", ct)}
 	}
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, Msg: "answer is not JSON: " + err.Error()}
+		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, Msg: "answer is not a JSON object: " + err.Error()}
 	}
-	ev.RequestID, ev.ResponseSHA256 = env.RequestID, upstream.Hash(body)
-	if env.Code == c.ok {
+	code, cerr := upstream.Text(env.Code)
+	reqID, _ := upstream.Text(env.RequestID)
+	msg, _ := upstream.Text(env.Message)
+	ev.RequestID, ev.ResponseSHA256 = reqID, upstream.Hash(body)
+	var success *bool
+	if len(env.Success) > 0 && string(env.Success) != "null" {
+		b, err := upstream.Bool(env.Success)
+		if err != nil {
+			return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, RequestID: reqID, Field: "Success", Msg: "not a boolean"}
+		}
+		success = &b
+	}
+	if cerr != nil {
+		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, RequestID: reqID, Field: "Code", Msg: "neither a string nor a number"}
+	}
+	if ok(code, success) {
 		return body, ev, nil
 	}
-	for _, a := range allowCodes {
-		if env.Code == a {
-			return body, ev, nil
-		}
+	if code == "" {
+		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, RequestID: reqID, Field: "Code", Msg: "missing, and the answer is not a success"}
 	}
-	if env.Code == "" {
-		return nil, ev, &upstream.Error{Kind: upstream.ErrMalformed, Op: action, RequestID: env.RequestID, Msg: "answer has no Code"}
-	}
-	e := &upstream.Error{Kind: kindOf(env.Code, 200), Op: action, HTTPStatus: 200, Code: env.Code, RequestID: env.RequestID, Msg: redact.String(env.Message)}
+	e := &upstream.Error{Kind: kindOf(code, 200), Op: action, HTTPStatus: 200, Code: code, RequestID: reqID, Msg: redact.String(msg)}
 	if e.Kind == upstream.ErrThrottled {
 		e.RetryAfter = retryAfter(headers)
 	}
 	return nil, ev, e
 }
 
+// throttledFor reports a throttled answer and how long its key should hold.
+func throttledFor(err error) (time.Duration, bool) {
+	if !errors.Is(err, upstream.ErrThrottled) {
+		return 0, false
+	}
+	if d := upstream.RetryAfterOf(err); d > 0 {
+		return d, true
+	}
+	return time.Second, true
+}
+
+// pacer paces the requests of one AccessKey at one endpoint, for every client
+// built with it: a documented per-user limit (CAMS: 10 QPS per user) holds
+// however many connections share the key, and a throttled answer holds all
+// of them back for the server's retry-after.
+type pacer struct {
+	mu    sync.Mutex
+	lim   *rate.Limiter // nil: no rate of its own
+	until time.Time     // no request before this (a throttled answer's retry-after)
+}
+
+var pacers = struct {
+	sync.Mutex
+	m map[string]*pacer
+}{m: map[string]*pacer{}}
+
+// pacerOf returns key's pacer, at the lowest positive rate any client of the
+// key asked for (Burst 1 by default: requests are spread evenly, so a server
+// that enforces the same rate never sees a burst).
+func pacerOf(key string, qps float64, burst int) *pacer {
+	pacers.Lock()
+	defer pacers.Unlock()
+	p, ok := pacers.m[key]
+	if !ok {
+		p = &pacer{}
+		pacers.m[key] = p
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case qps <= 0:
+	case p.lim == nil:
+		p.lim = rate.NewLimiter(rate.Limit(qps), max(1, burst))
+	case rate.Limit(qps) < p.lim.Limit():
+		p.lim.SetLimit(rate.Limit(qps))
+	}
+	return p
+}
+
+func (p *pacer) wait(ctx context.Context) error {
+	p.mu.Lock()
+	until, lim := p.until, p.lim
+	p.mu.Unlock()
+	if d := time.Until(until); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	if lim == nil {
+		return nil
+	}
+	return lim.Wait(ctx)
+}
+
+func (p *pacer) hold(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t := time.Now().Add(d); t.After(p.until) {
+		p.until = t
+	}
+}
+
 // classifySDK maps darabonba's errors to upstream kinds.
-func classifySDK(action string, err error) error {
+func classifySDK(action string, err error) *upstream.Error {
 	var (
 		te *openapi.ThrottlingError
 		ce *openapi.ClientError
@@ -268,7 +391,7 @@ func classifySDK(action string, err error) error {
 // kindOf classifies an Alibaba error code (and, failing that, the HTTP status).
 func kindOf(code string, status int) error {
 	switch code {
-	case "NotAuthorized", "Ram.PermissionDeny", "Forbidden.RAM", "InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive",
+	case "NotAuthorized", "NOT_AUTHORIZED", "NotFoundRamAction", "Ram.PermissionDeny", "Forbidden.RAM", "InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive",
 		"SignatureDoesNotMatch", "IncompleteSignature", "MissingSignature", "Product.Unsubscript", "InvalidSecurityToken.Expired":
 		return upstream.ErrUnauthorized
 	case "VnoNoDataError", "Unknown.ResourceOwnerId", "NotExists.PhoneNumber":
@@ -282,6 +405,17 @@ func kindOf(code string, status int) error {
 		return upstream.ErrTransient
 	}
 	return upstream.ErrRejected
+}
+
+// retryAfterHeader reads retryAfter's headers from an http.Header.
+func retryAfterHeader(h http.Header) time.Duration {
+	m := map[string]*string{}
+	for _, k := range []string{"x-ratelimit-user-api", "x-ratelimit-user"} {
+		if v := h.Get(k); v != "" {
+			m[k] = &v
+		}
+	}
+	return retryAfter(m)
 }
 
 // retryAfter reads the TimeLeft (milliseconds) of the rate-limit headers.

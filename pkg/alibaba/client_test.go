@@ -210,15 +210,24 @@ func TestCreateAgAccount(t *testing.T) {
 	if c, ok := s.State.Customer(rel.Pk); !ok || c.LoginEmail != "new.member@partner.example" {
 		t.Fatal("created account not in the simulator")
 	}
-	again, err := b.CreateAgAccount(ctx, alibaba.AgAccount{LoginEmail: "new.member@partner.example"})
+	again, err := b.CreateAgAccount(ctx, alibaba.AgAccount{LoginEmail: "new.member@partner.example", AccountAttr: "1"})
 	if !errors.Is(err, alibaba.ErrAlreadyExists) || again == nil || again.Pk != rel.Pk {
 		t.Fatalf("used email: %+v %v", again, err)
 	}
-	for email, code := range map[string]string{"someone@gmail.example": "InvalidParameter.LoginEmail", "not an email": "InvalidParameter.LoginEmail"} {
-		_, err := b.CreateAgAccount(ctx, alibaba.AgAccount{LoginEmail: email})
+	for email, code := range map[string]string{"someone@gmail.example": "EMAIL_DOMAIN_NOT_AUTHORIZED", "not an email": "InvalidParameter.LoginEmail"} {
+		_, err := b.CreateAgAccount(ctx, alibaba.AgAccount{LoginEmail: email, AccountAttr: "1"})
 		if !errors.Is(err, upstream.ErrRejected) || upstream.CodeOf(err) != code {
 			t.Fatalf("%s: %v", email, err)
 		}
+	}
+	before := s.Stats()["bss.CreateAgAccount"]
+	for _, a := range []alibaba.AgAccount{{LoginEmail: "x@partner.example"}, {AccountAttr: "1"}} {
+		if _, err := b.CreateAgAccount(ctx, a); !errors.Is(err, upstream.ErrRejected) || !strings.Contains(err.Error(), "required") {
+			t.Fatalf("%+v: %v", a, err)
+		}
+	}
+	if s.Stats()["bss.CreateAgAccount"] != before {
+		t.Fatal("a request without a required parameter went upstream")
 	}
 	uids, err := b.GetCustomerList(ctx)
 	if err != nil || len(uids) != 3 {

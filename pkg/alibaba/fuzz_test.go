@@ -1,12 +1,30 @@
 package alibaba_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/accountwatch/accountwatch/pkg/alibaba"
 )
 
-// The seeds' documented samples, and their variants.
+// addDocumented seeds f with the documents' examples of an action
+// (testdata/<action>.*.json, copied from the documents) first.
+func addDocumented(f *testing.F, action string) {
+	files, _ := filepath.Glob(filepath.Join("testdata", action+".*.json"))
+	if len(files) == 0 {
+		f.Fatalf("no documented example of %s", action)
+	}
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+// More samples: the documents' variants and what they rule out.
 var (
 	customerSamples = []string{
 		`{"Code":"Success","Message":"Successful!","RequestId":"94017C56-1725-5DD9-AB41-B3BAE791D600","Success":true,"Data":{"Mpk":1051360339779133,"LoginEmail":"xxxx@aliyun.com","HostingStatus":"FREEZE","AccountType":"1","CreditLimitStatus":"Freeze","IsCertified":true}}`,
@@ -27,6 +45,7 @@ var (
 )
 
 func FuzzDecodeCustomer(f *testing.F) {
+	addDocumented(f, "bss.GetCustomerAccountInfo")
 	for _, s := range customerSamples {
 		f.Add([]byte(s))
 	}
@@ -39,6 +58,7 @@ func FuzzDecodeCustomer(f *testing.F) {
 }
 
 func FuzzDecodeUIDList(f *testing.F) {
+	addDocumented(f, "bss.GetCustomerList")
 	f.Add([]byte(`{"Code":"Success","Data":{"UidList":["1234567890123456",1234567890123457]}}`))
 	f.Add([]byte(`{"Data":{"UidList":null}}`))
 	f.Add([]byte(`{"Data":{"UidList":[""]}}`))
@@ -59,6 +79,7 @@ func FuzzDecodeUIDList(f *testing.F) {
 }
 
 func FuzzDecodeAgRelation(f *testing.F) {
+	addDocumented(f, "bss.CreateAgAccount")
 	for _, s := range agSamples {
 		f.Add([]byte(s))
 	}
@@ -77,6 +98,7 @@ func FuzzDecodeAgRelation(f *testing.F) {
 }
 
 func FuzzDecodeProfile(f *testing.F) {
+	addDocumented(f, "cams.QueryPhoneBusinessProfile")
 	for _, s := range profileSamples {
 		f.Add([]byte(s))
 	}
@@ -96,6 +118,7 @@ func FuzzDecodeProfile(f *testing.F) {
 }
 
 func FuzzDecodePhoneNumbers(f *testing.F) {
+	addDocumented(f, "cams.QueryChatappPhoneNumbers")
 	f.Add([]byte(`{"Code":"OK","PhoneNumbers":[{"PhoneNumber":"8613800000001","VerifiedName":"Acme","Status":"CONNECTED"}]}`))
 	f.Add([]byte(`{"Code":"OK","PhoneNumbers":[{"PhoneNumber":8613800000001}]}`))
 	f.Add([]byte(`{"Code":"OK"}`))

@@ -51,7 +51,8 @@ func IsRecovery(e *event.Event) bool {
 	case event.TypeCreditLimitStatusChanged:
 		return cur == "thaw" || prev == "freeze" && cur != "freeze"
 	case event.TypeHostingStatusChanged:
-		return prev == "freeze" && cur != "freeze"
+		// TRUSTEESHIP (hosted) is the documented normal state.
+		return cur == "trusteeship" && prev != "trusteeship" || prev == "freeze" && cur != "freeze"
 	case event.TypeDebtChanged:
 		return e.Data.Debt != nil && e.Data.Debt.Crossed == "below"
 	case event.TypePollRecovered:
@@ -86,8 +87,11 @@ func Headline(e *event.Event) string {
 		}
 		return "Debt changed"
 	case event.TypeHostingStatusChanged:
-		if cur == "freeze" {
+		switch cur {
+		case "freeze":
 			return "Hosting frozen"
+		case "trusteeship":
+			return "Hosted again"
 		}
 		return "Hosting status is now " + cur
 	case event.TypeCreditLimitStatusChanged:
@@ -189,11 +193,52 @@ func Change(e *event.Event) string {
 		}
 		return s
 	case d.Poll != nil:
-		return fmt.Sprintf("%d failed reads since %s", d.Poll.ConsecutiveFailures, d.Poll.Since.UTC().Format(time.RFC3339))
+		s := fmt.Sprintf("%d failed reads since %s", d.Poll.ConsecutiveFailures, d.Poll.Since.UTC().Format(time.RFC3339))
+		if c := Cause(d.Poll); c != "" {
+			s += ": " + c
+		}
+		return s
 	case d.Previous != nil || d.Current != nil:
 		return fmt.Sprintf("%s %s → %s", d.Field, Value(d.Previous), Value(d.Current))
 	}
 	return Headline(e)
+}
+
+// Cause says why reads failed, on one line: "list accounts page 3: account
+// 1000123, field current_debt: not a decimal amount (malformed, HTTP 200,
+// request r-1)"; "" when the event names no cause.
+func Cause(p *event.Poll) string {
+	if p == nil || p.Cause == nil {
+		return ""
+	}
+	c := p.Cause
+	var b strings.Builder
+	b.WriteString(c.Operation)
+	var what []string
+	if c.AccountID != "" {
+		what = append(what, "account "+c.AccountID)
+	}
+	if c.Field != "" {
+		what = append(what, "field "+c.Field)
+	}
+	if len(what) > 0 {
+		b.WriteString(": " + strings.Join(what, ", "))
+	}
+	if c.Detail != "" {
+		b.WriteString(": " + c.Detail)
+	}
+	meta := []string{strings.ReplaceAll(c.Kind, "_", " ")}
+	if c.Code != "" {
+		meta = append(meta, c.Code)
+	}
+	if c.HTTPStatus != 0 {
+		meta = append(meta, fmt.Sprintf("HTTP %d", c.HTTPStatus))
+	}
+	if c.RequestID != "" {
+		meta = append(meta, "request "+c.RequestID)
+	}
+	b.WriteString(" (" + strings.Join(meta, ", ") + ")")
+	return b.String()
 }
 
 // Accounts counts the distinct accounts of evs.

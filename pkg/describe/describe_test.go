@@ -51,3 +51,30 @@ func TestChangeAndLinks(t *testing.T) {
 		t.Error("a link for an unknown instance or a provider-wide event")
 	}
 }
+
+// TestRecoveriesAndCauses: the documents' normal states read as recoveries
+// (FREEZE → TRUSTEESHIP is hosted again, Freeze → Thaw unfrozen); a
+// poll.degraded names its cause.
+func TestRecoveriesAndCauses(t *testing.T) {
+	for _, c := range []struct {
+		e        *event.Event
+		recovery bool
+		headline string
+	}{
+		{eventtest.Hosting(t, "1", "FREEZE", "TRUSTEESHIP"), true, "Hosted again"},
+		{eventtest.Hosting(t, "1", "TRUSTEESHIP", "FREEZE"), false, "Hosting frozen"},
+		{eventtest.Must(t)(event.CreditLimitStatusChanged(eventtest.Meta("1", nil), event.EnumValue("Freeze"), event.EnumValue("Thaw"))), true, "Credit limit thawed"},
+	} {
+		if describe.IsRecovery(c.e) != c.recovery || describe.Headline(c.e) != c.headline || c.recovery && c.e.Severity() != event.SeverityInfo {
+			t.Errorf("%s: recovery %v, headline %q, severity %s", describe.Change(c.e), describe.IsRecovery(c.e), describe.Headline(c.e), c.e.Severity())
+		}
+	}
+	p := event.Poll{Scope: "account", ConsecutiveFailures: 3, Since: eventtest.T0, Cause: &event.PollCause{Operation: "list accounts page 3",
+		AccountID: "1000123", Field: "current_debt", Kind: "malformed", HTTPStatus: 200, RequestID: "r-1", Detail: "not a decimal amount"}}
+	e := eventtest.Must(t)(event.PollDegraded(eventtest.Meta("1000123", nil), p))
+	want := "3 failed reads since " + eventtest.T0.UTC().Format("2006-01-02T15:04:05Z07:00") +
+		": list accounts page 3: account 1000123, field current_debt: not a decimal amount (malformed, HTTP 200, request r-1)"
+	if got := describe.Change(e); got != want {
+		t.Errorf("Change = %q\nwant     %q", got, want)
+	}
+}

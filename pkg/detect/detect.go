@@ -24,6 +24,22 @@ const (
 	FieldCreditLimitStatus = "CreditLimitStatus"
 )
 
+// enumField is a row of the detection table: the event a change of the field
+// is, and the values its provider documents (any other passes through,
+// counted as unknown).
+type enumField struct {
+	Type  event.Type
+	Known func(normalised string) bool
+}
+
+// enumFields is the detection table: every watched enum field of every
+// provider. A provider with a field of its own adds a row.
+var enumFields = map[string]enumField{
+	FieldStatus:            {event.TypeStatusChanged, event.KnownStatus},           // ActivePlatform
+	FieldHostingStatus:     {event.TypeHostingStatusChanged, knownHosting},         // BSS
+	FieldCreditLimitStatus: {event.TypeCreditLimitStatusChanged, knownCreditLimit}, // BSS
+}
+
 // Observation is one successful read of an account, normalised by the poller's
 // provider adapter.
 type Observation struct {
@@ -155,18 +171,11 @@ func Observe(prev Record, obs Observation, pol Policy) ([]Change, Record) {
 			continue // only the raw spelling may have moved ("credit hold" → "credit_hold"): not a change
 		}
 		next.Enums[f] = cur
-		c := Change{Field: f, Previous: old, Current: cur}
-		switch f {
-		case FieldStatus:
-			c.Type, c.Unknown = event.TypeStatusChanged, !event.KnownStatus(cur.Value)
-		case FieldHostingStatus:
-			c.Type, c.Unknown = event.TypeHostingStatusChanged, !knownHosting(cur.Value)
-		case FieldCreditLimitStatus:
-			c.Type, c.Unknown = event.TypeCreditLimitStatusChanged, !knownCreditLimit(cur.Value)
-		default:
+		ef, watched := enumFields[f]
+		if !watched {
 			continue
 		}
-		changes = append(changes, c)
+		changes = append(changes, Change{Type: ef.Type, Field: f, Previous: old, Current: cur, Unknown: !ef.Known(cur.Value)})
 	}
 
 	if obs.Debt != nil {
@@ -256,8 +265,9 @@ func debt(prev *DebtState, d *Debt, pol Policy) (*Change, *DebtState) {
 }
 
 // Fail records a failed poll. After pol.DegradedAfter consecutive failures it
-// returns a poll.degraded change, once. A failure never changes observed state.
-func Fail(prev Record, now time.Time, code, msg string, pol Policy) ([]Change, Record) {
+// returns a poll.degraded change, once, naming cause (the failure that made
+// it degraded; may be nil). A failure never changes observed state.
+func Fail(prev Record, now time.Time, code, msg string, cause *event.PollCause, pol Policy) ([]Change, Record) {
 	next := prev
 	next.Version = 1
 	if next.Failures == 0 {
@@ -275,7 +285,7 @@ func Fail(prev Record, now time.Time, code, msg string, pol Policy) ([]Change, R
 		if prev.AccountID == event.ProviderScope {
 			scope = "provider"
 		}
-		return []Change{{Type: event.TypePollDegraded, Poll: &event.Poll{Scope: scope, ConsecutiveFailures: next.Failures, Since: next.FailingSince, ErrorCode: code, LastError: next.LastError}}}, next
+		return []Change{{Type: event.TypePollDegraded, Poll: &event.Poll{Scope: scope, ConsecutiveFailures: next.Failures, Since: next.FailingSince, ErrorCode: code, LastError: next.LastError, Cause: cause}}}, next
 	}
 	return nil, next
 }
@@ -294,27 +304,32 @@ func Recover(prev Record) ([]Change, Record) {
 // Event builds the event of a change. m carries the account, time, evidence,
 // the previous record's revision and the chain position.
 func (c Change) Event(m event.Meta) (*event.Event, error) {
-	switch c.Type {
-	case event.TypeStatusChanged:
-		return event.StatusChanged(m, c.Previous, c.Current)
-	case event.TypeHostingStatusChanged:
-		return event.HostingStatusChanged(m, c.Previous, c.Current)
-	case event.TypeCreditLimitStatusChanged:
-		return event.CreditLimitStatusChanged(m, c.Previous, c.Current)
-	case event.TypeDebtChanged:
-		return event.DebtChanged(m, *c.Debt)
-	case event.TypePhoneProfileChanged:
-		return event.PhoneProfileChanged(m, c.Field, c.Previous, c.Current)
-	case event.TypePollDegraded:
-		return event.PollDegraded(m, *c.Poll)
-	case event.TypePollRecovered:
-		return event.PollRecovered(m, *c.Poll)
-	case event.TypeDiscovered:
-		return event.Discovered(m, c.Attrs)
-	case event.TypeRemoved:
-		return event.Removed(m, c.Attrs)
+	build, ok := constructors[c.Type]
+	if !ok {
+		return nil, fmt.Errorf("%w: no constructor for %s", event.ErrInvalid, c.Type)
 	}
-	return nil, fmt.Errorf("%w: no constructor for %s", event.ErrInvalid, c.Type)
+	return build(c, m)
+}
+
+// constructors builds each type's event from a change.
+var constructors = map[event.Type]func(Change, event.Meta) (*event.Event, error){
+	event.TypeStatusChanged: func(c Change, m event.Meta) (*event.Event, error) {
+		return event.StatusChanged(m, c.Previous, c.Current)
+	},
+	event.TypeHostingStatusChanged: func(c Change, m event.Meta) (*event.Event, error) {
+		return event.HostingStatusChanged(m, c.Previous, c.Current)
+	},
+	event.TypeCreditLimitStatusChanged: func(c Change, m event.Meta) (*event.Event, error) {
+		return event.CreditLimitStatusChanged(m, c.Previous, c.Current)
+	},
+	event.TypeDebtChanged: func(c Change, m event.Meta) (*event.Event, error) { return event.DebtChanged(m, *c.Debt) },
+	event.TypePhoneProfileChanged: func(c Change, m event.Meta) (*event.Event, error) {
+		return event.PhoneProfileChanged(m, c.Field, c.Previous, c.Current)
+	},
+	event.TypePollDegraded:  func(c Change, m event.Meta) (*event.Event, error) { return event.PollDegraded(m, *c.Poll) },
+	event.TypePollRecovered: func(c Change, m event.Meta) (*event.Event, error) { return event.PollRecovered(m, *c.Poll) },
+	event.TypeDiscovered:    func(c Change, m event.Meta) (*event.Event, error) { return event.Discovered(m, c.Attrs) },
+	event.TypeRemoved:       func(c Change, m event.Meta) (*event.Event, error) { return event.Removed(m, c.Attrs) },
 }
 
 func knownHosting(v string) bool {

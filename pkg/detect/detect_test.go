@@ -1,6 +1,7 @@
 package detect_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +122,7 @@ func TestFailuresNeverChangeStateAndDegradeOnce(t *testing.T) {
 	var types []string
 	for i := range 5 {
 		var ch []detect.Change
-		ch, rec = detect.Fail(rec, t0.Add(time.Duration(i)*time.Minute), "Throttling.User", "rate limited", pol)
+		ch, rec = detect.Fail(rec, t0.Add(time.Duration(i)*time.Minute), "Throttling.User", "rate limited", nil, pol)
 		for _, c := range ch {
 			types = append(types, c.Type.Tail())
 		}
@@ -137,7 +138,7 @@ func TestFailuresNeverChangeStateAndDegradeOnce(t *testing.T) {
 		t.Fatalf("recovery: %+v %+v", ch, rec)
 	}
 	// A failure streak shorter than the limit says nothing.
-	_, rec = detect.Fail(rec, t0, "InternalError", "500", pol)
+	_, rec = detect.Fail(rec, t0, "InternalError", "500", nil, pol)
 	ch, _ = detect.Observe(rec, ap("active", "10"), pol)
 	if len(ch) != 0 {
 		t.Fatalf("%+v", ch)
@@ -148,7 +149,7 @@ func TestProviderScope(t *testing.T) {
 	rec := detect.Record{Provider: event.ProviderAlibabaBSS, Instance: "bss", AccountID: event.ProviderScope}
 	var ch []detect.Change
 	for range 3 {
-		ch, rec = detect.Fail(rec, t0, "timeout", "dial", detect.DefaultPolicy())
+		ch, rec = detect.Fail(rec, t0, "timeout", "dial", nil, detect.DefaultPolicy())
 	}
 	if len(ch) != 1 || ch[0].Poll.Scope != "provider" {
 		t.Fatalf("%+v", ch)
@@ -182,7 +183,7 @@ func TestChangesBuildValidEvents(t *testing.T) {
 	rec := detect.Record{AccountID: "1"}
 	for range 3 {
 		var ch []detect.Change
-		ch, rec = detect.Fail(rec, t0, "x", "y", pol)
+		ch, rec = detect.Fail(rec, t0, "x", "y", nil, pol)
 		all = append(all, ch...)
 	}
 	ch, _ := detect.Observe(rec, ap("active", ""), pol)
@@ -214,5 +215,29 @@ func TestFieldsFirstSeenAfterTheBaseline(t *testing.T) {
 	ch, _ = detect.Observe(rec, detect.Observation{Profile: map[string]event.Value{"About": {Value: "hi"}}}, detect.DefaultPolicy())
 	if len(ch) != 1 || ch[0].Field != "About" {
 		t.Fatalf("%+v", ch)
+	}
+}
+
+// TestDetectionTable: every watched enum field has a row (its event type and
+// documented values), and a field without one is stored, never an event.
+func TestDetectionTable(t *testing.T) {
+	prev := detect.Record{Baseline: true, Enums: map[string]event.Value{
+		detect.FieldStatus: event.EnumValue("active"), detect.FieldHostingStatus: event.EnumValue("TRUSTEESHIP"),
+		detect.FieldCreditLimitStatus: event.EnumValue("Thaw"), "colour": event.EnumValue("red")}}
+	obs := detect.Observation{Enums: map[string]event.Value{
+		detect.FieldStatus: event.EnumValue("paused"), detect.FieldHostingStatus: event.EnumValue("FREEZE"),
+		detect.FieldCreditLimitStatus: event.EnumValue("Freeze"), "colour": event.EnumValue("blue")}}
+	changes, next := detect.Observe(prev, obs, detect.DefaultPolicy())
+	got := map[string]string{}
+	for _, c := range changes {
+		got[c.Field] = fmt.Sprintf("%s unknown=%v", c.Type.Tail(), c.Unknown)
+	}
+	want := map[string]string{
+		detect.FieldStatus:            "account.status.changed unknown=true",
+		detect.FieldHostingStatus:     "account.hosting_status.changed unknown=false",
+		detect.FieldCreditLimitStatus: "account.credit_limit_status.changed unknown=false",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || next.Enums["colour"].Value != "blue" {
+		t.Fatalf("changes %v (want %v); colour %v", got, want, next.Enums["colour"])
 	}
 }

@@ -179,14 +179,19 @@ func CreditLimitStatusChanged(m Meta, prev, cur Value) (*Event, error) {
 	return build(TypeCreditLimitStatusChanged, m, Data{Field: "CreditLimitStatus", Previous: &prev, Current: &cur}, alibabaSeverity(cur.Value))
 }
 
+// alibabaSeverity follows the documents' meaning of a normalised
+// HostingStatus or CreditLimitStatus: frozen is critical; hosted
+// (TRUSTEESHIP, the normal state: Alibaba Cloud runs the credit control) and
+// unfrozen (Thaw) are the account working, so reaching them is a recovery;
+// not hosted (TrusteeshipCancel) and a value no document names want a look.
 func alibabaSeverity(normalised string) Severity {
 	switch normalised {
 	case "freeze":
 		return SeverityCritical
-	case "trusteeship":
-		return SeverityWarning
+	case "trusteeship", "thaw":
+		return SeverityInfo
 	}
-	return SeverityInfo
+	return SeverityWarning
 }
 
 // Discovered is an account that appeared in a provider's listing. attrs pass

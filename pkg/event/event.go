@@ -82,6 +82,32 @@ type Poll struct {
 	Since               time.Time `json:"since"`
 	ErrorCode           string    `json:"error_code,omitempty"`
 	LastError           string    `json:"last_error,omitempty"`
+	// Cause says what could not be read (poll.degraded): which operation,
+	// which account, which field of the answer. Secrets and personal data
+	// are left out of it.
+	Cause *PollCause `json:"cause,omitempty"`
+}
+
+// PollCause is why a read failed.
+type PollCause struct {
+	// Operation is the upstream operation ("get account 1000123", "list
+	// accounts page 3", "GetCustomerAccountInfo").
+	Operation string `json:"operation"`
+	// AccountID is the account that could not be read, when the operation
+	// is not about it alone (an account of a listing).
+	AccountID string `json:"account_id,omitempty"`
+	// Field is the field of the answer at fault (an answer that cannot be
+	// decoded), e.g. "current_debt" or "Data.HostingStatus".
+	Field string `json:"field,omitempty"`
+	// Kind is the class of failure: malformed, throttled, unauthorised,
+	// not_found, transient, rejected.
+	Kind       string `json:"kind"`
+	HTTPStatus int    `json:"http_status,omitempty"`
+	Code       string `json:"code,omitempty"`
+	RequestID  string `json:"request_id,omitempty"`
+	// Detail is what was wrong, in words ("not a decimal amount"), with
+	// secrets and personal data masked.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Onboarding details account.created.

@@ -54,14 +54,18 @@ func realistic(t *testing.T) map[string]*event.Event {
 		"hosting freeze":                          must(event.HostingStatusChanged(bss, event.EnumValue(""), event.EnumValue("FREEZE"))),
 		"hosting old spelling":                    must(event.HostingStatusChanged(bss, event.EnumValue("Trusteeship"), event.EnumValue("TrusteeshipCancel"))),
 		"credit limit freeze":                     must(event.CreditLimitStatusChanged(bss, event.EnumValue("Thaw"), event.EnumValue("Freeze"))),
-		"discovered":                              must(event.Discovered(bss, map[string]string{"account_type": "enterprise", "is_certified": "true", "login_email": "cfo@example.com"})),
-		"removed":                                 must(event.Removed(ap, map[string]string{"status": "deleted"})),
-		"created":                                 must(event.Created(bss, event.Onboarding{RelationType: "ResellerPartner", Mpk: "1111111111111111"}, nil)),
-		"profile websites":                        must(event.PhoneProfileChanged(cams, "Websites", event.ListValue([]string{"https://a.example"}), event.ListValue([]string{"https://a.example", "https://b.example"}))),
-		"profile email (public business data)":    must(event.PhoneProfileChanged(cams, "Email", event.Value{Value: ""}, event.Value{Value: "sales@acme.example"})),
-		"poll degraded account":                   must(event.PollDegraded(ap, event.Poll{ConsecutiveFailures: 3, Since: t0.Add(-time.Hour), ErrorCode: "Throttling.User", LastError: "rate limited"})),
-		"poll degraded provider":                  must(event.PollDegraded(provider, event.Poll{ConsecutiveFailures: 5, Since: t0.Add(-time.Hour), ErrorCode: "timeout"})),
-		"poll recovered":                          must(event.PollRecovered(ap, event.Poll{ConsecutiveFailures: 0, Since: t0.Add(-time.Hour)})),
+		"hosting back to hosted":                  must(event.HostingStatusChanged(bss, event.EnumValue("FREEZE"), event.EnumValue("TRUSTEESHIP"))),
+		"credit limit thawed":                     must(event.CreditLimitStatusChanged(bss, event.EnumValue("Freeze"), event.EnumValue("Thaw"))),
+		"poll degraded with its cause": must(event.PollDegraded(ap, event.Poll{ConsecutiveFailures: 3, Since: t0.Add(-time.Hour), LastError: "current_debt: not a decimal amount",
+			Cause: &event.PollCause{Operation: "list accounts page 3", AccountID: "1000123", Field: "current_debt", Kind: "malformed", HTTPStatus: 200, RequestID: "r-1", Detail: "not a decimal amount"}})),
+		"discovered":                           must(event.Discovered(bss, map[string]string{"account_type": "enterprise", "is_certified": "true", "login_email": "cfo@example.com"})),
+		"removed":                              must(event.Removed(ap, map[string]string{"status": "deleted"})),
+		"created":                              must(event.Created(bss, event.Onboarding{RelationType: "ResellerPartner", Mpk: "1111111111111111"}, nil)),
+		"profile websites":                     must(event.PhoneProfileChanged(cams, "Websites", event.ListValue([]string{"https://a.example"}), event.ListValue([]string{"https://a.example", "https://b.example"}))),
+		"profile email (public business data)": must(event.PhoneProfileChanged(cams, "Email", event.Value{Value: ""}, event.Value{Value: "sales@acme.example"})),
+		"poll degraded account":                must(event.PollDegraded(ap, event.Poll{ConsecutiveFailures: 3, Since: t0.Add(-time.Hour), ErrorCode: "Throttling.User", LastError: "rate limited"})),
+		"poll degraded provider":               must(event.PollDegraded(provider, event.Poll{ConsecutiveFailures: 5, Since: t0.Add(-time.Hour), ErrorCode: "timeout"})),
+		"poll recovered":                       must(event.PollRecovered(ap, event.Poll{ConsecutiveFailures: 0, Since: t0.Add(-time.Hour)})),
 	}
 }
 
@@ -113,7 +117,7 @@ func TestDataRoundTripsAndMoneyIsNeverAFloat(t *testing.T) {
 		walk = func(path string, v any) {
 			switch x := v.(type) {
 			case float64:
-				if path != ".chain.seq" && path != ".poll.consecutive_failures" {
+				if path != ".chain.seq" && path != ".poll.consecutive_failures" && path != ".poll.cause.http_status" {
 					t.Errorf("%s: number at %s: money must be a decimal string", name, path)
 				}
 			case map[string]any:
@@ -147,7 +151,9 @@ func TestSeverityPolicy(t *testing.T) {
 		"debt step down":                          event.SeverityInfo,
 		"hosting freeze":                          event.SeverityCritical,
 		"credit limit freeze":                     event.SeverityCritical,
-		"hosting old spelling":                    event.SeverityInfo,
+		"hosting old spelling":                    event.SeverityWarning, // TrusteeshipCancel: not hosted
+		"hosting back to hosted":                  event.SeverityInfo,    // FREEZE → TRUSTEESHIP, the normal state
+		"credit limit thawed":                     event.SeverityInfo,
 		"poll degraded account":                   event.SeverityWarning,
 		"poll degraded provider":                  event.SeverityCritical,
 		"poll recovered":                          event.SeverityInfo,

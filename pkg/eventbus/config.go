@@ -7,6 +7,8 @@ package eventbus
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/config"
@@ -51,7 +53,17 @@ type Config struct {
 	MaxPending int `envconfig:"PUBLISH_MAX_PENDING" default:"4096"`
 	// Name identifies the client connection in server monitoring.
 	Name string `envconfig:"NATS_CLIENT_NAME"`
+
+	// Role is the identity the program connects as, set by its main, never by
+	// the environment: it picks the inbox its permissions allow and, on the
+	// embedded server, the user it connects as.
+	Role Role `ignored:"true"`
+	// Logger hears what the server refused this identity (slog.Default when nil).
+	Logger *slog.Logger `ignored:"true"`
 }
+
+// CredentialsDir is where the embedded server keeps every role's nkey.
+func (c Config) CredentialsDir() string { return filepath.Join(c.DataDir, "credentials") }
 
 // DefaultConfig is Config with the defaults of its struct tags, for tests and tools.
 func DefaultConfig() Config {
@@ -85,6 +97,9 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("AW_NATS_TLS_CERT and AW_NATS_TLS_KEY: set both or neither"))
+	}
+	if c.Role != "" && !c.Role.Valid() {
+		errs = append(errs, fmt.Errorf("NATS role %q: want one of %v", c.Role, Roles()))
 	}
 	if c.User != "" && c.Token != "" {
 		errs = append(errs, errors.New("AW_NATS_USER and AW_NATS_TOKEN: choose one authentication"))

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -27,50 +29,122 @@ type Bus struct {
 	Cfg Config
 
 	server *server.Server
+	creds  *Credentials
+	// refused hears of every operation the server refused this identity.
+	refused chan error
 }
 
-// Connect joins cfg.URL, or starts an embedded JetStream server on cfg.DataDir
-// when cfg.URL is empty.
+// Connect joins cfg.URL with cfg's credentials, or starts an embedded
+// JetStream server on cfg.DataDir when cfg.URL is empty. The embedded server
+// knows every role by the nkeys in CredentialsDir (generated on first use);
+// its host connects in-process as cfg.Role, or as admin when no role is set.
 func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Bus{Cfg: cfg}
-	opts := []nats.Option{
-		nats.Name(cfg.Name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500 * time.Millisecond),
-	}
+	b := &Bus{Cfg: cfg, refused: make(chan error, 16)}
 	url := cfg.URL
+	var auth []nats.Option
 	if url == "" {
-		s, err := StartEmbedded(cfg)
+		creds, err := LoadCredentials(cfg.CredentialsDir(), true)
 		if err != nil {
 			return nil, err
 		}
-		b.server = s
-		opts = append(opts, nats.InProcessServer(s))
+		s, err := StartEmbedded(cfg, creds)
+		if err != nil {
+			return nil, err
+		}
+		b.server, b.creds = s, creds
+		if b.Cfg.Role == "" {
+			b.Cfg.Role = RoleAdmin
+		}
+		auth = []nats.Option{nats.InProcessServer(s), creds.option(b.Cfg.Role)}
 		url = s.ClientURL()
 	} else {
-		auth, err := authOptions(cfg)
-		if err != nil {
+		var err error
+		if auth, err = authOptions(cfg); err != nil {
 			return nil, err
 		}
-		opts = append(opts, auth...)
-		opts = append(opts, nats.RetryOnFailedConnect(false))
+		auth = append(auth, nats.RetryOnFailedConnect(false))
+	}
+	if err := b.dial(ctx, url, auth); err != nil {
+		b.shutdownServer()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bus) dial(ctx context.Context, url string, auth []nats.Option) error {
+	opts := append([]nats.Option{
+		nats.Name(b.Cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ErrorHandler(b.logRefusals),
+	}, auth...)
+	if b.Cfg.Role != "" {
+		opts = append(opts, nats.CustomInboxPrefix(b.Cfg.Role.InboxPrefix()))
 	}
 	nc, err := connectWithContext(ctx, url, opts)
 	if err != nil {
-		b.shutdownServer()
-		return nil, fmt.Errorf("%w to %s: %v", ErrConnect, redact.String(url), err)
+		return fmt.Errorf("%w to %s: %v", ErrConnect, redact.String(url), err)
 	}
 	b.NC = nc
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.MaxPending))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(b.Cfg.MaxPending))
 	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
 	}
 	b.JS = js
-	return b, nil
+	return nil
+}
+
+// logRefusals says what the server refused: a permission violation reaches
+// the client only here (the request itself just waits for its timeout).
+func (b *Bus) logRefusals(_ *nats.Conn, _ *nats.Subscription, err error) {
+	log := b.Cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		log.Error("NATS refused an operation this identity may not do", "role", b.Cfg.Role, "err", err)
+		select {
+		case b.refused <- err:
+		default:
+		}
+		return
+	}
+	log.Warn("NATS asynchronous error", "err", err)
+}
+
+// ErrNotAdmin is returned by RequireAdmin for credentials that are not the admin's.
+var ErrNotAdmin = errors.New("not the admin identity")
+
+// RequireAdmin checks, before an admin's work, that the server takes this
+// connection for the admin: a refused request would otherwise only time out.
+func (b *Bus) RequireAdmin(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.JS.AccountInfo(ctx)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotAdmin, err)
+		}
+		return nil
+	case err := <-b.refused:
+		return fmt.Errorf("%w: the server refused it (%v): use the admin's seed (AW_NATS_NKEY_SEED_FILE)", ErrNotAdmin, err)
+	}
+}
+
+// roleOf is the role a connection was made as, read from its inbox prefix.
+func roleOf(nc *nats.Conn) Role {
+	r, ok := strings.CutPrefix(nc.Opts.InboxPrefix, "_INBOX.")
+	if !ok {
+		return ""
+	}
+	return Role(r)
 }
 
 // connectWithContext retries the first connection until ctx ends, so that a
@@ -125,8 +199,9 @@ func authOptions(cfg Config) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// StartEmbedded starts a nats-server with JetStream storing in cfg.DataDir.
-func StartEmbedded(cfg Config) (*server.Server, error) {
+// StartEmbedded starts a nats-server with JetStream storing in cfg.DataDir,
+// whose users are the roles of creds with their permissions.
+func StartEmbedded(cfg Config, creds *Credentials) (*server.Server, error) {
 	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("AW_DATA_DIR: %w", err)
@@ -142,6 +217,7 @@ func StartEmbedded(cfg Config) (*server.Server, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		MaxPayload: 8 << 20,
+		Nkeys:      creds.Users(),
 	}
 	if cfg.Listen == "" || cfg.Listen == "none" {
 		opts.DontListen = true
@@ -207,21 +283,62 @@ func (b *Bus) shutdownServer() {
 	}
 }
 
-// Open connects (or starts the embedded server) and provisions the streams
-// and buckets, within a minute: the start of every service.
-func Open(ctx context.Context, cfg Config) (*Bus, error) {
+// ErrRoleless is returned by Open for a configuration without a service role.
+var ErrRoleless = errors.New("a service connects as its own role")
+
+// Open is the start of every service, within a minute: it connects as
+// cfg.Role and checks that every stream and bucket the role uses exists as
+// this version expects (ErrNotProvisioned or ErrConfigConflict otherwise);
+// a service never creates, updates or deletes a stream. With no cfg.URL it
+// hosts the embedded server: it provisions as admin (extra streams too, such
+// as the delivery log), then connects in-process as cfg.Role for its work.
+func Open(ctx context.Context, cfg Config, extra ...jetstream.StreamConfig) (*Bus, error) {
+	if !cfg.Role.Valid() || cfg.Role == RoleAdmin {
+		return nil, fmt.Errorf("%w, not %q", ErrRoleless, cfg.Role)
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	b, err := Connect(ctx, cfg)
+	if cfg.URL != "" {
+		b, err := Connect(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := Require(ctx, b.JS, cfg, cfg.Role); err != nil {
+			b.Close()
+			return nil, err
+		}
+		return b, nil
+	}
+	admin := cfg
+	admin.Role = RoleAdmin
+	host, err := Connect(ctx, admin)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.Provision(ctx); err != nil {
-		b.Close()
+	if err := Provision(ctx, host.JS, cfg, extra...); err != nil {
+		host.Close()
+		return nil, err
+	}
+	host.NC.Close()
+	b := &Bus{Cfg: cfg, server: host.server, creds: host.creds, refused: make(chan error, 16)}
+	if err := b.dial(ctx, host.server.ClientURL(), []nats.Option{nats.InProcessServer(host.server), host.creds.option(cfg.Role)}); err != nil {
+		b.shutdownServer()
 		return nil, err
 	}
 	return b, nil
 }
+
+// SeedFile is where the embedded server's credentials keep r's seed, for a
+// process that joins it ("" when the bus joined an external server).
+func (b *Bus) SeedFile(r Role) string {
+	if b.creds == nil {
+		return ""
+	}
+	return b.creds.SeedFile(r)
+}
+
+// Credentials are the embedded server's (nil when the bus joined an external server).
+func (b *Bus) Credentials() *Credentials { return b.creds }
 
 // Check is a readiness check: an error while the connection is down.
 func (b *Bus) Check(context.Context) error {

@@ -34,6 +34,8 @@ const (
 	// BucketLeases holds poller leases and membership; entries expire after LeaseTTL
 	// unless renewed, which is how a dead replica's work is freed.
 	BucketLeases = "AW_LEASES"
+	// BucketReceivers is the roster: every sink's receivers (pkg/roster).
+	BucketReceivers = "AW_RECEIVERS"
 	// LeaseTTL is the lifetime of an unrenewed lease.
 	LeaseTTL = 15 * time.Second
 )
@@ -41,6 +43,10 @@ const (
 // ErrConfigConflict is returned when a stream or bucket exists with a configuration
 // that differs from what this version expects.
 var ErrConfigConflict = errors.New("existing configuration conflicts")
+
+// ErrNotProvisioned is returned when a stream or bucket a service needs does
+// not exist: only the admin identity creates them (`awctl provision`).
+var ErrNotProvisioned = errors.New("not provisioned")
 
 // KeyToken turns any id into one KV key token: EscapeToken's mapping with '='
 // for '~', which KV keys do not allow. Like EscapeToken it is reversible.
@@ -100,6 +106,21 @@ func RedriveStreamConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
+// CheckpointStreamConfig holds the signed checkpoints of the audit log
+// (pkg/checkpoint), with the log's own guarantees: no deletes, no purges,
+// the same retention.
+func CheckpointStreamConfig(c Config) jetstream.StreamConfig {
+	sc := EventStreamConfig(c)
+	sc.Name, sc.Subjects = StreamCheckpoints, []string{CheckpointRoot + ">"}
+	sc.Description = "accountwatch signed checkpoints of the audit log (Merkle root of every account's chain head)"
+	return sc
+}
+
+// StreamConfigs are the streams Provision creates, extra ones aside.
+func StreamConfigs(c Config) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{EventStreamConfig(c), DeadLetterStreamConfig(c), RedriveStreamConfig(c), CheckpointStreamConfig(c)}
+}
+
 // BucketConfigs are the KV buckets; history is kept where operators want to see
 // what changed (watch list, subscriptions, silences).
 func BucketConfigs(c Config) []jetstream.KeyValueConfig {
@@ -113,30 +134,103 @@ func BucketConfigs(c Config) []jetstream.KeyValueConfig {
 		b(BucketSlackThreads, "Slack thread ts per account", 1),
 		b(BucketSilences, "silences", 5),
 		{Bucket: BucketLeases, Description: "poller leases and members (expire unless renewed)", History: 1, TTL: LeaseTTL, Storage: jetstream.FileStorage, Replicas: c.Replicas},
+		b(BucketReceivers, "every sink's receivers, published by the notifiers (re-drive validation)", 1),
 	}
 }
 
-// Provision creates the streams and buckets, or checks that existing ones match.
+// Provision creates the streams and buckets (and extra streams, such as the
+// delivery log), or checks that existing ones match: the admin's step, which
+// a service never takes (the admin identity alone may create streams).
 // Running it twice is a no-op; a conflicting existing configuration is an
 // ErrConfigConflict that names every differing setting.
-func (b *Bus) Provision(ctx context.Context) error {
-	for _, sc := range []jetstream.StreamConfig{EventStreamConfig(b.Cfg), DeadLetterStreamConfig(b.Cfg), RedriveStreamConfig(b.Cfg)} {
-		if err := EnsureStream(ctx, b.JS, sc); err != nil {
+func Provision(ctx context.Context, js jetstream.JetStream, c Config, extra ...jetstream.StreamConfig) error {
+	for _, sc := range append(StreamConfigs(c), extra...) {
+		if err := EnsureStream(ctx, js, sc); err != nil {
 			return err
 		}
 	}
-	for _, kc := range BucketConfigs(b.Cfg) {
-		if _, err := EnsureBucket(ctx, b.JS, kc); err != nil {
+	for _, kc := range BucketConfigs(c) {
+		if _, err := EnsureBucket(ctx, js, kc); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// EnsureStream creates a stream, or checks an existing one against want.
+// Provision provisions through this bus, which must be the admin's.
+func (b *Bus) Provision(ctx context.Context, extra ...jetstream.StreamConfig) error {
+	return Provision(ctx, b.JS, b.Cfg, extra...)
+}
+
+// Needs lists the streams and buckets a role works with: what Open checks.
+func (r Role) Needs() (streams, buckets []string) {
+	sinks := []string{StreamEvents, StreamRedrive, StreamDeadLetter}
+	switch r {
+	case RolePoller:
+		return []string{StreamEvents}, []string{BucketState, BucketWatch, BucketLeases}
+	case RoleSlack:
+		return sinks, []string{BucketSilences, BucketSlackThreads, BucketReceivers}
+	case RoleEmail:
+		return sinks, []string{BucketSilences, BucketReceivers}
+	case RoleWebhook:
+		return sinks, []string{BucketSilences, BucketSubscriptions, BucketReceivers}
+	case RoleAuditor:
+		return []string{StreamEvents, StreamDeadLetter, StreamRedrive, StreamCheckpoints}, []string{BucketState, BucketSubscriptions, BucketReceivers}
+	case RoleOperator:
+		return []string{StreamEvents, StreamDeadLetter, StreamRedrive}, []string{BucketState, BucketWatch, BucketSilences, BucketReceivers}
+	}
+	return nil, nil
+}
+
+// Require checks that every stream and bucket role needs exists as this
+// version expects: ErrNotProvisioned names all that are missing, and how to
+// create them; ErrConfigConflict what differs.
+func Require(ctx context.Context, js jetstream.JetStream, c Config, role Role) error {
+	streams, buckets := role.Needs()
+	want := map[string]jetstream.StreamConfig{}
+	for _, sc := range StreamConfigs(c) {
+		want[sc.Name] = sc
+	}
+	kvs := map[string]jetstream.KeyValueConfig{}
+	for _, kc := range BucketConfigs(c) {
+		kvs[kc.Bucket] = kc
+	}
+	var missing []string
+	for _, name := range streams {
+		if err := checkStream(ctx, js, want[name]); errors.Is(err, jetstream.ErrStreamNotFound) {
+			missing = append(missing, "stream "+name)
+		} else if err != nil {
+			return err
+		}
+	}
+	for _, name := range buckets {
+		if err := checkBucket(ctx, js, kvs[name]); errors.Is(err, jetstream.ErrBucketNotFound) {
+			missing = append(missing, "bucket "+name)
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return notProvisioned(role, missing...)
+	}
+	return nil
+}
+
+func notProvisioned(role Role, what ...string) error {
+	return fmt.Errorf("%w: %s missing; %s may not create streams or buckets: the admin provisions them (`awctl provision` with the admin credentials)",
+		ErrNotProvisioned, strings.Join(what, ", "), role)
+}
+
+// EnsureStream creates a stream, or checks an existing one against want. On a
+// connection of a service role it only checks: a missing stream is then
+// ErrNotProvisioned at once (the server would refuse the creation, and a
+// refused request only times out).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
-	s, err := js.Stream(ctx, want.Name)
+	err := checkStream(ctx, js, want)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if r := roleOf(js.Conn()); r != "" && r != RoleAdmin {
+			return notProvisioned(r, "stream "+want.Name)
+		}
 		if _, err := js.CreateStream(ctx, want); err != nil {
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // lost a race with another replica
 				return EnsureStream(ctx, js, want)
@@ -144,6 +238,15 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 			return fmt.Errorf("create stream %s: %w", want.Name, err)
 		}
 		return nil
+	}
+	return err
+}
+
+// checkStream looks want's stream up and compares it (ErrStreamNotFound when missing).
+func checkStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", want.Name, err)
@@ -196,6 +299,9 @@ func fmtAge(d time.Duration) string {
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, want.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if r := roleOf(js.Conn()); r != "" && r != RoleAdmin {
+			return nil, notProvisioned(r, "bucket "+want.Bucket)
+		}
 		kv, err = js.CreateKeyValue(ctx, want)
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			return EnsureBucket(ctx, js, want)
@@ -208,9 +314,25 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	if err != nil {
 		return nil, fmt.Errorf("look up bucket %s: %w", want.Bucket, err)
 	}
+	return kv, compareBucket(ctx, kv, want)
+}
+
+// checkBucket looks want's bucket up and compares it (ErrBucketNotFound when missing).
+func checkBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) error {
+	kv, err := js.KeyValue(ctx, want.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("look up bucket %s: %w", want.Bucket, err)
+	}
+	return compareBucket(ctx, kv, want)
+}
+
+func compareBucket(ctx context.Context, kv jetstream.KeyValue, want jetstream.KeyValueConfig) error {
 	st, err := kv.Status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s status: %w", want.Bucket, err)
+		return fmt.Errorf("bucket %s status: %w", want.Bucket, err)
 	}
 	var d []string
 	if h := uint8(st.History()); h != want.History {
@@ -229,7 +351,7 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 		}
 	}
 	if len(d) > 0 {
-		return nil, fmt.Errorf("%w: bucket %s: %s", ErrConfigConflict, want.Bucket, strings.Join(d, "; "))
+		return fmt.Errorf("%w: bucket %s: %s", ErrConfigConflict, want.Bucket, strings.Join(d, "; "))
 	}
-	return kv, nil
+	return nil
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // Bucket holds one entry per sink, keyed by the sink's name.
-const Bucket = "AW_RECEIVERS"
+const Bucket = eventbus.BucketReceivers
 
 // Entry is what a sink publishes about itself.
 type Entry struct {
@@ -35,9 +35,14 @@ type Entry struct {
 	UpdatedAt time.Time          `json:"updated_at"`
 }
 
+// config is the bucket's, as the admin provisions it (eventbus.BucketConfigs).
 func config(c eventbus.Config) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{Bucket: Bucket, Description: "every sink's receivers, published by the notifiers (re-drive validation)",
-		History: 1, Storage: jetstream.FileStorage, Replicas: c.Replicas}
+	for _, kc := range eventbus.BucketConfigs(c) {
+		if kc.Bucket == Bucket {
+			return kc
+		}
+	}
+	panic("eventbus.BucketConfigs lacks " + Bucket)
 }
 
 // Roster reads (and writes) the bucket; it implements deadletter.Roster.
@@ -46,7 +51,8 @@ type Roster struct {
 	kv jetstream.KeyValue
 }
 
-// Open opens the bucket, creating it if no sink has yet.
+// Open opens the bucket (only the admin creates it: a service's Open fails,
+// naming it, when it was not provisioned).
 func Open(ctx context.Context, bus *eventbus.Bus) (*Roster, error) {
 	kv, err := eventbus.EnsureBucket(ctx, bus.JS, config(bus.Cfg))
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-//go:generate sh -c "rm -f files/* && cp ../../schemas/*.json ../../schemas/asyncapi.yaml files/"
+//go:generate sh -c "rm -rf files/* && cp ../../schemas/*.json ../../schemas/asyncapi.yaml files/ && mkdir -p files/upstream && cp ../../schemas/upstream/*.json files/upstream/"
 
 // Files is the embedded copy of schemas/.
 //
@@ -53,6 +53,12 @@ func New(fsys fs.FS) (*Validator, error) {
 			fsys = sub
 		}
 	}
+	return compile(fsys, Base, "com.accountwatch.")
+}
+
+// compile compiles every *.json of fsys under base, each known by prefix and
+// its name without ".json" (defs.json is only referred to).
+func compile(fsys fs.FS, base, prefix string) (*Validator, error) {
 	names, err := fs.Glob(fsys, "*.json")
 	if err != nil {
 		return nil, err
@@ -68,7 +74,7 @@ func New(fsys fs.FS) (*Validator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schema %s: %w", n, err)
 		}
-		if err := c.AddResource(Base+n, doc); err != nil {
+		if err := c.AddResource(base+n, doc); err != nil {
 			return nil, fmt.Errorf("schema %s: %w", n, err)
 		}
 	}
@@ -77,13 +83,38 @@ func New(fsys fs.FS) (*Validator, error) {
 		if n == "defs.json" {
 			continue
 		}
-		s, err := c.Compile(Base + n)
+		s, err := c.Compile(base + n)
 		if err != nil {
 			return nil, fmt.Errorf("compile %s: %w", n, err)
 		}
-		v.schemas["com.accountwatch."+strings.TrimSuffix(n, ".json")] = s
+		v.schemas[prefix+strings.TrimSuffix(n, ".json")] = s
 	}
 	return v, nil
+}
+
+// UpstreamBase is the $id prefix of the schemas of the providers' documented
+// answers (schemas/upstream: written from the documents' parameter tables,
+// not from any Go type).
+const UpstreamBase = "https://accountwatch.io/schemas/upstream/"
+
+var (
+	upstreamOnce sync.Once
+	upstreamVal  *Validator
+	upstreamErr  error
+)
+
+// Upstream compiles the schemas of the providers' answers once; Validate
+// takes a schema's name without ".json" ("bss.GetCustomerList").
+func Upstream() (*Validator, error) {
+	upstreamOnce.Do(func() {
+		sub, err := fs.Sub(Files, "files/upstream")
+		if err != nil {
+			upstreamErr = err
+			return
+		}
+		upstreamVal, upstreamErr = compile(sub, UpstreamBase, "")
+	})
+	return upstreamVal, upstreamErr
 }
 
 // Types lists the CloudEvents types that have a schema.

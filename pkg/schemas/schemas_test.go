@@ -2,8 +2,10 @@ package schemas
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -11,33 +13,37 @@ import (
 // run `go generate ./schemas` in pkg to refresh it.
 func TestNoDrift(t *testing.T) {
 	src := filepath.Join("..", "..", "schemas")
-	want, err := filepath.Glob(filepath.Join(src, "*"))
-	if err != nil || len(want) == 0 {
-		t.Fatalf("no schemas in %s: %v", src, err)
-	}
 	seen := map[string]bool{}
-	for _, p := range want {
-		name := filepath.Base(p)
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		name, _ := filepath.Rel(src, p)
+		name = filepath.ToSlash(name)
 		seen[name] = true
 		a, err := os.ReadFile(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		b, err := Files.ReadFile("files/" + name)
 		if err != nil {
 			t.Errorf("%s is missing from the embedded copy (go generate ./schemas): %v", name, err)
-			continue
+			return nil
 		}
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s drifted from schemas/ (go generate ./schemas)", name)
 		}
+		return nil
+	})
+	if err != nil || len(seen) == 0 {
+		t.Fatalf("no schemas in %s: %v", src, err)
 	}
-	entries, _ := Files.ReadDir("files")
-	for _, e := range entries {
-		if !seen[e.Name()] {
-			t.Errorf("embedded %s no longer exists in schemas/", e.Name())
+	fs.WalkDir(Files, "files", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !seen[strings.TrimPrefix(p, "files/")] {
+			t.Errorf("embedded %s no longer exists in schemas/", p)
 		}
-	}
+		return err
+	})
 }
 
 func TestValidateRejects(t *testing.T) {
@@ -70,5 +76,48 @@ func TestValidateRejects(t *testing.T) {
 				t.Fatalf("ok=%v, err=%v", c.ok, err)
 			}
 		})
+	}
+}
+
+// TestUpstreamFixtures: every documented answer the clients are tested with
+// (their testdata, copied from the documents) validates against the schema
+// written from the same document; the shapes the documents rule out do not.
+func TestUpstreamFixtures(t *testing.T) {
+	v, err := Upstream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, dir := range []string{"../activeplatform/testdata", "../alibaba/testdata"} {
+		m, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+		files = append(files, m...)
+	}
+	if len(files) < 9 {
+		t.Fatalf("%d fixtures, want the documents' examples", len(files))
+	}
+	for _, f := range files {
+		parts := strings.SplitN(filepath.Base(f), ".", 3)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Validate(parts[0]+"."+parts[1], b); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, c := range []struct{ name, schema, doc string }{
+		{"custom_attributes as an object", "activeplatform.GetAccountInfoByID", `{"id":1,"status":"active","custom_attributes":{"tier":"gold"}}`},
+		{"balance not a number", "activeplatform.GetAccountInfoByID", `{"id":1,"status":"active","balance":"lots"}`},
+		{"undocumented status", "activeplatform.GetAccountInfoByID", `{"id":1,"status":"frozen"}`},
+		{"id as a string", "activeplatform.GetAccountInfoByID", `{"id":"1","status":"active"}`},
+		{"a listing is an array", "activeplatform.GetListOfAccounts", `{"accounts":[]}`},
+		{"another success code", "bss.GetCustomerAccountInfo", `{"Code":"200","RequestId":"r","Data":{}}`},
+		{"undocumented HostingStatus", "bss.GetCustomerAccountInfo", `{"Code":"Success","RequestId":"r","Data":{"HostingStatus":"HOSTED"}}`},
+		{"Success as a string", "cams.QueryPhoneBusinessProfile", `{"Code":"OK","RequestId":"r","Success":"true","Data":{}}`},
+		{"an error without a code", "alibaba.error", `{"RequestId":"r","Message":"m","Code":""}`},
+	} {
+		if err := v.Validate(c.schema, []byte(c.doc)); err == nil {
+			t.Errorf("%s: accepted by %s", c.name, c.schema)
+		}
 	}
 }

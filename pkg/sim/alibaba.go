@@ -14,6 +14,7 @@ import (
 	"net/mail"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,11 +56,20 @@ func aliError(w http.ResponseWriter, r *http.Request, status int, code, msg stri
 }
 
 // throttled answers as the products' rate limiters do: BSS with HTTP 400
-// Throttling.User, CAMS with System.LimitControl in a 200 body (its Code is
-// authoritative, not the HTTP status); both with the TimeLeft header.
-func throttled(w http.ResponseWriter, r *http.Request, product string, wait time.Duration) {
+// Throttling.User; CAMS with System.LimitControl, HTTP 400 as its document's
+// error table says (varied: in a 200 body, where some gateways put it); both
+// with the TimeLeft header.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request, product string, wait time.Duration) {
+	throttledAnswer(w, r, product, wait, s.vary.coin(2))
+}
+
+func throttledAnswer(w http.ResponseWriter, r *http.Request, product string, wait time.Duration, in200 bool) {
 	if product == "cams" {
-		aliError(w, r, http.StatusOK, "System.LimitControl", "Request was denied due to user flow control.", wait)
+		status := http.StatusBadRequest
+		if in200 {
+			status = http.StatusOK
+		}
+		aliError(w, r, status, "System.LimitControl", "The system is under flow control.", wait)
 		return
 	}
 	aliError(w, r, http.StatusBadRequest, "Throttling.User", "Request was denied due to user flow control.", wait)
@@ -118,20 +128,23 @@ func (s *Server) alibaba(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cred, status, code, msg := s.authenticate(r, params, body)
+	if code == "" {
+		status, code, msg = permitted(cred, product, action)
+	}
 	if code != "" {
 		s.log.Info("rejected request", "endpoint", ep, "code", code)
 		aliError(w, r, status, code, msg, 0)
 		return
 	}
 	if wait := s.limiter.wait(cred.AccessKeyID, action); wait > 0 {
-		throttled(w, r, product, wait)
+		s.throttled(w, r, product, wait)
 		return
 	}
 	switch action {
 	case "GetCustomerAccountInfo":
 		s.getCustomerAccountInfo(w, r, ep, params)
 	case "GetCustomerList":
-		s.writeJSON(w, ep, bssOK(map[string]any{"Data": map[string]any{"UidList": s.State.UIDs()}}))
+		s.getCustomerList(w, r, ep)
 	case "CreateAgAccount":
 		s.createAgAccount(w, r, ep, params)
 	case "QueryPhoneBusinessProfile":
@@ -141,6 +154,21 @@ func (s *Server) alibaba(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// permitted answers what the documents' error tables say for a key that may
+// not call an action: BSS NotAuthorized (400), CAMS Ram.PermissionDeny (400),
+// or Product.Unsubscript (400) for a product the account has not subscribed to.
+func permitted(c Credential, product, action string) (int, string, string) {
+	switch {
+	case slices.Contains(c.Unsubscribed, product):
+		return http.StatusBadRequest, "Product.Unsubscript", "You have not subscribed to the specified product."
+	case !slices.Contains(c.Deny, action):
+		return 0, "", ""
+	case product == "cams":
+		return http.StatusBadRequest, "Ram.PermissionDeny", "You are not authorized to perform the operation."
+	}
+	return http.StatusBadRequest, "NotAuthorized", "This API is not authorized for caller."
+}
+
 func firstOf(a, b string) string {
 	if a != "" {
 		return a
@@ -148,47 +176,109 @@ func firstOf(a, b string) string {
 	return b
 }
 
-func bssOK(fields map[string]any) map[string]any {
-	fields["Code"], fields["Message"], fields["Success"], fields["RequestId"] = "Success", "Successful!", true, requestID()
-	return fields
+// answer is a success body: the members in the document's order (varied:
+// any order, extra members, any whitespace).
+func (s *Server) answer(w http.ResponseWriter, ep string, ms ...member) {
+	s.writeJSON(w, ep, s.vary.object(ms))
 }
 
-func camsOK(fields map[string]any) map[string]any {
-	fields["Code"], fields["Message"], fields["RequestId"] = "OK", "SUCCESS", requestID()
-	return fields
+// bssEnvelope is BSS's documented success envelope around data members.
+func (s *Server) bssEnvelope(code json.RawMessage, data ...member) []member {
+	return append([]member{{"Code", code}, {"Message", raw("Successful!")}, {"RequestId", raw(requestID())}, {"Success", raw(true)}}, data...)
 }
 
+// missing answers a required parameter that is absent, as Alibaba's gateways
+// do (Missing<Parameter>, HTTP 400).
+func missing(w http.ResponseWriter, r *http.Request, name string) {
+	aliError(w, r, http.StatusBadRequest, "Missing"+name, name+" is mandatory for this action.", 0)
+}
+
+// getCustomerAccountInfo answers from the customer named by OwnerId (the
+// parameter of the action's earlier published version, which the current
+// document no longer lists): without one, or for a customer the reseller
+// does not have, the document's VnoNoDataError (HTTP 401).
 func (s *Server) getCustomerAccountInfo(w http.ResponseWriter, r *http.Request, ep string, p url.Values) {
 	owner := p.Get("OwnerId")
-	if owner == "" {
-		aliError(w, r, http.StatusBadRequest, "MissingOwnerId", "OwnerId is mandatory for this action.", 0)
-		return
-	}
 	s.logPoll("bss/" + owner)
 	c, ok := s.State.Customer(owner)
-	if !ok {
+	if owner == "" || !ok {
 		aliError(w, r, http.StatusUnauthorized, "VnoNoDataError", "There is no data by this request.", 0)
 		return
 	}
-	var mpk any = json.Number(s.State.seed.Alibaba.Mpk)
-	if s.State.seed.Alibaba.Mpk == "" {
-		mpk = json.Number("0")
+	mpk := s.State.seed.Alibaba.Mpk
+	if mpk == "" {
+		mpk = "0"
 	}
-	if c.MpkAsString {
-		mpk = s.State.seed.Alibaba.Mpk
+	mpkJSON := s.vary.number(mpk, !c.MpkAsString)
+	if s.vary == nil && c.MpkAsString {
+		mpkJSON = raw(mpk)
 	}
-	s.writeJSON(w, ep, bssOK(map[string]any{"Data": map[string]any{
-		"Mpk": mpk, "LoginEmail": c.LoginEmail, "HostingStatus": c.HostingStatus, "AccountType": c.AccountType,
-		"CreditLimitStatus": c.CreditLimitStatus, "IsCertified": c.IsCertified,
-	}}))
+	data := s.vary.object([]member{
+		{"Mpk", mpkJSON}, {"LoginEmail", raw(c.LoginEmail)}, {"HostingStatus", raw(s.vary.hosting(c.HostingStatus))},
+		{"AccountType", raw(c.AccountType)}, {"CreditLimitStatus", raw(c.CreditLimitStatus)}, {"IsCertified", raw(c.IsCertified)},
+	})
+	s.answer(w, ep, s.bssEnvelope(raw("Success"), member{"Data", data})...)
+}
+
+// hosting spells HostingStatus as the current document (FREEZE, TRUSTEESHIP)
+// or, varied, as its earlier version did (Trusteeship).
+func (v *variation) hosting(h string) string {
+	if h == "TRUSTEESHIP" && v.coin(2) {
+		return "Trusteeship"
+	}
+	return h
+}
+
+// getCustomerList answers GetCustomerList's published document: Code "200",
+// the uids as strings (varied: the number 200 and numbers, as one published
+// version shows); a reseller without customers is its VnoNoDataError (401).
+func (s *Server) getCustomerList(w http.ResponseWriter, r *http.Request, ep string) {
+	uids := s.State.UIDs()
+	if len(uids) == 0 {
+		aliError(w, r, http.StatusUnauthorized, "VnoNoDataError", "There is no data by this request.", 0)
+		return
+	}
+	list := make([]json.RawMessage, len(uids))
+	asNumbers := s.vary.coin(2)
+	for i, u := range uids {
+		list[i] = raw(u)
+		if asNumbers && isDigits(u) {
+			list[i] = json.RawMessage(u)
+		}
+	}
+	code := raw("200")
+	if asNumbers {
+		code = json.RawMessage("200")
+	}
+	s.answer(w, ep, s.bssEnvelope(code, member{"Data", s.vary.object([]member{{"UidList", raw(list)}})})...)
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 var agMu sync.Mutex
 
+// createAgAccount answers CreateAgAccount: LoginEmail and AccountAttr are
+// required; a used login email is the documented sample answer (Success
+// true, Code LOGIN_EMAIL_HAS_BEEN_USED, the existing relation); an email of
+// a domain the reseller may not use is EMAIL_DOMAIN_NOT_AUTHORIZED in a 200
+// body (the earlier published version's error table). A created account is
+// Code "Success" with its AgRelationDto (varied: "SUCCESS" or "200", and the
+// earlier version's {"code", "data": {"AgRelationDto"}} shape).
 func (s *Server) createAgAccount(w http.ResponseWriter, r *http.Request, ep string, p url.Values) {
 	email := strings.TrimSpace(p.Get("LoginEmail"))
-	if email == "" {
-		aliError(w, r, http.StatusBadRequest, "MissingLoginEmail", "LoginEmail is mandatory for this action.", 0)
+	switch {
+	case email == "":
+		missing(w, r, "LoginEmail")
+		return
+	case strings.TrimSpace(p.Get("AccountAttr")) == "":
+		missing(w, r, "AccountAttr")
 		return
 	}
 	addr, err := mail.ParseAddress(email)
@@ -197,13 +287,11 @@ func (s *Server) createAgAccount(w http.ResponseWriter, r *http.Request, ep stri
 		return
 	}
 	if domains := s.State.seed.Alibaba.AgEmailDomains; len(domains) > 0 {
-		domain := strings.ToLower(email[strings.LastIndexByte(email, '@')+1:])
-		allowed := false
-		for _, d := range domains {
-			allowed = allowed || strings.EqualFold(d, domain)
-		}
-		if !allowed {
-			aliError(w, r, http.StatusBadRequest, "InvalidParameter.LoginEmail", fmt.Sprintf("The domain of LoginEmail must be one of: %s.", strings.Join(domains, ", ")), 0)
+		domain := email[strings.LastIndexByte(email, '@')+1:]
+		if !slices.ContainsFunc(domains, func(d string) bool { return strings.EqualFold(d, domain) }) {
+			s.answer(w, ep, member{"Code", raw("EMAIL_DOMAIN_NOT_AUTHORIZED")},
+				member{"Message", raw("The domain of LoginEmail must be one of: " + strings.Join(domains, ", ") + ".")},
+				member{"RequestId", raw(requestID())}, member{"Success", raw(false)})
 			return
 		}
 	}
@@ -213,51 +301,80 @@ func (s *Server) createAgAccount(w http.ResponseWriter, r *http.Request, ep stri
 	s.State.mu.RLock()
 	uid, used := s.State.customerByEmail(email)
 	s.State.mu.RUnlock()
-	rel := func(uid string) map[string]any {
-		return map[string]any{"Type": "FINACE_CLOUD", "Pk": uid, "RamAdminRoleName": "admin-role", "Mpk": mpk}
+	rel := func(uid string) json.RawMessage {
+		return s.vary.object([]member{{"Type", raw("FINACE_CLOUD")}, {"Pk", raw(uid)}, {"RamAdminRoleName", raw("admin-role")}, {"Mpk", raw(mpk)}})
 	}
 	if used {
-		// The documented quirk: Success is true, yet nothing was created.
-		s.writeJSON(w, ep, map[string]any{"Code": "LOGIN_EMAIL_HAS_BEEN_USED", "Message": "loginEmail=" + email + ",has used",
-			"RequestId": requestID(), "Success": true, "AgRelationDto": rel(uid)})
+		s.answer(w, ep, member{"Code", raw("LOGIN_EMAIL_HAS_BEEN_USED")}, member{"Message", raw("loginEmail=" + email + ",has used")},
+			member{"RequestId", raw(requestID())}, member{"Success", raw(true)}, member{"AgRelationDto", rel(uid)})
 		return
 	}
 	uid = strconv.FormatInt(1_800_000_000_000_000+int64(len(s.State.UIDs()))+1, 10)
-	s.State.AddCustomer(BSSCustomer{UID: uid, LoginEmail: email, HostingStatus: "TRUSTEESHIP", CreditLimitStatus: "Thaw", AccountType: firstOf(p.Get("AccountAttr"), "1"), IsCertified: false})
-	s.writeJSON(w, ep, bssOK(map[string]any{"AgRelationDto": rel(uid)}))
+	s.State.AddCustomer(BSSCustomer{UID: uid, LoginEmail: email, HostingStatus: "TRUSTEESHIP", CreditLimitStatus: "Thaw", AccountType: p.Get("AccountAttr"), IsCertified: false})
+	if s.vary.coin(3) {
+		s.answer(w, ep, member{"code", raw("SUCCESS")}, member{"data", s.vary.object([]member{{"AgRelationDto", rel(uid)}})})
+		return
+	}
+	code := "Success"
+	if s.vary != nil {
+		code = []string{"Success", "SUCCESS", "200"}[s.vary.intn(3)]
+	}
+	s.answer(w, ep, s.bssEnvelope(raw(code), member{"AgRelationDto", rel(uid)})...)
 }
 
+// queryPhoneBusinessProfile answers as its document: CustSpaceId and
+// PhoneNumber required; a space or number that is not the caller's is
+// Unknown.ResourceOwnerId (HTTP 400).
 func (s *Server) queryPhoneBusinessProfile(w http.ResponseWriter, r *http.Request, ep string, p url.Values) {
 	space, number := p.Get("CustSpaceId"), p.Get("PhoneNumber")
-	if space == "" || number == "" {
-		aliError(w, r, http.StatusBadRequest, "MissingParameter", "CustSpaceId and PhoneNumber are mandatory for this action.", 0)
+	switch {
+	case space == "":
+		missing(w, r, "CustSpaceId")
+		return
+	case number == "":
+		missing(w, r, "PhoneNumber")
 		return
 	}
 	s.logPoll("cams/" + number)
-	if _, ok := s.State.Phones(space); !ok {
-		s.writeJSON(w, ep, map[string]any{"Code": "Unknown.ResourceOwnerId", "Message": "The resource owner id is unknown.", "RequestId": requestID()})
-		return
-	}
 	ph, ok := s.State.Phone(space, number)
 	if !ok {
-		s.writeJSON(w, ep, map[string]any{"Code": "NotExists.PhoneNumber", "Message": "The phone number does not exist.", "RequestId": requestID()})
+		aliError(w, r, http.StatusBadRequest, "Unknown.ResourceOwnerId", "The resource does not belong to the current user.", 0)
 		return
 	}
-	s.writeJSON(w, ep, camsOK(map[string]any{"Data": ph.Profile}))
+	pr := ph.Profile
+	sites := pr.Websites
+	if sites == nil {
+		sites = []string{}
+	}
+	data := s.vary.object([]member{{"Vertical", raw(pr.Vertical)}, {"Description", raw(pr.Description)}, {"Email", raw(pr.Email)},
+		{"Address", raw(pr.Address)}, {"ProfilePictureUrl", raw(pr.ProfilePictureURL)}, {"Websites", raw(sites)}, {"About", raw(pr.About)}})
+	ms := []member{{"AccessDeniedDetail", raw("None")}, {"Message", raw("None")}, {"RequestId", raw(requestID())}, {"Data", data},
+		{"Code", raw("OK")}, {"Success", raw(true)}}
+	if s.vary.coin(3) {
+		ms = ms[1:] // AccessDeniedDetail is only ever "None" here
+	}
+	s.answer(w, ep, ms...)
 }
 
+// queryChatappPhoneNumbers answers as its document: CustSpaceId is optional
+// (without it, the caller's own numbers: none here); a space that is not the
+// caller's is Unknown.ResourceOwnerId (HTTP 400).
 func (s *Server) queryChatappPhoneNumbers(w http.ResponseWriter, r *http.Request, ep string, p url.Values) {
 	space := p.Get("CustSpaceId")
 	phones, ok := s.State.Phones(space)
-	if space == "" || !ok {
-		s.writeJSON(w, ep, map[string]any{"Code": "Unknown.ResourceOwnerId", "Message": "The resource owner id is unknown.", "RequestId": requestID()})
+	if space != "" && !ok {
+		aliError(w, r, http.StatusBadRequest, "Unknown.ResourceOwnerId", "The resource does not belong to the current user.", 0)
 		return
 	}
-	list := make([]map[string]any, len(phones))
+	list := make([]json.RawMessage, len(phones))
 	for i, ph := range phones {
-		list[i] = map[string]any{"PhoneNumber": ph.Number, "VerifiedName": ph.VerifiedName, "Status": ph.Status, "QualityRating": "GREEN"}
+		list[i] = s.vary.object([]member{{"UpQueue", raw("Alicom-Queue-sim-ChatAppInbound")}, {"PhoneNumber", raw(ph.Number)},
+			{"StatusQueue", raw("Alicom-Queue-sim-ChatAppStatus")}, {"VerifiedName", raw(ph.VerifiedName)},
+			{"StatusCallbackUrl", raw("")}, {"UpCallbackUrl", raw("")}, {"QualityRating", raw("GREEN")}, {"Status", raw(ph.Status)},
+			{"CodeVerificationStatus", raw("VERIFIED")}, {"NameStatus", raw("Approval")}, {"MessagingLimitTier", raw("TIER_10")},
+			{"NewNameStatus", raw("Approval")}})
 	}
-	s.writeJSON(w, ep, camsOK(map[string]any{"PhoneNumbers": list}))
+	s.answer(w, ep, member{"RequestId", raw(requestID())}, member{"Code", raw("OK")}, member{"Message", raw("SUCCESS")}, member{"PhoneNumbers", raw(list)})
 }
 
 // authenticate checks an ACS3-HMAC-SHA256 (V3) or an HMAC-SHA1 (RPC v1)

@@ -25,7 +25,15 @@ const (
 	BodyTruncated        = "truncated"          // the connection drops halfway through the body
 	BodyHuge             = "huge"               // 64 MiB of JSON
 	BodyWrongContentType = "wrong_content_type" // a 200 HTML error page from a proxy
+	// BodyBadField makes one field (Field) of one account (Account) of an
+	// ActivePlatform answer an object: that account cannot be read, the
+	// others can.
+	BodyBadField = "bad_field"
 )
+
+// FaultHeader marks an answer a body fault corrupted (simtest does not hold
+// it to the documents).
+const FaultHeader = "X-Sim-Fault"
 
 // Fault is injected into one endpoint's answers.
 type Fault struct {
@@ -36,20 +44,28 @@ type Fault struct {
 	// Code overrides the error code of an Alibaba error (e.g. Product.Unsubscript;
 	// with Status 200 the error comes in a 200 body, as CAMS does).
 	Code string `json:"code,omitempty" yaml:"code"`
-	// Throttle answers as the provider's rate limiter does.
+	// Throttle answers as the provider's rate limiter does (CAMS: HTTP 400,
+	// or with Status 200 the same error in a 200 body).
 	Throttle bool `json:"throttle,omitempty" yaml:"throttle"`
 	// Body corrupts an otherwise good answer: malformed, truncated, huge, wrong_content_type.
 	Body string `json:"body,omitempty" yaml:"body"`
 	// Times is how many requests the fault hits; 0 means until cleared.
 	Times int `json:"times,omitempty" yaml:"times"`
+	// Account and Field say which account's field bad_field spoils.
+	Account int64  `json:"account,omitempty" yaml:"account"`
+	Field   string `json:"field,omitempty" yaml:"field"`
 }
 
 // Validate checks a fault.
 func (f Fault) Validate() error {
 	switch f.Body {
 	case "", BodyMalformed, BodyTruncated, BodyHuge, BodyWrongContentType:
+	case BodyBadField:
+		if f.Account <= 0 || f.Field == "" {
+			return fmt.Errorf("fault body bad_field needs account and field")
+		}
 	default:
-		return fmt.Errorf("fault body %q (want malformed, truncated, huge or wrong_content_type)", f.Body)
+		return fmt.Errorf("fault body %q (want malformed, truncated, huge, wrong_content_type or bad_field)", f.Body)
 	}
 	if f.Status != 0 && (f.Status < 200 || f.Status > 599) {
 		return fmt.Errorf("fault status %d", f.Status)
@@ -150,8 +166,8 @@ func (fs *Faults) apply(ep string, w http.ResponseWriter, r *http.Request) bool 
 		w.Header().Set("Retry-After", "1")
 		apError(w, http.StatusTooManyRequests, "Too Many Requests")
 	case f.Throttle:
-		throttled(w, r, strings.SplitN(ep, ".", 2)[0], time.Second)
-	case f.Status != 0 && ap:
+		throttledAnswer(w, r, strings.SplitN(ep, ".", 2)[0], time.Second, f.Status == http.StatusOK)
+	case f.Status != 0 && ap && !f.Throttle:
 		apError(w, f.Status, http.StatusText(f.Status))
 	case f.Status != 0:
 		code := f.Code
@@ -176,6 +192,7 @@ func (fs *Faults) writeBody(ep string, w http.ResponseWriter, body []byte) {
 		w.Write(body)
 		return
 	}
+	w.Header().Set(FaultHeader, f.Body) // an answer that is not the document's, on purpose
 	switch f.Body {
 	case BodyMalformed:
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
@@ -198,6 +215,9 @@ func (fs *Faults) writeBody(ep string, w http.ResponseWriter, body []byte) {
 	case BodyWrongContentType:
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html><body><h1>502 Bad Gateway</h1></body></html>"))
+	case BodyBadField:
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Write(spoil(body, f.Account, f.Field))
 	}
 }
 
@@ -214,4 +234,30 @@ func (fs *Faults) MarshalJSON() ([]byte, error) {
 		m[k] = l[k]
 	}
 	return json.Marshal(m)
+}
+
+// spoil makes field of the account with id an object, in an account answer
+// or a listing of them.
+func spoil(body []byte, id int64, field string) []byte {
+	var accounts []map[string]json.RawMessage
+	single := false
+	if json.Unmarshal(body, &accounts) != nil {
+		var one map[string]json.RawMessage
+		if json.Unmarshal(body, &one) != nil {
+			return body
+		}
+		accounts, single = []map[string]json.RawMessage{one}, true
+	}
+	for _, a := range accounts {
+		if string(a["id"]) == strconv.FormatInt(id, 10) {
+			a[field] = json.RawMessage(`{"spoiled":true}`)
+		}
+	}
+	var out []byte
+	if single {
+		out, _ = json.Marshal(accounts[0])
+	} else {
+		out, _ = json.Marshal(accounts)
+	}
+	return out
 }

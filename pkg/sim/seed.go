@@ -1,15 +1,23 @@
-// Package sim is upstream-sim: a faithful simulator of the ActivePlatform vendor
-// API, Alibaba Cloud BSS (GetCustomerAccountInfo, GetCustomerList,
-// CreateAgAccount) and CAMS (QueryPhoneBusinessProfile, QueryChatappPhoneNumbers),
-// with signatures checked, documented errors, throttling, pagination, scriptable
-// state, fault injection and timed scenarios. It is the upstream of `make run`
-// and of every end-to-end test; services/upstream-sim is its command.
+// Package sim is upstream-sim: a simulator of the ActivePlatform vendor API,
+// Alibaba Cloud BSS (GetCustomerAccountInfo, GetCustomerList, CreateAgAccount)
+// and CAMS (QueryPhoneBusinessProfile, QueryChatappPhoneNumbers), written from
+// the providers' published documents, not from accountwatch's clients: the
+// documented response models with every field, the documented errors with
+// their HTTP statuses, required parameters enforced, signatures checked,
+// throttling, pagination, scriptable state, fault injection and timed
+// scenarios; WithVariation varies every shape the documents allow.
+// simtest.Start holds every answer to the schema written from its document
+// (schemas/upstream). It is the upstream of `make run` and of every
+// end-to-end test; services/upstream-sim is its command.
 package sim
 
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/accountwatch/accountwatch/pkg/config"
 )
@@ -34,29 +42,65 @@ type APSeed struct {
 	MaxPerPage int `yaml:"max_per_page"`
 }
 
-// APAccount is an ActivePlatform account as the vendor API models it. Money
-// fields hold decimal text; nil pointers are JSON nulls.
+// APAccount is an ActivePlatform account with every field of the response
+// model of "Get Account Info by ID" (the vendor API document), in its order.
+// Money fields hold decimal text; nil pointers are JSON nulls (the
+// documented example has them: manager_id, the new_owner_* fields).
 type APAccount struct {
-	ID     int64  `yaml:"id" json:"id"`
-	Name   string `yaml:"name" json:"name"`
+	ID             int64  `yaml:"id" json:"id"`
+	Name           string `yaml:"name" json:"name"`
+	AccountClassID *int64 `yaml:"account_class_id" json:"account_class_id"`
+	AccountClass   string `yaml:"account_class" json:"account_class"`
+	PrimaryName    string `yaml:"primary_name" json:"primary_name"`
+	// The contract person and the contact information: personal data.
+	FirstName  string `yaml:"first_name" json:"first_name"`
+	MiddleName string `yaml:"middle_name" json:"middle_name"`
+	LastName   string `yaml:"last_name" json:"last_name"`
+	Country    string `yaml:"country" json:"country"`
+	Region     string `yaml:"region" json:"region"`
+	City       string `yaml:"city" json:"city"`
+	Street     string `yaml:"street" json:"street"`
+	Building   string `yaml:"building" json:"building"`
+	Office     string `yaml:"office" json:"office"`
+	Zip        string `yaml:"zip" json:"zip"`
+	Phone      string `yaml:"phone" json:"phone"`
+	Email      string `yaml:"email" json:"email"`
+	// Status is one of the documented "active", "administrative hold",
+	// "credit hold", "deleted" (the example spells it "credit_hold": both
+	// spellings are served as the seed gives them).
 	Status string `yaml:"status" json:"status"`
-	// Balance is decimal text; BalanceAsNumber makes the API send it as a JSON
-	// number instead of a string (the seed's quirk: both occur).
-	Balance                    string            `yaml:"balance" json:"balance"`
-	BalanceAsNumber            bool              `yaml:"balance_as_number" json:"balance_as_number,omitempty"`
-	CurrentDebt                *string           `yaml:"current_debt" json:"current_debt"`
-	FinancialBlockingThreshold *string           `yaml:"financial_blocking_threshold" json:"financial_blocking_threshold"`
-	SubscriptionCreditLimit    *string           `yaml:"subscription_credit_limit" json:"subscription_credit_limit"`
-	Currency                   string            `yaml:"currency" json:"currency"`
-	OwnerID                    *int64            `yaml:"owner_id" json:"owner_id"`
-	ManagerID                  *int64            `yaml:"manager_id" json:"manager_id"`
-	FirstName                  string            `yaml:"first_name" json:"first_name"`
-	LastName                   string            `yaml:"last_name" json:"last_name"`
-	Email                      string            `yaml:"email" json:"email"`
-	Phone                      string            `yaml:"phone" json:"phone"`
-	CustomAttributes           map[string]string `yaml:"custom_attributes" json:"custom_attributes"`
-	CreatedAt                  time.Time         `yaml:"created_at" json:"created_at"`
-	UpdatedAt                  time.Time         `yaml:"updated_at" json:"updated_at"`
+	// Balance is a "float" in the model and a string in the example: it is
+	// sent as a string unless BalanceAsNumber.
+	Balance                             *string `yaml:"balance" json:"balance"`
+	BalanceAsNumber                     bool    `yaml:"balance_as_number" json:"balance_as_number,omitempty"`
+	AccountTypeID                       *int64  `yaml:"account_type_id" json:"account_type_id"`
+	AccountType                         string  `yaml:"account_type" json:"account_type"`
+	DefaultPaymentModel                 string  `yaml:"default_payment_model" json:"default_payment_model"`
+	CurrentDebt                         *string `yaml:"current_debt" json:"current_debt"`
+	FinancialBlockingThresholdUseSystem bool    `yaml:"financial_blocking_threshold_use_system" json:"financial_blocking_threshold_use_system"`
+	FinancialBlockingThreshold          *string `yaml:"financial_blocking_threshold" json:"financial_blocking_threshold"`
+	SubscriptionCreditLimitUseSystem    bool    `yaml:"subscription_credit_limit_use_system" json:"subscription_credit_limit_use_system"`
+	SubscriptionCreditLimit             *string `yaml:"subscription_credit_limit" json:"subscription_credit_limit"`
+	ManagerID                           *int64  `yaml:"manager_id" json:"manager_id"`
+	OwnerID                             *int64  `yaml:"owner_id" json:"owner_id"`
+	// An owner change in progress (personal data; null without one).
+	NewOwnerFirstName  *string `yaml:"new_owner_first_name" json:"new_owner_first_name"`
+	NewOwnerLastName   *string `yaml:"new_owner_last_name" json:"new_owner_last_name"`
+	NewOwnerMiddleName *string `yaml:"new_owner_middle_name" json:"new_owner_middle_name"`
+	NewOwnerEmail      *string `yaml:"new_owner_email" json:"new_owner_email"`
+	TechUserID         *int64  `yaml:"tech_user_id" json:"tech_user_id"`
+	BillUserID         *int64  `yaml:"bill_user_id" json:"bill_user_id"`
+	// CustomAttributes is the documented array of {name, value}; a value
+	// "depends on the attribute": any JSON value.
+	CustomAttributes []Attribute `yaml:"custom_attributes" json:"custom_attributes"`
+	CreatedAt        time.Time   `yaml:"created_at" json:"created_at"`
+	UpdatedAt        time.Time   `yaml:"updated_at" json:"updated_at"`
+}
+
+// Attribute is one custom attribute of an account.
+type Attribute struct {
+	Name  string `yaml:"name" json:"name"`
+	Value any    `yaml:"value" json:"value"`
 }
 
 // AlibabaSeed is the Alibaba Cloud part of a seed.
@@ -83,6 +127,12 @@ type AlibabaSeed struct {
 type Credential struct {
 	AccessKeyID     string `yaml:"access_key_id"`
 	AccessKeySecret string `yaml:"access_key_secret"`
+	// Deny lists actions this key may not call: BSS answers them with
+	// NotAuthorized (HTTP 400), CAMS with Ram.PermissionDeny (HTTP 400).
+	Deny []string `yaml:"deny"`
+	// Unsubscribed lists products ("cams") the key's account has not
+	// subscribed to: Product.Unsubscript (HTTP 400).
+	Unsubscribed []string `yaml:"unsubscribed"`
 }
 
 // BSSCustomer is a reseller's end customer as GetCustomerAccountInfo reports it.
@@ -142,11 +192,16 @@ func (s *Seed) Validate() error {
 			return fmt.Errorf("activeplatform.accounts[%d]: duplicate id %d", i, a.ID)
 		}
 		seen[a.ID] = true
-		for name, v := range map[string]*string{"balance": &a.Balance, "current_debt": a.CurrentDebt, "financial_blocking_threshold": a.FinancialBlockingThreshold, "subscription_credit_limit": a.SubscriptionCreditLimit} {
+		for name, v := range map[string]*string{"balance": a.Balance, "current_debt": a.CurrentDebt, "financial_blocking_threshold": a.FinancialBlockingThreshold, "subscription_credit_limit": a.SubscriptionCreditLimit} {
 			if v != nil && *v != "" {
-				if _, err := strconv.ParseFloat(*v, 64); err != nil {
-					return fmt.Errorf("activeplatform.accounts[%d].%s: %q is not a number", i, name, *v)
+				if _, err := decimal.NewFromString(*v); err != nil {
+					return fmt.Errorf("activeplatform.accounts[%d].%s: %q is not a decimal", i, name, *v)
 				}
+			}
+		}
+		for j, at := range a.CustomAttributes {
+			if strings.TrimSpace(at.Name) == "" {
+				return fmt.Errorf("activeplatform.accounts[%d].custom_attributes[%d]: name is required", i, j)
 			}
 		}
 	}
@@ -168,8 +223,9 @@ func (s *Seed) Validate() error {
 func strp(s string) *string { return &s }
 func i64p(v int64) *int64   { return &v }
 
-// generated builds deterministic synthetic accounts: a mix of statuses,
-// money spelled as strings and numbers, and PII in custom attributes.
+// generatedAP builds deterministic synthetic accounts: a mix of statuses in
+// both spellings, money as strings and numbers, personal data in the contact
+// fields and in custom attributes.
 func generatedAP(n int, start int64, now time.Time) []APAccount {
 	if start == 0 {
 		start = 5_000_000
@@ -179,13 +235,15 @@ func generatedAP(n int, start int64, now time.Time) []APAccount {
 	for i := range out {
 		id := start + int64(i)
 		out[i] = APAccount{
-			ID: id, Name: "Synthetic Customer " + strconv.FormatInt(id, 10), Status: statuses[i%len(statuses)],
-			Balance: strconv.Itoa(i%997) + ".50", BalanceAsNumber: i%2 == 0,
-			CurrentDebt: strp(strconv.Itoa(i%13*10) + ".00"), FinancialBlockingThreshold: strp("500.00"),
-			Currency: "USD", OwnerID: i64p(id + 1), ManagerID: i64p(int64(i%20 + 1)),
-			FirstName: "First" + strconv.Itoa(i), LastName: "Last" + strconv.Itoa(i),
-			Email: "customer" + strconv.Itoa(i) + "@example.com", Phone: "+1555" + strconv.Itoa(1000000+i),
-			CustomAttributes: map[string]string{"passport_number": "P" + strconv.Itoa(1000000+i), "tier": "standard"},
+			ID: id, Name: "Synthetic Customer " + strconv.FormatInt(id, 10), AccountClassID: i64p(1), AccountClass: "Default",
+			FirstName: "First" + strconv.Itoa(i), LastName: "Last" + strconv.Itoa(i), Country: "US", City: "Springfield",
+			Zip: strconv.Itoa(10000 + i%90000), Phone: "+1555" + strconv.Itoa(1000000+i), Email: "customer" + strconv.Itoa(i) + "@example.com",
+			Status: statuses[i%len(statuses)], Balance: strp(strconv.Itoa(i%997) + ".50"), BalanceAsNumber: i%2 == 0,
+			AccountTypeID: i64p(1564), AccountType: "Personal", DefaultPaymentModel: "prepay",
+			CurrentDebt: strp(strconv.Itoa(i%13*10) + ".00"), FinancialBlockingThresholdUseSystem: true, FinancialBlockingThreshold: strp("500.00"),
+			SubscriptionCreditLimitUseSystem: true, SubscriptionCreditLimit: strp("0.0"),
+			OwnerID: i64p(id + 1), ManagerID: i64p(int64(i%20 + 1)), TechUserID: i64p(id + 1), BillUserID: i64p(id + 1),
+			CustomAttributes: []Attribute{{Name: "Passport number", Value: "P" + strconv.Itoa(1000000+i)}, {Name: "Tier", Value: "standard"}},
 			CreatedAt:        now.Add(-time.Duration(n-i) * time.Minute), UpdatedAt: now.Add(-time.Duration(n-i) * time.Minute),
 		}
 	}

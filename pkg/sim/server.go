@@ -24,6 +24,7 @@ type Server struct {
 	nonces   sync.Map
 	adminTok string
 	clock    func() time.Time
+	vary     *variation // nil: the documented shapes
 
 	statsMu sync.Mutex
 	stats   map[string]int

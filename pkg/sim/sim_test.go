@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,8 +62,11 @@ func do(t *testing.T, req *http.Request) (int, map[string]any) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	// Read to the end: the answer ends only once the server has checked it
+	// against its document (simtest.Start).
+	b, _ := io.ReadAll(resp.Body)
 	var m map[string]any
-	json.NewDecoder(resp.Body).Decode(&m)
+	json.Unmarshal(b, &m)
 	return resp.StatusCode, m
 }
 
@@ -122,7 +127,7 @@ func TestLegacyRPCSignature(t *testing.T) {
 	}
 	v.Set("Signature", *sig)
 	req, _ := http.NewRequest("GET", base+"/?"+v.Encode(), nil)
-	if code, m := do(t, req); code != 200 || m["Code"] != "Success" {
+	if code, m := do(t, req); code != 200 || m["Code"] != "200" {
 		t.Fatalf("legacy signature rejected: %d %v", code, m)
 	}
 	v.Set("SignatureNonce", "legacy-2")
@@ -184,7 +189,7 @@ func TestAdminAPI(t *testing.T) {
 func TestAPListValidationAndFilters(t *testing.T) {
 	_, base := simtest.Start(t, simtest.Seed())
 	get := func(q string) (int, []map[string]any) {
-		resp, err := http.Get(base + "/api/vendor/v1/accounts.json?api_token=" + simtest.APToken + "&" + q)
+		resp, err := http.Get(base + "/api/vendor/v1/accounts.json?api_token=" + simtest.APToken + "&sorting%5Breversed%5D=false&" + q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +265,10 @@ func TestSeedValidation(t *testing.T) {
 		"duplicate id": func(s *sim.Seed) {
 			s.ActivePlatform.Accounts = append(s.ActivePlatform.Accounts, s.ActivePlatform.Accounts[0])
 		},
-		"bad money":     func(s *sim.Seed) { s.ActivePlatform.Accounts[0].Balance = "lots" },
+		"bad money": func(s *sim.Seed) { lots := "lots"; s.ActivePlatform.Accounts[0].Balance = &lots },
+		"nameless attribute": func(s *sim.Seed) {
+			s.ActivePlatform.Accounts[0].CustomAttributes = append(s.ActivePlatform.Accounts[0].CustomAttributes, sim.Attribute{Value: 1})
+		},
 		"duplicate uid": func(s *sim.Seed) { s.Alibaba.Customers = append(s.Alibaba.Customers, s.Alibaba.Customers[0]) },
 		"no secret":     func(s *sim.Seed) { s.Alibaba.Credentials[0].AccessKeySecret = "" },
 		"overlap":       func(s *sim.Seed) { s.ActivePlatform.Generate.Count, s.ActivePlatform.Generate.StartID = 5, 1000122 },
@@ -344,6 +352,116 @@ func TestAPPaging(t *testing.T) {
 					j++
 				}
 			}
+		}
+	}
+}
+
+var nonce atomic.Int64
+
+// action calls an Alibaba action signed as the SDK signs it and returns the
+// HTTP status and the body's Code.
+func action(t *testing.T, base, name string, params map[string]string) (int, string) {
+	t.Helper()
+	version := sim.BSSVersion
+	if strings.HasPrefix(name, "Query") {
+		version = sim.CAMSVersion
+	}
+	req := signedV3(t, base, name, version, params, simtest.AccessSecret, fmt.Sprint("n-", nonce.Add(1)), time.Now())
+	code, m := do(t, req)
+	c, _ := m["Code"].(string)
+	return code, c
+}
+
+// TestDocumentedErrors: the errors of the documents' tables, with the HTTP
+// statuses the tables give, and the required parameters enforced.
+func TestDocumentedErrors(t *testing.T) {
+	seed := simtest.Seed()
+	s, base := simtest.Start(t, seed)
+	denied := simtest.Seed()
+	denied.Alibaba.Credentials[0].Deny = []string{"GetCustomerList", "QueryChatappPhoneNumbers"}
+	_, deniedBase := simtest.Start(t, denied)
+	unsub := simtest.Seed()
+	unsub.Alibaba.Credentials[0].Unsubscribed = []string{"cams"}
+	_, unsubBase := simtest.Start(t, unsub)
+	noCustomers := simtest.Seed()
+	noCustomers.Alibaba.Customers = nil
+	_, emptyBase := simtest.Start(t, noCustomers)
+	profile := map[string]string{"CustSpaceId": simtest.Space, "PhoneNumber": "8613800000001"}
+	for _, c := range []struct {
+		name, base, action string
+		params             map[string]string
+		status             int
+		code               string
+	}{
+		{"BSS NotAuthorized", deniedBase, "GetCustomerList", nil, 400, "NotAuthorized"},
+		{"BSS VnoNoDataError, an unknown customer", base, "GetCustomerAccountInfo", map[string]string{"OwnerId": "42"}, 401, "VnoNoDataError"},
+		{"BSS VnoNoDataError, no customer named", base, "GetCustomerAccountInfo", nil, 401, "VnoNoDataError"},
+		{"BSS VnoNoDataError, no customers", emptyBase, "GetCustomerList", nil, 401, "VnoNoDataError"},
+		{"CreateAgAccount requires LoginEmail", base, "CreateAgAccount", map[string]string{"AccountAttr": "1"}, 400, "MissingLoginEmail"},
+		{"CreateAgAccount requires AccountAttr", base, "CreateAgAccount", map[string]string{"LoginEmail": "a@partner.example"}, 400, "MissingAccountAttr"},
+		{"CreateAgAccount domain", base, "CreateAgAccount", map[string]string{"LoginEmail": "a@else.example", "AccountAttr": "1"}, 200, "EMAIL_DOMAIN_NOT_AUTHORIZED"},
+		{"CAMS Product.Unsubscript", unsubBase, "QueryPhoneBusinessProfile", profile, 400, "Product.Unsubscript"},
+		{"CAMS Ram.PermissionDeny", deniedBase, "QueryChatappPhoneNumbers", map[string]string{"CustSpaceId": simtest.Space}, 400, "Ram.PermissionDeny"},
+		{"CAMS Unknown.ResourceOwnerId", base, "QueryPhoneBusinessProfile", map[string]string{"CustSpaceId": "999", "PhoneNumber": "1"}, 400, "Unknown.ResourceOwnerId"},
+		{"CAMS requires PhoneNumber", base, "QueryPhoneBusinessProfile", map[string]string{"CustSpaceId": simtest.Space}, 400, "MissingPhoneNumber"},
+		{"CAMS requires CustSpaceId", base, "QueryPhoneBusinessProfile", map[string]string{"PhoneNumber": "1"}, 400, "MissingCustSpaceId"},
+	} {
+		if status, code := action(t, c.base, c.action, c.params); status != c.status || code != c.code {
+			t.Errorf("%s: HTTP %d %s, want %d %s", c.name, status, code, c.status, c.code)
+		}
+	}
+	s.Faults.Set("cams.QueryPhoneBusinessProfile", sim.Fault{Throttle: true, Times: 1})
+	if status, code := action(t, base, "QueryPhoneBusinessProfile", profile); status != 400 || code != "System.LimitControl" {
+		t.Errorf("CAMS System.LimitControl: HTTP %d %s", status, code)
+	}
+	s.Faults.Set("bss.GetCustomerAccountInfo", sim.Fault{Status: 500, Times: 1})
+	if status, code := action(t, base, "GetCustomerAccountInfo", map[string]string{"OwnerId": "1234567890123456"}); status != 500 || code != "InternalError" {
+		t.Errorf("BSS InternalError: HTTP %d %s", status, code)
+	}
+	resp, err := http.Get(base + "/api/vendor/v1/accounts.json?api_token=" + simtest.APToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 422 {
+		t.Errorf("a listing without sorting[reversed] (required by its document): HTTP %d", resp.StatusCode)
+	}
+}
+
+// TestAnswersAreTheDocuments: every answer of both modes validates against
+// the schema of its document (simtest.Start holds each answer to it; this
+// asks for every kind of answer, and proves they were checked).
+func TestAnswersAreTheDocuments(t *testing.T) {
+	for _, opts := range [][]sim.Option{nil, {sim.WithVariation(11)}} {
+		seed := simtest.Seed()
+		seed.ActivePlatform.Generate.Count = 20
+		_, base := simtest.Start(t, seed, opts...)
+		for range 5 {
+			for _, path := range []string{"/api/vendor/v1/accounts.json?sorting%5Breversed%5D=false&per_page=7&api_token=", "/api/vendor/v1/accounts/1000123.json?api_token="} {
+				resp, err := http.Get(base + path + simtest.APToken)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatal(path, err)
+				}
+				io.Copy(io.Discard, resp.Body) // to its end: checked by then
+				resp.Body.Close()
+			}
+			for name, params := range map[string]map[string]string{
+				"GetCustomerAccountInfo":    {"OwnerId": "1234567890123457"},
+				"GetCustomerList":           nil,
+				"QueryPhoneBusinessProfile": {"CustSpaceId": simtest.Space, "PhoneNumber": "8613800000001"},
+				"QueryChatappPhoneNumbers":  {"CustSpaceId": simtest.Space},
+				"CreateAgAccount":           {"LoginEmail": "ops@partner.example", "AccountAttr": "1"},
+			} {
+				if status, _ := action(t, base, name, params); status != 200 {
+					t.Fatalf("%s: HTTP %d", name, status)
+				}
+			}
+		}
+	}
+	for _, schema := range []string{"activeplatform.GetListOfAccounts", "activeplatform.GetAccountInfoByID", "bss.GetCustomerAccountInfo",
+		"bss.GetCustomerList", "bss.CreateAgAccount", "cams.QueryPhoneBusinessProfile", "cams.QueryChatappPhoneNumbers"} {
+		if simtest.Checked(schema) < 10 {
+			t.Errorf("%s: %d answers checked", schema, simtest.Checked(schema))
 		}
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -52,7 +54,7 @@ func NewState(seed *Seed, now func() time.Time) (*State, error) {
 	}
 	s.reindexAP()
 	for _, c := range append(append([]BSSCustomer{}, seed.Alibaba.Customers...), generatedBSS(seed.Alibaba.Generate.Count, seed.Alibaba.Generate.StartUID)...) {
-		c := c
+		c := c.withDefaults()
 		s.bss[c.UID] = &c
 	}
 	s.reindexBSS()
@@ -97,22 +99,27 @@ func (s *State) APAccount(id int64) (APAccount, bool) {
 	return *a, true
 }
 
-// APFilter selects accounts of a listing.
+// APFilter selects and orders accounts of a listing.
 type APFilter struct {
-	UpdatedSince time.Time
-	Status       string
+	UpdatedSince, CreatedSince time.Time
+	Status                     string // either spelling matches
+	Email                      string
+	SortField                  string // id (""), name, status, created_at, updated_at
+	Reversed                   bool
 }
 
-// APPage returns one page (1-based) of accounts ordered by id, and the total matched.
+// APPage returns one page (1-based) of accounts in the filter's order, and
+// the total matched.
 func (s *State) APPage(page, perPage int, f APFilter) ([]APAccount, int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	total, skip := 0, (page-1)*perPage
-	if f.UpdatedSince.IsZero() && f.Status == "" {
-		// Unfiltered: the page is a slice of the sorted ids. Walking all of
-		// them for every page made a full listing quadratic in the accounts,
-		// a cost no real upstream has and one that would crowd the poller
-		// out of the CPU it shares with the simulator in benchmarks.
+	skip := (page - 1) * perPage
+	byID := f.SortField == "" || f.SortField == "id"
+	if f == (APFilter{SortField: f.SortField}) && byID {
+		// Unfiltered, by id: the page is a slice of the sorted ids. Walking
+		// all of them for every page made a full listing quadratic in the
+		// accounts, a cost no real upstream has and one that would crowd the
+		// poller out of the CPU it shares with the simulator in benchmarks.
 		ids := s.apIDs[min(skip, len(s.apIDs)):min(skip+perPage, len(s.apIDs))]
 		out := make([]APAccount, len(ids))
 		for i, id := range ids {
@@ -120,21 +127,45 @@ func (s *State) APPage(page, perPage int, f APFilter) ([]APAccount, int) {
 		}
 		return out, len(s.apIDs)
 	}
-	var out []APAccount
+	var all []*APAccount
+	status := foldStatus(f.Status)
 	for _, id := range s.apIDs {
 		a := s.ap[id]
-		if !f.UpdatedSince.IsZero() && a.UpdatedAt.Before(f.UpdatedSince) {
+		if !f.UpdatedSince.IsZero() && a.UpdatedAt.Before(f.UpdatedSince) ||
+			!f.CreatedSince.IsZero() && a.CreatedAt.Before(f.CreatedSince) ||
+			f.Status != "" && foldStatus(a.Status) != status ||
+			f.Email != "" && !strings.EqualFold(a.Email, f.Email) {
 			continue
 		}
-		if f.Status != "" && a.Status != f.Status {
-			continue
-		}
-		total++
-		if total > skip && len(out) < perPage {
-			out = append(out, *a)
-		}
+		all = append(all, a)
 	}
-	return out, total
+	if !byID {
+		key := func(a *APAccount) string {
+			switch f.SortField {
+			case "name":
+				return a.Name
+			case "status":
+				return foldStatus(a.Status)
+			case "created_at":
+				return a.CreatedAt.UTC().Format(time.RFC3339Nano)
+			}
+			return a.UpdatedAt.UTC().Format(time.RFC3339Nano)
+		}
+		sort.SliceStable(all, func(i, j int) bool { return key(all[i]) < key(all[j]) })
+	}
+	if f.Reversed {
+		slices.Reverse(all)
+	}
+	var out []APAccount
+	for _, a := range all[min(skip, len(all)):min(skip+perPage, len(all))] {
+		out = append(out, *a)
+	}
+	return out, len(all)
+}
+
+// foldStatus makes "credit hold" and "credit_hold" one status.
+func foldStatus(s string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(s)), " ", "_")
 }
 
 // moneyFields are set from numbers or strings through the admin API.
@@ -273,6 +304,7 @@ func (s *State) AddCustomer(c BSSCustomer) error {
 	if c.UID == "" {
 		return errors.New("bss customer: uid required")
 	}
+	c = c.withDefaults()
 	s.bss[c.UID] = &c
 	s.reindexBSS()
 	return nil
@@ -288,6 +320,15 @@ func (s *State) RemoveCustomer(uid string) error {
 	delete(s.bss, uid)
 	s.reindexBSS()
 	return nil
+}
+
+// withDefaults fills what the document always answers: AccountType "1"
+// (enterprise) or "0".
+func (c BSSCustomer) withDefaults() BSSCustomer {
+	if c.AccountType == "" {
+		c.AccountType = "1"
+	}
+	return c
 }
 
 // customerByEmail finds a customer by login email (CreateAgAccount).

@@ -42,7 +42,9 @@ type Service struct {
 	// Sink names the consumers, dead letters and delivery-log records ("slack").
 	Sink string
 	// Process names the service on NATS and in logs ("slack-notifier").
-	Process  string
+	Process string
+	// Role is the NATS identity the service connects as.
+	Role     eventbus.Role
 	Settings ProcessSettings
 	// OpsListen is where /metrics, /healthz and /readyz are served.
 	OpsListen string
@@ -108,14 +110,16 @@ func Serve(ctx context.Context, svc Service) error {
 	if bc.Name == "" {
 		bc.Name = svc.Process
 	}
-	bus, err := eventbus.Open(ctx, bc)
+	bc.Role, bc.Logger = svc.Role, log
+	logConfig := deliverylog.StreamConfig(bc, svc.Settings.LogRetention)
+	bus, err := eventbus.Open(ctx, bc, logConfig) // the embedded server provisions the delivery log too
 	if err != nil {
 		return starting(ctx, err)
 	}
 	defer bus.Close()
 	reg := ops.NewRegistry()
 	metrics := NewMetrics(reg)
-	deliveries, err := deliverylog.Open(ctx, bus.JS, deliverylog.StreamConfig(bc, svc.Settings.LogRetention))
+	deliveries, err := deliverylog.Open(ctx, bus.JS, logConfig)
 	if err != nil {
 		return starting(ctx, err)
 	}

@@ -22,6 +22,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,10 +69,28 @@ type Pending struct {
 // Entry is a stored record with its revision and outbox.
 type Entry struct {
 	Record  detect.Record `json:"record"`
-	Pending []Pending     `json:"pending,omitempty"`
+	Pending []Pending     `json:"pending,omitempty"` // Raw.HasPending looks for this tag
 	// Rev is the KV revision (0: no record yet).
 	Rev uint64 `json:"-"`
 }
+
+// The stored bytes Raw's questions look for: encoding/json writes exactly
+// these for an Entry's outbox and its record's baseline flag (a string value
+// that holds them is escaped, a map key that is them holds an object, so
+// nothing else matches). TestRawAnswers holds them to the tags.
+var (
+	pendingMark  = []byte(`"pending":[`)
+	baselineMark = []byte(`"baseline":true`)
+)
+
+// HasPending reports whether the stored entry has an outbox (events written
+// with the record, perhaps not yet in the stream), without decoding it: a
+// poller starting with 100,000 records asks this of each.
+func (r Raw) HasPending() bool { return bytes.Contains(r.Data, pendingMark) }
+
+// Baselined reports whether the stored record has its baseline (its account
+// was read once), without decoding it.
+func (r Raw) Baselined() bool { return bytes.Contains(r.Data, baselineMark) }
 
 // Store reads and commits records.
 type Store struct {

@@ -151,3 +151,36 @@ func TestAppendKey(t *testing.T) {
 		t.Errorf("%v allocations into a reused buffer", n)
 	}
 }
+
+// TestRawAnswers: a stored record says whether it has an outbox and a
+// baseline from its bytes, exactly as decoding it would: for every
+// combination, and whatever its attributes, enums or profile hold.
+func TestRawAnswers(t *testing.T) {
+	tricky := detect.Record{
+		Attrs:   map[string]string{"pending": `"pending":[`, "baseline": `"baseline":true`},
+		Enums:   map[string]event.Value{"baseline": {Value: "true"}, "pending": {Value: "["}},
+		Profile: map[string]event.Value{"About": {Value: `{"baseline":true,"pending":[1]}`}},
+		Removed: true, Degraded: true,
+	}
+	for _, baseline := range []bool{false, true} {
+		for _, pending := range []bool{false, true} {
+			e := &state.Entry{Record: tricky}
+			e.Record.Baseline = baseline
+			if pending {
+				e.Pending = []state.Pending{{Subject: "s", Data: []byte(`{"baseline":true}`)}}
+			}
+			raw, err := state.Encode(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := state.Decode("k", raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if raw.Baselined() != back.Record.Baseline || raw.HasPending() != (len(back.Pending) > 0) ||
+				raw.Baselined() != baseline || raw.HasPending() != pending {
+				t.Errorf("baseline %v pending %v: Raw says %v %v", baseline, pending, raw.Baselined(), raw.HasPending())
+			}
+		}
+	}
+}

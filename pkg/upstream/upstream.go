@@ -44,7 +44,11 @@ type Error struct {
 	Code       string
 	RequestID  string
 	RetryAfter time.Duration
-	Msg        string
+	// Account and Field name what could not be read, when the failure is one
+	// account (of a listing) or one field of an answer (ErrMalformed).
+	Account string
+	Field   string
+	Msg     string
 }
 
 func (e *Error) Error() string {
@@ -58,6 +62,12 @@ func (e *Error) Error() string {
 	if e.Code != "" {
 		b.WriteString(" " + e.Code)
 	}
+	if e.Account != "" {
+		b.WriteString(": account " + e.Account)
+	}
+	if e.Field != "" {
+		b.WriteString(": field " + e.Field)
+	}
 	if e.Msg != "" {
 		b.WriteString(": " + e.Msg)
 	}
@@ -68,6 +78,28 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Kind }
+
+// FieldError is one field of an answer that cannot be used: its name and
+// what is wrong with it, never its value (a value may be personal data).
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Malformed classifies a decoding failure of op's answer: a FieldError (at
+// any depth of err) names its field in the Error.
+func Malformed(op, requestID string, err error) *Error {
+	e := &Error{Kind: ErrMalformed, Op: op, RequestID: requestID}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		e.Field, e.Msg = fe.Field, fe.Problem
+	} else {
+		e.Msg = err.Error()
+	}
+	return e
+}
 
 // CodeOf returns the upstream error code of err ("" if none).
 func CodeOf(err error) string {
@@ -131,6 +163,23 @@ func ReadBoundedInto(dst []byte, r io.Reader, announced, limit int64, op string)
 func IsJSON(contentType string) bool {
 	ct, _, _ := strings.Cut(contentType, ";")
 	return strings.EqualFold(strings.TrimSpace(ct), "application/json")
+}
+
+// JSONAnswer reports whether a 200 answer is JSON: its Content-Type says so
+// (application/json, text/json, any +json), or, where it says something else
+// or nothing (the documents name none), its body is a JSON object or array.
+// An error page of a proxy in front of the upstream (HTML) is not.
+func JSONAnswer(contentType string, body []byte) bool {
+	ct, _, _ := strings.Cut(contentType, ";")
+	ct = strings.ToLower(strings.TrimSpace(ct))
+	if ct == "application/json" || ct == "text/json" || strings.HasSuffix(ct, "+json") {
+		return true
+	}
+	if strings.HasPrefix(ct, "text/html") || strings.HasPrefix(ct, "application/xml") || strings.HasPrefix(ct, "text/xml") {
+		return false
+	}
+	b := bytes.TrimSpace(body)
+	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
 }
 
 // Money decodes an amount that arrives as a JSON number (453.2), a string
@@ -239,6 +288,37 @@ func digits(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// Bool decodes a flag sent as a JSON boolean, a string ("true", "false",
+// "1", "0", any case) or the numbers 1 and 0; null and "" are false.
+func Bool(raw json.RawMessage) (bool, error) {
+	raw = bytes.TrimSpace(raw)
+	s := string(raw)
+	if len(raw) >= 2 && raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return false, err
+		}
+		s = strings.TrimSpace(s)
+	}
+	switch strings.ToLower(s) {
+	case "", "null", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	}
+	return false, fmt.Errorf("%.40s is not a boolean", raw)
+}
+
+// Text decodes a code or name sent as a JSON string or number ("200" or 200);
+// null is "".
+func Text(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	t, err := scalarText(raw)
+	return strings.TrimSpace(t), err
 }
 
 // ID decodes an identifier sent as a JSON number or string.

@@ -105,3 +105,24 @@ func TestNumberLiteralMatchesJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONAnswer(t *testing.T) {
+	for _, c := range []struct {
+		ct, body string
+		ok       bool
+	}{
+		{"application/json", "{}", true},
+		{"application/json; charset=utf-8", "[]", true},
+		{"text/json", "{}", true},
+		{"application/vnd.api+json", "{}", true},
+		{"", ` {"id":1}`, true},
+		{"text/plain", "[1]", true},
+		{"text/html", "{}", false},
+		{"", "<html>502</html>", false},
+		{"application/octet-stream", "", false},
+	} {
+		if got := JSONAnswer(c.ct, []byte(c.body)); got != c.ok {
+			t.Errorf("%q %q: %v", c.ct, c.body, got)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
-	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/roster"
 )
 
@@ -215,44 +213,6 @@ func redriveCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 	} else {
 		fmt.Fprintf(stdout, "%d events re-driven to %s, marked replayed\n", n, where)
 	}
-	return exitOK
-}
-
-func verifyCmd(ctx context.Context, s settings, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("awctl verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	stream := fs.String("stream", eventbus.StreamEvents, "the event stream to verify")
-	output := fs.String("output", "table", "table or json")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	bus, ok := connect(ctx, s, stderr)
-	if !ok {
-		return exitFailed
-	}
-	defer bus.Close()
-	bar := newProgressBar(stderr)
-	rep, err := audit.Verify(ctx, bus.JS, *stream, bar.update)
-	bar.finish()
-	if err != nil {
-		fmt.Fprintln(stderr, "awctl verify:", err)
-		return exitFailed
-	}
-	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
-	} else {
-		fmt.Fprintf(stdout, "%s: %d events, sequences %d to %d, %d accounts\n", rep.Stream, rep.Events, rep.FirstSeq, rep.LastSeq, rep.Accounts)
-		for _, pr := range rep.Problems {
-			fmt.Fprintf(stdout, "  %-12s seq %-8d %s %s %s\n", pr.Kind, pr.Seq, p(pr.Account), p(pr.EventID), p(pr.Detail))
-		}
-	}
-	if !rep.OK() {
-		fmt.Fprintf(stderr, "awctl verify: %d problems: the audit log is not intact\n", len(rep.Problems))
-		return exitFailed
-	}
-	fmt.Fprintln(stdout, "intact: every chain whole, no sequence missing")
 	return exitOK
 }
 

@@ -35,8 +35,8 @@ const usage = `awctl administers accountwatch.
   awctl watch add    --connection NAME --provider P --account ID [--space ID] [--label k=v ...]
   awctl watch remove --connection NAME --provider P --account ID
   awctl watch list   [--connection NAME] [--output table|json]
-  awctl onboard      --connection NAME --email ADDRESS [--enterprise-name N] [--nation-code CC]
-                     [--province P] [--city C] [--postcode Z] [--account-attr 1] [--label k=v ...]
+  awctl onboard      --connection NAME --email ADDRESS --account-attr A [--enterprise-name N] [--nation-code CC]
+                     [--province P] [--city C] [--postcode Z] [--label k=v ...]
   awctl dlq list     [--sink S] [--receiver R] [--since 24h|TIME] [--until …] [--output table|json]
   awctl dlq redrive  (--seq N ... | --all) [--sink S] [--receiver R] [--since …] [--until …] [--dry-run]
   awctl silence add  --matcher NAME=VALUE ... (--duration 2h | --until TIME) --comment WHY [--author WHO]
@@ -45,12 +45,20 @@ const usage = `awctl administers accountwatch.
   awctl replay       [--since 24h|TIME] [--until …] [--from-seq N] [--to-seq N] [--provider P] [--instance I]
                      [--account A] [--type T ...] [--min-severity S] [--limit N] [--format jsonl|csv|table] [--output FILE]
   awctl redrive      --sink webhook|slack|email (--receiver R | --to '#channel'|ADDRESS) [selection flags as replay] [--dry-run]
-  awctl verify       [--stream AW_EVENTS] [--output table|json]     (exit 1 when the audit log is not intact)
+  awctl verify       [--checkpoint FILE ...] [--key PUBFILE ...] [--no-state] [--no-stored-checkpoint]
+                     [--clock-skew 5m] [--stream AW_EVENTS] [--output table|json] [--heads]
+                     (exit 1 when the audit log is not intact, naming each problem)
+  awctl checkpoint export [--seq N] [--output FILE] [--key PUBFILE]   (a signed checkpoint, to keep outside NATS)
+  awctl checkpoint keygen --out FILE [--pub FILE]                     (the auditor's signing key)
+  awctl provision    [--delivery-log-retention 720h]                  (as admin: create or check streams and buckets)
+  awctl credentials  --dir DIR [--owner UID:GID]                      (an nkey per role, the server's auth include, the signing key)
   awctl timeline     --provider P --instance I --account A [--format table|csv|jsonl]
   awctl deliveries   [--event ID | --seq N] [--sink S] [--receiver R] [--outcome O] [--since 24h|TIME] [--limit N] [--output table|json]
 
 Providers: activeplatform, alibaba-bss, alibaba-cams.
-Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys;
+Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys (by
+default, from the repository root, the make run stack's data/credentials/awctl/nats.nk, and
+data/credentials/admin/nats.nk for provision); AW_CHECKPOINT_PUBLIC_KEY_FILE for --key;
 onboard also reads AW_BSS_ENDPOINT, AW_BSS_PROTOCOL, AW_BSS_ACCESS_KEY_ID,
 AW_BSS_ACCESS_KEY_SECRET (or AW_BSS_ACCESS_KEY_SECRET_FILE).
 `
@@ -92,9 +100,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if s.URL == "" {
 		s.URL = "nats://127.0.0.1:4222"
 	}
-	s.Name = "awctl"
+	s.Name, s.Role = "awctl", eventbus.RoleOperator
+	if args[0] == "provision" {
+		s.Role = eventbus.RoleAdmin
+	}
+	devDefaults(&s)
 	cmd := strings.Join(args[:min(2, len(args))], " ")
 	switch cmd {
+	case "checkpoint export", "checkpoint keygen":
+		return checkpointCmd(ctx, s, args[1], args[2:], stdout, stderr)
 	case "watch add", "watch remove", "watch list":
 		return watchCmd(ctx, s, args[1], args[2:], stdout, stderr)
 	case "dlq list", "dlq redrive":
@@ -109,6 +123,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return replayCmd(ctx, s, args[1:], stdout, stderr)
 	case "verify":
 		return verifyCmd(ctx, s, args[1:], stdout, stderr)
+	case "provision":
+		return provisionCmd(ctx, s, args[1:], stdout, stderr)
+	case "credentials":
+		return credentialsCmd(args[1:], stdout, stderr)
 	case "redrive":
 		return redriveCmd(ctx, s, args[1:], stdout, stderr)
 	case "timeline":
@@ -231,14 +249,15 @@ func onboardCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 	fs.StringVar(&req.ProvinceName, "province", "", "province")
 	fs.StringVar(&req.CityName, "city", "", "city")
 	fs.StringVar(&req.Postcode, "postcode", "", "postal code")
-	fs.StringVar(&req.AccountAttr, "account-attr", "", "account attribute (1: enterprise)")
+	fs.StringVar(&req.AccountAttr, "account-attr", "", "account attribute, as the console's Security Settings show it (e.g. 1); required")
 	labels := labelFlag{}
 	fs.Var(labels, "label", "label key=value (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *conn == "" || req.LoginEmail == "" {
-		fmt.Fprintln(stderr, "awctl onboard: --connection and --email are required")
+	if *conn == "" || req.LoginEmail == "" || req.AccountAttr == "" {
+		// CreateAgAccount requires LoginEmail and AccountAttr: say so before calling it.
+		fmt.Fprintln(stderr, "awctl onboard: --connection, --email and --account-attr are required (CreateAgAccount requires LoginEmail and AccountAttr)")
 		return exitUsage
 	}
 	if s.BSSKeyID == "" || s.BSSKeySecret == "" {
@@ -270,9 +289,16 @@ func onboardCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 		fmt.Fprintln(stderr, "awctl onboard:", err)
 		return exitFailed
 	}
-	if !res.Created {
+	switch {
+	case !res.Created:
 		fmt.Fprintf(stdout, "already exists: %s is account %s (nothing created, nothing emitted)\n", req.LoginEmail, res.UID)
 		return exitExisted
+	case res.Reconciled && res.EventID == "":
+		fmt.Fprintf(stdout, "account %s was created by an earlier try and announced then; watched under %s\n", res.UID, *conn)
+		return exitOK
+	case res.Reconciled:
+		fmt.Fprintf(stdout, "created account %s (by an earlier try that did not finish); event %s; watched under %s\n", res.UID, res.EventID, *conn)
+		return exitOK
 	}
 	fmt.Fprintf(stdout, "created account %s; event %s; watched under %s\n", res.UID, res.EventID, *conn)
 	return exitOK

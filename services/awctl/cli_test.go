@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/audit/audittest"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
@@ -22,6 +24,7 @@ func TestCLI(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	_, simURL := simtest.Start(t, simtest.Seed())
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
 	t.Setenv("AW_BSS_ENDPOINT", strings.TrimPrefix(simURL, "http://"))
 	t.Setenv("AW_BSS_PROTOCOL", "http")
 	t.Setenv("AW_BSS_ACCESS_KEY_ID", simtest.AccessKeyID)
@@ -41,9 +44,10 @@ func TestCLI(t *testing.T) {
 		{"list json", "watch list --output json", 0, `"account_id":"1000123"`},
 		{"remove", "watch remove --connection ap-main --provider activeplatform --account 1000123", 0, "no longer watching"},
 		{"remove again", "watch remove --connection ap-main --provider activeplatform --account 1000123", 1, "not on the watch list"},
-		{"onboard", "onboard --connection bss --email fresh@partner.example --label manager=bob", 0, "created account"},
-		{"onboard used email", "onboard --connection bss --email fresh@partner.example", 3, "already exists"},
-		{"onboard bad domain", "onboard --connection bss --email x@elsewhere.example", 1, "InvalidParameter.LoginEmail"},
+		{"onboard without account-attr", "onboard --connection bss --email fresh@partner.example", 2, "--account-attr are required"},
+		{"onboard", "onboard --connection bss --email fresh@partner.example --account-attr 1 --label manager=bob", 0, "created account"},
+		{"onboard used email", "onboard --connection bss --email fresh@partner.example --account-attr 1", 3, "already exists"},
+		{"onboard bad domain", "onboard --connection bss --email x@elsewhere.example --account-attr 1", 1, "EMAIL_DOMAIN_NOT_AUTHORIZED"},
 		{"list after onboard", "watch list --connection bss", 0, "onboarding"},
 		{"unknown", "frobnicate", 2, "unknown command"},
 	}
@@ -80,6 +84,7 @@ func publishRoster(t *testing.T, b *eventbus.Bus) {
 func TestDeadLettersAndSilences(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
 	publishRoster(t, b)
 	ev := eventtest.Status(t, eventtest.Meta("1000123", nil), "active", "credit_hold")
 	msg, err := eventbus.Encode(ev)
@@ -155,15 +160,22 @@ func TestDeadLettersAndSilences(t *testing.T) {
 func TestAuditCommands(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
+	// Observed after the stream was created, with the poller's records:
+	// a log that verifies.
 	publishRoster(t, b)
 	m := eventtest.Meta("1000123", nil)
+	m.ObservedAt = time.Now().UTC()
 	first := eventtest.Status(t, m, "active", "credit_hold")
 	m.Revision, m.Chain = 1, event.Chain{Seq: 2, Prev: first.Hash()}
 	second := eventtest.Debt(t, m, "0", "512.40", "500", "above")
-	other := eventtest.Hosting(t, "1500000000000001", "", "FREEZE")
+	om := eventtest.Meta("1500000000000001", nil)
+	om.Provider, om.Instance, om.ObservedAt = event.ProviderAlibabaBSS, "bss-main", m.ObservedAt
+	other := eventtest.Must(t)(event.HostingStatusChanged(om, event.EnumValue(""), event.EnumValue("FREEZE")))
 	if _, err := eventbus.NewPublisher(b.JS).PublishAll(context.Background(), []*event.Event{first, second, other}); err != nil {
 		t.Fatal(err)
 	}
+	audittest.RecordHeads(t, b, first, second, other)
 	file := filepath.Join(t.TempDir(), "export.csv")
 	cases := []struct {
 		name, args string
@@ -219,6 +231,7 @@ func TestAuditCommands(t *testing.T) {
 func TestTablesEscapeControlCharacters(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
 	m := eventtest.Meta("1000123", nil)
 	m.AccountName = "Acme\r\n9\t2026-01-01 00:00:00\tforged\x1b[2J\x1b]0;owned\a"
 	if _, err := eventbus.NewPublisher(b.JS).PublishAll(context.Background(), []*event.Event{eventtest.Status(t, m, "active", "credit_hold")}); err != nil {

@@ -9,12 +9,14 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 )
 
 func TestDeliveries(t *testing.T) {
 	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"deliveries"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no delivery log yet") {
 		t.Errorf("before any sink ran: exit %d, %q", code, errb.String())

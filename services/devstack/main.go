@@ -15,10 +15,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/checkpoint"
 	"github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/ops"
 )
+
+// deliveryLogRetention is the services' default AW_DELIVERY_LOG_RETENTION.
+const deliveryLogRetention = 720 * time.Hour
 
 type settings struct {
 	eventbus.Config
@@ -54,18 +59,30 @@ func run(ctx context.Context, log *slog.Logger, s settings, binDir, root string)
 		return fmt.Errorf("NATS_URL is set (%s): devstack hosts its own embedded server; unset it, or run the services directly against your cluster", s.URL)
 	}
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	// devstack hosts the server, so it is the admin: it provisions, then
+	// every service joins with its own credentials (data/credentials, made
+	// on the first run and kept).
 	bus, err := eventbus.Connect(startCtx, s.Config)
 	cancel()
 	if err != nil {
 		return err
 	}
 	defer bus.Close()
-	if err := bus.Provision(ctx); err != nil {
+	creds, err := filepath.Abs(bus.Credentials().Dir())
+	if err != nil {
+		return err
+	}
+	signer, err := checkpoint.EnsureKey(creds)
+	if err != nil {
+		return err
+	}
+	if err := bus.Provision(ctx, deliverylog.StreamConfig(s.Config, deliveryLogRetention)); err != nil {
 		return err
 	}
 	absData, _ := filepath.Abs(s.DataDir)
 	absRoot, _ := filepath.Abs(root)
-	cfg := stackConfig{BinDir: binDir, DataDir: absData, NATSURL: bus.ClientURL(), SimAddr: s.SimAddr, OpsBase: s.OpsBase, RootDir: absRoot, SinksDir: filepath.Join(absData, "sinks")}
+	cfg := stackConfig{BinDir: binDir, DataDir: absData, NATSURL: bus.ClientURL(), SimAddr: s.SimAddr, OpsBase: s.OpsBase, RootDir: absRoot,
+		SinksDir: filepath.Join(absData, "sinks"), CredsDir: creds, Signer: checkpoint.Fingerprint(signer)}
 	if cfg.NATSURL == "" {
 		return fmt.Errorf("AW_NATS_LISTEN=%q: the services need a listening server", s.Listen)
 	}

@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/accountwatch/accountwatch/pkg/checkpoint"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
 
 // The local stack's tokens (a real deployment sets its own).
@@ -31,15 +34,24 @@ type stackConfig struct {
 	OpsBase  int // first ops (metrics) port; each service gets the next
 	RootDir  string
 	SinksDir string
+	// CredsDir holds every role's nkey seed and the checkpoint signing key;
+	// Signer is that key's fingerprint.
+	CredsDir string
+	Signer   string
 }
+
+// CheckpointInterval is how often the local stack's auditor signs a checkpoint.
+const CheckpointInterval = "1m"
 
 // services lists the stack in start order. Only those whose binary exists in
 // BinDir are started, so the stack grows as services are added.
 func (c stackConfig) services() []service {
 	sim := "http://" + c.SimAddr
-	common := func(port int) []string {
+	// Each service joins with its own identity, named after it, from a file.
+	common := func(name string, port int) []string {
 		return []string{
 			"NATS_URL=" + c.NATSURL,
+			"AW_NATS_NKEY_SEED_FILE=" + filepath.Join(c.CredsDir, name, eventbus.SeedFileName),
 			fmt.Sprintf("AW_OPS_LISTEN=127.0.0.1:%d", port),
 			"AW_LOG_LEVEL=info",
 		}
@@ -73,8 +85,10 @@ func (c stackConfig) services() []service {
 		},
 		{
 			Name: "auditor",
-			Env:  []string{"AW_AUDITOR_TOKEN=" + DevAuditorToken, "AW_AUDITOR_LISTEN=127.0.0.1:8491"},
-			Look: []string{"auditor        http://127.0.0.1:8491 — the audit console (sign in with " + DevAuditorToken + ")"},
+			Env: []string{"AW_AUDITOR_TOKEN=" + DevAuditorToken, "AW_AUDITOR_LISTEN=127.0.0.1:8491",
+				"AW_CHECKPOINT_KEY_FILE=" + checkpoint.KeyFile(c.CredsDir), "AW_CHECKPOINT_INTERVAL=" + CheckpointInterval},
+			Look: []string{"auditor        http://127.0.0.1:8491 — the audit console (sign in with " + DevAuditorToken + ")",
+				"checkpoints    signed every " + CheckpointInterval + " by the auditor (key " + c.Signer + "); keep one outside NATS: `go run ./services/awctl checkpoint export --output checkpoint.json`"},
 		},
 		{
 			Name: "email-notifier",
@@ -84,7 +98,11 @@ func (c stackConfig) services() []service {
 	}
 	port := c.OpsBase
 	for i := range all {
-		all[i].Env = append(common(port), all[i].Env...)
+		if all[i].Name != "upstream-sim" { // the simulator knows no NATS
+			all[i].Env = append(common(all[i].Name, port), all[i].Env...)
+		} else {
+			all[i].Env = append([]string{fmt.Sprintf("AW_OPS_LISTEN=127.0.0.1:%d", port), "AW_LOG_LEVEL=info"}, all[i].Env...)
+		}
 		all[i].Look = append(all[i].Look, fmt.Sprintf("%-14s http://127.0.0.1:%d/metrics", all[i].Name, port))
 		port++
 	}
@@ -115,13 +133,14 @@ func emailLook(sinks string) string {
 func banner(c stackConfig, started []service) string {
 	var b strings.Builder
 	b.WriteString("\naccountwatch is running. Where to look:\n")
-	fmt.Fprintf(&b, "  %-14s %s  (data in %s; `nats` CLI or any client can join)\n", "JetStream", c.NATSURL, c.DataDir)
+	fmt.Fprintf(&b, "  %-14s %s  (data in %s; an nkey per service in %s, the admin's in %s)\n", "JetStream", c.NATSURL, c.DataDir, c.CredsDir, filepath.Join(c.CredsDir, string(eventbus.RoleAdmin), eventbus.SeedFileName))
 	for _, s := range started {
 		for _, l := range s.Look {
 			b.WriteString("  " + l + "\n")
 		}
 	}
 	b.WriteString("  events         printed below as [events] lines; `go run ./services/awctl watch list` (from the repo root) administers\n")
+	fmt.Fprintf(&b, "  %-14s as the operator, with %s (found from the repo root; elsewhere set AW_NATS_NKEY_SEED_FILE)\n", "awctl", filepath.Join(c.CredsDir, string(eventbus.RoleOperator), eventbus.SeedFileName))
 	b.WriteString("Ctrl-C stops everything; `make run` again resumes from the same data directory.\n\n")
 	return b.String()
 }

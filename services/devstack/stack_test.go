@@ -45,7 +45,24 @@ func TestStackRunsSlackNotifierWithLocalSink(t *testing.T) {
 	}
 	t.Setenv("AW_SLACK_TOKEN", "")
 	c := stackConfig{BinDir: bin, DataDir: "/data", NATSURL: "nats://127.0.0.1:4222", SimAddr: "127.0.0.1:8480", OpsBase: 9101, RootDir: "/repo", SinksDir: "/data/sinks"}
+	c.CredsDir = "/data/credentials"
 	svcs := c.services()
+	// Every service joins with its own credentials, from a file; nothing
+	// secret is on a command line.
+	for _, svc := range svcs {
+		env := strings.Join(svc.Env, " ")
+		if want := "AW_NATS_NKEY_SEED_FILE=/data/credentials/" + svc.Name + "/nats.nk"; !strings.Contains(env, want) {
+			t.Errorf("%s: env lacks %s: %s", svc.Name, want, env)
+		}
+		for _, a := range svc.Args {
+			if strings.Contains(a, "credentials") || strings.Contains(a, "token") || strings.HasPrefix(a, "SU") {
+				t.Errorf("%s: a credential on the command line: %q", svc.Name, a)
+			}
+		}
+	}
+	if env := strings.Join(svcs[3].Env, " "); !strings.Contains(env, "AW_CHECKPOINT_KEY_FILE=/data/credentials/auditor/checkpoint.key") {
+		t.Errorf("the auditor has no signing key: %s", env)
+	}
 	if len(svcs) != 5 || svcs[1].Name != "slack-notifier" || svcs[2].Name != "webhook-dispatcher" || svcs[3].Name != "auditor" || svcs[4].Name != "email-notifier" {
 		t.Fatalf("services %+v", svcs)
 	}

@@ -121,7 +121,7 @@ func benchPoller(b *testing.B, syncAlways, ownCore bool) {
 			continue // one run is the measurement
 		}
 		cmd := pin("1", exec.Command(bin))
-		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL="+benchLogLevel(), "AW_PPROF=true")
+		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+bus.SeedFile(eventbus.RolePoller), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL="+benchLogLevel(), "AW_PPROF=true")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -283,9 +283,12 @@ func bareOnce(b *testing.B, url string, accounts, perPage int) float64 {
 	hc := &http.Client{}
 	start := time.Now()
 	for page := 1; page <= (accounts+perPage-1)/perPage; page++ {
-		resp, err := hc.Get(fmt.Sprintf("%s/api/vendor/v1/accounts.json?api_token=%s&page=%d&per_page=%d", url, simtest.APToken, page, perPage))
+		resp, err := hc.Get(fmt.Sprintf("%s/api/vendor/v1/accounts.json?api_token=%s&page=%d&per_page=%d&sorting%%5Bfield%%5D=id&sorting%%5Breversed%%5D=false", url, simtest.APToken, page, perPage))
 		if err != nil {
 			b.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("bare loop: page %d answered %s", page, resp.Status)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()

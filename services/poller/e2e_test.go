@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -10,9 +11,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -43,11 +47,11 @@ type proc struct {
 	log *os.File
 }
 
-func startPoller(t *testing.T, natsURL, configPath, replica string) *proc {
+func startPoller(t *testing.T, bus *eventbus.Bus, configPath, replica string) *proc {
 	t.Helper()
 	logf, _ := os.OpenFile(filepath.Join(t.TempDir(), replica+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	cmd := exec.Command(pollerBin)
-	cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "AW_POLLER_CONFIG="+configPath, "AW_OPS_LISTEN=127.0.0.1:0",
+	cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+bus.SeedFile(eventbus.RolePoller), "AW_POLLER_CONFIG="+configPath, "AW_OPS_LISTEN=127.0.0.1:0",
 		"AW_REPLICA_ID="+replica, "AW_LEASE_RENEW=200ms", "AW_LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -87,9 +91,12 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 	seed := simtest.Seed()
 	seed.ActivePlatform.Accounts = nil
 	for i := range accounts {
-		seed.ActivePlatform.Accounts = append(seed.ActivePlatform.Accounts, sim.APAccount{ID: int64(3000 + i), Name: "Chaos " + strconv.Itoa(i), Status: "active", Balance: "0"})
+		zero := "0"
+		seed.ActivePlatform.Accounts = append(seed.ActivePlatform.Accounts, sim.APAccount{ID: int64(3000 + i), Name: "Chaos " + strconv.Itoa(i), Status: "active", Balance: &zero})
 	}
-	s, url := simtest.Start(t, seed)
+	vary := uint64(time.Now().UnixNano())
+	t.Logf("upstream-sim variation seed %d", vary)
+	s, url := simtest.Start(t, seed, sim.WithVariation(vary))
 	bus := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	var watch strings.Builder
 	for i := range accounts {
@@ -99,7 +106,7 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf("connections:\n  - {name: ap, provider: activeplatform, url: %s, api_token: %s, interval: 150ms, jitter: 0.01, full_scan_every: 1}\nwatch:\n%s",
 		url, simtest.APToken, watch.String())), 0o600)
 
-	p := startPoller(t, bus.ClientURL(), cfgPath, "chaos-1")
+	p := startPoller(t, bus, cfgPath, "chaos-1")
 	// Baseline first.
 	deadline := time.Now().Add(60 * time.Second)
 	for s.Stats()["ap.list"] < 3 {
@@ -146,7 +153,7 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		p.kill()
-		p = startPoller(t, bus.ClientURL(), cfgPath, "chaos-1")
+		p = startPoller(t, bus, cfgPath, "chaos-1")
 	}
 	<-scriptDone
 	total := 0
@@ -193,9 +200,20 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 	t.Logf("%d kills, %d changes, %d events", kills, total, len(evs))
 }
 
-// TestTwoReplicasOneKilled: two replicas share two connections, one each; each
-// account is read once per interval; when one replica is killed, the other
-// takes its connection over and no account is forgotten.
+// TestTwoReplicasOneKilled: two replicas share two connections, one each;
+// each connection is polled by one replica at a time, once per interval;
+// when one replica is killed, the other takes its connection over and no
+// account is forgotten.
+//
+// Slowness cannot fail it, only a double poll or a missed read can. A double
+// poll is not told from the reads' times (on a loaded machine a cycle's
+// reads spread out, and one account's two reads may be any distance apart)
+// but from the cycles: every cycle a connection completes is recorded in its
+// progress (AW_WATCH), and one replica's cycles, or its successor's, are
+// numbered one after the other and start an interval apart at least (a
+// cycle never starts before its due time, interval × (1 − jitter) after the
+// last one started, however late it runs). Two replicas polling one
+// connection would repeat numbers or start cycles closer together.
 func TestTwoReplicasOneKilled(t *testing.T) {
 	seed := simtest.Seed()
 	seed.Alibaba.Customers = nil
@@ -203,87 +221,155 @@ func TestTwoReplicasOneKilled(t *testing.T) {
 	for i := range 12 {
 		uid := strconv.Itoa(4000 + i)
 		seed.Alibaba.Customers = append(seed.Alibaba.Customers, sim.BSSCustomer{UID: uid, HostingStatus: "TRUSTEESHIP", CreditLimitStatus: "Thaw"})
-		conn := "bss-a"
-		if i%2 == 1 {
-			conn = "bss-b"
-		}
-		fmt.Fprintf(&watch, "  - {connection: %s, account: \"%s\"}\n", conn, uid)
+		fmt.Fprintf(&watch, "  - {connection: %s, account: \"%s\"}\n", connOf(i), uid)
 	}
-	s, url := simtest.Start(t, seed, sim.WithPollLog())
+	s, url := simtest.Start(t, seed, sim.WithPollLog(), sim.WithVariation(uint64(time.Now().UnixNano())))
 	host := strings.TrimPrefix(url, "http://")
 	bus := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
-	const interval = 500 * time.Millisecond
+	const interval, jitter = 500 * time.Millisecond, 0.05
 	conn := func(name string) string {
-		return fmt.Sprintf("  - {name: %s, provider: alibaba-bss, endpoint: \"%s\", protocol: http, access_key_id: %s, access_key_secret: %s, interval: 500ms, jitter: 0.05}\n",
-			name, host, simtest.AccessKeyID, simtest.AccessSecret)
+		return fmt.Sprintf("  - {name: %s, provider: alibaba-bss, endpoint: \"%s\", protocol: http, access_key_id: %s, access_key_secret: %s, interval: %s, jitter: %v}\n",
+			name, host, simtest.AccessKeyID, simtest.AccessSecret, interval, jitter)
 	}
 	cfgPath := filepath.Join(t.TempDir(), "poller.yaml")
 	os.WriteFile(cfgPath, []byte("connections:\n"+conn("bss-a")+conn("bss-b")+"watch:\n"+watch.String()), 0o600)
 
-	a := startPoller(t, bus.ClientURL(), cfgPath, "replica-a")
-	b := startPoller(t, bus.ClientURL(), cfgPath, "replica-b")
-	leases, _ := bus.JS.KeyValue(context.Background(), eventbus.BucketLeases)
+	ctx := context.Background()
+	progress := watchProgress(t, bus)
+	a := startPoller(t, bus, cfgPath, "replica-a")
+	b := startPoller(t, bus, cfgPath, "replica-b")
+	leases, _ := bus.JS.KeyValue(ctx, eventbus.BucketLeases)
 	owner := func(unit string) string {
-		e, err := leases.Get(context.Background(), "lease."+unit)
+		e, err := leases.Get(ctx, "lease."+unit)
 		if err != nil {
 			return ""
 		}
 		v := string(e.Value())
 		return v[strings.Index(v, `"owner":"`)+9 : strings.Index(v, `","at"`)]
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for owner("bss-a") == "" || owner("bss-b") == "" || owner("bss-a") == owner("bss-b") {
-		if time.Now().After(deadline) {
-			t.Fatalf("connections not spread: %q %q", owner("bss-a"), owner("bss-b"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(3 * time.Second)
+	waitFor(t, "the connections spread over the replicas", func() bool {
+		return owner("bss-a") != "" && owner("bss-b") != "" && owner("bss-a") != owner("bss-b")
+	})
+	waitFor(t, "three cycles of each connection", func() bool { return len(progress.of("bss-a")) >= 3 && len(progress.of("bss-b")) >= 3 })
 	victim, survivor := a, b
-	victimName := "replica-a"
+	victimName, survivorName, taken := "replica-a", "replica-b", "bss-a"
 	if owner("bss-a") == "replica-b" {
-		victim, survivor, victimName = b, a, "replica-b"
+		victim, survivor, victimName, survivorName = b, a, "replica-b", "replica-a"
 	}
-	killedAt := time.Now()
 	victim.kill()
-	time.Sleep(eventbus.LeaseTTL + 5*time.Second)
-	end := time.Now() // the window ends here: the survivor's drain below is not an outage
+	waitFor(t, survivorName+" taking "+taken+" over from "+victimName, func() bool { return owner(taken) == survivorName })
+	takenAt := time.Now()
+	before := len(progress.of(taken))
+	// Every account of both connections read after the takeover, by cycles
+	// the survivor completed.
+	waitFor(t, "every account read after the takeover", func() bool {
+		if len(progress.of(taken)) < before+2 {
+			return false
+		}
+		for i := range 12 {
+			times := s.PollTimes("bss/" + strconv.Itoa(4000+i))
+			if len(times) == 0 || !times[len(times)-1].After(takenAt) {
+				return false
+			}
+		}
+		return true
+	})
 	survivor.stop(t)
 
-	// Slowness cannot fail these checks, only a double or a missed read can:
-	// no account is read twice within an interval; within a connection every
-	// cycle reads every account (equal counts, up to 2 apart: the kill and the
-	// stop can each cut a cycle); and every account is read again after its
-	// connection was taken over.
-	minGap := time.Duration(float64(interval) * 0.8)
-	counts := map[string][]int{}
-	for i := range 12 {
-		uid := strconv.Itoa(4000 + i)
-		conn := "bss-a"
-		if i%2 == 1 {
-			conn = "bss-b"
-		}
-		times := s.PollTimes("bss/" + uid)
-		counts[conn] = append(counts[conn], len(times))
-		for j := 1; j < len(times); j++ {
-			if gap := times[j].Sub(times[j-1]); gap < minGap {
-				t.Errorf("%s read twice within %s (interval %s)", uid, gap, interval)
+	minGap := time.Duration(float64(interval) * (1 - jitter))
+	for _, c := range []string{"bss-a", "bss-b"} {
+		cycles := progress.of(c)
+		for i := 1; i < len(cycles); i++ {
+			p, q := cycles[i-1], cycles[i]
+			if q.Cycles != p.Cycles+1 {
+				t.Errorf("%s: cycle %d recorded after cycle %d: two replicas polled it", c, q.Cycles, p.Cycles)
+			}
+			if gap := q.LastStart.Sub(p.LastStart); gap < minGap {
+				t.Errorf("%s: cycle %d started %s after cycle %d (interval %s): two replicas polled it", c, q.Cycles, gap, p.Cycles, interval)
 			}
 		}
-		after := 0
-		for _, at := range times {
-			if at.After(killedAt.Add(eventbus.LeaseTTL)) && at.Before(end) {
-				after++
+		// Within a connection every cycle reads every account: equal counts,
+		// up to 3 apart (the rebalance at start, the kill and the stop can
+		// each cut a cycle), and never more reads than cycles begun.
+		var counts []int
+		for i := range 12 {
+			if connOf(i) == c {
+				counts = append(counts, len(s.PollTimes("bss/"+strconv.Itoa(4000+i))))
 			}
 		}
-		if after == 0 {
-			t.Errorf("%s (%s) not read after %s took over from %s", uid, conn, "the survivor", victimName)
+		sort.Ints(counts)
+		if counts[len(counts)-1]-counts[0] > 3 {
+			t.Errorf("%s: read counts per account %v: a cycle skipped an account", c, counts)
+		}
+		if counts[len(counts)-1] > len(cycles)+3 {
+			t.Errorf("%s: an account read %d times in %d cycles", c, counts[len(counts)-1], len(cycles))
 		}
 	}
-	for conn, c := range counts {
-		sort.Ints(c)
-		if c[len(c)-1]-c[0] > 2 {
-			t.Errorf("%s: read counts per account %v: a cycle skipped an account", conn, c)
+}
+
+func connOf(i int) string {
+	if i%2 == 1 {
+		return "bss-b"
+	}
+	return "bss-a"
+}
+
+// cycleRecord is a connection's progress as the poller records it after
+// each cycle.
+type cycleRecord struct {
+	LastStart time.Time `json:"last_start"`
+	Cycles    int       `json:"cycles"`
+}
+
+type progressLog struct {
+	mu sync.Mutex
+	m  map[string][]cycleRecord
+}
+
+func (p *progressLog) of(conn string) []cycleRecord {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]cycleRecord(nil), p.m[conn]...)
+}
+
+// watchProgress records every progress update of every connection.
+func watchProgress(t *testing.T, bus *eventbus.Bus) *progressLog {
+	t.Helper()
+	kv, err := bus.JS.KeyValue(context.Background(), eventbus.BucketWatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.Watch(context.Background(), "progress.*", jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop() })
+	p := &progressLog{m: map[string][]cycleRecord{}}
+	go func() {
+		for u := range w.Updates() {
+			if u == nil || u.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var c cycleRecord
+			if json.Unmarshal(u.Value(), &c) == nil {
+				p.mu.Lock()
+				conn := strings.TrimPrefix(u.Key(), "progress.")
+				p.m[conn] = append(p.m[conn], c)
+				p.mu.Unlock()
+			}
 		}
+	}()
+	return p
+}
+
+// waitFor waits until cond holds; the deadline is only a stop for a hang.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 2 minutes: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -39,6 +40,7 @@ func buildBinary(t *testing.T) string {
 func TestKilledNotifierResumes(t *testing.T) {
 	bin := buildBinary(t)
 	bus := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
+	bustest.Provision(t, bus, deliverylog.StreamConfig(bus.Cfg, 720*time.Hour)) // the process's default AW_DELIVERY_LOG_RETENTION
 	slack := slackcapture.Start(nil)
 	defer slack.Stop()
 	slack.SetDelay(10 * time.Millisecond)
@@ -59,7 +61,7 @@ func TestKilledNotifierResumes(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "slack.yaml")
 	os.WriteFile(cfg, []byte("receivers: [{name: ops, channel: '#ops'}]\nroute: {receiver: ops, group_wait: 0s, group_interval: 0s}\n"), 0o600)
 	env := append(os.Environ(),
-		"NATS_URL="+bus.ClientURL(), "AW_SLACK_TOKEN=xoxb-test", "AW_SLACK_API_URL="+slack.URL(), "AW_SLACK_CONFIG="+cfg,
+		"NATS_URL="+bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+bus.SeedFile(eventbus.RoleSlack), "AW_SLACK_TOKEN=xoxb-test", "AW_SLACK_API_URL="+slack.URL(), "AW_SLACK_CONFIG="+cfg,
 		"AW_SINK_START=all", "AW_SINK_ACK_WAIT=2s", "AW_OPS_LISTEN=127.0.0.1:0", "AW_LOG_LEVEL=warn")
 	startProc := func() *exec.Cmd {
 		cmd := exec.Command(bin)

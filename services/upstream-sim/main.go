@@ -22,6 +22,7 @@ func main() {
 	opsListen := flag.String("ops-listen", os.Getenv("AW_OPS_LISTEN"), "address of /metrics, /healthz, /readyz (empty: none)")
 	adminToken := flag.String("admin-token", os.Getenv("AW_SIM_ADMIN_TOKEN"), "bearer token for /admin (empty: open, for local use)")
 	logLevel := flag.String("log-level", envOr("AW_LOG_LEVEL", "info"), "debug, info, warn or error")
+	vary := flag.Uint64("vary", 0, "answer in every shape the documents allow, at random from this seed (0: the documented examples' shapes)")
 	flag.Parse()
 	log, err := ops.NewLogger(os.Stderr, *logLevel, "upstream-sim")
 	if err != nil {
@@ -40,7 +41,11 @@ func main() {
 			fail(err)
 		}
 	}
-	s, err := sim.New(seed, sim.WithLogger(log), sim.WithAdminToken(*adminToken))
+	opts := []sim.Option{sim.WithLogger(log), sim.WithAdminToken(*adminToken)}
+	if *vary != 0 {
+		opts = append(opts, sim.WithVariation(*vary))
+	}
+	s, err := sim.New(seed, opts...)
 	if err != nil {
 		fail(err)
 	}
@@ -59,7 +64,7 @@ func main() {
 		}
 		go o.Serve(ctx)
 	}
-	log.Info("serving", "url", url, "activeplatform_accounts", s.State.APCount(), "bss_customers", len(s.State.UIDs()), "scenario", *scenarioPath)
+	log.Info("serving", "url", url, "activeplatform_accounts", s.State.APCount(), "bss_customers", len(s.State.UIDs()), "scenario", *scenarioPath, "vary", *vary)
 	if sc != nil {
 		go s.Run(ctx, sc, log)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -61,7 +62,7 @@ func (b *benchReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func benchDispatcher(b *testing.B, bus *eventbus.Bus, url string, count int) context.CancelFunc {
 	var s app.Settings
 	s.Config = bus.Cfg
-	s.URL = bus.ClientURL()
+	s.URL, s.NKeySeedFile = bus.ClientURL(), bus.SeedFile(eventbus.RoleWebhook)
 	s.Settings = sink.DefaultSettings()
 	if c := os.Getenv("AW_BENCH_CONCURRENCY"); c != "" {
 		s.Concurrency, _ = strconv.Atoi(c)
@@ -76,6 +77,7 @@ func benchDispatcher(b *testing.B, bus *eventbus.Bus, url string, count int) con
 	}
 	s.LogLevel = "warn"
 	s.DeliveryLog = "all"
+	bustest.Provision(b, bus, deliverylog.StreamConfig(bus.Cfg, s.LogRetention))
 	if v := os.Getenv("AW_BENCH_DELIVERY_LOG"); v != "" {
 		s.DeliveryLog = v
 	}

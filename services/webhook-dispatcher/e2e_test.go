@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -67,11 +68,12 @@ func TestKilledDispatcherResumes(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	bus := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
+	bustest.Provision(t, bus, deliverylog.StreamConfig(bus.Cfg, 720*time.Hour)) // the process's default AW_DELIVERY_LOG_RETENTION
 	rcv := &countingReceiver{byID: map[string]int{}, delay: 5 * time.Millisecond}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 	apiAddr := freePort(t)
-	env := append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_WEBHOOK_ADMIN_TOKEN="+adminToken, "AW_WEBHOOK_API_LISTEN="+apiAddr,
+	env := append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+bus.SeedFile(eventbus.RoleWebhook), "AW_WEBHOOK_ADMIN_TOKEN="+adminToken, "AW_WEBHOOK_API_LISTEN="+apiAddr,
 		"AW_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8", "AW_WEBHOOK_RETRY_SCHEDULE=100ms,200ms", "AW_SINK_ACK_WAIT=2s", "AW_OPS_LISTEN=127.0.0.1:0", "AW_LOG_LEVEL=warn")
 	startProc := func() *exec.Cmd {
 		cmd := exec.Command(bin)

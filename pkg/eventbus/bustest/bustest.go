@@ -124,3 +124,14 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 	}
 	t.Fatalf("not within 30s: %s", what)
 }
+
+// Provision creates extra streams (such as the delivery log) as the admin
+// does before a service starts: services never create streams.
+func Provision(t testing.TB, b *eventbus.Bus, extra ...jetstream.StreamConfig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.Provision(ctx, extra...); err != nil {
+		t.Fatal(err)
+	}
+}

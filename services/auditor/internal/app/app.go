@@ -4,11 +4,17 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/accountwatch/accountwatch/pkg/audit"
+	"github.com/accountwatch/accountwatch/pkg/checkpoint"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -35,7 +41,15 @@ type Settings struct {
 	LogRetention   time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
 	OpsListen      string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9106"`
 	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof          bool          `envconfig:"PPROF" default:"false"`
+	// CheckpointKeyFile is the Ed25519 signing key (PKCS#8 PEM, `awctl
+	// checkpoint keygen`) of the audit log's checkpoints; only the auditor
+	// holds it. Empty: no checkpoints are signed.
+	CheckpointKeyFile  string        `envconfig:"CHECKPOINT_KEY_FILE"`
+	CheckpointInterval time.Duration `envconfig:"CHECKPOINT_INTERVAL" default:"15m"`
+	// CheckpointPublicKeyFiles are other signers' keys the console trusts
+	// (comma-separated), beside this auditor's own.
+	CheckpointPublicKeyFiles string `envconfig:"CHECKPOINT_PUBLIC_KEY_FILE"`
+	Pprof                    bool   `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.
@@ -48,6 +62,9 @@ func (s *Settings) Validate() error {
 	}
 	if s.LogRetention <= 0 {
 		return fmt.Errorf("AW_DELIVERY_LOG_RETENTION: %s (want > 0)", s.LogRetention)
+	}
+	if s.CheckpointKeyFile != "" && s.CheckpointInterval < time.Second {
+		return fmt.Errorf("AW_CHECKPOINT_INTERVAL: %s (want at least 1s)", s.CheckpointInterval)
 	}
 	if err := listen.CheckFiles(s.TLSCert, s.TLSKey); err != nil {
 		return fmt.Errorf("AW_AUDITOR_TLS_CERT, AW_AUDITOR_TLS_KEY: %w", err)
@@ -63,7 +80,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	if s.Name == "" {
 		s.Name = "auditor"
 	}
-	bus, err := eventbus.Open(ctx, s.Config)
+	s.Role, s.Logger = eventbus.RoleAuditor, log
+	bus, err := eventbus.Open(ctx, s.Config, deliverylog.StreamConfig(s.Config, s.LogRetention))
 	if err != nil {
 		return err
 	}
@@ -90,7 +108,12 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	if err != nil {
 		return fmt.Errorf("AW_AUDITOR_TRUSTED_PROXIES: %w", err)
 	}
-	srv := &web.Server{Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Roster: receivers, TrustedProxies: proxies, Logger: log}
+	signer, trusted, err := checkpoints(s, bus, log)
+	if err != nil {
+		return err
+	}
+	srv := &web.Server{Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Roster: receivers, TrustedProxies: proxies, Logger: log,
+		VerifyOptions: audit.Options{Stream: eventbus.StreamEvents, State: true, Stored: true, Trusted: trusted, Heads: true}}
 	if err := srv.Init(); err != nil {
 		return err
 	}
@@ -99,6 +122,19 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 		return fmt.Errorf("AW_AUDITOR_LISTEN: %w", err)
 	}
 	reg := ops.NewRegistry()
+	if signer != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aw_auditor_checkpoint_last_seq", Help: "Last event stream sequence the newest signed checkpoint covers."},
+				func() float64 {
+					if l := signer.Latest(); l.Signed != nil {
+						return float64(l.Checkpoint().LastSeq)
+					}
+					return 0
+				}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_auditor_checkpoint_failures_total", Help: "Checkpoint rounds that could not sign or store."},
+				func() float64 { return float64(signer.Failures()) }))
+		go signer.Run(ctx)
+	}
 	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
 	if err != nil {
 		return err
@@ -111,4 +147,31 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 	defer c()
 	return hs.Shutdown(sctx)
+}
+
+// checkpoints is the signer, if the auditor has a key, and the keys the
+// console trusts: its own and AW_CHECKPOINT_PUBLIC_KEY_FILE's.
+func checkpoints(s Settings, bus *eventbus.Bus, log *slog.Logger) (*audit.Checkpointer, []ed25519.PublicKey, error) {
+	var trusted []ed25519.PublicKey
+	for _, f := range strings.Split(s.CheckpointPublicKeyFiles, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		k, err := checkpoint.LoadPublicKey(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("AW_CHECKPOINT_PUBLIC_KEY_FILE: %w", err)
+		}
+		trusted = append(trusted, k)
+	}
+	if s.CheckpointKeyFile == "" {
+		log.Warn("no AW_CHECKPOINT_KEY_FILE: the auditor signs no checkpoints of the audit log")
+		return nil, trusted, nil
+	}
+	key, err := checkpoint.LoadPrivateKey(s.CheckpointKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("AW_CHECKPOINT_KEY_FILE: %w", err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	log.Info("signing checkpoints", "every", s.CheckpointInterval.String(), "key", checkpoint.Fingerprint(pub))
+	return &audit.Checkpointer{JS: bus.JS, Key: key, Interval: s.CheckpointInterval, Log: log}, append(trusted, pub), nil
 }

@@ -40,18 +40,22 @@ type fixture struct {
 
 // start fills a stream (an account with a chain of changes, a frozen BSS
 // member), the state bucket, a dead letter, a subscription and a delivery
-// record, then runs the auditor in-process.
-func start(t *testing.T) *fixture {
+// record, then runs the auditor in-process (with mods applied to its settings).
+func start(t *testing.T, mods ...func(*app.Settings)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &fixture{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), logs: &bytes.Buffer{}}
+	// Observed after the stream was created, as in any log that verifies.
+	now := time.Now().UTC()
 	m := eventtest.Meta("1000123", map[string]string{"team": "emea"})
-	m.AccountName = "Acme Hosting LLC"
+	m.AccountName, m.ObservedAt = "Acme Hosting LLC", now
 	hold := eventtest.Status(t, m, "active", "credit hold")
 	m.Revision, m.Chain = 1, event.Chain{Seq: 2, Prev: hold.Hash()}
-	m.ObservedAt = eventtest.T0.Add(time.Minute)
+	m.ObservedAt = now.Add(time.Minute)
 	debt := eventtest.Debt(t, m, "0", "512.40", "500", "above")
-	frozen := eventtest.Hosting(t, "1500000000000001", "", "FREEZE")
+	fm := eventtest.Meta("1500000000000001", nil)
+	fm.Provider, fm.Instance, fm.AccountName, fm.ObservedAt = event.ProviderAlibabaBSS, "bss-main", "Member 1500000000000001", now
+	frozen := eventtest.Must(t)(event.HostingStatusChanged(fm, event.EnumValue(""), event.EnumValue("FREEZE")))
 	f.events = []*event.Event{hold, debt, frozen}
 	if _, err := eventbus.NewPublisher(f.bus.JS).PublishAll(ctx, f.events); err != nil {
 		t.Fatal(err)
@@ -64,9 +68,9 @@ func start(t *testing.T) *fixture {
 		}
 	}
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000123", Name: "Acme Hosting LLC", Baseline: true,
-		Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, Debt: &detect.DebtState{Value: "512.4", Above: true}, ChangedAt: eventtest.T0, Chain: event.Chain{Seq: 2}})
+		Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, Debt: &detect.DebtState{Value: "512.4", Above: true}, ChangedAt: eventtest.T0, Chain: event.Chain{Seq: 2, Prev: debt.Hash()}})
 	put(detect.Record{Provider: event.ProviderAlibabaBSS, Instance: "bss-main", AccountID: "1500000000000001", Baseline: true,
-		Enums: map[string]event.Value{detect.FieldHostingStatus: {Value: "freeze"}}, Chain: event.Chain{Seq: 1}})
+		Enums: map[string]event.Value{detect.FieldHostingStatus: {Value: "freeze"}}, Chain: event.Chain{Seq: 1, Prev: frozen.Hash()}})
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000124", Name: "Beta Cloud", Baseline: true,
 		Enums: map[string]event.Value{detect.FieldStatus: {Value: "active"}}})
 	msg, _ := eventbus.Encode(debt)
@@ -93,8 +97,11 @@ func start(t *testing.T) *fixture {
 
 	var s app.Settings
 	s.Config = f.bus.Cfg
-	s.URL = f.bus.ClientURL()
+	s.URL, s.NKeySeedFile = f.bus.ClientURL(), f.bus.SeedFile(eventbus.RoleAuditor)
 	s.Token, s.Listen, s.OpsListen, s.LogRetention, s.LogLevel = token, "127.0.0.1:0", "127.0.0.1:0", time.Hour, "info"
+	for _, m := range mods {
+		m(&s)
+	}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -229,9 +236,7 @@ func TestConsolePages(t *testing.T) {
 // each goes to testdata/artifacts.
 func TestConsoleInBrowser(t *testing.T) {
 	f := start(t)
-	ctx, artifacts := browser(t) // after start: the browser closes before the console stops
-	tctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
-	defer tcancel()
+	tctx, shot, text := browser(t) // after start: its cleanup closes the browser before the auditor
 	var overview, timeline, ce, flash string
 	err := chromedp.Do(tctx,
 		chromedp.Navigate(f.base+"/"),
@@ -240,21 +245,21 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click("#signin"),
 		chromedp.WaitVisible("#accounts"),
 		text("#accounts", &overview),
-		shot(artifacts, "1-overview"),
+		shot("1-overview"),
 		chromedp.Click(`a.acct[href*="1000123"]`),
 		chromedp.WaitVisible("#timeline"),
 		text("#timeline", &timeline),
-		shot(artifacts, "2-account"),
+		shot("2-account"),
 		chromedp.Click("a.ev"),
 		chromedp.WaitVisible("#cloudevent"),
 		text("#cloudevent", &ce),
-		shot(artifacts, "3-event"),
+		shot("3-event"),
 		chromedp.Navigate(f.base+"/dead-letters"),
 		chromedp.WaitVisible("#dead-letters"),
 		chromedp.Click("button.redrive"),
 		chromedp.WaitVisible("#flash"),
 		text("#flash", &flash),
-		shot(artifacts, "4-redriven"),
+		shot("4-redriven"),
 	)
 	if err != nil {
 		t.Fatalf("browser: %v", err)

@@ -2,9 +2,6 @@ package app_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,52 +17,6 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/silence"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 )
-
-// browser starts headless Chromium for a test; without the Debian package
-// the test is skipped, or fails under CI=true (.ci/run installs it).
-func browser(t *testing.T) (ctx context.Context, artifacts string) {
-	t.Helper()
-	chromium, err := exec.LookPath("chromium")
-	switch {
-	case err != nil && os.Getenv("CI") == "true":
-		t.Fatalf("Debian package chromium is missing (.ci/run installs it): %v", err)
-	case err != nil:
-		t.Skipf("needs Debian package chromium (apt-get install chromium): %v", err)
-	}
-	artifacts = filepath.Join("..", "..", "testdata", "artifacts")
-	os.MkdirAll(artifacts, 0o755)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1360, 900), chromedp.Flag("disable-dev-shm-usage", true))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel = chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	// The first call starts the browser on a context without a deadline (a
-	// deadline would stop the browser); the steps then run under one.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-	return ctx, artifacts
-}
-
-// shot saves a screenshot of the page to artifacts.
-func shot(artifacts, name string) chromedp.Action[chromedp.Void] {
-	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-		b, err := chromedp.FullScreenshot(100)(ctx, tg) // 100: PNG
-		if err != nil {
-			return chromedp.Void{}, err
-		}
-		return chromedp.Void{}, os.WriteFile(filepath.Join(artifacts, name+".png"), b, 0o644)
-	}
-}
-
-// text reads an element's text into dst.
-func text(sel string, dst *string) chromedp.Action[chromedp.Void] {
-	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-		v, err := chromedp.Text(sel)(ctx, tg)
-		*dst = v
-		return chromedp.Void{}, err
-	}
-}
 
 // notify is a sender of one sink: it delivers, saying where to.
 type notify string
@@ -83,7 +34,7 @@ func (d notify) Send(_ context.Context, n *sink.Notification) error {
 // silence's comment.
 func TestEventDeliveriesInBrowser(t *testing.T) {
 	f := start(t)
-	ctx, artifacts := browser(t) // after start: the browser closes before the console stops
+	tctx, shot, text := browser(t) // after start: its cleanup closes the browser before the auditor
 	bg := context.Background()
 	silences, err := silence.Open(bg, f.bus.JS)
 	if err != nil {
@@ -149,8 +100,6 @@ func TestEventDeliveriesInBrowser(t *testing.T) {
 			seen["slack "+frozen.ID()+" silenced"] && seen["email "+frozen.ID()+" silenced"] && seen["webhook "+frozen.ID()+" delivered"]
 	})
 
-	tctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
-	defer tcancel()
 	var slackDebt, emailDebt, hookDebt, slackFrozen, emailFrozen, hookFrozen string
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(f.base+"/"),
@@ -161,11 +110,11 @@ func TestEventDeliveriesInBrowser(t *testing.T) {
 		chromedp.Navigate(f.base+"/events/2"),
 		chromedp.WaitVisible("#deliveries"),
 		text("#sink-slack", &slackDebt), text("#sink-email", &emailDebt), text("#sink-webhook", &hookDebt),
-		shot(artifacts, "5-event-three-sinks"),
+		shot("5-event-three-sinks"),
 		chromedp.Navigate(f.base+"/events/3"),
 		chromedp.WaitVisible("#deliveries"),
 		text("#sink-slack", &slackFrozen), text("#sink-email", &emailFrozen), text("#sink-webhook", &hookFrozen),
-		shot(artifacts, "6-event-silenced"),
+		shot("6-event-silenced"),
 	)
 	if err != nil {
 		t.Fatalf("browser: %v", err)

@@ -127,7 +127,7 @@ func TestTLSConsole(t *testing.T) {
 	cert, key, client := listentest.Cert(t, t.TempDir(), "auditor")
 	var s app.Settings
 	s.Config = f.bus.Cfg
-	s.URL = f.bus.ClientURL()
+	s.URL, s.NKeySeedFile = f.bus.ClientURL(), f.bus.SeedFile(eventbus.RoleAuditor)
 	s.Token, s.Listen, s.OpsListen, s.LogRetention, s.LogLevel = token, "127.0.0.1:0", "127.0.0.1:0", time.Hour, "info"
 	s.TLSCert, s.TLSKey = cert, key
 	if err := s.Validate(); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
+	"github.com/accountwatch/accountwatch/pkg/checkpoint"
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
@@ -50,6 +51,9 @@ type Server struct {
 	// browser came over HTTPS (the session cookie is then Secure).
 	TrustedProxies []netip.Prefix
 	Logger         *slog.Logger
+	// VerifyOptions are what the verification page and API check, with the
+	// checkpoint keys they trust.
+	VerifyOptions audit.Options
 
 	pages    map[string]*template.Template
 	login    *template.Template
@@ -416,13 +420,38 @@ func (s *Server) subscriptions(w http.ResponseWriter, r *http.Request) {
 	s.render(w, "subscriptions", page{Title: "Webhook subscriptions", Nav: "subs", Data: subs})
 }
 
+// verifyPage is what the verification page shows: the report, the newest
+// stored checkpoint's result, the keys trusted, and the heads (a page of them).
+type verifyPage struct {
+	*audit.Report
+	Latest      *audit.CheckpointResult
+	TrustedKeys []string
+	Heads       []checkpoint.Head
+	MoreHeads   int
+}
+
+// maxHeads bounds the chain heads listed on the page (the API lists all).
+const maxHeads = 500
+
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
-	rep, err := audit.Verify(r.Context(), s.JS, eventbus.StreamEvents, nil)
+	rep, err := audit.Verify(r.Context(), s.JS, s.VerifyOptions)
 	if err != nil {
 		s.fail(w, http.StatusInternalServerError, err)
 		return
 	}
-	s.render(w, "verify", page{Title: "Verify", Nav: "verify", Data: &rep})
+	v := verifyPage{Report: &rep}
+	for i := range rep.Checkpoints {
+		if strings.HasPrefix(rep.Checkpoints[i].Source, eventbus.StreamCheckpoints) {
+			v.Latest = &rep.Checkpoints[i]
+		}
+	}
+	for _, k := range s.VerifyOptions.Trusted {
+		v.TrustedKeys = append(v.TrustedKeys, checkpoint.Fingerprint(k))
+	}
+	slices.SortFunc(rep.Heads, func(a, b checkpoint.Head) int { return strings.Compare(a.Account, b.Account) })
+	v.Heads = rep.Heads[:min(len(rep.Heads), maxHeads)]
+	v.MoreHeads = len(rep.Heads) - len(v.Heads)
+	s.render(w, "verify", page{Title: "Verify", Nav: "verify", Data: &v})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -522,7 +551,7 @@ func (s *Server) apiReplay(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiVerify(w http.ResponseWriter, r *http.Request) {
-	rep, err := audit.Verify(r.Context(), s.JS, eventbus.StreamEvents, nil)
+	rep, err := audit.Verify(r.Context(), s.JS, s.VerifyOptions)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return

@@ -14,6 +14,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/compose"
@@ -113,7 +114,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		return err
 	}
 	return sink.Serve(ctx, sink.Service{
-		Sink: SinkName, Process: "email-notifier", Settings: s.ProcessSettings,
+		Sink: SinkName, Process: "email-notifier", Role: eventbus.RoleEmail, Settings: s.ProcessSettings,
 		OpsListen: s.OpsListen, Log: log, Adhoc: deadletter.AddressEmail,
 		Setup: func(context.Context, *sink.Env) (*sink.Plan, error) {
 			sender, err := mailer.New(file.Receivers, comp, mailer.Options{

@@ -18,6 +18,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -53,7 +54,7 @@ func prepare(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*
 	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), out: &opstest.Buffer{}, logs: &opstest.Buffer{}}
 	var s app.Settings
 	s.Config = st.bus.Cfg
-	s.URL = st.bus.ClientURL()
+	s.URL, s.NKeySeedFile = st.bus.ClientURL(), st.bus.SeedFile(eventbus.RoleEmail)
 	s.Settings = sink.DefaultSettings()
 	s.Start = "all"
 	s.BackoffInitial, s.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
@@ -89,6 +90,7 @@ func prepare(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*
 
 func (st *stack) run(t *testing.T, s app.Settings) {
 	t.Helper()
+	bustest.Provision(t, st.bus, deliverylog.StreamConfig(st.bus.Cfg, s.LogRetention)) // the admin's, as awctl provision does
 	log, err := ops.NewLogger(st.logs, s.LogLevel, "email-notifier")
 	if err != nil {
 		t.Fatal(err)

@@ -153,11 +153,13 @@ type DebtView struct {
 	Current, Previous, Delta, Threshold, ThresholdSource, Crossed, Balance string
 }
 
-// PollView holds a degraded or recovered upstream's counts.
+// PollView holds a degraded or recovered upstream's counts, and what could
+// not be read (describe.Cause).
 type PollView struct {
 	Failures  int
 	Since     string
 	ErrorCode string
+	Cause     string
 }
 
 // DigestView is what the digest templates see.
@@ -209,7 +211,7 @@ func (c *Composer) view(e *event.Event, redrive bool) View {
 		}
 	}
 	if p := d.Poll; p != nil {
-		v.Poll = &PollView{Failures: p.ConsecutiveFailures, Since: p.Since.UTC().Format(time.RFC3339), ErrorCode: p.ErrorCode}
+		v.Poll = &PollView{Failures: p.ConsecutiveFailures, Since: p.Since.UTC().Format(time.RFC3339), ErrorCode: p.ErrorCode, Cause: describe.Cause(p)}
 	}
 	return v
 }

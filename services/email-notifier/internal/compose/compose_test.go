@@ -95,3 +95,23 @@ func TestOverrideErrors(t *testing.T) {
 		t.Errorf("missing folder: %v", err)
 	}
 }
+
+// TestDegradedNamesItsCause: a poll.degraded email says what could not be
+// read, in both parts.
+func TestDegradedNamesItsCause(t *testing.T) {
+	c, err := compose.New("", nil, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := event.Poll{Scope: "account", ConsecutiveFailures: 3, Since: eventtest.T0,
+		Cause: &event.PollCause{Operation: "GetCustomerAccountInfo", Field: "Data.HostingStatus", Kind: "malformed", Detail: "not a string"}}
+	e := eventtest.Must(t)(event.PollDegraded(eventtest.Meta("1000123", nil), p))
+	mail, err := c.Compose([]*event.Event{e}, []string{"a@example.com"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "GetCustomerAccountInfo: field Data.HostingStatus: not a string (malformed)"
+	if !strings.Contains(mail.Text, "Cause:     "+want) || !strings.Contains(mail.HTML, want) {
+		t.Fatalf("the cause is missing:\n%s\n%s", mail.Text, mail.HTML)
+	}
+}

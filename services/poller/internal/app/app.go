@@ -21,6 +21,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/watch"
 	"github.com/accountwatch/accountwatch/services/poller/internal/config"
 	"github.com/accountwatch/accountwatch/services/poller/internal/engine"
+	_ "github.com/accountwatch/accountwatch/services/poller/internal/provider" // every provider's adapter
 	"github.com/accountwatch/accountwatch/services/poller/internal/source"
 )
 
@@ -70,6 +71,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	if s.Name == "" {
 		s.Name = "poller " + s.ReplicaID
 	}
+	s.Role, s.Logger = eventbus.RolePoller, log
 	bus, err := eventbus.Open(ctx, s.Config)
 	if err != nil {
 		return err

@@ -58,6 +58,7 @@ watch:
 policy:
   debt_step: "100"
   degraded_after: 3
+pii_allow: ['custom_attributes["Tier"]']
 %s`, simURL, simtest.APToken, host, simtest.AccessKeyID, simtest.AccessSecret, host, simtest.AccessKeyID, simtest.AccessSecret, simtest.Space, extra)
 	path := filepath.Join(t.TempDir(), "poller.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -76,10 +77,14 @@ type harness struct {
 func start(t *testing.T, seed *sim.Seed, extra string) *harness {
 	t.Helper()
 	bus := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
-	s, url := simtest.Start(t, seed)
+	// The upstream answers in every shape its documents allow, at random
+	// (the seed is logged: a failure can be replayed).
+	vary := uint64(time.Now().UnixNano())
+	t.Logf("upstream-sim variation seed %d", vary)
+	s, url := simtest.Start(t, seed, sim.WithVariation(vary))
 	settings := app.Settings{Config: eventbus.DefaultConfig(), ConfigFile: writeConfig(t, url, extra), OpsListen: "127.0.0.1:0",
 		ReplicaID: "test-replica", Workers: 8, LeaseRenew: 200 * time.Millisecond}
-	settings.URL = bus.ClientURL()
+	settings.URL, settings.NKeySeedFile = bus.ClientURL(), bus.SeedFile(eventbus.RolePoller)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{bus: bus, sim: s, stop: cancel, done: make(chan error, 1)}
 	go func() { h.done <- app.Run(ctx, settings, slog.New(slog.DiscardHandler)) }()
@@ -172,7 +177,9 @@ func TestScriptedScenarioProducesExactlyTheExpectedEvents(t *testing.T) {
 	must(h.sim.State.SetAP(1000123, map[string]any{"status": "credit hold", "current_debt": "512.40"}))
 	must(h.sim.State.SetCustomer("1234567890123456", map[string]any{"hosting_status": "FREEZE", "credit_limit_status": "Freeze"}))
 	must(h.sim.State.SetProfile(simtest.Space, "8613800000001", map[string]any{"Description": "Acme support, 24/7", "Websites": []any{"https://acme.example", "https://help.acme.example"}}))
-	must(h.sim.State.AddAP(sim.APAccount{ID: 1000200, Name: "Newco", Status: "active", Balance: "0"}))
+	zero := "0"
+	must(h.sim.State.AddAP(sim.APAccount{ID: 1000200, Name: "Newco", Status: "active", Balance: &zero,
+		CustomAttributes: []sim.Attribute{{Name: "Tier", Value: "platinum"}, {Name: "Passport number", Value: "NC7654321"}}}))
 	must(h.sim.State.RemoveCustomer("1234567890123457"))
 	must(h.sim.State.RemoveAP(1000125)) // gone from a full scan of the listing
 	want := []string{
@@ -204,6 +211,11 @@ func TestScriptedScenarioProducesExactlyTheExpectedEvents(t *testing.T) {
 		t.Fatalf("events:\n%s\n\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	checkEvents(t, evs)
+	for _, e := range evs {
+		if e.Type() == event.TypeDiscovered && e.Data.Attributes[event.AttributeKey("Tier")] != "platinum" {
+			t.Errorf("the allow-listed attribute Tier is not in %s: %v", describe(e), e.Data.Attributes)
+		}
+	}
 	// Per account, the status change comes before the debt change (one poll, chained).
 	var ap []string
 	for _, e := range evs {
@@ -248,7 +260,7 @@ func checkEvents(t *testing.T, evs []*event.Event) {
 			t.Errorf("%s: chainhash extension", describe(e))
 		}
 		last[k] = e
-		for _, pii := range []string{"AB1234567", "Jane", "Roe", "jane.roe@acme.example", "+15550100", "ops@partner.example", "fin@partner.example", "passport"} {
+		for _, pii := range []string{"AB1234567", "NC7654321", "Jane", "Roe", "jane.roe@acme.example", "+15550100", "ops@partner.example", "fin@partner.example", "passport", "Passport"} {
 			if strings.Contains(string(e.Cloud.Data()), pii) {
 				t.Errorf("%s carries personal data %q: %s", describe(e), pii, e.Cloud.Data())
 			}
@@ -281,7 +293,9 @@ func TestAnOutageIsDegradedThenRecoveredNotAChange(t *testing.T) {
 // a cycle proves that by counting rather than walking the list. A change to
 // the list must end that: here one listed account leaves it and one the
 // listing does not hold joins (the count stays the same), and the newcomer is
-// read on its own, every cycle, until its failures degrade it.
+// read on its own, every cycle, until its failures degrade it. (The account
+// that left is still listed, and discovery takes it back once its listing
+// bytes change, which with a varying upstream is the next scan.)
 func TestWatchListChangesAtRuntime(t *testing.T) {
 	h := start(t, simtest.Seed(), "")
 	waitCycles(t, h, "ap.list", 8) // full scans that list every watched account
@@ -296,13 +310,110 @@ func TestWatchListChangesAtRuntime(t *testing.T) {
 	if err := ws.Put(ctx, watch.Entry{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000999", Source: watch.SourceCLI}); err != nil {
 		t.Fatal(err)
 	}
-	evs := waitEvents(t, h, 1)
-	if d := describe(evs[0]); d != "poll.degraded ap-main/1000999" || evs[0].Data.Poll.Scope != "account" {
-		t.Fatalf("first event %s (scope %s)", d, evs[0].Data.Poll.Scope)
+	degraded := func() []string {
+		var out []string
+		for _, e := range h.events(t) {
+			if d := describe(e); d != "account.discovered ap-main/1000124" {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(degraded()) == 0 {
+		h.alive(t)
+		if time.Now().After(deadline) {
+			t.Fatal("the newcomer was never degraded")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	waitCycles(t, h, "ap.list", 4)
-	if evs := h.events(t); len(evs) != 1 {
-		t.Fatalf("%d events, want only the degraded newcomer: last %s", len(evs), describe(evs[len(evs)-1]))
+	if got := degraded(); len(got) != 1 || got[0] != "poll.degraded ap-main/1000999" {
+		t.Fatalf("events %v, want only the degraded newcomer (and the one that left rediscovered)", got)
+	}
+	for _, e := range h.events(t) {
+		if e.Type() == event.TypePollDegraded && e.Data.Poll.Scope != "account" {
+			t.Fatalf("scope %s", e.Data.Poll.Scope)
+		}
+	}
+	checkEvents(t, h.events(t))
+}
+
+// TestAnUndecodableAccountDegradesOnlyIt: one account of the listing that
+// cannot be decoded fails that account, not the listing: the others' changes
+// still arrive, and its poll.degraded names the cause (operation, account,
+// field) without the value; it recovers once it reads again.
+func TestAnUndecodableAccountDegradesOnlyIt(t *testing.T) {
+	h := start(t, simtest.Seed(), "")
+	waitCycles(t, h, "ap.list", 3)
+	if err := h.sim.Faults.Set("ap.list", sim.Fault{Body: sim.BodyBadField, Account: 1000123, Field: "current_debt"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.State.SetAP(1000124, map[string]any{"status": "active"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := waitEvents(t, h, 2)
+	var degraded *event.Event
+	got := map[string]bool{}
+	for _, e := range evs {
+		got[describe(e)] = true
+		if e.Type() == event.TypePollDegraded {
+			degraded = e
+		}
+	}
+	if !got["account.status.changed ap-main/1000124 status:credit_hold>active"] || degraded == nil || degraded.Data.AccountID != "1000123" {
+		t.Fatalf("events %v: want the other account's change and 1000123 degraded", got)
+	}
+	c := degraded.Data.Poll.Cause
+	if degraded.Data.Poll.Scope != "account" || c == nil || c.Operation != "list accounts" || c.AccountID != "1000123" || c.Field != "current_debt" || c.Kind != "malformed" || c.Detail != "not a decimal amount" {
+		t.Fatalf("cause %+v", c)
+	}
+	if strings.Contains(string(degraded.Cloud.Data()), "spoiled") {
+		t.Fatalf("the value is in the event: %s", degraded.Cloud.Data())
+	}
+	h.sim.Faults.Clear("ap.list")
+	evs = waitEvents(t, h, 3)
+	if d := describe(evs[2]); d != "poll.recovered ap-main/1000123" {
+		t.Fatalf("third event %s", d)
+	}
+	checkEvents(t, h.events(t))
+}
+
+// TestAnUnnamedAccountKeepsTheListingIncomplete: an account of the listing
+// whose id cannot be read cannot be degraded on its own, so the connection
+// is (with the cause); every other account is still read, and nothing is
+// taken for removed while the listing is not complete.
+func TestAnUnnamedAccountKeepsTheListingIncomplete(t *testing.T) {
+	h := start(t, simtest.Seed(), "")
+	waitCycles(t, h, "ap.list", 3)
+	if err := h.sim.Faults.Set("ap.list", sim.Fault{Body: sim.BodyBadField, Account: 1000125, Field: "id"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.State.SetAP(1000124, map[string]any{"status": "active"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := waitEvents(t, h, 2)
+	got := map[string]*event.Event{}
+	for _, e := range evs {
+		got[describe(e)] = e
+	}
+	deg := got["poll.degraded ap-main/*"]
+	if got["account.status.changed ap-main/1000124 status:credit_hold>active"] == nil || deg == nil {
+		t.Fatalf("events %v", got)
+	}
+	if c := deg.Data.Poll.Cause; c == nil || c.Field != "id" || c.Kind != "malformed" || c.Operation != "list accounts" {
+		t.Fatalf("cause %+v", deg.Data.Poll.Cause)
+	}
+	h.sim.Faults.Clear("ap.list")
+	evs = waitEvents(t, h, 3)
+	if d := describe(evs[2]); d != "poll.recovered ap-main/*" {
+		t.Fatalf("third event %s", d)
+	}
+	waitCycles(t, h, "ap.list", 3)
+	for _, e := range h.events(t) {
+		if e.Type() == event.TypeRemoved {
+			t.Fatalf("%s while the listing was not complete", describe(e))
+		}
 	}
 	checkEvents(t, h.events(t))
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -21,7 +22,8 @@ type File struct {
 	Connections []Connection `yaml:"connections"`
 	Watch       []WatchEntry `yaml:"watch"`
 	Policy      Policy       `yaml:"policy"`
-	// PIIAllow extends the attributes that may travel in events (globs, e.g. custom_attributes.tier).
+	// PIIAllow extends the attributes that may travel in events (globs; a custom
+	// attribute by its name, e.g. custom_attributes["Tier"]).
 	PIIAllow []string `yaml:"pii_allow"`
 }
 
@@ -114,36 +116,13 @@ func (f *File) resolve() error {
 		if c.Timeout.Duration == 0 {
 			c.Timeout.Duration = 15 * time.Second
 		}
-		switch c.Provider {
-		case event.ProviderActivePlatform:
-			if c.URL == "" {
-				errs = append(errs, fmt.Errorf("%s.url: required for activeplatform", at))
-			}
-			tok, err := secret(c.APIToken, c.APITokenEnv, c.APITokenFile)
-			if err != nil || tok == "" {
-				errs = append(errs, fmt.Errorf("%s.api_token (or api_token_env, api_token_file): %v", at, orMissing(err)))
-			}
-			c.APIToken = tok
-			if c.FullScanEvery == 0 {
-				c.FullScanEvery = 10
-			}
-			if c.PerPage == 0 {
-				c.PerPage = 500
-			}
-		case event.ProviderAlibabaBSS, event.ProviderAlibabaCAMS:
-			if c.Endpoint == "" {
-				errs = append(errs, fmt.Errorf("%s.endpoint: required for %s", at, c.Provider))
-			}
-			sec, err := secret(c.AccessKeySecret, c.AccessKeySecretEnv, c.AccessKeySecretFile)
-			if err != nil || sec == "" || c.AccessKeyID == "" {
-				errs = append(errs, fmt.Errorf("%s.access_key_id and access_key_secret (or _env, _file): %v", at, orMissing(err)))
-			}
-			c.AccessKeySecret = sec
-			if c.Provider == event.ProviderAlibabaCAMS && len(c.Spaces) == 0 {
-				errs = append(errs, fmt.Errorf("%s.spaces: CAMS needs at least one CustSpaceId", at))
-			}
-		default:
-			errs = append(errs, fmt.Errorf("%s.provider: %q (want activeplatform, alibaba-bss or alibaba-cams)", at, c.Provider))
+		pr, ok := providers[c.Provider]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s.provider: %q (want one of %s)", at, c.Provider, strings.Join(providerNames(), ", ")))
+			continue
+		}
+		for _, err := range pr.Check(c) {
+			errs = append(errs, fmt.Errorf("%s.%w", at, err))
 		}
 	}
 	for i, w := range f.Watch {
@@ -155,8 +134,8 @@ func (f *File) resolve() error {
 		if w.Account == "" {
 			errs = append(errs, fmt.Errorf("watch[%d].account: required", i))
 		}
-		if c.Provider == event.ProviderAlibabaCAMS && w.Space == "" {
-			errs = append(errs, fmt.Errorf("watch[%d].space: required for a CAMS number", i))
+		if providers[c.Provider].Spaces && w.Space == "" {
+			errs = append(errs, fmt.Errorf("watch[%d].space: required for an account of %s", i, c.Provider))
 		}
 	}
 	if _, err := f.DetectPolicy(); err != nil {
@@ -164,6 +143,39 @@ func (f *File) resolve() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Provider is what the configuration knows of a provider: how to check a
+// connection of it (and fill its defaults), and whether its watched accounts
+// name a space. Each provider's adapter (the poller's source package)
+// registers its own.
+type Provider struct {
+	// Check returns one error per bad setting, each starting with the key
+	// ("url: required").
+	Check func(c *Connection) []error
+	// Spaces: a watched account names its space (CAMS CustSpaceId).
+	Spaces bool
+}
+
+var providers = map[event.Provider]Provider{}
+
+// RegisterProvider makes a provider configurable (at init, by its adapter).
+func RegisterProvider(p event.Provider, pr Provider) { providers[p] = pr }
+
+func providerNames() []string {
+	out := make([]string, 0, len(providers))
+	for p := range providers {
+		out = append(out, string(p))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Secret takes a value given inline, through an environment variable, or
+// from a file; err is nil and the value empty when none is given.
+func Secret(inline, env, file string) (string, error) { return secret(inline, env, file) }
+
+// OrMissing words a secret that could not be had, or was not given.
+func OrMissing(err error) string { return orMissing(err) }
 
 func orMissing(err error) string {
 	if err != nil {

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"errors"
@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	pkgconfig "github.com/accountwatch/accountwatch/pkg/config"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/services/poller/internal/config"
+	_ "github.com/accountwatch/accountwatch/services/poller/internal/provider" // the providers' settings
 )
 
 func write(t *testing.T, body string) string {
@@ -34,7 +37,7 @@ func TestLoad(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "bss")
 	os.WriteFile(secret, []byte("bss-secret\n"), 0o600)
 	t.Setenv("AW_TEST_AP_TOKEN", "tok")
-	f, err := Load(write(t, strings.Replace(good, "%s", secret, 1)))
+	f, err := config.Load(write(t, strings.Replace(good, "%s", secret, 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +49,7 @@ func TestLoad(t *testing.T) {
 	if p.DebtStep.String() != "100" || p.DebtThreshold.String() != "1000" || p.DegradedAfter != 5 {
 		t.Fatalf("%+v", p)
 	}
-	if !f.AllowList().Allowed("custom_attributes.tier") || f.AllowList().Allowed("custom_attributes.passport_number") {
+	if !f.AllowList().Allowed(event.AttributeKey("Tier")) || f.AllowList().Allowed(event.AttributeKey("passport_number")) {
 		t.Fatal("allow-list")
 	}
 }
@@ -70,7 +73,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"hysteresis":      {"policy: {debt_hysteresis: \"1.5\"}\n", "policy.debt_hysteresis"},
 	}
 	for name, c := range cases {
-		_, err := Load(write(t, c.body))
+		_, err := config.Load(write(t, c.body))
 		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, pkgconfig.ErrInvalid) {
 			t.Errorf("%s: want an error naming %q, got %v", name, c.want, err)
 		}

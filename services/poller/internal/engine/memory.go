@@ -1,6 +1,6 @@
 package engine
 
-import "github.com/accountwatch/accountwatch/pkg/activeplatform"
+import "github.com/accountwatch/accountwatch/pkg/upstream"
 
 // memory is what a runner remembers of the listing bytes it processed: the
 // fingerprint of each account's raw listing JSON when it was last processed
@@ -11,7 +11,7 @@ import "github.com/accountwatch/accountwatch/pkg/activeplatform"
 // steady-state scan lists the same accounts in the same order, so most
 // lookups are a comparison with the next entry instead of a hash-map probe.
 type memory struct {
-	bySum   map[activeplatform.Fingerprint]*sumEntry
+	bySum   map[upstream.Fingerprint]*sumEntry
 	byID    map[string]*sumEntry
 	scan    uint32          // the current scan's stamp
 	stamped int             // entries stamped by the current scan
@@ -42,7 +42,7 @@ type memory struct {
 
 type sumEntry struct {
 	id      string
-	sum     activeplatform.Fingerprint
+	sum     upstream.Fingerprint
 	size    int32 // of the listing bytes; 0 once forgotten
 	scan    uint32
 	seen    uint32 // the walk of the watch list (covered.gen) that last found it
@@ -51,15 +51,15 @@ type sumEntry struct {
 }
 
 func newMemory() memory {
-	return memory{bySum: map[activeplatform.Fingerprint]*sumEntry{}, byID: map[string]*sumEntry{}, other: map[string]bool{}, dups: map[string]bool{}}
+	return memory{bySum: map[upstream.Fingerprint]*sumEntry{}, byID: map[string]*sumEntry{}, other: map[string]bool{}, dups: map[string]bool{}}
 }
 
 // Predict guesses the next account of a full scan: the one after the last
 // recognised in the last full scan's order.
-func (m *memory) Predict() (int, activeplatform.Fingerprint, bool) {
+func (m *memory) Predict() (int, upstream.Fingerprint, bool) {
 	e := m.predicted()
 	if !m.recording || e == nil {
-		return 0, activeplatform.Fingerprint{}, false
+		return 0, upstream.Fingerprint{}, false
 	}
 	return int(e.size), e.sum, true
 }
@@ -74,7 +74,7 @@ func (m *memory) predicted() *sumEntry {
 
 // Known recognises an account whose listing bytes are unchanged. It stamps
 // the account as listed by this scan (or notes a second listing).
-func (m *memory) Known(sum activeplatform.Fingerprint) (string, bool) {
+func (m *memory) Known(sum upstream.Fingerprint) (string, bool) {
 	e := m.predicted()
 	if e != nil && e.sum == sum {
 		m.pos++ // a live entry: the one bySum holds for sum
@@ -159,7 +159,7 @@ func (m *memory) listed(id string) bool {
 
 // remember keeps the listing bytes (their sum and size) an account was last
 // processed with.
-func (m *memory) remember(id string, sum activeplatform.Fingerprint, size int) {
+func (m *memory) remember(id string, sum upstream.Fingerprint, size int) {
 	e, ok := m.byID[id]
 	if ok {
 		delete(m.bySum, e.sum)

@@ -3,10 +3,10 @@ package engine
 import (
 	"testing"
 
-	"github.com/accountwatch/accountwatch/pkg/activeplatform"
+	"github.com/accountwatch/accountwatch/pkg/upstream"
 )
 
-func fp(s string) activeplatform.Fingerprint { return activeplatform.FingerprintOf([]byte(s)) }
+func fp(s string) upstream.Fingerprint { return upstream.FingerprintOf([]byte(s)) }
 
 // scanOf runs one scan over listing (ids; a "*" suffix marks an account whose
 // bytes changed since the last scan) the way a cycle drives memory, and

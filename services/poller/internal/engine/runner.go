@@ -2,7 +2,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,9 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/accountwatch/accountwatch/pkg/activeplatform"
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 	"github.com/accountwatch/accountwatch/pkg/watch"
@@ -41,6 +40,7 @@ type Runner struct {
 	Deps
 	conn config.Connection
 	src  source.Source
+	caps source.Caps
 
 	mu     sync.Mutex       // guards cache and keyBuf, which the workers share
 	cache  map[string]*slot // records as stored, decoded only when touched
@@ -65,7 +65,7 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{Deps: d, conn: c, src: src, memory: newMemory()}
+	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory()}
 }
 
 // allListed reports whether this scan listed every watched account, by
@@ -101,16 +101,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.cache = make(map[string]*slot, len(raws))
 	for key, raw := range raws {
-		// encoding/json writes these exact bytes for the fields: a cheap look
-		// instead of decoding 100,000 records at start.
-		r.cache[key] = &slot{raw: raw, baseline: bytes.Contains(raw.Data, []byte(`"baseline":true`))}
+		// The record answers from its bytes: no decoding 100,000 at start.
+		r.cache[key] = &slot{raw: raw, baseline: raw.Baselined()}
 	}
 	r.mu.Unlock()
 	// A record keeps its last outbox until its next commit; a predecessor may
 	// have crashed between writing one and publishing it. Flushing checks the
 	// stream first, so an outbox already published costs a read, not a write.
 	for key, raw := range raws {
-		if bytes.Contains(raw.Data, []byte(`"pending":[`)) {
+		if raw.HasPending() {
 			r.with(ctx, key, func(*state.Entry) bool { return true })
 		}
 	}
@@ -131,7 +130,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		start := r.Now()
 		r.Metrics.Lag.WithLabelValues(r.conn.Name).Set(max(0, start.Sub(due).Seconds()))
-		full := r.conn.Provider != event.ProviderActivePlatform || prog.Cycles%max(1, r.conn.FullScanEvery) == 0 || prog.ScanSince.IsZero()
+		full := !r.caps.Incremental || prog.Cycles%max(1, r.conn.FullScanEvery) == 0 || prog.ScanSince.IsZero()
 		listedOK := r.cycle(ctx, &prog, full)
 		if ctx.Err() != nil {
 			return nil // an interrupted cycle is run again by whoever holds the lease next
@@ -163,9 +162,12 @@ func (r *Runner) saveProgress(ctx context.Context, p progress) {
 
 type task struct {
 	entry watch.Entry
-	obs   *detect.Observation        // from the listing; nil: read it
-	sum   activeplatform.Fingerprint // of the listing bytes, when obs came from a listing
+	obs   *detect.Observation  // from the listing; nil: read it
+	sum   upstream.Fingerprint // of the listing bytes, when obs came from a listing
 	size  int
+	// gone: an account a complete listing lacked; the read confirms it gone
+	// (not found) before it is removed, or observes it (a page that shifted)
+	gone bool
 }
 
 // cycle polls every watched account of the connection once. Listed accounts
@@ -175,9 +177,12 @@ type task struct {
 func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	p := r.startPool(ctx)
 	listedOK := true
-	listing := r.conn.Provider == event.ProviderActivePlatform || r.conn.Discovery
-	r.startScan(full && r.conn.Provider == event.ProviderActivePlatform)
+	observes := r.caps.Full // the listing is how accounts are read
+	listing := observes || r.caps.Lists && r.conn.Discovery
+	r.startScan(full && observes)
 	scanComplete := false
+	var partial error // a listing read to its end, some of it unreadable
+	var listedFailed []failure
 	unchanged, changed := 0, 0
 	began := r.Now()
 	var listed time.Duration
@@ -207,23 +212,37 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 					if r.discovered(ctx, e, l.Obs) && l.Obs != nil {
 						r.remember(e.AccountID, l.Sum, l.Size)
 					}
+					if l.Err != nil {
+						listedFailed = append(listedFailed, failure{e, l.Err})
+					}
 					return
 				}
 				ok = true
 			}
-			if ok && l.Obs != nil {
+			switch {
+			case !ok:
+			case l.Err != nil:
+				// Listed, but unreadable: this account failed, not the listing.
+				r.countError(l.Err)
+				listedFailed = append(listedFailed, failure{e, l.Err})
+			case l.Obs != nil:
 				changed++
 				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum, size: l.Size})
 			}
 		})
 		listed = r.Now().Sub(began)
+		var pe *source.PartialError
+		if errors.As(err, &pe) {
+			r.countError(err)
+			partial, err = err, nil
+		}
 		r.endListing(complete)
 		if err != nil {
 			listedOK = false
 			r.countError(err)
-			if r.conn.Provider == event.ProviderActivePlatform {
+			if observes {
 				r.drain(p)
-				r.providerFailed(ctx, err) // the listing is how ActivePlatform is read
+				r.providerFailed(ctx, err) // the listing is how this connection is read
 				return false
 			}
 			r.Log.Warn("listing failed; polling the known accounts", "instance", r.conn.Name, "err", err)
@@ -238,16 +257,16 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	}
 	// One pass over the watch list, under the runner's lock (the lock order
 	// is runner, then watch list): a discovered account a complete listing
-	// no longer holds is gone; an account the scan did not list (or, for
-	// other providers, every account) is read on its own.
-	ap := r.conn.Provider == event.ProviderActivePlatform
-	goneCheck := scanComplete && r.conn.Discovery
-	// In the steady state of an ActivePlatform connection the listing holds
-	// every watched account and the pass would find nothing: counting proves
-	// that without 100,000 lookups on the cycle's critical path.
+	// no longer holds may be gone; an account the scan did not list (or,
+	// when the listing does not observe, every account) is read on its own.
+	goneCheck := scanComplete && r.caps.Authoritative && r.conn.Discovery
+	// In the steady state of a connection whose listing observes, the
+	// listing holds every watched account and the pass would find nothing:
+	// counting proves that without 100,000 lookups on the cycle's critical
+	// path.
 	var gone, rest []watch.Entry
 	r.mu.Lock()
-	if !(ap && listedOK && r.allListed()) {
+	if !(observes && listedOK && r.allListed()) {
 		covered, gen := true, r.covered.gen+1
 		v := r.Live.Range(r.conn.Name, func(e watch.Entry) {
 			se, known := r.byID[e.AccountID]
@@ -259,8 +278,8 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			switch {
 			case goneCheck && !inScan && e.Source == watch.SourceDiscovery:
 				gone = append(gone, e)
-			case ap && inScan: // observed through the listing
-			case ap && !full && r.baselinedLocked(e): // unchanged since the last scan
+			case observes && inScan: // observed through the listing
+			case observes && !full && r.baselinedLocked(e): // unchanged since the last scan
 			default:
 				rest = append(rest, e)
 			}
@@ -269,12 +288,16 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	}
 	r.mu.Unlock()
 	for _, e := range gone {
-		r.removed(ctx, e)
+		p.submit(ctx, task{entry: e, gone: true})
 	}
 	for _, e := range rest {
 		p.submit(ctx, task{entry: e})
 	}
 	ok, failed := r.drain(p)
+	for _, e := range p.gone {
+		r.removed(ctx, e)
+	}
+	failed = append(failed, listedFailed...)
 	r.Metrics.WatchSize.WithLabelValues(r.conn.Name).Set(float64(r.Live.Count(r.conn.Name)))
 	switch {
 	case ok == 0 && len(failed) > 0 && (!listing || !listedOK):
@@ -283,7 +306,10 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 		for _, f := range failed {
 			r.accountFailed(ctx, f.entry, f.err)
 		}
-		if listedOK {
+		switch {
+		case partial != nil:
+			r.providerFailed(ctx, partial)
+		case listedOK:
 			r.providerOK(ctx)
 		}
 	}
@@ -307,11 +333,13 @@ type pool struct {
 	// processed: listed accounts committed, whose listing bytes the runner
 	// remembers once the workers are done (drain)
 	processed []listedSum
+	// gone: accounts a read confirmed gone, removed once the workers are done
+	gone []watch.Entry
 }
 
 type listedSum struct {
 	id   string
-	sum  activeplatform.Fingerprint
+	sum  upstream.Fingerprint
 	size int
 }
 
@@ -365,6 +393,12 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 			}
 			r.countError(err)
 			r.Metrics.Polls.WithLabelValues(r.conn.Name, "error").Inc()
+			if t.gone && errors.Is(err, upstream.ErrNotFound) {
+				p.mu.Lock()
+				p.gone = append(p.gone, t.entry)
+				p.mu.Unlock()
+				return
+			}
 			if errors.Is(err, upstream.ErrNotFound) && r.vanished(ctx, t.entry) {
 				return
 			}
@@ -520,7 +554,7 @@ func (r *Runner) removedRecord(ctx context.Context, cur *state.Entry, e watch.En
 
 func (r *Runner) accountFailed(ctx context.Context, e watch.Entry, err error) {
 	r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
-		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), err.Error(), r.Policy)
+		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), scrub(err.Error()), causeOf(err), r.Policy)
 		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
 	})
 }
@@ -531,7 +565,7 @@ func (r *Runner) providerEntry() watch.Entry {
 
 func (r *Runner) providerFailed(ctx context.Context, err error) {
 	r.with(ctx, r.key(event.ProviderScope), func(cur *state.Entry) bool {
-		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), err.Error(), r.Policy)
+		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), scrub(err.Error()), causeOf(err), r.Policy)
 		r.Log.Warn("connection failed", "instance", r.conn.Name, "failures", next.Failures, "err", err)
 		return r.commit(ctx, r.key(event.ProviderScope), cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
 	})
@@ -552,6 +586,49 @@ func (r *Runner) providerOK(ctx context.Context) {
 		changes, next := detect.Recover(cur.Record)
 		return r.commit(ctx, key, cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
 	})
+}
+
+// scrub keeps secrets and personal data out of an error's text before it is
+// stored or sent (an upstream's message may echo a login email).
+func scrub(s string) string { return event.ScrubPII(redact.String(s)) }
+
+// kinds names the upstream error kinds in a cause.
+var kinds = []struct {
+	err  error
+	name string
+}{
+	{upstream.ErrMalformed, "malformed"}, {upstream.ErrThrottled, "throttled"}, {upstream.ErrUnauthorized, "unauthorised"},
+	{upstream.ErrNotFound, "not_found"}, {upstream.ErrTransient, "transient"}, {upstream.ErrRejected, "rejected"},
+}
+
+// causeOf says what a failed read could not read, for poll.degraded.
+func causeOf(err error) *event.PollCause {
+	c := &event.PollCause{Operation: "read", Kind: "other", Detail: truncate(scrub(err.Error()), 200)}
+	var ue *upstream.Error
+	if !errors.As(err, &ue) {
+		return c
+	}
+	c.Operation, c.AccountID, c.Field, c.Code, c.RequestID = ue.Op, ue.Account, ue.Field, ue.Code, ue.RequestID
+	c.Detail = truncate(scrub(ue.Msg), 200)
+	if ue.HTTPStatus >= 100 && ue.HTTPStatus <= 599 {
+		c.HTTPStatus = ue.HTTPStatus
+	}
+	for _, k := range kinds {
+		if errors.Is(ue.Kind, k.err) {
+			c.Kind = k.name
+		}
+	}
+	if c.Operation == "" {
+		c.Operation = "read"
+	}
+	return c
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // commit turns changes into chained events and commits them with the next

@@ -10,6 +10,7 @@ import (
 	"net/url"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/slacksink"
@@ -70,7 +71,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		return err
 	}
 	return sink.Serve(ctx, sink.Service{
-		Sink: SinkName, Process: "slack-notifier", Settings: s.ProcessSettings,
+		Sink: SinkName, Process: "slack-notifier", Role: eventbus.RoleSlack, Settings: s.ProcessSettings,
 		OpsListen: s.OpsListen, Log: log, Adhoc: deadletter.AddressSlackChannel,
 		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
 			sender, err := slacksink.New(ctx, env.Bus.JS, file.Receivers, slacksink.Options{

@@ -16,6 +16,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -42,7 +43,7 @@ func settings(t *testing.T, bus *eventbus.Bus, apiURL, yaml string) app.Settings
 	t.Helper()
 	var s app.Settings
 	s.Config = bus.Cfg
-	s.URL = bus.ClientURL()
+	s.URL, s.NKeySeedFile = bus.ClientURL(), bus.SeedFile(eventbus.RoleSlack)
 	s.Settings = sink.DefaultSettings()
 	s.Start = "all"
 	s.BackoffInitial, s.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
@@ -84,6 +85,7 @@ func prepare(t *testing.T, yaml string, inject func(int, slackcapture.Call) *sla
 
 func (st *stack) run(t *testing.T, s app.Settings) (stop func()) {
 	t.Helper()
+	bustest.Provision(t, st.bus, deliverylog.StreamConfig(st.bus.Cfg, s.LogRetention)) // the admin's, as awctl provision does
 	log, err := ops.NewLogger(st.logs, s.LogLevel, "slack-notifier")
 	if err != nil {
 		t.Fatal(err)

@@ -146,6 +146,9 @@ func changeFields(e *event.Event) []*slack.TextBlockObject {
 		if d.Poll.ErrorCode != "" {
 			fs = append(fs, field("Last error", "`"+escape(d.Poll.ErrorCode)+"`"))
 		}
+		if c := describe.Cause(d.Poll); c != "" {
+			fs = append(fs, field("Cause", escape(c)))
+		}
 	case d.Previous != nil || d.Current != nil:
 		fs = append(fs, field(escape(d.Field), "`"+escape(describe.Value(d.Previous))+"` → `"+escape(describe.Value(d.Current))+"`"))
 	}

@@ -29,7 +29,7 @@ func TestRecoveryAndColour(t *testing.T) {
 		{"hold lifted", eventtest.Status(t, m, "credit_hold", "active"), true, message.ColorRecovered, "Account active again"},
 		{"admin hold", eventtest.Status(t, m, "active", "administrative hold"), false, message.ColorWarning, "Administrative hold"},
 		{"freeze", eventtest.Hosting(t, "9", "", "FREEZE"), false, message.ColorCritical, "Hosting frozen"},
-		{"unfreeze", eventtest.Hosting(t, "9", "FREEZE", "TRUSTEESHIP"), true, message.ColorRecovered, "Hosting status is now trusteeship"},
+		{"unfreeze", eventtest.Hosting(t, "9", "FREEZE", "TRUSTEESHIP"), true, message.ColorRecovered, "Hosted again"},
 		{"thaw", eventtest.CreditLimit(t, "9", "Freeze", "Thaw"), true, message.ColorRecovered, "Credit limit thawed"},
 		{"debt over", eventtest.Debt(t, m, "10", "600", "500", "above"), false, message.ColorCritical, "Debt over threshold"},
 		{"debt under", eventtest.Debt(t, m, "600", "10", "500", "below"), true, message.ColorRecovered, "Debt back under threshold"},
@@ -102,4 +102,18 @@ func render(m message.Message) string {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(m.Attachment())
 	return b.String()
+}
+
+// TestDegradedNamesItsCause: a poll.degraded message says what could not be
+// read: the operation, the account, the field.
+func TestDegradedNamesItsCause(t *testing.T) {
+	p := event.Poll{Scope: "account", ConsecutiveFailures: 3, Since: eventtest.T0,
+		Cause: &event.PollCause{Operation: "list accounts page 3", AccountID: "1000123", Field: "current_debt", Kind: "malformed", Detail: "not a decimal amount"}}
+	e := eventtest.Must(t)(event.PollDegraded(eventtest.Meta("1000123", nil), p))
+	b, _ := json.Marshal(message.Account([]*event.Event{e}, nil, false).Blocks)
+	for _, want := range []string{"Cause", "list accounts page 3", "account 1000123", "field current_debt", "not a decimal amount"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the message lacks %q: %s", want, b)
+		}
+	}
 }

@@ -135,7 +135,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	// Fan-out: one shared consumer reads the stream for every endpoint; an
 	// endpoint's own consumer (on its retry queue) works only when it fails.
 	return sink.Serve(ctx, sink.Service{
-		Sink: deliver.SinkName, Process: "webhook-dispatcher", Settings: s.ProcessSettings,
+		Sink: deliver.SinkName, Process: "webhook-dispatcher", Role: eventbus.RoleWebhook, Settings: s.ProcessSettings,
 		OpsListen: s.OpsListen, Log: log, Fanout: true, LogFailuresOnly: s.DeliveryLog == "failures",
 		// Re-drives are checked against the receivers every sink publishes;
 		// the dispatcher's are its endpoints.

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -104,7 +105,7 @@ type stack struct {
 func settings(bus *eventbus.Bus) app.Settings {
 	var s app.Settings
 	s.Config = bus.Cfg
-	s.URL = bus.ClientURL()
+	s.URL, s.NKeySeedFile = bus.ClientURL(), bus.SeedFile(eventbus.RoleWebhook)
 	s.Settings = sink.DefaultSettings()
 	s.AckWait = 5 * time.Second
 	s.AdminToken = token
@@ -134,6 +135,7 @@ func start(t *testing.T, mod ...func(*app.Settings)) *stack {
 }
 
 func (st *stack) run(t *testing.T, s app.Settings) {
+	bustest.Provision(t, st.bus, deliverylog.StreamConfig(st.bus.Cfg, s.LogRetention))
 	log, _ := ops.NewLogger(st.logs, s.LogLevel, "webhook-dispatcher")
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/egress/egresstest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
@@ -202,6 +203,7 @@ func TestTLSListener(t *testing.T) {
 	cert, key, client := listentest.Cert(t, t.TempDir(), "webhook-api")
 	bus := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
 	s := settings(bus)
+	bustest.Provision(t, bus, deliverylog.StreamConfig(bus.Cfg, s.LogRetention))
 	s.APICert, s.APIKey = cert, key
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
