@@ -854,8 +854,14 @@ func TestFanoutLaggingReceiverDoesNotHoldOthers(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	quick, stuck := map[string]int{}, map[string]int{}
+	var stuckSince time.Time
 	send := senderFunc(func(ctx context.Context, n *sink.Notification) error {
 		if n.Receiver == "stuck" {
+			mu.Lock()
+			if stuckSince.IsZero() {
+				stuckSince = time.Now()
+			}
+			mu.Unlock()
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -872,9 +878,10 @@ func TestFanoutLaggingReceiverDoesNotHoldOthers(t *testing.T) {
 		return nil
 	})
 	set := fast()
-	// Long enough that taking 1,200 events in under a loaded race detector
-	// does not outlast it; they are then held past it.
-	set.AckWait = 5 * time.Second
+	// Long enough that a process starved by a loaded machine still keeps
+	// what it holds alive in time (every third of it); the events are then
+	// held past it.
+	set.AckWait = 10 * time.Second
 	rt, stop := runFanout(t, h, "lag", send, set)
 	all := func(*event.Event) bool { return true }
 	rt.Add(sink.Receiver{Name: "stuck", Filter: all})
@@ -885,7 +892,10 @@ func TestFanoutLaggingReceiverDoesNotHoldOthers(t *testing.T) {
 	eventually(t, "the quick receiver got everything while the other is stuck", func() bool { mu.Lock(); defer mu.Unlock(); return len(quick) == 1200 })
 	// The stuck receiver holds its 1,024 queued events for longer than
 	// AckWait: they are kept alive, not delivered again to everyone.
-	time.Sleep(set.AckWait * 3 / 2)
+	mu.Lock()
+	holdUntil := stuckSince.Add(set.AckWait * 6 / 5)
+	mu.Unlock()
+	time.Sleep(time.Until(holdUntil))
 	close(release)
 	eventually(t, "the stuck receiver got everything once released", func() bool { mu.Lock(); defer mu.Unlock(); return len(stuck) == 1200 })
 	eventually(t, "every event settled", func() bool {
