@@ -70,7 +70,7 @@ func (m *fanMsg) done(ok bool) {
 		m.nak.Store(true)
 	}
 	if m.remaining.Add(-1) == 0 {
-		m.f.release(m)
+		m.f.held.remove(m)
 		if m.nak.Load() {
 			_ = m.msg.NakWithDelay(time.Second)
 			return
@@ -109,48 +109,12 @@ type fanout struct {
 	// held are the events taken and not yet settled: an event waiting in a
 	// slow receiver's queue is kept alive, or the server would deliver it
 	// again, to every receiver, after AckWait.
-	heldMu sync.Mutex
-	held   map[*fanMsg]struct{}
+	held *heldSet[*fanMsg]
 }
 
 func newFanout(r *Runtime) *fanout {
 	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs),
-		held: map[*fanMsg]struct{}{}}
-}
-
-func (f *fanout) hold(m *fanMsg) {
-	f.heldMu.Lock()
-	f.held[m] = struct{}{}
-	f.heldMu.Unlock()
-}
-
-func (f *fanout) release(m *fanMsg) {
-	f.heldMu.Lock()
-	delete(f.held, m)
-	f.heldMu.Unlock()
-}
-
-// keepAlive tells the server, every third of AckWait, that the events held
-// are being worked on, until stop is closed.
-func (f *fanout) keepAlive(stop <-chan struct{}) {
-	t := time.NewTicker(f.r.set.AckWait / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		f.heldMu.Lock()
-		ms := make([]*fanMsg, 0, len(f.held))
-		for m := range f.held {
-			ms = append(ms, m)
-		}
-		f.heldMu.Unlock()
-		for _, m := range ms {
-			_ = m.msg.InProgress()
-		}
-	}
+		held: newHeldSet[*fanMsg]()}
 }
 
 // activate starts a receiver's fast path.
@@ -253,7 +217,7 @@ func (f *fanout) dispatch(m jetstream.Msg) {
 		return
 	}
 	fm := &fanMsg{f: f, msg: m, ev: ev}
-	f.hold(fm)
+	f.held.add(fm, m)
 	var active []*fanTarget
 	var parked []Receiver
 	f.mu.RLock()

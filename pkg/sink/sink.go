@@ -307,7 +307,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 		stopKeepAlive := make(chan struct{})
-		go r.fan.keepAlive(stopKeepAlive)
+		go r.fan.held.keepAlive(r.set.AckWait/3, stopKeepAlive)
 		if ctx.Err() == nil {
 			if shared, err := sharedCons.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000))); err != nil {
 				runErr = fmt.Errorf("consume %s_fanout: %w", r.sink, err)

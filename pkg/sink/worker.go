@@ -118,8 +118,7 @@ type worker struct {
 	due         dueHeap
 	queues      []chan *batch
 
-	heldMu sync.Mutex
-	held   map[*pending]struct{}
+	held *heldSet[*pending]
 
 	draining chan struct{}
 }
@@ -130,7 +129,7 @@ func newWorker(r *Runtime, rc Receiver) *worker {
 		in:          make(chan inbound, 256),
 		settledNote: make(chan struct{}, 1),
 		groups:      map[string]*group{},
-		held:        map[*pending]struct{}{},
+		held:        newHeldSet[*pending](),
 		draining:    make(chan struct{}),
 	}
 	// A full queue makes the loop wait for its deliverer: backpressure, which
@@ -184,18 +183,7 @@ func (w *worker) run(ctx context.Context) {
 
 	keepAliveDone := make(chan struct{})
 	defer close(keepAliveDone)
-	go func() {
-		t := time.NewTicker(w.r.set.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-keepAliveDone:
-				return
-			case <-t.C:
-				w.touchHeld()
-			}
-		}
-	}()
+	go w.held.keepAlive(w.r.set.AckWait/3, keepAliveDone)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	sweep := time.NewTicker(time.Minute)
@@ -451,32 +439,11 @@ func (w *worker) enqueue(b *batch) {
 }
 
 func (w *worker) hold(p *pending) {
-	w.heldMu.Lock()
-	w.held[p] = struct{}{}
-	n := len(w.held)
-	w.heldMu.Unlock()
-	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(n))
+	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(w.held.add(p, p.msg)))
 }
 
 func (w *worker) release(p *pending) {
-	w.heldMu.Lock()
-	delete(w.held, p)
-	n := len(w.held)
-	w.heldMu.Unlock()
-	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(n))
-}
-
-// touchHeld keeps held messages from being redelivered while they wait.
-func (w *worker) touchHeld() {
-	w.heldMu.Lock()
-	ps := make([]*pending, 0, len(w.held))
-	for p := range w.held {
-		ps = append(ps, p)
-	}
-	w.heldMu.Unlock()
-	for _, p := range ps {
-		_ = p.msg.InProgress()
-	}
+	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(w.held.remove(p)))
 }
 
 func (w *worker) handBack(items []*pending) {
