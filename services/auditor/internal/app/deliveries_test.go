@@ -110,11 +110,11 @@ func TestEventDeliveriesInBrowser(t *testing.T) {
 		chromedp.Navigate(f.base+"/events/2"),
 		chromedp.WaitVisible("#deliveries"),
 		text("#sink-slack", &slackDebt), text("#sink-email", &emailDebt), text("#sink-webhook", &hookDebt),
-		shot("5-event-three-sinks"),
+		shot("7-event-three-sinks"),
 		chromedp.Navigate(f.base+"/events/3"),
 		chromedp.WaitVisible("#deliveries"),
 		text("#sink-slack", &slackFrozen), text("#sink-email", &emailFrozen), text("#sink-webhook", &hookFrozen),
-		shot("6-event-silenced"),
+		shot("8-event-silenced"),
 	)
 	if err != nil {
 		t.Fatalf("browser: %v", err)
