@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/config"
 )
 
 // Config is the NATS connection and provisioning configuration, read by mains
@@ -75,11 +77,11 @@ func (c Config) CredentialsDir() string { return filepath.Join(c.DataDir, "crede
 
 // DefaultConfig is Config with the defaults of its struct tags, for tests and tools.
 func DefaultConfig() Config {
-	return Config{
-		DataDir: "./data", Listen: "127.0.0.1:4222", SyncAlways: true, Replicas: 1,
-		DedupWindow: 15 * time.Minute, Retention: 61362 * time.Hour, MaxPending: 4096,
-		PublishTimeout: 5 * time.Second, PingInterval: 5 * time.Second,
+	var c Config
+	if err := config.Defaults(&c); err != nil {
+		panic(err) // a default tag that does not parse: a bug caught by every test
 	}
+	return c
 }
 
 // Validate reports the first wrong value, naming its key.
