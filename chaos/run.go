@@ -44,7 +44,8 @@ const (
 
 type service struct {
 	*proc.Proc
-	ops string // host:port of /readyz
+	ops     string // host:port of /readyz
+	crashed int    // exits on its own (run.crashMu)
 }
 
 type run struct {
@@ -277,11 +278,17 @@ func (r *run) setup(ctx context.Context) error {
 	return r.waitBaseline(startCtx)
 }
 
+// backoffStop ends a retry at once.
+type backoffStop struct{ error }
+
 func retry(ctx context.Context, f func() error) error {
 	for {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		if stop, ok := err.(backoffStop); ok {
+			return stop.error
 		}
 		select {
 		case <-ctx.Done():
@@ -363,7 +370,9 @@ route:
 `)
 	// Sinks retry quickly and long: a fault must never exhaust an event's
 	// attempts (nothing may be dead-lettered for a fault of the cluster).
-	sinkEnv := []string{"AW_SINK_START=all", "AW_SINK_ACK_WAIT=20s", "AW_SINK_BACKOFF_INITIAL=1s", "AW_SINK_BACKOFF_MAX=10s", "AW_SINK_MAX_DELIVER=100"}
+	// (The dispatcher's retry schedule decides its attempts and waits.)
+	sinkEnv := []string{"AW_SINK_START=all", "AW_SINK_ACK_WAIT=20s"}
+	backoffEnv := append([]string{"AW_SINK_BACKOFF_INITIAL=1s", "AW_SINK_BACKOFF_MAX=10s", "AW_SINK_MAX_DELIVER=100"}, sinkEnv...)
 	r.hookAPI = freeAddr()
 	specs := []struct {
 		name, bin string
@@ -371,12 +380,12 @@ route:
 	}{
 		{"poller-a", "poller", []string{"AW_POLLER_CONFIG=" + pollerCfg, "AW_REPLICA_ID=poller-a"}},
 		{"poller-b", "poller", []string{"AW_POLLER_CONFIG=" + pollerCfg, "AW_REPLICA_ID=poller-b"}},
-		{"slack-notifier", "slack-notifier", append([]string{"AW_SLACK_TOKEN=" + slackToken, "AW_SLACK_API_URL=" + r.slack.URL(), "AW_SLACK_CONFIG=" + slackCfg}, sinkEnv...)},
+		{"slack-notifier", "slack-notifier", append([]string{"AW_SLACK_TOKEN=" + slackToken, "AW_SLACK_API_URL=" + r.slack.URL(), "AW_SLACK_CONFIG=" + slackCfg}, backoffEnv...)},
 		{"webhook-dispatcher", "webhook-dispatcher", append([]string{"AW_WEBHOOK_ADMIN_TOKEN=" + webhookToken, "AW_WEBHOOK_API_LISTEN=" + r.hookAPI,
 			"AW_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8", "AW_WEBHOOK_TIMEOUT=2s",
 			"AW_WEBHOOK_RETRY_SCHEDULE=1s,2s,3s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s,5s"}, sinkEnv...)},
 		{"email-notifier", "email-notifier", append([]string{"AW_SMTP_HOST=" + r.smtp.Host(), "AW_SMTP_PORT=" + r.smtp.Port(), "AW_SMTP_TLS=none",
-			"AW_EMAIL_CONFIG=" + emailCfg, "AW_EMAIL_FROM=accountwatch <alerts@chaos.example>"}, sinkEnv...)},
+			"AW_EMAIL_CONFIG=" + emailCfg, "AW_EMAIL_FROM=accountwatch <alerts@chaos.example>"}, backoffEnv...)},
 		// The auditor signs a checkpoint of the audit log every 10 s, which
 		// awctl verify then checks the stream against.
 		{"auditor", "auditor", []string{"AW_AUDITOR_TOKEN=" + auditorToken, "AW_AUDITOR_LISTEN=" + freeAddr(),
@@ -414,6 +423,7 @@ func (r *run) supervise(s *service) func(bool, error) {
 		}
 		r.crashMu.Lock()
 		r.crashes = append(r.crashes, fmt.Sprintf("%s exited on its own (%v) at %.1fs; last lines in %s", s.Name, err, time.Since(r.started).Seconds(), s.Log))
+		s.crashed++
 		r.crashMu.Unlock()
 		r.logf("   %s exited on its own (%v): restarting it", s.Name, err)
 		go func() {
@@ -428,7 +438,16 @@ func (r *run) supervise(s *service) func(bool, error) {
 // waitReady waits for a service's /readyz.
 func (r *run) waitReady(ctx context.Context, name string) error {
 	s := r.svcs[name]
-	return retry(ctx, func() error { return httpOK(ctx, "http://"+s.ops+"/readyz", "") })
+	return retry(ctx, func() error {
+		r.crashMu.Lock()
+		crashed := s.crashed
+		r.crashMu.Unlock()
+		if crashed >= 3 {
+			// A service that cannot start is not going to: stop here.
+			return backoffStop{fmt.Errorf("%s exited %d times on its own (see %s)", name, crashed, s.Log)}
+		}
+		return httpOK(ctx, "http://"+s.ops+"/readyz", "")
+	})
 }
 
 func httpOK(ctx context.Context, url, token string) error {
