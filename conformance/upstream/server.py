@@ -177,7 +177,7 @@ class State:
 # Seed data: the documents' own examples first, then filler so that listings page.
 # ================================================================================================
 
-def default_seed(n_ap):
+def default_seed(n_ap, n_cams=0):
     ap = []
     # activeplatform-GetAccountInfoByID.txt, Response example (values as documented).
     ap.append({
@@ -268,9 +268,11 @@ def default_seed(n_ap):
         "Websites": ["https://alibaba.com"], "About": "business profile",
     }
     cams = {}
-    for space, phones in (("29348393884001", ("8613800000", "8613800001")),
-                          ("29348393884002", ("8613900000",)),
-                          ("29348393884003", ("8613700000",))):
+    spaces = (("29348393884001", ["8613800000", "8613800001"]),
+              ("29348393884002", ["8613900000"]),
+              ("29348393884003", ["8613700000"]))
+    for k, (space, phones) in enumerate(spaces):
+        phones += [f"86135{k}{i:05d}" for i in range(n_cams)]  # filler: load for the QPS limit
         cams[space] = {}
         for j, phone in enumerate(phones):
             p = copy.deepcopy(profile)
@@ -799,6 +801,11 @@ class Alibaba(Handler):
         data = {"Mpk": c["Mpk"], "LoginEmail": c["LoginEmail"], "HostingStatus": c["HostingStatus"],
                 "AccountType": c["AccountType"], "CreditLimitStatus": c["CreditLimitStatus"],
                 "IsCertified": c["IsCertified"]}
+        if data["HostingStatus"].upper() == "TRUSTEESHIP" and st.pick(2, "bss.info.hosting", k, owner):
+            # The current document spells the hosted state TRUSTEESHIP, document_detail/143222
+            # Trusteeship: the same value.
+            data["HostingStatus"] = ("TRUSTEESHIP", "Trusteeship")[
+                data["HostingStatus"] == "TRUSTEESHIP"]
         if st.pick(2, "bss.info.mpk", k, owner):
             data["Mpk"] = str(c["Mpk"])  # document_detail/143222: "Mpk": "123******567"
         if st.pick(2, "bss.info.extra", k, owner):
@@ -1111,6 +1118,8 @@ def main(argv=None):
     p.add_argument("--ledger", default="ledger.jsonl")
     p.add_argument("--seed", help="initial state as JSON (default: the documents' examples)")
     p.add_argument("--ap-accounts", type=int, default=30, help="filler accounts in the default seed")
+    p.add_argument("--cams-numbers", type=int, default=0,
+                   help="filler numbers per CAMS space in the default seed")
     p.add_argument("--ap-token", action="append", default=[], help="valid api_token (repeat)")
     p.add_argument("--access-key", action="append", default=[], help="AK:SECRET (repeat)")
     p.add_argument("--shape-seed", default="1", help="seed of the shape variation")
@@ -1135,7 +1144,7 @@ def main(argv=None):
         with open(args.seed, encoding="utf-8") as f:
             load_seed(state, json.load(f))
     else:
-        load_seed(state, default_seed(args.ap_accounts))
+        load_seed(state, default_seed(args.ap_accounts, args.cams_numbers))
     state.record(op="seed", activeplatform=sorted(str(i) for i in state.ap),
                  bss=sorted(state.bss), cams={s: sorted(p) for s, p in state.cams.items()})
 

@@ -1,0 +1,455 @@
+package conform
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/accountwatch/accountwatch/chaos/internal/ledger"
+)
+
+// Conns names the poller's connections of each upstream product: the
+// instance of an event, per provider (and per CAMS space).
+type Conns struct {
+	AP, BSS string
+	CAMS    map[string]string // CustSpaceId → connection
+}
+
+// Provider names of the events.
+const (
+	ProviderAP   = "activeplatform"
+	ProviderBSS  = "alibaba-bss"
+	ProviderCAMS = "alibaba-cams"
+)
+
+// profileFields are the watched CAMS business-profile fields.
+var profileFields = map[string]bool{"Vertical": true, "Description": true, "Email": true, "Address": true,
+	"ProfilePictureUrl": true, "Websites": true, "About": true}
+
+// Row is one ledger line and the event it must cause (none for a change of
+// a field nobody watches, a fault, or a step below the policy's).
+type Row struct {
+	Entry
+	Phase    string
+	Expected *ledger.Change
+	Why      string // why no event is expected
+}
+
+// Expect turns the upstream's ledger into the events the pipeline owes:
+// a watched field set to another value is its change event; an account
+// added is account.discovered (account.created when CreateAgAccount made
+// it); one removed is account.removed. Debt is owed when it moved by at
+// least step (the scripts move it by more).
+func Expect(entries []Entry, conns Conns, step decimal.Decimal, phase func(seq int) string) []Row {
+	rows := make([]Row, 0, len(entries))
+	for _, e := range entries {
+		r := Row{Entry: e}
+		if phase != nil {
+			r.Phase = phase(e.Seq)
+		}
+		key, ok := keyOf(e, conns)
+		switch {
+		case e.Op == "seed" || e.Op == "fault" || e.Op == "clear_faults":
+			r.Why = e.Op
+		case !ok:
+			r.Why = "no connection reads it"
+		case e.Op == "add" && e.Source == "CreateAgAccount":
+			r.Expected = &ledger.Change{Key: key, Type: "account.created"}
+		case e.Op == "add":
+			r.Expected = &ledger.Change{Key: key, Type: "account.discovered"}
+		case e.Op == "remove":
+			r.Expected = &ledger.Change{Key: key, Type: "account.removed"}
+		case e.Op == "set":
+			r.Expected, r.Why = expectSet(e, key, step)
+		default:
+			r.Why = "unknown op " + e.Op
+		}
+		if r.Expected != nil {
+			r.Expected.Seq, r.Expected.At, r.Expected.Phase = e.Seq, e.At, r.Phase
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func keyOf(e Entry, c Conns) (ledger.Key, bool) {
+	switch e.Provider {
+	case "activeplatform":
+		return ledger.Key{Provider: ProviderAP, Instance: c.AP, Account: e.Account}, c.AP != ""
+	case "bss":
+		return ledger.Key{Provider: ProviderBSS, Instance: c.BSS, Account: e.Account}, c.BSS != ""
+	case "cams":
+		inst, ok := c.CAMS[e.Space]
+		return ledger.Key{Provider: ProviderCAMS, Instance: inst, Account: e.Account}, ok
+	}
+	return ledger.Key{}, false
+}
+
+func expectSet(e Entry, key ledger.Key, step decimal.Decimal) (*ledger.Change, string) {
+	from, to := Text(e.From), Text(e.To)
+	if ledger.SameValue(from, to) {
+		return nil, "same value"
+	}
+	c := &ledger.Change{Key: key, Field: e.Field, From: from, To: to}
+	switch {
+	case e.Provider == "activeplatform" && e.Field == "status":
+		c.Type = "account.status.changed"
+	case e.Provider == "activeplatform" && e.Field == "current_debt":
+		a, errA := decimal.NewFromString(from)
+		b, errB := decimal.NewFromString(to)
+		if errA != nil || errB != nil {
+			return nil, "debt to or from null: a baseline, not a move"
+		}
+		if b.Sub(a).Abs().LessThan(step) {
+			return nil, "debt moved less than the policy's step"
+		}
+		c.Type = "account.debt.changed"
+	case e.Provider == "bss" && e.Field == "HostingStatus":
+		c.Type = "account.hosting_status.changed"
+	case e.Provider == "bss" && e.Field == "CreditLimitStatus":
+		c.Type = "account.credit_limit_status.changed"
+	case e.Provider == "cams" && profileFields[e.Field]:
+		c.Type = "phone_profile.changed"
+	default:
+		return nil, "field not watched"
+	}
+	return c, ""
+}
+
+// Text is a ledger value as an event carries it: a string as it is, a
+// list as its items joined by ", ", null as nothing, anything else its
+// JSON literal.
+func Text(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var items []string
+	if json.Unmarshal(raw, &items) == nil {
+		return strings.Join(items, ", ")
+	}
+	return string(raw)
+}
+
+// Changes are the expected events of rows, in ledger order.
+func Changes(rows []Row) []ledger.Change {
+	var out []ledger.Change
+	for _, r := range rows {
+		if r.Expected != nil {
+			out = append(out, *r.Expected)
+		}
+	}
+	return out
+}
+
+// Pair finds, per account, the event of each expected change (the way
+// ledger.Compute pairs them: changes in ledger order, events in stream
+// order); it returns the event per change seq.
+func Pair(changes []ledger.Change, events []ledger.Event) map[int]ledger.Event {
+	byKey := map[ledger.Key][]ledger.Event{}
+	seen := map[string]bool{}
+	for _, e := range events {
+		if e.Undecodable != "" || seen[e.MsgID] || e.Type == "poll.degraded" || e.Type == "poll.recovered" {
+			continue
+		}
+		seen[e.MsgID] = true
+		byKey[e.Key] = append(byKey[e.Key], e)
+	}
+	out := map[int]ledger.Event{}
+	next := map[ledger.Key]int{}
+	for _, c := range changes {
+		es := byKey[c.Key]
+		for i := next[c.Key]; i < len(es); i++ {
+			if c.Matches(es[i]) {
+				out[c.Seq] = es[i]
+				next[c.Key] = i + 1
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Window is one injected fault: when it was live.
+type Window struct {
+	Entry
+	Start, End time.Time
+	// Outage: the upstream could not be read (the connection must go
+	// degraded and recover); otherwise throttling, which must be waited
+	// out without a state change.
+	Outage bool
+	// Conns are the connections it hit.
+	Conns []string
+	// Degraded and Recovered count the operational events of those
+	// connections stored while it was live or shortly after.
+	Degraded, Recovered int
+}
+
+// throttles are fault kinds that slow an upstream down without an outage.
+var throttles = map[string]bool{"throttle": true, "throttle_body": true, "slow": true}
+
+// Windows are the faults of the ledger; each lasts its seconds (a fault by
+// count lasts until the next clear_faults, or grace).
+func Windows(entries []Entry, conns Conns) []Window {
+	var out []Window
+	for _, e := range entries {
+		if e.Op != "fault" {
+			continue
+		}
+		w := Window{Entry: e, Start: e.At, End: e.At.Add(time.Duration(e.Seconds * float64(time.Second))), Outage: !throttles[e.Kind] && e.Kind != "create_then_fail"}
+		switch e.Provider {
+		case "activeplatform":
+			w.Conns = []string{conns.AP}
+		case "bss":
+			w.Conns = []string{conns.BSS}
+		case "cams":
+			set := map[string]bool{}
+			for _, c := range conns.CAMS {
+				set[c] = true
+			}
+			for c := range set {
+				w.Conns = append(w.Conns, c)
+			}
+			sort.Strings(w.Conns)
+		}
+		if e.Kind == "create_then_fail" {
+			w.Conns = nil // an onboarding's fault: no connection polls CreateAgAccount
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// CheckDegraded holds the operational events to the faults: every
+// poll.degraded falls in a fault of its connection (or within grace after
+// it), every outage fault degrades each connection it hit, and every
+// degraded connection recovers. It fills each window's counts.
+func CheckDegraded(windows []Window, events []ledger.Event, grace time.Duration) []string {
+	var problems []string
+	open := map[ledger.Key]bool{}
+	for _, e := range events {
+		if e.Type != "poll.degraded" && e.Type != "poll.recovered" {
+			continue
+		}
+		in := -1
+		for i, w := range windows {
+			if contains(w.Conns, e.Key.Instance) && !e.Stored.Before(w.Start) && !e.Stored.After(w.End.Add(grace)) {
+				in = i
+			}
+		}
+		if e.Type == "poll.degraded" {
+			open[e.Key] = true
+			if in < 0 {
+				problems = append(problems, fmt.Sprintf("stream seq %d: poll.degraded of %s outside every injected fault", e.Seq, e.Key))
+				continue
+			}
+			windows[in].Degraded++
+			continue
+		}
+		if !open[e.Key] {
+			problems = append(problems, fmt.Sprintf("stream seq %d: poll.recovered of %s, which was not degraded", e.Seq, e.Key))
+		}
+		delete(open, e.Key)
+		if in >= 0 {
+			windows[in].Recovered++
+		}
+	}
+	for k := range open {
+		problems = append(problems, fmt.Sprintf("%s: poll.degraded never followed by poll.recovered", k))
+	}
+	for _, w := range windows {
+		if w.Outage && w.Degraded < len(w.Conns) {
+			problems = append(problems, fmt.Sprintf("fault #%d (%s %s on %s, %gs): %d poll.degraded for %d connections", w.Seq, w.Provider, w.Kind, w.Action, w.Seconds, w.Degraded, len(w.Conns)))
+		}
+	}
+	sort.Strings(problems)
+	return problems
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Report is the conformance run's ledger.
+type Report struct {
+	Rows    []Row
+	Windows []Window
+	Events  []ledger.Event
+	Result  ledger.Result
+	// Tallies are, per sink, how often each event id was accepted.
+	Tallies map[string]map[string]int
+	// Stats are the upstream's counters.
+	Stats map[string]int
+	// Problems beyond ledger.Compute's (faults, the upstream's refusals).
+	Problems []string
+}
+
+// OK reports whether every check held.
+func (r *Report) OK() bool { return len(r.Result.Failures) == 0 && len(r.Problems) == 0 }
+
+// Print writes the ledger: one line per injected change with the event it
+// caused and what each sink accepted of it, the faults, the totals, the
+// upstream's counters and what failed.
+func (r *Report) Print(w io.Writer, sinks []string) {
+	paired := Pair(r.Result.Changes, r.Events)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "#\tphase\tinjected upstream\texpected event\tstream seq\t%s\n", strings.Join(sinks, "\t"))
+	for _, row := range r.Rows {
+		if row.Op == "seed" || row.Op == "fault" || row.Op == "clear_faults" {
+			continue
+		}
+		what := describe(row.Entry)
+		if row.Expected == nil {
+			fmt.Fprintf(tw, "%d\t%s\t%s\tnone (%s)\t\t%s\n", row.Seq, row.Phase, what, row.Why, strings.Repeat("\t", len(sinks)-1))
+			continue
+		}
+		ev, ok := paired[row.Seq]
+		seq, counts := "LOST", make([]string, len(sinks))
+		if ok {
+			seq = fmt.Sprint(ev.Seq)
+		}
+		for i, s := range sinks {
+			n := 0
+			if ok {
+				n = r.Tallies[s][ev.ID]
+			}
+			counts[i] = fmt.Sprint(n)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", row.Seq, row.Phase, what, row.Expected.Type, seq, strings.Join(counts, "\t"))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tfault\tconnections\tpoll.degraded\tpoll.recovered\texpected")
+	for _, f := range r.Windows {
+		want := "no state change (degraded allowed)"
+		if f.Outage {
+			want = "degraded and recovered, no state change"
+		}
+		if len(f.Conns) == 0 {
+			want = "the onboarding retries"
+		}
+		fmt.Fprintf(tw, "%d\t%s %s on %s for %gs\t%s\t%d\t%d\t%s\n", f.Seq, f.Provider, f.Kind, f.Action, f.Seconds, strings.Join(f.Conns, ","), f.Degraded, f.Recovered, want)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	res := r.Result
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	line := func(k string, v any, want string) { fmt.Fprintf(tw, "  %s\t%v\t%s\n", k, v, want) }
+	fmt.Fprintln(tw, "TOTALS\t\t")
+	line("ledger lines (changes, adds, removes)", countRows(r.Rows), "")
+	line("events owed", len(res.Changes), "")
+	line("events in the stream", res.Stored, fmt.Sprintf("(%d account changes, %d poll.degraded/recovered)", res.ChangeEvents, res.Operational))
+	line("stream duplicates by Nats-Msg-Id", res.Duplicates, "must be 0")
+	line("phantom events (no such change)", len(res.Phantom), "must be 0")
+	line("changes lost (no event)", len(res.Lost), "must be 0")
+	line("degraded, never recovered", res.OpenDegraded, "must be 0")
+	verify := "intact"
+	if !res.Verify.Intact {
+		verify = fmt.Sprintf("NOT INTACT (%d problems)", res.Verify.Problems)
+	}
+	line("awctl verify", verify, fmt.Sprintf("(%d events, %d accounts)", res.Verify.Events, res.Verify.Accounts))
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SINK\texpected\tdelivered\tlost\tdelivered twice\tunknown ids")
+	for _, s := range res.Sinks {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Expected, s.Delivered, s.Lost, s.Redeliver, s.Unknown)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	keys := make([]string, 0, len(r.Stats))
+	for k := range r.Stats {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintln(w, "UPSTREAM (what the independent upstream served and refused)")
+	var b strings.Builder
+	for i, k := range keys {
+		fmt.Fprintf(&b, "  %s=%d", k, r.Stats[k])
+		if i%4 == 3 {
+			b.WriteString("\n")
+		}
+	}
+	fmt.Fprintln(w, strings.TrimRight(b.String(), "\n"))
+	show := func(title string, list []string) {
+		if len(list) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "%s (%d):\n", title, len(list))
+		for i, s := range list {
+			if i == 30 {
+				fmt.Fprintf(w, "  … %d more\n", len(list)-30)
+				break
+			}
+			fmt.Fprintln(w, "  "+s)
+		}
+	}
+	show("phantom events", res.Phantom)
+	show("lost changes", res.Lost)
+	show("problems", r.Problems)
+	if r.OK() {
+		fmt.Fprintln(w, "RESULT: PASS")
+		return
+	}
+	fmt.Fprintln(w, "RESULT: FAIL")
+	for _, f := range res.Failures {
+		fmt.Fprintln(w, "  - "+f)
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintln(w, "  - "+p)
+	}
+}
+
+func countRows(rows []Row) int {
+	n := 0
+	for _, r := range rows {
+		if r.Op == "set" || r.Op == "add" || r.Op == "remove" {
+			n++
+		}
+	}
+	return n
+}
+
+func describe(e Entry) string {
+	acct := e.Provider + "/" + e.Account
+	if e.Space != "" {
+		acct = e.Provider + "/" + e.Space + "/" + e.Account
+	}
+	switch e.Op {
+	case "set":
+		return fmt.Sprintf("%s %s: %s → %s", acct, e.Field, short(Text(e.From)), short(Text(e.To)))
+	case "add":
+		if e.Source != "" {
+			return fmt.Sprintf("%s added (%s)", acct, e.Source)
+		}
+		return acct + " added"
+	}
+	return acct + " " + e.Op + "d"
+}
+
+func short(s string) string {
+	if s == "" {
+		return "∅"
+	}
+	if len(s) > 32 {
+		return s[:31] + "…"
+	}
+	return s
+}
