@@ -153,27 +153,28 @@ func Changes(rows []Row) []ledger.Change {
 	return out
 }
 
-// Pair finds, per account, the event of each expected change (the way
-// ledger.Compute pairs them: changes in ledger order, events in stream
+// Pair finds, per account field, the event of each expected change (the
+// way ledger.Compute pairs them: changes in ledger order, events in stream
 // order); it returns the event per change seq.
 func Pair(changes []ledger.Change, events []ledger.Event) map[int]ledger.Event {
-	byKey := map[ledger.Key][]ledger.Event{}
+	byKey := map[ledger.FieldKey][]ledger.Event{}
 	seen := map[string]bool{}
 	for _, e := range events {
 		if e.Undecodable != "" || seen[e.MsgID] || e.Type == "poll.degraded" || e.Type == "poll.recovered" {
 			continue
 		}
 		seen[e.MsgID] = true
-		byKey[e.Key] = append(byKey[e.Key], e)
+		byKey[e.FieldKey()] = append(byKey[e.FieldKey()], e)
 	}
 	out := map[int]ledger.Event{}
-	next := map[ledger.Key]int{}
+	next := map[ledger.FieldKey]int{}
 	for _, c := range changes {
-		es := byKey[c.Key]
-		for i := next[c.Key]; i < len(es); i++ {
+		k := c.FieldKey()
+		es := byKey[k]
+		for i := next[k]; i < len(es); i++ {
 			if c.Matches(es[i]) {
 				out[c.Seq] = es[i]
-				next[c.Key] = i + 1
+				next[k] = i + 1
 				break
 			}
 		}
@@ -308,34 +309,38 @@ func (r *Report) OK() bool { return len(r.Result.Failures) == 0 && len(r.Problem
 // upstream's counters and what failed.
 func (r *Report) Print(w io.Writer, sinks []string) {
 	paired := Pair(r.Result.Changes, r.Events)
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "#\tphase\tinjected upstream\texpected event\tstream seq\t%s\n", strings.Join(sinks, "\t"))
-	for _, row := range r.Rows {
-		if row.Op == "seed" || row.Op == "fault" || row.Op == "clear_faults" {
-			continue
-		}
-		what := describe(row.Entry)
-		if row.Expected == nil {
-			fmt.Fprintf(tw, "%d\t%s\t%s\tnone (%s)\t\t%s\n", row.Seq, row.Phase, what, row.Why, strings.Repeat("\t", len(sinks)-1))
-			continue
-		}
-		ev, ok := paired[row.Seq]
-		seq, counts := "LOST", make([]string, len(sinks))
-		if ok {
-			seq = fmt.Sprint(ev.Seq)
-		}
-		for i, s := range sinks {
-			n := 0
-			if ok {
-				n = r.Tallies[s][ev.ID]
+	for _, p := range upstreamProviders {
+		fmt.Fprintf(w, "%s: changes scripted on the upstream, and the events they caused\n", strings.ToUpper(p))
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "  #\tphase\tinjected upstream\texpected event\tstream seq\t%s\n", strings.Join(sinks, "\t"))
+		for _, row := range r.Rows {
+			if row.Provider != p || !isChange(row.Op) {
+				continue
 			}
-			counts[i] = fmt.Sprint(n)
+			what := describe(row.Entry)
+			if row.Expected == nil {
+				fmt.Fprintf(tw, "  %d\t%s\t%s\tnone (%s)\t-\t%s\n", row.Seq, row.Phase, what, row.Why, strings.Repeat("-\t", len(sinks)-1)+"-")
+				continue
+			}
+			ev, ok := paired[row.Seq]
+			seq, counts := "LOST", make([]string, len(sinks))
+			if ok {
+				seq = fmt.Sprint(ev.Seq)
+			}
+			for i, s := range sinks {
+				n := 0
+				if ok {
+					n = r.Tallies[s][ev.ID]
+				}
+				counts[i] = fmt.Sprint(n)
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", row.Seq, row.Phase, what, row.Expected.Type, seq, strings.Join(counts, "\t"))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", row.Seq, row.Phase, what, row.Expected.Type, seq, strings.Join(counts, "\t"))
+		tw.Flush()
+		fmt.Fprintln(w)
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	r.printSummary(w, paired)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tfault\tconnections\tpoll.degraded\tpoll.recovered\texpected")
 	for _, f := range r.Windows {
 		want := "no state change (degraded allowed)"
@@ -415,6 +420,64 @@ func (r *Report) Print(w io.Writer, sinks []string) {
 	for _, p := range r.Problems {
 		fmt.Fprintln(w, "  - "+p)
 	}
+}
+
+// upstreamProviders are the upstream's provider names, in report order.
+var upstreamProviders = []string{"activeplatform", "bss", "cams"}
+
+func isChange(op string) bool { return op == "set" || op == "add" || op == "remove" }
+
+// eventProvider is the event provider of an upstream provider name.
+var eventProvider = map[string]string{"activeplatform": ProviderAP, "bss": ProviderBSS, "cams": ProviderCAMS}
+
+// printSummary is the table per provider: changes scripted, events they
+// owe, events detected and delivered, what was lost and what came extra.
+func (r *Report) printSummary(w io.Writer, paired map[int]ledger.Event) {
+	used := map[string]bool{}
+	for _, e := range paired {
+		used[e.MsgID] = true
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROVIDER\tscripted\tno event owed\tevents owed\tdetected\tlost\textra events\tdelivered to every sink")
+	for _, p := range upstreamProviders {
+		var scripted, quiet, owed, detected, everywhere int
+		for _, row := range r.Rows {
+			if row.Provider != p || !isChange(row.Op) {
+				continue
+			}
+			scripted++
+			if row.Expected == nil {
+				quiet++
+				continue
+			}
+			owed++
+			ev, ok := paired[row.Seq]
+			if !ok {
+				continue
+			}
+			detected++
+			all := true
+			for _, t := range r.Tallies {
+				all = all && t[ev.ID] > 0
+			}
+			if all {
+				everywhere++
+			}
+		}
+		extra, seen := 0, map[string]bool{}
+		for _, e := range r.Events {
+			if e.Undecodable != "" || seen[e.MsgID] || e.Key.Provider != eventProvider[p] || e.Type == "poll.degraded" || e.Type == "poll.recovered" {
+				continue
+			}
+			seen[e.MsgID] = true
+			if !used[e.MsgID] {
+				extra++
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", p, scripted, quiet, owed, detected, owed-detected, extra, everywhere)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
 }
 
 func countRows(rows []Row) int {

@@ -21,6 +21,19 @@ type Key struct{ Provider, Instance, Account string }
 
 func (k Key) String() string { return k.Provider + "/" + k.Instance + "/" + k.Account }
 
+// FieldKey names one field of one account: changes and events pair in
+// order per FieldKey.
+type FieldKey struct {
+	Key
+	Field string
+}
+
+// FieldKey is the field of the account c changed.
+func (c Change) FieldKey() FieldKey { return FieldKey{c.Key, c.Field} }
+
+// FieldKey is the field of the account e announces.
+func (e Event) FieldKey() FieldKey { return FieldKey{e.Key, e.Field} }
+
 // Change is one change the run made upstream, as the event it must cause
 // would describe it (type tail, field, previous and current value).
 type Change struct {
@@ -209,14 +222,16 @@ func Compute(in Input) Result {
 	}
 	r.Unique = len(seen)
 
-	// Per account, the changes in the order they were made and the events in
-	// stream order: the run changes an account again only once the event of
-	// its last change is stored, so the two lists must pair one to one.
-	changes := map[Key][]Change{}
+	// Per account and field, the changes in the order they were made and
+	// the events in stream order: the run changes a field again only once
+	// the event of its last change is stored, so the two lists must pair one
+	// to one. Fields changed in one observation may be announced in any
+	// order (the account's hash chain, which awctl verify checks, fixes it).
+	changes := map[FieldKey][]Change{}
 	for _, c := range in.Changes {
-		changes[c.Key] = append(changes[c.Key], c)
+		changes[c.FieldKey()] = append(changes[c.FieldKey()], c)
 	}
-	events := map[Key][]Event{}
+	events := map[FieldKey][]Event{}
 	degraded := map[Key]int{}
 	for _, e := range uniq {
 		if operational[e.Type] {
@@ -229,14 +244,14 @@ func Compute(in Input) Result {
 			continue
 		}
 		r.ChangeEvents++
-		events[e.Key] = append(events[e.Key], e)
+		events[e.FieldKey()] = append(events[e.FieldKey()], e)
 	}
 	for _, n := range degraded {
 		if n > 0 {
 			r.OpenDegraded += n
 		}
 	}
-	keys := map[Key]bool{}
+	keys := map[FieldKey]bool{}
 	for k := range changes {
 		keys[k] = true
 	}
@@ -251,7 +266,7 @@ func Compute(in Input) Result {
 				i++
 				continue
 			}
-			r.Phantom = append(r.Phantom, fmt.Sprintf("stream seq %d %s %s %s: %s → %s: no such change was made", e.Seq, k, e.Type, e.Field, e.Prev, e.Cur))
+			r.Phantom = append(r.Phantom, fmt.Sprintf("stream seq %d %s %s %s: %s → %s: no such change was made", e.Seq, k.Key, e.Type, e.Field, e.Prev, e.Cur))
 		}
 		for _, c := range cs[i:] {
 			r.Lost = append(r.Lost, c.String())
@@ -325,12 +340,17 @@ func Compute(in Input) Result {
 	return r
 }
 
-func sortedKeys(m map[Key]bool) []Key {
-	out := make([]Key, 0, len(m))
+func sortedKeys(m map[FieldKey]bool) []FieldKey {
+	out := make([]FieldKey, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	sort.Slice(out, func(i, j int) bool {
+		if a, b := out[i].Key.String(), out[j].Key.String(); a != b {
+			return a < b
+		}
+		return out[i].Field < out[j].Field
+	})
 	return out
 }
 
