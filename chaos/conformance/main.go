@@ -47,7 +47,9 @@ import (
 	"github.com/accountwatch/accountwatch/chaos/internal/proc"
 	"github.com/accountwatch/accountwatch/chaos/internal/receivers"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
+	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/state"
 )
 
 // Credentials the upstream accepts and the poller uses.
@@ -472,7 +474,54 @@ func (r *runner) awaitEvents(ctx context.Context) error {
 	if err != nil {
 		r.logf("   still missing after %s: %s", phaseWait, strings.Join(missing, "; "))
 	}
-	return nil // what is missing is the ledger's to report
+	return r.awaitBaselined(ctx, after)
+}
+
+// awaitBaselined waits until every account added in the phase after seq
+// has been read once: a CAMS number is discovered from the listing, which
+// does not carry its profile, and its profile becomes the baseline on the
+// next read. A change made before that read has no before to be told
+// against, so the script changes it only afterwards.
+func (r *runner) awaitBaselined(ctx context.Context, after int) error {
+	rows, err := r.ledgerRows(ctx)
+	if err != nil {
+		return err
+	}
+	kv, err := r.bus.JS.KeyValue(ctx, eventbus.BucketState)
+	if err != nil {
+		return err
+	}
+	for _, row := range rows {
+		if row.Seq <= after || row.Op != "add" || row.Expected == nil {
+			continue
+		}
+		k := row.Expected.Key
+		err := wait(ctx, phaseWait, func() error {
+			e, err := kv.Get(ctx, state.Key(event.Provider(k.Provider), k.Instance, k.Account))
+			if err != nil {
+				return err
+			}
+			var rec struct {
+				Record struct {
+					Baseline bool `json:"baseline"`
+				} `json:"record"`
+			}
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				return err
+			}
+			if !rec.Record.Baseline {
+				return fmt.Errorf("%s not read yet", k)
+			}
+			return nil
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			r.logf("   %s: no baseline after %s: %v", k, phaseWait, err)
+		}
+	}
+	return nil
 }
 
 func (r *runner) inject(ctx context.Context, ops ...map[string]any) {
