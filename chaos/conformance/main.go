@@ -455,8 +455,10 @@ func (r *runner) awaitEvents(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		events := r.snapshot()
+		conform.Settle(rows, events)
 		changes := conform.Changes(rows)
-		paired := conform.Pair(changes, r.snapshot())
+		paired := conform.Pair(changes, events)
 		missing = missing[:0]
 		for _, c := range changes {
 			if _, ok := paired[c.Seq]; !ok && c.Seq > after {
@@ -750,6 +752,7 @@ func (r *runner) settle(ctx context.Context) (*conform.Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	conform.Settle(rows, events)
 	entries := make([]conform.Entry, len(rows))
 	for i, row := range rows {
 		entries[i] = row.Entry
