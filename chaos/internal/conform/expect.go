@@ -385,6 +385,7 @@ func (r *Report) Print(w io.Writer, sinks []string) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	r.printAnswers(w)
 	res := r.Result
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	line := func(k string, v any, want string) { fmt.Fprintf(tw, "  %s\t%v\t%s\n", k, v, want) }
@@ -506,6 +507,45 @@ func (r *Report) printSummary(w io.Writer, paired map[int]ledger.Event) {
 			}
 		}
 		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", p, scripted, quiet, owed, detected, owed-detected, extra, everywhere)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+// answerHandling is how the documents' error answers must be taken; the
+// faults table and the ledger above check that they were.
+var answerHandling = map[string]string{
+	"VnoNoDataError":          "the customer is gone: account.removed (once baselined)",
+	"Unknown.ResourceOwnerId": "the number is gone: account.removed (once baselined)",
+	"InternalError":           "a failed read: retried; poll.degraded after 3, then poll.recovered",
+	"NotAuthorized":           "a failed read: poll.degraded, then poll.recovered",
+	"Ram.PermissionDeny":      "a failed read: poll.degraded, then poll.recovered",
+	"Product.Unsubscript":     "a failed read: poll.degraded, then poll.recovered",
+	"Throttling.User":         "throttling: backed off, never a state change",
+	"System.LimitControl":     "throttling: backed off (every connection of the AccessKey), never a state change",
+}
+
+// printAnswers lists the documented error and throttling answers the
+// upstream gave (injected or its own, such as the CAMS 10 QPS limit) and
+// how each must be taken.
+func (r *Report) printAnswers(w io.Writer) {
+	keys := make([]string, 0, len(r.Stats))
+	for k := range r.Stats {
+		if strings.Contains(k, ".error.") || k == "cams.throttled.qps" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOCUMENTED ERROR ANSWERS SERVED\ttimes\tmust be taken as")
+	for _, k := range keys {
+		how := "of them not injected: the documented 10 QPS per AccessKey exceeded (System.LimitControl)"
+		if i := strings.LastIndex(k, ".error."); i >= 0 {
+			if how = answerHandling[k[i+len(".error."):]]; how == "" {
+				how = "(not a documented answer: see problems)"
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", k, r.Stats[k], how)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
