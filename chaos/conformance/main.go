@@ -71,6 +71,10 @@ const (
 	connCAMSB   = "cams-b"
 	bssOnboard  = "onboarded@partner.example"
 	bssOnboard2 = "onboarded-late@partner.example"
+	// allowAttr is the one custom attribute the poller is told to keep
+	// (pii_allow); every other one is personal.
+	allowAttr     = "Tier"
+	newOwnerEmail = "new-owner@example.com"
 )
 
 var conns = conform.Conns{AP: connAP, BSS: connBSS, CAMS: map[string]string{spaceA1: connCAMSA, spaceA2: connCAMSA, spaceB: connCAMSB}}
@@ -89,6 +93,9 @@ type runner struct {
 	hook  *receivers.Webhook
 	smtp  *receivers.SMTP
 	procs []*proc.Proc
+	pii   *conform.Personal
+	// allowed: per account, its allow-listed attributes upstream.
+	allowed map[ledger.Key]map[string]string
 
 	mu      sync.Mutex
 	events  []ledger.Event
@@ -251,6 +258,16 @@ func (r *runner) setup(ctx context.Context) (err error) {
 		return err
 	}
 
+	// The upstream's personal data (contact fields, custom attributes but
+	// the allow-listed Tier) must reach no event, message or log.
+	st, err := r.up.State(ctx)
+	if err != nil {
+		return err
+	}
+	needles, allowed := conform.PersonalOf(st, allowAttr, conns)
+	needles[newOwnerEmail] = "activeplatform/1010 email (as the script changes it)"
+	r.pii, r.allowed = conform.NewPersonal(needles), allowed
+
 	r.slack = receivers.StartSlack()
 	if r.hook, err = receivers.StartWebhook(); err != nil {
 		return err
@@ -258,11 +275,15 @@ func (r *runner) setup(ctx context.Context) (err error) {
 	if r.smtp, err = receivers.StartSMTP(); err != nil {
 		return err
 	}
+	r.slack.Posts.Tap(func(b []byte) { r.pii.Scan("slack messages", b) })
+	r.hook.Deliveries.Tap(func(b []byte) { r.pii.Scan("webhook deliveries", b) })
+	r.smtp.Messages.Tap(func(b []byte) { r.pii.Scan("emails", b) })
 	if err := r.startServices(ctx); err != nil {
 		return err
 	}
 	go drive.Follow(ctx, r.bus.JS, func(m jetstream.Msg) {
 		e := drive.ToLedger(m)
+		r.pii.Scan("the event stream", m.Data())
 		r.mu.Lock()
 		r.events = append(r.events, e)
 		r.mu.Unlock()
@@ -284,9 +305,9 @@ func (r *runner) pollerConfig() string {
 policy:
   debt_step: "%s"
   degraded_after: 3
-pii_allow: ['custom_attributes["Tier"]']
+pii_allow: ['custom_attributes["%s"]']
 `, connAP, r.urls["activeplatform"], apToken, connBSS, bss, accessKey, accessSec,
-		connCAMSA, cams, accessKey, accessSec, spaceA1, spaceA2, connCAMSB, cams, accessKey, accessSec, spaceB, debtStep)
+		connCAMSA, cams, accessKey, accessSec, spaceA1, spaceA2, connCAMSB, cams, accessKey, accessSec, spaceB, debtStep, allowAttr)
 }
 
 func (r *runner) env(role eventbus.Role, ops string) []string {
@@ -556,10 +577,10 @@ func (r *runner) script(ctx context.Context) error {
 			set("activeplatform", "1001", map[string]any{"status": "active"}),
 			set("activeplatform", "1002", map[string]any{"status": "deleted"}),
 			set("activeplatform", "1004", map[string]any{"current_debt": "460.00"}),
-			set("activeplatform", "1006", map[string]any{"current_debt": "180.00"}),         // across its threshold (100.0)
-			set("activeplatform", "1014", map[string]any{"current_debt": "42.49"}),          // 10 more: below the step, no event
-			set("activeplatform", "1008", map[string]any{"balance": "12.50"}),               // not watched
-			set("activeplatform", "1010", map[string]any{"email": "new-owner@example.com"}), // personal, not watched
+			set("activeplatform", "1006", map[string]any{"current_debt": "180.00"}), // across its threshold (100.0)
+			set("activeplatform", "1014", map[string]any{"current_debt": "42.49"}),  // 10 more: below the step, no event
+			set("activeplatform", "1008", map[string]any{"balance": "12.50"}),       // not watched
+			set("activeplatform", "1010", map[string]any{"email": newOwnerEmail}),   // personal, not watched
 		}},
 		{"bss changes", []map[string]any{
 			set("bss", "6210322125051645960", map[string]any{"HostingStatus": "TRUSTEESHIP"}), // the document's FREEZE
@@ -779,6 +800,13 @@ func (r *runner) settle(ctx context.Context) (*conform.Report, error) {
 		}
 	}
 	rep.Problems = append(rep.Problems, conform.CheckDegraded(rep.Windows, events, faultGrace)...)
+	rep.Problems = append(rep.Problems, conform.CheckMeaning(rows, conform.Pair(rep.Result.Changes, events), r.allowed)...)
+	for _, name := range binaries[:4] {
+		if b, err := os.ReadFile(filepath.Join(r.work, name+".log")); err == nil {
+			r.pii.Scan(name+" log", b)
+		}
+	}
+	rep.Problems = append(rep.Problems, r.pii.Problems()...)
 	if rep.Stats, err = r.up.Stats(ctx); err != nil {
 		return nil, err
 	}

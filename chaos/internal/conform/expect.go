@@ -339,20 +339,20 @@ func (r *Report) Print(w io.Writer, sinks []string) {
 	for _, p := range upstreamProviders {
 		fmt.Fprintf(w, "%s: changes scripted on the upstream, and the events they caused\n", strings.ToUpper(p))
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "  #\tphase\tinjected upstream\texpected event\tstream seq\t%s\n", strings.Join(sinks, "\t"))
+		fmt.Fprintf(tw, "  #\tphase\tinjected upstream\texpected event\tstream seq\tseverity\t%s\n", strings.Join(sinks, "\t"))
 		for _, row := range r.Rows {
 			if row.Provider != p || !isChange(row.Op) {
 				continue
 			}
 			what := describe(row.Entry)
 			if row.Expected == nil {
-				fmt.Fprintf(tw, "  %d\t%s\t%s\tnone (%s)\t-\t%s\n", row.Seq, row.Phase, what, row.Why, strings.Repeat("-\t", len(sinks)-1)+"-")
+				fmt.Fprintf(tw, "  %d\t%s\t%s\tnone (%s)\t-\t-\t%s\n", row.Seq, row.Phase, what, row.Why, strings.Repeat("-\t", len(sinks)-1)+"-")
 				continue
 			}
 			ev, ok := paired[row.Seq]
-			seq, counts := "LOST", make([]string, len(sinks))
+			seq, sev, counts := "LOST", "-", make([]string, len(sinks))
 			if ok {
-				seq = fmt.Sprint(ev.Seq)
+				seq, sev = fmt.Sprint(ev.Seq), ev.Severity
 			}
 			for i, s := range sinks {
 				n := 0
@@ -365,7 +365,7 @@ func (r *Report) Print(w io.Writer, sinks []string) {
 			if row.Why != "" {
 				typ += " (" + row.Why + ")"
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", row.Seq, row.Phase, what, typ, seq, strings.Join(counts, "\t"))
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", row.Seq, row.Phase, what, typ, seq, sev, strings.Join(counts, "\t"))
 		}
 		tw.Flush()
 		fmt.Fprintln(w)

@@ -64,6 +64,10 @@ type Event struct {
 	Cur   string
 	// Undecodable is set (with the error) for a message that is not an event.
 	Undecodable string
+	// Severity and Attrs (the allow-listed account attributes) as the event
+	// carries them.
+	Severity string            `json:",omitempty"`
+	Attrs    map[string]string `json:",omitempty"`
 	// Stored is when the stream stored it (the server's timestamp).
 	Stored time.Time `json:"-"`
 }
