@@ -550,6 +550,9 @@ func (r *runner) awaitBaselined(ctx context.Context, after int) error {
 func (r *runner) inject(ctx context.Context, ops ...map[string]any) {
 	if _, err := r.up.Inject(ctx, ops...); err != nil {
 		r.logf("   injection refused: %v", err)
+		r.mu.Lock()
+		r.crashes = append(r.crashes, fmt.Sprintf("the script's injection was refused (a change not made is not checked): %v", err))
+		r.mu.Unlock()
 	}
 }
 
@@ -659,9 +662,9 @@ func (r *runner) script(ctx context.Context) error {
 		{"bss NotAuthorized (400)", fault("bss", "*", "auth", 8),
 			[]map[string]any{set("bss", "6210322125051645960", map[string]any{"CreditLimitStatus": "Trusteeship"})}, 8},
 		{"cams System.LimitControl (400)", fault("cams", "*", "throttle", 6),
-			[]map[string]any{setCAMS(spaceB, "8613520001", map[string]any{"About": "throttled by HTTP 400"})}, 6},
+			[]map[string]any{setCAMS(spaceB, "86135200001", map[string]any{"About": "throttled by HTTP 400"})}, 6},
 		{"cams Product.Unsubscript (400)", fault("cams", "QueryPhoneBusinessProfile", "unsubscribed", 8),
-			[]map[string]any{setCAMS(spaceA2, "8613510000", map[string]any{"Vertical": "Retail"})}, 8},
+			[]map[string]any{setCAMS(spaceA2, "86135100000", map[string]any{"Vertical": "Retail"})}, 8},
 		{"cams Ram.PermissionDeny", fault("cams", "QueryPhoneBusinessProfile", "auth", 10),
 			[]map[string]any{setCAMS(spaceA1, "8613800000", map[string]any{"Address": "Changsha, 2nd floor"})}, 10},
 	}
@@ -692,7 +695,7 @@ func (r *runner) script(ctx context.Context) error {
 	r.inject(ctx,
 		set("activeplatform", "1012", map[string]any{"status": "active"}),
 		set("bss", "1234567890123456789", map[string]any{"HostingStatus": "TRUSTEESHIP"}),
-		setCAMS(spaceB, "8613520000", map[string]any{"Description": "the last change"}),
+		setCAMS(spaceB, "86135200000", map[string]any{"Description": "the last change"}),
 	)
 	return r.awaitEvents(ctx)
 }

@@ -222,6 +222,8 @@ type Window struct {
 	// Degraded and Recovered count the operational events of those
 	// connections stored while it was live or shortly after.
 	Degraded, Recovered int
+	// hit are the connections with a poll.degraded in it.
+	hit map[string]bool
 }
 
 // throttles are fault kinds that slow an upstream down without an outage.
@@ -283,6 +285,10 @@ func CheckDegraded(windows []Window, events []ledger.Event, grace time.Duration)
 				continue
 			}
 			windows[in].Degraded++
+			if windows[in].hit == nil {
+				windows[in].hit = map[string]bool{}
+			}
+			windows[in].hit[e.Key.Instance] = true
 			continue
 		}
 		if !open[e.Key] {
@@ -297,8 +303,8 @@ func CheckDegraded(windows []Window, events []ledger.Event, grace time.Duration)
 		problems = append(problems, fmt.Sprintf("%s: poll.degraded never followed by poll.recovered", k))
 	}
 	for _, w := range windows {
-		if w.Outage && w.Degraded < len(w.Conns) {
-			problems = append(problems, fmt.Sprintf("fault #%d (%s %s on %s, %gs): %d poll.degraded for %d connections", w.Seq, w.Provider, w.Kind, w.Action, w.Seconds, w.Degraded, len(w.Conns)))
+		if w.Outage && len(w.hit) < len(w.Conns) {
+			problems = append(problems, fmt.Sprintf("fault #%d (%s %s on %s, %gs): poll.degraded of %d of the %d connections it hit", w.Seq, w.Provider, w.Kind, w.Action, w.Seconds, len(w.hit), len(w.Conns)))
 		}
 	}
 	sort.Strings(problems)

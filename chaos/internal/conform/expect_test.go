@@ -2,7 +2,9 @@ package conform
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -104,6 +106,49 @@ func TestSettleAndPair(t *testing.T) {
 			}
 			if got := len(Pair(Changes(rows), tc.events)); got != tc.paired {
 				t.Errorf("%d changes paired, want %d", got, tc.paired)
+			}
+		})
+	}
+}
+
+func TestCheckDegraded(t *testing.T) {
+	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
+	conns := Conns{CAMS: map[string]string{"s1": "cams-a", "s2": "cams-b"}}
+	outage := Entry{Seq: 1, Op: "fault", Provider: "cams", Action: "QueryPhoneBusinessProfile", Kind: "auth", Seconds: 8, At: at}
+	throttle := Entry{Seq: 2, Op: "fault", Provider: "cams", Action: "*", Kind: "throttle", Seconds: 6, At: at.Add(time.Minute)}
+	op := func(typ, inst, acct string, d time.Duration) ledger.Event {
+		return ledger.Event{Type: typ, Key: ledger.Key{Provider: ProviderCAMS, Instance: inst, Account: acct}, Stored: at.Add(d)}
+	}
+	cases := []struct {
+		name    string
+		events  []ledger.Event
+		problem string
+	}{
+		{"both connections degraded and recovered", []ledger.Event{
+			op("poll.degraded", "cams-a", "1", 3*time.Second), op("poll.degraded", "cams-b", "2", 3*time.Second),
+			op("poll.recovered", "cams-a", "1", 9*time.Second), op("poll.recovered", "cams-b", "2", 9*time.Second)}, ""},
+		{"many accounts of one connection are not both connections", []ledger.Event{
+			op("poll.degraded", "cams-a", "1", 3*time.Second), op("poll.degraded", "cams-a", "3", 3*time.Second),
+			op("poll.recovered", "cams-a", "1", 9*time.Second), op("poll.recovered", "cams-a", "3", 9*time.Second)}, "poll.degraded of 1 of the 2"},
+		{"never recovered", []ledger.Event{
+			op("poll.degraded", "cams-a", "1", 3*time.Second), op("poll.degraded", "cams-b", "2", 3*time.Second),
+			op("poll.recovered", "cams-a", "1", 9*time.Second)}, "never followed by poll.recovered"},
+		{"degraded outside every fault", []ledger.Event{
+			op("poll.degraded", "cams-a", "1", 3*time.Second), op("poll.degraded", "cams-b", "2", 3*time.Second),
+			op("poll.recovered", "cams-a", "1", 9*time.Second), op("poll.recovered", "cams-b", "2", 9*time.Second),
+			op("poll.degraded", "cams-a", "1", 10*time.Minute), op("poll.recovered", "cams-a", "1", 11*time.Minute)}, "outside every injected fault"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CheckDegraded(Windows([]Entry{outage, throttle}, conns), tc.events, 20*time.Second)
+			if tc.problem == "" {
+				if len(got) > 0 {
+					t.Fatalf("problems %v", got)
+				}
+				return
+			}
+			if len(got) == 0 || !strings.Contains(strings.Join(got, "\n"), tc.problem) {
+				t.Fatalf("problems %v, want one naming %q", got, tc.problem)
 			}
 		})
 	}
