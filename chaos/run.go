@@ -490,21 +490,11 @@ func (r *run) createEndpoint(ctx context.Context) error {
 // waitBaseline waits until every account has a baselined state record:
 // from then on every change is an event.
 func (r *run) waitBaseline(ctx context.Context) error {
-	kv, err := r.js.KeyValue(ctx, eventbus.BucketState)
-	if err != nil {
-		return err
-	}
 	want := len(r.world.Accounts)
-	err = retry(ctx, func() error {
-		lister, err := kv.ListKeys(ctx)
+	err := retry(ctx, func() error {
+		n, err := drive.Records(ctx, r.js)
 		if err != nil {
 			return err
-		}
-		n := 0
-		for k := range lister.Keys() {
-			if !strings.HasSuffix(k, ".*") {
-				n++
-			}
 		}
 		if n < want {
 			return fmt.Errorf("%d of %d accounts baselined", n, want)

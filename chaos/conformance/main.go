@@ -389,20 +389,10 @@ func (r *runner) waitBaseline(ctx context.Context) error {
 	for _, phones := range st.CAMS {
 		want += len(phones)
 	}
-	kv, err := r.bus.JS.KeyValue(ctx, eventbus.BucketState)
-	if err != nil {
-		return err
-	}
 	err = wait(ctx, 2*time.Minute, func() error {
-		lister, err := kv.ListKeys(ctx)
+		n, err := drive.Records(ctx, r.bus.JS)
 		if err != nil {
 			return err
-		}
-		n := 0
-		for k := range lister.Keys() {
-			if !strings.HasSuffix(k, ".*") {
-				n++
-			}
 		}
 		if n < want {
 			return fmt.Errorf("%d of %d accounts baselined", n, want)
@@ -746,14 +736,7 @@ func (r *runner) onboard(ctx context.Context, email string, wantCode int) {
 func (r *runner) settle(ctx context.Context) (*conform.Report, error) {
 	r.logf("── settling")
 	sinks := func() []ledger.Sink {
-		mk := func(name string, t interface {
-			Accepted() map[string]int
-			Attempts() (int, int)
-		}) ledger.Sink {
-			a, ref := t.Attempts()
-			return ledger.Sink{Name: name, Accepted: t.Accepted(), Attempts: a, Refused: ref}
-		}
-		return []ledger.Sink{mk("slack", r.slack.Posts), mk("webhook", r.hook.Deliveries), mk("email", r.smtp.Messages)}
+		return []ledger.Sink{drive.SinkOf("slack", r.slack.Posts), drive.SinkOf("webhook", r.hook.Deliveries), drive.SinkOf("email", r.smtp.Messages)}
 	}
 	var events []ledger.Event
 	_ = wait(ctx, phaseWait, func() error {
@@ -849,23 +832,7 @@ func refusals(stats map[string]int) []string {
 func (r *runner) verify(ctx context.Context) (ledger.Verify, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "awctl"), "verify", "--output", "json")
-	cmd.Env = append(cmd.Environ(), "NATS_URL="+r.bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+r.bus.SeedFile(eventbus.RoleOperator))
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	runErr := cmd.Run()
-	var rep struct {
-		Events       uint64            `json:"events"`
-		Accounts     int               `json:"accounts"`
-		StateChecked bool              `json:"state_checked"`
-		Problems     []json.RawMessage `json:"problems"`
-		Unlisted     int               `json:"problems_unlisted"`
-	}
-	if err := json.NewDecoder(&out).Decode(&rep); err != nil {
-		return ledger.Verify{}, fmt.Errorf("awctl verify: %v, %v: %s", runErr, err, errOut.String())
-	}
-	problems := len(rep.Problems) + rep.Unlisted
-	return ledger.Verify{Intact: runErr == nil && problems == 0, Events: rep.Events, Accounts: rep.Accounts, Problems: problems, StateChecked: rep.StateChecked}, nil
+	return drive.Verify(ctx, filepath.Join(r.bin, "awctl"), []string{"NATS_URL=" + r.bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE=" + r.bus.SeedFile(eventbus.RoleOperator)})
 }
 
 func (r *runner) teardown() {

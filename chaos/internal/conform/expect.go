@@ -431,19 +431,7 @@ func (r *Report) Print(w io.Writer, sinks []string) {
 		}
 	}
 	fmt.Fprintln(w, strings.TrimRight(b.String(), "\n"))
-	show := func(title string, list []string) {
-		if len(list) == 0 {
-			return
-		}
-		fmt.Fprintf(w, "%s (%d):\n", title, len(list))
-		for i, s := range list {
-			if i == 30 {
-				fmt.Fprintf(w, "  … %d more\n", len(list)-30)
-				break
-			}
-			fmt.Fprintln(w, "  "+s)
-		}
-	}
+	show := func(title string, list []string) { ledger.Show(w, title, list, 30) }
 	show("phantom events", res.Phantom)
 	show("lost changes", res.Lost)
 	show("problems", r.Problems)

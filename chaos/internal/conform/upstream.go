@@ -6,13 +6,13 @@
 package conform
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/accountwatch/accountwatch/chaos/internal/drive"
 )
 
 // Entry is one line of the upstream's ledger: an injected change, account
@@ -47,33 +47,8 @@ func NewUpstream(base string) *Upstream {
 }
 
 func (u *Upstream) do(ctx context.Context, method, path string, body, out any) error {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.Base+path, r)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := u.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("upstream control %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
+	if err := drive.DoJSON(ctx, &u.client, method, u.Base+path, body, out); err != nil {
+		return fmt.Errorf("upstream control: %w", err)
 	}
 	return nil
 }

@@ -416,19 +416,7 @@ func (r Result) Print(w io.Writer) {
 	if r.Load != "" {
 		fmt.Fprintf(w, "load average during the run: %s\n", r.Load)
 	}
-	show := func(title string, list []string) {
-		if len(list) == 0 {
-			return
-		}
-		fmt.Fprintf(w, "%s (%d):\n", title, len(list))
-		for i, s := range list {
-			if i == 20 {
-				fmt.Fprintf(w, "  … %d more\n", len(list)-20)
-				break
-			}
-			fmt.Fprintln(w, "  "+s)
-		}
-	}
+	show := func(title string, list []string) { Show(w, title, list, 20) }
 	show("phantom events", r.Phantom)
 	show("lost changes", r.Lost)
 	show("state ahead of the stream", r.State.Ahead)
@@ -459,4 +447,20 @@ func rangeOf(ds []time.Duration) string {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return fmt.Sprintf("range %s–%s", round(s[0]), round(s[len(s)-1]))
+}
+
+// Show writes a titled list (nothing when it is empty), at most most lines
+// of it.
+func Show(w io.Writer, title string, list []string, most int) {
+	if len(list) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s (%d):\n", title, len(list))
+	for i, s := range list {
+		if i == most {
+			fmt.Fprintf(w, "  … %d more\n", len(list)-most)
+			break
+		}
+		fmt.Fprintln(w, "  "+s)
+	}
 }
