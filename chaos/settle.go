@@ -44,14 +44,7 @@ func (r *run) settle(ctx context.Context) (ledger.Result, error) {
 		for _, m := range msgs {
 			events = append(events, drive.ToLedger(m))
 		}
-		missing := 0
-		for _, s := range sinks() {
-			for _, e := range events {
-				if s.Accepted[e.ID] == 0 {
-					missing++
-				}
-			}
-		}
+		missing := drive.Outstanding(events, sinks())
 		if missing == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			r.logf("── %d events stored; %d deliveries outstanding", len(events), missing)
 			break

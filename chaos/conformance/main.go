@@ -26,7 +26,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -185,22 +184,7 @@ func (r *runner) main(ctx context.Context, jsonOut string) int {
 	return 0
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func (r *runner) file(name, content string) string {
-	p := filepath.Join(r.work, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		panic(err)
-	}
-	return p
-}
+func (r *runner) file(name, content string) string { return drive.WriteFile(r.work, name, content) }
 
 func (r *runner) setup(ctx context.Context) (err error) {
 	if err := os.MkdirAll(r.bin, 0o750); err != nil {
@@ -250,7 +234,7 @@ func (r *runner) setup(ctx context.Context) (err error) {
 	// One embedded JetStream server (as make run's devstack hosts it): it
 	// makes every role's credentials; it provisions as the admin.
 	cfg := eventbus.DefaultConfig()
-	cfg.DataDir, cfg.Listen, cfg.SyncAlways = filepath.Join(r.work, "nats"), freeAddr(), false
+	cfg.DataDir, cfg.Listen, cfg.SyncAlways = filepath.Join(r.work, "nats"), drive.FreeAddr(), false
 	if r.bus, err = eventbus.Connect(ctx, cfg); err != nil {
 		return err
 	}
@@ -319,7 +303,7 @@ func (r *runner) startServices(ctx context.Context) error {
 		return fmt.Sprintf("receivers:\n  - {name: conf, %s: %s}\nroute:\n  receiver: conf\n  group_by: [\"...\"]\n  group_wait: 0s\n  group_interval: 1s\n", kind, to)
 	}
 	sinkEnv := []string{"AW_SINK_START=all", "AW_SINK_ACK_WAIT=20s", "AW_SINK_BACKOFF_INITIAL=1s", "AW_SINK_BACKOFF_MAX=5s", "AW_SINK_MAX_DELIVER=100"}
-	hookAPI := freeAddr()
+	hookAPI := drive.FreeAddr()
 	specs := []struct {
 		name string
 		env  []string
@@ -333,7 +317,7 @@ func (r *runner) startServices(ctx context.Context) error {
 	}
 	var ready []string
 	for _, s := range specs {
-		ops := freeAddr()
+		ops := drive.FreeAddr()
 		p := &proc.Proc{Name: s.name, Path: filepath.Join(r.bin, s.name), Log: filepath.Join(r.work, s.name+".log"),
 			Env: append(r.env(eventbus.Role(s.name), ops), s.env...)}
 		p.OnExit = r.supervise(p)
@@ -748,14 +732,7 @@ func (r *runner) settle(ctx context.Context) (*conform.Report, error) {
 		for _, m := range msgs {
 			events = append(events, drive.ToLedger(m))
 		}
-		missing := 0
-		for _, s := range sinks() {
-			for _, e := range events {
-				if s.Accepted[e.ID] == 0 {
-					missing++
-				}
-			}
-		}
+		missing := drive.Outstanding(events, sinks())
 		if missing > 0 {
 			return fmt.Errorf("%d deliveries outstanding", missing)
 		}

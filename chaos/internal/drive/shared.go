@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -110,4 +113,37 @@ type Tallier interface {
 func SinkOf(name string, t Tallier) ledger.Sink {
 	a, ref := t.Attempts()
 	return ledger.Sink{Name: name, Accepted: t.Accepted(), Attempts: a, Refused: ref}
+}
+
+// Outstanding counts the deliveries still owed: each event of the stream
+// that a sink has not accepted yet, once per sink.
+func Outstanding(events []ledger.Event, sinks []ledger.Sink) int {
+	n := 0
+	for _, s := range sinks {
+		for _, e := range events {
+			if s.Accepted[e.ID] == 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// FreeAddr is a loopback address no one listens on (yet).
+func FreeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// WriteFile writes content to dir/name (owner only) and returns its path.
+func WriteFile(dir, name, content string) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		panic(err)
+	}
+	return p
 }
