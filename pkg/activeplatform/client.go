@@ -200,7 +200,9 @@ func (c *Client) ListRaw(ctx context.Context, o ListOptions, fn func(item []byte
 			case f.total >= 0:
 				// Whether the page before this one was the last is known only
 				// once fn has walked it: the request waits for the hand-over.
-				announced = n*per < f.total
+				// An empty page ends the listing whatever the header says:
+				// no request past it (a wrapped page is judged by fn alone).
+				announced = n*per < f.total && !emptyArray(f.body)
 			default:
 				// Split here: a page with accounts is followed by another
 				// (an empty one ends the listing), and the one before was

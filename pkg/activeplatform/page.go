@@ -165,3 +165,9 @@ func listItems(body []byte) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// emptyArray reports whether a page is the bare empty array.
+func emptyArray(body []byte) bool {
+	b := bytes.TrimSpace(body)
+	return len(b) >= 2 && b[0] == '[' && skipWS(b, 1) == len(b)-1 && b[len(b)-1] == ']'
+}
