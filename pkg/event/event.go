@@ -316,6 +316,7 @@ func build(t Type, m Meta, d Data, defaultSeverity Severity) (*Event, error) {
 	}
 	d.Evidence = m.Evidence
 	d.Chain = m.Chain
+	d.Standing = m.Standing
 	if d.Chain.Seq == 0 {
 		d.Chain.Seq = 1
 	}

@@ -79,24 +79,13 @@ func Project(points []Point, threshold decimal.Decimal, o Options) (Projection, 
 	if last.Value.GreaterThanOrEqual(threshold) {
 		return Projection{}, ErrAlreadyMet
 	}
-	// x in days since the first point, y the amounts: float64 is exact enough
-	// for a slope; the amounts reported stay decimals.
-	n := float64(len(points))
-	var sx, sy, sxx, sxy, syy float64
-	for _, p := range points {
-		x := p.At.Sub(first.At).Hours() / 24
-		y := p.Value.InexactFloat64()
-		sx, sy, sxx, sxy, syy = sx+x, sy+y, sxx+x*x, sxy+x*y, syy+y*y
-	}
-	vx, vy, cxy := sxx-sx*sx/n, syy-sy*sy/n, sxy-sx*sy/n
-	if vx <= 0 {
+	slope, fit, ok := line(points)
+	if !ok {
 		return Projection{}, fmt.Errorf("%w: one moment", ErrTooFew)
 	}
-	slope := cxy / vx
-	if vy == 0 || slope <= 0 {
+	if math.IsNaN(fit) || slope <= 0 {
 		return Projection{}, ErrNotRising
 	}
-	fit := cxy * cxy / (vx * vy)
 	if fit < o.MinFit {
 		return Projection{}, fmt.Errorf("%w: R² %.2f under %.2f", ErrScattered, fit, o.MinFit)
 	}
@@ -109,4 +98,40 @@ func Project(points []Point, threshold decimal.Decimal, o Options) (Projection, 
 		return Projection{}, ErrNotRising
 	}
 	return Projection{RatePerDay: rate, ETA: last.At.Add(time.Duration(days * 24 * float64(time.Hour))), Fit: fit, Points: points}, nil
+}
+
+// Slope is the least-squares growth per day of points, rounded to cents,
+// whatever its direction; false for fewer than two moments.
+func Slope(points []Point) (decimal.Decimal, bool) {
+	slope, _, ok := line(points)
+	if !ok {
+		return decimal.Zero, false
+	}
+	return decimal.NewFromFloat(slope).Round(2), true
+}
+
+// line fits points by least squares: the slope per day and R² (NaN for a
+// flat series); false when they hold one moment only. x is in days since
+// the first point: float64 is exact enough for a slope, and the amounts
+// reported stay decimals.
+func line(points []Point) (slope, fit float64, ok bool) {
+	if len(points) < 2 {
+		return 0, 0, false
+	}
+	first := points[0].At
+	n := float64(len(points))
+	var sx, sy, sxx, sxy, syy float64
+	for _, p := range points {
+		x := p.At.Sub(first).Hours() / 24
+		y := p.Value.InexactFloat64()
+		sx, sy, sxx, sxy, syy = sx+x, sy+y, sxx+x*x, sxy+x*y, syy+y*y
+	}
+	vx, vy, cxy := sxx-sx*sx/n, syy-sy*sy/n, sxy-sx*sy/n
+	if vx <= 0 {
+		return 0, 0, false
+	}
+	if vy == 0 {
+		return 0, math.NaN(), true
+	}
+	return cxy / vx, cxy * cxy / (vx * vy), true
 }

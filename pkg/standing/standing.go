@@ -1,7 +1,9 @@
 // Package standing keeps every account's current standing in memory — on
-// credit hold, frozen, over its debt threshold, unreadable, removed, or in
-// good standing — from the poller's last-known state (AW_STATE), followed
-// live, so the console's overview answers from memory at 100,000 accounts.
+// credit hold, frozen, over its debt threshold, under its balance floor,
+// unreadable, removed, or in good standing — from the poller's last-known
+// state (AW_STATE), followed live, so the console's overview answers from
+// memory at 100,000 accounts and a notifier's standing report lists every
+// account in bad standing, those already so when watching began included.
 package standing
 
 import (
@@ -14,26 +16,29 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopspring/decimal"
 
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/forecast"
 	"github.com/accountwatch/accountwatch/pkg/state"
 )
 
-// Standings, worst first.
+// Standings, worst first: the problems of event.Problems, then removed and good.
 const (
-	CreditHold         = "credit_hold"
-	Frozen             = "frozen"
-	OverThreshold      = "over_threshold"
-	AdministrativeHold = "administrative_hold"
-	Degraded           = "degraded"
+	CreditHold         = event.ProblemCreditHold
+	Frozen             = event.ProblemFrozen
+	OverThreshold      = event.ProblemOverThreshold
+	AdministrativeHold = event.ProblemAdministrativeHold
+	BelowFloor         = event.ProblemBelowFloor
+	Degraded           = event.ProblemDegraded
 	Removed            = "removed"
 	Good               = "good"
 )
 
 // All lists the standings in display order.
-var All = []string{CreditHold, Frozen, OverThreshold, AdministrativeHold, Degraded, Removed, Good}
+var All = []string{CreditHold, Frozen, OverThreshold, AdministrativeHold, BelowFloor, Degraded, Removed, Good}
 
 // Account is one account's current standing.
 type Account struct {
@@ -46,45 +51,101 @@ type Account struct {
 	Hosting     string         `json:"hosting_status,omitempty"`
 	CreditLimit string         `json:"credit_limit_status,omitempty"`
 	Debt        string         `json:"debt,omitempty"`
-	ChangedAt   time.Time      `json:"changed_at,omitzero"`
-	Events      uint64         `json:"events"`
-	LastError   string         `json:"last_error,omitempty"`
-	search      string
+	// Threshold is the line the debt is measured against; Currency the
+	// amounts' (every figure is shown with it).
+	Threshold string `json:"threshold,omitempty"`
+	Balance   string `json:"balance,omitempty"`
+	Floor     string `json:"balance_floor,omitempty"`
+	Currency  string `json:"currency,omitempty"`
+	// Trend is the debt's fitted growth per day over its recent history
+	// ("" when there are too few points for one).
+	Trend string `json:"trend_per_day,omitempty"`
+	// Forecast is when the debt is projected to reach the threshold, while
+	// a debt.forecast announced it holds.
+	Forecast *detect.ForecastState `json:"forecast,omitempty"`
+	// Since is when the account entered bad standing.
+	Since     time.Time         `json:"since,omitzero"`
+	ChangedAt time.Time         `json:"changed_at,omitzero"`
+	Events    uint64            `json:"events"`
+	LastError string            `json:"last_error,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	search    string
+}
+
+// Bad reports whether the account is in bad standing (a problem; removed is not one).
+func (a Account) Bad() bool {
+	return slices.ContainsFunc(a.Standings, func(s string) bool { return slices.Contains(event.Problems, s) })
+}
+
+// Problems are the account's problems (its standings less removed and good).
+func (a Account) Problems() []string {
+	var out []string
+	for _, s := range a.Standings {
+		if slices.Contains(event.Problems, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Of derives an account's standing from its record.
 func Of(r detect.Record) Account {
-	a := Account{Provider: r.Provider, Instance: r.Instance, ID: r.AccountID, Name: r.Name, ChangedAt: r.ChangedAt, Events: r.Chain.Seq, LastError: r.LastError}
+	a := Account{Provider: r.Provider, Instance: r.Instance, ID: r.AccountID, Name: r.Name, ChangedAt: r.ChangedAt, Events: r.Chain.Seq,
+		LastError: r.LastError, Since: r.BadSince, Labels: r.Labels}
+	if a.Name == a.ID {
+		a.Name = ""
+	}
+	if a.Name == "" {
+		a.Name = r.Labels["display_name"]
+	}
 	a.Status = r.Enums[detect.FieldStatus].Value
 	a.Hosting = r.Enums[detect.FieldHostingStatus].Value
 	a.CreditLimit = r.Enums[detect.FieldCreditLimitStatus].Value
-	if r.Debt != nil {
-		a.Debt = r.Debt.Value
+	if d := r.Debt; d != nil {
+		a.Debt, a.Threshold, a.Currency, a.Forecast = d.Current, d.Threshold, d.Currency, d.Forecast
+		if a.Debt == "" {
+			a.Debt = d.Value
+		}
+		a.Trend = trend(d.History)
 	}
-	switch a.Status {
-	case event.StatusCreditHold:
-		a.Standings = append(a.Standings, CreditHold)
-	case event.StatusAdministrativeHold:
-		a.Standings = append(a.Standings, AdministrativeHold)
+	if b := r.Balance; b != nil {
+		a.Balance, a.Floor = b.Current, b.Floor
+		if a.Currency == "" {
+			a.Currency = b.Currency
+		}
 	}
-	if a.Hosting == "freeze" || a.CreditLimit == "freeze" {
-		a.Standings = append(a.Standings, Frozen)
+	if a.Currency == "" {
+		a.Currency = r.Attrs["currency"]
 	}
-	if r.Debt != nil && r.Debt.Above {
-		a.Standings = append(a.Standings, OverThreshold)
-	}
-	if r.Degraded {
-		a.Standings = append(a.Standings, Degraded)
-	}
+	a.Standings = r.Problems()
 	if r.Removed {
 		a.Standings = append(a.Standings, Removed)
 	}
 	if len(a.Standings) == 0 {
 		a.Standings = []string{Good}
 	}
-	slices.SortFunc(a.Standings, func(x, y string) int { return slices.Index(All, x) - slices.Index(All, y) })
 	a.search = strings.ToLower(a.ID + " " + a.Name + " " + a.Instance)
 	return a
+}
+
+// trend is the fitted daily growth of a debt history, any direction.
+func trend(h []detect.Sample) string {
+	if len(h) < 2 {
+		return ""
+	}
+	pts := make([]forecast.Point, 0, len(h))
+	for _, s := range h {
+		v, err := decimal.NewFromString(s.Value)
+		if err != nil {
+			return ""
+		}
+		pts = append(pts, forecast.Point{At: s.At, Value: v})
+	}
+	r, ok := forecast.Slope(pts)
+	if !ok {
+		return ""
+	}
+	return r.String()
 }
 
 // Index holds every account's standing.
@@ -94,7 +155,12 @@ type Index struct {
 }
 
 // Follow loads AW_STATE and keeps the index current until ctx ends.
-func Follow(ctx context.Context, js jetstream.JetStream) (*Index, error) {
+func Follow(ctx context.Context, js jetstream.JetStream) (*Index, error) { return open(ctx, js, true) }
+
+// Load reads AW_STATE once (a notifier's standing report).
+func Load(ctx context.Context, js jetstream.JetStream) (*Index, error) { return open(ctx, js, false) }
+
+func open(ctx context.Context, js jetstream.JetStream, follow bool) (*Index, error) {
 	kv, err := js.KeyValue(ctx, eventbus.BucketState)
 	if err != nil {
 		return nil, fmt.Errorf("state bucket: %w", err)
@@ -104,7 +170,7 @@ func Follow(ctx context.Context, js jetstream.JetStream) (*Index, error) {
 		return nil, fmt.Errorf("watch state: %w", err)
 	}
 	ix := &Index{accounts: map[string]*Account{}}
-	return ix, eventbus.Follow(ctx, w, true, func(e jetstream.KeyValueEntry) {
+	return ix, eventbus.Follow(ctx, w, follow, func(e jetstream.KeyValueEntry) {
 		if e.Operation() != jetstream.KeyValuePut {
 			ix.mu.Lock()
 			delete(ix.accounts, e.Key())
@@ -201,4 +267,27 @@ func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	return len(ix.accounts)
+}
+
+// Bad lists the accounts in bad standing that keep accepts (nil: all),
+// worst first, then longest in bad standing first.
+func (ix *Index) Bad(keep func(Account) bool) []Account {
+	var out []Account
+	ix.mu.RLock()
+	for _, a := range ix.accounts {
+		if a.Bad() && (keep == nil || keep(*a)) {
+			out = append(out, *a)
+		}
+	}
+	ix.mu.RUnlock()
+	slices.SortFunc(out, func(x, y Account) int {
+		if c := slices.Index(All, x.Standings[0]) - slices.Index(All, y.Standings[0]); c != 0 {
+			return c
+		}
+		if c := x.Since.Compare(y.Since); c != 0 {
+			return c
+		}
+		return strings.Compare(string(x.Provider)+x.Instance+x.ID, string(y.Provider)+y.Instance+y.ID)
+	})
+	return out
 }
