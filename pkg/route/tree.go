@@ -418,6 +418,25 @@ func (t *Tree) LeafFor(e *event.Event, receiver string) *Leaf {
 	return nil
 }
 
+// Repeats reports whether some route has a repeat_interval.
+func (t *Tree) Repeats() bool { return t.MinRepeat() > 0 }
+
+// MinRepeat is the shortest repeat_interval of the tree (0: none).
+func (t *Tree) MinRepeat() time.Duration {
+	var m time.Duration
+	var walk func(*node)
+	walk = func(n *node) {
+		if r := n.leaf.RepeatInterval; r > 0 && (m == 0 || r < m) {
+			m = r
+		}
+		for _, c := range n.children {
+			walk(c)
+		}
+	}
+	walk(t.root)
+	return m
+}
+
 // Inhibitions are the tree's inhibit rules.
 func (t *Tree) Inhibitions() []*InhibitRule { return t.inhibit }
 

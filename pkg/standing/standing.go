@@ -291,3 +291,20 @@ func (ix *Index) Bad(keep func(Account) bool) []Account {
 	})
 	return out
 }
+
+// Report is a standing report: every account in bad standing a route
+// takes, worst first, as of At; Scheduled is the moment it is for, in the
+// schedule's zone.
+type Report struct {
+	Route     string
+	Every     string
+	Scheduled time.Time
+	At        time.Time
+	Lines     []ReportLine
+}
+
+// ReportLine is one account of a report and when the receiver last alerted on it.
+type ReportLine struct {
+	Account
+	LastAlert time.Time
+}
