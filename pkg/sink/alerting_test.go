@@ -400,7 +400,7 @@ func TestOrderKeptAcrossAKilledNotifier(t *testing.T) {
 	h.publish(t, newer)
 	rec := &recorder{}
 	s2 := set
-	rt2, err := sink.New(bus.JS, "test", tree(t, "route: {receiver: r, group_wait: 0s}", "r"), []sink.Receiver{{Name: "r"}}, rec, sink.WithSettings(s2))
+	rt2, err := sink.New(bus.JS, "test", tree(t, "route: {receiver: r, group_wait: 0s, group_interval: 0s}", "r"), []sink.Receiver{{Name: "r"}}, rec, sink.WithSettings(s2))
 	if err != nil {
 		t.Fatal(err)
 	}

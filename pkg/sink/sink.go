@@ -453,20 +453,24 @@ func (r *Runtime) Add(rc Receiver) error {
 // it held is handed back and stays in its durable consumer. It waits for the
 // drain and reports whether the receiver was running.
 func (r *Runtime) Remove(name string) bool {
+	// The worker first: it would otherwise deliver what the fast path hands
+	// to the retry queue as it retires.
+	stopped := r.stopWorker(name)
 	if r.fan != nil {
 		r.fan.deactivate(name, false)
 	}
-	return r.stopWorker(name)
+	return stopped
 }
 
 // Park stops delivering to a receiver (a webhook endpoint paused or
 // disabled) but keeps taking its events: they wait for it (in its durable
 // consumer, or in fan-out mode its retry queue) until it is added again.
 func (r *Runtime) Park(name string) bool {
+	stopped := r.stopWorker(name) // first, as in Remove
 	if r.fan != nil {
 		r.fan.deactivate(name, true)
 	}
-	return r.stopWorker(name)
+	return stopped
 }
 
 func (r *Runtime) stopWorker(name string) bool {
