@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -307,4 +308,37 @@ type Report struct {
 type ReportLine struct {
 	Account
 	LastAlert time.Time
+}
+
+// Words is a report line as a person reads it, every figure with its currency.
+type Words struct {
+	Name, Standing, Since, Debt, Trend, Forecast, LastAlert string
+}
+
+// Words renders the line as of at (the report's time).
+func (l ReportLine) Words(at time.Time) Words {
+	a := l.Account
+	d := event.Data{Provider: a.Provider, Instance: a.Instance, AccountID: a.ID, AccountName: a.Name}
+	s := &event.Standing{Problems: a.Problems(), Status: a.Status, HostingStatus: a.Hosting, CreditLimitStatus: a.CreditLimit,
+		Debt: a.Debt, Threshold: a.Threshold, Balance: a.Balance, Floor: a.Floor, Currency: a.Currency}
+	w := Words{Name: describe.Name(d), Standing: describe.Standing(s), Since: "unknown", LastAlert: "none since it went bad"}
+	if !a.Since.IsZero() {
+		w.Since = a.Since.UTC().Format("2006-01-02 15:04 UTC") + " (" + strings.TrimPrefix(describe.In(at.Sub(a.Since)), "in ~") + " ago)"
+	}
+	switch {
+	case a.Debt != "" && a.Threshold != "":
+		w.Debt = describe.Money(a.Debt, a.Currency) + " of " + describe.Money(a.Threshold, a.Currency)
+	case a.Debt != "":
+		w.Debt = describe.Money(a.Debt, a.Currency)
+	}
+	if a.Trend != "" {
+		w.Trend = describe.Delta(a.Trend, a.Currency) + "/day"
+	}
+	if f := a.Forecast; f != nil && a.Threshold != "" {
+		w.Forecast = describe.Forecast(&event.Forecast{Threshold: a.Threshold, Currency: a.Currency, RatePerDay: f.RatePerDay, ETA: f.ETA}, at)
+	}
+	if !l.LastAlert.IsZero() {
+		w.LastAlert = l.LastAlert.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return w
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -113,6 +114,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if err != nil {
 		return err
 	}
+	comp.Console = describe.Console(s.ConsoleURL)
 	return sink.Serve(ctx, sink.Service{
 		Sink: SinkName, Process: "email-notifier", Role: eventbus.RoleEmail, Settings: s.ProcessSettings,
 		OpsListen: s.OpsListen, Log: log, Adhoc: deadletter.AddressEmail,

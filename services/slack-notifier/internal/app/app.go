@@ -10,6 +10,7 @@ import (
 	"net/url"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -76,6 +77,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
 			sender, err := slacksink.New(ctx, env.Bus.JS, file.Receivers, slacksink.Options{
 				Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
+				Console: describe.Console(s.ConsoleURL),
 			})
 			if err != nil {
 				return nil, err
