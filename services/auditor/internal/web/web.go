@@ -335,7 +335,9 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 		ID       string
 		Account  standing.Account
 		Timeline []TimelineRow
-	}{p, inst, id, acct, rows}})
+		// Words are the debt's trend and forecast, in the alerts' words.
+		Words standing.Words
+	}{p, inst, id, acct, rows, standing.ReportLine{Account: acct}.Words(time.Now())}})
 }
 
 func (s *Server) event(w http.ResponseWriter, r *http.Request) {
