@@ -200,3 +200,13 @@ func In(d time.Duration) string {
 		return fmt.Sprintf("in ~%d minutes", max(1, int(math.Round(d.Minutes()))))
 	}
 }
+
+// Still says a standing for a reminder: "still credit hold; debt 620.00 EUR
+// over the 600.00 EUR threshold" ("" in good standing).
+func Still(s *event.Standing) string {
+	if !s.Bad() {
+		return ""
+	}
+	st := Standing(s)
+	return "still " + strings.ToLower(st[:1]) + st[1:]
+}

@@ -85,7 +85,7 @@ route:
 	}
 	s.ConfigFile, s.ConsoleURL = p, "http://127.0.0.1:8491"
 	j := eventtest.NewJourney(t, "1000123", time.Now().Add(-5*time.Minute))
-	bustest.Publish(t, st.bus, j.Hold)
+	bustest.Publish(t, st.bus, j.Ladder, j.Hold)
 	st.run(t, s)
 	find := func(sub string) []parsed {
 		var out []parsed
@@ -115,8 +115,20 @@ route:
 			t.Errorf("the reminder lacks %q:\n%s", want, rem.text)
 		}
 	}
+	// Active again while still over the threshold: the email says so.
+	bustest.Publish(t, st.bus, j.Active)
+	const still = "Account active again; debt 620.00 EUR still over the 600.00 EUR threshold"
+	bustest.Eventually(t, "the recovery", func() bool { return len(find(still)) == 1 })
+	if rec := find(still)[0]; !strings.Contains(rec.html, still) || !strings.Contains(rec.text, still) {
+		t.Errorf("the recovery email does not say what is still wrong:\n%s", rec.text)
+	}
+	warn := find("Debt past 80% of its threshold")
+	if len(warn) != 1 || !strings.Contains(warn[0].text, "80% of the threshold: 480.00 EUR") {
+		t.Fatalf("the ladder step: %d emails", len(warn))
+	}
 	if dir := os.Getenv("AW_SCREENSHOT_DIR"); dir != "" {
-		for name, q := range map[string]parsed{"email-hold.html": hold, "email-reminder.html": rem, "email-report.html": rep} {
+		for name, q := range map[string]parsed{"email-1-warning.html": warn[0], "email-2-credit-hold.html": hold, "email-3-reminder.html": rem,
+			"email-4-recovery.html": find(still)[0], "email-5-report.html": rep} {
 			if err := os.WriteFile(filepath.Join(dir, name), []byte(q.html), 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -266,7 +266,11 @@ func (c *Composer) view(e *event.Event, o Options) View {
 		v.Runbook = o.Runbook(e)
 	}
 	if o.Reminder {
-		v.Headline = "Reminder: still " + strings.ToLower(v.Standing)
+		if d.Standing.Bad() {
+			v.Headline = "Reminder: " + describe.Still(d.Standing)
+		} else {
+			v.Headline = "Reminder: " + v.Headline
+		}
 		v.Title = v.Headline
 	}
 	if f := d.Forecast; f != nil {

@@ -2,8 +2,10 @@ package app_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +63,7 @@ func TestFinanceJourney(t *testing.T) {
 
 	bustest.Eventually(t, "a reminder in the thread", func() bool { return len(posts()) == 3 })
 	rem := posts()[2]
-	if rem.ThreadTS != open.TS || !strings.Contains(rem.Attachments, "Still credit hold") || rem.At.Sub(posts()[1].At) < 2*time.Second {
+	if rem.ThreadTS != open.TS || !strings.Contains(rem.Attachments, "Still credit hold; debt 620.00 EUR over the 600.00 EUR threshold") || rem.At.Sub(posts()[1].At) < 2*time.Second {
 		t.Errorf("reminder %+v after %s", rem, rem.At.Sub(posts()[1].At))
 	}
 
@@ -71,6 +73,9 @@ func TestFinanceJourney(t *testing.T) {
 		u := updates()
 		return len(u) == 2 && strings.Contains(u[1].Attachments, still)
 	})
+	if u := updates()[1]; !strings.Contains(u.Attachments, "#F2A100") {
+		t.Errorf("the opening message of an account still over its threshold is not orange: %s", u.Attachments)
+	}
 	var reply slackcapture.Call
 	for _, p := range posts() {
 		if strings.Contains(p.Text, "active again") {
@@ -92,8 +97,28 @@ func TestFinanceJourney(t *testing.T) {
 		t.Errorf("%d reminders after the account was back in good standing", len(posts())-n)
 	}
 	if dir := os.Getenv("AW_SCREENSHOT_DIR"); dir != "" {
-		b, _ := json.MarshalIndent(st.slack.Calls(), "", "  ")
-		if err := os.WriteFile(filepath.Join(dir, "slack-journey.json"), b, 0o644); err != nil {
+		calls := st.slack.Calls()
+		b, _ := json.MarshalIndent(calls, "", "  ")
+		errs := []error{os.WriteFile(filepath.Join(dir, "slack-journey.json"), b, 0o644)}
+		// One page per step, from the first call of the step to the next
+		// step's: the warning opens the thread; the hold (a reply, the
+		// opening turned red); the reminder; the recovery; paid.
+		steps := []struct{ name, title, marks string }{
+			{"slack-1-warning", "1. Warning: the debt passes 80% of its threshold; the account's thread opens", "Debt past 80%"},
+			{"slack-2-credit-hold", "2. Credit hold: a reply in the thread; the opening message turns red in place", "Credit hold —"},
+			{"slack-3-reminder", "3. A reminder after repeat_interval: still on credit hold", "⏰"},
+			{"slack-4-recovery", "4. Active again, saying what is still wrong; the opening message follows", "active again"},
+			{"slack-5-paid", "5. Paid under the threshold: good standing, the opening message green", "Debt back under threshold"},
+		}
+		starts := make([]int, len(steps)+1)
+		for i, st := range steps {
+			starts[i] = slices.IndexFunc(calls, func(c slackcapture.Call) bool { return strings.Contains(c.Attachments, st.marks) })
+		}
+		starts[len(steps)] = len(calls)
+		for i, st := range steps {
+			errs = append(errs, os.WriteFile(filepath.Join(dir, st.name+".html"), []byte(previewHTML(st.title, calls, starts[i], starts[i+1])), 0o644))
+		}
+		if err := errors.Join(errs...); err != nil {
 			t.Fatal(err)
 		}
 	}

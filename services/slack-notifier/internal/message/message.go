@@ -268,7 +268,7 @@ func AccountWith(evs []*event.Event, c Context) Message {
 	}
 	head := emoji(bad) + " " + describe.Title(last)
 	if c.Reminder {
-		head = "⏰ Still " + strings.ToLower(describe.Standing(d.Standing))
+		head = "⏰ S" + strings.TrimPrefix(describe.Still(d.Standing), "s")
 		if !d.Standing.Bad() {
 			head = "⏰ Reminder: " + Headline(last)
 		}
@@ -344,12 +344,30 @@ func AccountWith(evs []*event.Event, c Context) Message {
 
 // Opening renders an account's thread-opening message as the account
 // stands now (e, its latest event): updated in place on every change of
-// standing, so the thread's first message never shows a stale state.
+// standing, so the thread's first message never shows a stale state. Its
+// colour is the standing's: red on a hold or freeze, orange for another
+// problem, green in good standing (an account active again but still over
+// its threshold stays orange).
 func Opening(e *event.Event, c Context) Message {
 	m := AccountWith([]*event.Event{e}, c)
-	if !e.Data.Standing.Bad() && e.Data.Standing != nil {
+	s := e.Data.Standing
+	if s == nil {
+		return m
+	}
+	mark := "✅"
+	switch {
+	case s.Has(event.ProblemCreditHold) || s.Has(event.ProblemFrozen):
+		m.Color, mark = ColorCritical, "🔴"
+	case s.Bad():
+		m.Color, mark = ColorWarning, "🟠"
+	default:
 		m.Color = ColorRecovered
 	}
+	title := mark + " " + describe.Title(e) + " — " + describe.Name(e.Data)
+	if len(title) > 150 {
+		title = title[:147] + "…"
+	}
+	m.Blocks[0] = slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, plain(title), true, false))
 	return m
 }
 
