@@ -26,21 +26,23 @@ func TestAccountPageShowsTheForecastInBrowser(t *testing.T) {
 	f := start(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	j := eventtest.NewJourney(t, "1000125", now.Add(-10*time.Minute))
-	evs := []*event.Event{j.Ladder, j.Hold, j.Active}
+	// The journey five days ago; paid down to 150 EUR, the debt has grown
+	// by 45 EUR a day since: 600 EUR in ~6 days.
+	j := eventtest.NewJourney(t, "1000125", now.Add(-5*24*time.Hour))
+	evs := []*event.Event{j.Ladder, j.Hold, j.Active, j.Paid}
 	if _, err := eventbus.NewPublisher(f.bus.JS).PublishAll(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
 	var hist []detect.Sample
-	for i, v := range []string{"440", "485", "530", "575", "620"} {
+	for i, v := range []string{"150", "195", "240", "285", "330"} {
 		hist = append(hist, detect.Sample{At: now.Add(time.Duration(i-4) * 24 * time.Hour), Value: v})
 	}
 	kv, _ := f.bus.JS.KeyValue(ctx, eventbus.BucketState)
 	r := detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000125", Name: "Acme Hosting GmbH",
-		Enums: map[string]event.Value{detect.FieldStatus: {Value: "active"}}, BadSince: now.Add(-9 * time.Minute),
-		Debt: &detect.DebtState{Value: "620", Current: "620", Threshold: "900", Currency: "EUR", History: hist,
-			Forecast: &detect.ForecastState{ETA: now.Add(6*24*time.Hour + time.Hour), RatePerDay: "45", At: now}},
-		Chain: event.Chain{Seq: 3, Prev: j.Active.Hash()}}
+		Enums: map[string]event.Value{detect.FieldStatus: {Value: "active"}},
+		Debt: &detect.DebtState{Value: "330", Current: "330", Threshold: "600", Currency: "EUR", History: hist,
+			Forecast: &detect.ForecastState{ETA: now.Add(6 * 24 * time.Hour), RatePerDay: "45", At: now}},
+		Chain: event.Chain{Seq: 4, Prev: j.Paid.Hash()}}
 	b, _ := json.Marshal(state.Entry{Record: r})
 	if _, err := kv.Put(ctx, state.Key(r.Provider, r.Instance, r.AccountID), b); err != nil {
 		t.Fatal(err)
@@ -68,13 +70,13 @@ func TestAccountPageShowsTheForecastInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("browser: %v", err)
 	}
-	if want := "reaches its 900.00 EUR threshold in ~6 days (" + now.Add(6*24*time.Hour+time.Hour).Format("2006-01-02") + ") at +45.00 EUR/day"; !strings.Contains(forecast, want) {
+	if want := "reaches its 600.00 EUR threshold in ~6 days (" + now.Add(6*24*time.Hour).Format("2006-01-02") + ") at +45.00 EUR/day"; !strings.Contains(forecast, want) {
 		t.Errorf("forecast %q, want %q", forecast, want)
 	}
 	if !strings.Contains(forecast, "trend +45.00 EUR/day") {
 		t.Errorf("no trend: %q", forecast)
 	}
-	for _, want := range []string{"Debt past 80% of its threshold", "Credit hold", "Account active again"} {
+	for _, want := range []string{"Debt past 80% of its threshold", "Credit hold", "Account active again", "Debt back under threshold"} {
 		if !strings.Contains(timeline, want) {
 			t.Errorf("timeline lacks %q: %q", want, timeline)
 		}

@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accountwatch/accountwatch/pkg/detect"
+	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
+	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/app"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/slackcapture"
 )
@@ -121,5 +126,44 @@ func TestFinanceJourney(t *testing.T) {
 		if err := errors.Join(errs...); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestStandingReportInSlack: a route's report is one channel message
+// listing every account in bad standing, those on hold since watching
+// began (no event ever) included, with their figures in their currency.
+func TestStandingReportInSlack(t *testing.T) {
+	at := time.Now().UTC().Add(-time.Minute).Format("15:04")
+	st, s := prepare(t, fmt.Sprintf(`
+receivers: [{name: ops, channel: "#ops"}]
+route: {receiver: ops, report: {every: daily, at: "%s", location: UTC}}
+`, at), nil, func(s *app.Settings) { s.ConsoleURL = "http://127.0.0.1:8491" })
+	ctx := context.Background()
+	stt, err := state.Open(ctx, st.bus.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().Add(-72 * time.Hour).UTC()
+	for _, r := range []detect.Record{
+		{AccountID: "1000124", Name: "Globex Cloud GmbH", Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, BadSince: since,
+			Debt: &detect.DebtState{Value: "900", Current: "900", Threshold: "600", Currency: "EUR", Above: true}},
+		{AccountID: "1000125", Name: "Initech", Enums: map[string]event.Value{detect.FieldStatus: {Value: "active"}}},
+	} {
+		r.Provider, r.Instance, r.Baseline = event.ProviderActivePlatform, "ap-main", true
+		if err := stt.Put(ctx, state.Key(r.Provider, r.Instance, r.AccountID), &state.Entry{}, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.run(t, s)
+	bustest.Eventually(t, "the report", func() bool { return len(st.slack.Posted("chat.postMessage")) == 1 })
+	p := st.slack.Posted("chat.postMessage")[0]
+	for _, want := range []string{"Daily standing report: 1 account in bad standing", "Globex Cloud GmbH (1000124)", "Credit hold; debt 900.00 EUR over the 600.00 EUR threshold",
+		"900.00 EUR of 600.00 EUR", since.Format("2006-01-02 15:04 UTC"), "http://127.0.0.1:8491/accounts/activeplatform/ap-main/1000124"} {
+		if !strings.Contains(p.Attachments+p.Text, want) {
+			t.Errorf("the report lacks %q: %s", want, p.Attachments)
+		}
+	}
+	if p.ThreadTS != "" || strings.Contains(p.Attachments, "Initech") {
+		t.Errorf("report %+v", p)
 	}
 }

@@ -449,7 +449,11 @@ func Report(r *standing.Report, c Context) Message {
 	if every == "" {
 		every = "scheduled"
 	}
-	title := fmt.Sprintf("📋 %s%s standing report: %d accounts in bad standing", strings.ToUpper(every[:1]), every[1:], len(r.Lines))
+	noun := "accounts"
+	if len(r.Lines) == 1 {
+		noun = "account"
+	}
+	title := fmt.Sprintf("📋 %s%s standing report: %d %s in bad standing", strings.ToUpper(every[:1]), every[1:], len(r.Lines), noun)
 	if len(r.Lines) == 0 {
 		title = fmt.Sprintf("📋 %s%s standing report: every account in good standing", strings.ToUpper(every[:1]), every[1:])
 	}
