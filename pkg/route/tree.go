@@ -418,6 +418,24 @@ func (t *Tree) LeafFor(e *event.Event, receiver string) *Leaf {
 	return nil
 }
 
+// Leaf is the leaf of route id (nil: none, e.g. after the file changed).
+func (t *Tree) Leaf(id string) *Leaf {
+	var found *Leaf
+	var walk func(*node)
+	walk = func(n *node) {
+		if n.leaf.ID == id {
+			found = &n.leaf
+		}
+		for _, c := range n.children {
+			if found == nil {
+				walk(c)
+			}
+		}
+	}
+	walk(t.root)
+	return found
+}
+
 // Repeats reports whether some route has a repeat_interval.
 func (t *Tree) Repeats() bool { return t.MinRepeat() > 0 }
 

@@ -483,3 +483,56 @@ func TestReportListsBaselineHolds(t *testing.T) {
 		t.Fatalf("report run %s", e.Value())
 	}
 }
+
+// TestRemindersStopOnARecoveryTheRouteDrops: a route that takes warnings
+// and worse never tells the recovery (info), yet reminders stop once the
+// account is back in good standing, and say where it stands meanwhile.
+func TestRemindersStopOnARecoveryTheRouteDrops(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{}
+	acme := newAccount(t, "1000123")
+	// Info goes to r2, warnings and worse to r.
+	yaml := "route: {receiver: r2, group_wait: 0s, group_interval: 0s, repeat_interval: 2s, routes: [{min_severity: warning, receiver: r}]}"
+	h.start(t, tree(t, yaml, "r", "r2"), []sink.Receiver{{Name: "r"}, {Name: "r2"}}, rec)
+	of := func() []*sink.Notification {
+		var out []*sink.Notification
+		for _, c := range rec.snapshot() {
+			if c.n.Receiver == "r" {
+				out = append(out, c.n)
+			}
+		}
+		return out
+	}
+	h.publish(t, acme.status("active", "credit_hold", event.ProblemCreditHold, event.ProblemOverThreshold))
+	eventually(t, "the hold told", func() bool { return len(of()) == 1 })
+	active := acme.status("credit_hold", "active", event.ProblemOverThreshold) // info: dropped by the route
+	h.publish(t, active)
+	eventually(t, "a reminder of where the account stands now", func() bool {
+		for _, n := range of() {
+			if n.Kind == sink.KindReminder && n.Events[0].ID() == active.ID() {
+				return true
+			}
+		}
+		return false
+	})
+	paid := acme.debt("620", "150", "below") // good standing; info, dropped too
+	h.publish(t, paid)
+	kv, err := h.bus.JS.KeyValue(context.Background(), eventbus.BucketAlerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the reminder state forgotten", func() bool {
+		keys, err := kv.Keys(context.Background())
+		return err != nil && len(keys) == 0 || err == nil && !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, "test.remind.r.") })
+	})
+	n := len(of())
+	time.Sleep(5 * time.Second) // two intervals and more: a reminder would have come
+	if got := of(); len(got) != n {
+		t.Fatalf("%d reminders after the account was back in good standing", len(got)-n)
+	}
+	for _, n := range of() {
+		if n.Kind == sink.KindEvents && n.Events[0].ID() != of()[0].Events[0].ID() {
+			t.Errorf("the route told %s", n.Events[0].Type())
+		}
+	}
+}

@@ -75,11 +75,13 @@ func (e *sourceEntry) attrs(c sourceCond) map[string]string {
 // standing: the latest event it carried, when, and since when the receiver
 // has been telling.
 type remindEntry struct {
-	Seq        uint64          `json:"seq"`
-	Event      json.RawMessage `json:"event"`
-	NotifiedAt time.Time       `json:"notified_at"`
-	Since      time.Time       `json:"since"`
-	Reminders  int             `json:"reminders"`
+	Seq   uint64          `json:"seq"`
+	Event json.RawMessage `json:"event"`
+	// Leaf is the route that told (the latest event may be one it takes not).
+	Leaf       string    `json:"leaf,omitempty"`
+	NotifiedAt time.Time `json:"notified_at"`
+	Since      time.Time `json:"since"`
+	Reminders  int       `json:"reminders"`
 	rev        uint64
 	ev         *event.Event
 }
@@ -323,7 +325,7 @@ func (a *alerting) inhibitedBy(e *event.Event) (inhibitor, bool) {
 // account in a delivered notification) at t: while the account is in bad
 // standing it is reminded of from then on; once it is back in good
 // standing it is forgotten.
-func (a *alerting) notified(ctx context.Context, receiver string, ev *event.Event, t time.Time) {
+func (a *alerting) notified(ctx context.Context, receiver, leaf string, ev *event.Event, t time.Time) {
 	if ev.Data.Standing == nil {
 		return // an event of a poller that says no standing: nothing to remind of
 	}
@@ -344,10 +346,50 @@ func (a *alerting) notified(ctx context.Context, receiver string, ev *event.Even
 			r.Since = t.UTC()
 		}
 		r.Seq, r.Event, r.NotifiedAt, r.Reminders = seq, raw, t.UTC(), 0
+		if leaf != "" {
+			r.Leaf = leaf
+		}
 		return json.Marshal(r)
 	})
 	if err != nil {
 		a.log.Warn("reminder state not recorded", "sink", a.sink, "receiver", receiver, "event", ev.ID(), "err", err)
+	}
+}
+
+// seen keeps receiver's reminder of ev's account current with ev, an event
+// the receiver read whether or not it tells of it (a route that takes only
+// critical events drops the recovery): back in good standing, the account
+// is forgotten; still in bad standing, the reminder says where it stands
+// now, on the same schedule. Accounts without a reminder cost nothing.
+func (a *alerting) seen(ctx context.Context, receiver string, ev *event.Event) {
+	if ev.Data.Standing == nil {
+		return
+	}
+	key := a.remindKey(receiver, ev)
+	seq := ev.Data.Chain.Seq
+	a.mu.RLock()
+	cur := a.remind[key]
+	a.mu.RUnlock()
+	if cur == nil || cur.Event == nil || cur.Seq >= seq {
+		return
+	}
+	raw, err := json.Marshal(ev.Cloud)
+	if err != nil {
+		return
+	}
+	err = a.cas(ctx, key, func(b []byte) ([]byte, error) {
+		var r remindEntry
+		if b == nil || json.Unmarshal(b, &r) != nil || r.Seq >= seq {
+			return nil, errSkip
+		}
+		if !ev.Data.Standing.Bad() {
+			return nil, nil
+		}
+		r.Seq, r.Event = seq, raw
+		return json.Marshal(r)
+	})
+	if err != nil {
+		a.log.Warn("reminder state not updated", "sink", a.sink, "receiver", receiver, "event", ev.ID(), "err", err)
 	}
 }
 

@@ -71,8 +71,12 @@ func (w *worker) notified(n *Notification) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	now := w.r.now()
+	leaf := ""
+	if n.Leaf != nil {
+		leaf = n.Leaf.ID
+	}
 	for _, k := range order {
-		w.r.alert.notified(ctx, w.name, latest[k], now)
+		w.r.alert.notified(ctx, w.name, leaf, latest[k], now)
 	}
 }
 
@@ -100,7 +104,12 @@ func (w *worker) remind(ctx context.Context) {
 	var keys []string
 	for key, e := range w.r.alert.reminders(w.name) {
 		ev := e.ev
-		leaf := w.r.tree.LeafFor(ev, w.name)
+		// The route that told; the account's latest event may be one it
+		// does not take (a recovery below its min_severity).
+		leaf := w.r.tree.Leaf(e.Leaf)
+		if leaf == nil || leaf.Receiver != w.name {
+			leaf = w.r.tree.LeafFor(ev, w.name)
+		}
 		if leaf == nil || leaf.RepeatInterval <= 0 || now.Before(e.NotifiedAt.Add(leaf.RepeatInterval)) {
 			continue
 		}
