@@ -140,7 +140,7 @@ func TestAFreezeIsOneCriticalNotification(t *testing.T) {
 
 func remindTree(t *testing.T, repeat string) string {
 	t.Helper()
-	return fmt.Sprintf("route: {receiver: r, group_wait: 0s, repeat_interval: %s}", repeat)
+	return fmt.Sprintf("route: {receiver: r, group_wait: 0s, group_interval: 0s, repeat_interval: %s}", repeat)
 }
 
 // TestRemindersAtTheIntervalAndNoneAfterRecovery: while an account stays in
@@ -188,14 +188,7 @@ func TestRemindersAtTheIntervalAndNoneAfterRecovery(t *testing.T) {
 		}
 		return false
 	})
-	kv, err := h.bus.JS.KeyValue(context.Background(), eventbus.BucketAlerts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the reminder state forgotten", func() bool {
-		keys, err := kv.Keys(context.Background())
-		return err != nil && len(keys) == 0 || err == nil && !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, "test.remind.") })
-	})
+	forgotten(t, h, "test.remind.")
 	n := len(rec.snapshot())
 	time.Sleep(2 * repeat) // a reminder would have come by now
 	if got := rec.snapshot(); len(got) != n {
@@ -517,14 +510,7 @@ func TestRemindersStopOnARecoveryTheRouteDrops(t *testing.T) {
 	})
 	paid := acme.debt("620", "150", "below") // good standing; info, dropped too
 	h.publish(t, paid)
-	kv, err := h.bus.JS.KeyValue(context.Background(), eventbus.BucketAlerts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the reminder state forgotten", func() bool {
-		keys, err := kv.Keys(context.Background())
-		return err != nil && len(keys) == 0 || err == nil && !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, "test.remind.r.") })
-	})
+	forgotten(t, h, "test.remind.r.")
 	n := len(of())
 	time.Sleep(5 * time.Second) // two intervals and more: a reminder would have come
 	if got := of(); len(got) != n {
@@ -535,4 +521,17 @@ func TestRemindersStopOnARecoveryTheRouteDrops(t *testing.T) {
 			t.Errorf("the route told %s", n.Events[0].Type())
 		}
 	}
+}
+
+// forgotten waits until AW_ALERTS holds no reminder under prefix.
+func forgotten(t *testing.T, h *harness, prefix string) {
+	t.Helper()
+	kv, err := h.bus.JS.KeyValue(context.Background(), eventbus.BucketAlerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the reminder state forgotten", func() bool {
+		keys, err := kv.Keys(context.Background())
+		return err != nil && len(keys) == 0 || err == nil && !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, prefix) })
+	})
 }
