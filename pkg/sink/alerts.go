@@ -393,10 +393,10 @@ func (a *alerting) seen(ctx context.Context, receiver string, ev *event.Event) {
 	}
 }
 
-// reminded moves an entry's last notification to t if it is still what the
-// caller saw (rev); the claim of one replica among several. back undoes a
-// claim whose reminder could not be sent.
-func (a *alerting) claimReminder(ctx context.Context, key string, rev uint64, t time.Time, back *time.Time) (uint64, bool) {
+// moveReminder changes an entry if it is still what the caller saw (rev):
+// the claim of one replica among several (the reminder's time moved to the
+// look), its hand-back should sending fail, the time it was sent.
+func (a *alerting) moveReminder(ctx context.Context, key string, rev uint64, change func(*remindEntry)) (uint64, bool) {
 	a.mu.RLock()
 	cur := a.remind[key]
 	a.mu.RUnlock()
@@ -404,11 +404,7 @@ func (a *alerting) claimReminder(ctx context.Context, key string, rev uint64, t 
 		return 0, false
 	}
 	next := *cur
-	if back != nil {
-		next.NotifiedAt, next.Reminders = *back, max(next.Reminders-1, 0)
-	} else {
-		next.NotifiedAt, next.Reminders = t.UTC(), next.Reminders+1
-	}
+	change(&next)
 	b, err := json.Marshal(next)
 	if err != nil {
 		return 0, false

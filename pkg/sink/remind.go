@@ -125,7 +125,7 @@ func (w *worker) remind(ctx context.Context) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		rev, ok := w.r.alert.claimReminder(cctx, key, e.rev, now, nil)
+		rev, ok := w.r.alert.moveReminder(cctx, key, e.rev, func(r *remindEntry) { r.NotifiedAt, r.Reminders = now.UTC(), r.Reminders+1 })
 		cancel()
 		if !ok {
 			continue
@@ -226,6 +226,14 @@ func (w *worker) settleClaims(b *batch, err error, start time.Time, took time.Du
 	}
 	if err == nil {
 		w.r.metrics.Notifications.WithLabelValues(w.r.sink, w.name).Inc()
+		// The next reminder is an interval after this one went out, not
+		// after it was claimed (it may have waited behind others).
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sent := w.r.now().UTC()
+		for _, c := range b.claims {
+			w.r.alert.moveReminder(ctx, c.key, c.rev, func(r *remindEntry) { r.NotifiedAt = sent })
+		}
 	}
 }
 
@@ -234,7 +242,7 @@ func (w *worker) unclaim(b *batch) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, c := range b.claims {
-		w.r.alert.claimReminder(ctx, c.key, c.rev, time.Time{}, &c.prev)
+		w.r.alert.moveReminder(ctx, c.key, c.rev, func(r *remindEntry) { r.NotifiedAt, r.Reminders = c.prev, max(r.Reminders-1, 0) })
 	}
 	if c := b.report; c != nil {
 		w.r.alert.unclaimReport(ctx, c.key, c.due, c.before)
