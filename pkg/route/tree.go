@@ -19,8 +19,9 @@ const (
 	DefaultGroupInterval = time.Minute
 	// DefaultCriticalGroupWait is how long a critical event that bypasses
 	// grouping waits for the account's other critical changes (a BSS
-	// freeze sets HostingStatus and CreditLimitStatus, maybe a poll apart).
-	DefaultCriticalGroupWait = 30 * time.Second
+	// freeze sets HostingStatus and CreditLimitStatus, read in one poll or,
+	// at a short poll interval, a poll apart): short, it is critical.
+	DefaultCriticalGroupWait = 10 * time.Second
 )
 
 // Flap modes: what a change undone inside a route's `for` sends.
