@@ -210,3 +210,14 @@ func Still(s *event.Standing) string {
 	st := Standing(s)
 	return "still " + strings.ToLower(st[:1]) + st[1:]
 }
+
+// ParseConsole checks a console base URL (AW_CONSOLE_URL; "" is none).
+func ParseConsole(s string) (Console, error) {
+	if s == "" {
+		return "", nil
+	}
+	if u, err := url.Parse(s); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return "", fmt.Errorf("AW_CONSOLE_URL: %q is not an http(s) URL", s)
+	}
+	return Console(s), nil
+}

@@ -66,3 +66,11 @@ func TestForecastWords(t *testing.T) {
 		t.Errorf("method %q", got)
 	}
 }
+
+func TestParseConsole(t *testing.T) {
+	for in, ok := range map[string]bool{"": true, "http://127.0.0.1:8491": true, "https://aw.example/console/": true, "127.0.0.1:8491": false, "ftp://x": false, "https://": false} {
+		if _, err := describe.ParseConsole(in); (err == nil) != ok {
+			t.Errorf("ParseConsole(%q): %v", in, err)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,20 +26,12 @@ type ProcessSettings struct {
 	Settings
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 	Pprof    bool   `envconfig:"PPROF" default:"false"`
-	// ConsoleURL is the audit console's base URL: alerts link the account's
-	// page there ("": no link).
-	ConsoleURL string `envconfig:"CONSOLE_URL"`
 }
 
 // Validate checks the connection and the runtime's settings, naming the key at fault.
 func (p *ProcessSettings) Validate() error {
 	if err := p.Config.Validate(); err != nil {
 		return err
-	}
-	if p.ConsoleURL != "" {
-		if u, err := url.Parse(p.ConsoleURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-			return fmt.Errorf("AW_CONSOLE_URL: %q is not an http(s) URL", p.ConsoleURL)
-		}
 	}
 	return p.Settings.Validate()
 }

@@ -48,11 +48,17 @@ type Settings struct {
 	Templates string `envconfig:"EMAIL_TEMPLATES"`
 	LocalDir  string `envconfig:"EMAIL_LOCAL_DIR" default:"./data/sinks/email"`
 	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9104"`
+	// ConsoleURL is the audit console's base URL: alerts link the account's
+	// page there ("": no link).
+	ConsoleURL string `envconfig:"CONSOLE_URL"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
 	if err := s.ProcessSettings.Validate(); err != nil {
+		return err
+	}
+	if _, err := describe.ParseConsole(s.ConsoleURL); err != nil {
 		return err
 	}
 	if s.SMTPHost != "" {

@@ -260,11 +260,9 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 	if _, _, err := r.poster.Post(ctx, th.Channel, th.TS, msg); err != nil {
 		return err
 	}
-	if n.Kind == sink.KindReminder {
-		return nil // the opening message shows the same standing already
-	}
 	// The opening message shows the account's standing now, updated in
-	// place: red on a hold, green once recovered, what is still wrong.
+	// place: red on a hold, green once recovered, what is still wrong (a
+	// reminder may carry a change its route did not tell).
 	if th.Shows == last.ID() || th.Seq > last.Data.Chain.Seq && th.Shows != "" {
 		return nil
 	}
