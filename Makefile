@@ -85,3 +85,8 @@ schemas:
 
 clean:
 	rm -rf $(BIN)
+
+## screenshots: docs/screenshots from the tests' own output (needs chromium)
+.PHONY: screenshots
+screenshots:
+	@bash docs/screenshots/make.sh

@@ -58,6 +58,21 @@ const (
 	// Redriven: an operator sent the event again (Destination: where to, for
 	// a re-drive to an ad-hoc destination).
 	Redriven = "redriven"
+	// Inhibited: an inhibit rule (Reason: its name and the source event)
+	// held the event back while its source holds.
+	Inhibited = "inhibited"
+	// Resolved: the change was undone inside its route's pending period
+	// (`for`; Reason: by which event), and flap: drop sends neither.
+	Resolved = "resolved"
+)
+
+// Kinds of a record's notification besides an event's own.
+const (
+	// KindReminder: a reminder that the account is still in bad standing
+	// (repeat_interval); EventID is the event that put it there.
+	KindReminder = "reminder"
+	// KindReport: a standing report; EventID names the report run.
+	KindReport = "report"
 )
 
 // Attempted reports whether an outcome is an attempt's (a sender was called).
@@ -99,6 +114,8 @@ type Record struct {
 	Events       int    `json:"events,omitempty"`
 	Redrive      bool   `json:"redrive,omitempty"`
 	Test         bool   `json:"test,omitempty"`
+	// Kind is KindReminder or KindReport for those notifications.
+	Kind string `json:"kind,omitempty"`
 	// Seq is the record's sequence in the log (set when read).
 	Seq uint64 `json:"seq,omitempty"`
 }
@@ -124,7 +141,14 @@ func (r Record) Describe() string {
 		if r.Destination != "" {
 			fmt.Fprintf(&b, ", to %s", r.Destination)
 		}
+	case Inhibited:
+		fmt.Fprintf(&b, "inhibited by %s", r.Reason)
+	case Resolved:
+		fmt.Fprintf(&b, "not sent: %s", r.Reason)
 	default: // an attempt
+		if r.Kind != "" {
+			fmt.Fprintf(&b, "%s ", r.Kind)
+		}
 		if r.Destination != "" {
 			fmt.Fprintf(&b, "to %s", r.Destination)
 		}

@@ -54,6 +54,9 @@ func IsRecovery(e *event.Event) bool {
 		// TRUSTEESHIP (hosted) is the documented normal state.
 		return cur == "trusteeship" && prev != "trusteeship" || prev == "freeze" && cur != "freeze"
 	case event.TypeDebtChanged:
+		if e.Data.Field == "balance" { // a prepaid balance back over its floor
+			return e.Data.Debt != nil && e.Data.Debt.Crossed == "above"
+		}
 		return e.Data.Debt != nil && e.Data.Debt.Crossed == "below"
 	case event.TypePollRecovered:
 		return true
@@ -78,7 +81,19 @@ func Headline(e *event.Event) string {
 			return "Account deleted"
 		}
 		return "Status is now " + cur
+	case event.TypeDebtForecast:
+		return "Debt reaches its threshold soon"
 	case event.TypeDebtChanged:
+		switch {
+		case d.Debt != nil && d.Field == "balance" && d.Debt.Crossed == "below":
+			return "Balance under its floor"
+		case d.Debt != nil && d.Field == "balance" && d.Debt.Crossed == "above":
+			return "Balance back over its floor"
+		case d.Debt != nil && d.Debt.Step != "" && d.Debt.Crossed == "above" && d.Debt.Step != "100":
+			return "Debt past " + d.Debt.Step + "% of its threshold"
+		case d.Debt != nil && d.Debt.Step != "" && d.Debt.Crossed == "below" && d.Debt.Step != "100":
+			return "Debt back under " + d.Debt.Step + "% of its threshold"
+		}
 		if d.Debt != nil && d.Debt.Crossed == "above" {
 			return "Debt over threshold"
 		}
@@ -186,9 +201,20 @@ func Change(e *event.Event) string {
 	d := e.Data
 	prev, cur := values(e)
 	switch {
+	case d.Forecast != nil:
+		return "debt " + Money(d.Forecast.Current, d.Forecast.Currency) + " " + Forecast(d.Forecast, e.Cloud.Time())
 	case d.Debt != nil:
-		s := fmt.Sprintf("debt %s → %s", Money(prev, d.Debt.Currency), Money(cur, d.Debt.Currency))
-		if d.Debt.Crossed != "" {
+		what := "debt"
+		if d.Field == "balance" {
+			what = "balance"
+		}
+		s := fmt.Sprintf("%s %s → %s", what, Money(prev, d.Debt.Currency), Money(cur, d.Debt.Currency))
+		switch {
+		case d.Debt.Crossed != "" && d.Debt.Floor != "":
+			s += fmt.Sprintf(" (crossed %s the %s floor)", d.Debt.Crossed, Money(d.Debt.Floor, d.Debt.Currency))
+		case d.Debt.Crossed != "" && d.Debt.Line != "":
+			s += fmt.Sprintf(" (crossed %s %s, %s%% of %s)", d.Debt.Crossed, Money(d.Debt.Line, d.Debt.Currency), d.Debt.Step, Money(d.Debt.Threshold, d.Debt.Currency))
+		case d.Debt.Crossed != "":
 			s += fmt.Sprintf(" (crossed %s %s)", d.Debt.Crossed, Money(d.Debt.Threshold, d.Debt.Currency))
 		}
 		return s

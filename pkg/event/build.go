@@ -27,6 +27,8 @@ type Meta struct {
 	Severity Severity
 	// Allow decides which account attributes may travel; nil means DefaultAllowList.
 	Allow *AllowList
+	// Standing is the account's standing after the change.
+	Standing *Standing
 }
 
 func (m Meta) validate() error {
@@ -123,14 +125,20 @@ type DebtChange struct {
 	Threshold               *decimal.Decimal
 	ThresholdSource         string
 	// Crossed is "above", "below" or "" (see Debt).
-	Crossed  string
+	Crossed string
+	// Step, when set, is the ladder step crossed (a percentage of Threshold).
+	Step *decimal.Decimal
+	// Floor, when set, makes this a prepaid balance crossing its floor:
+	// Previous and Current are balances.
+	Floor    *decimal.Decimal
 	Balance  *decimal.Decimal
 	Currency string
 }
 
 // DebtChanged is a change of current_debt by at least the configured step, or a
-// threshold crossing. Crossing above is critical, growing debt a warning,
-// shrinking debt info.
+// threshold crossing. Crossing the threshold is critical, crossing a lower
+// ladder step or growing debt a warning, shrinking debt info. With c.Floor it
+// is a prepaid balance crossing its floor: below is a warning, back above info.
 func DebtChanged(m Meta, c DebtChange) (*Event, error) {
 	prev, cur := MoneyValue(c.Previous, c.PreviousRaw), MoneyValue(c.Current, c.CurrentRaw)
 	if c.Previous.Equal(c.Current) {
@@ -148,17 +156,70 @@ func DebtChanged(m Meta, c DebtChange) (*Event, error) {
 	default:
 		return nil, fmt.Errorf("%w: crossed %q (want above, below or empty)", ErrInvalid, c.Crossed)
 	}
+	field := "current_debt"
+	if c.Floor != nil {
+		// A prepaid account's balance against its floor: falling below it wants a look.
+		if c.Crossed == "" || c.Step != nil {
+			return nil, fmt.Errorf("%w: a balance change crosses its floor", ErrInvalid)
+		}
+		d.Floor, d.Threshold, d.ThresholdSource = c.Floor.String(), "", ""
+		sev := SeverityWarning
+		if c.Crossed == "above" {
+			sev = SeverityInfo
+		}
+		return build(TypeDebtChanged, m, Data{Field: "balance", Previous: &prev, Current: &cur, Debt: d}, sev)
+	}
 	if c.Crossed != "" && c.Threshold == nil {
 		return nil, fmt.Errorf("%w: crossed %q without a threshold", ErrInvalid, c.Crossed)
 	}
+	full := true // the line crossed is the threshold itself
+	if c.Step != nil {
+		if c.Crossed == "" || c.Threshold == nil || !c.Step.IsPositive() {
+			return nil, fmt.Errorf("%w: step %s without a crossing of a threshold", ErrInvalid, c.Step)
+		}
+		d.Step = c.Step.String()
+		d.Line = c.Threshold.Mul(*c.Step).Div(hundred).Round(2).String()
+		full = c.Step.GreaterThanOrEqual(hundred)
+	}
 	sev := SeverityInfo
 	switch {
-	case c.Crossed == "above":
+	case c.Crossed == "above" && full:
 		sev = SeverityCritical
+	case c.Crossed == "above":
+		sev = SeverityWarning
 	case c.Current.GreaterThan(c.Previous) && c.Crossed == "":
 		sev = SeverityWarning
 	}
-	return build(TypeDebtChanged, m, Data{Field: "current_debt", Previous: &prev, Current: &cur, Debt: d}, sev)
+	return build(TypeDebtChanged, m, Data{Field: field, Previous: &prev, Current: &cur, Debt: d}, sev)
+}
+
+var hundred = decimal.NewFromInt(100)
+
+// DebtForecast is a projection of the debt reaching its blocking threshold
+// inside the horizon; it needs two observations at least, a rising line and
+// an ETA in the future.
+func DebtForecast(m Meta, f Forecast) (*Event, error) {
+	if f.Method == "" || len(f.Observations) < 2 {
+		return nil, fmt.Errorf("%w: a forecast needs a method and two observations at least", ErrInvalid)
+	}
+	rate, err := decimal.NewFromString(f.RatePerDay)
+	if err != nil || !rate.IsPositive() {
+		return nil, fmt.Errorf("%w: forecast rate %q (want a positive decimal)", ErrInvalid, f.RatePerDay)
+	}
+	for _, s := range []string{f.Threshold, f.Current} {
+		if _, err := decimal.NewFromString(s); err != nil {
+			return nil, fmt.Errorf("%w: forecast amount %q", ErrInvalid, s)
+		}
+	}
+	if f.ETA.IsZero() {
+		return nil, fmt.Errorf("%w: forecast without an eta", ErrInvalid)
+	}
+	f.ETA = f.ETA.UTC()
+	for i := range f.Observations {
+		f.Observations[i].At = f.Observations[i].At.UTC()
+	}
+	cur := Value{Value: f.Current}
+	return build(TypeDebtForecast, m, Data{Field: "current_debt", Current: &cur, Forecast: &f}, SeverityWarning)
 }
 
 // HostingStatusChanged is an Alibaba HostingStatus change (FREEZE, TRUSTEESHIP,

@@ -62,16 +62,102 @@ type Chain struct {
 }
 
 // Debt details a debt.changed event. Every amount is an exact decimal string.
+// The event's field is current_debt, or balance for a prepaid account's
+// balance crossing its floor.
 type Debt struct {
 	Delta string `json:"delta"`
 	// Threshold is the line the debt is measured against, and ThresholdSource where it
-	// came from: "account" (financial_blocking_threshold) or "config".
+	// came from: "account" (financial_blocking_threshold), "subscription_credit_limit"
+	// (the account's, used where it has no blocking threshold) or "config".
 	Threshold       string `json:"threshold,omitempty"`
 	ThresholdSource string `json:"threshold_source,omitempty"`
-	// Crossed is "above" or "below" when the change crossed Threshold, else empty.
-	Crossed  string `json:"crossed,omitempty"`
+	// Crossed is "above" or "below" when the change crossed a line, else
+	// empty: Line when a ladder step was crossed, else Threshold (for a
+	// balance, Floor).
+	Crossed string `json:"crossed,omitempty"`
+	// Step is the ladder step crossed, a percentage of Threshold ("80"), and
+	// Line its amount; a change crossing several steps names the highest.
+	Step string `json:"step,omitempty"`
+	Line string `json:"line,omitempty"`
+	// Floor is a prepaid account's balance floor (field balance).
+	Floor    string `json:"floor,omitempty"`
 	Balance  string `json:"balance,omitempty"`
 	Currency string `json:"currency,omitempty"`
+}
+
+// Problems of an account's standing, worst first.
+const (
+	ProblemCreditHold         = "credit_hold"
+	ProblemFrozen             = "frozen"
+	ProblemOverThreshold      = "over_threshold"
+	ProblemAdministrativeHold = "administrative_hold"
+	ProblemBelowFloor         = "below_floor"
+	ProblemDegraded           = "degraded"
+)
+
+// Problems lists the problems in order, worst first.
+var Problems = []string{ProblemCreditHold, ProblemFrozen, ProblemOverThreshold, ProblemAdministrativeHold, ProblemBelowFloor, ProblemDegraded}
+
+// Standing is the account's standing once the change happened, as the
+// poller knows it: what is wrong (nothing: good standing), since when, and
+// the figures. Consumers need no state of their own to say what is still
+// wrong after a recovery, or to keep an account's first message current.
+type Standing struct {
+	// Problems are what is wrong, in the order of Problems; empty is good standing.
+	Problems []string `json:"problems"`
+	// Since is when the account entered bad standing (at baseline: its first
+	// observation, when it was already so).
+	Since             *time.Time `json:"since,omitempty"`
+	Status            string     `json:"status,omitempty"`
+	HostingStatus     string     `json:"hosting_status,omitempty"`
+	CreditLimitStatus string     `json:"credit_limit_status,omitempty"`
+	Debt              string     `json:"debt,omitempty"`
+	Threshold         string     `json:"threshold,omitempty"`
+	Balance           string     `json:"balance,omitempty"`
+	Floor             string     `json:"floor,omitempty"`
+	Currency          string     `json:"currency,omitempty"`
+}
+
+// Bad reports whether the standing has a problem.
+func (s *Standing) Bad() bool { return s != nil && len(s.Problems) > 0 }
+
+// Has reports whether the standing has problem p.
+func (s *Standing) Has(p string) bool {
+	if s == nil {
+		return false
+	}
+	for _, q := range s.Problems {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Forecast details a debt.forecast event: when the debt is projected to
+// reach its blocking threshold, by which method, from which observations.
+type Forecast struct {
+	// Method is how the projection was made: "least_squares" (a straight
+	// line fitted to the observations).
+	Method          string `json:"method"`
+	Threshold       string `json:"threshold"`
+	ThresholdSource string `json:"threshold_source,omitempty"`
+	Currency        string `json:"currency,omitempty"`
+	// Current is the last observed debt, RatePerDay the fitted growth.
+	Current    string `json:"current"`
+	RatePerDay string `json:"rate_per_day"`
+	// ETA is when the debt reaches Threshold on the fitted line; HorizonHours
+	// the horizon it fell inside.
+	ETA          time.Time `json:"eta"`
+	HorizonHours float64   `json:"horizon_hours"`
+	// Observations are the points the line was fitted to, oldest first.
+	Observations []Point `json:"observations"`
+}
+
+// Point is one observed amount.
+type Point struct {
+	At    time.Time `json:"at"`
+	Value string    `json:"value"`
 }
 
 // Poll details poll.degraded and poll.recovered.
@@ -129,6 +215,7 @@ type Data struct {
 	Debt               *Debt             `json:"debt,omitempty"`
 	Poll               *Poll             `json:"poll,omitempty"`
 	Onboarding         *Onboarding       `json:"onboarding,omitempty"`
+	Forecast           *Forecast         `json:"forecast,omitempty"`
 	Attributes         map[string]string `json:"attributes,omitempty"`
 	ObservedAt         time.Time         `json:"observed_at"`
 	PreviousObservedAt *time.Time        `json:"previous_observed_at,omitempty"`
@@ -136,6 +223,9 @@ type Data struct {
 	Labels             map[string]string `json:"labels,omitempty"`
 	Evidence           Evidence          `json:"evidence"`
 	Chain              Chain             `json:"chain"`
+	// Standing is the account's standing once this change happened (set by
+	// the poller; absent from older events and onboarding's).
+	Standing *Standing `json:"standing,omitempty"`
 }
 
 // Event is a built event: the CloudEvent as it travels, and its decoded data.
@@ -226,6 +316,7 @@ func build(t Type, m Meta, d Data, defaultSeverity Severity) (*Event, error) {
 	}
 	d.Evidence = m.Evidence
 	d.Chain = m.Chain
+	d.Standing = m.Standing
 	if d.Chain.Seq == 0 {
 		d.Chain.Seq = 1
 	}

@@ -26,6 +26,13 @@ func meta(p event.Provider, acct string) event.Meta {
 }
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+// withStanding is m with a standing over its threshold since an hour ago.
+func withStanding(m event.Meta) event.Meta {
+	since := m.ObservedAt.Add(-time.Hour)
+	m.Standing = &event.Standing{Problems: []string{event.ProblemOverThreshold}, Since: &since, Status: "active", Debt: "620", Threshold: "600", Currency: "EUR"}
+	return m
+}
 func decp(s string) *decimal.Decimal {
 	d := dec(s)
 	return &d
@@ -66,6 +73,12 @@ func realistic(t *testing.T) map[string]*event.Event {
 		"poll degraded account":                must(event.PollDegraded(ap, event.Poll{ConsecutiveFailures: 3, Since: t0.Add(-time.Hour), ErrorCode: "Throttling.User", LastError: "rate limited"})),
 		"poll degraded provider":               must(event.PollDegraded(provider, event.Poll{ConsecutiveFailures: 5, Since: t0.Add(-time.Hour), ErrorCode: "timeout"})),
 		"poll recovered":                       must(event.PollRecovered(ap, event.Poll{ConsecutiveFailures: 0, Since: t0.Add(-time.Hour)})),
+		"debt crossed a ladder step": must(event.DebtChanged(withStanding(ap), event.DebtChange{Previous: dec("250"), Current: dec("490"), Threshold: decp("600"),
+			ThresholdSource: "subscription_credit_limit", Crossed: "above", Step: decp("80"), Currency: "EUR"})),
+		"prepaid balance below its floor": must(event.DebtChanged(ap, event.DebtChange{Previous: dec("40"), Current: dec("-12.5"), Floor: decp("0"), Crossed: "below", Currency: "EUR"})),
+		"debt forecast": must(event.DebtForecast(withStanding(ap), event.Forecast{Method: "least_squares", Threshold: "600", ThresholdSource: "account", Currency: "EUR",
+			Current: "465", RatePerDay: "45", ETA: t0.Add(72 * time.Hour), HorizonHours: 168,
+			Observations: []event.Point{{At: t0.Add(-72 * time.Hour), Value: "330"}, {At: t0.Add(-24 * time.Hour), Value: "420"}, {At: t0, Value: "465"}}})),
 	}
 }
 
@@ -117,7 +130,7 @@ func TestDataRoundTripsAndMoneyIsNeverAFloat(t *testing.T) {
 		walk = func(path string, v any) {
 			switch x := v.(type) {
 			case float64:
-				if path != ".chain.seq" && path != ".poll.consecutive_failures" && path != ".poll.cause.http_status" {
+				if path != ".chain.seq" && path != ".poll.consecutive_failures" && path != ".poll.cause.http_status" && path != ".forecast.horizon_hours" {
 					t.Errorf("%s: number at %s: money must be a decimal string", name, path)
 				}
 			case map[string]any:

@@ -13,8 +13,11 @@ type Type string
 
 // The event types of the contract (see ../shared/DESIGN.md, "The event contract").
 const (
-	TypeStatusChanged            Type = "com.accountwatch.account.status.changed"
-	TypeDebtChanged              Type = "com.accountwatch.account.debt.changed"
+	TypeStatusChanged Type = "com.accountwatch.account.status.changed"
+	TypeDebtChanged   Type = "com.accountwatch.account.debt.changed"
+	// TypeDebtForecast: the debt is projected to reach its blocking threshold
+	// inside the configured horizon.
+	TypeDebtForecast             Type = "com.accountwatch.account.debt.forecast"
 	TypeHostingStatusChanged     Type = "com.accountwatch.account.hosting_status.changed"
 	TypeCreditLimitStatusChanged Type = "com.accountwatch.account.credit_limit_status.changed"
 	TypeDiscovered               Type = "com.accountwatch.account.discovered"
@@ -29,6 +32,7 @@ const (
 var Types = []Type{
 	TypeStatusChanged, TypeDebtChanged, TypeHostingStatusChanged, TypeCreditLimitStatusChanged,
 	TypeDiscovered, TypeRemoved, TypeCreated, TypePhoneProfileChanged, TypePollDegraded, TypePollRecovered,
+	TypeDebtForecast,
 }
 
 const typePrefix = "com.accountwatch."

@@ -124,6 +124,13 @@ func sinkPermissions(sink string, buckets ...string) []string {
 	return join(ps...)
 }
 
+// alerting is what a routed sink's alerting state takes: its own keys of
+// AW_ALERTS written (inhibition sources, reminders, report runs), and the
+// accounts' state read (a standing report lists those in bad standing).
+func alerting(sink string) []string {
+	return join(kvRead(BucketAlerts), []string{"$KV." + BucketAlerts + "." + sink + ".>"}, kvRead(BucketState))
+}
+
 // Permissions is what r may do. Admin may do everything; every other role
 // may subscribe to its own inbox only, and publish what its work needs.
 func (r Role) Permissions() Permissions {
@@ -135,9 +142,9 @@ func (r Role) Permissions() Permissions {
 		pub = join([]string{event.SubjectRoot + ">"}, get(StreamEvents),
 			kvWrite(BucketState), kvWrite(BucketWatch), kvWrite(BucketLeases))
 	case RoleSlack:
-		pub = sinkPermissions("slack", BucketSlackThreads)
+		pub = join(sinkPermissions("slack", BucketSlackThreads), alerting("slack"))
 	case RoleEmail:
-		pub = sinkPermissions("email")
+		pub = join(sinkPermissions("email"), alerting("email"))
 	case RoleWebhook:
 		// Its retries wait in the re-drive queue, one subject per endpoint; a
 		// deleted endpoint's retries are purged with it (a subject-filtered purge).

@@ -25,8 +25,8 @@ import (
 var (
 	reads = map[eventbus.Role][]string{
 		eventbus.RolePoller:   {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketLeases},
-		eventbus.RoleSlack:    {eventbus.BucketSilences, eventbus.BucketSlackThreads},
-		eventbus.RoleEmail:    {eventbus.BucketSilences},
+		eventbus.RoleSlack:    {eventbus.BucketSilences, eventbus.BucketSlackThreads, eventbus.BucketState, eventbus.BucketAlerts},
+		eventbus.RoleEmail:    {eventbus.BucketSilences, eventbus.BucketState, eventbus.BucketAlerts},
 		eventbus.RoleWebhook:  {eventbus.BucketSilences, eventbus.BucketSubscriptions},
 		eventbus.RoleAuditor:  {eventbus.BucketState, eventbus.BucketSubscriptions, eventbus.BucketWatch, eventbus.BucketReceivers, eventbus.BucketSilences},
 		eventbus.RoleOperator: {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketSubscriptions, eventbus.BucketReceivers},
@@ -34,7 +34,9 @@ var (
 	// rosterKey: each sink writes its own entry of the roster (and can look
 	// the bucket up), no other entry, and reads none.
 	rosterKey = map[eventbus.Role]string{eventbus.RoleSlack: "slack", eventbus.RoleEmail: "email", eventbus.RoleWebhook: "webhook"}
-	writes    = map[eventbus.Role][]string{
+	// alertingKey: the routed sinks write their own keys of AW_ALERTS.
+	alertingKey = map[eventbus.Role]string{eventbus.RoleSlack: "slack", eventbus.RoleEmail: "email"}
+	writes      = map[eventbus.Role][]string{
 		eventbus.RolePoller:   {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketLeases},
 		eventbus.RoleSlack:    {eventbus.BucketSlackThreads},
 		eventbus.RoleWebhook:  {eventbus.BucketSubscriptions},
@@ -52,7 +54,7 @@ var (
 	probes = []string{statusSubject, createdSubject, "aw.dlq.slack.ops.x", "aw.dlq.webhook.ep_1.x", "aw.dlq.email.ops.x",
 		"aw.deliveries.slack.ops.x", "aw.deliveries.webhook.ep_1.x", "aw.deliveries.email.ops.x",
 		"aw.redrive.webhook.ep_1.x", "aw.checkpoints.AW_EVENTS"}
-	allBuckets = []string{eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSubscriptions, eventbus.BucketSlackThreads, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketReceivers}
+	allBuckets = []string{eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSubscriptions, eventbus.BucketSlackThreads, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketReceivers, eventbus.BucketAlerts}
 )
 
 const (
@@ -277,6 +279,24 @@ func checkMatrix(t *testing.T, tg target) {
 					if other != own {
 						c.refused(t, "write the roster entry of "+other, "$KV.AW_RECEIVERS."+other, func(ctx context.Context) error {
 							_, err := kv.Put(ctx, other, []byte("{}"))
+							return err
+						})
+					}
+				}
+			}
+			if own, ok := alertingKey[r]; ok {
+				// A routed sink's alerting state: its own keys, no other sink's.
+				kv, err := c.js.KeyValue(ctxT(t), eventbus.BucketAlerts)
+				if err != nil {
+					t.Fatalf("%s looks the alerting state up: %v", r, err)
+				}
+				if _, err := kv.Put(ctxT(t), own+".x", []byte("mine")); err != nil {
+					t.Errorf("%s writes its alerting state: %v", r, err)
+				}
+				for _, other := range alertingKey {
+					if other != own {
+						c.refused(t, "write the alerting state of "+other, "$KV.AW_ALERTS."+other+".x", func(ctx context.Context) error {
+							_, err := kv.Put(ctx, other+".x", []byte("{}"))
 							return err
 						})
 					}

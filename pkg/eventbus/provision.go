@@ -36,6 +36,10 @@ const (
 	BucketLeases = "AW_LEASES"
 	// BucketReceivers is the roster: every sink's receivers (pkg/roster).
 	BucketReceivers = "AW_RECEIVERS"
+	// BucketAlerts is the routed sinks' alerting state, keys under the
+	// sink's name: what inhibits, what is reminded of, which reports went
+	// out (pkg/sink). Every replica of a notifier shares it.
+	BucketAlerts = "AW_ALERTS"
 	// LeaseTTL is the lifetime of an unrenewed lease.
 	LeaseTTL = 15 * time.Second
 )
@@ -135,6 +139,7 @@ func BucketConfigs(c Config) []jetstream.KeyValueConfig {
 		b(BucketSilences, "silences", 5),
 		{Bucket: BucketLeases, Description: "poller leases and members (expire unless renewed)", History: 1, TTL: LeaseTTL, Storage: jetstream.FileStorage, Replicas: c.Replicas},
 		b(BucketReceivers, "every sink's receivers, published by the notifiers (re-drive validation)", 1),
+		b(BucketAlerts, "the notifiers' alerting state: inhibition sources, reminders, report runs", 1),
 	}
 }
 
@@ -169,9 +174,9 @@ func (r Role) Needs() (streams, buckets []string) {
 	case RolePoller:
 		return []string{StreamEvents}, []string{BucketState, BucketWatch, BucketLeases}
 	case RoleSlack:
-		return sinks, []string{BucketSilences, BucketSlackThreads, BucketReceivers}
+		return sinks, []string{BucketSilences, BucketSlackThreads, BucketReceivers, BucketAlerts, BucketState}
 	case RoleEmail:
-		return sinks, []string{BucketSilences, BucketReceivers}
+		return sinks, []string{BucketSilences, BucketReceivers, BucketAlerts, BucketState}
 	case RoleWebhook:
 		return sinks, []string{BucketSilences, BucketSubscriptions, BucketReceivers}
 	case RoleAuditor:

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/accountwatch/accountwatch/pkg/event"
@@ -26,6 +27,17 @@ const (
 	FieldInstance = "instance"
 	FieldAccount  = "account"
 	FieldSeverity = "severity"
+	// FieldField is the field that changed (status, HostingStatus,
+	// current_debt, …); FieldPrevious and FieldCurrent its values
+	// (normalised: credit_hold, freeze).
+	FieldField    = "field"
+	FieldPrevious = "previous"
+	FieldCurrent  = "current"
+	// FieldStanding is the account's problems once the event happened,
+	// comma-separated in order ("credit_hold,over_threshold"; "" good).
+	FieldStanding = "standing"
+	// FieldScope is a poll event's scope: account or provider.
+	FieldScope = "scope"
 )
 
 // Field is the value of a named attribute of e; ok is false when e has none
@@ -42,6 +54,28 @@ func Field(e *event.Event, name string) (string, bool) {
 		return e.Data.AccountID, true
 	case FieldSeverity:
 		return string(e.Data.Severity), true
+	case FieldField:
+		return e.Data.Field, true
+	case FieldPrevious:
+		if e.Data.Previous == nil {
+			return "", true
+		}
+		return e.Data.Previous.Value, true
+	case FieldCurrent:
+		if e.Data.Current == nil {
+			return "", true
+		}
+		return e.Data.Current.Value, true
+	case FieldStanding:
+		if e.Data.Standing == nil {
+			return "", true
+		}
+		return strings.Join(e.Data.Standing.Problems, ","), true
+	case FieldScope:
+		if e.Data.Poll == nil {
+			return "", true
+		}
+		return e.Data.Poll.Scope, true
 	}
 	v, ok := e.Data.Labels[strings.TrimPrefix(name, "labels.")]
 	return v, ok
@@ -146,6 +180,46 @@ func (m *Matcher) Matches(e *event.Event) bool {
 	if m.Name == FieldType && strings.HasPrefix(m.Value, "com.") {
 		v = string(e.Type())
 	}
+	return m.matchValue(v)
+}
+
+// fieldNames are the attributes Attributes holds besides labels.
+var fieldNames = []string{FieldType, FieldProvider, FieldInstance, FieldAccount, FieldSeverity, FieldField, FieldPrevious, FieldCurrent, FieldStanding, FieldScope}
+
+// Attributes are e's attributes as matchers see them: every field by its
+// name, each label as "labels.<name>". They are what is kept of an event
+// that inhibits others (MatchesAttributes).
+func Attributes(e *event.Event) map[string]string {
+	out := make(map[string]string, len(fieldNames)+len(e.Data.Labels))
+	for _, f := range fieldNames {
+		if v, _ := Field(e, f); v != "" {
+			out[f] = v
+		}
+	}
+	for k, v := range e.Data.Labels {
+		out["labels."+k] = v
+	}
+	return out
+}
+
+// attribute is one of Attributes' by a matcher's name.
+func attribute(attrs map[string]string, name string) string {
+	if v, ok := attrs[name]; ok || slices.Contains(fieldNames, name) {
+		return v
+	}
+	return attrs["labels."+strings.TrimPrefix(name, "labels.")]
+}
+
+// MatchesAttributes is Matches on what Attributes kept of an event.
+func (m *Matcher) MatchesAttributes(attrs map[string]string) bool {
+	v := attribute(attrs, m.Name)
+	if m.Name == FieldType && strings.HasPrefix(m.Value, "com.") {
+		v = "com.accountwatch." + v
+	}
+	return m.matchValue(v)
+}
+
+func (m *Matcher) matchValue(v string) bool {
 	switch m.Op {
 	case OpEqual:
 		return v == m.Value
@@ -181,6 +255,16 @@ func ParseMatchers(ss []string) (Matchers, error) {
 func (ms Matchers) Matches(e *event.Event) bool {
 	for i := range ms {
 		if !ms[i].Matches(e) {
+			return false
+		}
+	}
+	return true
+}
+
+// MatchesAttributes reports whether every matcher matches attrs (Attributes).
+func (ms Matchers) MatchesAttributes(attrs map[string]string) bool {
+	for i := range ms {
+		if !ms[i].MatchesAttributes(attrs) {
 			return false
 		}
 	}

@@ -1,8 +1,10 @@
 package route
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +17,19 @@ import (
 const (
 	DefaultGroupWait     = 10 * time.Second
 	DefaultGroupInterval = time.Minute
+	// DefaultCriticalGroupWait is how long a critical event that bypasses
+	// grouping waits for the account's other critical changes (a BSS
+	// freeze sets HostingStatus and CreditLimitStatus, read in one poll or,
+	// at a short poll interval, a poll apart): short, it is critical.
+	DefaultCriticalGroupWait = 10 * time.Second
+)
+
+// Flap modes: what a change undone inside a route's `for` sends.
+const (
+	// FlapDrop sends nothing: both changes are recorded "resolved".
+	FlapDrop = "drop"
+	// FlapOnce sends one notification holding both.
+	FlapOnce = "once"
 )
 
 // DefaultGroupBy keeps each account's changes together: one notification (and,
@@ -26,6 +41,10 @@ var DefaultGroupBy = []string{FieldProvider, FieldInstance, FieldAccount}
 type Config struct {
 	Route         *Route         `yaml:"route"`
 	TimeIntervals []TimeInterval `yaml:"time_intervals"`
+	// InhibitRules mute the targets of a firing source (Alertmanager's
+	// inhibit_rules): an event matching target_matchers is not sent while
+	// an event matching source_matchers holds with the same values of equal.
+	InhibitRules []InhibitRule `yaml:"inhibit_rules"`
 }
 
 // Route is one node of the routing tree.
@@ -46,9 +65,26 @@ type Route struct {
 	MuteTimeIntervals []string `yaml:"mute_time_intervals"`
 	// CriticalBypassesMute lets critical events through a mute interval.
 	CriticalBypassesMute *bool `yaml:"critical_bypasses_mute"`
-	// CriticalBypassesGrouping sends critical events at once, each on its own,
-	// rather than waiting for the group (an email digest's window).
-	CriticalBypassesGrouping *bool `yaml:"critical_bypasses_grouping"`
+	// CriticalBypassesGrouping sends critical events without waiting for
+	// the group (an email digest's window): each account's critical
+	// changes of critical_group_wait go out together.
+	CriticalBypassesGrouping *bool            `yaml:"critical_bypasses_grouping"`
+	CriticalGroupWait        *config.Duration `yaml:"critical_group_wait"`
+	// RepeatInterval reminds, in the account's thread and the digest,
+	// while an account notified here stays in bad standing (0: never).
+	RepeatInterval *config.Duration `yaml:"repeat_interval"`
+	// For holds a change that puts an account in bad standing for this
+	// long (Prometheus' `for`): undone within it, Flap decides what is
+	// sent (drop: nothing; once: one notification of both).
+	For  *config.Duration `yaml:"for"`
+	Flap string           `yaml:"flap"`
+	// Runbook is a line or link per event type (a type tail or glob, or
+	// "default"), shown with every alert of the route; a child's keys
+	// replace its parent's.
+	Runbook map[string]string `yaml:"runbook"`
+	// Report sends the route's receiver a standing report on a schedule:
+	// every account in bad standing the route's match takes.
+	Report *Schedule `yaml:"report"`
 	// Continue goes on to the next sibling after this route matched.
 	Continue bool     `yaml:"continue"`
 	Routes   []*Route `yaml:"routes"`
@@ -124,11 +160,35 @@ type Leaf struct {
 	Mute                     []*TimeInterval
 	CriticalBypassesMute     bool
 	CriticalBypassesGrouping bool
+	CriticalGroupWait        time.Duration
+	RepeatInterval           time.Duration
+	For                      time.Duration
+	Flap                     string
+	Runbooks                 map[string]string
 }
 
 // Immediate reports whether e skips grouping on this leaf.
 func (l *Leaf) Immediate(e *event.Event) bool {
 	return l.CriticalBypassesGrouping && e.Data.Severity == event.SeverityCritical
+}
+
+// Runbook is the route's line or link for e's type: the most specific key
+// that matches (the exact tail, then the longest glob), else "default".
+func (l *Leaf) Runbook(e *event.Event) string {
+	tail := e.Type().Tail()
+	if v, ok := l.Runbooks[tail]; ok {
+		return v
+	}
+	best, bestLen := "", -1
+	for k, v := range l.Runbooks {
+		if k != "default" && Glob(k).match(tail) && len(k) > bestLen {
+			best, bestLen = v, len(k)
+		}
+	}
+	if bestLen >= 0 {
+		return best
+	}
+	return l.Runbooks["default"]
 }
 
 // GroupKey is the key of e's group on this leaf.
@@ -169,7 +229,9 @@ func (l *Leaf) MutedBy(e *event.Event, t time.Time) (until time.Time, interval s
 
 // Tree is a validated routing tree.
 type Tree struct {
-	root *node
+	root    *node
+	inhibit []*InhibitRule
+	reports []*ReportRoute
 }
 
 type node struct {
@@ -208,15 +270,35 @@ func NewTree(c Config, receivers []string) (*Tree, error) {
 		}
 		intervals[ti.Name] = ti
 	}
-	root := Leaf{ID: "0", GroupBy: DefaultGroupBy, GroupWait: DefaultGroupWait, GroupInterval: DefaultGroupInterval}
-	n, err := build(c.Route, root, "route", known, intervals)
+	root := Leaf{ID: "0", GroupBy: DefaultGroupBy, GroupWait: DefaultGroupWait, GroupInterval: DefaultGroupInterval, CriticalGroupWait: DefaultCriticalGroupWait, Flap: FlapDrop}
+	t := &Tree{}
+	n, err := t.build(c.Route, root, "route", known, intervals, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &Tree{root: n}, nil
+	t.root = n
+	for i := range c.InhibitRules {
+		ir := &c.InhibitRules[i]
+		if err := ir.compile(i); err != nil {
+			return nil, err
+		}
+		t.inhibit = append(t.inhibit, ir)
+	}
+	return t, nil
 }
 
-func build(r *Route, parent Leaf, where string, receivers map[string]bool, intervals map[string]*TimeInterval) (*node, error) {
+func duration(where, key string, d *config.Duration, dst *time.Duration) error {
+	if d == nil {
+		return nil
+	}
+	if d.Duration < 0 {
+		return fmt.Errorf("%w: %s.%s: %s (want >= 0)", ErrInvalid, where, key, d.Duration)
+	}
+	*dst = d.Duration
+	return nil
+}
+
+func (t *Tree) build(r *Route, parent Leaf, where string, receivers map[string]bool, intervals map[string]*TimeInterval, path []*node) (*node, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: %s: empty route", ErrInvalid, where)
 	}
@@ -253,17 +335,8 @@ func build(r *Route, parent Leaf, where string, receivers map[string]bool, inter
 		}
 		l.GroupBy = r.GroupBy
 	}
-	if r.GroupWait != nil {
-		if r.GroupWait.Duration < 0 {
-			return nil, fmt.Errorf("%w: %s.group_wait: %s (want >= 0)", ErrInvalid, where, r.GroupWait.Duration)
-		}
-		l.GroupWait = r.GroupWait.Duration
-	}
-	if r.GroupInterval != nil {
-		if r.GroupInterval.Duration < 0 {
-			return nil, fmt.Errorf("%w: %s.group_interval: %s (want >= 0)", ErrInvalid, where, r.GroupInterval.Duration)
-		}
-		l.GroupInterval = r.GroupInterval.Duration
+	if err := errors.Join(duration(where, "group_wait", r.GroupWait, &l.GroupWait), duration(where, "group_interval", r.GroupInterval, &l.GroupInterval)); err != nil {
+		return nil, err
 	}
 	if r.MuteTimeIntervals != nil {
 		l.Mute = nil
@@ -281,11 +354,53 @@ func build(r *Route, parent Leaf, where string, receivers map[string]bool, inter
 	if r.CriticalBypassesGrouping != nil {
 		l.CriticalBypassesGrouping = *r.CriticalBypassesGrouping
 	}
+	for _, d := range []struct {
+		key string
+		in  *config.Duration
+		out *time.Duration
+	}{{"critical_group_wait", r.CriticalGroupWait, &l.CriticalGroupWait}, {"repeat_interval", r.RepeatInterval, &l.RepeatInterval}, {"for", r.For, &l.For}} {
+		if err := duration(where, d.key, d.in, d.out); err != nil {
+			return nil, err
+		}
+	}
+	if r.RepeatInterval != nil && l.RepeatInterval > 0 && l.RepeatInterval < time.Second {
+		return nil, fmt.Errorf("%w: %s.repeat_interval: %s (want 0, or 1s or more)", ErrInvalid, where, l.RepeatInterval)
+	}
+	switch r.Flap {
+	case "":
+	case FlapDrop, FlapOnce:
+		l.Flap = r.Flap
+	default:
+		return nil, fmt.Errorf("%w: %s.flap: %q (want drop or once)", ErrInvalid, where, r.Flap)
+	}
+	if r.Runbook != nil {
+		rb := make(map[string]string, len(l.Runbooks)+len(r.Runbook))
+		for k, v := range l.Runbooks {
+			rb[k] = v
+		}
+		for k, v := range r.Runbook {
+			if k != "default" {
+				if err := Glob(k).validate(); err != nil {
+					return nil, fmt.Errorf("%s.runbook: %w", where, err)
+				}
+				k = strings.TrimPrefix(k, "com.accountwatch.")
+			}
+			rb[k] = strings.TrimSpace(v)
+		}
+		l.Runbooks = rb
+	}
 	n := &node{route: r, leaf: l}
+	path = append(slices.Clone(path), n)
+	if r.Report != nil {
+		if err := r.Report.compile(); err != nil {
+			return nil, fmt.Errorf("%s.report: %w", where, err)
+		}
+		t.reports = append(t.reports, &ReportRoute{Leaf: &n.leaf, Schedule: r.Report, path: path})
+	}
 	for i, c := range r.Routes {
 		cl := l
 		cl.ID = l.ID + "." + strconv.Itoa(i)
-		cn, err := build(c, cl, fmt.Sprintf("%s.routes[%d]", where, i), receivers, intervals)
+		cn, err := t.build(c, cl, fmt.Sprintf("%s.routes[%d]", where, i), receivers, intervals, path)
 		if err != nil {
 			return nil, err
 		}
@@ -293,6 +408,59 @@ func build(r *Route, parent Leaf, where string, receivers map[string]bool, inter
 	}
 	return n, nil
 }
+
+// LeafFor is the leaf e ends on for receiver (nil: no route sends e there).
+func (t *Tree) LeafFor(e *event.Event, receiver string) *Leaf {
+	for _, l := range t.Match(e) {
+		if l.Receiver == receiver {
+			return l
+		}
+	}
+	return nil
+}
+
+// Leaf is the leaf of route id (nil: none, e.g. after the file changed).
+func (t *Tree) Leaf(id string) *Leaf {
+	var found *Leaf
+	var walk func(*node)
+	walk = func(n *node) {
+		if n.leaf.ID == id {
+			found = &n.leaf
+		}
+		for _, c := range n.children {
+			if found == nil {
+				walk(c)
+			}
+		}
+	}
+	walk(t.root)
+	return found
+}
+
+// Repeats reports whether some route has a repeat_interval.
+func (t *Tree) Repeats() bool { return t.MinRepeat() > 0 }
+
+// MinRepeat is the shortest repeat_interval of the tree (0: none).
+func (t *Tree) MinRepeat() time.Duration {
+	var m time.Duration
+	var walk func(*node)
+	walk = func(n *node) {
+		if r := n.leaf.RepeatInterval; r > 0 && (m == 0 || r < m) {
+			m = r
+		}
+		for _, c := range n.children {
+			walk(c)
+		}
+	}
+	walk(t.root)
+	return m
+}
+
+// Inhibitions are the tree's inhibit rules.
+func (t *Tree) Inhibitions() []*InhibitRule { return t.inhibit }
+
+// Reports are the routes with a report schedule.
+func (t *Tree) Reports() []*ReportRoute { return t.reports }
 
 func (n *node) matches(e *event.Event) bool {
 	r := n.route

@@ -85,7 +85,12 @@ type fanTarget struct {
 	q    chan *fanMsg
 	pace *pacer
 	stop context.CancelFunc
-	wg   sync.WaitGroup
+	// pacing ends when the target retires: a deliverer waiting on the rate
+	// limit hands its event off at once instead of holding the retirement
+	// (a DELETE of a webhook endpoint) until the limit allows a call.
+	pacing    context.Context
+	endPacing context.CancelFunc
+	wg        sync.WaitGroup
 	// retiring makes the deliverers hand off what is still queued.
 	retiring atomic.Bool
 	leaf     *route.Leaf
@@ -121,7 +126,8 @@ func newFanout(r *Runtime) *fanout {
 func (f *fanout) activate(rc Receiver) {
 	ctx, cancel := context.WithCancel(f.sendCtx)
 	m, sk := f.r.metrics, f.r.sink
-	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), pace: newPacer(rc), stop: cancel, leaf: ownLeaf(rc.Name),
+	pacing, endPacing := context.WithCancel(ctx)
+	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), pace: newPacer(rc), stop: cancel, pacing: pacing, endPacing: endPacing, leaf: ownLeaf(rc.Name),
 		received: m.Received.WithLabelValues(sk, rc.Name), delivered: m.Delivered.WithLabelValues(sk, rc.Name),
 		notified: m.Notifications.WithLabelValues(sk, rc.Name), latency: m.Latency.WithLabelValues(sk, rc.Name)}
 	for range f.r.set.Concurrency {
@@ -163,6 +169,7 @@ func (f *fanout) deactivate(name string, park bool) {
 // queue is handed off to the retry queue.
 func (f *fanout) retire(t *fanTarget) {
 	t.retiring.Store(true)
+	t.endPacing()
 	close(t.q)
 	t.wg.Wait()
 	t.stop()
@@ -268,7 +275,7 @@ func (f *fanout) work(ctx context.Context, t *fanTarget) {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue
 		}
-		if err := t.pace.lim.Wait(ctx); err != nil {
+		if err := t.pace.lim.Wait(t.pacing); err != nil {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue
 		}

@@ -37,6 +37,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
+	"github.com/accountwatch/accountwatch/pkg/standing"
 )
 
 // Notification is what a receiver delivers: one or more events one route
@@ -58,8 +59,51 @@ type Notification struct {
 	RedriveTo string
 	// Receipt is what the Sender tells the delivery log about this attempt.
 	Receipt Receipt
+	// Kind is KindEvents (the events' own notification), KindReminder (the
+	// accounts of Events are still in bad standing: repeat_interval) or
+	// KindReport (a standing report: Report, no Events).
+	Kind   string
+	Report *standing.Report
 
 	id string // ID, once computed
+}
+
+// Kinds of a notification.
+const (
+	KindEvents   = ""
+	KindReminder = deliverylog.KindReminder
+	KindReport   = deliverylog.KindReport
+)
+
+// Worst is the notification's most severe event, the latest of those; what
+// a notification's title and colour say (nil for a report).
+func (n *Notification) Worst() *event.Event {
+	var w *event.Event
+	for _, e := range n.Events {
+		if w == nil || e.Data.Severity.Rank() >= w.Data.Severity.Rank() {
+			w = e
+		}
+	}
+	return w
+}
+
+// Latest is the newest event of each account of the notification, in the
+// order the accounts first appear: where each account stands now.
+func (n *Notification) Latest() []*event.Event {
+	idx := map[string]int{}
+	var out []*event.Event
+	for _, e := range n.Events {
+		k := accountToken(e)
+		if i, ok := idx[k]; ok {
+			if e.Data.Chain.Seq >= out[i].Data.Chain.Seq {
+				out[i] = e
+			}
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, e)
+	}
+	return out
 }
 
 // Receipt is what a Sender knows about an attempt that the runtime cannot:
@@ -155,6 +199,9 @@ type Runtime struct {
 	dlq          *deadletter.Writer
 	deliveries   DeliveryLog
 	failuresOnly bool
+	// alert is the alerting state (inhibition, reminders, reports), when
+	// the routing tree has any of those.
+	alert *alerting
 }
 
 // Option configures a Runtime.
@@ -279,6 +326,16 @@ func (r *Runtime) Run(ctx context.Context) error {
 		}
 		sharedCons = c
 	}
+	if r.tree != nil && (len(r.tree.Inhibitions()) > 0 || r.tree.Repeats() || len(r.tree.Reports()) > 0) {
+		a, err := openAlerting(ctx, r.js, r.sink, r.tree.Inhibitions(), r.log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		r.alert = a
+	}
 	r.mu.Lock()
 	r.running, r.workers = ctx, map[string]*handle{}
 	r.mu.Unlock()
@@ -396,20 +453,24 @@ func (r *Runtime) Add(rc Receiver) error {
 // it held is handed back and stays in its durable consumer. It waits for the
 // drain and reports whether the receiver was running.
 func (r *Runtime) Remove(name string) bool {
+	// The worker first: it would otherwise deliver what the fast path hands
+	// to the retry queue as it retires.
+	stopped := r.stopWorker(name)
 	if r.fan != nil {
 		r.fan.deactivate(name, false)
 	}
-	return r.stopWorker(name)
+	return stopped
 }
 
 // Park stops delivering to a receiver (a webhook endpoint paused or
 // disabled) but keeps taking its events: they wait for it (in its durable
 // consumer, or in fan-out mode its retry queue) until it is added again.
 func (r *Runtime) Park(name string) bool {
+	stopped := r.stopWorker(name) // first, as in Remove
 	if r.fan != nil {
 		r.fan.deactivate(name, true)
 	}
-	return r.stopWorker(name)
+	return stopped
 }
 
 func (r *Runtime) stopWorker(name string) bool {
@@ -490,6 +551,13 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 		return nil, err
 	}
 	w := newWorker(r, rc)
+	if main != nil {
+		w.main = main
+		// A consumer with events pending at start: the last instance held
+		// them (killed), or another replica does; newer ones wait for them.
+		info := main.CachedInfo()
+		w.gate = newGate(info.NumAckPending, info.Delivered.Stream, r.set.AckWait)
+	}
 	for _, c := range []struct {
 		cons    jetstream.Consumer
 		redrive bool

@@ -1009,3 +1009,50 @@ func TestRoutingNames(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestRemoveWhileWaitingOnTheRateLimit: a receiver removed (a webhook
+// endpoint deleted) while its deliverer waits for the rate limit to allow
+// the next call is gone at once; what waited goes to its retry queue.
+func TestRemoveWhileWaitingOnTheRateLimit(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	got := 0
+	send := senderFunc(func(_ context.Context, n *sink.Notification) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got++
+		return nil
+	})
+	rt, stop := runFanout(t, h, "slow", send, fast())
+	defer stop()
+	// One call an hour: the second event waits on the limiter.
+	if err := rt.Add(sink.Receiver{Name: "slow", RateLimit: 1.0 / 3600, Burst: 1, Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	h.publish(t, statuses(t, 2, "slow")...)
+	eventually(t, "the first delivered", func() bool { mu.Lock(); defer mu.Unlock(); return got == 1 })
+	eventually(t, "the second taken", func() bool {
+		c, err := h.bus.JS.Consumer(context.Background(), eventbus.StreamEvents, "slow_fanout")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.Delivered.Stream == 2
+	})
+	removed := make(chan error, 1)
+	go func() { removed <- rt.DeleteConsumers(context.Background(), "slow") }()
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("removing the receiver waits on its rate limit")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got != 1 {
+		t.Fatalf("%d deliveries", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
@@ -31,6 +33,9 @@ type pending struct {
 	// offset corrects the server's delivery count of a handed-off retry: the
 	// attempts made before the hand-off, less the deferred first delivery.
 	offset int64
+	// flap: a change undone inside its route's `for`, sent with its
+	// undoing in one notification (flap: once).
+	flap bool
 }
 
 // attempts counts the delivery attempts of the event, this one included.
@@ -97,6 +102,17 @@ type batch struct {
 	items []*pending
 	// group is set for a group's notification: its settlement is reported.
 	group bool
+	// more are the parts of the group's notification that follow this one
+	// (a critical change is never merged into the recovery after it): each
+	// is sent once the one before it is delivered, in order.
+	more []*batch
+	// queue, when set, picks the deliverer instead of the group key: a
+	// reminder goes the way of its account's notifications.
+	queue string
+	// claims are the reminders this notification sends (KindReminder), or
+	// the report run it is (KindReport), handed back should it fail.
+	claims []reminderClaim
+	report *reportClaim
 }
 
 // worker is one receiver's pipeline: two iterators (events and re-drives)
@@ -120,6 +136,15 @@ type worker struct {
 
 	held *heldSet[*pending]
 
+	// forHeld are the changes waiting out their route's `for`, per leaf,
+	// account and condition.
+	forHeld map[string]*forGroup
+	// gate holds new events back after a restart until those the last
+	// instance held are handed back (see gate.go); main is the receiver's
+	// consumer on the event stream.
+	gate *gate
+	main jetstream.Consumer
+
 	draining chan struct{}
 }
 
@@ -129,6 +154,7 @@ func newWorker(r *Runtime, rc Receiver) *worker {
 		in:          make(chan inbound, 256),
 		settledNote: make(chan struct{}, 1),
 		groups:      map[string]*group{},
+		forHeld:     map[string]*forGroup{},
 		held:        newHeldSet[*pending](),
 		draining:    make(chan struct{}),
 	}
@@ -188,6 +214,23 @@ func (w *worker) run(ctx context.Context) {
 	defer timer.Stop()
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
+	// Reminders and reports are looked for on their own tick (none
+	// without repeat_interval or report in the routing file).
+	var looks <-chan time.Time
+	if p := w.r.lookEvery(); p > 0 {
+		t := time.NewTicker(p)
+		defer t.Stop()
+		looks = t.C
+	}
+	if looks != nil {
+		w.look(ctx) // a report due at start goes out now, not a tick later
+	}
+	var gateCheck <-chan time.Time
+	if w.gate != nil {
+		t := time.NewTicker(w.gate.every)
+		defer t.Stop()
+		gateCheck = t.C
+	}
 	for ctx.Err() == nil {
 		w.resetTimer(timer)
 		select {
@@ -205,6 +248,12 @@ func (w *worker) run(ctx context.Context) {
 			w.flushDue(time.Now())
 		case <-sweep.C:
 			w.sweepGroups(time.Now())
+		case <-looks:
+			w.look(ctx)
+		case <-gateCheck:
+			if w.openGate(ctx) {
+				gateCheck = nil
+			}
 		case <-ctx.Done():
 		}
 	}
@@ -226,6 +275,10 @@ func (w *worker) run(ctx context.Context) {
 	for _, g := range w.groups {
 		w.handBack(g.items)
 	}
+	for _, fg := range w.forHeld {
+		w.handBack(fg.items)
+	}
+	w.handBack(w.gateHeld())
 	for _, q := range w.queues {
 		close(q)
 	}
@@ -242,6 +295,9 @@ func (w *worker) run(ctx context.Context) {
 // accept routes one message: to a group, or settled at once.
 func (w *worker) accept(in inbound) {
 	p := &pending{msg: in.msg, redrive: in.redrive}
+	if !in.redrive && w.gateHolds(p) {
+		return // newer than what the last instance held: after those
+	}
 	w.r.metrics.Received.WithLabelValues(w.r.sink, w.name).Inc()
 	ev, err := eventbus.DecodeMsg(in.msg)
 	if err != nil {
@@ -287,13 +343,17 @@ func (w *worker) accept(in inbound) {
 		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: ownLeaf(w.name), GroupKey: "event|" + ev.ID(), Events: []*event.Event{ev}}, items: []*pending{p}})
 		return
 	}
-	var leaf *route.Leaf
-	for _, l := range w.r.tree.Match(ev) {
-		if l.Receiver == w.name {
-			leaf = l
-			break
+	if w.r.alert != nil {
+		// Every receiver reads every event: the first keeps the
+		// inhibition sources current, for every receiver and replica.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		w.r.alert.observe(ctx, ev, describe.Headline(ev))
+		if w.r.remembers() {
+			w.r.alert.seen(ctx, w.name, ev)
 		}
+		cancel()
 	}
+	leaf := w.r.tree.LeafFor(ev, w.name)
 	if leaf == nil {
 		_ = in.msg.Ack() // not for this receiver
 		return
@@ -315,15 +375,27 @@ func (w *worker) accept(in inbound) {
 		return
 	}
 	w.hold(p)
-	if leaf.Immediate(ev) {
-		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: leaf, GroupKey: leaf.GroupKey(ev) + "|now|" + ev.ID(), Events: []*event.Event{ev}}, items: []*pending{p}})
-		return
+	if leaf.For > 0 && w.pendingFor(p, leaf) {
+		return // waits out the route's pending period
 	}
-	key := leaf.GroupKey(ev)
+	if w.group(p, leaf) {
+		w.flushDue(time.Now())
+	}
+}
+
+// group puts p in its group on leaf; true when the group is due now.
+func (w *worker) group(p *pending, leaf *route.Leaf) bool {
+	ev := p.ev
+	key, wait := leaf.GroupKey(ev), leaf.GroupWait
+	if leaf.Immediate(ev) {
+		// Critical: no digest window, but the account's critical changes
+		// of critical_group_wait go together (a BSS freeze is two).
+		key, wait = leaf.ID+"|critical|"+string(ev.Data.Provider)+"|"+ev.Data.Instance+"|"+ev.Data.AccountID, leaf.CriticalGroupWait
+	}
 	g := w.groups[key]
 	t := time.Now()
 	if g == nil {
-		g = &group{key: key, leaf: leaf, due: t.Add(leaf.GroupWait)}
+		g = &group{key: key, leaf: leaf, due: t.Add(wait)}
 		w.groups[key] = g
 		heap.Push(&w.due, dueEntry{at: g.due, key: key})
 	} else if len(g.items) == 0 {
@@ -347,9 +419,7 @@ func (w *worker) accept(in inbound) {
 			heap.Push(&w.due, dueEntry{at: g.due, key: key})
 		}
 	}
-	if !g.due.After(t) {
-		w.flushDue(t)
-	}
+	return !g.due.After(t)
 }
 
 // settled is a group's notification settled: the group may be sent again,
@@ -391,6 +461,10 @@ func (w *worker) resetTimer(t *time.Timer) {
 func (w *worker) flushDue(now time.Time) {
 	for len(w.due) > 0 && !w.due[0].at.After(now) {
 		e := heap.Pop(&w.due).(dueEntry)
+		if k, ok := strings.CutPrefix(e.key, forPrefix); ok {
+			w.forDue(k, e.at)
+			continue
+		}
 		g := w.groups[e.key]
 		if g == nil || !g.due.Equal(e.at) || len(g.items) == 0 || g.inFlight {
 			continue // stale entry, or one its settlement will push again
@@ -404,22 +478,74 @@ func (w *worker) flushDue(now time.Time) {
 		// Stream order is the order changes happened in; retried events may
 		// have come back after later ones.
 		slices.SortStableFunc(g.items, func(a, b *pending) int { return cmp.Compare(a.streamSeq(), b.streamSeq()) })
-		evs := make([]*event.Event, len(g.items))
-		for i, p := range g.items {
-			evs[i] = p.ev
+		items := w.inhibit(g.items)
+		if len(items) == 0 {
+			g.items = nil // nothing sent: the group's interval does not start
+			continue
 		}
 		// A group of one event ("...") gathers no other: nothing to serialise.
 		tracked := !slices.Contains(g.leaf.GroupBy, "...")
-		n := &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: g.leaf, GroupKey: g.key, Events: evs}
-		if len(evs) > 1 {
-			id := n.ID()
-			for _, e := range evs {
-				w.r.record(deliverylog.Record{Receiver: w.name, EventID: e.ID(), Outcome: deliverylog.Grouped, Notification: id, Events: len(evs), Reason: "route " + g.leaf.ID})
+		var first *batch
+		for i, part := range parts(items) {
+			evs := make([]*event.Event, len(part))
+			for i, p := range part {
+				evs[i] = p.ev
+			}
+			n := &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: g.leaf, GroupKey: g.key, Events: evs}
+			if len(evs) > 1 {
+				id := n.ID()
+				for _, e := range evs {
+					w.r.record(deliverylog.Record{Receiver: w.name, EventID: e.ID(), Outcome: deliverylog.Grouped, Notification: id, Events: len(evs), Reason: "route " + g.leaf.ID})
+				}
+			}
+			b := &batch{n: n, items: part, group: tracked}
+			if i == 0 {
+				first = b
+			} else {
+				first.more = append(first.more, b)
 			}
 		}
-		w.enqueue(&batch{n: n, items: g.items, group: tracked})
+		w.enqueue(first)
 		g.items, g.lastFlush, g.inFlight = nil, now, tracked
 	}
+}
+
+// inhibit settles the events an inhibit rule holds back (recorded
+// "inhibited", acknowledged: a source holds) and returns the others.
+func (w *worker) inhibit(items []*pending) []*pending {
+	if w.r.alert == nil {
+		return items
+	}
+	kept := items[:0:0]
+	for _, p := range items {
+		in, ok := w.r.alert.inhibitedBy(p.ev)
+		if !ok {
+			kept = append(kept, p)
+			continue
+		}
+		w.r.metrics.Suppressed.WithLabelValues(w.r.sink, w.name, "inhibited").Inc()
+		w.r.record(deliverylog.Record{Receiver: w.name, EventID: p.ev.ID(), Outcome: deliverylog.Inhibited, Reason: in.String()})
+		_ = p.msg.Ack()
+		w.release(p)
+	}
+	return kept
+}
+
+// parts splits a group's events (in order) so that a critical change never
+// goes out merged into the recovery after it: the recovery starts a
+// notification of its own, sent after the critical one.
+func parts(items []*pending) [][]*pending {
+	var out [][]*pending
+	var cur []*pending
+	critical := false
+	for _, p := range items {
+		if critical && describe.IsRecovery(p.ev) && !p.flap {
+			out, cur, critical = append(out, cur), nil, false
+		}
+		cur = append(cur, p)
+		critical = critical || p.ev.Data.Severity == event.SeverityCritical
+	}
+	return append(out, cur)
 }
 
 // sweepGroups forgets groups that have been empty for a whole interval, so
@@ -434,7 +560,11 @@ func (w *worker) sweepGroups(now time.Time) {
 
 func (w *worker) enqueue(b *batch) {
 	h := fnv.New32a()
-	h.Write([]byte(b.n.GroupKey))
+	if b.queue != "" {
+		h.Write([]byte(b.queue))
+	} else {
+		h.Write([]byte(b.n.GroupKey))
+	}
 	w.queues[h.Sum32()%uint32(len(w.queues))] <- b
 }
 
@@ -456,25 +586,66 @@ func (w *worker) handBack(items []*pending) {
 // deliver sends the batches of one queue, in order.
 func (w *worker) deliver(ctx, sendCtx context.Context, q chan *batch) {
 	for b := range q {
-		select {
-		case <-w.draining:
-			w.handBack(b.items)
-			continue
-		default:
+		rt := settlement{key: b.n.GroupKey, leaf: b.n.Leaf}
+		var sent bool
+		for i, part := range append([]*batch{b}, b.more...) {
+			if i > 0 && !sent {
+				// An earlier part failed: the rest follow it back, in order.
+				w.handBackLater(part.items, &rt)
+				continue
+			}
+			sent = w.deliverOne(ctx, sendCtx, part, &rt)
 		}
-		if err := w.pace.wait(ctx); err != nil {
-			w.handBack(b.items)
-			continue
+		if b.group {
+			w.report(rt)
 		}
-		for _, p := range b.items {
-			b.n.Attempt = max(b.n.Attempt, p.attempts())
-		}
-		sctx, cancel := context.WithTimeout(sendCtx, w.r.set.SendTimeout)
-		start := time.Now()
-		err := w.r.sender.Send(sctx, b.n)
-		took := time.Since(start)
-		cancel()
-		w.settle(b, err, start, took)
+	}
+}
+
+// deliverOne sends one notification and settles it; true when it was delivered.
+func (w *worker) deliverOne(ctx, sendCtx context.Context, b *batch, rt *settlement) bool {
+	select {
+	case <-w.draining:
+		w.handBack(b.items)
+		w.unclaim(b)
+		return false
+	default:
+	}
+	if err := w.pace.wait(ctx); err != nil {
+		w.handBack(b.items)
+		w.unclaim(b)
+		return false
+	}
+	for _, p := range b.items {
+		b.n.Attempt = max(b.n.Attempt, p.attempts())
+	}
+	sctx, cancel := context.WithTimeout(sendCtx, w.r.set.SendTimeout)
+	start := time.Now()
+	err := w.r.sender.Send(sctx, b.n)
+	took := time.Since(start)
+	cancel()
+	if b.n.Kind != KindEvents {
+		w.settleClaims(b, err, start, took)
+		return err == nil
+	}
+	w.settle(b, err, start, took, rt)
+	if err == nil && w.r.remembers() {
+		w.notified(b.n)
+	}
+	return err == nil
+}
+
+// handBackLater returns the parts of a notification that were not sent
+// because an earlier part failed: they wait as long as it does.
+func (w *worker) handBackLater(items []*pending, rt *settlement) {
+	wait := max(time.Until(rt.until), time.Second)
+	for _, p := range items {
+		_ = p.msg.NakWithDelay(wait)
+		rt.seqs = append(rt.seqs, p.streamSeq())
+		w.release(p)
+	}
+	if u := time.Now().Add(wait); u.After(rt.until) {
+		rt.until = u
 	}
 }
 
@@ -490,12 +661,8 @@ func (w *worker) report(rt settlement) {
 }
 
 // settle applies the acknowledgement policy to every message of a batch and
-// records each one's attempt.
-func (w *worker) settle(b *batch, err error, start time.Time, took time.Duration) {
-	rt := settlement{key: b.n.GroupKey, leaf: b.n.Leaf}
-	if b.group {
-		defer func() { w.report(rt) }()
-	}
+// records each one's attempt; what goes back for a retry is noted in rt.
+func (w *worker) settle(b *batch, err error, start time.Time, took time.Duration, rt *settlement) {
 	if err != nil {
 		e := Classify(err)
 		w.r.log.Warn("delivery failed", "sink", w.r.sink, "receiver", w.name, "group", b.n.GroupKey, "events", len(b.items), "reason", e.Reason, "permanent", e.Permanent, "err", err)

@@ -14,6 +14,8 @@ import (
 const (
 	DevWebhookToken = "devstack-webhook-admin-token"
 	DevAuditorToken = "devstack-auditor-token"
+	// ConsoleURL is the local auditor's console; the notifiers' alerts link to it.
+	ConsoleURL = "http://127.0.0.1:8491"
 )
 
 // service is one process of the local stack.
@@ -73,7 +75,7 @@ func (c stackConfig) services() []service {
 			Name: "slack-notifier",
 			// "all": a consumer created on a fresh data directory misses no event
 			// the poller published before it; on a resumed one it changes nothing.
-			Env:  []string{"AW_SLACK_LOCAL_DIR=" + filepath.Join(c.SinksDir, "slack"), "AW_SINK_START=all"},
+			Env:  []string{"AW_SLACK_LOCAL_DIR=" + filepath.Join(c.SinksDir, "slack"), "AW_SINK_START=all", "AW_CONSOLE_URL=" + ConsoleURL},
 			Look: []string{slackLook(c.SinksDir)},
 		},
 		{
@@ -85,14 +87,14 @@ func (c stackConfig) services() []service {
 		},
 		{
 			Name: "auditor",
-			Env: []string{"AW_AUDITOR_TOKEN=" + DevAuditorToken, "AW_AUDITOR_LISTEN=127.0.0.1:8491",
+			Env: []string{"AW_AUDITOR_TOKEN=" + DevAuditorToken, "AW_AUDITOR_LISTEN=" + strings.TrimPrefix(ConsoleURL, "http://"),
 				"AW_CHECKPOINT_KEY_FILE=" + checkpoint.KeyFile(c.CredsDir), "AW_CHECKPOINT_INTERVAL=" + CheckpointInterval},
 			Look: []string{"auditor        http://127.0.0.1:8491 — the audit console (sign in with " + DevAuditorToken + ")",
 				"checkpoints    signed every " + CheckpointInterval + " by the auditor (key " + c.Signer + "); keep one outside NATS: `go run ./services/awctl checkpoint export --output checkpoint.json`"},
 		},
 		{
 			Name: "email-notifier",
-			Env:  []string{"AW_EMAIL_LOCAL_DIR=" + filepath.Join(c.SinksDir, "email"), "AW_EMAIL_TO=finance-ops@localhost", "AW_SINK_START=all"},
+			Env:  []string{"AW_EMAIL_LOCAL_DIR=" + filepath.Join(c.SinksDir, "email"), "AW_EMAIL_TO=finance-ops@localhost", "AW_SINK_START=all", "AW_CONSOLE_URL=" + ConsoleURL},
 			Look: []string{emailLook(c.SinksDir)},
 		},
 	}

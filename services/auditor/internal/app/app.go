@@ -21,7 +21,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/listen"
 	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/roster"
-	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
+	"github.com/accountwatch/accountwatch/pkg/standing"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/web"
 )
 

@@ -32,7 +32,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
-	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
+	"github.com/accountwatch/accountwatch/pkg/standing"
 )
 
 //go:embed templates/*.html assets/*.css
@@ -335,7 +335,9 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 		ID       string
 		Account  standing.Account
 		Timeline []TimelineRow
-	}{p, inst, id, acct, rows}})
+		// Words are the debt's trend and forecast, in the alerts' words.
+		Words standing.Words
+	}{p, inst, id, acct, rows, standing.ReportLine{Account: acct}.Words(time.Now())}})
 }
 
 func (s *Server) event(w http.ResponseWriter, r *http.Request) {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/event"
-	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
+	"github.com/accountwatch/accountwatch/pkg/standing"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/web"
 )
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -47,11 +48,17 @@ type Settings struct {
 	Templates string `envconfig:"EMAIL_TEMPLATES"`
 	LocalDir  string `envconfig:"EMAIL_LOCAL_DIR" default:"./data/sinks/email"`
 	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9104"`
+	// ConsoleURL is the audit console's base URL: alerts link the account's
+	// page there ("": no link).
+	ConsoleURL string `envconfig:"CONSOLE_URL"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
 	if err := s.ProcessSettings.Validate(); err != nil {
+		return err
+	}
+	if _, err := describe.ParseConsole(s.ConsoleURL); err != nil {
 		return err
 	}
 	if s.SMTPHost != "" {
@@ -113,6 +120,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if err != nil {
 		return err
 	}
+	comp.Console = describe.Console(s.ConsoleURL)
 	return sink.Serve(ctx, sink.Service{
 		Sink: SinkName, Process: "email-notifier", Role: eventbus.RoleEmail, Settings: s.ProcessSettings,
 		OpsListen: s.OpsListen, Log: log, Adhoc: deadletter.AddressEmail,

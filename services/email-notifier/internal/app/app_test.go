@@ -259,7 +259,7 @@ func TestTemplatesPerTypeAndOverride(t *testing.T) {
 func TestDigestAndCriticalBypass(t *testing.T) {
 	st, s := prepare(t, `
 receivers: [{name: digest, to: ["finance@reseller.example"]}]
-route: {receiver: digest, group_by: [], group_wait: 2s, group_interval: 2s, critical_bypasses_grouping: true}
+route: {receiver: digest, group_by: [], group_wait: 2s, group_interval: 2s, critical_bypasses_grouping: true, critical_group_wait: 500ms}
 `, &smtpcapture.Options{TLS: "none"})
 	crit := eventtest.Status(t, eventtest.Meta("c1", nil), "active", "credit_hold")
 	var rest []*event.Event

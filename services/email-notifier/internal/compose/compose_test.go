@@ -37,6 +37,8 @@ func TestEveryTypeRenders(t *testing.T) {
 		event.TypePhoneProfileChanged:      must(event.PhoneProfileChanged(cams, "About", event.Value{Value: "old"}, event.Value{Value: "new <b>"})),
 		event.TypePollDegraded:             must(event.PollDegraded(scope, poll)),
 		event.TypePollRecovered:            must(event.PollRecovered(scope, poll)),
+		event.TypeDebtForecast: must(event.DebtForecast(m, event.Forecast{Method: "least_squares", Threshold: "600", Currency: "EUR", Current: "465", RatePerDay: "45",
+			ETA: time.Now().Add(72 * time.Hour), Observations: []event.Point{{At: eventtest.T0, Value: "420"}, {At: eventtest.T0.Add(24 * time.Hour), Value: "465"}}})),
 	}
 	for _, typ := range event.Types {
 		e := evs[typ]
@@ -63,7 +65,7 @@ func TestEveryTypeRenders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(d.Subject, "10 changes on") {
+	if !strings.Contains(d.Subject, "11 changes on") {
 		t.Errorf("digest subject %q", d.Subject)
 	}
 	if !strings.Contains(d.Text, "Re-sent by an operator (dead letter or replay).") || !strings.Contains(d.HTML, "Re-sent by an operator (dead letter or replay)") {

@@ -281,6 +281,17 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("no email receiver %q", n.Receiver))
 	}
 	parts := r.split(n.Events)
+	if n.Kind == sink.KindReport {
+		// A report goes to the receiver's own addresses, not per account.
+		parts = []message{{to: r.To, cc: r.Cc}}
+		if len(r.To) == 0 {
+			return sink.Permanent(sink.ReasonClientError, fmt.Errorf("receiver %s: a standing report needs to: addresses", r.Name))
+		}
+	}
+	o := compose.Options{Redrive: n.Redrive, Reminder: n.Kind == sink.KindReminder}
+	if n.Leaf != nil {
+		o.Runbook = n.Leaf.Runbook
+	}
 	var to []string
 	for _, m := range parts {
 		to = append(append(to, m.to...), m.cc...)
@@ -290,7 +301,13 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 		n.Receipt.Destination += " (an .eml file)"
 	}
 	for _, m := range parts {
-		mail, err := s.comp.Compose(m.events, append(slices.Clone(m.to), m.cc...), n.Redrive)
+		var mail compose.Mail
+		var err error
+		if n.Kind == sink.KindReport {
+			mail, err = s.comp.Report(n.Report, append(slices.Clone(m.to), m.cc...))
+		} else {
+			mail, err = s.comp.ComposeWith(m.events, append(slices.Clone(m.to), m.cc...), o)
+		}
 		if err != nil {
 			return sink.Permanent(sink.ReasonInvalidEvent, err)
 		}

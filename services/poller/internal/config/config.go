@@ -55,6 +55,13 @@ type Connection struct {
 	Timeout             Duration          `yaml:"timeout"`
 	Discovery           bool              `yaml:"discovery"`
 	Labels              map[string]string `yaml:"labels"`
+	// Currency is the currency of the connection's amounts where the
+	// upstream names none (ActivePlatform's document has no currency field).
+	Currency string `yaml:"currency"`
+	// NameAttribute names the allow-listed attribute that names an account
+	// the upstream gives no name (a BSS customer, a CAMS number), when its
+	// watch entry has no display_name label.
+	NameAttribute string `yaml:"name_attribute"`
 }
 
 // WatchEntry is a configured watch-list entry.
@@ -71,6 +78,22 @@ type Policy struct {
 	DebtThreshold  string `yaml:"debt_threshold"`
 	DebtHysteresis string `yaml:"debt_hysteresis"`
 	DegradedAfter  int    `yaml:"degraded_after"`
+	// DebtLadder are percentages of each account's threshold, each reported
+	// once on the way up ([50, 80, 100]).
+	DebtLadder []string `yaml:"debt_ladder"`
+	// BalanceFloor is the least balance of a prepaid account.
+	BalanceFloor string         `yaml:"balance_floor"`
+	Forecast     ForecastPolicy `yaml:"forecast"`
+}
+
+// ForecastPolicy configures the time-to-threshold forecast (off without a horizon).
+type ForecastPolicy struct {
+	Horizon     Duration `yaml:"horizon"`
+	SampleEvery Duration `yaml:"sample_every"`
+	Window      Duration `yaml:"window"`
+	MinPoints   int      `yaml:"min_points"`
+	MinSpan     Duration `yaml:"min_span"`
+	MaxPoints   int      `yaml:"max_points"`
 }
 
 // Duration is a time.Duration written as "60s".
@@ -244,6 +267,31 @@ func (f *File) DetectPolicy() (detect.Policy, error) {
 	if f.Policy.DegradedAfter > 0 {
 		p.DegradedAfter = f.Policy.DegradedAfter
 	}
+	for i, v := range f.Policy.DebtLadder {
+		d, err := decimal.NewFromString(v)
+		if err != nil || !d.IsPositive() || d.GreaterThan(decimal.NewFromInt(1000)) {
+			return p, fmt.Errorf("policy.debt_ladder[%d]: %q is not a percentage above 0 (100 is the threshold)", i, v)
+		}
+		p.DebtLadder = append(p.DebtLadder, d)
+	}
+	if f.Policy.BalanceFloor != "" {
+		d, err := decimal.NewFromString(f.Policy.BalanceFloor)
+		if err != nil {
+			return p, fmt.Errorf("policy.balance_floor: %q is not a decimal", f.Policy.BalanceFloor)
+		}
+		p.BalanceFloor = &d
+	}
+	fc := f.Policy.Forecast
+	switch {
+	case fc.Horizon.Duration < 0 || fc.SampleEvery.Duration < 0 || fc.Window.Duration < 0 || fc.MinSpan.Duration < 0:
+		return p, errors.New("policy.forecast: durations must be >= 0")
+	case fc.MinPoints != 0 && fc.MinPoints < 2:
+		return p, fmt.Errorf("policy.forecast.min_points: %d (want 2 or more)", fc.MinPoints)
+	case fc.MaxPoints != 0 && fc.MaxPoints < max(fc.MinPoints, 2):
+		return p, fmt.Errorf("policy.forecast.max_points: %d (want min_points or more)", fc.MaxPoints)
+	}
+	p.Forecast = detect.ForecastPolicy{Horizon: fc.Horizon.Duration, SampleEvery: fc.SampleEvery.Duration, Window: fc.Window.Duration, MaxPoints: fc.MaxPoints}
+	p.Forecast.Options.MinPoints, p.Forecast.Options.MinSpan = fc.MinPoints, fc.MinSpan.Duration
 	return p, nil
 }
 

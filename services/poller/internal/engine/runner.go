@@ -493,6 +493,27 @@ func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidenc
 		Labels: labels, ObservedAt: at, Evidence: ev, Allow: r.Allow}
 }
 
+// DisplayNameLabel is the watch-entry label that names an account whose
+// upstream gives it no name (a BSS customer, a CAMS number).
+const DisplayNameLabel = "display_name"
+
+// accountName is what events call the account: the upstream's name, else
+// its watch entry's display_name label, else the allow-listed attribute the
+// connection names (name_attribute), else none (the id, with the
+// provider's wording, is then shown).
+func (r *Runner) accountName(rec detect.Record, m event.Meta) string {
+	if rec.Name != "" && rec.Name != rec.AccountID && rec.Name != m.AccountID {
+		return rec.Name
+	}
+	if n := m.Labels[DisplayNameLabel]; n != "" {
+		return n
+	}
+	if a := r.conn.NameAttribute; a != "" && r.Allow.Allowed(a) {
+		return rec.Attrs[a]
+	}
+	return ""
+}
+
 // observed processes one successful read; it reports whether the result is
 // committed (only then may the listing bytes be remembered as processed).
 func (r *Runner) observed(ctx context.Context, e watch.Entry, obs detect.Observation) bool {
@@ -636,6 +657,11 @@ func truncate(s string, n int) string {
 func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta) bool {
 	next.Version, next.Provider, next.Instance = 1, r.conn.Provider, r.conn.Name
 	next.AccountID = m.AccountID
+	// The labels the account's events carry, for reports that select by them.
+	next.Labels = nil
+	if len(m.Labels) > 0 {
+		next.Labels = m.Labels
+	}
 	if len(changes) == 0 {
 		if reflect.DeepEqual(cur.Record, next) {
 			return true
@@ -648,6 +674,9 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 	}
 	m.PreviousObservedAt = cur.Record.ChangedAt
 	m.Revision = cur.Rev
+	m.AccountName = r.accountName(next, m)
+	// Every event says where the account stands once it happened.
+	m.Standing = next.Standing()
 	chain := cur.Record.Chain
 	events := make([]*event.Event, 0, len(changes))
 	for _, c := range changes {

@@ -138,12 +138,22 @@ func (s *ap) list(ctx context.Context, full bool, since time.Time, mem source.Me
 func (s *ap) observation(a *activeplatform.Account) detect.Observation {
 	o := detect.Observation{Name: a.Name, Enums: map[string]event.Value{detect.FieldStatus: event.EnumValue(a.Status)},
 		Evidence: source.Evidence(a.Evidence), At: s.now().UTC()}
+	// The document names no currency: an upstream that sends one is
+	// believed, else the connection's (every figure is shown with one).
+	currency := a.Currency
+	if currency == "" {
+		currency = s.conn.Currency
+	}
 	if a.CurrentDebt != nil {
-		o.Debt = &detect.Debt{Current: *a.CurrentDebt, Raw: a.CurrentDebtRaw, Threshold: a.FinancialBlockingThreshold, Balance: a.Balance, Currency: a.Currency}
+		o.Debt = &detect.Debt{Current: *a.CurrentDebt, Raw: a.CurrentDebtRaw, Threshold: a.FinancialBlockingThreshold, CreditLimit: a.SubscriptionCreditLimit,
+			Balance: a.Balance, Currency: currency}
+	}
+	if a.Balance != nil {
+		o.Balance = &detect.Balance{Amount: *a.Balance, Prepaid: event.NormalizeEnum(a.PaymentModel) == "prepay", Currency: currency}
 	}
 	// status as normalised: an upstream's spelling ("credit hold",
 	// "credit_hold") is no change of the account.
-	attrs := map[string]string{"status": event.NormalizeEnum(a.Status), "currency": a.Currency, "owner_id": a.OwnerID, "manager_id": a.ManagerID}
+	attrs := map[string]string{"status": event.NormalizeEnum(a.Status), "currency": currency, "owner_id": a.OwnerID, "manager_id": a.ManagerID}
 	for k, v := range map[string]string{"account_class": a.Class, "account_type": a.Type, "default_payment_model": a.PaymentModel} {
 		if v != "" {
 			attrs[k] = v

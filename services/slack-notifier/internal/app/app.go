@@ -10,6 +10,7 @@ import (
 	"net/url"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -32,11 +33,17 @@ type Settings struct {
 	Channel    string `envconfig:"SLACK_CHANNEL" default:"#accountwatch"`
 	LocalDir   string `envconfig:"SLACK_LOCAL_DIR" default:"./data/sinks/slack"`
 	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9103"`
+	// ConsoleURL is the audit console's base URL: alerts link the account's
+	// page there ("": no link).
+	ConsoleURL string `envconfig:"CONSOLE_URL"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
 	if err := s.ProcessSettings.Validate(); err != nil {
+		return err
+	}
+	if _, err := describe.ParseConsole(s.ConsoleURL); err != nil {
 		return err
 	}
 	if u, err := url.Parse(s.APIURL); err != nil || u.Scheme == "" || u.Host == "" {
@@ -76,6 +83,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
 			sender, err := slacksink.New(ctx, env.Bus.JS, file.Receivers, slacksink.Options{
 				Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
+				Console: describe.Console(s.ConsoleURL),
 			})
 			if err != nil {
 				return nil, err

@@ -133,7 +133,8 @@ func TestThreadAndUpdateInPlace(t *testing.T) {
 	back := eventtest.Status(t, m, "credit_hold", "active")
 	bustest.Publish(t, st.bus, back)
 	bustest.Eventually(t, "recovery reply and update", func() bool {
-		return len(st.slack.Posted("chat.postMessage")) == 3 && len(st.slack.Posted("chat.update")) == 1
+		// The opening message follows each change of the account: the debt, then the recovery.
+		return len(st.slack.Posted("chat.postMessage")) == 3 && len(st.slack.Posted("chat.update")) == 2
 	})
 	other := eventtest.Hosting(t, "1500000000000001", "", "FREEZE")
 	bustest.Publish(t, st.bus, other)
@@ -155,7 +156,7 @@ func TestThreadAndUpdateInPlace(t *testing.T) {
 	if !strings.Contains(posts[1].Attachments, "512.40 USD") || !strings.Contains(posts[1].Attachments, "500.00 USD") {
 		t.Errorf("debt message lacks debt vs threshold: %s", posts[1].Attachments)
 	}
-	up := st.slack.Posted("chat.update")[0]
+	up := st.slack.Posted("chat.update")[1]
 	if up.TS != open.TS || !strings.Contains(up.Attachments, "#2EB67D") || !strings.Contains(up.Text, "active again") {
 		t.Errorf("update: %+v", up)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -79,8 +80,11 @@ type Options struct {
 	// LocalOut receives the local sink's readable lines (stdout in make run).
 	LocalOut io.Writer
 	Links    message.Links
-	HTTP     *http.Client
-	Log      *slog.Logger
+	// Console is the audit console's base URL: every alert links the
+	// account's page there.
+	Console describe.Console
+	HTTP    *http.Client
+	Log     *slog.Logger
 }
 
 // Sender implements sink.Sender for Slack.
@@ -90,6 +94,7 @@ type Sender struct {
 	adhoc   receiver
 	threads jetstream.KeyValue
 	links   message.Links
+	console describe.Console
 	log     *slog.Logger
 	closers []io.Closer
 }
@@ -117,6 +122,11 @@ type thread struct {
 	OpenedBy string    `json:"opened_by"`
 	// Recovered is the standing the opening message shows now.
 	Recovered bool `json:"recovered"`
+	// Shows is what the opening message shows now: the event it renders
+	// (the account's latest told), so it is updated only when that changes.
+	Shows string `json:"shows,omitempty"`
+	// Seq is that event's chain sequence: an older one never replaces it.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // New builds the sender; it opens the local sink only if a receiver needs it.
@@ -154,7 +164,7 @@ func New(ctx context.Context, js jetstream.JetStream, rcvs []Receiver, o Options
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sender{receivers: map[string]receiver{}, threads: kv, links: o.Links, log: o.Log}
+	s := &Sender{receivers: map[string]receiver{}, threads: kv, links: o.Links, console: o.Console, log: o.Log}
 	var local *localPoster
 	for _, r := range rcvs {
 		rc := receiver{Receiver: r}
@@ -217,11 +227,17 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("no slack receiver %q", n.Receiver))
 	}
 	n.Receipt.Destination = r.destination()
-	if message.Accounts(n.Events) > 1 {
-		_, _, err := r.poster.Post(ctx, r.Channel, "", message.Summary(n.Events, s.links))
+	c := s.context(n)
+	if n.Kind == sink.KindReport {
+		// A report goes to the channel, never into an account's thread.
+		_, _, err := r.poster.Post(ctx, r.Channel, "", message.Report(n.Report, c))
 		return err
 	}
-	msg := message.Account(n.Events, s.links, n.Redrive)
+	if message.Accounts(n.Events) > 1 {
+		_, _, err := r.poster.Post(ctx, r.Channel, "", message.SummaryWith(n.Events, c))
+		return err
+	}
+	msg := message.AccountWith(n.Events, c)
 	if !r.poster.Threads() {
 		_, _, err := r.poster.Post(ctx, r.Channel, "", msg)
 		return err
@@ -237,25 +253,38 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 		if err != nil {
 			return err
 		}
-		s.saveThread(ctx, key, rev, thread{Channel: ch, TS: ts, OpenedAt: time.Now().UTC(), OpenedBy: last.ID(), Recovered: message.IsRecovery(last)})
+		s.saveThread(ctx, key, rev, thread{Channel: ch, TS: ts, OpenedAt: time.Now().UTC(), OpenedBy: last.ID(), Recovered: message.IsRecovery(last),
+			Shows: last.ID(), Seq: last.Data.Chain.Seq})
 		return nil
 	}
 	if _, _, err := r.poster.Post(ctx, th.Channel, th.TS, msg); err != nil {
 		return err
 	}
-	// The opening message shows the account's standing: a recovery turns it
-	// green in place, a new problem after a recovery turns it back.
-	if recovered := message.IsRecovery(last); recovered != th.Recovered {
-		opening := message.Account([]*event.Event{last}, s.links, false)
-		if err := r.poster.Update(ctx, th.Channel, th.TS, opening); err != nil {
-			// The reply is posted; a stale opening message is not worth re-sending it.
-			s.log.Warn("opening message not updated", "receiver", n.Receiver, "err", err)
-			return nil
-		}
-		th.Recovered = recovered
-		s.saveThread(ctx, key, rev, *th)
+	// The opening message shows the account's standing now, updated in
+	// place: red on a hold, green once recovered, what is still wrong (a
+	// reminder may carry a change its route did not tell).
+	if th.Shows == last.ID() || th.Seq > last.Data.Chain.Seq && th.Shows != "" {
+		return nil
 	}
+	oc := c
+	oc.Runbook = nil
+	if err := r.poster.Update(ctx, th.Channel, th.TS, message.Opening(last, oc)); err != nil {
+		// The reply is posted; a stale opening message is not worth re-sending it.
+		s.log.Warn("opening message not updated", "receiver", n.Receiver, "err", err)
+		return nil
+	}
+	th.Recovered, th.Shows, th.Seq = message.IsRecovery(last), last.ID(), last.Data.Chain.Seq
+	s.saveThread(ctx, key, rev, *th)
 	return nil
+}
+
+// context is what a message of n says besides its events.
+func (s *Sender) context(n *sink.Notification) message.Context {
+	c := message.Context{Links: s.links, Console: s.console, Redrive: n.Redrive, Reminder: n.Kind == sink.KindReminder}
+	if n.Leaf != nil {
+		c.Runbook = n.Leaf.Runbook
+	}
+	return c
 }
 
 func threadKey(receiver string, e *event.Event) string {

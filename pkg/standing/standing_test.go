@@ -7,7 +7,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
-	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
+	"github.com/accountwatch/accountwatch/pkg/standing"
 )
 
 func TestStanding(t *testing.T) {
