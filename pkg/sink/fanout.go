@@ -275,7 +275,7 @@ func (f *fanout) work(ctx context.Context, t *fanTarget) {
 		n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
 		sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)
 		start := time.Now()
-		err := f.r.sender.Send(sctx, n)
+		err := f.r.send(sctx, n)
 		took := time.Since(start)
 		cancel()
 		d := Decide(err, 1, f.r.set)

@@ -24,8 +24,8 @@ import (
 type ProcessSettings struct {
 	eventbus.Config
 	Settings
-	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof    bool   `envconfig:"PPROF" default:"false"`
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error (JSON logs, secrets redacted)"`
+	Pprof    bool   `envconfig:"PPROF" default:"false" desc:"serve /debug/pprof/ on the ops address"`
 }
 
 // Validate checks the connection and the runtime's settings, naming the key at fault.

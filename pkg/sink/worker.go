@@ -471,7 +471,7 @@ func (w *worker) deliver(ctx, sendCtx context.Context, q chan *batch) {
 		}
 		sctx, cancel := context.WithTimeout(sendCtx, w.r.set.SendTimeout)
 		start := time.Now()
-		err := w.r.sender.Send(sctx, b.n)
+		err := w.r.send(sctx, b.n)
 		took := time.Since(start)
 		cancel()
 		w.settle(b, err, start, took)

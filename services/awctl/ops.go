@@ -152,7 +152,7 @@ func silenceCmd(ctx context.Context, s settings, verb string, args []string, std
 	duration := fs.Duration("duration", 0, "add: how long it lasts (e.g. 2h)")
 	untilS := fs.String("until", "", "add: when it ends (RFC 3339), instead of --duration")
 	comment := fs.String("comment", "", "add: why")
-	author := fs.String("author", os.Getenv("USER"), "add: who")
+	author := fs.String("author", defaultAuthor(), "add: who (default: $USER, else awctl@host)")
 	all := fs.Bool("all", false, "list: include expired silences")
 	output := fs.String("output", "table", "list output: table or json")
 	if err := fs.Parse(args); err != nil {
@@ -251,4 +251,14 @@ func matcherText(ms route.Matchers) string {
 		parts[i] = m.String()
 	}
 	return strings.Join(parts, ",")
+}
+
+// defaultAuthor names who adds a silence without --author: the login, or
+// where it came from when there is none (a container has no $USER).
+func defaultAuthor() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	host, _ := os.Hostname()
+	return "awctl@" + host
 }

@@ -43,6 +43,11 @@ type stackConfig struct {
 // CheckpointInterval is how often the local stack's auditor signs a checkpoint.
 const CheckpointInterval = "1m"
 
+// opsOffset places each service's ops port from AW_OPS_PORT_BASE: with the
+// default base each gets the port its own AW_OPS_LISTEN defaults to (and
+// its README names), so `make run` and the documents agree.
+var opsOffset = map[string]int{"upstream-sim": 0, "poller": 1, "slack-notifier": 2, "email-notifier": 3, "webhook-dispatcher": 4, "auditor": 5}
+
 // services lists the stack in start order. Only those whose binary exists in
 // BinDir are started, so the stack grows as services are added.
 func (c stackConfig) services() []service {
@@ -96,15 +101,14 @@ func (c stackConfig) services() []service {
 			Look: []string{emailLook(c.SinksDir)},
 		},
 	}
-	port := c.OpsBase
 	for i := range all {
+		port := c.OpsBase + opsOffset[all[i].Name]
 		if all[i].Name != "upstream-sim" { // the simulator knows no NATS
 			all[i].Env = append(common(all[i].Name, port), all[i].Env...)
 		} else {
 			all[i].Env = append([]string{fmt.Sprintf("AW_OPS_LISTEN=127.0.0.1:%d", port), "AW_LOG_LEVEL=info"}, all[i].Env...)
 		}
 		all[i].Look = append(all[i].Look, fmt.Sprintf("%-14s http://127.0.0.1:%d/metrics", all[i].Name, port))
-		port++
 	}
 	var present []service
 	for _, s := range all {

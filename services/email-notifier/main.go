@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	ops.Main("email-notifier", func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
+	ops.Main(ops.Program{Name: "email-notifier", About: "emails accountwatch events: routed, digested, threaded per account, with retries and dead letters."}, func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
 		return app.Run(ctx, *s, log, os.Stdout)
 	})
 }

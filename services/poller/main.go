@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	ops.Main("poller", func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
+	ops.Main(ops.Program{Name: "poller", About: "reads the watched accounts of every upstream connection it leases (ActivePlatform, Alibaba BSS and CAMS), detects changes, and publishes one CloudEvent per real change to JetStream."}, func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
 		return app.Run(ctx, *s, log)
 	})
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	ops.Main("slack-notifier", func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
+	ops.Main(ops.Program{Name: "slack-notifier", About: "sends accountwatch events to Slack: routed, grouped, one thread per account, with retries and dead letters."}, func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
 		return app.Run(ctx, *s, log, os.Stdout)
 	})
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	ops.Main("webhook-dispatcher", func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
+	ops.Main(ops.Program{Name: "webhook-dispatcher", About: "delivers accountwatch events to subscribers' HTTP endpoints: signed (Standard Webhooks), filtered, retried for days, isolated per endpoint, with a subscriptions API."}, func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
 		return app.Run(ctx, *s, log, nil)
 	})
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/services/auditor/internal/deadman"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/standing"
 )
 
@@ -54,6 +55,9 @@ type Server struct {
 	// VerifyOptions are what the verification page and API check, with the
 	// checkpoint keys they trust.
 	VerifyOptions audit.Options
+	// Pollers is the dead-man, whose view of every connection the provider
+	// scope's page shows (nil: none runs).
+	Pollers *deadman.Watcher
 
 	pages    map[string]*template.Template
 	login    *template.Template

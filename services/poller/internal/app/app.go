@@ -29,18 +29,18 @@ import (
 type Settings struct {
 	eventbus.Config
 	// ConfigFile is the YAML file of connections, configured watch entries and policy.
-	ConfigFile string `envconfig:"POLLER_CONFIG" required:"true"`
-	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9102"`
-	LogLevel   string `envconfig:"LOG_LEVEL" default:"info"`
+	ConfigFile string `envconfig:"POLLER_CONFIG" required:"true" desc:"the YAML file of connections, configured watch entries, detection policy and PII allow-list"`
+	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9102" desc:"/metrics, /healthz and /readyz"`
+	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error (JSON logs, secrets redacted)"`
 	// ReplicaID names this replica in leases (default: host name and pid).
-	ReplicaID string `envconfig:"REPLICA_ID"`
+	ReplicaID string `envconfig:"REPLICA_ID" desc:"this replica's name in leases (default: host name and pid)"`
 	// Workers read and commit accounts concurrently; the commits of those
 	// finishing together share the round trips to the server (pkg/state).
-	Workers int `envconfig:"POLL_WORKERS" default:"64"`
+	Workers int `envconfig:"POLL_WORKERS" default:"64" desc:"accounts read and committed at once"`
 	// LeaseRenew is how often leases are renewed (at most a third of their 15 s TTL).
-	LeaseRenew time.Duration `envconfig:"LEASE_RENEW" default:"4s"`
+	LeaseRenew time.Duration `envconfig:"LEASE_RENEW" default:"4s" desc:"how often leases are renewed (at most a third of their 15s TTL)"`
 	// Pprof serves /debug/pprof on the ops address.
-	Pprof bool `envconfig:"PPROF" default:"false"`
+	Pprof bool `envconfig:"PPROF" default:"false" desc:"serve /debug/pprof/ on the ops address"`
 }
 
 // Validate checks the settings.
@@ -85,6 +85,15 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	}
 	ws, err := watch.Open(startCtx, bus.JS)
 	if err != nil {
+		return err
+	}
+	// The connections are announced beside the watch list: awctl checks
+	// entries against them, the auditor's dead-man watches them.
+	conns := make([]watch.Connection, 0, len(file.Connections))
+	for _, c := range file.Connections {
+		conns = append(conns, watch.Connection{Name: c.Name, Provider: c.Provider, Interval: c.Interval.Duration, Spaces: config.Spaces(c.Provider), Labels: c.Labels})
+	}
+	if err := ws.Announce(startCtx, conns); err != nil {
 		return err
 	}
 	for _, w := range file.Watch {

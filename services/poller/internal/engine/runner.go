@@ -3,7 +3,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,10 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/state"
+	"github.com/accountwatch/accountwatch/pkg/telemetry"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 	"github.com/accountwatch/accountwatch/pkg/watch"
 	"github.com/accountwatch/accountwatch/services/poller/internal/config"
@@ -78,14 +81,7 @@ func (r *Runner) allListed() bool {
 
 // progress is the connection's schedule, kept in AW_WATCH so that a replica
 // taking a connection over continues where the last one stopped.
-type progress struct {
-	LastStart  time.Time `json:"last_start"`
-	Cycles     int       `json:"cycles"`
-	ScanSince  time.Time `json:"scan_since,omitzero"`
-	ListedOnce bool      `json:"listed_once"`
-}
-
-func (r *Runner) progressKey() string { return "progress." + r.conn.Name }
+type progress = watch.Progress
 
 // scanOverlap re-reads a little of the previous incremental window, so that an
 // update stamped while the last scan ran is not missed (re-reads are no-ops).
@@ -131,7 +127,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		start := r.Now()
 		r.Metrics.Lag.WithLabelValues(r.conn.Name).Set(max(0, start.Sub(due).Seconds()))
 		full := !r.caps.Incremental || prog.Cycles%max(1, r.conn.FullScanEvery) == 0 || prog.ScanSince.IsZero()
-		listedOK := r.cycle(ctx, &prog, full)
+		cctx, span := telemetry.Start(ctx, "poll "+r.conn.Name, trace.SpanKindInternal, r.spanAttrs(full)...)
+		listedOK := r.cycle(cctx, &prog, full)
+		span.End()
 		if ctx.Err() != nil {
 			return nil // an interrupted cycle is run again by whoever holds the lease next
 		}
@@ -145,17 +143,25 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// spanAttrs describe a cycle's span (nothing while tracing is off).
+func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
+	if !telemetry.Enabled() {
+		return nil
+	}
+	return []attribute.KeyValue{attribute.String("accountwatch.provider", string(r.conn.Provider)),
+		attribute.String("accountwatch.instance", r.conn.Name), attribute.Bool("accountwatch.full_scan", full)}
+}
+
 func (r *Runner) loadProgress(ctx context.Context) progress {
-	var p progress
-	if e, err := r.Watch.KV().Get(ctx, r.progressKey()); err == nil {
-		json.Unmarshal(e.Value(), &p)
+	p, _, err := r.Watch.LoadProgress(ctx, r.conn.Name)
+	if err != nil {
+		r.Log.Warn("reading progress failed; starting afresh", "instance", r.conn.Name, "err", err)
 	}
 	return p
 }
 
 func (r *Runner) saveProgress(ctx context.Context, p progress) {
-	b, _ := json.Marshal(p)
-	if _, err := r.Watch.KV().Put(ctx, r.progressKey(), b); err != nil {
+	if err := r.Watch.SaveProgress(ctx, r.conn.Name, p); err != nil {
 		r.Log.Warn("saving progress failed", "instance", r.conn.Name, "err", err)
 	}
 }
@@ -634,6 +640,12 @@ func truncate(s string, n int) string {
 // commit turns changes into chained events and commits them with the next
 // record; without changes it writes the record only if it differs.
 func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta) bool {
+	if telemetry.Enabled() {
+		var span trace.Span
+		ctx, span = telemetry.Start(ctx, "commit "+m.AccountID, trace.SpanKindProducer,
+			attribute.String("accountwatch.instance", r.conn.Name), attribute.String("accountwatch.account", m.AccountID), attribute.Int("accountwatch.changes", len(changes)))
+		defer span.End()
+	}
 	next.Version, next.Provider, next.Instance = 1, r.conn.Provider, r.conn.Name
 	next.AccountID = m.AccountID
 	if len(changes) == 0 {
@@ -658,6 +670,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 			return false
 		}
 		chain = event.Chain{Seq: ev.Data.Chain.Seq, Prev: ev.Hash()}
+		telemetry.Inject(ctx, ev) // the commit's span: a sink's attempts continue it
 		events = append(events, ev)
 		if c.Unknown {
 			r.Metrics.Unknown.WithLabelValues(r.conn.Name, c.Field).Inc()
