@@ -50,9 +50,9 @@ func realistic(t *testing.T) map[string]*event.Event {
 	poller.AccountID = event.PollerScope
 	last := t0.Add(-10 * time.Minute)
 	return map[string]*event.Event{
-		"poll stalled, no cycle": must(event.PollStalled(poller, event.Stall{Reason: event.StallNoCycle, Since: last, LastCycleAt: &last, Interval: "1m", Intervals: 3, LeaseHolder: "poller-7c9d-1"})),
-		"poll stalled, no lease": must(event.PollStalled(poller, event.Stall{Reason: event.StallNoLease, Since: last, Interval: "1m0s", Intervals: 3})),
-		"poll resumed":           must(event.PollResumed(poller, event.Stall{Reason: event.StallNoLease, Since: last, LastCycleAt: &t0, Interval: "1m", Intervals: 3, LeaseHolder: "poller-7c9d-2"})),
+		"poll stalled, no cycle":                  must(event.PollStalled(poller, event.Stall{Reason: event.StallNoCycle, Since: last, LastCycleAt: &last, Interval: "1m", Intervals: 3, LeaseHolder: "poller-7c9d-1"})),
+		"poll stalled, no lease":                  must(event.PollStalled(poller, event.Stall{Reason: event.StallNoLease, Since: last, Interval: "1m0s", Intervals: 3})),
+		"poll resumed":                            must(event.PollResumed(poller, event.Stall{Reason: event.StallNoLease, Since: last, LastCycleAt: &t0, Interval: "1m", Intervals: 3, LeaseHolder: "poller-7c9d-2"})),
 		"status credit hold spelled with a space": must(event.StatusChanged(ap, event.EnumValue("active"), event.EnumValue("credit hold"))),
 		"status unknown value passes through":     must(event.StatusChanged(chained, event.EnumValue("credit_hold"), event.EnumValue("Suspended By Fraud"))),
 		"debt crossed threshold":                  must(event.DebtChanged(ap, event.DebtChange{Previous: dec("120.50"), Current: dec("453.2"), CurrentRaw: "453.20", Threshold: decp("400"), ThresholdSource: "account", Crossed: "above", Balance: decp("-453.2"), Currency: "USD"})),

@@ -42,10 +42,10 @@ var (
 	}
 	// publishes: the subjects each role may publish to, of those probed below.
 	publishes = map[eventbus.Role][]string{
-		eventbus.RolePoller:   {statusSubject, createdSubject, stalledSubject, resumedSubject, stalledAccount, deadmanKey, accountKey},
-		eventbus.RoleSlack:    {"aw.dlq.slack.ops.x", "aw.deliveries.slack.ops.x"},
-		eventbus.RoleEmail:    {"aw.dlq.email.ops.x", "aw.deliveries.email.ops.x"},
-		eventbus.RoleWebhook:  {"aw.dlq.webhook.ep_1.x", "aw.deliveries.webhook.ep_1.x", "aw.redrive.webhook.ep_1.x"},
+		eventbus.RolePoller:  {statusSubject, createdSubject, stalledSubject, resumedSubject, stalledAccount, deadmanKey, accountKey},
+		eventbus.RoleSlack:   {"aw.dlq.slack.ops.x", "aw.deliveries.slack.ops.x"},
+		eventbus.RoleEmail:   {"aw.dlq.email.ops.x", "aw.deliveries.email.ops.x"},
+		eventbus.RoleWebhook: {"aw.dlq.webhook.ep_1.x", "aw.deliveries.webhook.ep_1.x", "aw.redrive.webhook.ep_1.x"},
 		// The dead-man: the stall events and state record of the poller's
 		// scope, and no other event or record.
 		eventbus.RoleAuditor:  {"aw.checkpoints.AW_EVENTS", "aw.redrive.webhook.ep_1.x", stalledSubject, resumedSubject, deadmanKey},
