@@ -3,6 +3,7 @@ package ops
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -65,12 +66,24 @@ func TestServer(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatal(code)
 	}
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "nats: not connected") {
-		t.Fatalf("readyz %d %s", code, body)
+	pub := NewOutcomes("publishing events")
+	s.AddCheck("publish", pub.Check)
+	s.AddCheck("consumers", func(context.Context) error { return nil })
+	pub.Observe(errors.New("nats: insufficient storage resources"))
+	pub.Observe(errors.New("nats: insufficient storage resources"))
+	code, body := get("/readyz")
+	var res Readiness
+	if err := json.Unmarshal([]byte(body), &res); err != nil || code != 503 || res.Status != "unready" {
+		t.Fatalf("readyz %d %s (%v)", code, body, err)
+	}
+	if res.Failing["nats"] != "not connected" || !strings.Contains(res.Failing["publish"], "publishing events failing since") ||
+		!strings.Contains(res.Failing["publish"], "(2 attempts in a row): nats: insufficient storage") || res.Checks["consumers"] != "ok" || len(res.Failing) != 2 {
+		t.Errorf("readyz reasons %+v", res)
 	}
 	ready = nil
-	if code, _ := get("/readyz"); code != 200 {
-		t.Fatal(code)
+	pub.Observe(nil)
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"status": "ready"`) {
+		t.Fatal(code, body)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -313,7 +313,9 @@ func (f *fanout) handoff(receiver string, m jetstream.Msg, attempts int, notBefo
 	out := &nats.Msg{Subject: eventbus.RedriveRoot + f.r.sink + "." + receiver + "." + strings.TrimPrefix(m.Subject(), event.SubjectRoot), Header: h, Data: m.Data()}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := f.r.js.PublishMsg(ctx, out, jetstream.WithExpectStream(eventbus.StreamRedrive)); err != nil {
+	_, err := f.r.js.PublishMsg(ctx, out, jetstream.WithExpectStream(eventbus.StreamRedrive))
+	f.r.writes.Observe(err)
+	if err != nil {
 		f.r.log.Error("hand-off to the retry queue failed; the event is handed back", "sink", f.r.sink, "receiver", receiver, "err", err)
 		return false
 	}

@@ -123,7 +123,7 @@ func Serve(ctx context.Context, svc Service) error {
 	if err != nil {
 		return starting(ctx, err)
 	}
-	opsSrv, err := ops.Start(ctx, reg, svc.OpsListen, svc.Settings.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	opsSrv, err := ops.Start(ctx, reg, svc.OpsListen, svc.Settings.Pprof, map[string]func(context.Context) error{"nats": bus.Check, "jetstream": bus.CheckStream(eventbus.StreamEvents)})
 	if err != nil {
 		return starting(ctx, err)
 	}
@@ -153,6 +153,8 @@ func Serve(ctx context.Context, svc Service) error {
 	if err != nil {
 		return starting(ctx, err)
 	}
+	opsSrv.AddCheck("consumers", rt.Check)
+	opsSrv.AddCheck("writes", rt.Writes().Check)
 	entry := roster.Entry{Sink: svc.Sink, Adhoc: svc.Adhoc, ReceiverBucket: svc.ReceiverBucket}
 	for _, r := range plan.Receivers {
 		entry.Receivers = append(entry.Receivers, r.Name)

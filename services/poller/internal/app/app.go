@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,12 +120,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 			func() float64 { g, _ := st.Grouping(); return float64(g) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_poller_commits_total", Help: "State commits (a record, and the events of a change); commits per group is this over aw_poller_commit_groups_total."},
 			func() float64 { _, c := st.Grouping(); return float64(c) }))
-	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
-	if err != nil {
-		return err
-	}
-
-	deps := engine.Deps{State: st, Watch: ws, Live: live, Policy: policy, Allow: file.AllowList(), Metrics: metrics, Log: log, Workers: s.Workers}
+	publish := ops.NewOutcomes("storing changes and their events")
+	deps := engine.Deps{State: st, Watch: ws, Live: live, Policy: policy, Allow: file.AllowList(), Metrics: metrics, Log: log, Workers: s.Workers, Publish: publish}
 	runners := map[string]*engine.Runner{}
 	names := make([]string, 0, len(file.Connections))
 	for _, c := range file.Connections {
@@ -138,15 +136,49 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	type run struct {
 		cancel context.CancelFunc
 		done   chan struct{}
+		since  time.Time
 	}
 	var (
 		mu      sync.Mutex
 		running = map[string]run{}
 	)
+	// cycles is unready while a connection this replica holds completed no
+	// cycle within twice its interval (or its last cycle's duration, when
+	// longer), counted from the later of its last cycle and the lease.
+	cycles := func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var late []string
+		for name, r := range running {
+			last, took := runners[name].Cycled()
+			ref := r.since
+			if last.After(ref) {
+				ref = last
+			}
+			limit := 2 * max(runners[name].Interval(), took)
+			if d := time.Since(ref); d > limit {
+				what := "no cycle yet"
+				if !last.IsZero() {
+					what = "last cycle completed " + last.UTC().Format(time.RFC3339)
+				}
+				late = append(late, fmt.Sprintf("%s: %s, %s ago (more than %s)", name, what, d.Round(time.Second), limit))
+			}
+		}
+		if len(late) > 0 {
+			sort.Strings(late)
+			return fmt.Errorf("connections without a recent cycle: %s", strings.Join(late, "; "))
+		}
+		return nil
+	}
+	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{
+		"nats": bus.Check, "jetstream": bus.CheckStream(eventbus.StreamEvents), "publish": publish.Check, "cycles": cycles})
+	if err != nil {
+		return err
+	}
 	lm := lease.New(leases, s.ReplicaID, names, s.LeaseRenew, log)
 	lm.OnAcquire = func(name string) {
 		rctx, cancel := context.WithCancel(ctx)
-		r := run{cancel: cancel, done: make(chan struct{})}
+		r := run{cancel: cancel, done: make(chan struct{}), since: time.Now()}
 		mu.Lock()
 		running[name] = r
 		mu.Unlock()

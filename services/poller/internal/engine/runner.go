@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/pkg/telemetry"
@@ -36,6 +38,9 @@ type Deps struct {
 	Log     *slog.Logger
 	Workers int
 	Now     func() time.Time
+	// Publish follows the state commits (records and their events) for
+	// readiness; nil follows nothing.
+	Publish *ops.Outcomes
 }
 
 // Runner polls one connection while this replica holds its lease.
@@ -48,6 +53,9 @@ type Runner struct {
 	mu     sync.Mutex       // guards cache and keyBuf, which the workers share
 	cache  map[string]*slot // records as stored, decoded only when touched
 	keyBuf []byte           // a reused buffer for record keys (baselinedLocked)
+	// lastDone and took are the last completed cycle's end (unix
+	// nanoseconds) and duration, for readiness (Cycled).
+	lastDone, took atomic.Int64
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
@@ -138,10 +146,25 @@ func (r *Runner) Run(ctx context.Context) error {
 			prog.ScanSince = start.Add(-scanOverlap)
 		}
 		r.saveProgress(ctx, prog)
+		r.lastDone.Store(r.Now().UnixNano())
+		r.took.Store(int64(r.Now().Sub(start)))
 		r.Metrics.CycleSeconds.WithLabelValues(r.conn.Name).Observe(r.Now().Sub(start).Seconds())
 		r.Metrics.LastCycle.WithLabelValues(r.conn.Name).Set(float64(r.Now().Unix()))
 	}
 }
+
+// Cycled tells when this runner last completed a cycle (zero: not yet) and
+// how long it took.
+func (r *Runner) Cycled() (time.Time, time.Duration) {
+	n := r.lastDone.Load()
+	if n == 0 {
+		return time.Time{}, 0
+	}
+	return time.Unix(0, n), time.Duration(r.took.Load())
+}
+
+// Interval is the connection's poll interval.
+func (r *Runner) Interval() time.Duration { return r.conn.Interval.Duration }
 
 // spanAttrs describe a cycle's span (nothing while tracing is off).
 func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
@@ -656,6 +679,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 			r.failedWrite(ctx, key, cur, err)
 			return false
 		}
+		r.observe(nil)
 		return true
 	}
 	m.PreviousObservedAt = cur.Record.ChangedAt
@@ -682,6 +706,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 		r.failedWrite(ctx, key, cur, err)
 		return false
 	}
+	r.observe(nil)
 	for _, ev := range events {
 		r.Metrics.Changes.WithLabelValues(r.conn.Name, ev.Type().Tail()).Inc()
 	}
@@ -696,11 +721,20 @@ func (r *Runner) failedWrite(ctx context.Context, key string, cur *state.Entry, 
 		return
 	}
 	if errors.Is(err, state.ErrConflict) {
+		r.observe(nil) // the server answered: storing works
 		if fresh, gerr := r.State.Get(ctx, key); gerr == nil {
 			*cur = *fresh
 		}
 		r.Log.Info("state changed under this replica; re-reading", "key", key)
 		return
 	}
+	r.observe(err)
 	r.Log.Warn("committing state failed; the change is detected again next cycle", "key", key, "err", fmt.Sprint(err))
+}
+
+// observe tells readiness how a commit went.
+func (r *Runner) observe(err error) {
+	if r.Publish != nil {
+		r.Publish.Observe(err)
+	}
 }
