@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -170,11 +169,20 @@ func watchCmd(ctx context.Context, s settings, verb string, args []string, stdou
 		fmt.Fprintf(stderr, "awctl watch %s: --connection, --provider and --account are required\n", verb)
 		return exitUsage
 	}
+	if !checkOutput("awctl watch "+verb, *output, stderr) {
+		return exitUsage
+	}
 	bus, ok := connect(ctx, s, stderr)
 	if !ok {
 		return exitFailed
 	}
 	defer bus.Close()
+	// A connection no poller has, or one of another provider: an entry no
+	// poller would ever read.
+	if err := checkConnection(ctx, bus, event.Provider(*provider), *conn); err != nil {
+		fmt.Fprintf(stderr, "awctl watch %s: %v\n", verb, err)
+		return exitOf(err)
+	}
 	ws, err := watch.Open(ctx, bus.JS)
 	if err != nil {
 		fmt.Fprintln(stderr, "awctl:", err)
@@ -212,10 +220,7 @@ func watchCmd(ctx context.Context, s settings, verb string, args []string, stdou
 			return list[i].AccountID < list[j].AccountID
 		})
 		if *output == "json" {
-			enc := json.NewEncoder(stdout)
-			for _, e := range list {
-				enc.Encode(e)
-			}
+			writeJSON(stdout, list)
 			return exitOK
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -278,6 +283,10 @@ func onboardCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 		return exitFailed
 	}
 	defer bus.Close()
+	if err := checkConnection(ctx, bus, event.ProviderAlibabaBSS, *conn); err != nil {
+		fmt.Fprintln(stderr, "awctl onboard:", err)
+		return exitOf(err)
+	}
 	st, err := state.Open(ctx, bus.JS)
 	if err != nil {
 		fmt.Fprintln(stderr, "awctl:", err)

@@ -77,6 +77,9 @@ func verifyCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	if !checkOutput("awctl verify", *output, stderr) {
+		return exitUsage
+	}
 	opts := audit.Options{Stream: *stream, State: !*noState && *stream == eventbus.StreamEvents, Stored: !*noStored, Skew: *skew, Heads: *heads}
 	var err error
 	if opts.Trusted, err = trustedKeys(keys, s.PublicKeyFiles); err != nil {
@@ -115,7 +118,11 @@ func verifyCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "awctl verify: %d problems (%s): the audit log is not intact\n", len(rep.Problems)+rep.Unlisted, strings.Join(problemKinds(rep), ", "))
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "intact: every chain whole, no sequence missing%s, %d checkpoints hold\n",
+	note := stdout
+	if *output == "json" {
+		note = stderr // standard output holds the report alone
+	}
+	fmt.Fprintf(note, "intact: every chain whole, no sequence missing%s, %d checkpoints hold\n",
 		map[bool]string{true: ", every head as AW_STATE records it", false: ""}[rep.StateChecked], len(rep.Checkpoints))
 	return exitOK
 }
