@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -88,5 +89,38 @@ func TestServer(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+type probeSettings struct {
+	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:1" desc:"ops"`
+}
+
+// TestProbe: --probe answers what the running service's /readyz says, on
+// the address of AW_OPS_LISTEN, as a container healthcheck needs.
+func TestProbe(t *testing.T) {
+	s := NewServer(NewRegistry())
+	var failing error = errors.New("not connected")
+	s.AddCheck("nats", func(context.Context) error { return failing })
+	if err := s.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx)
+	p := Program{Name: "svc", About: "does things"}
+	var out, errs strings.Builder
+	if code, _ := Help[probeSettings](p, []string{"--probe"}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "127.0.0.1:1") {
+		t.Errorf("nothing on the default address: exit %d, %q", code, errs.String())
+	}
+	_, port, _ := net.SplitHostPort(s.Addr())
+	t.Setenv("AW_OPS_LISTEN", "0.0.0.0:"+port)
+	out.Reset()
+	if code, _ := Help[probeSettings](p, []string{"--probe"}, &out, &errs); code != 1 || !strings.Contains(out.String(), "not connected") {
+		t.Errorf("unready: exit %d, %q", code, out.String())
+	}
+	failing = nil
+	if code, _ := Help[probeSettings](p, []string{"--probe"}, &out, &errs); code != 0 {
+		t.Errorf("ready: exit %d", code)
 	}
 }

@@ -153,6 +153,7 @@ func Serve(ctx context.Context, svc Service) error {
 	if err != nil {
 		return starting(ctx, err)
 	}
+	reg.MustRegister(rt.Collector(), bus.Collector())
 	opsSrv.AddCheck("consumers", rt.Check)
 	opsSrv.AddCheck("writes", rt.Writes().Check)
 	entry := roster.Entry{Sink: svc.Sink, Adhoc: svc.Adhoc, ReceiverBucket: svc.ReceiverBucket}

@@ -29,6 +29,8 @@ type settings struct {
 	eventbus.Config
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error (JSON logs, secrets redacted)"`
 	SimAddr  string `envconfig:"SIM_LISTEN" default:"127.0.0.1:8480" desc:"upstream-sim's address"`
+	// ReceiverAddr is the local webhook receiver's (receiver.go).
+	ReceiverAddr string `envconfig:"WEBHOOK_RECEIVER_LISTEN" default:"127.0.0.1:8492" desc:"a local webhook receiver for a first endpoint: answers the validation handshake, prints each delivery as [webhook-receiver] (none: no receiver)"`
 	OpsBase  int    `envconfig:"OPS_PORT_BASE" default:"9101" desc:"ops ports (/metrics, /healthz, /readyz): upstream-sim gets this one, the poller the next, then slack-notifier, email-notifier, webhook-dispatcher, auditor"`
 }
 
@@ -99,6 +101,11 @@ func run(ctx context.Context, log *slog.Logger, s settings, binDir, root string)
 		SinksDir: filepath.Join(absData, "sinks"), CredsDir: creds, Signer: checkpoint.Fingerprint(signer)}
 	if cfg.NATSURL == "" {
 		return fmt.Errorf("AW_NATS_LISTEN=%q: the services need a listening server", s.Listen)
+	}
+	if s.ReceiverAddr != "none" {
+		if cfg.ReceiverURL, err = serveReceiver(ctx, s.ReceiverAddr, os.Stdout); err != nil {
+			return err
+		}
 	}
 	services := cfg.services()
 	log.Info("embedded JetStream ready", "url", cfg.NATSURL, "data_dir", absData, "sync_always", s.SyncAlways, "services", len(services))

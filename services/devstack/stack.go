@@ -38,6 +38,8 @@ type stackConfig struct {
 	// Signer is that key's fingerprint.
 	CredsDir string
 	Signer   string
+	// ReceiverURL is the local webhook receiver's ("" none).
+	ReceiverURL string
 }
 
 // CheckpointInterval is how often the local stack's auditor signs a checkpoint.
@@ -64,7 +66,11 @@ func (c stackConfig) services() []service {
 	all := []service{
 		{
 			Name: "upstream-sim",
-			Args: []string{"--listen", c.SimAddr, "--seed", filepath.Join(c.RootDir, "deploy", "dev", "seed.yaml"), "--scenario", filepath.Join(c.RootDir, "deploy", "dev", "scenario.yaml")},
+			// The simulator keeps its state beside the stack's: a second
+			// run resumes it with the rest, instead of resetting it to the
+			// seed (and alerting on changes nobody made).
+			Args: []string{"--listen", c.SimAddr, "--seed", filepath.Join(c.RootDir, "deploy", "dev", "seed.yaml"), "--scenario", filepath.Join(c.RootDir, "deploy", "dev", "scenario.yaml"),
+				"--state", filepath.Join(c.DataDir, "upstream-sim.json")},
 			Look: []string{
 				"upstream-sim   " + sim + "  (ActivePlatform, BSS, CAMS; admin API " + sim + "/admin/state)",
 			},
@@ -144,6 +150,9 @@ func banner(c stackConfig, started []service) string {
 		}
 	}
 	b.WriteString("  events         printed below as [events] lines; `go run ./services/awctl watch list` (from the repo root) administers\n")
+	if c.ReceiverURL != "" {
+		fmt.Fprintf(&b, "  %-14s %s  (a local webhook receiver for a first endpoint; deliveries print as [webhook-receiver] lines)\n", "receiver", c.ReceiverURL)
+	}
 	fmt.Fprintf(&b, "  %-14s as the operator, with %s (found from the repo root; elsewhere set AW_NATS_NKEY_SEED_FILE)\n", "awctl", filepath.Join(c.CredsDir, string(eventbus.RoleOperator), eventbus.SeedFileName))
 	b.WriteString("Ctrl-C stops everything; `make run` again resumes from the same data directory.\n\n")
 	return b.String()

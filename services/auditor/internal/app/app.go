@@ -132,7 +132,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	}
 	var dm *deadman.Watcher
 	if s.StallCheck > 0 {
-		if dm, err = deadmanOf(startCtx, s, bus, log); err != nil {
+		if dm, err = deadmanOf(startCtx, s, bus, index, log); err != nil {
 			return err
 		}
 	}
@@ -170,7 +170,21 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 				}
 				return 1
 			}),
-		index.Collector())
+		index.Collector(), bus.Collector(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aw_auditor_dead_letters", Help: "Dead letters waiting in AW_DLQ, of every sink (-1: the server did not answer)."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				st, err := bus.JS.Stream(ctx, eventbus.StreamDeadLetter)
+				if err != nil {
+					return -1
+				}
+				info, err := st.Info(ctx)
+				if err != nil {
+					return -1
+				}
+				return float64(info.State.Msgs)
+			}))
 	if signer != nil {
 		go signer.Run(ctx)
 	}
@@ -196,7 +210,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 
 // deadmanOf builds the dead-man over the pollers' announcements, progress
 // and leases.
-func deadmanOf(ctx context.Context, s Settings, bus *eventbus.Bus, log *slog.Logger) (*deadman.Watcher, error) {
+func deadmanOf(ctx context.Context, s Settings, bus *eventbus.Bus, index *standing.Index, log *slog.Logger) (*deadman.Watcher, error) {
 	ws, err := watch.Open(ctx, bus.JS)
 	if err != nil {
 		return nil, err
@@ -209,7 +223,8 @@ func deadmanOf(ctx context.Context, s Settings, bus *eventbus.Bus, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	return &deadman.Watcher{Watch: ws, Leases: leases, State: st, Intervals: s.StallIntervals, LeaseGrace: s.StallLeaseGrace, Every: s.StallCheck, Log: log}, nil
+	return &deadman.Watcher{Watch: ws, Leases: leases, State: st, Intervals: s.StallIntervals, LeaseGrace: s.StallLeaseGrace, Every: s.StallCheck, Log: log,
+		Degraded: index.Degraded}, nil
 }
 
 // checkpoints is the signer, if the auditor has a key, and the keys the

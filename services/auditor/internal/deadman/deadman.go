@@ -64,6 +64,9 @@ type Watcher struct {
 	Every      time.Duration
 	Log        *slog.Logger
 	Now        func() time.Time
+	// Degraded, when set, tells whether a connection as a whole cannot be
+	// read (its provider scope degraded), for the metric beside the stall.
+	Degraded func(p event.Provider, instance string) bool
 
 	mu      sync.Mutex
 	status  map[string]Status
@@ -313,6 +316,7 @@ var (
 	descLastCycle = prometheus.NewDesc("aw_auditor_connection_last_cycle_timestamp_seconds", "When the connection's last poll cycle completed, as its progress record says (0: none yet).", []string{"instance"}, nil)
 	descLeaseHeld = prometheus.NewDesc("aw_auditor_connection_lease_held", "1 while a poller replica holds the connection's lease.", []string{"instance"}, nil)
 	descDeadline  = prometheus.NewDesc("aw_auditor_connection_stall_deadline_timestamp_seconds", "When the connection counts as stalled if no cycle completes before.", []string{"instance"}, nil)
+	descDegraded  = prometheus.NewDesc("aw_auditor_connection_degraded", "1 while the connection as a whole cannot be read (poll.degraded of its provider scope, no poll.recovered yet).", []string{"instance", "provider"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -320,6 +324,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descLastCycle
 	ch <- descLeaseHeld
 	ch <- descDeadline
+	ch <- descDegraded
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -341,5 +346,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descLeaseHeld, prometheus.GaugeValue, held, name)
 		ch <- prometheus.MustNewConstMetric(descDeadline, prometheus.GaugeValue, float64(s.Deadline.UnixMilli())/1000, name)
+		if c.w.Degraded != nil {
+			d := 0.0
+			if c.w.Degraded(s.Connection.Provider, name) {
+				d = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descDegraded, prometheus.GaugeValue, d, name, string(s.Connection.Provider))
+		}
 	}
 }

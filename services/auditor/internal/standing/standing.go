@@ -251,6 +251,15 @@ func (ix *Index) Scopes() []Scope {
 	return out
 }
 
+// Degraded reports whether a connection as a whole is unreadable: its
+// provider scope's record says degraded (poll.degraded emitted, no
+// poll.recovered yet).
+func (ix *Index) Degraded(p event.Provider, instance string) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.scopes[state.Key(p, instance, event.ProviderScope)].Degraded
+}
+
 var descAccounts = prometheus.NewDesc("aw_auditor_accounts", "Accounts in the standings index, by standing (an account can have several).", []string{"standing"}, nil)
 
 // Collector exports the counts of every standing.

@@ -114,6 +114,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	}
 
 	reg := ops.NewRegistry()
+	reg.MustRegister(bus.Collector())
 	metrics := engine.NewMetrics(reg)
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_poller_commit_groups_total", Help: "Groups of state commits sent together (see aw_poller_commits_total)."},

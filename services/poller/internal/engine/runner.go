@@ -732,8 +732,11 @@ func (r *Runner) failedWrite(ctx context.Context, key string, cur *state.Entry, 
 	r.Log.Warn("committing state failed; the change is detected again next cycle", "key", key, "err", fmt.Sprint(err))
 }
 
-// observe tells readiness how a commit went.
+// observe tells readiness (and the failures' counter) how a commit went.
 func (r *Runner) observe(err error) {
+	if err != nil {
+		r.Metrics.PublishFailures.Inc()
+	}
 	if r.Publish != nil {
 		r.Publish.Observe(err)
 	}

@@ -159,6 +159,9 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 	disabled := prometheus.NewCounter(prometheus.CounterOpts{Name: "aw_webhook_endpoints_disabled_total", Help: "Endpoints this replica disabled (410 Gone, or failing too long)."})
 	endpoints := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_webhook_endpoints", Help: "Endpoints by status."}, []string{"status"})
 	env.Registry.MustRegister(disabled, endpoints)
+	for _, st := range []string{subscription.StatusActive, subscription.StatusPaused, subscription.StatusDisabled} {
+		endpoints.WithLabelValues(st).Set(0) // every status has a series from the start
+	}
 
 	client := guard.Client(s.Timeout, s.ConnsPerHost)
 	// Deliveries share the client's connections; their deadline is the
