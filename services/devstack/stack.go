@@ -45,6 +45,10 @@ type stackConfig struct {
 // CheckpointInterval is how often the local stack's auditor signs a checkpoint.
 const CheckpointInterval = "1m"
 
+// StallLeaseGrace is how long the local stack's dead-man lets a connection
+// go without a poller holding its lease.
+const StallLeaseGrace = "15s"
+
 // opsOffset places each service's ops port from AW_OPS_PORT_BASE: with the
 // default base each gets the port its own AW_OPS_LISTEN defaults to (and
 // its README names), so `make run` and the documents agree.
@@ -97,8 +101,12 @@ func (c stackConfig) services() []service {
 		{
 			Name: "auditor",
 			Env: []string{"AW_AUDITOR_TOKEN=" + DevAuditorToken, "AW_AUDITOR_LISTEN=127.0.0.1:8491",
-				"AW_CHECKPOINT_KEY_FILE=" + checkpoint.KeyFile(c.CredsDir), "AW_CHECKPOINT_INTERVAL=" + CheckpointInterval},
+				"AW_CHECKPOINT_KEY_FILE=" + checkpoint.KeyFile(c.CredsDir), "AW_CHECKPOINT_INTERVAL=" + CheckpointInterval,
+				// The demo's connections poll every 5 s: a stopped poller is
+				// told as poll.stalled within 20 s or so.
+				"AW_STALL_LEASE_GRACE=" + StallLeaseGrace, "AW_STALL_CHECK_EVERY=5s"},
 			Look: []string{"auditor        http://127.0.0.1:8491 — the audit console (sign in with " + DevAuditorToken + ")",
+				"dead-man       the auditor sends poll.stalled when a connection's poller stops (no lease for " + StallLeaseGrace + ", or no cycle in 3 intervals)",
 				"checkpoints    signed every " + CheckpointInterval + " by the auditor (key " + c.Signer + "); keep one outside NATS: `go run ./services/awctl checkpoint export --output checkpoint.json`"},
 		},
 		{
