@@ -127,6 +127,10 @@ func checkWorkloads(t *testing.T, objs []object, complete bool) {
 		}
 		workloads++
 		id := o.kind() + "/" + o.name()
+		// Prometheus' scrape config keeps these pods and their port "ops".
+		if obj(pod, "metadata", "labels")["app.kubernetes.io/part-of"] != "accountwatch" {
+			t.Errorf("%s: pods not labelled app.kubernetes.io/part-of=accountwatch (Prometheus would not scrape them)", id)
+		}
 		spec := obj(pod, "spec")
 		if b, _ := spec["automountServiceAccountToken"].(bool); b || spec["automountServiceAccountToken"] == nil {
 			t.Errorf("%s: mounts a service account token it does not use", id)
@@ -159,6 +163,9 @@ func checkWorkloads(t *testing.T, objs []object, complete bool) {
 				if str(c, "resources", "limits", r) == "" || str(c, "resources", "requests", r) == "" {
 					t.Errorf("%s: no %s request and limit", cid, r)
 				}
+			}
+			if strings.Contains(str(c, "image"), "accountwatch/") && o.kind() != "Job" && !hasPort(c, "ops") {
+				t.Errorf("%s: no port named ops (/metrics, /healthz, /readyz)", cid)
 			}
 			if o.kind() != "Job" {
 				for _, p := range []string{"readinessProbe", "livenessProbe"} {
@@ -229,6 +236,15 @@ func covered(pdbs []object, labels map[string]any) bool {
 			}
 		}
 		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPort(c map[string]any, name string) bool {
+	for _, p := range list(c, "ports") {
+		if str(p.(map[string]any), "name") == name {
 			return true
 		}
 	}
