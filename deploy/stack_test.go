@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,7 +30,9 @@ import (
 var opsPorts = map[string]int{"upstream-sim": 9101, "poller": 9102, "slack-notifier": 9103, "email-notifier": 9104, "webhook-dispatcher": 9105, "auditor": 9106}
 
 type stack struct {
-	root, bin, data string
+	// work is where a user stands: data/ (the stack's, as `make run`
+	// makes it) is in it, and README examples run from it.
+	root, bin, work, data string
 	cmd             *exec.Cmd
 
 	mu    sync.Mutex
@@ -49,7 +52,8 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{root: root, bin: t.TempDir(), data: t.TempDir(), grew: make(chan struct{}, 1)}
+	work := t.TempDir()
+	s := &stack{root: root, bin: t.TempDir(), work: work, data: filepath.Join(work, "data"), grew: make(chan struct{}, 1)}
 	dirs, _ := filepath.Glob(filepath.Join(root, "services", "*", "main.go"))
 	for _, m := range dirs {
 		name := filepath.Base(filepath.Dir(m))
@@ -328,4 +332,92 @@ func TestLocalStack(t *testing.T) {
 		}
 	})
 
+
+	t.Run("every README example runs as written", func(t *testing.T) {
+		for _, tool := range []string{"bash", "curl", "jq"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatalf("%s is needed by the README examples (.ci/run installs it)", tool)
+				}
+				t.Skipf("%s not installed (Debian package %s)", tool, tool)
+			}
+		}
+		// The ops port each README documents is the one `make run` serves
+		// it on (the metrics above were scraped there).
+		for svc, port := range opsPorts {
+			b, err := os.ReadFile(filepath.Join(s.root, "services", svc, "README.md"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if svc != "upstream-sim" && !strings.Contains(string(b), fmt.Sprintf("| `AW_OPS_LISTEN` | `127.0.0.1:%d` |", port)) {
+				t.Errorf("services/%s/README.md does not document make run's ops port %d", svc, port)
+			}
+		}
+		blocks := readmeBlocks(t, s.root)
+		if len(blocks) < 8 {
+			t.Fatalf("%d shell blocks", len(blocks))
+		}
+		for _, b := range blocks {
+			if why, ok := notRun[b.where]; ok {
+				t.Logf("%s not run: %s", b.where, why)
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", b.code)
+			cmd.Dir = s.work
+			cmd.Env = append(os.Environ(), "PATH="+s.bin+string(os.PathListSeparator)+os.Getenv("PATH"), "NATS_URL=")
+			out, err := cmd.CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Errorf("%s: %v\n%s\n--- output:\n%s", b.where, err, b.code, out)
+			}
+		}
+	})
+}
+
+// notRun are the shell blocks this test does not run, and why.
+var notRun = map[string]string{
+	"README.md:11": "make run is the stack these examples run against, make test runs this test",
+}
+
+type block struct{ where, code string }
+
+// readmeBlocks are the ```sh blocks of every README of the repository.
+func readmeBlocks(t *testing.T, root string) []block {
+	t.Helper()
+	var out []block
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "data" || d.Name() == "node_modules" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || d.Name() != "README.md" {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		var cur []string
+		start, in := 0, false
+		for i, l := range strings.Split(string(b), "\n") {
+			switch {
+			case !in && (l == "```sh" || l == "```bash" || l == "```shell"):
+				in, start, cur = true, i+1, nil
+			case in && l == "```":
+				in = false
+				out = append(out, block{where: fmt.Sprintf("%s:%d", rel, start), code: strings.Join(cur, "\n")})
+			case in:
+				cur = append(cur, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
