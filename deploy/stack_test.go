@@ -33,7 +33,7 @@ type stack struct {
 	// work is where a user stands: data/ (the stack's, as `make run`
 	// makes it) is in it, and README examples run from it.
 	root, bin, work, data string
-	cmd             *exec.Cmd
+	cmd                   *exec.Cmd
 
 	mu    sync.Mutex
 	lines []string
@@ -331,7 +331,6 @@ func TestLocalStack(t *testing.T) {
 			}
 		}
 	})
-
 
 	t.Run("every README example runs as written", func(t *testing.T) {
 		for _, tool := range []string{"bash", "curl", "jq"} {
