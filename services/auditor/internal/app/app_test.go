@@ -73,6 +73,9 @@ func start(t *testing.T, mods ...func(*app.Settings)) *fixture {
 		Enums: map[string]event.Value{detect.FieldHostingStatus: {Value: "freeze"}}, Chain: event.Chain{Seq: 1, Prev: frozen.Hash()}})
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000124", Name: "Beta Cloud", Baseline: true,
 		Enums: map[string]event.Value{detect.FieldStatus: {Value: "active"}}})
+	// bss-main as a whole: its upstream unreadable (the provider scope "*").
+	put(detect.Record{Provider: event.ProviderAlibabaBSS, Instance: "bss-main", AccountID: event.ProviderScope, Baseline: true,
+		Degraded: true, Failures: 3, FailingSince: now, LastError: "transient upstream failure: 503"})
 	msg, _ := eventbus.Encode(debt)
 	if err := deadletter.NewWriter(f.bus.JS).Write(ctx, deadletter.Entry{Sink: "slack", Receiver: "ops", Reason: "client_error", Err: errors.New("channel_not_found"), Attempts: 1, OriginSeq: 2}, msg.Subject, msg.Header, msg.Data); err != nil {
 		t.Fatal(err)
@@ -99,6 +102,7 @@ func start(t *testing.T, mods ...func(*app.Settings)) *fixture {
 	s.Config = f.bus.Cfg
 	s.URL, s.NKeySeedFile = f.bus.ClientURL(), f.bus.SeedFile(eventbus.RoleAuditor)
 	s.Token, s.Listen, s.OpsListen, s.LogRetention, s.LogLevel = token, "127.0.0.1:0", "127.0.0.1:0", time.Hour, "info"
+	s.StallIntervals, s.StallLeaseGrace, s.StallCheck = 3, time.Minute, time.Second
 	for _, m := range mods {
 		m(&s)
 	}
@@ -217,6 +221,12 @@ func TestConsolePages(t *testing.T) {
 		{"/dead-letters", "channel_not_found"},
 		{"/subscriptions", "https://erp.example.com/hooks"},
 		{"/verify", "Intact"},
+		// The "*" pseudo-account: linked from the overview, says what it is.
+		{"/", `href="/connections/alibaba-bss/bss-main"`},
+		{"/connections/alibaba-bss/bss-main", "This is not an account"},
+		{"/connections/alibaba-bss/bss-main", "transient upstream failure: 503"},
+		{"/accounts/alibaba-bss/bss-main/*", "This is not an account"},
+		{"/accounts/alibaba-bss/bss-main/*poller", "the dead-man"},
 	}
 	for _, p := range pages {
 		if body := get(p.path); !strings.Contains(body, p.want) {

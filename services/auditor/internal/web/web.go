@@ -99,7 +99,7 @@ var funcs = template.FuncMap{
 // Init parses the templates.
 func (s *Server) Init() error {
 	s.pages = map[string]*template.Template{}
-	for _, p := range []string{"overview", "account", "event", "deadletters", "subscriptions", "verify"} {
+	for _, p := range []string{"overview", "account", "event", "deadletters", "subscriptions", "verify", "scope"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return fmt.Errorf("template %s: %w", p, err)
@@ -122,6 +122,9 @@ func (s *Server) Handler() http.Handler {
 	console := http.NewServeMux()
 	console.HandleFunc("GET /{$}", s.overview)
 	console.HandleFunc("GET /accounts/{provider}/{instance}/{account}", s.account)
+	console.HandleFunc("GET /accounts/{provider}/{instance}/*", s.scopeRedirect)
+	console.HandleFunc("GET /accounts/{provider}/{instance}/*poller", s.scopeRedirect)
+	console.HandleFunc("GET /connections/{provider}/{instance}", s.scope)
 	console.HandleFunc("GET /events/{seq}", s.event)
 	console.HandleFunc("GET /dead-letters", s.deadLetters)
 	console.HandleFunc("POST /dead-letters/{seq}/redrive", s.redriveLetter)
@@ -263,6 +266,8 @@ type Overview struct {
 	Result    standing.Result
 	All       int
 	Standings []string
+	// Connections link each connection's page (its "*" pseudo-account).
+	Connections []standing.Scope
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
@@ -273,7 +278,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	res := s.Index.Find(q)
 	s.render(w, "overview", page{Title: "Accounts", Nav: "overview",
-		Data: Overview{Query: q, Result: res, All: s.Index.Len(), Standings: standing.All}})
+		Data: Overview{Query: q, Result: res, All: s.Index.Len(), Standings: standing.All, Connections: s.connections()}})
 }
 
 // maxQuery bounds a search or an identifier in a query.
