@@ -51,6 +51,16 @@ type Config struct {
 	DeadLetterRetention time.Duration `envconfig:"DLQ_RETENTION" default:"0" desc:"retention of dead letters (0: until re-driven)"`
 	// MaxPending bounds the pipelined (async) publishes in flight.
 	MaxPending int `envconfig:"PUBLISH_MAX_PENDING" default:"4096" desc:"pipelined publishes in flight"`
+	// PublishTimeout bounds the wait for the stream's acknowledgement of a
+	// pipelined publish: one that never comes (its server frozen, or the
+	// stream's leader lost with the message) fails, and is published again
+	// (its id deduplicates it) instead of holding its publisher.
+	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"5s" desc:"the wait for the stream's acknowledgement of a publish (then it is published again)"`
+	// PingInterval is how often the client asks its server for a sign of
+	// life; after three unanswered pings it moves to another server of the
+	// cluster. The client library's default, two minutes, leaves a service
+	// on a frozen or cut-off server for several minutes.
+	PingInterval time.Duration `envconfig:"NATS_PING_INTERVAL" default:"5s" desc:"how often the client pings its server (three unanswered: another server of the cluster)"`
 	// Name identifies the client connection in server monitoring.
 	Name string `envconfig:"NATS_CLIENT_NAME" desc:"the connection's name in the server's monitoring (default: the service's name)"`
 
@@ -91,6 +101,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPending < 1 {
 		errs = append(errs, fmt.Errorf("AW_PUBLISH_MAX_PENDING: %d (want >= 1)", c.MaxPending))
+	}
+	if c.PublishTimeout < 0 {
+		errs = append(errs, fmt.Errorf("AW_PUBLISH_TIMEOUT: %s (want > 0; 0 for the default)", c.PublishTimeout))
+	}
+	if c.PingInterval < 0 {
+		errs = append(errs, fmt.Errorf("AW_NATS_PING_INTERVAL: %s (want > 0; 0 for the default)", c.PingInterval))
 	}
 	if c.URL == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("AW_DATA_DIR: empty (the embedded server needs a store)"))

@@ -48,6 +48,11 @@ type Settings struct {
 	// Start says where a new consumer begins: "new" (events from now on) or
 	// "all" (the whole audit log). An existing consumer resumes where it was.
 	Start string `envconfig:"SINK_START" default:"new" desc:"where a new consumer starts: new, or all (the whole audit log)"`
+	// Heartbeat is how often the server tells a waiting consumer it is
+	// there; after two missed the consumer asks again. A request for events
+	// lost on the way (a partition, a leader moving) stalls a receiver for
+	// two heartbeats: the client library's default (15 s) made it 30 s.
+	Heartbeat time.Duration `envconfig:"SINK_HEARTBEAT" default:"5s" desc:"how often the server tells a waiting consumer it is there (two missed: ask again)"`
 	// LogRetention is how long the delivery log (AW_DELIVERIES) keeps records.
 	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h" desc:"how long the delivery log keeps records"`
 }
@@ -83,6 +88,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("AW_SINK_DRAIN_TIMEOUT: %s (want >= 0)", s.DrainTimeout)
 	case s.Start != "new" && s.Start != "all":
 		return fmt.Errorf("AW_SINK_START: %q (want new or all)", s.Start)
+	case s.Heartbeat < 0 || s.Heartbeat > maxHeartbeat:
+		return fmt.Errorf("AW_SINK_HEARTBEAT: %s (want 0 for the default, up to %s)", s.Heartbeat, maxHeartbeat)
 	case s.LogRetention <= 0:
 		return fmt.Errorf("AW_DELIVERY_LOG_RETENTION: %s (want > 0)", s.LogRetention)
 	}
@@ -109,6 +116,19 @@ func (s *Settings) prepare() error {
 		s.MaxDeliver = len(sched) + 1
 	}
 	return nil
+}
+
+// maxHeartbeat is below half the client's pull expiry (30 s), which the
+// client requires.
+const maxHeartbeat = 14 * time.Second
+
+// pullOpts are the options of every consumer's pull.
+func (s Settings) pullOpts() []jetstream.PullMessagesOpt {
+	hb := s.Heartbeat
+	if hb == 0 {
+		hb = DefaultSettings().Heartbeat
+	}
+	return []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(min(s.MaxAckPending, 1000)), jetstream.PullHeartbeat(hb)}
 }
 
 func parseSchedule(spec string) ([]time.Duration, error) {

@@ -311,7 +311,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		stopKeepAlive := make(chan struct{})
 		go r.fan.held.keepAlive(r.set.AckWait/3, stopKeepAlive)
 		if ctx.Err() == nil {
-			if shared, err := sharedCons.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000))); err != nil {
+			if shared, err := sharedCons.Messages(r.set.pullOpts()...); err != nil {
 				runErr = fmt.Errorf("consume %s_fanout: %w", r.sink, err)
 			} else {
 				r.fan.run(ctx, shared) // returns once ctx ended and the shared consumer drained
@@ -499,7 +499,7 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 		if c.cons == nil {
 			continue
 		}
-		it, err := c.cons.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000)))
+		it, err := c.cons.Messages(r.set.pullOpts()...)
 		if err != nil {
 			w.stopConsuming()
 			return nil, fmt.Errorf("consume %s: %w", name, err)
