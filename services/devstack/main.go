@@ -31,7 +31,7 @@ type settings struct {
 	SimAddr  string `envconfig:"SIM_LISTEN" default:"127.0.0.1:8480" desc:"upstream-sim's address"`
 	// ReceiverAddr is the local webhook receiver's (receiver.go).
 	ReceiverAddr string `envconfig:"WEBHOOK_RECEIVER_LISTEN" default:"127.0.0.1:8492" desc:"a local webhook receiver for a first endpoint: answers the validation handshake, prints each delivery as [webhook-receiver] (none: no receiver)"`
-	OpsBase  int    `envconfig:"OPS_PORT_BASE" default:"9101" desc:"ops ports (/metrics, /healthz, /readyz): upstream-sim gets this one, the poller the next, then slack-notifier, email-notifier, webhook-dispatcher, auditor"`
+	OpsBase      int    `envconfig:"OPS_PORT_BASE" default:"9101" desc:"ops ports (/metrics, /healthz, /readyz): upstream-sim gets this one, the poller the next, then slack-notifier, email-notifier, webhook-dispatcher, auditor"`
 }
 
 const about = "devstack: the local stack behind `make run`. It hosts an embedded NATS JetStream server on AW_DATA_DIR, provisions the streams and buckets as the admin, starts every service binary found in --bin joined to it with its own credentials and local sinks, prefixes their output, prints where to look, and drains them all on Ctrl-C."
