@@ -186,14 +186,7 @@ func Usage(w io.Writer, specs ...any) error {
 			if k.Secret {
 				name += " (or " + k.Name + "_FILE)"
 			}
-			def := k.Default
-			switch {
-			case k.Required:
-				def = "required"
-			case def == "":
-				def = "-"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, def, k.Desc)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, k.Shown(), k.Desc)
 		}
 	}
 	return tw.Flush()

@@ -178,6 +178,17 @@ type Key struct {
 	Secret, Required bool
 }
 
+// Shown is the default as --help prints it: "required", "-" for none.
+func (k Key) Shown() string {
+	switch {
+	case k.Required:
+		return "required"
+	case k.Default == "":
+		return "-"
+	}
+	return k.Default
+}
+
 // Keys lists the environment keys spec (a pointer to a struct) reads.
 func Keys(spec any) []Key {
 	var out []Key

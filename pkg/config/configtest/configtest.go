@@ -37,13 +37,7 @@ func Help(t testing.TB, spec any, help string) {
 			t.Errorf("%s has no desc tag: --help cannot say what it means", k.Name)
 			continue
 		}
-		def := k.Default
-		switch {
-		case k.Required:
-			def = "required"
-		case def == "":
-			def = "-"
-		}
+		def := k.Shown()
 		found := false
 		for _, l := range lines {
 			f := strings.Fields(l)
