@@ -82,6 +82,7 @@ func start(t *testing.T, mods ...func(*app.Settings)) *fixture {
 	}
 	subs, _ := f.bus.JS.KeyValue(ctx, eventbus.BucketSubscriptions)
 	subs.Put(ctx, "ep_0123456789abcdef", []byte(`{"id":"ep_0123456789abcdef","url":"https://erp.example.com/hooks","content_mode":"structured","status":"active","created_at":"2026-11-23T09:00:00Z"}`))
+	subs.Put(ctx, "ep_00000000000000ff", []byte(`{"id":"ep_00000000000000ff","url":"http://127.0.0.1:9999/hooks","content_mode":"structured","status":"active","created_at":"2026-11-23T09:00:00Z"}`))
 	dl, err := deliverylog.Open(ctx, f.bus.JS, deliverylog.StreamConfig(f.bus.Cfg, time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +221,9 @@ func TestConsolePages(t *testing.T) {
 		{"/events/2", "ep_0123456789abcdef"},
 		{"/dead-letters", "channel_not_found"},
 		{"/subscriptions", "https://erp.example.com/hooks"},
+		// "active" is not "reached": each endpoint's last attempt beside it.
+		{"/subscriptions", "delivered</span> 204"},
+		{"/subscriptions", "nothing delivered yet"},
 		{"/verify", "Intact"},
 		// The "*" pseudo-account: linked from the overview, says what it is.
 		{"/", `href="/connections/alibaba-bss/bss-main"`},

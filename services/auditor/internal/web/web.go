@@ -426,8 +426,29 @@ func (s *Server) subscriptions(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	s.render(w, "subscriptions", page{Title: "Webhook subscriptions", Nav: "subs", Data: subs})
+	// Each endpoint's last attempt: "active" says only that the dispatcher
+	// will try it, not that it was ever reached.
+	rows := make([]SubscriptionRow, len(subs))
+	for i, sub := range subs {
+		rows[i].Subscription = sub
+		if s.Log == nil || i >= maxLastAttempts {
+			continue
+		}
+		if recs, err := s.Log.List(r.Context(), deliverylog.Query{Sink: "webhook", Receiver: sub.ID, Limit: 1}); err == nil && len(recs) > 0 {
+			rows[i].Last = &recs[len(recs)-1]
+		}
+	}
+	s.render(w, "subscriptions", page{Title: "Webhook subscriptions", Nav: "subs", Data: rows})
 }
+
+// SubscriptionRow is an endpoint and what became of its last event.
+type SubscriptionRow struct {
+	Subscription
+	Last *deliverylog.Record
+}
+
+// maxLastAttempts bounds the delivery-log reads of one subscriptions page.
+const maxLastAttempts = 500
 
 // verifyPage is what the verification page shows: the report, the newest
 // stored checkpoint's result, the keys trusted, and the heads (a page of them).
