@@ -68,7 +68,7 @@ func start(t *testing.T, mods ...func(*app.Settings)) *fixture {
 		}
 	}
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000123", Name: "Acme Hosting LLC", Baseline: true,
-		Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, Debt: &detect.DebtState{Value: "512.4", Above: true}, ChangedAt: eventtest.T0, Chain: event.Chain{Seq: 2, Prev: debt.Hash()}})
+		Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, Debt: &detect.DebtState{Value: "512.4", Above: true}, Attrs: map[string]string{"currency": "USD"}, ChangedAt: eventtest.T0, Chain: event.Chain{Seq: 2, Prev: debt.Hash()}})
 	put(detect.Record{Provider: event.ProviderAlibabaBSS, Instance: "bss-main", AccountID: "1500000000000001", Baseline: true,
 		Enums: map[string]event.Value{detect.FieldHostingStatus: {Value: "freeze"}}, Chain: event.Chain{Seq: 1, Prev: frozen.Hash()}})
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000124", Name: "Beta Cloud", Baseline: true,
@@ -217,6 +217,9 @@ func TestConsolePages(t *testing.T) {
 		{"/?standing=frozen", "1500000000000001"},
 		{"/?q=beta", "Beta Cloud"},
 		{"/accounts/activeplatform/ap-main/1000123", "Debt over threshold"},
+		// Money with its currency, in the columns and on the account's page.
+		{"/", "512.40 USD"},
+		{"/accounts/activeplatform/ap-main/1000123", "512.40 USD"},
 		{"/events/2", f.events[1].ID()},
 		{"/events/2", "ep_0123456789abcdef"},
 		{"/dead-letters", "channel_not_found"},

@@ -47,10 +47,12 @@ type Account struct {
 	Hosting     string         `json:"hosting_status,omitempty"`
 	CreditLimit string         `json:"credit_limit_status,omitempty"`
 	Debt        string         `json:"debt,omitempty"`
-	ChangedAt   time.Time      `json:"changed_at,omitzero"`
-	Events      uint64         `json:"events"`
-	LastError   string         `json:"last_error,omitempty"`
-	search      string
+	// Currency is the debt's, as the upstream gave it ("" none given).
+	Currency  string    `json:"currency,omitempty"`
+	ChangedAt time.Time `json:"changed_at,omitzero"`
+	Events    uint64    `json:"events"`
+	LastError string    `json:"last_error,omitempty"`
+	search    string
 }
 
 // Of derives an account's standing from its record.
@@ -62,6 +64,7 @@ func Of(r detect.Record) Account {
 	if r.Debt != nil {
 		a.Debt = r.Debt.Value
 	}
+	a.Currency = r.Attrs["currency"]
 	switch a.Status {
 	case event.StatusCreditHold:
 		a.Standings = append(a.Standings, CreditHold)
