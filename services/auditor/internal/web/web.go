@@ -65,9 +65,9 @@ type Server struct {
 }
 
 var funcs = template.FuncMap{
-	"label":       func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"label": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	// money is an amount with its currency, when one is known: {{money .Debt .Currency}}.
-	"money": func(s string, currency ...string) string { return describe.Money(s, strings.Join(currency, "")) },
+	"money":       func(s string, currency ...string) string { return describe.Money(s, strings.Join(currency, "")) },
 	"pathEscape":  url.PathEscape,
 	"queryEscape": url.QueryEscape,
 	"trimType":    func(s string) string { return strings.TrimPrefix(s, "com.accountwatch.") },
