@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/accountwatch/accountwatch/pkg/redact"
+	"github.com/accountwatch/accountwatch/pkg/retryafter"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 )
 
@@ -438,13 +439,11 @@ func classify(op string, resp *http.Response, body []byte, reqID string) error {
 		e.Kind = upstream.ErrNotFound
 	case resp.StatusCode == http.StatusTooManyRequests:
 		e.Kind = upstream.ErrThrottled
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
-			e.RetryAfter = time.Duration(s) * time.Second
-		} else if t, err := http.ParseTime(resp.Header.Get("Retry-After")); err == nil {
-			e.RetryAfter = time.Until(t)
-		}
+		e.RetryAfter, _ = retryafter.Header(resp.Header, time.Now())
 	case resp.StatusCode >= 500:
 		e.Kind = upstream.ErrTransient
+		// A 503 may say when the service is back (RFC 9110, 10.2.3).
+		e.RetryAfter, _ = retryafter.Header(resp.Header, time.Now())
 	default:
 		e.Kind = upstream.ErrRejected
 	}

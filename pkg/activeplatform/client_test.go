@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -371,6 +372,55 @@ func TestListRawPredicted(t *testing.T) {
 			}
 			if wantN := map[bool]int{true: 5, false: 4}[header]; n != wantN {
 				t.Fatalf("%d accounts before the fault, want %d", n, wantN)
+			}
+		})
+	}
+}
+
+// A 503 that says when the service is back (Retry-After, RFC 9110 10.2.3,
+// in either form) is not asked again sooner, and one that asks for longer
+// than the policy waits fails at once with the wait in the error.
+func TestUnavailableHonoursRetryAfter(t *testing.T) {
+	soon := upstream.Retry{Attempts: 2, Base: time.Millisecond, Max: 5 * time.Millisecond, MaxRetryAfter: 3 * time.Second}
+	cases := []struct {
+		name       string
+		retryAfter func() string
+		requests   int
+		min, max   time.Duration // the error's RetryAfter
+	}{
+		{"seconds, waited", func() string { return "1" }, 2, time.Second, time.Second},
+		{"seconds, too long", func() string { return "120" }, 1, 120 * time.Second, 120 * time.Second},
+		{"http date, too long", func() string { return time.Now().Add(2 * time.Minute).UTC().Format(http.TimeFormat) }, 1, 100 * time.Second, 121 * time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var at []time.Time
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				at = append(at, time.Now())
+				mu.Unlock()
+				w.Header().Set("Retry-After", c.retryAfter())
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprint(w, `{"error":"maintenance"}`)
+			}))
+			defer srv.Close()
+			cl := client(t, srv.URL, "tok", activeplatform.WithRetry(soon))
+			_, err := cl.Get(context.Background(), "1000123")
+			if !errors.Is(err, upstream.ErrTransient) {
+				t.Fatalf("want transient, got %v", err)
+			}
+			if got := upstream.RetryAfterOf(err); got < c.min || got > c.max {
+				t.Fatalf("retry-after %v, want %v..%v", got, c.min, c.max)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(at) != c.requests {
+				t.Fatalf("%d requests, want %d", len(at), c.requests)
+			}
+			if len(at) == 2 && at[1].Sub(at[0]) < time.Second {
+				t.Fatalf("asked again after %v, before the Retry-After of 1s", at[1].Sub(at[0]))
 			}
 		})
 	}

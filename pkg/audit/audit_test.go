@@ -167,7 +167,7 @@ func TestExportFormatsParseBack(t *testing.T) {
 	if err != nil || len(rows) != 5 || strings.Join(rows[0], ",") != strings.Join(audit.CSVHeader, ",") {
 		t.Fatalf("csv: %v, %d rows", err, len(rows))
 	}
-	if rows[4][2] != evs[3].ID() || rows[4][12] != "512.4" || rows[2][15] != "2" || rows[2][16] != evs[0].Hash() {
+	if rows[4][2] != evs[3].ID() || rows[4][12] != "512.4" || rows[4][len(rows[4])-1] != "USD" || rows[2][15] != "2" || rows[2][16] != evs[0].Hash() {
 		t.Errorf("csv row: %v", rows[4])
 	}
 	table := export(audit.FormatTable)

@@ -123,9 +123,11 @@ func appendString(b []byte, s string) []byte {
 
 func (j *jsonlWriter) Close() error { return j.bw.Flush() }
 
-// CSVHeader names the CSV columns.
+// CSVHeader names the CSV columns. An amount (previous and current of a
+// debt) is an exact decimal, its currency in the last column (empty when
+// the upstream and the connection named none); new columns go last.
 var CSVHeader = []string{"seq", "stored", "id", "time", "type", "provider", "instance", "account", "account_name", "severity",
-	"field", "previous", "current", "previous_raw", "current_raw", "chain_seq", "chain_prev", "chain_hash", "request_id", "response_sha256"}
+	"field", "previous", "current", "previous_raw", "current_raw", "chain_seq", "chain_prev", "chain_hash", "request_id", "response_sha256", "currency"}
 
 type csvWriter struct{ cw *csv.Writer }
 
@@ -144,10 +146,14 @@ func (c *csvWriter) Write(r *Record) error {
 	pv, pr := val(d.Previous)
 	cv, cr := val(d.Current)
 	hash, _ := ev.Cloud.Extensions()[event.ExtChainHash].(string)
+	var currency string
+	if d.Debt != nil {
+		currency = d.Debt.Currency
+	}
 	row := []string{
 		strconv.FormatUint(r.Seq, 10), r.Stored.UTC().Format(time.RFC3339Nano), ev.ID(), ev.Cloud.Time().UTC().Format(time.RFC3339Nano),
 		ev.Type().Tail(), string(d.Provider), d.Instance, d.AccountID, d.AccountName, string(d.Severity),
-		d.Field, pv, cv, pr, cr, strconv.FormatUint(d.Chain.Seq, 10), d.Chain.Prev, hash, d.Evidence.RequestID, d.Evidence.ResponseSHA256,
+		d.Field, pv, cv, pr, cr, strconv.FormatUint(d.Chain.Seq, 10), d.Chain.Prev, hash, d.Evidence.RequestID, d.Evidence.ResponseSHA256, currency,
 	}
 	for i := range row {
 		row[i] = CSVCell(row[i])

@@ -1,6 +1,7 @@
 // Package config loads service configuration: scalars from the environment
-// (envconfig, AW_ prefix), secrets also from files (AW_X_FILE), lists from a YAML
-// file. Every error names the key or the file and line at fault.
+// (AW_ prefix, struct tags as envconfig spells them), secrets also from files
+// (AW_X_FILE), lists from a YAML file. Every error names the key or the file
+// and line at fault. The same struct tags give --help its table (Usage).
 package config
 
 import (
@@ -11,10 +12,11 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"gopkg.in/yaml.v3"
 )
 
@@ -28,19 +30,40 @@ var ErrInvalid = errors.New("invalid configuration")
 type Validator interface{ Validate() error }
 
 // Load fills spec (a pointer to a struct with envconfig tags) from the
-// environment. A field tagged secret:"true" may instead be read from the file
-// named by <KEY>_FILE (Docker/Kubernetes secrets). A field tagged
-// excludes:"OTHER_KEY,…" decides what those keys would: while it has a value
-// (its own or its default), setting one of them is an error that names both,
-// never a setting silently overridden. Then spec.Validate runs, if it exists.
+// environment: each field from AW_<its envconfig name>, or its default tag
+// when that is unset (or empty, for anything but a string). Only a field
+// tagged unprefixed:"true" is also read without the prefix (NATS_URL): an
+// orchestrator injects plain names (a Kubernetes Service named smtp sets
+// SMTP_PORT=tcp://…), which must never reach a setting. A field tagged
+// secret:"true" may instead be read from the file named by <KEY>_FILE
+// (Docker/Kubernetes secrets). A field tagged required:"true" must have a
+// value. A field tagged excludes:"OTHER_KEY,…" decides what those keys
+// would: while it has a value (its own or its default), setting one of them
+// is an error that names both, never a setting silently overridden. Then
+// spec.Validate runs, if it exists.
 func Load(spec any) error {
-	if err := envconfig.Process(Prefix, spec); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	v := reflect.ValueOf(spec).Elem()
+	var errs []error
+	for _, f := range fields(v) {
+		if err := f.load(); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if err := loadSecretFiles(reflect.ValueOf(spec).Elem()); err != nil {
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	if err := loadSecretFiles(v); err != nil {
 		return err
 	}
-	if err := checkExcludes(reflect.ValueOf(spec).Elem()); err != nil {
+	for _, f := range fields(v) {
+		if f.tag.Get("required") == "true" && f.v.IsZero() {
+			errs = append(errs, fmt.Errorf("%s: required (%s)", f.key, f.desc()))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	if err := checkExcludes(v); err != nil {
 		return err
 	}
 	if v, ok := spec.(Validator); ok {
@@ -51,18 +74,41 @@ func Load(spec any) error {
 	return nil
 }
 
+// load sets the field from the environment, or from its default.
+func (f field) load() error {
+	name, val, ok := f.lookup()
+	if !ok || val == "" && f.v.Kind() != reflect.String {
+		def, has := f.tag.Lookup("default")
+		if !has {
+			return nil
+		}
+		name, val = f.key+" (default)", def
+	}
+	if err := setText(f.v, val); err != nil {
+		if f.tag.Get("secret") == "true" {
+			return fmt.Errorf("%s: not a valid value", name)
+		}
+		return fmt.Errorf("%s: %q: %w", name, val, unwrapNum(err))
+	}
+	return nil
+}
+
+// unwrapNum drops strconv's function name from a parse error.
+func unwrapNum(err error) error {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return ne.Err
+	}
+	return err
+}
+
 func loadSecretFiles(v reflect.Value) error {
 	for _, f := range fields(v) {
 		if f.tag.Get("secret") != "true" || f.v.Kind() != reflect.String {
 			continue
 		}
-		path, fileKey := "", ""
-		for _, k := range []string{f.key + "_FILE", f.alt + "_FILE"} {
-			if p, ok := os.LookupEnv(k); ok && p != "" {
-				path, fileKey = p, k
-				break
-			}
-		}
+		fileKey := f.key + "_FILE"
+		path := os.Getenv(fileKey)
 		if path == "" {
 			continue
 		}
@@ -126,9 +172,24 @@ func DecodeYAML(r io.Reader, v any) error {
 	return nil
 }
 
-// Usage writes the environment keys of spec with their defaults, for --help.
-func Usage(w io.Writer, spec any) error {
-	return envconfig.Usagef(Prefix, spec, w, "{{range .}}{{usage_key .}}\t{{usage_type .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
+// Usage writes the environment keys of specs for --help: each key (with
+// the unprefixed name it is also read under, and _FILE for a secret), its
+// default or "required", and what it means, from the struct tags Load reads.
+func Usage(w io.Writer, specs ...any) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, spec := range specs {
+		for _, k := range Keys(spec) {
+			name := k.Name
+			if k.Alt != "" {
+				name = k.Alt + " or " + name
+			}
+			if k.Secret {
+				name += " (or " + k.Name + "_FILE)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, k.Shown(), k.Desc)
+		}
+	}
+	return tw.Flush()
 }
 
 // Duration is a time.Duration written in YAML as "90s" or "1h30m".

@@ -10,6 +10,7 @@ import (
 )
 
 type Inner struct {
+	URL   string `envconfig:"NATS_URL" unprefixed:"true"`
 	Token string `envconfig:"NATS_TOKEN" secret:"true"`
 	Port  int    `envconfig:"NATS_PORT" default:"4222"`
 }
@@ -38,7 +39,12 @@ func TestLoad(t *testing.T) {
 		check   func(*spec) bool
 	}{
 		{"defaults", map[string]string{"AW_NAME": "x"}, "", func(s *spec) bool { return s.Port == 4222 && s.Interval == time.Minute }},
-		{"unprefixed fallback", map[string]string{"AW_NAME": "x", "NATS_PORT": "5222"}, "", func(s *spec) bool { return s.Port == 5222 }},
+		// A Kubernetes Service named nats injects NATS_PORT=tcp://…: never read.
+		{"no unprefixed fallback", map[string]string{"AW_NAME": "x", "NATS_PORT": "tcp://10.0.0.1:4222", "NAME": "y"}, "", func(s *spec) bool { return s.Port == 4222 && s.Name == "x" }},
+		{"unprefixed where allowed", map[string]string{"AW_NAME": "x", "NATS_URL": "nats://a:4222"}, "", func(s *spec) bool { return s.URL == "nats://a:4222" }},
+		{"prefixed wins", map[string]string{"AW_NAME": "x", "NATS_URL": "nats://a:4222", "AW_NATS_URL": "nats://b:4222"}, "", func(s *spec) bool { return s.URL == "nats://b:4222" }},
+		{"empty number is its default", map[string]string{"AW_NAME": "x", "AW_NATS_PORT": ""}, "", func(s *spec) bool { return s.Port == 4222 }},
+		{"required unprefixed is missing", map[string]string{"NAME": "x"}, "AW_NAME: required", nil},
 		{"secret from file", map[string]string{"AW_NAME": "x", "AW_NATS_TOKEN_FILE": secret}, "", func(s *spec) bool { return s.Token == "s3cret" }},
 		{"bad number names key", map[string]string{"AW_NAME": "x", "AW_NATS_PORT": "many"}, "AW_NATS_PORT", nil},
 		{"bad duration names key", map[string]string{"AW_NAME": "x", "AW_POLL_INTERVAL": "soon"}, "AW_POLL_INTERVAL", nil},
@@ -49,7 +55,7 @@ func TestLoad(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, k := range []string{"AW_NAME", "NAME", "AW_NATS_PORT", "NATS_PORT", "AW_NATS_TOKEN", "AW_NATS_TOKEN_FILE", "AW_POLL_INTERVAL"} {
+			for _, k := range []string{"AW_NAME", "NAME", "AW_NATS_PORT", "NATS_PORT", "AW_NATS_TOKEN", "AW_NATS_TOKEN_FILE", "AW_POLL_INTERVAL", "NATS_URL", "AW_NATS_URL"} {
 				t.Setenv(k, "")
 				os.Unsetenv(k)
 			}
@@ -152,7 +158,7 @@ func TestExcludes(t *testing.T) {
 		{"the default alone", map[string]string{"AW_WEBHOOK_RETRY_SCHEDULE": "1s"}, nil},
 		{"max deliver alone", map[string]string{"AW_SINK_MAX_DELIVER": "3"}, nil},
 		{"both set", map[string]string{"AW_SINK_RETRY_SCHEDULE": "1s", "AW_SINK_MAX_DELIVER": "3"}, []string{"AW_SINK_MAX_DELIVER is set, but AW_SINK_RETRY_SCHEDULE decides it", "it is set"}},
-		{"unprefixed counts", map[string]string{"AW_SINK_RETRY_SCHEDULE": "1s", "SINK_MAX_DELIVER": "3"}, []string{"AW_SINK_MAX_DELIVER", "AW_SINK_RETRY_SCHEDULE"}},
+		{"unprefixed is not read", map[string]string{"AW_SINK_RETRY_SCHEDULE": "1s", "SINK_MAX_DELIVER": "3", "AW_WEBHOOK_RETRY_SCHEDULE": ""}, nil},
 		{"against a default", map[string]string{"AW_SINK_RETRY_SCHEDULE": "1s"}, []string{"AW_SINK_RETRY_SCHEDULE is set, but AW_WEBHOOK_RETRY_SCHEDULE decides it", `its default "5s,5m"`}},
 	}
 	for _, c := range cases {
@@ -214,7 +220,7 @@ func TestDefaultsAndKeys(t *testing.T) {
 	for _, k := range Keys(&s) {
 		names = append(names, k.Name)
 	}
-	if got := strings.Join(names, " "); got != "AW_NATS_TOKEN AW_NATS_PORT AW_SINK_MAX_DELIVER AW_SINK_RETRY_SCHEDULE AW_WEBHOOK_RETRY_SCHEDULE AW_ON AW_RATIO AW_WAIT AW_COUNT AW_EVERY AW_NONE" {
+	if got := strings.Join(names, " "); got != "AW_NATS_URL AW_NATS_TOKEN AW_NATS_PORT AW_SINK_MAX_DELIVER AW_SINK_RETRY_SCHEDULE AW_WEBHOOK_RETRY_SCHEDULE AW_ON AW_RATIO AW_WAIT AW_COUNT AW_EVERY AW_NONE" {
 		t.Errorf("keys: %s", got)
 	}
 }
@@ -227,10 +233,31 @@ func TestUndocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(got, " ") != "AW_NATS_PORT AW_SINK_MAX_DELIVER" {
+	if strings.Join(got, " ") != "AW_NATS_URL AW_NATS_PORT AW_SINK_MAX_DELIVER" {
 		t.Errorf("undocumented: %v", got)
 	}
 	if _, err := Undocumented(&s, filepath.Join(t.TempDir(), "missing.md")); err == nil {
 		t.Error("a missing file is no error")
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var s struct {
+		URL    string `envconfig:"NATS_URL" unprefixed:"true" desc:"the server"`
+		Token  string `envconfig:"NATS_TOKEN" secret:"true" desc:"token auth"`
+		File   string `envconfig:"POLLER_CONFIG" required:"true" desc:"the YAML file"`
+		Listen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9102" desc:"/metrics"`
+	}
+	var b strings.Builder
+	if err := Usage(&b, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"NATS_URL or AW_NATS_URL", "AW_NATS_TOKEN (or AW_NATS_TOKEN_FILE)", "AW_POLLER_CONFIG", "required", "the YAML file", "127.0.0.1:9102", "/metrics"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, b.String())
+		}
+	}
+	if lines := strings.Count(b.String(), "\n"); lines != 4 {
+		t.Errorf("%d lines, want one a key:\n%s", lines, b.String())
 	}
 }

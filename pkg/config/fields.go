@@ -10,13 +10,34 @@ import (
 	"time"
 )
 
-// field is one environment key of a spec, as envconfig reads it.
+// field is one environment key of a spec.
 type field struct {
-	// key is the prefixed name (AW_SINK_MAX_DELIVER), alt the unprefixed one
-	// envconfig falls back to (SINK_MAX_DELIVER).
+	// key is the prefixed name (AW_SINK_MAX_DELIVER); alt, for a field
+	// tagged unprefixed:"true" only, the name without the prefix (NATS_URL).
 	key, alt string
 	tag      reflect.StructTag
 	v        reflect.Value
+}
+
+// desc is what the key means: its desc tag, or its name in words.
+func (f field) desc() string {
+	if d := f.tag.Get("desc"); d != "" {
+		return d
+	}
+	return "no description"
+}
+
+// lookup finds the key in the environment, the prefixed name first.
+func (f field) lookup() (name, value string, ok bool) {
+	if v, ok := os.LookupEnv(f.key); ok {
+		return f.key, v, true
+	}
+	if f.alt != "" {
+		if v, ok := os.LookupEnv(f.alt); ok {
+			return f.alt, v, true
+		}
+	}
+	return "", "", false
 }
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
@@ -40,26 +61,26 @@ func fields(v reflect.Value) []field {
 		if name == "" {
 			name = strings.ToUpper(f.Name)
 		}
-		out = append(out, field{key: Prefix + "_" + name, alt: name, tag: f.Tag, v: fv})
+		fd := field{key: Prefix + "_" + name, tag: f.Tag, v: fv}
+		if f.Tag.Get("unprefixed") == "true" {
+			fd.alt = name
+		}
+		out = append(out, fd)
 	}
 	return out
 }
 
-// set reports whether the environment sets the key, under either name.
+// set reports whether the environment sets the key.
 func (f field) set() bool {
-	for _, k := range []string{f.key, f.alt} {
-		if _, ok := os.LookupEnv(k); ok {
-			return true
-		}
-	}
-	return false
+	_, _, ok := f.lookup()
+	return ok
 }
 
 func checkExcludes(v reflect.Value) error {
 	all := fields(v)
 	byName := map[string]field{}
 	for _, f := range all {
-		byName[f.alt] = f
+		byName[strings.TrimPrefix(f.key, Prefix+"_")] = f
 	}
 	for _, f := range all {
 		ex := f.tag.Get("excludes")
@@ -148,17 +169,32 @@ func setText(v reflect.Value, s string) error {
 
 // Key is one environment key of a spec, for documentation checks and --help.
 type Key struct {
-	// Name is the prefixed key (AW_SINK_MAX_DELIVER).
-	Name    string
-	Default string
-	Secret  bool
+	// Name is the prefixed key (AW_SINK_MAX_DELIVER); Alt the unprefixed
+	// name it is also read under, if any (NATS_URL).
+	Name, Alt string
+	Default   string
+	// Desc is what it means (the desc tag).
+	Desc             string
+	Secret, Required bool
+}
+
+// Shown is the default as --help prints it: "required", "-" for none.
+func (k Key) Shown() string {
+	switch {
+	case k.Required:
+		return "required"
+	case k.Default == "":
+		return "-"
+	}
+	return k.Default
 }
 
 // Keys lists the environment keys spec (a pointer to a struct) reads.
 func Keys(spec any) []Key {
 	var out []Key
 	for _, f := range fields(reflect.ValueOf(spec).Elem()) {
-		out = append(out, Key{Name: f.key, Default: f.tag.Get("default"), Secret: f.tag.Get("secret") == "true"})
+		out = append(out, Key{Name: f.key, Alt: f.alt, Default: f.tag.Get("default"), Desc: f.tag.Get("desc"),
+			Secret: f.tag.Get("secret") == "true", Required: f.tag.Get("required") == "true"})
 	}
 	return out
 }

@@ -73,9 +73,25 @@ func CheckTarget(ctx context.Context, r Roster, sink, receiver, to string) error
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%w: receiver: sink %s has no receiver %s", ErrInvalidTarget, sink, quote(receiver))
+		return fmt.Errorf("%w: receiver: sink %s has no receiver %s%s", ErrInvalidTarget, sink, quote(receiver), Known(ctx, r, sink))
 	}
 	return nil
+}
+
+// Known names a sink's receivers, for a message about one that is not
+// among them (" (its receivers: a, b)"), when the roster can list them.
+func Known(ctx context.Context, r Roster, sink string) string {
+	l, ok := r.(interface {
+		Receivers(ctx context.Context, sink string) ([]string, error)
+	})
+	if !ok {
+		return ""
+	}
+	names, err := l.Receivers(ctx, sink)
+	if err != nil {
+		return ""
+	}
+	return " (its receivers: " + list(names) + ")"
 }
 
 // maxAddress bounds an ad-hoc destination (RFC 5321's path limit).

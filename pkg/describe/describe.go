@@ -24,7 +24,7 @@ type Links map[string]string
 // event concerns a whole provider connection).
 func (l Links) For(instance, account string) string {
 	tpl, ok := l[instance]
-	if !ok || account == event.ProviderScope {
+	if !ok || account == event.ProviderScope || account == event.PollerScope {
 		return ""
 	}
 	return strings.ReplaceAll(tpl, "{account}", url.PathEscape(account))
@@ -58,7 +58,7 @@ func IsRecovery(e *event.Event) bool {
 			return e.Data.Debt != nil && e.Data.Debt.Crossed == "above"
 		}
 		return e.Data.Debt != nil && e.Data.Debt.Crossed == "below"
-	case event.TypePollRecovered:
+	case event.TypePollRecovered, event.TypePollResumed:
 		return true
 	}
 	return false
@@ -129,6 +129,13 @@ func Headline(e *event.Event) string {
 		return "Cannot read upstream"
 	case event.TypePollRecovered:
 		return "Upstream readable again"
+	case event.TypePollStalled:
+		if d.Stall != nil && d.Stall.Reason == event.StallNoLease {
+			return "Polling stopped: no poller holds the connection"
+		}
+		return "Polling stalled: no cycle completed"
+	case event.TypePollResumed:
+		return "Polling resumed"
 	}
 	return e.Type().Tail()
 }
@@ -150,6 +157,9 @@ func Value(v *event.Value) string {
 func Account(d event.Data) string {
 	if d.AccountID == event.ProviderScope {
 		return "all accounts of " + d.Instance
+	}
+	if d.AccountID == event.PollerScope {
+		return "the poller of " + d.Instance
 	}
 	if d.AccountName != "" {
 		return d.AccountName + " (" + d.AccountID + ")"

@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -361,21 +360,5 @@ func (g *Guard) Client(timeout time.Duration, perHost int) *http.Client {
 }
 
 // Loopback is the allow-list of an operator's own host: a local SMTP relay,
-// a capture server. FromEnv's callers use it as their default.
+// a capture server (the Slack and email notifiers' default allow-lists).
 var Loopback = []string{"127.0.0.0/8", "::1/128"}
-
-// FromEnv builds a guard whose allow-list is the environment variable key
-// (comma-separated CIDRs), or def when key is unset; key set but empty
-// allows nothing. It is for destinations only an operator configures (the
-// Slack API base, an SMTP relay): each service names its own key.
-func FromEnv(key string, def []string) (*Guard, error) {
-	allow := def
-	if v, ok := os.LookupEnv(key); ok {
-		allow = strings.Split(v, ",")
-	}
-	g, err := New(allow, false)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	return g, nil
-}

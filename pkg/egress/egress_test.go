@@ -425,23 +425,3 @@ func TestDialTimeCheck(t *testing.T) {
 		t.Errorf("a redirect was followed: %v", err)
 	}
 }
-
-func TestFromEnv(t *testing.T) {
-	const key = "AW_TEST_EGRESS_ALLOW"
-	g, err := egress.FromEnv(key, egress.Loopback)
-	if err != nil || g.CheckIP(netip.MustParseAddr("127.0.0.1")) != nil || g.CheckIP(netip.MustParseAddr("10.0.0.1")) == nil {
-		t.Errorf("default: %v", err)
-	}
-	t.Setenv(key, "10.0.0.0/8")
-	if g, _ := egress.FromEnv(key, egress.Loopback); g.CheckIP(netip.MustParseAddr("10.0.0.1")) != nil || g.CheckIP(netip.MustParseAddr("127.0.0.1")) == nil {
-		t.Error("set: the default still applies, or the variable does not")
-	}
-	t.Setenv(key, "")
-	if g, _ := egress.FromEnv(key, egress.Loopback); g.CheckIP(netip.MustParseAddr("127.0.0.1")) == nil {
-		t.Error("set empty: loopback still allowed")
-	}
-	t.Setenv(key, "nonsense")
-	if _, err := egress.FromEnv(key, nil); err == nil || !strings.Contains(err.Error(), key) {
-		t.Errorf("a bad list: %v", err)
-	}
-}

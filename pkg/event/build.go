@@ -321,6 +321,53 @@ func PollRecovered(m Meta, p Poll) (*Event, error) {
 	return build(TypePollRecovered, m, Data{Poll: &p}, SeverityInfo)
 }
 
+// Stall reasons.
+const (
+	StallNoCycle = "no_cycle"
+	StallNoLease = "no_lease"
+)
+
+// PollStalled says a connection's poll cycles stopped: none completed
+// within st.Intervals intervals, or no replica holds its lease. m names the
+// connection with AccountID PollerScope.
+func PollStalled(m Meta, st Stall) (*Event, error) {
+	if err := checkStall(m, &st); err != nil {
+		return nil, err
+	}
+	return build(TypePollStalled, m, Data{Stall: &st}, SeverityCritical)
+}
+
+// PollResumed says a stalled connection's cycles complete again; st is the
+// stall that ended (its Since), with the resuming cycle in LastCycleAt.
+func PollResumed(m Meta, st Stall) (*Event, error) {
+	if err := checkStall(m, &st); err != nil {
+		return nil, err
+	}
+	return build(TypePollResumed, m, Data{Stall: &st}, SeverityInfo)
+}
+
+func checkStall(m Meta, st *Stall) error {
+	switch {
+	case m.AccountID != PollerScope:
+		return fmt.Errorf("%w: a stall concerns account %q, not %q", ErrInvalid, PollerScope, m.AccountID)
+	case st.Reason != StallNoCycle && st.Reason != StallNoLease:
+		return fmt.Errorf("%w: stall reason %q (want %s or %s)", ErrInvalid, st.Reason, StallNoCycle, StallNoLease)
+	case st.Since.IsZero():
+		return fmt.Errorf("%w: stall without its start", ErrInvalid)
+	case st.Intervals < 1:
+		return fmt.Errorf("%w: stall after %d intervals", ErrInvalid, st.Intervals)
+	}
+	if _, err := time.ParseDuration(st.Interval); err != nil {
+		return fmt.Errorf("%w: stall interval %q", ErrInvalid, st.Interval)
+	}
+	st.Since = st.Since.UTC()
+	if st.LastCycleAt != nil {
+		t := st.LastCycleAt.UTC()
+		st.LastCycleAt = &t
+	}
+	return nil
+}
+
 func checkPoll(m Meta, p *Poll) error {
 	want := "account"
 	if m.AccountID == ProviderScope {

@@ -36,6 +36,12 @@ const (
 // whole provider connection rather than one account.
 const ProviderScope = "*"
 
+// PollerScope is the account id of the dead-man's poll.stalled/resumed
+// events: the poller's work on a connection, as another service saw it. A
+// scope of its own, so that its hash chain (kept by that service) never
+// forks the poller's chain of ProviderScope.
+const PollerScope = "*poller"
+
 // Value is one observed value of a field.
 type Value struct {
 	// Value is the normalised value: an enum in lower snake case, a decimal string for money.
@@ -196,6 +202,28 @@ type PollCause struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// Stall details poll.stalled and poll.resumed: a connection's poll cycles
+// stopped, or started again, as the dead-man watching them saw it.
+type Stall struct {
+	// Reason is why the connection counts as stalled: "no_cycle" (no cycle
+	// completed within Intervals poll intervals) or "no_lease" (no poller
+	// replica holds the connection's lease).
+	Reason string `json:"reason"`
+	// Since is when the connection was last known to work: its last
+	// completed cycle (or, never having completed one, when it was first
+	// seen). poll.resumed carries the stall's Since; its ID derives from it.
+	Since time.Time `json:"since"`
+	// LastCycleAt is the last completed cycle (poll.resumed: the one that
+	// resumed), when there was one.
+	LastCycleAt *time.Time `json:"last_cycle_at,omitempty"`
+	// Interval is the connection's poll interval ("5s"), Intervals how many
+	// of them the dead-man waits for a cycle.
+	Interval  string `json:"interval"`
+	Intervals int    `json:"intervals"`
+	// LeaseHolder is the replica that holds the lease (or held it last).
+	LeaseHolder string `json:"lease_holder,omitempty"`
+}
+
 // Onboarding details account.created.
 type Onboarding struct {
 	RelationType string `json:"relation_type"`
@@ -214,6 +242,7 @@ type Data struct {
 	Current            *Value            `json:"current,omitempty"`
 	Debt               *Debt             `json:"debt,omitempty"`
 	Poll               *Poll             `json:"poll,omitempty"`
+	Stall              *Stall            `json:"stall,omitempty"`
 	Onboarding         *Onboarding       `json:"onboarding,omitempty"`
 	Forecast           *Forecast         `json:"forecast,omitempty"`
 	Attributes         map[string]string `json:"attributes,omitempty"`
@@ -334,6 +363,9 @@ func build(t Type, m Meta, d Data, defaultSeverity Severity) (*Event, error) {
 	if d.Poll != nil {
 		// A degraded/recovered pair of one outage differs by type; two outages differ by their start.
 		cur = d.Poll.Since.UTC().Format(time.RFC3339Nano)
+	}
+	if d.Stall != nil {
+		cur = d.Stall.Since.UTC().Format(time.RFC3339Nano) // as poll events: one id per stall and type
 	}
 	id := DeterministicID(m.Provider, m.Instance, m.AccountID, t, d.Field, prev, cur, m.Revision)
 	return assemble(id, t, d)

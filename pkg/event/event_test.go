@@ -53,7 +53,13 @@ func realistic(t *testing.T) map[string]*event.Event {
 	chained.Chain = event.Chain{Seq: 4, Prev: strings.Repeat("0f", 32)}
 	provider := ap
 	provider.AccountID = event.ProviderScope
+	poller := ap
+	poller.AccountID = event.PollerScope
+	last := t0.Add(-10 * time.Minute)
 	return map[string]*event.Event{
+		"poll stalled, no cycle":                  must(event.PollStalled(poller, event.Stall{Reason: event.StallNoCycle, Since: last, LastCycleAt: &last, Interval: "1m", Intervals: 3, LeaseHolder: "poller-7c9d-1"})),
+		"poll stalled, no lease":                  must(event.PollStalled(poller, event.Stall{Reason: event.StallNoLease, Since: last, Interval: "1m0s", Intervals: 3})),
+		"poll resumed":                            must(event.PollResumed(poller, event.Stall{Reason: event.StallNoLease, Since: last, LastCycleAt: &t0, Interval: "1m", Intervals: 3, LeaseHolder: "poller-7c9d-2"})),
 		"status credit hold spelled with a space": must(event.StatusChanged(ap, event.EnumValue("active"), event.EnumValue("credit hold"))),
 		"status unknown value passes through":     must(event.StatusChanged(chained, event.EnumValue("credit_hold"), event.EnumValue("Suspended By Fraud"))),
 		"debt crossed threshold":                  must(event.DebtChanged(ap, event.DebtChange{Previous: dec("120.50"), Current: dec("453.2"), CurrentRaw: "453.20", Threshold: decp("400"), ThresholdSource: "account", Crossed: "above", Balance: decp("-453.2"), Currency: "USD"})),
@@ -130,7 +136,7 @@ func TestDataRoundTripsAndMoneyIsNeverAFloat(t *testing.T) {
 		walk = func(path string, v any) {
 			switch x := v.(type) {
 			case float64:
-				if path != ".chain.seq" && path != ".poll.consecutive_failures" && path != ".poll.cause.http_status" && path != ".forecast.horizon_hours" {
+				if path != ".chain.seq" && path != ".poll.consecutive_failures" && path != ".poll.cause.http_status" && path != ".forecast.horizon_hours" && path != ".stall.intervals" {
 					t.Errorf("%s: number at %s: money must be a decimal string", name, path)
 				}
 			case map[string]any:
@@ -297,5 +303,33 @@ func TestConstructorsRejectBadInput(t *testing.T) {
 		if _, err := f(); !errors.Is(err, event.ErrInvalid) {
 			t.Errorf("%s: want ErrInvalid, got %v", name, err)
 		}
+	}
+}
+
+func TestStallNamesItsScope(t *testing.T) {
+	m := meta(event.ProviderActivePlatform, event.ProviderScope)
+	st := event.Stall{Reason: event.StallNoCycle, Since: t0, Interval: "5s", Intervals: 3}
+	cases := []struct {
+		name string
+		m    event.Meta
+		st   event.Stall
+	}{
+		{"the provider scope is the poller's chain", m, st},
+		{"an unknown reason", func() event.Meta { m := m; m.AccountID = event.PollerScope; return m }(), event.Stall{Reason: "tired", Since: t0, Interval: "5s", Intervals: 3}},
+		{"no start", func() event.Meta { m := m; m.AccountID = event.PollerScope; return m }(), event.Stall{Reason: event.StallNoLease, Interval: "5s", Intervals: 3}},
+		{"not a duration", func() event.Meta { m := m; m.AccountID = event.PollerScope; return m }(), event.Stall{Reason: event.StallNoLease, Since: t0, Interval: "often", Intervals: 3}},
+	}
+	for _, c := range cases {
+		if _, err := event.PollStalled(c.m, c.st); !errors.Is(err, event.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", c.name, err)
+		}
+	}
+	m.AccountID = event.PollerScope
+	a, _ := event.PollStalled(m, st)
+	b, _ := event.PollResumed(m, st)
+	st.Since = t0.Add(time.Minute)
+	c, _ := event.PollStalled(m, st)
+	if a.ID() == b.ID() || a.ID() == c.ID() {
+		t.Error("a stall and its end, or two stalls, share an id")
 	}
 }

@@ -26,6 +26,10 @@ const (
 	TypePhoneProfileChanged      Type = "com.accountwatch.phone_profile.changed"
 	TypePollDegraded             Type = "com.accountwatch.poll.degraded"
 	TypePollRecovered            Type = "com.accountwatch.poll.recovered"
+	// TypePollStalled and TypePollResumed come from the auditor's dead-man,
+	// not the poller: a connection's cycles stopped, and started again.
+	TypePollStalled Type = "com.accountwatch.poll.stalled"
+	TypePollResumed Type = "com.accountwatch.poll.resumed"
 )
 
 // Types lists every type of the contract, in a stable order.
@@ -33,6 +37,7 @@ var Types = []Type{
 	TypeStatusChanged, TypeDebtChanged, TypeHostingStatusChanged, TypeCreditLimitStatusChanged,
 	TypeDiscovered, TypeRemoved, TypeCreated, TypePhoneProfileChanged, TypePollDegraded, TypePollRecovered,
 	TypeDebtForecast,
+	TypePollStalled, TypePollResumed,
 }
 
 const typePrefix = "com.accountwatch."

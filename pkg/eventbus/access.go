@@ -131,6 +131,17 @@ func alerting(sink string) []string {
 	return join(kvRead(BucketAlerts), []string{"$KV." + BucketAlerts + "." + sink + ".>"}, kvRead(BucketState))
 }
 
+// deadmanPublish: the events and the state record of event.PollerScope of
+// every connection, which the auditor's dead-man keeps.
+func deadmanPublish() []string {
+	scope := event.EscapeToken(event.PollerScope)
+	return []string{
+		event.SubjectRoot + "*.*." + event.TypePollStalled.Token() + "." + scope,
+		event.SubjectRoot + "*.*." + event.TypePollResumed.Token() + "." + scope,
+		"$KV." + BucketState + ".*.*." + KeyToken(event.PollerScope),
+	}
+}
+
 // Permissions is what r may do. Admin may do everything; every other role
 // may subscribe to its own inbox only, and publish what its work needs.
 func (r Role) Permissions() Permissions {
@@ -154,7 +165,12 @@ func (r Role) Permissions() Permissions {
 			get(StreamDeadLetter), []string{api + "STREAM.MSG.DELETE." + StreamDeadLetter})
 	case RoleAuditor:
 		// Silences are read for the event page: who silenced an event, and why.
+		// The dead-man reads the leases and the pollers' progress, and
+		// records a stalled connection in the auditor's own scope only
+		// (event.PollerScope): its poll.stalled and poll.resumed events, and
+		// their state record, never an account's or the poller's.
 		pub = join(read(StreamEvents), kvRead(BucketState), kvRead(BucketSubscriptions), kvRead(BucketWatch), kvRead(BucketReceivers), kvRead(BucketSilences),
+			kvRead(BucketLeases), deadmanPublish(),
 			read(StreamDeadLetter), []string{api + "STREAM.MSG.DELETE." + StreamDeadLetter, RedriveRoot + ">"},
 			info(StreamRedrive), read(StreamDeliveries),
 			read(StreamCheckpoints), []string{CheckpointRoot + ">"})

@@ -28,7 +28,7 @@ var (
 		eventbus.RoleSlack:    {eventbus.BucketSilences, eventbus.BucketSlackThreads, eventbus.BucketState, eventbus.BucketAlerts},
 		eventbus.RoleEmail:    {eventbus.BucketSilences, eventbus.BucketState, eventbus.BucketAlerts},
 		eventbus.RoleWebhook:  {eventbus.BucketSilences, eventbus.BucketSubscriptions},
-		eventbus.RoleAuditor:  {eventbus.BucketState, eventbus.BucketSubscriptions, eventbus.BucketWatch, eventbus.BucketReceivers, eventbus.BucketSilences},
+		eventbus.RoleAuditor:  {eventbus.BucketState, eventbus.BucketSubscriptions, eventbus.BucketWatch, eventbus.BucketReceivers, eventbus.BucketSilences, eventbus.BucketLeases},
 		eventbus.RoleOperator: {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketSubscriptions, eventbus.BucketReceivers},
 	}
 	// rosterKey: each sink writes its own entry of the roster (and can look
@@ -44,22 +44,31 @@ var (
 	}
 	// publishes: the subjects each role may publish to, of those probed below.
 	publishes = map[eventbus.Role][]string{
-		eventbus.RolePoller:   {statusSubject, createdSubject},
-		eventbus.RoleSlack:    {"aw.dlq.slack.ops.x", "aw.deliveries.slack.ops.x"},
-		eventbus.RoleEmail:    {"aw.dlq.email.ops.x", "aw.deliveries.email.ops.x"},
-		eventbus.RoleWebhook:  {"aw.dlq.webhook.ep_1.x", "aw.deliveries.webhook.ep_1.x", "aw.redrive.webhook.ep_1.x"},
-		eventbus.RoleAuditor:  {"aw.checkpoints.AW_EVENTS", "aw.redrive.webhook.ep_1.x"},
-		eventbus.RoleOperator: {createdSubject, "aw.redrive.webhook.ep_1.x"},
+		eventbus.RolePoller:  {statusSubject, createdSubject, stalledSubject, resumedSubject, stalledAccount, deadmanKey, accountKey},
+		eventbus.RoleSlack:   {"aw.dlq.slack.ops.x", "aw.deliveries.slack.ops.x"},
+		eventbus.RoleEmail:   {"aw.dlq.email.ops.x", "aw.deliveries.email.ops.x"},
+		eventbus.RoleWebhook: {"aw.dlq.webhook.ep_1.x", "aw.deliveries.webhook.ep_1.x", "aw.redrive.webhook.ep_1.x"},
+		// The dead-man: the stall events and state record of the poller's
+		// scope, and no other event or record.
+		eventbus.RoleAuditor:  {"aw.checkpoints.AW_EVENTS", "aw.redrive.webhook.ep_1.x", stalledSubject, resumedSubject, deadmanKey},
+		eventbus.RoleOperator: {createdSubject, "aw.redrive.webhook.ep_1.x", deadmanKey, accountKey},
 	}
 	probes = []string{statusSubject, createdSubject, "aw.dlq.slack.ops.x", "aw.dlq.webhook.ep_1.x", "aw.dlq.email.ops.x",
 		"aw.deliveries.slack.ops.x", "aw.deliveries.webhook.ep_1.x", "aw.deliveries.email.ops.x",
-		"aw.redrive.webhook.ep_1.x", "aw.checkpoints.AW_EVENTS"}
+		"aw.redrive.webhook.ep_1.x", "aw.checkpoints.AW_EVENTS", stalledSubject, resumedSubject, stalledAccount, deadmanKey, accountKey}
 	allBuckets = []string{eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSubscriptions, eventbus.BucketSlackThreads, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketReceivers, eventbus.BucketAlerts}
 )
 
 const (
 	statusSubject  = "aw.events.activeplatform.ap-main.account-status-changed.1000"
 	createdSubject = "aw.events.alibaba-bss.bss-main.account-created.1500"
+	// The dead-man's events and state record (event.PollerScope is
+	// "*poller"), and a stall forged for an account.
+	stalledSubject = "aw.events.activeplatform.ap-main.poll-stalled.~2Apoller"
+	resumedSubject = "aw.events.activeplatform.ap-main.poll-resumed.~2Apoller"
+	stalledAccount = "aw.events.activeplatform.ap-main.poll-stalled.1000"
+	deadmanKey     = "$KV.AW_STATE.activeplatform.ap-main.=2Apoller"
+	accountKey     = "$KV.AW_STATE.activeplatform.ap-main.1000"
 )
 
 // roleConn is a connection as one role that records what the server refused.
@@ -308,7 +317,7 @@ func checkMatrix(t *testing.T, tg target) {
 					continue // the services' own tests publish there
 				}
 				c.refused(t, "publish to "+subj, subj, func(ctx context.Context) error {
-					if strings.HasPrefix(subj, event.SubjectRoot) || strings.HasPrefix(subj, eventbus.CheckpointRoot) {
+					if strings.HasPrefix(subj, event.SubjectRoot) || strings.HasPrefix(subj, eventbus.CheckpointRoot) || strings.HasPrefix(subj, "$KV.") {
 						_, err := c.js.PublishMsg(ctx, fake(subj))
 						return err
 					}

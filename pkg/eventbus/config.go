@@ -15,54 +15,54 @@ import (
 )
 
 // Config is the NATS connection and provisioning configuration, read by mains
-// through envconfig with the AW_ prefix (NATS_URL etc. also work unprefixed).
+// with the AW_ prefix; only NATS_URL is also read unprefixed.
 type Config struct {
 	// URL of an external server or cluster (comma-separated). Empty starts an
 	// embedded server with JetStream on DataDir.
-	URL      string `envconfig:"NATS_URL"`
-	User     string `envconfig:"NATS_USER"`
-	Password string `envconfig:"NATS_PASSWORD" secret:"true"`
-	Token    string `envconfig:"NATS_TOKEN" secret:"true"`
+	URL      string `envconfig:"NATS_URL" unprefixed:"true" desc:"NATS server or cluster (comma-separated URLs); empty starts an embedded server on AW_DATA_DIR"`
+	User     string `envconfig:"NATS_USER" desc:"user of user/password authentication"`
+	Password string `envconfig:"NATS_PASSWORD" secret:"true" desc:"password of user/password authentication"`
+	Token    string `envconfig:"NATS_TOKEN" secret:"true" desc:"token authentication"`
 	// NKeySeedFile and CredsFile are paths to an nkey seed or a .creds file.
-	NKeySeedFile string `envconfig:"NATS_NKEY_SEED_FILE"`
-	CredsFile    string `envconfig:"NATS_CREDS_FILE"`
+	NKeySeedFile string `envconfig:"NATS_NKEY_SEED_FILE" desc:"the service's own nkey seed file"`
+	CredsFile    string `envconfig:"NATS_CREDS_FILE" desc:"a .creds file (JWT deployments)"`
 	// TLS: a CA bundle to verify the server, and a client certificate for mutual TLS.
-	TLSCA   string `envconfig:"NATS_TLS_CA"`
-	TLSCert string `envconfig:"NATS_TLS_CERT"`
-	TLSKey  string `envconfig:"NATS_TLS_KEY"`
+	TLSCA   string `envconfig:"NATS_TLS_CA" desc:"CA bundle (PEM) that verifies the server"`
+	TLSCert string `envconfig:"NATS_TLS_CERT" desc:"client certificate (PEM) for mutual TLS"`
+	TLSKey  string `envconfig:"NATS_TLS_KEY" desc:"client key (PEM) for mutual TLS"`
 	// TLSFirst performs the TLS handshake before the NATS INFO (for TLS-terminating proxies).
-	TLSFirst bool `envconfig:"NATS_TLS_HANDSHAKE_FIRST"`
+	TLSFirst bool `envconfig:"NATS_TLS_HANDSHAKE_FIRST" default:"false" desc:"TLS handshake before the NATS INFO (TLS-terminating proxies)"`
 
 	// DataDir is the embedded server's JetStream store.
-	DataDir string `envconfig:"DATA_DIR" default:"./data"`
+	DataDir string `envconfig:"DATA_DIR" default:"./data" desc:"the embedded server's store (only without NATS_URL)"`
 	// Listen is where the embedded server accepts other processes ("host:port");
 	// "none" keeps it in-process only.
-	Listen string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
+	Listen string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222" desc:"where the embedded server accepts other processes (none: in-process only)"`
 	// SyncAlways fsyncs every write of the embedded server: an acknowledged event
 	// survives a power cut. A 3-node cluster with 3 replicas can use the server default.
-	SyncAlways bool `envconfig:"NATS_SYNC_ALWAYS" default:"true"`
+	SyncAlways bool `envconfig:"NATS_SYNC_ALWAYS" default:"true" desc:"the embedded server fsyncs every write"`
 
-	Replicas int `envconfig:"STREAM_REPLICAS" default:"1"`
+	Replicas int `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of streams and buckets (3 on a cluster)"`
 	// DedupWindow must cover a poller restart plus one poll interval.
-	DedupWindow time.Duration `envconfig:"STREAM_DEDUP_WINDOW" default:"15m"`
+	DedupWindow time.Duration `envconfig:"STREAM_DEDUP_WINDOW" default:"15m" desc:"duplicate window of the event stream (a poller restart plus a poll interval)"`
 	// Retention of the audit log by age (default 7 years).
-	Retention time.Duration `envconfig:"STREAM_RETENTION" default:"61362h"`
+	Retention time.Duration `envconfig:"STREAM_RETENTION" default:"61362h" desc:"retention of the audit log by age (7 years)"`
 	// DeadLetterRetention of the dead-letter stream; 0 keeps dead letters until re-driven.
-	DeadLetterRetention time.Duration `envconfig:"DLQ_RETENTION" default:"0"`
+	DeadLetterRetention time.Duration `envconfig:"DLQ_RETENTION" default:"0" desc:"retention of dead letters (0: until re-driven)"`
 	// MaxPending bounds the pipelined (async) publishes in flight.
-	MaxPending int `envconfig:"PUBLISH_MAX_PENDING" default:"4096"`
+	MaxPending int `envconfig:"PUBLISH_MAX_PENDING" default:"4096" desc:"pipelined publishes in flight"`
 	// PublishTimeout bounds the wait for the stream's acknowledgement of a
 	// pipelined publish: one that never comes (its server frozen, or the
 	// stream's leader lost with the message) fails, and is published again
 	// (its id deduplicates it) instead of holding its publisher.
-	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"5s"`
+	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"5s" desc:"the wait for the stream's acknowledgement of a publish (then it is published again)"`
 	// PingInterval is how often the client asks its server for a sign of
 	// life; after three unanswered pings it moves to another server of the
 	// cluster. The client library's default, two minutes, leaves a service
 	// on a frozen or cut-off server for several minutes.
-	PingInterval time.Duration `envconfig:"NATS_PING_INTERVAL" default:"5s"`
+	PingInterval time.Duration `envconfig:"NATS_PING_INTERVAL" default:"5s" desc:"how often the client pings its server (three unanswered: another server of the cluster)"`
 	// Name identifies the client connection in server monitoring.
-	Name string `envconfig:"NATS_CLIENT_NAME"`
+	Name string `envconfig:"NATS_CLIENT_NAME" desc:"the connection's name in the server's monitoring (default: the service's name)"`
 
 	// Role is the identity the program connects as, set by its main, never by
 	// the environment: it picks the inbox its permissions allow and, on the

@@ -354,7 +354,19 @@ func (b *Bus) Credentials() *Credentials { return b.creds }
 // Check is a readiness check: an error while the connection is down.
 func (b *Bus) Check(context.Context) error {
 	if !b.NC.IsConnected() {
-		return errors.New("not connected to NATS")
+		return fmt.Errorf("not connected to NATS (%s)", b.NC.Status())
 	}
 	return nil
+}
+
+// CheckStream is a readiness check that JetStream answers for a stream the
+// role may look up: a server that ran out of disk disables JetStream, and
+// then no publish, ack or consumer works, though the connection is up.
+func (b *Bus) CheckStream(name string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := b.JS.Stream(ctx, name); err != nil {
+			return fmt.Errorf("JetStream does not answer for %s: %w", name, err)
+		}
+		return nil
+	}
 }

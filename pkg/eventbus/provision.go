@@ -180,7 +180,7 @@ func (r Role) Needs() (streams, buckets []string) {
 	case RoleWebhook:
 		return sinks, []string{BucketSilences, BucketSubscriptions, BucketReceivers}
 	case RoleAuditor:
-		return []string{StreamEvents, StreamDeadLetter, StreamRedrive, StreamCheckpoints}, []string{BucketState, BucketSubscriptions, BucketReceivers}
+		return []string{StreamEvents, StreamDeadLetter, StreamRedrive, StreamCheckpoints}, []string{BucketState, BucketSubscriptions, BucketReceivers, BucketWatch, BucketLeases}
 	case RoleOperator:
 		return []string{StreamEvents, StreamDeadLetter, StreamRedrive}, []string{BucketState, BucketWatch, BucketSilences, BucketReceivers}
 	}

@@ -253,3 +253,20 @@ func (m *Manager) releaseAll() {
 	defer cancel()
 	m.kv.Delete(ctx, memberKey(m.id))
 }
+
+// Holder names the replica holding unit's lease, and since when it renewed
+// it last; "" when no replica does (released, or expired with its holder).
+func Holder(ctx context.Context, kv jetstream.KeyValue, unit string) (string, time.Time, error) {
+	e, err := kv.Get(ctx, leaseKey(unit))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", time.Time{}, nil
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	var l lease
+	if err := json.Unmarshal(e.Value(), &l); err != nil {
+		return "", time.Time{}, fmt.Errorf("lease %s: %w", unit, err)
+	}
+	return l.Owner, l.At, nil
+}

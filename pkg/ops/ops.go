@@ -4,6 +4,7 @@ package ops
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +74,8 @@ type Server struct {
 func NewServer(reg *prometheus.Registry) *Server {
 	s := &Server{Mux: http.NewServeMux(), checks: map[string]func(context.Context) error{}}
 	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// Liveness: the process serves HTTP. Nothing else is checked here, so
+	// that a NATS outage restarts nothing (readiness says it).
 	s.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.Mux.HandleFunc("GET /readyz", s.ready)
 	return s
@@ -88,11 +91,21 @@ func (s *Server) EnablePprof() {
 	s.Mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 }
 
-// AddCheck registers a readiness check; /readyz answers 503 while any fails.
+// AddCheck registers a readiness check; /readyz answers 503 while any
+// fails, with a JSON body naming each failing check and its reason.
 func (s *Server) AddCheck(name string, check func(context.Context) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.checks[name] = check
+}
+
+// Readiness is /readyz's answer: "ready", or "unready" with the reason of
+// every failing check; checks lists every check's state ("ok" or its
+// reason), so that an operator sees at once what is wrong and what is not.
+type Readiness struct {
+	Status  string            `json:"status"`
+	Failing map[string]string `json:"failing,omitempty"`
+	Checks  map[string]string `json:"checks"`
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
@@ -104,18 +117,75 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		checks[k] = v
 	}
 	s.mu.Unlock()
-	var failed []string
+	res := Readiness{Status: "ready", Checks: make(map[string]string, len(checks))}
 	for name, c := range checks {
 		if err := c(ctx); err != nil {
-			failed = append(failed, name+": "+redact.String(err.Error()))
+			if res.Failing == nil {
+				res.Failing = map[string]string{}
+			}
+			res.Failing[name] = redact.String(err.Error())
+			res.Checks[name] = res.Failing[name]
+			continue
 		}
+		res.Checks[name] = "ok"
 	}
-	if len(failed) > 0 {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if len(res.Failing) > 0 {
+		res.Status = "unready"
 		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, strings.Join(failed, "\n")+"\n")
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(res)
+}
+
+// Outcomes follows an operation a service cannot work without (publishing
+// events, storing dead letters) for readiness: its check fails while the
+// last attempt failed, naming since when and the last error, and passes
+// again at the first success. Observe is cheap: it is on hot paths.
+type Outcomes struct {
+	what string
+	// bad is set while failing: a success costs one atomic load then.
+	bad atomic.Bool
+	mu  sync.Mutex
+	// failing counts the failures since the last success, since the first of them.
+	failing int
+	since   time.Time
+	last    error
+}
+
+// NewOutcomes follows what ("publishing events").
+func NewOutcomes(what string) *Outcomes { return &Outcomes{what: what} }
+
+// Observe records one attempt's outcome.
+func (o *Outcomes) Observe(err error) {
+	if err == nil && !o.bad.Load() {
 		return
 	}
-	io.WriteString(w, "ready\n")
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err == nil {
+		o.failing, o.last = 0, nil
+		o.bad.Store(false)
+		return
+	}
+	if o.failing == 0 {
+		o.since = time.Now()
+	}
+	o.failing++
+	o.last = err
+	o.bad.Store(true)
+}
+
+// Check is the readiness check.
+func (o *Outcomes) Check(context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.failing == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s failing since %s (%d attempts in a row): %v", o.what, o.since.UTC().Format(time.RFC3339), o.failing, o.last)
 }
 
 // Listen binds addr ("127.0.0.1:0" picks a port); Addr then tells where.

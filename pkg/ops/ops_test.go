@@ -3,8 +3,10 @@ package ops
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -65,15 +67,60 @@ func TestServer(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatal(code)
 	}
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "nats: not connected") {
-		t.Fatalf("readyz %d %s", code, body)
+	pub := NewOutcomes("publishing events")
+	s.AddCheck("publish", pub.Check)
+	s.AddCheck("consumers", func(context.Context) error { return nil })
+	pub.Observe(errors.New("nats: insufficient storage resources"))
+	pub.Observe(errors.New("nats: insufficient storage resources"))
+	code, body := get("/readyz")
+	var res Readiness
+	if err := json.Unmarshal([]byte(body), &res); err != nil || code != 503 || res.Status != "unready" {
+		t.Fatalf("readyz %d %s (%v)", code, body, err)
+	}
+	if res.Failing["nats"] != "not connected" || !strings.Contains(res.Failing["publish"], "publishing events failing since") ||
+		!strings.Contains(res.Failing["publish"], "(2 attempts in a row): nats: insufficient storage") || res.Checks["consumers"] != "ok" || len(res.Failing) != 2 {
+		t.Errorf("readyz reasons %+v", res)
 	}
 	ready = nil
-	if code, _ := get("/readyz"); code != 200 {
-		t.Fatal(code)
+	pub.Observe(nil)
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"status": "ready"`) {
+		t.Fatal(code, body)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+type probeSettings struct {
+	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:1" desc:"ops"`
+}
+
+// TestProbe: --probe answers what the running service's /readyz says, on
+// the address of AW_OPS_LISTEN, as a container healthcheck needs.
+func TestProbe(t *testing.T) {
+	s := NewServer(NewRegistry())
+	var failing error = errors.New("not connected")
+	s.AddCheck("nats", func(context.Context) error { return failing })
+	if err := s.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx)
+	p := Program{Name: "svc", About: "does things"}
+	var out, errs strings.Builder
+	if code, _ := Help[probeSettings](p, []string{"--probe"}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "127.0.0.1:1") {
+		t.Errorf("nothing on the default address: exit %d, %q", code, errs.String())
+	}
+	_, port, _ := net.SplitHostPort(s.Addr())
+	t.Setenv("AW_OPS_LISTEN", "0.0.0.0:"+port)
+	out.Reset()
+	if code, _ := Help[probeSettings](p, []string{"--probe"}, &out, &errs); code != 1 || !strings.Contains(out.String(), "not connected") {
+		t.Errorf("unready: exit %d, %q", code, out.String())
+	}
+	failing = nil
+	if code, _ := Help[probeSettings](p, []string{"--probe"}, &out, &errs); code != 0 {
+		t.Errorf("ready: exit %d", code)
 	}
 }

@@ -149,6 +149,41 @@ func (r *Roster) Receiver(ctx context.Context, sinkName, receiver string) (bool,
 	return err == nil, err
 }
 
+// maxListed bounds the receivers Receivers lists of a ReceiverBucket (the
+// webhook dispatcher's endpoints may be thousands).
+const maxListed = 20
+
+// Receivers lists sinkName's receivers, for a message naming the valid
+// ones: its list, or up to 20 keys of its ReceiverBucket ("…" after them
+// when there are more).
+func (r *Roster) Receivers(ctx context.Context, sinkName string) ([]string, error) {
+	e, ok, err := r.Get(ctx, sinkName)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if e.ReceiverBucket == "" {
+		return e.Receivers, nil
+	}
+	bucket, err := r.js.KeyValue(ctx, e.ReceiverBucket)
+	if err != nil {
+		return nil, fmt.Errorf("roster: %s receivers (%s): %w", sinkName, e.ReceiverBucket, err)
+	}
+	keys, err := bucket.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("roster: %s receivers: %w", sinkName, err)
+	}
+	var out []string
+	for k := range keys.Keys() {
+		if len(out) == maxListed {
+			out = append(out, "…")
+			keys.Stop()
+			break
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
 // validKey: receiver and sink names are letters, digits, - and _ (and a key
 // must be one token).
 func validKey(s string) bool {

@@ -51,8 +51,8 @@ func TestValidateRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v.Types()) != 11 {
-		t.Fatalf("want 11 event schemas, got %d: %v", len(v.Types()), v.Types())
+	if len(v.Types()) != 13 {
+		t.Fatalf("want 13 event schemas, got %d: %v", len(v.Types()), v.Types())
 	}
 	base := `"provider":"activeplatform","instance":"ap-main","account_id":"1","observed_at":"2026-11-22T10:00:00Z","severity":"critical","evidence":{},"chain":{"seq":1,"prev":""}`
 	cases := []struct {

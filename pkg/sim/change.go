@@ -141,8 +141,20 @@ func LoadScenario(path string) (*Scenario, error) {
 // Run plays a scenario until it ends or ctx is done. A step that fails is
 // logged and skipped: a demo goes on.
 func (s *Server) Run(ctx context.Context, sc *Scenario, log *slog.Logger) {
+	if len(sc.Steps) == 0 {
+		return
+	}
+	// A resumed state resumes its scenario at the step after the last done.
+	first := s.State.nextStep()
+	if first >= len(sc.Steps) {
+		if !sc.Repeat {
+			return
+		}
+		first %= len(sc.Steps)
+	}
 	for {
-		for i, st := range sc.Steps {
+		for i := first; i < len(sc.Steps); i++ {
+			st := sc.Steps[i]
 			select {
 			case <-ctx.Done():
 				return
@@ -150,12 +162,18 @@ func (s *Server) Run(ctx context.Context, sc *Scenario, log *slog.Logger) {
 			}
 			if err := s.Apply(st.Change); err != nil {
 				log.Warn("scenario step failed", "step", i+1, "note", st.Note, "err", err)
-				continue
+			} else {
+				log.Info("scenario step", "step", i+1, "note", st.Note)
 			}
-			log.Info("scenario step", "step", i+1, "note", st.Note)
+			next := i + 1
+			if next == len(sc.Steps) && sc.Repeat {
+				next = 0
+			}
+			s.State.setStep(next)
 		}
 		if !sc.Repeat {
 			return
 		}
+		first = 0
 	}
 }

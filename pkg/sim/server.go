@@ -26,6 +26,11 @@ type Server struct {
 	clock    func() time.Time
 	vary     *variation // nil: the documented shapes
 
+	// stateFile keeps the state across runs (WithStateFile).
+	stateFile string
+	resumed   bool
+	saveMu    sync.Mutex
+
 	statsMu sync.Mutex
 	stats   map[string]int
 	pollLog map[string][]time.Time // per account, with WithPollLog
@@ -76,6 +81,13 @@ func New(seed *Seed, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.State = st
+	if s.stateFile != "" {
+		if err := s.resume(); err != nil {
+			return nil, err
+		}
+		st.onChange = s.save
+		s.save() // the file exists from the first run on, in its current shape
+	}
 	s.limiter = newLimiters(seed.Alibaba.RateLimits)
 	s.mux.HandleFunc("GET /api/vendor/v1/accounts/{file}", s.apGet)
 	s.mux.HandleFunc("GET /api/vendor/v1/accounts.json", s.apList)

@@ -26,6 +26,18 @@ type State struct {
 	uids  []string
 	cams  map[string]map[string]*Phone // space → number → phone
 	seed  *Seed
+	// step is the scenario's next step (Server.Run), kept with the state.
+	step int
+	// onChange runs after every change, outside the lock (persistence).
+	onChange func()
+}
+
+// changed tells onChange of a change; callers defer it before they lock,
+// so that it runs once the lock is released.
+func (s *State) changed() {
+	if s.onChange != nil {
+		s.onChange()
+	}
 }
 
 // NewState builds the state of a seed (synthetic accounts included).
@@ -211,6 +223,7 @@ func patch[T any](v *T, fields map[string]any) (T, error) {
 // SetAP changes fields of an ActivePlatform account (JSON names: status,
 // balance, current_debt, ...) and bumps its updated_at, as the real API does.
 func (s *State) SetAP(id int64, fields map[string]any) error {
+	defer s.changed()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.ap[id]
@@ -229,6 +242,7 @@ func (s *State) SetAP(id int64, fields map[string]any) error {
 
 // AddAP adds (or replaces) an ActivePlatform account.
 func (s *State) AddAP(a APAccount) error {
+	defer s.changed()
 	if a.ID <= 0 {
 		return errors.New("activeplatform account: id must be positive")
 	}
@@ -245,6 +259,7 @@ func (s *State) AddAP(a APAccount) error {
 
 // RemoveAP deletes an ActivePlatform account.
 func (s *State) RemoveAP(id int64) error {
+	defer s.changed()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.ap[id]; !ok {
@@ -282,6 +297,7 @@ func (s *State) UIDs() []string {
 
 // SetCustomer changes fields of a BSS customer (hosting_status, credit_limit_status, ...).
 func (s *State) SetCustomer(uid string, fields map[string]any) error {
+	defer s.changed()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.bss[uid]
@@ -299,6 +315,7 @@ func (s *State) SetCustomer(uid string, fields map[string]any) error {
 
 // AddCustomer adds a BSS customer; it fails if the login email is taken.
 func (s *State) AddCustomer(c BSSCustomer) error {
+	defer s.changed()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.UID == "" {
@@ -312,6 +329,7 @@ func (s *State) AddCustomer(c BSSCustomer) error {
 
 // RemoveCustomer deletes a BSS customer.
 func (s *State) RemoveCustomer(uid string) error {
+	defer s.changed()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.bss[uid]; !ok {
@@ -372,6 +390,7 @@ func (s *State) Phones(space string) ([]Phone, bool) {
 
 // SetProfile changes fields of a business profile (JSON names: Vertical, Websites, ...).
 func (s *State) SetProfile(space, number string, fields map[string]any) error {
+	defer s.changed()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.cams[space][number]
@@ -388,6 +407,7 @@ func (s *State) SetProfile(space, number string, fields map[string]any) error {
 
 // AddPhone adds a number to a space (creating the space).
 func (s *State) AddPhone(space string, p Phone) error {
+	defer s.changed()
 	if space == "" || p.Number == "" {
 		return errors.New("cams: space and number required")
 	}
@@ -405,6 +425,7 @@ func (s *State) AddPhone(space string, p Phone) error {
 
 // RemovePhone deletes a number.
 func (s *State) RemovePhone(space, number string) error {
+	defer s.changed()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.cams[space][number]; !ok {

@@ -282,7 +282,7 @@ func (f *fanout) work(ctx context.Context, t *fanTarget) {
 		n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
 		sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)
 		start := time.Now()
-		err := f.r.sender.Send(sctx, n)
+		err := f.r.send(sctx, n)
 		took := time.Since(start)
 		cancel()
 		d := Decide(err, 1, f.r.set)
@@ -320,7 +320,9 @@ func (f *fanout) handoff(receiver string, m jetstream.Msg, attempts int, notBefo
 	out := &nats.Msg{Subject: eventbus.RedriveRoot + f.r.sink + "." + receiver + "." + strings.TrimPrefix(m.Subject(), event.SubjectRoot), Header: h, Data: m.Data()}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := f.r.js.PublishMsg(ctx, out, jetstream.WithExpectStream(eventbus.StreamRedrive)); err != nil {
+	_, err := f.r.js.PublishMsg(ctx, out, jetstream.WithExpectStream(eventbus.StreamRedrive))
+	f.r.writes.Observe(err)
+	if err != nil {
 		f.r.log.Error("hand-off to the retry queue failed; the event is handed back", "sink", f.r.sink, "receiver", receiver, "err", err)
 		return false
 	}

@@ -75,7 +75,9 @@ func (r *Runtime) deadLetter(ctx context.Context, receiver string, m jetstream.M
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := r.dlq.Write(wctx, deadletter.Entry{Sink: r.sink, Receiver: receiver, Reason: string(e.Reason), Err: e, Attempts: int(attempts), OriginSeq: seq}, m.Subject(), m.Headers(), m.Data()); err != nil {
+	err := r.dlq.Write(wctx, deadletter.Entry{Sink: r.sink, Receiver: receiver, Reason: string(e.Reason), Err: e, Attempts: int(attempts), OriginSeq: seq}, m.Subject(), m.Headers(), m.Data())
+	r.writes.Observe(err)
+	if err != nil {
 		r.log.Error("dead letter not stored; the event is handed back", "sink", r.sink, "receiver", receiver, "err", err)
 		return false
 	}

@@ -24,8 +24,8 @@ import (
 type ProcessSettings struct {
 	eventbus.Config
 	Settings
-	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof    bool   `envconfig:"PPROF" default:"false"`
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error (JSON logs, secrets redacted)"`
+	Pprof    bool   `envconfig:"PPROF" default:"false" desc:"serve /debug/pprof/ on the ops address"`
 }
 
 // Validate checks the connection and the runtime's settings, naming the key at fault.
@@ -123,7 +123,7 @@ func Serve(ctx context.Context, svc Service) error {
 	if err != nil {
 		return starting(ctx, err)
 	}
-	opsSrv, err := ops.Start(ctx, reg, svc.OpsListen, svc.Settings.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	opsSrv, err := ops.Start(ctx, reg, svc.OpsListen, svc.Settings.Pprof, map[string]func(context.Context) error{"nats": bus.Check, "jetstream": bus.CheckStream(eventbus.StreamEvents)})
 	if err != nil {
 		return starting(ctx, err)
 	}
@@ -153,6 +153,9 @@ func Serve(ctx context.Context, svc Service) error {
 	if err != nil {
 		return starting(ctx, err)
 	}
+	reg.MustRegister(rt.Collector(), bus.Collector())
+	opsSrv.AddCheck("consumers", rt.Check)
+	opsSrv.AddCheck("writes", rt.Writes().Check)
 	entry := roster.Entry{Sink: svc.Sink, Adhoc: svc.Adhoc, ReceiverBucket: svc.ReceiverBucket}
 	for _, r := range plan.Receivers {
 		entry.Receivers = append(entry.Receivers, r.Name)

@@ -19,42 +19,42 @@ import (
 // (DefaultSettings reads them).
 type Settings struct {
 	// MaxDeliver is how many attempts an event gets before it is dead-lettered.
-	MaxDeliver int `envconfig:"SINK_MAX_DELIVER" default:"10"`
+	MaxDeliver int `envconfig:"SINK_MAX_DELIVER" default:"10" desc:"attempts before an event is dead-lettered"`
 	// BackoffInitial doubles per attempt, with jitter, up to BackoffMax.
-	BackoffInitial time.Duration `envconfig:"SINK_BACKOFF_INITIAL" default:"2s"`
-	BackoffMax     time.Duration `envconfig:"SINK_BACKOFF_MAX" default:"10m"`
+	BackoffInitial time.Duration `envconfig:"SINK_BACKOFF_INITIAL" default:"2s" desc:"first retry backoff; doubles per attempt, half of it random"`
+	BackoffMax     time.Duration `envconfig:"SINK_BACKOFF_MAX" default:"10m" desc:"longest retry backoff"`
 	// RetrySchedule, when set, replaces the exponential backoff: the waits
 	// before the 2nd, 3rd, … attempt (comma-separated durations, e.g.
 	// "5s,5m,30m,2h,5h,10h,10h"), each jittered by ±10%; an event is
 	// dead-lettered after the last, so it decides the attempts too (its
 	// length + 1). Setting it and a key it replaces is a start-up error.
-	RetrySchedule string `envconfig:"SINK_RETRY_SCHEDULE" excludes:"SINK_MAX_DELIVER,SINK_BACKOFF_INITIAL,SINK_BACKOFF_MAX"`
+	RetrySchedule string `envconfig:"SINK_RETRY_SCHEDULE" excludes:"SINK_MAX_DELIVER,SINK_BACKOFF_INITIAL,SINK_BACKOFF_MAX" desc:"instead of the backoff: the waits before the 2nd, 3rd, … attempt (5s,5m,30m,2h), each ±10%; attempts are its length + 1"`
 	schedule      []time.Duration
 	// MaxRetryAfter caps a receiver's Retry-After (a longer one is taken as this).
-	MaxRetryAfter time.Duration `envconfig:"SINK_MAX_RETRY_AFTER" default:"1h"`
+	MaxRetryAfter time.Duration `envconfig:"SINK_MAX_RETRY_AFTER" default:"1h" desc:"a longer Retry-After is taken as this"`
 	// AckWait is how long the server waits for an ack before redelivering; held
 	// events (waiting in a group, or rate-limited) are kept alive meanwhile.
-	AckWait       time.Duration `envconfig:"SINK_ACK_WAIT" default:"60s"`
-	MaxAckPending int           `envconfig:"SINK_MAX_ACK_PENDING" default:"20000"`
+	AckWait       time.Duration `envconfig:"SINK_ACK_WAIT" default:"60s" desc:"redelivery after a crash; held events are kept alive meanwhile"`
+	MaxAckPending int           `envconfig:"SINK_MAX_ACK_PENDING" default:"20000" desc:"events a receiver (or the fan-out) may hold unsettled"`
 	// Concurrency is how many deliveries one receiver runs at once; a group's
 	// notifications always go one after another, in order.
-	Concurrency int `envconfig:"SINK_CONCURRENCY" default:"4"`
+	Concurrency int `envconfig:"SINK_CONCURRENCY" default:"4" desc:"deliveries in flight per receiver"`
 	// SendTimeout bounds one delivery.
-	SendTimeout time.Duration `envconfig:"SINK_SEND_TIMEOUT" default:"30s"`
+	SendTimeout time.Duration `envconfig:"SINK_SEND_TIMEOUT" default:"30s" desc:"one delivery"`
 	// DrainTimeout is how long in-flight deliveries may finish on shutdown.
-	DrainTimeout time.Duration `envconfig:"SINK_DRAIN_TIMEOUT" default:"15s"`
+	DrainTimeout time.Duration `envconfig:"SINK_DRAIN_TIMEOUT" default:"15s" desc:"in-flight deliveries on shutdown"`
 	// Filter is the comma-separated subject filter of the consumers.
-	Filter string `envconfig:"SINK_FILTER" default:"aw.events.>"`
+	Filter string `envconfig:"SINK_FILTER" default:"aw.events.>" desc:"subject filter of the consumers (comma-separated)"`
 	// Start says where a new consumer begins: "new" (events from now on) or
 	// "all" (the whole audit log). An existing consumer resumes where it was.
-	Start string `envconfig:"SINK_START" default:"new"`
+	Start string `envconfig:"SINK_START" default:"new" desc:"where a new consumer starts: new, or all (the whole audit log)"`
 	// Heartbeat is how often the server tells a waiting consumer it is
 	// there; after two missed the consumer asks again. A request for events
 	// lost on the way (a partition, a leader moving) stalls a receiver for
 	// two heartbeats: the client library's default (15 s) made it 30 s.
-	Heartbeat time.Duration `envconfig:"SINK_HEARTBEAT" default:"5s"`
+	Heartbeat time.Duration `envconfig:"SINK_HEARTBEAT" default:"5s" desc:"how often the server tells a waiting consumer it is there (two missed: ask again)"`
 	// LogRetention is how long the delivery log (AW_DELIVERIES) keeps records.
-	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
+	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h" desc:"how long the delivery log keeps records"`
 }
 
 // DefaultSettings are Settings with the defaults of their struct tags, for

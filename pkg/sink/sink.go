@@ -36,6 +36,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/standing"
 )
@@ -201,7 +202,8 @@ type Runtime struct {
 	failuresOnly bool
 	// alert is the alerting state (inhibition, reminders, reports), when
 	// the routing tree has any of those.
-	alert *alerting
+	alert  *alerting
+	writes *ops.Outcomes // dead letters and hand-offs stored, for readiness
 }
 
 // Option configures a Runtime.
@@ -238,7 +240,7 @@ func WithDeliveryLog(l DeliveryLog, failuresOnly bool) Option {
 // New builds the runtime of sink (a notifier's name: "slack", "email") for
 // receivers, delivering through sender.
 func New(js jetstream.JetStream, sink string, tree *route.Tree, receivers []Receiver, sender Sender, opts ...Option) (*Runtime, error) {
-	r := &Runtime{ready: make(chan struct{}), start: make(chan struct{}), js: js, sink: sink, tree: tree, receivers: receivers, sender: sender, set: DefaultSettings(), log: slog.New(slog.DiscardHandler), now: time.Now}
+	r := &Runtime{ready: make(chan struct{}), start: make(chan struct{}), writes: ops.NewOutcomes("storing dead letters and retries"), js: js, sink: sink, tree: tree, receivers: receivers, sender: sender, set: DefaultSettings(), log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(r)
 	}

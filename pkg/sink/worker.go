@@ -163,6 +163,13 @@ func newWorker(r *Runtime, rc Receiver) *worker {
 	for range r.set.Concurrency {
 		w.queues = append(w.queues, make(chan *batch, min(r.set.MaxAckPending, queueDepth)))
 	}
+	// Each receiver's series exist from the start (at 0), so dashboards and
+	// rules over them answer before the first event.
+	r.metrics.Received.WithLabelValues(r.sink, rc.Name)
+	r.metrics.Delivered.WithLabelValues(r.sink, rc.Name)
+	r.metrics.Notifications.WithLabelValues(r.sink, rc.Name)
+	r.metrics.Latency.WithLabelValues(r.sink, rc.Name)
+	r.metrics.Held.WithLabelValues(r.sink, rc.Name)
 	return w
 }
 
@@ -621,7 +628,7 @@ func (w *worker) deliverOne(ctx, sendCtx context.Context, b *batch, rt *settleme
 	}
 	sctx, cancel := context.WithTimeout(sendCtx, w.r.set.SendTimeout)
 	start := time.Now()
-	err := w.r.sender.Send(sctx, b.n)
+	err := w.r.send(sctx, b.n)
 	took := time.Since(start)
 	cancel()
 	if b.n.Kind != KindEvents {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
 
 	"github.com/accountwatch/accountwatch/pkg/describe"
@@ -149,10 +150,14 @@ func trend(h []detect.Sample) string {
 	return r.String()
 }
 
-// Index holds every account's standing.
+// Index holds every account's standing, and beside the accounts the
+// records of the pseudo-accounts of every connection: the provider scope
+// ("*", the poller's: the connection as a whole readable or not) and the
+// poller scope ("*poller", the dead-man's: its cycles stalled or not).
 type Index struct {
 	mu       sync.RWMutex
 	accounts map[string]*Account
+	scopes   map[string]detect.Record
 }
 
 // Follow loads AW_STATE and keeps the index current until ctx ends.
@@ -170,16 +175,23 @@ func open(ctx context.Context, js jetstream.JetStream, follow bool) (*Index, err
 	if err != nil {
 		return nil, fmt.Errorf("watch state: %w", err)
 	}
-	ix := &Index{accounts: map[string]*Account{}}
+	ix := &Index{accounts: map[string]*Account{}, scopes: map[string]detect.Record{}}
 	return ix, eventbus.Follow(ctx, w, follow, func(e jetstream.KeyValueEntry) {
 		if e.Operation() != jetstream.KeyValuePut {
 			ix.mu.Lock()
 			delete(ix.accounts, e.Key())
+			delete(ix.scopes, e.Key())
 			ix.mu.Unlock()
 			return
 		}
 		var st state.Entry
-		if json.Unmarshal(e.Value(), &st) != nil || st.Record.AccountID == "" || st.Record.AccountID == event.ProviderScope {
+		if json.Unmarshal(e.Value(), &st) != nil || st.Record.AccountID == "" {
+			return
+		}
+		if id := st.Record.AccountID; id == event.ProviderScope || id == event.PollerScope {
+			ix.mu.Lock()
+			ix.scopes[e.Key()] = st.Record
+			ix.mu.Unlock()
 			return
 		}
 		a := Of(st.Record)
@@ -191,7 +203,7 @@ func open(ctx context.Context, js jetstream.JetStream, follow bool) (*Index, err
 
 // NewIndex is an index of the given accounts (tests, benchmarks).
 func NewIndex(accounts []Account) *Index {
-	ix := &Index{accounts: make(map[string]*Account, len(accounts))}
+	ix := &Index{accounts: make(map[string]*Account, len(accounts)), scopes: map[string]detect.Record{}}
 	for i := range accounts {
 		a := accounts[i]
 		a.search = strings.ToLower(a.ID + " " + a.Name + " " + a.Instance)
@@ -341,4 +353,72 @@ func (l ReportLine) Words(at time.Time) Words {
 		w.LastAlert = l.LastAlert.UTC().Format("2006-01-02 15:04 UTC")
 	}
 	return w
+}
+
+// Scope is a connection's pseudo-accounts: the provider scope the poller
+// keeps ("*": readable as a whole, or degraded) and the poller scope the
+// dead-man keeps ("*poller": its cycles stalled, or not). A record that is
+// missing is zero (nothing ever went wrong).
+type Scope struct {
+	Provider event.Provider
+	Instance string
+	Upstream detect.Record
+	Poller   detect.Record
+}
+
+// Scopes lists every connection's pseudo-accounts, by instance.
+func (ix *Index) Scopes() []Scope {
+	ix.mu.RLock()
+	byInst := map[string]*Scope{}
+	for _, r := range ix.scopes {
+		sc := byInst[r.Instance]
+		if sc == nil {
+			sc = &Scope{Provider: r.Provider, Instance: r.Instance}
+			byInst[r.Instance] = sc
+		}
+		if r.AccountID == event.PollerScope {
+			sc.Poller = r
+		} else {
+			sc.Upstream = r
+		}
+	}
+	ix.mu.RUnlock()
+	out := make([]Scope, 0, len(byInst))
+	for _, sc := range byInst {
+		out = append(out, *sc)
+	}
+	slices.SortFunc(out, func(a, b Scope) int { return strings.Compare(a.Instance, b.Instance) })
+	return out
+}
+
+// Degraded reports whether a connection as a whole is unreadable: its
+// provider scope's record says degraded (poll.degraded emitted, no
+// poll.recovered yet).
+func (ix *Index) Degraded(p event.Provider, instance string) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.scopes[state.Key(p, instance, event.ProviderScope)].Degraded
+}
+
+var descAccounts = prometheus.NewDesc("aw_auditor_accounts", "Accounts in the standings index, by standing (an account can have several).", []string{"standing"}, nil)
+
+// Collector exports the counts of every standing.
+func (ix *Index) Collector() prometheus.Collector { return collector{ix} }
+
+type collector struct{ ix *Index }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- descAccounts }
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	counts := make(map[string]int, len(All))
+	c.ix.mu.RLock()
+	for _, a := range c.ix.accounts {
+		for _, s := range a.Standings {
+			counts[s]++
+		}
+	}
+	c.ix.mu.RUnlock()
+	for _, s := range All {
+		ch <- prometheus.MustNewConstMetric(descAccounts, prometheus.GaugeValue, float64(counts[s]), s)
+	}
 }

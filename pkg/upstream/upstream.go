@@ -110,7 +110,8 @@ func CodeOf(err error) string {
 	return ""
 }
 
-// RetryAfterOf returns the retry-after of a throttled error.
+// RetryAfterOf returns the retry-after the server gave with an error (a
+// throttled answer's, a 503's), zero when it gave none.
 func RetryAfterOf(err error) time.Duration {
 	var e *Error
 	if errors.As(err, &e) {
@@ -363,7 +364,8 @@ func (r Retry) Backoff(n int) time.Duration {
 
 // Do runs call until it succeeds, fails with a kind that is not retried, or the
 // attempts run out. Transient errors back off; throttled ones wait the server's
-// retry-after (bounded by MaxRetryAfter), or back off when it gave none.
+// retry-after (bounded by MaxRetryAfter), or back off when it gave none; a
+// transient error's retry-after lengthens its backoff.
 func (r Retry) Do(ctx context.Context, call func(context.Context) error) error {
 	attempts := max(1, r.Attempts)
 	var err error
@@ -383,7 +385,12 @@ func (r Retry) Do(ctx context.Context, call func(context.Context) error) error {
 				return err
 			}
 		case errors.Is(err, ErrTransient):
-			wait = r.Backoff(n)
+			// A server that said when it is back (a 503's Retry-After) is
+			// not asked sooner, nor waited for past MaxRetryAfter.
+			wait = max(r.Backoff(n), RetryAfterOf(err))
+			if wait > max(r.MaxRetryAfter, r.Max) {
+				return err
+			}
 		default:
 			return err
 		}

@@ -52,7 +52,7 @@ func (e Entry) Validate() error {
 	if err := event.ValidateInstance(e.Instance); err != nil {
 		return err
 	}
-	if e.AccountID == "" || e.AccountID == event.ProviderScope {
+	if e.AccountID == "" || e.AccountID == event.ProviderScope || e.AccountID == event.PollerScope {
 		return fmt.Errorf("bad account id %q", e.AccountID)
 	}
 	if e.Provider == event.ProviderAlibabaCAMS && e.Space == "" {

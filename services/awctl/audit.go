@@ -15,6 +15,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/roster"
 )
 
@@ -135,6 +136,10 @@ func replayCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 		return exitFailed
 	}
 	defer bus.Close()
+	if err := checkSelection(ctx, bus, sel); err != nil {
+		fmt.Fprintln(stderr, "awctl replay:", err)
+		return exitOf(err)
+	}
 	bar := newProgressBar(stderr)
 	n := 0
 	err = audit.Replay(ctx, bus.JS, sel, bar.update, func(r *audit.Record) error {
@@ -153,6 +158,23 @@ func replayCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "%d events\n", n)
 	}
 	return exitOK
+}
+
+// checkSelection refuses a selection whose provider and connection
+// disagree, as the pollers announced them. An unknown connection is
+// allowed: the audit log keeps the history of connections since removed.
+func checkSelection(ctx context.Context, bus *eventbus.Bus, sel audit.Selection) error {
+	if sel.Provider == "" || sel.Instance == "" {
+		return nil
+	}
+	err := checkConnection(ctx, bus, sel.Provider, sel.Instance)
+	if err != nil && strings.Contains(err.Error(), "is of provider") {
+		return err
+	}
+	if err != nil && !errors.Is(err, errUsage) {
+		return err
+	}
+	return nil
 }
 
 // redriveCmd sends a selection to one receiver of one sink, marked replayed.
@@ -183,6 +205,13 @@ func redriveCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 	receivers, err := roster.Open(ctx, bus)
 	if err == nil {
 		err = deadletter.CheckTarget(ctx, receivers, *sinkName, *receiver, *to)
+	}
+	if err == nil {
+		err = checkSelection(ctx, bus, sel)
+		if errors.Is(err, errUsage) {
+			fmt.Fprintln(stderr, "awctl redrive:", err)
+			return exitUsage
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "awctl redrive:", err)
@@ -240,6 +269,10 @@ func timelineCmd(ctx context.Context, s settings, args []string, stdout, stderr 
 		return exitFailed
 	}
 	defer bus.Close()
+	if err := checkConnection(ctx, bus, event.Provider(*provider), *instance); err != nil {
+		fmt.Fprintln(stderr, "awctl timeline:", err)
+		return exitOf(err)
+	}
 	recs, err := audit.Timeline(ctx, bus.JS, event.Provider(*provider), *instance, *account, 0)
 	if err != nil {
 		fmt.Fprintln(stderr, "awctl timeline:", err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,11 +55,10 @@ const usage = `awctl administers accountwatch.
   awctl deliveries   [--event ID | --seq N] [--sink S] [--receiver R] [--outcome O] [--since 24h|TIME] [--limit N] [--output table|json]
 
 Providers: activeplatform, alibaba-bss, alibaba-cams.
-Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys (by
-default, from the repository root, the make run stack's data/credentials/awctl/nats.nk, and
-data/credentials/admin/nats.nk for provision); AW_CHECKPOINT_PUBLIC_KEY_FILE for --key;
-onboard also reads AW_BSS_ENDPOINT, AW_BSS_PROTOCOL, AW_BSS_ACCESS_KEY_ID,
-AW_BSS_ACCESS_KEY_SECRET (or AW_BSS_ACCESS_KEY_SECRET_FILE).
+awctl joins NATS_URL (default nats://127.0.0.1:4222) with the AW_NATS_* auth keys; without
+any, from the repository root, with the make run stack's data/credentials/awctl/nats.nk (and
+data/credentials/admin/nats.nk for provision). Exit codes: 0 done, 1 failed, 2 a usage error
+(an unknown command, flag, receiver or connection), 3 onboard: the account existed.
 `
 
 // p makes a cell or a line of what people read safe to print (no control
@@ -69,10 +67,13 @@ var p = describe.Printable
 
 type settings struct {
 	eventbus.Config
-	BSSEndpoint  string `envconfig:"BSS_ENDPOINT" default:"business.aliyuncs.com"`
-	BSSProtocol  string `envconfig:"BSS_PROTOCOL" default:"https"`
-	BSSKeyID     string `envconfig:"BSS_ACCESS_KEY_ID"`
-	BSSKeySecret string `envconfig:"BSS_ACCESS_KEY_SECRET" secret:"true"`
+	BSSEndpoint  string `envconfig:"BSS_ENDPOINT" default:"business.aliyuncs.com" desc:"onboard: the BSS OpenAPI endpoint (host[:port])"`
+	BSSProtocol  string `envconfig:"BSS_PROTOCOL" default:"https" desc:"onboard: https, or http (a simulator)"`
+	BSSKeyID     string `envconfig:"BSS_ACCESS_KEY_ID" desc:"onboard: the AccessKey id CreateAgAccount is called with"`
+	BSSKeySecret string `envconfig:"BSS_ACCESS_KEY_SECRET" secret:"true" desc:"onboard: its secret"`
+	// PublicKeyFiles are the checkpoint signers' keys verify and checkpoint
+	// export trust without --key.
+	PublicKeyFiles string `envconfig:"CHECKPOINT_PUBLIC_KEY_FILE" desc:"verify, checkpoint export: public keys a checkpoint may be signed with, without --key (comma-separated; default: the make run stack's)"`
 }
 
 type labelFlag map[string]string
@@ -90,6 +91,8 @@ func (l labelFlag) Set(v string) error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, usage)
+		fmt.Fprintln(stdout, "\nEnvironment (a secret may instead be read from the file its _FILE key names):")
+		config.Usage(stdout, &settings{})
 		return exitOK
 	}
 	var s settings
@@ -166,11 +169,20 @@ func watchCmd(ctx context.Context, s settings, verb string, args []string, stdou
 		fmt.Fprintf(stderr, "awctl watch %s: --connection, --provider and --account are required\n", verb)
 		return exitUsage
 	}
+	if !checkOutput("awctl watch "+verb, *output, stderr) {
+		return exitUsage
+	}
 	bus, ok := connect(ctx, s, stderr)
 	if !ok {
 		return exitFailed
 	}
 	defer bus.Close()
+	// A connection no poller has, or one of another provider: an entry no
+	// poller would ever read.
+	if err := checkConnection(ctx, bus, event.Provider(*provider), *conn); err != nil {
+		fmt.Fprintf(stderr, "awctl watch %s: %v\n", verb, err)
+		return exitOf(err)
+	}
 	ws, err := watch.Open(ctx, bus.JS)
 	if err != nil {
 		fmt.Fprintln(stderr, "awctl:", err)
@@ -208,10 +220,7 @@ func watchCmd(ctx context.Context, s settings, verb string, args []string, stdou
 			return list[i].AccountID < list[j].AccountID
 		})
 		if *output == "json" {
-			enc := json.NewEncoder(stdout)
-			for _, e := range list {
-				enc.Encode(e)
-			}
+			writeJSON(stdout, list)
 			return exitOK
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -274,6 +283,10 @@ func onboardCmd(ctx context.Context, s settings, args []string, stdout, stderr i
 		return exitFailed
 	}
 	defer bus.Close()
+	if err := checkConnection(ctx, bus, event.ProviderAlibabaBSS, *conn); err != nil {
+		fmt.Fprintln(stderr, "awctl onboard:", err)
+		return exitOf(err)
+	}
 	st, err := state.Open(ctx, bus.JS)
 	if err != nil {
 		fmt.Fprintln(stderr, "awctl:", err)

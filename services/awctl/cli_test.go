@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,13 +12,16 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/audit/audittest"
+	"github.com/accountwatch/accountwatch/pkg/config/configtest"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
+	"github.com/accountwatch/accountwatch/pkg/watch"
 )
 
 func TestCLI(t *testing.T) {
@@ -54,7 +58,7 @@ func TestCLI(t *testing.T) {
 	for _, c := range cases {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), strings.Fields(c.args), &out, &errb)
-		all := out.String() + errb.String()
+		all := combined(t, c.name, c.args, code, &out, &errb)
 		if code != c.code || !strings.Contains(all, c.out) {
 			t.Errorf("%s: exit %d, want %d; output %q lacks %q", c.name, code, c.code, all, c.out)
 		}
@@ -126,7 +130,7 @@ func TestDeadLettersAndSilences(t *testing.T) {
 	for _, c := range cases {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), strings.Fields(c.args), &out, &errb)
-		all := out.String() + errb.String()
+		all := combined(t, c.name, c.args, code, &out, &errb)
 		if code != c.code || !strings.Contains(all, c.out) {
 			t.Errorf("%s: exit %d, want %d; output %q lacks %q", c.name, code, c.code, all, c.out)
 		}
@@ -200,14 +204,14 @@ func TestAuditCommands(t *testing.T) {
 		{"redrive to a bad address", "redrive --account 1000123 --sink email --to cfo", 2, "to: \"cfo\" is not an email address"},
 		{"redrive to a bad channel", "redrive --account 1000123 --sink slack --to #Ops!", 2, "not a Slack channel"},
 		{"verify", "verify", 0, "intact"},
-		{"verify json", "verify --output json", 0, `"accounts": 2`},
+		{"verify json", "verify --output json", 0, `"accounts":2`},
 		{"timeline", "timeline --provider activeplatform --instance ap-main --account 1000123", 0, "Acme 1000123"},
 		{"timeline needs an account", "timeline --provider activeplatform", 2, "required"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), strings.Fields(c.args), &out, &errb)
-		all := out.String() + errb.String()
+		all := combined(t, c.name, c.args, code, &out, &errb)
 		if code != c.code || !strings.Contains(all, c.out) {
 			t.Errorf("%s: exit %d, want %d; output %q lacks %q", c.name, code, c.code, all, c.out)
 		}
@@ -245,5 +249,103 @@ func TestTablesEscapeControlCharacters(t *testing.T) {
 		if strings.ContainsAny(out.String(), "\r\x1b\a") || strings.Count(out.String(), "\n") != 2 || !strings.Contains(out.String(), `Acme\r\n9\t2026`) {
 			t.Errorf("%v:\n%q", args, out.String())
 		}
+	}
+}
+
+// combined is what a command wrote, for a test to look into: with --output
+// json, standard output must be one valid JSON document on its own (then
+// compacted, so that a test looks for "key":"value"), and standard error
+// is added after it.
+func combined(t *testing.T, name, args string, code int, out, errb *bytes.Buffer) string {
+	t.Helper()
+	if !strings.Contains(args, "--output json") || code != 0 {
+		return out.String() + errb.String()
+	}
+	var c bytes.Buffer
+	if err := json.Compact(&c, out.Bytes()); err != nil {
+		t.Errorf("%s: --output json wrote what is not JSON (%v):\n%s", name, err, out.String())
+		return out.String() + errb.String()
+	}
+	return c.String() + "\n" + errb.String()
+}
+
+// TestRefusesWhatDoesNotExist: a connection no poller announced, a
+// provider that is not the connection's, a sink or receiver that is not in
+// the roster, an output that is no format: each is a usage error (exit 2)
+// whose message names what there is; and --output json is one JSON
+// document on standard output alone.
+func TestRefusesWhatDoesNotExist(t *testing.T) {
+	b := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
+	t.Setenv("NATS_URL", b.ClientURL())
+	t.Setenv("AW_NATS_NKEY_SEED_FILE", b.SeedFile(eventbus.RoleOperator))
+	ws, err := watch.Open(context.Background(), b.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Announce(context.Background(), []watch.Connection{
+		{Name: "ap-main", Provider: event.ProviderActivePlatform, Interval: time.Minute},
+		{Name: "bss-main", Provider: event.ProviderAlibabaBSS, Interval: time.Minute},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	publishRoster(t, b)
+	bustest.Publish(t, b, eventtest.Status(t, eventtest.Meta("1000123", nil), "active", "credit_hold"))
+	t.Setenv("USER", "") // a container has none: --author is optional all the same
+	cases := []struct {
+		name string
+		args string
+		code int
+		out  string
+	}{
+		{"an unknown connection", "watch add --connection nope --provider activeplatform --account 1", 2, `unknown connection "nope": the pollers have ap-main (activeplatform), bss-main (alibaba-bss)`},
+		{"another provider's connection", "watch add --connection bss-main --provider activeplatform --account 1", 2, "connection bss-main is of provider alibaba-bss, not activeplatform"},
+		{"a known one", "watch add --connection ap-main --provider activeplatform --account 1", 0, "watching ap-main/1"},
+		{"list an unknown connection", "watch list --connection nope", 2, "the pollers have ap-main"},
+		{"onboard to a connection not of BSS", "onboard --connection ap-main --email a@partner.example --account-attr 1", 2, "is of provider activeplatform, not alibaba-bss"},
+		{"a timeline of a mismatch", "timeline --provider alibaba-bss --instance ap-main --account 1", 2, "is of provider activeplatform"},
+		{"a replay of a mismatch", "replay --provider alibaba-bss --instance ap-main", 2, "is of provider activeplatform"},
+		{"a replay of a removed connection", "replay --provider activeplatform --instance ap-old --format table", 0, "0 events"},
+		{"redrive to an unknown receiver", "redrive --account 1000123 --sink slack --receiver nobody", 2, `has no receiver "nobody" (its receivers: ops)`},
+		{"redrive to an unknown endpoint", "redrive --account 1000123 --sink webhook --receiver ep_9", 2, "(its receivers: ep_1)"},
+		{"redrive to an unknown sink", "redrive --account 1000123 --sink sms --receiver ops", 2, "known: email, slack, webhook"},
+		{"dead letters of an unknown receiver", "dlq list --sink slack --receiver opps", 2, `has no receiver "opps" (its receivers: ops)`},
+		{"dead letters of an unknown sink", "dlq list --sink sms", 2, "known: email, slack, webhook"},
+		{"re-drive letters of an unknown receiver", "dlq redrive --all --sink slack --receiver opps", 2, "(its receivers: ops)"},
+		{"deliveries of an unknown receiver", "deliveries --sink email --receiver finance", 2, "(its receivers: default)"},
+		{"an output that is no format", "watch list --output yaml", 2, "want table or json"},
+		{"json alone: watch list", "watch list --output json", 0, `[{"provider":"activeplatform","instance":"ap-main","account_id":"1"`},
+		{"json alone: an empty list", "dlq list --output json", 0, "[]\n0 dead letters"},
+		{"json alone: a dry run", "dlq redrive --all --dry-run --output json", 0, "[]\ndry run: would re-drive 0 letters"},
+		{"json alone: silences", "silence list --output json", 0, "[]"},
+		{"a silence without --author or $USER", "silence add --matcher account=1 --duration 1h --comment migration", 0, "silence "},
+	}
+	t.Setenv("AW_BSS_ACCESS_KEY_ID", "LTAIx")
+	t.Setenv("AW_BSS_ACCESS_KEY_SECRET", "never-used")
+	bustest.Provision(t, b, deliverylog.StreamConfig(b.Cfg, time.Hour))
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), strings.Fields(c.args), &out, &errb)
+		all := combined(t, c.name, c.args, code, &out, &errb)
+		if code != c.code || !strings.Contains(all, c.out) {
+			t.Errorf("%s: exit %d, want %d; output %q lacks %q", c.name, code, c.code, all, c.out)
+		}
+	}
+	var out, errb bytes.Buffer
+	run(context.Background(), strings.Fields("silence list --output json"), &out, &errb)
+	if !strings.Contains(out.String(), `"created_by": "awctl@`) {
+		t.Errorf("the silence's author without --author or $USER: %s", out.String())
+	}
+}
+
+// TestHelpListsEveryKey: --help names every key awctl reads, with its
+// default and meaning, and connects to nothing.
+func TestHelpListsEveryKey(t *testing.T) {
+	t.Setenv("NATS_URL", "nats://127.0.0.1:1")
+	for _, arg := range []string{"--help", "-h", "help"} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{arg}, &out, &errb); code != 0 || errb.Len() > 0 {
+			t.Fatalf("%s: exit %d, %s", arg, code, errb.String())
+		}
+		configtest.Help(t, &settings{}, out.String())
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -39,6 +38,9 @@ func deliveriesCmd(ctx context.Context, s settings, args []string, stdout, stder
 		fmt.Fprintln(stderr, "awctl deliveries: --since", err)
 		return exitUsage
 	}
+	if !checkOutput("awctl deliveries", *output, stderr) {
+		return exitUsage
+	}
 	if *eventID != "" && *seq != 0 {
 		fmt.Fprintln(stderr, "awctl deliveries: --event or --seq, not both")
 		return exitUsage
@@ -66,21 +68,26 @@ func deliveriesCmd(ctx context.Context, s settings, args []string, stdout, stder
 		fmt.Fprintln(stderr, "awctl deliveries:", err)
 		return exitFailed
 	}
-	n := 0
-	enc := json.NewEncoder(stdout)
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	if *output != "json" {
-		fmt.Fprintln(tw, "WHEN\tSINK\tRECEIVER\tEVENT\tATTEMPT\tOUTCOME\tSTATUS\tLATENCY\tDETAIL")
-	}
+	shown := recs[:0]
 	for _, r := range recs {
-		if *outcome != "" && r.Outcome != *outcome {
-			continue
+		if *outcome == "" || r.Outcome == *outcome {
+			shown = append(shown, r)
 		}
-		n++
-		if *output == "json" {
-			enc.Encode(r)
-			continue
+	}
+	if len(shown) == 0 {
+		// Nothing: say so when the sink or the receiver is not one.
+		if err := checkReceiver(ctx, bus, *sinkName, *receiver); err != nil {
+			fmt.Fprintln(stderr, "awctl deliveries:", err)
+			return exitOf(err)
 		}
+	}
+	if *output == "json" {
+		writeJSON(stdout, shown)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tSINK\tRECEIVER\tEVENT\tATTEMPT\tOUTCOME\tSTATUS\tLATENCY\tDETAIL")
+	for _, r := range shown {
 		attempt, status, latency := "", "", ""
 		if deliverylog.Attempted(r.Outcome) {
 			attempt, latency = fmt.Sprint(r.Attempt), fmt.Sprintf("%.1fms", r.LatencyMS)
@@ -90,10 +97,8 @@ func deliveriesCmd(ctx context.Context, s settings, args []string, stdout, stder
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.At.UTC().Format(time.RFC3339), r.Sink, r.Receiver, r.EventID, attempt, r.Outcome, status, latency, strings.ReplaceAll(r.Describe(), "\t", " "))
 	}
-	if *output != "json" {
-		tw.Flush()
-		fmt.Fprintf(stdout, "%d records\n", n)
-	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%d records\n", len(shown))
 	return exitOK
 }
 

@@ -62,7 +62,7 @@ func TestDeliveries(t *testing.T) {
 		out.Reset()
 		errb.Reset()
 		code := run(context.Background(), strings.Fields(c.args), &out, &errb)
-		all := out.String() + errb.String()
+		all := combined(t, c.name, c.args, code, &out, &errb)
 		if code != c.code {
 			t.Errorf("%s: exit %d, want %d: %s", c.name, code, c.code, all)
 		}

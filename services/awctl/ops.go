@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,6 +50,9 @@ func dlqCmd(ctx context.Context, s settings, verb string, args []string, stdout,
 		fmt.Fprintln(stderr, "awctl dlq: --until", err)
 		return exitUsage
 	}
+	if !checkOutput("awctl dlq "+verb, *output, stderr) {
+		return exitUsage
+	}
 	if verb == "redrive" && len(seqs) == 0 && !*all {
 		fmt.Fprintln(stderr, "awctl dlq redrive: name letters with --seq N, or select them with --all and the filters")
 		return exitUsage
@@ -79,6 +81,13 @@ func dlqCmd(ctx context.Context, s settings, verb string, args []string, stdout,
 		fmt.Fprintln(stderr, "awctl:", err)
 		return exitFailed
 	}
+	if verb == "redrive" && len(picked) == 0 {
+		// A selection for a receiver that is not one: nothing would go anywhere.
+		if err := checkReceiver(ctx, bus, *sinkName, *receiver); err != nil {
+			fmt.Fprintln(stderr, "awctl dlq redrive:", err)
+			return exitOf(err)
+		}
+	}
 	var letters []deadletter.Letter
 	if len(picked) > 0 {
 		for _, n := range picked {
@@ -93,11 +102,24 @@ func dlqCmd(ctx context.Context, s settings, verb string, args []string, stdout,
 		fmt.Fprintln(stderr, "awctl dlq:", err)
 		return exitFailed
 	}
-	if verb == "list" || *dry {
-		if *dry {
-			fmt.Fprintf(stdout, "dry run: would re-drive %d letters\n", len(letters))
+	if verb == "list" && len(letters) == 0 {
+		// Nothing listed: say so when that is because the sink or the
+		// receiver is not one (a typo), naming the ones there are. Letters
+		// of a receiver since removed are still listed.
+		if err := checkReceiver(ctx, bus, *sinkName, *receiver); err != nil {
+			fmt.Fprintln(stderr, "awctl dlq list:", err)
+			return exitOf(err)
 		}
-		printLetters(stdout, letters, *output)
+	}
+	if verb == "list" || *dry {
+		note := stdout
+		if *output == "json" {
+			note = stderr
+		}
+		if *dry {
+			fmt.Fprintf(note, "dry run: would re-drive %d letters\n", len(letters))
+		}
+		printLetters(stdout, note, letters, *output)
 		return exitOK
 	}
 	failed, invalid := 0, 0
@@ -122,12 +144,10 @@ func dlqCmd(ctx context.Context, s settings, verb string, args []string, stdout,
 	return exitOK
 }
 
-func printLetters(w io.Writer, letters []deadletter.Letter, output string) {
+func printLetters(w, note io.Writer, letters []deadletter.Letter, output string) {
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		for _, l := range letters {
-			enc.Encode(l)
-		}
+		writeJSON(w, letters)
+		fmt.Fprintf(note, "%d dead letters\n", len(letters))
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -152,10 +172,13 @@ func silenceCmd(ctx context.Context, s settings, verb string, args []string, std
 	duration := fs.Duration("duration", 0, "add: how long it lasts (e.g. 2h)")
 	untilS := fs.String("until", "", "add: when it ends (RFC 3339), instead of --duration")
 	comment := fs.String("comment", "", "add: why")
-	author := fs.String("author", os.Getenv("USER"), "add: who")
+	author := fs.String("author", defaultAuthor(), "add: who (default: $USER, else awctl@host)")
 	all := fs.Bool("all", false, "list: include expired silences")
 	output := fs.String("output", "table", "list output: table or json")
 	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if !checkOutput("awctl silence "+verb, *output, stderr) {
 		return exitUsage
 	}
 	var sl silence.Silence
@@ -228,10 +251,7 @@ func silenceCmd(ctx context.Context, s settings, verb string, args []string, std
 			}
 		}
 		if *output == "json" {
-			enc := json.NewEncoder(stdout)
-			for _, sl := range shown {
-				enc.Encode(sl)
-			}
+			writeJSON(stdout, shown)
 			return exitOK
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -251,4 +271,14 @@ func matcherText(ms route.Matchers) string {
 		parts[i] = m.String()
 	}
 	return strings.Join(parts, ",")
+}
+
+// defaultAuthor names who adds a silence without --author: the login, or
+// where it came from when there is none (a container has no $USER).
+func defaultAuthor() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	host, _ := os.Hostname()
+	return "awctl@" + host
 }

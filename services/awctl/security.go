@@ -38,13 +38,16 @@ func devDefaults(s *settings) {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// trustedKeys reads --key files, else AW_CHECKPOINT_PUBLIC_KEY_FILE, else the
-// make run stack's public key.
-func trustedKeys(files []string) ([]ed25519.PublicKey, error) {
+// trustedKeys reads --key files, else AW_CHECKPOINT_PUBLIC_KEY_FILE's
+// (setting), else the make run stack's public key.
+func trustedKeys(files []string, setting string) ([]ed25519.PublicKey, error) {
 	if len(files) == 0 {
-		if env := os.Getenv("AW_CHECKPOINT_PUBLIC_KEY_FILE"); env != "" {
-			files = []string{env}
-		} else if pub := filepath.Join(devCredentials, eventbus.PublicDir, checkpoint.PublicKeyName); fileExists(pub) {
+		for _, f := range strings.Split(setting, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				files = append(files, f)
+			}
+		}
+		if pub := filepath.Join(devCredentials, eventbus.PublicDir, checkpoint.PublicKeyName); len(files) == 0 && fileExists(pub) {
 			files = []string{pub}
 		}
 	}
@@ -74,9 +77,12 @@ func verifyCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	if !checkOutput("awctl verify", *output, stderr) {
+		return exitUsage
+	}
 	opts := audit.Options{Stream: *stream, State: !*noState && *stream == eventbus.StreamEvents, Stored: !*noStored, Skew: *skew, Heads: *heads}
 	var err error
-	if opts.Trusted, err = trustedKeys(keys); err != nil {
+	if opts.Trusted, err = trustedKeys(keys, s.PublicKeyFiles); err != nil {
 		fmt.Fprintln(stderr, "awctl verify:", err)
 		return exitUsage
 	}
@@ -112,7 +118,11 @@ func verifyCmd(ctx context.Context, s settings, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "awctl verify: %d problems (%s): the audit log is not intact\n", len(rep.Problems)+rep.Unlisted, strings.Join(problemKinds(rep), ", "))
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "intact: every chain whole, no sequence missing%s, %d checkpoints hold\n",
+	note := stdout
+	if *output == "json" {
+		note = stderr // standard output holds the report alone
+	}
+	fmt.Fprintf(note, "intact: every chain whole, no sequence missing%s, %d checkpoints hold\n",
 		map[bool]string{true: ", every head as AW_STATE records it", false: ""}[rep.StateChecked], len(rep.Checkpoints))
 	return exitOK
 }
@@ -185,7 +195,7 @@ func checkpointCmd(ctx context.Context, s settings, verb string, args []string, 
 		if err := fs.Parse(args); err != nil {
 			return exitUsage
 		}
-		trusted, err := trustedKeys(keys)
+		trusted, err := trustedKeys(keys, s.PublicKeyFiles)
 		if err != nil {
 			fmt.Fprintln(stderr, "awctl checkpoint export:", err)
 			return exitUsage

@@ -27,14 +27,30 @@ const deliveryLogRetention = 720 * time.Hour
 
 type settings struct {
 	eventbus.Config
-	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
-	SimAddr  string `envconfig:"SIM_LISTEN" default:"127.0.0.1:8480"`
-	OpsBase  int    `envconfig:"OPS_PORT_BASE" default:"9101"`
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error (JSON logs, secrets redacted)"`
+	SimAddr  string `envconfig:"SIM_LISTEN" default:"127.0.0.1:8480" desc:"upstream-sim's address"`
+	// ReceiverAddr is the local webhook receiver's (receiver.go).
+	ReceiverAddr string `envconfig:"WEBHOOK_RECEIVER_LISTEN" default:"127.0.0.1:8492" desc:"a local webhook receiver for a first endpoint: answers the validation handshake, prints each delivery as [webhook-receiver] (none: no receiver)"`
+	OpsBase      int    `envconfig:"OPS_PORT_BASE" default:"9101" desc:"ops ports (/metrics, /healthz, /readyz): upstream-sim gets this one, the poller the next, then slack-notifier, email-notifier, webhook-dispatcher, auditor"`
 }
+
+const about = "devstack: the local stack behind `make run`. It hosts an embedded NATS JetStream server on AW_DATA_DIR, provisions the streams and buckets as the admin, starts every service binary found in --bin joined to it with its own credentials and local sinks, prefixes their output, prints where to look, and drains them all on Ctrl-C."
 
 func main() {
 	bin := flag.String("bin", "bin", "folder of the built service binaries")
 	root := flag.String("root", ".", "repository root (deploy/dev holds the demo seed)")
+	flag.Usage = func() {
+		w := flag.CommandLine.Output()
+		fmt.Fprintf(w, "%s\n\nUsage: devstack [--bin DIR] [--root DIR]\n", about)
+		flag.PrintDefaults()
+		fmt.Fprintln(w, "\nEnvironment (NATS_URL must be unset: devstack hosts its own server):")
+		config.Usage(w, &settings{})
+	}
+	for _, a := range os.Args[1:] {
+		if a == "-h" || a == "-help" || a == "--help" {
+			flag.CommandLine.SetOutput(os.Stdout) // asked for: standard output, and exit 0
+		}
+	}
 	flag.Parse()
 	var s settings
 	if err := config.Load(&s); err != nil {
@@ -85,6 +101,11 @@ func run(ctx context.Context, log *slog.Logger, s settings, binDir, root string)
 		SinksDir: filepath.Join(absData, "sinks"), CredsDir: creds, Signer: checkpoint.Fingerprint(signer)}
 	if cfg.NATSURL == "" {
 		return fmt.Errorf("AW_NATS_LISTEN=%q: the services need a listening server", s.Listen)
+	}
+	if s.ReceiverAddr != "none" {
+		if cfg.ReceiverURL, err = serveReceiver(ctx, s.ReceiverAddr, os.Stdout); err != nil {
+			return err
+		}
 	}
 	services := cfg.services()
 	log.Info("embedded JetStream ready", "url", cfg.NATSURL, "data_dir", absData, "sync_always", s.SyncAlways, "services", len(services))

@@ -40,10 +40,21 @@ type stackConfig struct {
 	// Signer is that key's fingerprint.
 	CredsDir string
 	Signer   string
+	// ReceiverURL is the local webhook receiver's ("" none).
+	ReceiverURL string
 }
 
 // CheckpointInterval is how often the local stack's auditor signs a checkpoint.
 const CheckpointInterval = "1m"
+
+// StallLeaseGrace is how long the local stack's dead-man lets a connection
+// go without a poller holding its lease.
+const StallLeaseGrace = "15s"
+
+// opsOffset places each service's ops port from AW_OPS_PORT_BASE: with the
+// default base each gets the port its own AW_OPS_LISTEN defaults to (and
+// its README names), so `make run` and the documents agree.
+var opsOffset = map[string]int{"upstream-sim": 0, "poller": 1, "slack-notifier": 2, "email-notifier": 3, "webhook-dispatcher": 4, "auditor": 5}
 
 // services lists the stack in start order. Only those whose binary exists in
 // BinDir are started, so the stack grows as services are added.
@@ -61,7 +72,11 @@ func (c stackConfig) services() []service {
 	all := []service{
 		{
 			Name: "upstream-sim",
-			Args: []string{"--listen", c.SimAddr, "--seed", filepath.Join(c.RootDir, "deploy", "dev", "seed.yaml"), "--scenario", filepath.Join(c.RootDir, "deploy", "dev", "scenario.yaml")},
+			// The simulator keeps its state beside the stack's: a second
+			// run resumes it with the rest, instead of resetting it to the
+			// seed (and alerting on changes nobody made).
+			Args: []string{"--listen", c.SimAddr, "--seed", filepath.Join(c.RootDir, "deploy", "dev", "seed.yaml"), "--scenario", filepath.Join(c.RootDir, "deploy", "dev", "scenario.yaml"),
+				"--state", filepath.Join(c.DataDir, "upstream-sim.json")},
 			Look: []string{
 				"upstream-sim   " + sim + "  (ActivePlatform, BSS, CAMS; admin API " + sim + "/admin/state)",
 			},
@@ -88,8 +103,12 @@ func (c stackConfig) services() []service {
 		{
 			Name: "auditor",
 			Env: []string{"AW_AUDITOR_TOKEN=" + DevAuditorToken, "AW_AUDITOR_LISTEN=" + strings.TrimPrefix(ConsoleURL, "http://"),
-				"AW_CHECKPOINT_KEY_FILE=" + checkpoint.KeyFile(c.CredsDir), "AW_CHECKPOINT_INTERVAL=" + CheckpointInterval},
+				"AW_CHECKPOINT_KEY_FILE=" + checkpoint.KeyFile(c.CredsDir), "AW_CHECKPOINT_INTERVAL=" + CheckpointInterval,
+				// The demo's connections poll every 5 s: a stopped poller is
+				// told as poll.stalled within 20 s or so.
+				"AW_STALL_LEASE_GRACE=" + StallLeaseGrace, "AW_STALL_CHECK_EVERY=5s"},
 			Look: []string{"auditor        http://127.0.0.1:8491 — the audit console (sign in with " + DevAuditorToken + ")",
+				"dead-man       the auditor sends poll.stalled when a connection's poller stops (no lease for " + StallLeaseGrace + ", or no cycle in 3 intervals)",
 				"checkpoints    signed every " + CheckpointInterval + " by the auditor (key " + c.Signer + "); keep one outside NATS: `go run ./services/awctl checkpoint export --output checkpoint.json`"},
 		},
 		{
@@ -98,15 +117,14 @@ func (c stackConfig) services() []service {
 			Look: []string{emailLook(c.SinksDir)},
 		},
 	}
-	port := c.OpsBase
 	for i := range all {
+		port := c.OpsBase + opsOffset[all[i].Name]
 		if all[i].Name != "upstream-sim" { // the simulator knows no NATS
 			all[i].Env = append(common(all[i].Name, port), all[i].Env...)
 		} else {
 			all[i].Env = append([]string{fmt.Sprintf("AW_OPS_LISTEN=127.0.0.1:%d", port), "AW_LOG_LEVEL=info"}, all[i].Env...)
 		}
 		all[i].Look = append(all[i].Look, fmt.Sprintf("%-14s http://127.0.0.1:%d/metrics", all[i].Name, port))
-		port++
 	}
 	var present []service
 	for _, s := range all {
@@ -142,6 +160,9 @@ func banner(c stackConfig, started []service) string {
 		}
 	}
 	b.WriteString("  events         printed below as [events] lines; `go run ./services/awctl watch list` (from the repo root) administers\n")
+	if c.ReceiverURL != "" {
+		fmt.Fprintf(&b, "  %-14s %s  (a local webhook receiver for a first endpoint; deliveries print as [webhook-receiver] lines)\n", "receiver", c.ReceiverURL)
+	}
 	fmt.Fprintf(&b, "  %-14s as the operator, with %s (found from the repo root; elsewhere set AW_NATS_NKEY_SEED_FILE)\n", "awctl", filepath.Join(c.CredsDir, string(eventbus.RoleOperator), eventbus.SeedFileName))
 	b.WriteString("Ctrl-C stops everything; `make run` again resumes from the same data directory.\n\n")
 	return b.String()

@@ -11,8 +11,11 @@ import (
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/app"
 )
 
+// program is what --help says of the service.
+var program = ops.Program{Name: "email-notifier", About: "emails accountwatch events: routed, digested, threaded per account, with retries and dead letters."}
+
 func main() {
-	ops.Main("email-notifier", func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
+	ops.Main(program, func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
 		return app.Run(ctx, *s, log, os.Stdout)
 	})
 }

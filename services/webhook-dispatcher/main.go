@@ -11,8 +11,11 @@ import (
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/app"
 )
 
+// program is what --help says of the service.
+var program = ops.Program{Name: "webhook-dispatcher", About: "delivers accountwatch events to subscribers' HTTP endpoints: signed (Standard Webhooks), filtered, retried for days, isolated per endpoint, with a subscriptions API."}
+
 func main() {
-	ops.Main("webhook-dispatcher", func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
+	ops.Main(program, func(s *app.Settings) string { return s.LogLevel }, func(ctx context.Context, s *app.Settings, log *slog.Logger) error {
 		return app.Run(ctx, *s, log, nil)
 	})
 }

@@ -22,6 +22,9 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/standing"
+	"github.com/accountwatch/accountwatch/pkg/state"
+	"github.com/accountwatch/accountwatch/pkg/watch"
+	"github.com/accountwatch/accountwatch/services/auditor/internal/deadman"
 	"github.com/accountwatch/accountwatch/services/auditor/internal/web"
 )
 
@@ -29,27 +32,33 @@ import (
 type Settings struct {
 	eventbus.Config
 	// Token signs in to the console and authorises the API.
-	Token  string `envconfig:"AUDITOR_TOKEN" secret:"true"`
-	Listen string `envconfig:"AUDITOR_LISTEN" default:"127.0.0.1:8491"`
+	Token  string `envconfig:"AUDITOR_TOKEN" secret:"true" desc:"signs in to the console and authorises the API (at least 16 characters)"`
+	Listen string `envconfig:"AUDITOR_LISTEN" default:"127.0.0.1:8491" desc:"the console and API"`
 	// TLSCert and TLSKey serve the console and API over HTTPS (PEM files,
 	// re-read when renewed).
-	TLSCert string `envconfig:"AUDITOR_TLS_CERT"`
-	TLSKey  string `envconfig:"AUDITOR_TLS_KEY"`
+	TLSCert string `envconfig:"AUDITOR_TLS_CERT" desc:"serve the console over HTTPS: certificate (PEM, re-read when renewed)"`
+	TLSKey  string `envconfig:"AUDITOR_TLS_KEY" desc:"serve the console over HTTPS: key (PEM)"`
 	// TrustedProxies are the addresses (CIDRs) of a TLS-terminating proxy in
 	// front: its X-Forwarded-Proto: https makes the session cookie Secure.
-	TrustedProxies string        `envconfig:"AUDITOR_TRUSTED_PROXIES"`
-	LogRetention   time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
-	OpsListen      string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9106"`
-	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info"`
+	TrustedProxies string        `envconfig:"AUDITOR_TRUSTED_PROXIES" desc:"CIDRs of a TLS-terminating proxy whose X-Forwarded-Proto: https is believed"`
+	LogRetention   time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h" desc:"how long the delivery log keeps records"`
+	OpsListen      string        `envconfig:"OPS_LISTEN" default:"127.0.0.1:9106" desc:"/metrics, /healthz and /readyz"`
+	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error (JSON logs, secrets redacted)"`
 	// CheckpointKeyFile is the Ed25519 signing key (PKCS#8 PEM, `awctl
 	// checkpoint keygen`) of the audit log's checkpoints; only the auditor
 	// holds it. Empty: no checkpoints are signed.
-	CheckpointKeyFile  string        `envconfig:"CHECKPOINT_KEY_FILE"`
-	CheckpointInterval time.Duration `envconfig:"CHECKPOINT_INTERVAL" default:"15m"`
+	CheckpointKeyFile  string        `envconfig:"CHECKPOINT_KEY_FILE" desc:"Ed25519 signing key of the audit log's checkpoints (empty: none signed)"`
+	CheckpointInterval time.Duration `envconfig:"CHECKPOINT_INTERVAL" default:"15m" desc:"how often a checkpoint is signed"`
 	// CheckpointPublicKeyFiles are other signers' keys the console trusts
 	// (comma-separated), beside this auditor's own.
-	CheckpointPublicKeyFiles string `envconfig:"CHECKPOINT_PUBLIC_KEY_FILE"`
-	Pprof                    bool   `envconfig:"PPROF" default:"false"`
+	CheckpointPublicKeyFiles string `envconfig:"CHECKPOINT_PUBLIC_KEY_FILE" desc:"other signers' public keys the console trusts (comma-separated)"`
+	Pprof                    bool   `envconfig:"PPROF" default:"false" desc:"serve /debug/pprof/ on the ops address"`
+	// The dead-man (internal/deadman): a connection is stalled when no
+	// cycle completed within StallIntervals of its interval, or no replica
+	// held its lease for StallLeaseGrace.
+	StallIntervals  int           `envconfig:"STALL_INTERVALS" default:"3" desc:"poll.stalled when no cycle of a connection completed within this many of its intervals (or of its last cycle's duration, when longer)"`
+	StallLeaseGrace time.Duration `envconfig:"STALL_LEASE_GRACE" default:"1m" desc:"poll.stalled when no poller replica held a connection's lease this long (a restart, a failover)"`
+	StallCheck      time.Duration `envconfig:"STALL_CHECK_EVERY" default:"10s" desc:"how often the dead-man checks every connection (0: no dead-man)"`
 }
 
 // Validate checks the settings, naming the key at fault.
@@ -62,6 +71,15 @@ func (s *Settings) Validate() error {
 	}
 	if s.LogRetention <= 0 {
 		return fmt.Errorf("AW_DELIVERY_LOG_RETENTION: %s (want > 0)", s.LogRetention)
+	}
+	if s.StallIntervals < 1 {
+		return fmt.Errorf("AW_STALL_INTERVALS: %d (want >= 1)", s.StallIntervals)
+	}
+	if s.StallLeaseGrace < time.Second {
+		return fmt.Errorf("AW_STALL_LEASE_GRACE: %s (want >= 1s)", s.StallLeaseGrace)
+	}
+	if s.StallCheck < 0 || s.StallCheck > 0 && s.StallCheck < 100*time.Millisecond {
+		return fmt.Errorf("AW_STALL_CHECK_EVERY: %s (want 0 or at least 100ms)", s.StallCheck)
 	}
 	if s.CheckpointKeyFile != "" && s.CheckpointInterval < time.Second {
 		return fmt.Errorf("AW_CHECKPOINT_INTERVAL: %s (want at least 1s)", s.CheckpointInterval)
@@ -112,7 +130,13 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	if err != nil {
 		return err
 	}
-	srv := &web.Server{Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Roster: receivers, TrustedProxies: proxies, Logger: log,
+	var dm *deadman.Watcher
+	if s.StallCheck > 0 {
+		if dm, err = deadmanOf(startCtx, s, bus, index, log); err != nil {
+			return err
+		}
+	}
+	srv := &web.Server{Pollers: dm, Token: s.Token, JS: bus.JS, Index: index, Log: dlog, DeadLetter: letters, Roster: receivers, TrustedProxies: proxies, Logger: log,
 		VerifyOptions: audit.Options{Stream: eventbus.StreamEvents, State: true, Stored: true, Trusted: trusted, Heads: true}}
 	if err := srv.Init(); err != nil {
 		return err
@@ -122,20 +146,55 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 		return fmt.Errorf("AW_AUDITOR_LISTEN: %w", err)
 	}
 	reg := ops.NewRegistry()
-	if signer != nil {
-		reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aw_auditor_checkpoint_last_seq", Help: "Last event stream sequence the newest signed checkpoint covers."},
-				func() float64 {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aw_auditor_checkpoint_last_seq", Help: "Last event stream sequence the newest checkpoint this auditor signed covers (0: none signed)."},
+			func() float64 {
+				if signer != nil {
 					if l := signer.Latest(); l.Signed != nil {
 						return float64(l.Checkpoint().LastSeq)
 					}
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_auditor_checkpoint_failures_total", Help: "Checkpoint rounds that could not sign or store."},
+			func() float64 {
+				if signer == nil {
 					return 0
-				}),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_auditor_checkpoint_failures_total", Help: "Checkpoint rounds that could not sign or store."},
-				func() float64 { return float64(signer.Failures()) }))
+				}
+				return float64(signer.Failures())
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aw_auditor_checkpoint_signing", Help: "1 when this auditor signs checkpoints (AW_CHECKPOINT_KEY_FILE)."},
+			func() float64 {
+				if signer == nil {
+					return 0
+				}
+				return 1
+			}),
+		index.Collector(), bus.Collector(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aw_auditor_dead_letters", Help: "Dead letters waiting in AW_DLQ, of every sink (-1: the server did not answer)."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				st, err := bus.JS.Stream(ctx, eventbus.StreamDeadLetter)
+				if err != nil {
+					return -1
+				}
+				info, err := st.Info(ctx)
+				if err != nil {
+					return -1
+				}
+				return float64(info.State.Msgs)
+			}))
+	if signer != nil {
 		go signer.Run(ctx)
 	}
-	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
+	checks := map[string]func(context.Context) error{"nats": bus.Check, "jetstream": bus.CheckStream(eventbus.StreamEvents)}
+	if dm != nil {
+		dm.Register(reg)
+		checks["deadman"] = dm.Ready
+		go dm.Run(ctx)
+	}
+	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, checks)
 	if err != nil {
 		return err
 	}
@@ -147,6 +206,25 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(addr st
 	sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 	defer c()
 	return hs.Shutdown(sctx)
+}
+
+// deadmanOf builds the dead-man over the pollers' announcements, progress
+// and leases.
+func deadmanOf(ctx context.Context, s Settings, bus *eventbus.Bus, index *standing.Index, log *slog.Logger) (*deadman.Watcher, error) {
+	ws, err := watch.Open(ctx, bus.JS)
+	if err != nil {
+		return nil, err
+	}
+	leases, err := bus.JS.KeyValue(ctx, eventbus.BucketLeases)
+	if err != nil {
+		return nil, fmt.Errorf("leases bucket: %w", err)
+	}
+	st, err := state.Open(ctx, bus.JS)
+	if err != nil {
+		return nil, err
+	}
+	return &deadman.Watcher{Watch: ws, Leases: leases, State: st, Intervals: s.StallIntervals, LeaseGrace: s.StallLeaseGrace, Every: s.StallCheck, Log: log,
+		Degraded: index.Degraded}, nil
 }
 
 // checkpoints is the signer, if the auditor has a key, and the keys the

@@ -68,17 +68,21 @@ func start(t *testing.T, mods ...func(*app.Settings)) *fixture {
 		}
 	}
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000123", Name: "Acme Hosting LLC", Baseline: true,
-		Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, Debt: &detect.DebtState{Value: "512.4", Above: true}, ChangedAt: eventtest.T0, Chain: event.Chain{Seq: 2, Prev: debt.Hash()}})
+		Enums: map[string]event.Value{detect.FieldStatus: {Value: "credit_hold"}}, Debt: &detect.DebtState{Value: "512.4", Above: true}, Attrs: map[string]string{"currency": "USD"}, ChangedAt: eventtest.T0, Chain: event.Chain{Seq: 2, Prev: debt.Hash()}})
 	put(detect.Record{Provider: event.ProviderAlibabaBSS, Instance: "bss-main", AccountID: "1500000000000001", Baseline: true,
 		Enums: map[string]event.Value{detect.FieldHostingStatus: {Value: "freeze"}}, Chain: event.Chain{Seq: 1, Prev: frozen.Hash()}})
 	put(detect.Record{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1000124", Name: "Beta Cloud", Baseline: true,
 		Enums: map[string]event.Value{detect.FieldStatus: {Value: "active"}}})
+	// bss-main as a whole: its upstream unreadable (the provider scope "*").
+	put(detect.Record{Provider: event.ProviderAlibabaBSS, Instance: "bss-main", AccountID: event.ProviderScope, Baseline: true,
+		Degraded: true, Failures: 3, FailingSince: now, LastError: "transient upstream failure: 503"})
 	msg, _ := eventbus.Encode(debt)
 	if err := deadletter.NewWriter(f.bus.JS).Write(ctx, deadletter.Entry{Sink: "slack", Receiver: "ops", Reason: "client_error", Err: errors.New("channel_not_found"), Attempts: 1, OriginSeq: 2}, msg.Subject, msg.Header, msg.Data); err != nil {
 		t.Fatal(err)
 	}
 	subs, _ := f.bus.JS.KeyValue(ctx, eventbus.BucketSubscriptions)
 	subs.Put(ctx, "ep_0123456789abcdef", []byte(`{"id":"ep_0123456789abcdef","url":"https://erp.example.com/hooks","content_mode":"structured","status":"active","created_at":"2026-11-23T09:00:00Z"}`))
+	subs.Put(ctx, "ep_00000000000000ff", []byte(`{"id":"ep_00000000000000ff","url":"http://127.0.0.1:9999/hooks","content_mode":"structured","status":"active","created_at":"2026-11-23T09:00:00Z"}`))
 	dl, err := deliverylog.Open(ctx, f.bus.JS, deliverylog.StreamConfig(f.bus.Cfg, time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +103,7 @@ func start(t *testing.T, mods ...func(*app.Settings)) *fixture {
 	s.Config = f.bus.Cfg
 	s.URL, s.NKeySeedFile = f.bus.ClientURL(), f.bus.SeedFile(eventbus.RoleAuditor)
 	s.Token, s.Listen, s.OpsListen, s.LogRetention, s.LogLevel = token, "127.0.0.1:0", "127.0.0.1:0", time.Hour, "info"
+	s.StallIntervals, s.StallLeaseGrace, s.StallCheck = 3, time.Minute, time.Second
 	for _, m := range mods {
 		m(&s)
 	}
@@ -212,11 +217,23 @@ func TestConsolePages(t *testing.T) {
 		{"/?standing=frozen", "1500000000000001"},
 		{"/?q=beta", "Beta Cloud"},
 		{"/accounts/activeplatform/ap-main/1000123", "Debt over threshold"},
+		// Money with its currency, in the columns and on the account's page.
+		{"/", "512.40 USD"},
+		{"/accounts/activeplatform/ap-main/1000123", "512.40 USD"},
 		{"/events/2", f.events[1].ID()},
 		{"/events/2", "ep_0123456789abcdef"},
 		{"/dead-letters", "channel_not_found"},
 		{"/subscriptions", "https://erp.example.com/hooks"},
+		// "active" is not "reached": each endpoint's last attempt beside it.
+		{"/subscriptions", "delivered</span> 204"},
+		{"/subscriptions", "nothing delivered yet"},
 		{"/verify", "Intact"},
+		// The "*" pseudo-account: linked from the overview, says what it is.
+		{"/", `href="/connections/alibaba-bss/bss-main"`},
+		{"/connections/alibaba-bss/bss-main", "This is not an account"},
+		{"/connections/alibaba-bss/bss-main", "transient upstream failure: 503"},
+		{"/accounts/alibaba-bss/bss-main/*", "This is not an account"},
+		{"/accounts/alibaba-bss/bss-main/*poller", "the dead-man"},
 	}
 	for _, p := range pages {
 		if body := get(p.path); !strings.Contains(body, p.want) {

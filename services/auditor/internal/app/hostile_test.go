@@ -130,6 +130,7 @@ func TestTLSConsole(t *testing.T) {
 	s.URL, s.NKeySeedFile = f.bus.ClientURL(), f.bus.SeedFile(eventbus.RoleAuditor)
 	s.Token, s.Listen, s.OpsListen, s.LogRetention, s.LogLevel = token, "127.0.0.1:0", "127.0.0.1:0", time.Hour, "info"
 	s.TLSCert, s.TLSKey = cert, key
+	s.StallIntervals, s.StallLeaseGrace, s.StallCheck = 3, time.Minute, time.Second
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}

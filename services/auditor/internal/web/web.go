@@ -33,6 +33,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/standing"
+	"github.com/accountwatch/accountwatch/services/auditor/internal/deadman"
 )
 
 //go:embed templates/*.html assets/*.css
@@ -54,6 +55,9 @@ type Server struct {
 	// VerifyOptions are what the verification page and API check, with the
 	// checkpoint keys they trust.
 	VerifyOptions audit.Options
+	// Pollers is the dead-man, whose view of every connection the provider
+	// scope's page shows (nil: none runs).
+	Pollers *deadman.Watcher
 
 	pages    map[string]*template.Template
 	login    *template.Template
@@ -61,8 +65,9 @@ type Server struct {
 }
 
 var funcs = template.FuncMap{
-	"label":       func(s string) string { return strings.ReplaceAll(s, "_", " ") },
-	"money":       func(s string) string { return describe.Money(s, "") },
+	"label": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	// money is an amount with its currency, when one is known: {{money .Debt .Currency}}.
+	"money":       func(s string, currency ...string) string { return describe.Money(s, strings.Join(currency, "")) },
 	"pathEscape":  url.PathEscape,
 	"queryEscape": url.QueryEscape,
 	"trimType":    func(s string) string { return strings.TrimPrefix(s, "com.accountwatch.") },
@@ -95,7 +100,7 @@ var funcs = template.FuncMap{
 // Init parses the templates.
 func (s *Server) Init() error {
 	s.pages = map[string]*template.Template{}
-	for _, p := range []string{"overview", "account", "event", "deadletters", "subscriptions", "verify"} {
+	for _, p := range []string{"overview", "account", "event", "deadletters", "subscriptions", "verify", "scope"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return fmt.Errorf("template %s: %w", p, err)
@@ -118,6 +123,9 @@ func (s *Server) Handler() http.Handler {
 	console := http.NewServeMux()
 	console.HandleFunc("GET /{$}", s.overview)
 	console.HandleFunc("GET /accounts/{provider}/{instance}/{account}", s.account)
+	console.HandleFunc("GET /accounts/{provider}/{instance}/*", s.scopeRedirect)
+	console.HandleFunc("GET /accounts/{provider}/{instance}/*poller", s.scopeRedirect)
+	console.HandleFunc("GET /connections/{provider}/{instance}", s.scope)
 	console.HandleFunc("GET /events/{seq}", s.event)
 	console.HandleFunc("GET /dead-letters", s.deadLetters)
 	console.HandleFunc("POST /dead-letters/{seq}/redrive", s.redriveLetter)
@@ -259,6 +267,8 @@ type Overview struct {
 	Result    standing.Result
 	All       int
 	Standings []string
+	// Connections link each connection's page (its "*" pseudo-account).
+	Connections []standing.Scope
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
@@ -269,7 +279,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	res := s.Index.Find(q)
 	s.render(w, "overview", page{Title: "Accounts", Nav: "overview",
-		Data: Overview{Query: q, Result: res, All: s.Index.Len(), Standings: standing.All}})
+		Data: Overview{Query: q, Result: res, All: s.Index.Len(), Standings: standing.All, Connections: s.connections()}})
 }
 
 // maxQuery bounds a search or an identifier in a query.
@@ -419,8 +429,29 @@ func (s *Server) subscriptions(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	s.render(w, "subscriptions", page{Title: "Webhook subscriptions", Nav: "subs", Data: subs})
+	// Each endpoint's last attempt: "active" says only that the dispatcher
+	// will try it, not that it was ever reached.
+	rows := make([]SubscriptionRow, len(subs))
+	for i, sub := range subs {
+		rows[i].Subscription = sub
+		if s.Log == nil || i >= maxLastAttempts {
+			continue
+		}
+		if recs, err := s.Log.List(r.Context(), deliverylog.Query{Sink: "webhook", Receiver: sub.ID, Limit: 1}); err == nil && len(recs) > 0 {
+			rows[i].Last = &recs[len(recs)-1]
+		}
+	}
+	s.render(w, "subscriptions", page{Title: "Webhook subscriptions", Nav: "subs", Data: rows})
 }
+
+// SubscriptionRow is an endpoint and what became of its last event.
+type SubscriptionRow struct {
+	Subscription
+	Last *deliverylog.Record
+}
+
+// maxLastAttempts bounds the delivery-log reads of one subscriptions page.
+const maxLastAttempts = 500
 
 // verifyPage is what the verification page shows: the report, the newest
 // stored checkpoint's result, the keys trusted, and the heads (a page of them).

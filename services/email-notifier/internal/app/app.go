@@ -15,6 +15,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/describe"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -29,28 +30,30 @@ const SinkName = "email"
 type Settings struct {
 	sink.ProcessSettings
 	// SMTP server; without a host, messages are written as .eml files to LocalDir.
-	SMTPHost     string        `envconfig:"SMTP_HOST"`
-	SMTPPort     int           `envconfig:"SMTP_PORT" default:"587"`
-	SMTPTLS      string        `envconfig:"SMTP_TLS" default:"starttls"`
-	SMTPCA       string        `envconfig:"SMTP_TLS_CA"`
-	SMTPAuth     string        `envconfig:"SMTP_AUTH" default:"none"`
-	SMTPUsername string        `envconfig:"SMTP_USERNAME"`
-	SMTPPassword string        `envconfig:"SMTP_PASSWORD" secret:"true"`
-	SMTPHELO     string        `envconfig:"SMTP_HELO"`
-	SMTPPool     int           `envconfig:"SMTP_POOL" default:"4"`
-	SMTPTimeout  time.Duration `envconfig:"SMTP_TIMEOUT" default:"30s"`
-	From         string        `envconfig:"EMAIL_FROM" default:"accountwatch <accountwatch@localhost>"`
-	ReplyTo      string        `envconfig:"EMAIL_REPLY_TO"`
+	SMTPHost     string `envconfig:"SMTP_HOST" desc:"SMTP relay; empty writes .eml files to AW_EMAIL_LOCAL_DIR"`
+	SMTPPort     int    `envconfig:"SMTP_PORT" default:"587" desc:"SMTP port"`
+	SMTPTLS      string `envconfig:"SMTP_TLS" default:"starttls" desc:"starttls, implicit (TLS from the first byte, port 465) or none"`
+	SMTPCA       string `envconfig:"SMTP_TLS_CA" desc:"CA bundle (PEM) that verifies the relay"`
+	SMTPAuth     string `envconfig:"SMTP_AUTH" default:"none" desc:"none, plain, login or cram-md5"`
+	SMTPUsername string `envconfig:"SMTP_USERNAME" desc:"SMTP user"`
+	SMTPPassword string `envconfig:"SMTP_PASSWORD" secret:"true" desc:"SMTP password"`
+	SMTPHELO     string `envconfig:"SMTP_HELO" desc:"name given in HELO/EHLO (default: the host name)"`
+	SMTPPool     int    `envconfig:"SMTP_POOL" default:"4" desc:"SMTP connections kept open"`
+	// SMTPAllow is the egress guard's allow-list (CIDRs).
+	SMTPAllow   string        `envconfig:"SMTP_ALLOW_CIDRS" default:"127.0.0.0/8,::1/128" desc:"ranges the relay may be in besides public addresses (comma-separated CIDRs; empty refuses loopback too)"`
+	SMTPTimeout time.Duration `envconfig:"SMTP_TIMEOUT" default:"30s" desc:"one SMTP command or message"`
+	From        string        `envconfig:"EMAIL_FROM" default:"accountwatch <accountwatch@localhost>" desc:"From: of every message"`
+	ReplyTo     string        `envconfig:"EMAIL_REPLY_TO" desc:"Reply-To: of every message"`
 	// To is the default receiver's recipients (comma-separated) when there is no ConfigFile.
-	To         string `envconfig:"EMAIL_TO"`
-	ConfigFile string `envconfig:"EMAIL_CONFIG"`
+	To         string `envconfig:"EMAIL_TO" desc:"the default receiver's recipients, comma-separated (required without AW_EMAIL_CONFIG)"`
+	ConfigFile string `envconfig:"EMAIL_CONFIG" desc:"YAML file of receivers, routes, mute intervals and links"`
 	// Templates is a folder of <type>.<subject|txt|html>.tmpl overriding the embedded ones.
-	Templates string `envconfig:"EMAIL_TEMPLATES"`
-	LocalDir  string `envconfig:"EMAIL_LOCAL_DIR" default:"./data/sinks/email"`
-	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9104"`
+	Templates string `envconfig:"EMAIL_TEMPLATES" desc:"folder of <type>.<subject|txt|html>.tmpl overriding the embedded templates"`
+	LocalDir  string `envconfig:"EMAIL_LOCAL_DIR" default:"./data/sinks/email" desc:"where .eml files go without AW_SMTP_HOST"`
+	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9104" desc:"/metrics, /healthz and /readyz"`
 	// ConsoleURL is the audit console's base URL: alerts link the account's
 	// page there ("": no link).
-	ConsoleURL string `envconfig:"CONSOLE_URL"`
+	ConsoleURL string `envconfig:"CONSOLE_URL" desc:"the audit console's base URL: alerts link the account's page there (empty: no link)"`
 }
 
 // Validate checks the settings, naming the key at fault.
@@ -71,6 +74,9 @@ func (s *Settings) Validate() error {
 		if s.SMTPTimeout <= 0 {
 			return fmt.Errorf("AW_SMTP_TIMEOUT: %s (want > 0)", s.SMTPTimeout)
 		}
+	}
+	if _, err := egress.New(strings.Split(s.SMTPAllow, ","), false); err != nil {
+		return fmt.Errorf("AW_SMTP_ALLOW_CIDRS: %w", err)
 	}
 	if s.ConfigFile == "" && s.To == "" {
 		return errors.New("AW_EMAIL_TO: required without AW_EMAIL_CONFIG (who receives the mail?)")
@@ -127,7 +133,8 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		Setup: func(context.Context, *sink.Env) (*sink.Plan, error) {
 			sender, err := mailer.New(file.Receivers, comp, mailer.Options{
 				SMTP: mailer.SMTP{Host: s.SMTPHost, Port: s.SMTPPort, TLS: s.SMTPTLS, CAFile: s.SMTPCA, Auth: s.SMTPAuth, Username: s.SMTPUsername,
-					Password: s.SMTPPassword, HELO: s.SMTPHELO, Pool: s.SMTPPool, Timeout: s.SMTPTimeout},
+					Password: s.SMTPPassword, HELO: s.SMTPHELO, Pool: s.SMTPPool, Timeout: s.SMTPTimeout,
+					Allow: strings.Split(s.SMTPAllow, ",")},
 				From: s.From, ReplyTo: s.ReplyTo, LocalDir: s.LocalDir, LocalOut: out,
 			})
 			if err != nil {

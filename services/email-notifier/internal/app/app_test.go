@@ -60,6 +60,7 @@ func prepare(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*
 	s.BackoffInitial, s.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
 	s.AckWait = 5 * time.Second
 	s.SMTPPool, s.SMTPTimeout, s.SMTPTLS, s.SMTPAuth = 2, 5*time.Second, "none", "none"
+	s.SMTPAllow = "127.0.0.0/8,::1/128" // the capture server is on loopback (the default's)
 	s.From = "accountwatch <alerts@reseller.example>"
 	s.ReplyTo = "billing-team@reseller.example"
 	s.LocalDir = filepath.Join(t.TempDir(), "eml")

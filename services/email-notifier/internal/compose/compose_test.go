@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,9 @@ func TestEveryTypeRenders(t *testing.T) {
 	cams.Provider, cams.AccountID = event.ProviderAlibabaCAMS, "+8613800000000"
 	must := eventtest.Must(t)
 	poll := event.Poll{Scope: "provider", ConsecutiveFailures: 3, Since: eventtest.T0.Add(-time.Hour), ErrorCode: "InternalError"}
+	poller := m
+	poller.AccountID = event.PollerScope
+	stall := event.Stall{Reason: event.StallNoLease, Since: eventtest.T0.Add(-time.Minute), Interval: "1m", Intervals: 3}
 	evs := map[event.Type]*event.Event{
 		event.TypeStatusChanged:            eventtest.Status(t, m, "active", "credit hold"),
 		event.TypeDebtChanged:              eventtest.Debt(t, m, "0", "12.5", "10", "above"),
@@ -39,6 +43,8 @@ func TestEveryTypeRenders(t *testing.T) {
 		event.TypePollRecovered:            must(event.PollRecovered(scope, poll)),
 		event.TypeDebtForecast: must(event.DebtForecast(m, event.Forecast{Method: "least_squares", Threshold: "600", Currency: "EUR", Current: "465", RatePerDay: "45",
 			ETA: time.Now().Add(72 * time.Hour), Observations: []event.Point{{At: eventtest.T0, Value: "420"}, {At: eventtest.T0.Add(24 * time.Hour), Value: "465"}}})),
+		event.TypePollStalled: must(event.PollStalled(poller, stall)),
+		event.TypePollResumed: must(event.PollResumed(poller, stall)),
 	}
 	for _, typ := range event.Types {
 		e := evs[typ]
@@ -65,7 +71,7 @@ func TestEveryTypeRenders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(d.Subject, "11 changes on") {
+	if !strings.Contains(d.Subject, strconv.Itoa(len(all))+" changes on") {
 		t.Errorf("digest subject %q", d.Subject)
 	}
 	if !strings.Contains(d.Text, "Re-sent by an operator (dead letter or replay).") || !strings.Contains(d.HTML, "Re-sent by an operator (dead letter or replay)") {

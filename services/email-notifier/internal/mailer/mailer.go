@@ -82,6 +82,9 @@ type SMTP struct {
 	HELO     string
 	Pool     int
 	Timeout  time.Duration
+	// Allow is the egress guard's allow-list (CIDRs): the ranges the relay
+	// may be in besides globally reachable addresses.
+	Allow []string
 }
 
 // Options configure the Sender.
@@ -145,18 +148,18 @@ func New(rcvs []Receiver, comp *compose.Composer, o Options) (*Sender, error) {
 	return s, nil
 }
 
-// AllowEnv names the allow-list of the SMTP connection's egress guard.
-const AllowEnv = "AW_SMTP_ALLOW_CIDRS"
+// AllowKey names the setting of the SMTP connection's egress guard's allow-list.
+const AllowKey = "AW_SMTP_ALLOW_CIDRS"
 
 func newClient(o SMTP) (*gomail.Client, error) {
 	// The relay goes through the egress guard: no internal address unless
-	// AW_SMTP_ALLOW_CIDRS allows it (default: loopback, a relay on the host).
-	guard, err := egress.FromEnv(AllowEnv, egress.Loopback)
+	// o.Allow (AW_SMTP_ALLOW_CIDRS) allows it.
+	guard, err := egress.New(o.Allow, false)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", AllowKey, err)
 	}
 	if err := guard.CheckHost(o.Host); err != nil {
-		return nil, fmt.Errorf("AW_SMTP_HOST: %w (%s opens a range)", err, AllowEnv)
+		return nil, fmt.Errorf("AW_SMTP_HOST: %w (%s opens a range)", err, AllowKey)
 	}
 	opts := []gomail.Option{gomail.WithPort(o.Port), gomail.WithTimeout(o.Timeout)}
 	if o.HELO != "" {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/describe"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -27,9 +28,10 @@ func composer(t *testing.T) *compose.Composer {
 // internal address outside the allow-list; loopback is allowed by default.
 func TestSMTPHostGuarded(t *testing.T) {
 	rcvs := []mailer.Receiver{{Name: "default", To: []string{"ops@acme.example"}}}
+	allow := egress.Loopback
 	open := func(host string) error {
 		s, err := mailer.New(rcvs, composer(t), mailer.Options{From: "alerts@acme.example",
-			SMTP: mailer.SMTP{Host: host, Port: 25, TLS: mailer.TLSNone, Timeout: time.Second}})
+			SMTP: mailer.SMTP{Host: host, Port: 25, TLS: mailer.TLSNone, Timeout: time.Second, Allow: allow}})
 		if err == nil {
 			s.Close()
 		}
@@ -52,11 +54,11 @@ func TestSMTPHostGuarded(t *testing.T) {
 			t.Errorf("%s: %v", host, err)
 		}
 	}
-	t.Setenv(mailer.AllowEnv, "")
+	allow = nil
 	if err := open("127.0.0.1"); err == nil || !strings.Contains(err.Error(), "Loopback") {
 		t.Errorf("loopback with an empty allow-list: %v", err)
 	}
-	t.Setenv(mailer.AllowEnv, "10.0.0.0/8")
+	allow = []string{"10.0.0.0/8"}
 	if err := open("10.1.2.3"); err != nil {
 		t.Errorf("an allow-listed relay: %v", err)
 	}

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,18 +31,18 @@ import (
 type Settings struct {
 	eventbus.Config
 	// ConfigFile is the YAML file of connections, configured watch entries and policy.
-	ConfigFile string `envconfig:"POLLER_CONFIG" required:"true"`
-	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9102"`
-	LogLevel   string `envconfig:"LOG_LEVEL" default:"info"`
+	ConfigFile string `envconfig:"POLLER_CONFIG" required:"true" desc:"the YAML file of connections, configured watch entries, detection policy and PII allow-list"`
+	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9102" desc:"/metrics, /healthz and /readyz"`
+	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error (JSON logs, secrets redacted)"`
 	// ReplicaID names this replica in leases (default: host name and pid).
-	ReplicaID string `envconfig:"REPLICA_ID"`
+	ReplicaID string `envconfig:"REPLICA_ID" desc:"this replica's name in leases (default: host name and pid)"`
 	// Workers read and commit accounts concurrently; the commits of those
 	// finishing together share the round trips to the server (pkg/state).
-	Workers int `envconfig:"POLL_WORKERS" default:"64"`
+	Workers int `envconfig:"POLL_WORKERS" default:"64" desc:"accounts read and committed at once"`
 	// LeaseRenew is how often leases are renewed (at most a third of their 15 s TTL).
-	LeaseRenew time.Duration `envconfig:"LEASE_RENEW" default:"4s"`
+	LeaseRenew time.Duration `envconfig:"LEASE_RENEW" default:"4s" desc:"how often leases are renewed (at most a third of their 15s TTL)"`
 	// Pprof serves /debug/pprof on the ops address.
-	Pprof bool `envconfig:"PPROF" default:"false"`
+	Pprof bool `envconfig:"PPROF" default:"false" desc:"serve /debug/pprof/ on the ops address"`
 }
 
 // Validate checks the settings.
@@ -87,6 +89,15 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The connections are announced beside the watch list: awctl checks
+	// entries against them, the auditor's dead-man watches them.
+	conns := make([]watch.Connection, 0, len(file.Connections))
+	for _, c := range file.Connections {
+		conns = append(conns, watch.Connection{Name: c.Name, Provider: c.Provider, Interval: c.Interval.Duration, Spaces: config.Spaces(c.Provider), Labels: c.Labels})
+	}
+	if err := ws.Announce(startCtx, conns); err != nil {
+		return err
+	}
 	for _, w := range file.Watch {
 		c := file.Connection(w.Connection)
 		if err := ws.Put(startCtx, watch.Entry{Provider: c.Provider, Instance: c.Name, AccountID: w.Account, Space: w.Space, Labels: w.Labels, Source: watch.SourceConfig}); err != nil {
@@ -103,18 +114,15 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	}
 
 	reg := ops.NewRegistry()
+	reg.MustRegister(bus.Collector())
 	metrics := engine.NewMetrics(reg)
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_poller_commit_groups_total", Help: "Groups of state commits sent together (see aw_poller_commits_total)."},
 			func() float64 { g, _ := st.Grouping(); return float64(g) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aw_poller_commits_total", Help: "State commits (a record, and the events of a change); commits per group is this over aw_poller_commit_groups_total."},
 			func() float64 { _, c := st.Grouping(); return float64(c) }))
-	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
-	if err != nil {
-		return err
-	}
-
-	deps := engine.Deps{State: st, Watch: ws, Live: live, Policy: policy, Allow: file.AllowList(), Metrics: metrics, Log: log, Workers: s.Workers}
+	publish := ops.NewOutcomes("storing changes and their events")
+	deps := engine.Deps{State: st, Watch: ws, Live: live, Policy: policy, Allow: file.AllowList(), Metrics: metrics, Log: log, Workers: s.Workers, Publish: publish}
 	runners := map[string]*engine.Runner{}
 	names := make([]string, 0, len(file.Connections))
 	for _, c := range file.Connections {
@@ -129,15 +137,49 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	type run struct {
 		cancel context.CancelFunc
 		done   chan struct{}
+		since  time.Time
 	}
 	var (
 		mu      sync.Mutex
 		running = map[string]run{}
 	)
+	// cycles is unready while a connection this replica holds completed no
+	// cycle within twice its interval (or its last cycle's duration, when
+	// longer), counted from the later of its last cycle and the lease.
+	cycles := func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var late []string
+		for name, r := range running {
+			last, took := runners[name].Cycled()
+			ref := r.since
+			if last.After(ref) {
+				ref = last
+			}
+			limit := 2 * max(runners[name].Interval(), took)
+			if d := time.Since(ref); d > limit {
+				what := "no cycle yet"
+				if !last.IsZero() {
+					what = "last cycle completed " + last.UTC().Format(time.RFC3339)
+				}
+				late = append(late, fmt.Sprintf("%s: %s, %s ago (more than %s)", name, what, d.Round(time.Second), limit))
+			}
+		}
+		if len(late) > 0 {
+			sort.Strings(late)
+			return fmt.Errorf("connections without a recent cycle: %s", strings.Join(late, "; "))
+		}
+		return nil
+	}
+	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{
+		"nats": bus.Check, "jetstream": bus.CheckStream(eventbus.StreamEvents), "publish": publish.Check, "cycles": cycles})
+	if err != nil {
+		return err
+	}
 	lm := lease.New(leases, s.ReplicaID, names, s.LeaseRenew, log)
 	lm.OnAcquire = func(name string) {
 		rctx, cancel := context.WithCancel(ctx)
-		r := run{cancel: cancel, done: make(chan struct{})}
+		r := run{cancel: cancel, done: make(chan struct{}), since: time.Now()}
 		mu.Lock()
 		running[name] = r
 		mu.Unlock()

@@ -181,6 +181,9 @@ type Provider struct {
 
 var providers = map[event.Provider]Provider{}
 
+// Spaces reports whether a watched account of provider p names its space.
+func Spaces(p event.Provider) bool { return providers[p].Spaces }
+
 // RegisterProvider makes a provider configurable (at init, by its adapter).
 func RegisterProvider(p event.Provider, pr Provider) { providers[p] = pr }
 

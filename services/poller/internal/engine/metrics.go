@@ -13,6 +13,9 @@ type Metrics struct {
 	LastCycle    *prometheus.GaugeVec
 	WatchSize    *prometheus.GaugeVec
 	Owned        *prometheus.GaugeVec
+	// PublishFailures counts commits that could not be stored (a record,
+	// or its events): the change is detected again next cycle.
+	PublishFailures prometheus.Counter
 }
 
 // NewMetrics registers the poller's metrics on reg.
@@ -27,7 +30,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LastCycle:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_poller_last_cycle_timestamp_seconds", Help: "When the last cycle of a connection completed."}, []string{"instance"}),
 		WatchSize:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_poller_watchlist_size", Help: "Watched accounts, by connection."}, []string{"instance"}),
 		Owned:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_poller_connection_owned", Help: "1 while this replica holds the connection's lease."}, []string{"instance"}),
+		PublishFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "aw_poller_publish_failures_total",
+			Help: "State commits (a record and its events) the server did not store; the change is detected again next cycle."}),
 	}
-	reg.MustRegister(m.Polls, m.Errors, m.Changes, m.Unknown, m.Lag, m.CycleSeconds, m.LastCycle, m.WatchSize, m.Owned)
+	reg.MustRegister(m.Polls, m.Errors, m.Changes, m.Unknown, m.Lag, m.CycleSeconds, m.LastCycle, m.WatchSize, m.Owned, m.PublishFailures)
 	return m
 }

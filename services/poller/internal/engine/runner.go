@@ -3,19 +3,24 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/state"
+	"github.com/accountwatch/accountwatch/pkg/telemetry"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 	"github.com/accountwatch/accountwatch/pkg/watch"
 	"github.com/accountwatch/accountwatch/services/poller/internal/config"
@@ -33,6 +38,9 @@ type Deps struct {
 	Log     *slog.Logger
 	Workers int
 	Now     func() time.Time
+	// Publish follows the state commits (records and their events) for
+	// readiness; nil follows nothing.
+	Publish *ops.Outcomes
 }
 
 // Runner polls one connection while this replica holds its lease.
@@ -45,6 +53,9 @@ type Runner struct {
 	mu     sync.Mutex       // guards cache and keyBuf, which the workers share
 	cache  map[string]*slot // records as stored, decoded only when touched
 	keyBuf []byte           // a reused buffer for record keys (baselinedLocked)
+	// lastDone and took are the last completed cycle's end (unix
+	// nanoseconds) and duration, for readiness (Cycled).
+	lastDone, took atomic.Int64
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
@@ -78,14 +89,7 @@ func (r *Runner) allListed() bool {
 
 // progress is the connection's schedule, kept in AW_WATCH so that a replica
 // taking a connection over continues where the last one stopped.
-type progress struct {
-	LastStart  time.Time `json:"last_start"`
-	Cycles     int       `json:"cycles"`
-	ScanSince  time.Time `json:"scan_since,omitzero"`
-	ListedOnce bool      `json:"listed_once"`
-}
-
-func (r *Runner) progressKey() string { return "progress." + r.conn.Name }
+type progress = watch.Progress
 
 // scanOverlap re-reads a little of the previous incremental window, so that an
 // update stamped while the last scan ran is not missed (re-reads are no-ops).
@@ -131,7 +135,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		start := r.Now()
 		r.Metrics.Lag.WithLabelValues(r.conn.Name).Set(max(0, start.Sub(due).Seconds()))
 		full := !r.caps.Incremental || prog.Cycles%max(1, r.conn.FullScanEvery) == 0 || prog.ScanSince.IsZero()
-		listedOK := r.cycle(ctx, &prog, full)
+		cctx, span := telemetry.Start(ctx, "poll "+r.conn.Name, trace.SpanKindInternal, r.spanAttrs(full)...)
+		listedOK := r.cycle(cctx, &prog, full)
+		span.End()
 		if ctx.Err() != nil {
 			return nil // an interrupted cycle is run again by whoever holds the lease next
 		}
@@ -140,22 +146,45 @@ func (r *Runner) Run(ctx context.Context) error {
 			prog.ScanSince = start.Add(-scanOverlap)
 		}
 		r.saveProgress(ctx, prog)
+		r.lastDone.Store(r.Now().UnixNano())
+		r.took.Store(int64(r.Now().Sub(start)))
 		r.Metrics.CycleSeconds.WithLabelValues(r.conn.Name).Observe(r.Now().Sub(start).Seconds())
 		r.Metrics.LastCycle.WithLabelValues(r.conn.Name).Set(float64(r.Now().Unix()))
 	}
 }
 
+// Cycled tells when this runner last completed a cycle (zero: not yet) and
+// how long it took.
+func (r *Runner) Cycled() (time.Time, time.Duration) {
+	n := r.lastDone.Load()
+	if n == 0 {
+		return time.Time{}, 0
+	}
+	return time.Unix(0, n), time.Duration(r.took.Load())
+}
+
+// Interval is the connection's poll interval.
+func (r *Runner) Interval() time.Duration { return r.conn.Interval.Duration }
+
+// spanAttrs describe a cycle's span (nothing while tracing is off).
+func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
+	if !telemetry.Enabled() {
+		return nil
+	}
+	return []attribute.KeyValue{attribute.String("accountwatch.provider", string(r.conn.Provider)),
+		attribute.String("accountwatch.instance", r.conn.Name), attribute.Bool("accountwatch.full_scan", full)}
+}
+
 func (r *Runner) loadProgress(ctx context.Context) progress {
-	var p progress
-	if e, err := r.Watch.KV().Get(ctx, r.progressKey()); err == nil {
-		json.Unmarshal(e.Value(), &p)
+	p, _, err := r.Watch.LoadProgress(ctx, r.conn.Name)
+	if err != nil {
+		r.Log.Warn("reading progress failed; starting afresh", "instance", r.conn.Name, "err", err)
 	}
 	return p
 }
 
 func (r *Runner) saveProgress(ctx context.Context, p progress) {
-	b, _ := json.Marshal(p)
-	if _, err := r.Watch.KV().Put(ctx, r.progressKey(), b); err != nil {
+	if err := r.Watch.SaveProgress(ctx, r.conn.Name, p); err != nil {
 		r.Log.Warn("saving progress failed", "instance", r.conn.Name, "err", err)
 	}
 }
@@ -655,6 +684,12 @@ func truncate(s string, n int) string {
 // commit turns changes into chained events and commits them with the next
 // record; without changes it writes the record only if it differs.
 func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta) bool {
+	if telemetry.Enabled() {
+		var span trace.Span
+		ctx, span = telemetry.Start(ctx, "commit "+m.AccountID, trace.SpanKindProducer,
+			attribute.String("accountwatch.instance", r.conn.Name), attribute.String("accountwatch.account", m.AccountID), attribute.Int("accountwatch.changes", len(changes)))
+		defer span.End()
+	}
 	next.Version, next.Provider, next.Instance = 1, r.conn.Provider, r.conn.Name
 	next.AccountID = m.AccountID
 	// The labels the account's events carry, for reports that select by them.
@@ -670,6 +705,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 			r.failedWrite(ctx, key, cur, err)
 			return false
 		}
+		r.observe(nil)
 		return true
 	}
 	m.PreviousObservedAt = cur.Record.ChangedAt
@@ -687,6 +723,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 			return false
 		}
 		chain = event.Chain{Seq: ev.Data.Chain.Seq, Prev: ev.Hash()}
+		telemetry.Inject(ctx, ev) // the commit's span: a sink's attempts continue it
 		events = append(events, ev)
 		if c.Unknown {
 			r.Metrics.Unknown.WithLabelValues(r.conn.Name, c.Field).Inc()
@@ -698,6 +735,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 		r.failedWrite(ctx, key, cur, err)
 		return false
 	}
+	r.observe(nil)
 	for _, ev := range events {
 		r.Metrics.Changes.WithLabelValues(r.conn.Name, ev.Type().Tail()).Inc()
 	}
@@ -712,11 +750,23 @@ func (r *Runner) failedWrite(ctx context.Context, key string, cur *state.Entry, 
 		return
 	}
 	if errors.Is(err, state.ErrConflict) {
+		r.observe(nil) // the server answered: storing works
 		if fresh, gerr := r.State.Get(ctx, key); gerr == nil {
 			*cur = *fresh
 		}
 		r.Log.Info("state changed under this replica; re-reading", "key", key)
 		return
 	}
+	r.observe(err)
 	r.Log.Warn("committing state failed; the change is detected again next cycle", "key", key, "err", fmt.Sprint(err))
+}
+
+// observe tells readiness (and the failures' counter) how a commit went.
+func (r *Runner) observe(err error) {
+	if err != nil {
+		r.Metrics.PublishFailures.Inc()
+	}
+	if r.Publish != nil {
+		r.Publish.Observe(err)
+	}
 }

@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strings"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/describe"
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
 	"github.com/accountwatch/accountwatch/pkg/sink"
@@ -25,17 +27,19 @@ type Settings struct {
 	sink.ProcessSettings
 	// Token is a bot token (xoxb-…); without it, receivers without a webhook
 	// write to the local sink.
-	Token  string `envconfig:"SLACK_TOKEN" secret:"true"`
-	APIURL string `envconfig:"SLACK_API_URL" default:"https://slack.com/api/"`
+	Token  string `envconfig:"SLACK_TOKEN" secret:"true" desc:"bot token (xoxb-…); without it, receivers without a webhook_url write to the local sink"`
+	APIURL string `envconfig:"SLACK_API_URL" default:"https://slack.com/api/" desc:"Slack Web API base URL"`
 	// ConfigFile holds receivers, routes, mute intervals and links; without it
 	// every event goes to Channel.
-	ConfigFile string `envconfig:"SLACK_CONFIG"`
-	Channel    string `envconfig:"SLACK_CHANNEL" default:"#accountwatch"`
-	LocalDir   string `envconfig:"SLACK_LOCAL_DIR" default:"./data/sinks/slack"`
-	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9103"`
+	ConfigFile string `envconfig:"SLACK_CONFIG" desc:"YAML file of receivers, routes, mute intervals and links (empty: everything to AW_SLACK_CHANNEL)"`
+	Channel    string `envconfig:"SLACK_CHANNEL" default:"#accountwatch" desc:"the default receiver's channel (without AW_SLACK_CONFIG)"`
+	// Allow is the egress guard's allow-list (CIDRs).
+	Allow     string `envconfig:"SLACK_ALLOW_CIDRS" default:"127.0.0.0/8,::1/128" desc:"ranges the API base and webhook URLs may be in besides public addresses (comma-separated CIDRs; empty refuses loopback too)"`
+	LocalDir  string `envconfig:"SLACK_LOCAL_DIR" default:"./data/sinks/slack" desc:"where the local sink writes without a token"`
+	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9103" desc:"/metrics, /healthz and /readyz"`
 	// ConsoleURL is the audit console's base URL: alerts link the account's
 	// page there ("": no link).
-	ConsoleURL string `envconfig:"CONSOLE_URL"`
+	ConsoleURL string `envconfig:"CONSOLE_URL" desc:"the audit console's base URL: alerts link the account's page there (empty: no link)"`
 }
 
 // Validate checks the settings, naming the key at fault.
@@ -46,11 +50,16 @@ func (s *Settings) Validate() error {
 	if _, err := describe.ParseConsole(s.ConsoleURL); err != nil {
 		return err
 	}
+	if _, err := egress.New(s.allow(), false); err != nil {
+		return fmt.Errorf("AW_SLACK_ALLOW_CIDRS: %w", err)
+	}
 	if u, err := url.Parse(s.APIURL); err != nil || u.Scheme == "" || u.Host == "" {
 		return fmt.Errorf("AW_SLACK_API_URL: %q is not an absolute URL", s.APIURL)
 	}
 	return nil
 }
+
+func (s *Settings) allow() []string { return strings.Split(s.Allow, ",") }
 
 // File is the notifier's YAML file: receivers, routes, time intervals, links.
 type File = sink.File[slacksink.Receiver]
@@ -82,7 +91,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 		OpsListen: s.OpsListen, Log: log, Adhoc: deadletter.AddressSlackChannel,
 		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
 			sender, err := slacksink.New(ctx, env.Bus.JS, file.Receivers, slacksink.Options{
-				Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
+				Token: s.Token, APIURL: s.APIURL, Allow: s.allow(), LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
 				Console: describe.Console(s.ConsoleURL),
 			})
 			if err != nil {

@@ -49,6 +49,7 @@ func settings(t *testing.T, bus *eventbus.Bus, apiURL, yaml string) app.Settings
 	s.BackoffInitial, s.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
 	s.AckWait = 5 * time.Second
 	s.Token, s.APIURL = token, apiURL
+	s.Allow = "127.0.0.0/8,::1/128" // slacktest is on loopback (the default's)
 	s.Channel = "#accountwatch"
 	s.LocalDir = t.TempDir()
 	s.OpsListen = "127.0.0.1:0"

@@ -58,8 +58,8 @@ func (r Receiver) Validate() error {
 	return nil
 }
 
-// AllowEnv names the allow-list of the notifier's egress guard.
-const AllowEnv = "AW_SLACK_ALLOW_CIDRS"
+// AllowKey names the setting of the notifier's egress guard's allow-list.
+const AllowKey = "AW_SLACK_ALLOW_CIDRS"
 
 // Mode is how a receiver reaches Slack.
 type Mode string
@@ -83,8 +83,11 @@ type Options struct {
 	// Console is the audit console's base URL: every alert links the
 	// account's page there.
 	Console describe.Console
-	HTTP    *http.Client
-	Log     *slog.Logger
+	// Allow is the egress guard's allow-list (CIDRs): the ranges the API
+	// base and webhook URLs may be in besides globally reachable addresses.
+	Allow []string
+	HTTP  *http.Client
+	Log   *slog.Logger
 }
 
 // Sender implements sink.Sender for Slack.
@@ -136,15 +139,15 @@ func New(ctx context.Context, js jetstream.JetStream, rcvs []Receiver, o Options
 		return nil, fmt.Errorf("slack threads bucket: %w", err)
 	}
 	// The Slack API base and incoming-webhook URLs go through the egress
-	// guard: no internal address, unless AW_SLACK_ALLOW_CIDRS allows it
-	// (default: loopback, for a local capture server or relay).
-	guard, err := egress.FromEnv(AllowEnv, egress.Loopback)
+	// guard: no internal address, unless o.Allow (AW_SLACK_ALLOW_CIDRS)
+	// allows it.
+	guard, err := egress.New(o.Allow, false)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", AllowKey, err)
 	}
 	if o.Token != "" {
 		if err := guard.CheckURL(o.APIURL); err != nil {
-			return nil, fmt.Errorf("AW_SLACK_API_URL: %w (%s opens a range)", err, AllowEnv)
+			return nil, fmt.Errorf("AW_SLACK_API_URL: %w (%s opens a range)", err, AllowKey)
 		}
 	}
 	for _, r := range rcvs {
@@ -152,7 +155,7 @@ func New(ctx context.Context, js jetstream.JetStream, rcvs []Receiver, o Options
 			continue
 		}
 		if err := guard.CheckURL(r.WebhookURL); err != nil {
-			return nil, fmt.Errorf("receiver %s: webhook_url: %w (%s opens a range)", r.Name, redact.Error(err), AllowEnv)
+			return nil, fmt.Errorf("receiver %s: webhook_url: %w (%s opens a range)", r.Name, redact.Error(err), AllowKey)
 		}
 	}
 	if o.HTTP == nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
@@ -20,11 +21,12 @@ import (
 func TestDestinationsGuarded(t *testing.T) {
 	b := bustest.New(t)
 	ctx := context.Background()
+	allow := egress.Loopback
 	open := func(apiURL string, rcvs ...slacksink.Receiver) error {
 		if len(rcvs) == 0 {
 			rcvs = []slacksink.Receiver{{Name: "ops", Channel: "#ops"}}
 		}
-		s, err := slacksink.New(ctx, b.JS, rcvs, slacksink.Options{Token: "xoxb-test", APIURL: apiURL, LocalDir: t.TempDir()})
+		s, err := slacksink.New(ctx, b.JS, rcvs, slacksink.Options{Token: "xoxb-test", APIURL: apiURL, Allow: allow, LocalDir: t.TempDir()})
 		if err == nil {
 			s.Close()
 		}
@@ -51,7 +53,7 @@ func TestDestinationsGuarded(t *testing.T) {
 			t.Errorf("%s: the webhook's secret path is in the error: %v", c.name, err)
 		}
 	}
-	t.Setenv(slacksink.AllowEnv, "")
+	allow = nil
 	if err := open("http://127.0.0.1:9/api/"); err == nil || !strings.Contains(err.Error(), "Loopback") {
 		t.Errorf("loopback with an empty allow-list: %v", err)
 	}

@@ -33,29 +33,29 @@ const DisabledSubject = "aw.ops.webhook.endpoint.disabled"
 // Settings are the dispatcher's environment (AW_ prefix).
 type Settings struct {
 	sink.ProcessSettings
-	AdminToken string `envconfig:"WEBHOOK_ADMIN_TOKEN" secret:"true"`
-	APIListen  string `envconfig:"WEBHOOK_API_LISTEN" default:"127.0.0.1:8490"`
+	AdminToken string `envconfig:"WEBHOOK_ADMIN_TOKEN" secret:"true" desc:"bearer token of the subscriptions API (at least 16 characters)"`
+	APIListen  string `envconfig:"WEBHOOK_API_LISTEN" default:"127.0.0.1:8490" desc:"the subscriptions API"`
 	// APICert and APIKey serve the API over TLS (PEM files, re-read when renewed).
-	APICert string `envconfig:"WEBHOOK_API_TLS_CERT"`
-	APIKey  string `envconfig:"WEBHOOK_API_TLS_KEY"`
+	APICert string `envconfig:"WEBHOOK_API_TLS_CERT" desc:"serve the API over TLS: certificate (PEM, re-read when renewed)"`
+	APIKey  string `envconfig:"WEBHOOK_API_TLS_KEY" desc:"serve the API over TLS: key (PEM)"`
 	// Schedule is the waits between attempts, minutes to days; it replaces
 	// the runtime's backoff and attempt count, and its own key, so setting
 	// one of those too is a start-up error.
-	Schedule   string `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,14h,24h,24h" excludes:"SINK_RETRY_SCHEDULE,SINK_MAX_DELIVER,SINK_BACKOFF_INITIAL,SINK_BACKOFF_MAX"`
-	Origin     string `envconfig:"WEBHOOK_ORIGIN" default:"accountwatch"`
-	AllowCIDRs string `envconfig:"WEBHOOK_ALLOW_CIDRS"`
-	HTTPSOnly  bool   `envconfig:"WEBHOOK_HTTPS_ONLY" default:"false"`
+	Schedule   string `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,14h,24h,24h" excludes:"SINK_RETRY_SCHEDULE,SINK_MAX_DELIVER,SINK_BACKOFF_INITIAL,SINK_BACKOFF_MAX" desc:"waits between attempts; excludes AW_SINK_RETRY_SCHEDULE, AW_SINK_MAX_DELIVER and AW_SINK_BACKOFF_*"`
+	Origin     string `envconfig:"WEBHOOK_ORIGIN" default:"accountwatch" desc:"WebHook-Request-Origin of the validation handshake"`
+	AllowCIDRs string `envconfig:"WEBHOOK_ALLOW_CIDRS" desc:"internal ranges endpoints may reach (comma-separated CIDRs; default none)"`
+	HTTPSOnly  bool   `envconfig:"WEBHOOK_HTTPS_ONLY" default:"false" desc:"refuse http:// endpoint URLs"`
 	// Timeout bounds one attempt; it is the runtime's send timeout here.
-	Timeout     time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s" excludes:"SINK_SEND_TIMEOUT"`
-	MaxResponse int64         `envconfig:"WEBHOOK_MAX_RESPONSE" default:"65536"`
+	Timeout     time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s" excludes:"SINK_SEND_TIMEOUT" desc:"one attempt; excludes AW_SINK_SEND_TIMEOUT"`
+	MaxResponse int64         `envconfig:"WEBHOOK_MAX_RESPONSE" default:"65536" desc:"bytes of a response read (and the start of it kept)"`
 	// ConnsPerHost caps the connections open to one subscriber host.
-	ConnsPerHost int           `envconfig:"WEBHOOK_CONNS_PER_HOST" default:"64"`
-	DisableAfter time.Duration `envconfig:"WEBHOOK_DISABLE_AFTER" default:"120h"`
-	SecretGrace  time.Duration `envconfig:"WEBHOOK_SECRET_GRACE" default:"24h"`
+	ConnsPerHost int           `envconfig:"WEBHOOK_CONNS_PER_HOST" default:"64" desc:"connections open to one subscriber host"`
+	DisableAfter time.Duration `envconfig:"WEBHOOK_DISABLE_AFTER" default:"120h" desc:"an endpoint failing this long is disabled (0: never)"`
+	SecretGrace  time.Duration `envconfig:"WEBHOOK_SECRET_GRACE" default:"24h" desc:"a rotated-out signing secret keeps signing this long"`
 	// DeliveryLog is what the delivery log records: "all" attempts, or only
 	// "failures" (failed attempts and the success that ends a run of them).
-	DeliveryLog string `envconfig:"WEBHOOK_DELIVERY_LOG" default:"all"`
-	OpsListen   string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9105"`
+	DeliveryLog string `envconfig:"WEBHOOK_DELIVERY_LOG" default:"all" desc:"all attempts, or failures (failed attempts and the success ending them)"`
+	OpsListen   string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9105" desc:"/metrics, /healthz and /readyz"`
 }
 
 // Validate checks the settings, naming the key at fault.
@@ -159,6 +159,9 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 	disabled := prometheus.NewCounter(prometheus.CounterOpts{Name: "aw_webhook_endpoints_disabled_total", Help: "Endpoints this replica disabled (410 Gone, or failing too long)."})
 	endpoints := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_webhook_endpoints", Help: "Endpoints by status."}, []string{"status"})
 	env.Registry.MustRegister(disabled, endpoints)
+	for _, st := range []string{subscription.StatusActive, subscription.StatusPaused, subscription.StatusDisabled} {
+		endpoints.WithLabelValues(st).Set(0) // every status has a series from the start
+	}
 
 	client := guard.Client(s.Timeout, s.ConnsPerHost)
 	// Deliveries share the client's connections; their deadline is the

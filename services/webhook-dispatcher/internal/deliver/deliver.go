@@ -31,6 +31,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/sink"
+	"github.com/accountwatch/accountwatch/pkg/telemetry"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
 )
 
@@ -192,6 +193,7 @@ func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.
 	}
 	v := []string{id, strconv.FormatInt(t.Unix(), 10), sig, s.o.UserAgent} // one allocation for the four
 	h["Webhook-Id"], h["Webhook-Timestamp"], h["Webhook-Signature"], h["User-Agent"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
+	telemetry.InjectHTTP(ctx, h) // the attempt's span, while tracing is on (W3C traceparent)
 	req.Header = h
 	return req, nil
 }

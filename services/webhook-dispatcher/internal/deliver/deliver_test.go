@@ -12,10 +12,15 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/accountwatch/accountwatch/pkg/egress"
+	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/sink"
+	"github.com/accountwatch/accountwatch/pkg/telemetry"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/subscription"
 )
 
@@ -171,5 +176,43 @@ func TestAttemptBounds(t *testing.T) {
 	wg.Wait()
 	if most > 2 {
 		t.Errorf("%d requests open at once to one host, want at most PerHost=2", most)
+	}
+}
+
+// TestRequestCarriesTheTrace: with tracing on, a delivery's request carries
+// the W3C traceparent of its attempt's span, which continues the trace of
+// the commit that published the event (its ce-traceparent, in binary mode).
+func TestRequestCarriesTheTrace(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(telemetry.Use(tp))
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	guard, _ := egress.New([]string{"127.0.0.0/8"}, false)
+	ep := &subscription.Endpoint{ID: "ep_1", URL: srv.URL, Status: subscription.StatusActive, ContentMode: subscription.ModeBinary, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
+	e := eventtest.Status(t, eventtest.Meta("d1", nil), "active", "credit_hold")
+	cctx, commit := telemetry.Start(context.Background(), "commit", trace.SpanKindProducer)
+	telemetry.Inject(cctx, e)
+	commit.End()
+
+	s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: guard.Client(5*time.Second, 4), Guard: guard})
+	ctx, end := telemetry.Attempt(context.Background(), SinkName, ep.ID, 1, []*event.Event{e})
+	err := s.Send(ctx, &sink.Notification{Sink: SinkName, Receiver: ep.ID, Events: []*event.Event{e}, Attempt: 1})
+	end(err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := exp.GetSpans()
+	attempt := spans[len(spans)-1]
+	want := "00-" + attempt.SpanContext.TraceID().String() + "-" + attempt.SpanContext.SpanID().String() + "-01"
+	if got.Get("Traceparent") != want || attempt.SpanContext.TraceID() != commit.SpanContext().TraceID() {
+		t.Errorf("traceparent %q, want the attempt's %q in the commit's trace", got.Get("Traceparent"), want)
+	}
+	if !strings.Contains(got.Get("Ce-Traceparent"), commit.SpanContext().SpanID().String()) {
+		t.Errorf("ce-traceparent %q: the event's own trace context is not the commit's", got.Get("Ce-Traceparent"))
 	}
 }
