@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/event"
@@ -72,7 +74,10 @@ func Key(p event.Provider, instance, accountID string) string {
 }
 
 // Store reads and writes the watch list.
-type Store struct{ kv jetstream.KeyValue }
+type Store struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
 
 // Open opens the AW_WATCH bucket.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
@@ -80,7 +85,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch list: %w", err)
 	}
-	return &Store{kv: kv}, nil
+	return &Store{js: js, kv: kv}, nil
 }
 
 // KV exposes the bucket (progress records of the poller live beside the entries).
@@ -103,19 +108,71 @@ func (s *Store) Put(ctx context.Context, e Entry) error {
 }
 
 // Add adds an entry unless it exists (an existing entry keeps its labels).
+// It reports whether it added it.
 func (s *Store) Add(ctx context.Context, e Entry) (bool, error) {
+	return s.AddAsync(e).Wait(ctx)
+}
+
+// Adding is an Add in flight (AddAsync); Wait gives its answer.
+type Adding struct {
+	s     *Store
+	key   string
+	data  []byte
+	f     jetstream.PubAckFuture
+	once  sync.Once
+	added bool
+	err   error
+}
+
+// AddAsync sends an Add without awaiting the server's answer, so that
+// discovering a million accounts writes their entries pipelined, as the
+// listing goes, instead of one round trip each. The write is the KV
+// client's create (a compare-and-swap on "no entry yet"); one the server
+// refuses (the key exists, or holds a delete marker) or that cannot be sent
+// at once (too many in flight) is settled by Wait the way Add always was:
+// with the KV client's own create.
+func (s *Store) AddAsync(e Entry) *Adding {
+	a := &Adding{s: s}
 	if err := e.Validate(); err != nil {
-		return false, fmt.Errorf("watch %s/%s: %w", e.Instance, e.AccountID, err)
+		a.err = fmt.Errorf("watch %s/%s: %w", e.Instance, e.AccountID, err)
+		a.once.Do(func() {})
+		return a
 	}
 	if e.AddedAt.IsZero() {
 		e.AddedAt = time.Now().UTC()
 	}
-	b, _ := json.Marshal(e)
-	_, err := s.kv.Create(ctx, Key(e.Provider, e.Instance, e.AccountID), b)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return false, nil
-	}
-	return err == nil, err
+	a.key = Key(e.Provider, e.Instance, e.AccountID)
+	a.data, _ = json.Marshal(e)
+	m := &nats.Msg{Subject: "$KV." + eventbus.BucketWatch + "." + a.key, Data: a.data,
+		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{"0"}}}
+	a.f, _ = s.js.PublishMsgAsync(m, jetstream.WithExpectStream("KV_"+eventbus.BucketWatch))
+	return a
+}
+
+// Wait awaits the Add's answer: whether the entry was added (false: it
+// existed, and keeps its labels). It may be called more than once.
+func (a *Adding) Wait(ctx context.Context) (bool, error) {
+	a.once.Do(func() {
+		if a.f != nil {
+			select {
+			case ack := <-a.f.Ok():
+				a.added = ack != nil
+				return
+			case <-a.f.Err():
+				// refused, most likely because the entry exists: the KV
+				// client's create below tells that from a delete marker
+			case <-ctx.Done():
+				a.err = fmt.Errorf("watch %s: %w", a.key, ctx.Err())
+				return
+			}
+		}
+		_, err := a.s.kv.Create(ctx, a.key, a.data)
+		a.added, a.err = err == nil, err
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			a.err = nil
+		}
+	})
+	return a.added, a.err
 }
 
 // Remove deletes an entry.
@@ -158,11 +215,25 @@ type Live struct {
 	// list without walking 100,000 entries.
 	counts   map[string]int
 	versions map[string]uint64
+	// strs holds one copy of the strings a million entries share (their
+	// provider, instance, source).
+	strs map[string]string
+}
+
+// intern returns the list's copy of s; lock held.
+func (l *Live) intern(s string) string {
+	if c, ok := l.strs[s]; ok {
+		return c
+	}
+	if len(l.strs) < 1024 {
+		l.strs[s] = s
+	}
+	return s
 }
 
 // NewLive is an empty live list.
 func NewLive() *Live {
-	return &Live{entries: map[string]Entry{}, counts: map[string]int{}, versions: map[string]uint64{}}
+	return &Live{entries: map[string]Entry{}, counts: map[string]int{}, versions: map[string]uint64{}, strs: map[string]string{}}
 }
 
 // Follow loads the list and keeps it current until ctx ends. It returns once
@@ -186,9 +257,14 @@ func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) err
 		}
 		var e Entry
 		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil {
+			key := u.Key()
+			if strings.HasSuffix(key, "."+e.AccountID) { // the id is the key's last token: share its bytes
+				e.AccountID = key[len(key)-len(e.AccountID):]
+			}
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			l.put(u.Key(), e)
+			e.Provider, e.Instance, e.Source = event.Provider(l.intern(string(e.Provider))), l.intern(e.Instance), l.intern(e.Source)
+			l.put(key, e)
 		}
 	}
 	return eventbus.Follow(ctx, w, follow, apply)

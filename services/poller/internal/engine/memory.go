@@ -1,6 +1,11 @@
 package engine
 
-import "github.com/accountwatch/accountwatch/pkg/upstream"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+
+	"github.com/accountwatch/accountwatch/pkg/upstream"
+)
 
 // memory is what a runner remembers of the listing bytes it processed: the
 // fingerprint of each account's raw listing JSON when it was last processed
@@ -38,6 +43,11 @@ type memory struct {
 	orderScan   uint32
 	pos         int
 	recording   bool
+	// digests: the digests of the listing bytes the stored records were
+	// processed from (state.Entry.Listing), read at start, until the first
+	// complete listing: what a process that has no fingerprints yet
+	// recognises unchanged accounts by, without decoding them.
+	digests map[[sha256.Size]byte]string
 }
 
 type sumEntry struct {
@@ -72,9 +82,25 @@ func (m *memory) predicted() *sumEntry {
 	return nil
 }
 
+// recall notes that the account's stored record was processed from
+// listing bytes of this digest (hex SHA-256).
+func (m *memory) recall(digest, id string) {
+	var d [sha256.Size]byte
+	if hex.DecodedLen(len(digest)) != len(d) {
+		return
+	}
+	if _, err := hex.Decode(d[:], []byte(digest)); err != nil {
+		return
+	}
+	if m.digests == nil {
+		m.digests = map[[sha256.Size]byte]string{}
+	}
+	m.digests[d] = id
+}
+
 // Known recognises an account whose listing bytes are unchanged. It stamps
 // the account as listed by this scan (or notes a second listing).
-func (m *memory) Known(sum upstream.Fingerprint) (string, bool) {
+func (m *memory) Known(sum upstream.Fingerprint, item []byte) (string, bool) {
 	e := m.predicted()
 	if e != nil && e.sum == sum {
 		m.pos++ // a live entry: the one bySum holds for sum
@@ -82,6 +108,10 @@ func (m *memory) Known(sum upstream.Fingerprint) (string, bool) {
 		var ok bool
 		if e, ok = m.bySum[sum]; !ok {
 			m.pos++ // most likely the predicted account, changed: predict the one after it
+			if id, ok := m.recalled(item); ok && m.byID[id] == nil {
+				m.remember(id, sum, len(item))
+				return id, true
+			}
 			return "", false
 		}
 		if e.ordScan == m.orderScan && e.scan != m.scan {
@@ -112,6 +142,20 @@ func (m *memory) stamp(e *sumEntry) {
 	}
 }
 
+// recalled looks bytes no fingerprint knows up among the stored records'
+// digests.
+func (m *memory) recalled(item []byte) (string, bool) {
+	if len(m.digests) == 0 {
+		return "", false
+	}
+	d := sha256.Sum256(item)
+	id, ok := m.digests[d]
+	if ok {
+		delete(m.digests, d)
+	}
+	return id, ok
+}
+
 // startScan begins a scan's stamps; a full scan predicts and records order.
 func (m *memory) startScan(full bool) {
 	m.scan++
@@ -127,6 +171,9 @@ func (m *memory) endListing(complete bool) {
 	if m.recording && complete {
 		m.order, m.next = m.next, m.order[:0]
 		m.orderScan = m.scan
+	}
+	if complete {
+		m.digests = nil // what it did not recognise has changed since
 	}
 	m.recording = false
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"testing"
 
 	"github.com/accountwatch/accountwatch/pkg/upstream"
@@ -35,8 +37,9 @@ func scanOf(m *memory, full, complete bool, listing []string, version map[string
 		if changed {
 			version[id]++
 		}
-		sum := fp(id + string(rune('0'+version[id])))
-		if got, ok := m.Known(sum); ok {
+		item := []byte(id + string(rune('0'+version[id])))
+		sum := upstream.FingerprintOf(item)
+		if got, ok := m.Known(sum, item); ok {
 			if changed || got != id {
 				panic("recognised " + got + " as " + l)
 			}
@@ -81,5 +84,37 @@ func TestMemoryPredictsFromTheLastFullScan(t *testing.T) {
 	m.forget("x")
 	if got := scanOf(&m, true, true, []string{"a", "b", "c"}, version); got[2] != "" {
 		t.Fatalf("a forgotten account is still predicted: %q", got)
+	}
+}
+
+// TestMemoryRecallsStoredDigests: a process without fingerprints recognises
+// the accounts whose listing bytes are those their records were processed
+// from, by digest, and no other; a complete listing ends the recall.
+func TestMemoryRecallsStoredDigests(t *testing.T) {
+	m := newMemory()
+	digest := func(s string) string { d := sha256.Sum256([]byte(s)); return hex.EncodeToString(d[:]) }
+	m.recall(digest("a0"), "a")
+	m.recall(digest("b0"), "b")
+	m.recall("not a digest", "c")
+	m.startScan(true)
+	for _, c := range []struct {
+		item, want string
+	}{{"a0", "a"}, {"b1", ""}, {"c0", ""}} {
+		id, ok := m.Known(upstream.FingerprintOf([]byte(c.item)), []byte(c.item))
+		if id != c.want || ok != (c.want != "") {
+			t.Errorf("%s: recognised as %q %v, want %q", c.item, id, ok, c.want)
+		}
+	}
+	if e := m.byID["a"]; e == nil || e.scan != m.scan || e.sum != fp("a0") {
+		t.Fatalf("a recalled account is not remembered as listed: %+v", e)
+	}
+	m.endListing(false)
+	if len(m.digests) == 0 {
+		t.Fatal("an incomplete listing ended the recall")
+	}
+	m.startScan(true)
+	m.endListing(true)
+	if m.digests != nil {
+		t.Fatal("a complete listing kept the stored digests")
 	}
 }

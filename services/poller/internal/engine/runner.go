@@ -14,6 +14,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
@@ -42,19 +43,18 @@ type Runner struct {
 	src  source.Source
 	caps source.Caps
 
-	mu     sync.Mutex       // guards cache and keyBuf, which the workers share
-	cache  map[string]*slot // records as stored, decoded only when touched
-	keyBuf []byte           // a reused buffer for record keys (baselinedLocked)
+	mu sync.Mutex // guards records and keyBuf, which the workers share
+	// records: every stored record of the connection, by key, and whether
+	// it has its baseline. The records themselves stay in AW_STATE and are
+	// read when their account is touched (a change, a failure): a million
+	// of them would take a gigabyte here, for the 1% that change.
+	records map[string]bool
+	keyBuf  []byte // a reused buffer for record keys (baselinedLocked)
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
 	// pool).
 	memory
-}
-
-type slot struct {
-	raw      state.Raw
-	baseline bool
 }
 
 // NewRunner builds a runner.
@@ -94,27 +94,12 @@ const scanOverlap = 2 * time.Minute
 // Run loads the connection's state and runs cycles until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log.With("instance", r.conn.Name)
-	raws, err := r.State.LoadRaw(ctx, state.Prefix(r.conn.Provider, r.conn.Name))
+	records, err := r.load(ctx)
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	r.cache = make(map[string]*slot, len(raws))
-	for key, raw := range raws {
-		// The record answers from its bytes: no decoding 100,000 at start.
-		r.cache[key] = &slot{raw: raw, baseline: raw.Baselined()}
-	}
-	r.mu.Unlock()
-	// A record keeps its last outbox until its next commit; a predecessor may
-	// have crashed between writing one and publishing it. Flushing checks the
-	// stream first, so an outbox already published costs a read, not a write.
-	for key, raw := range raws {
-		if raw.HasPending() {
-			r.with(ctx, key, func(*state.Entry) bool { return true })
-		}
-	}
 	prog := r.loadProgress(ctx)
-	log.Info("polling", "accounts_in_state", len(raws), "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
+	log.Info("polling", "accounts_in_state", records, "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
 		due := r.Now()
 		if !prog.LastStart.IsZero() {
@@ -145,6 +130,54 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// load reads what the runner keeps of the connection's stored records: that
+// each exists and whether it has its baseline, and the listing it was last
+// processed from (recognised again without decoding it, see memory.recall),
+// answered from the stored bytes without decoding them. A record keeps its
+// last outbox until its next commit; a predecessor may have crashed between
+// writing one and publishing it, so every record holding one is flushed,
+// on the workers: flushing checks the stream first, so an outbox already
+// published costs a read, not a write. It returns how many records there are.
+func (r *Runner) load(ctx context.Context) (int, error) {
+	prefix := state.Prefix(r.conn.Provider, r.conn.Name)
+	records := map[string]bool{}
+	var pending []string
+	err := r.State.Scan(ctx, prefix, func(key string, raw state.Raw) {
+		records[key] = raw.Baselined()
+		if raw.HasPending() {
+			pending = append(pending, key)
+		}
+		if l := raw.Listing(); l != "" {
+			if id, err := eventbus.ParseKeyToken(key[len(prefix):]); err == nil {
+				r.recall(l, id)
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	r.records = records
+	r.mu.Unlock()
+	keys := make(chan string)
+	var wg sync.WaitGroup
+	for range min(r.Workers, len(pending)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				r.with(ctx, key, func(*state.Entry) bool { return true })
+			}
+		}()
+	}
+	for _, key := range pending {
+		keys <- key
+	}
+	close(keys)
+	wg.Wait()
+	return len(records), ctx.Err()
+}
+
 func (r *Runner) loadProgress(ctx context.Context) progress {
 	var p progress
 	if e, err := r.Watch.KV().Get(ctx, r.progressKey()); err == nil {
@@ -168,6 +201,12 @@ type task struct {
 	// gone: an account a complete listing lacked; the read confirms it gone
 	// (not found) before it is removed, or observes it (a page that shifted)
 	gone bool
+	// adding: the account was discovered by this listing, its watch-list
+	// entry is being written (awaited before anything else is done with
+	// it); with discover set, it is announced (a listing after the first)
+	adding   *watch.Adding
+	discover bool
+	listErr  error // a discovered account the listing holds but could not read
 }
 
 // cycle polls every watched account of the connection once. Listed accounts
@@ -202,19 +241,14 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 				return // byte for byte what was last processed: nothing to detect
 			}
 			e, ok := r.Live.Lookup(r.conn.Provider, r.conn.Name, l.AccountID)
+			var adding *watch.Adding
 			if !ok && r.conn.Discovery {
+				// Its entry is written pipelined with the others the
+				// listing discovers; the worker taking the account awaits it.
 				e = watch.Entry{Provider: r.conn.Provider, Instance: r.conn.Name, AccountID: l.AccountID, Space: l.Space, Source: watch.SourceDiscovery, AddedAt: r.Now().UTC()}
-				if _, err := r.Watch.Add(ctx, e); err != nil {
-					r.Log.Warn("adding a discovered account failed", "account", l.AccountID, "err", err)
-					return
-				}
+				adding = r.Watch.AddAsync(e)
 				if prog.ListedOnce {
-					if r.discovered(ctx, e, l.Obs) && l.Obs != nil {
-						r.remember(e.AccountID, l.Sum, l.Size)
-					}
-					if l.Err != nil {
-						listedFailed = append(listedFailed, failure{e, l.Err})
-					}
+					p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum, size: l.Size, adding: adding, discover: true, listErr: l.Err})
 					return
 				}
 				ok = true
@@ -224,10 +258,10 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			case l.Err != nil:
 				// Listed, but unreadable: this account failed, not the listing.
 				r.countError(l.Err)
-				listedFailed = append(listedFailed, failure{e, l.Err})
+				listedFailed = append(listedFailed, failure{e, l.Err, adding})
 			case l.Obs != nil:
 				changed++
-				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum, size: l.Size})
+				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum, size: l.Size, adding: adding})
 			}
 		})
 		listed = r.Now().Sub(began)
@@ -237,6 +271,10 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			partial, err = err, nil
 		}
 		r.endListing(complete)
+		if err != nil && ctx.Err() != nil {
+			r.drain(p) // stopping is not the connection failing
+			return false
+		}
 		if err != nil {
 			listedOK = false
 			r.countError(err)
@@ -304,6 +342,9 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 		r.providerFailed(ctx, failed[0].err)
 	default:
 		for _, f := range failed {
+			if f.adding != nil && !r.added(ctx, f.adding, f.entry) {
+				continue
+			}
 			r.accountFailed(ctx, f.entry, f.err)
 		}
 		switch {
@@ -317,8 +358,9 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 }
 
 type failure struct {
-	entry watch.Entry
-	err   error
+	entry  watch.Entry
+	err    error
+	adding *watch.Adding // the account's entry being written, if it was discovered
 }
 
 // pool reads and processes tasks on the connection's workers. Failures are
@@ -384,6 +426,22 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 	if ctx.Err() != nil {
 		return
 	}
+	if t.adding != nil && !r.added(ctx, t.adding, t.entry) {
+		return
+	}
+	if t.discover {
+		if r.discovered(ctx, t.entry, t.obs) && t.obs != nil {
+			p.mu.Lock()
+			p.processed = append(p.processed, listedSum{t.entry.AccountID, t.sum, t.size})
+			p.mu.Unlock()
+		}
+		if t.listErr != nil {
+			p.mu.Lock()
+			p.failed = append(p.failed, failure{entry: t.entry, err: t.listErr})
+			p.mu.Unlock()
+		}
+		return
+	}
 	obs := t.obs
 	if obs == nil {
 		o, err := r.src.Observe(ctx, t.entry)
@@ -403,7 +461,7 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 				return
 			}
 			p.mu.Lock()
-			p.failed = append(p.failed, failure{t.entry, err})
+			p.failed = append(p.failed, failure{entry: t.entry, err: err})
 			p.mu.Unlock()
 			return
 		}
@@ -413,11 +471,23 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 	p.mu.Lock()
 	p.ok++
 	p.mu.Unlock()
-	if r.observed(ctx, t.entry, *obs) && t.obs != nil {
+	if r.observed(ctx, t.entry, *obs, t.obs != nil) && t.obs != nil {
 		p.mu.Lock()
 		p.processed = append(p.processed, listedSum{t.entry.AccountID, t.sum, t.size})
 		p.mu.Unlock()
 	}
+}
+
+// added awaits a discovered account's watch-list entry; false if it could
+// not be written (the account is discovered again next cycle).
+func (r *Runner) added(ctx context.Context, a *watch.Adding, e watch.Entry) bool {
+	if _, err := a.Wait(ctx); err != nil {
+		if ctx.Err() == nil {
+			r.Log.Warn("adding a discovered account failed", "account", e.AccountID, "err", err)
+		}
+		return false
+	}
+	return true
 }
 
 func (r *Runner) countError(err error) {
@@ -436,19 +506,25 @@ func (r *Runner) key(accountID string) string {
 	return state.Key(r.conn.Provider, r.conn.Name, accountID)
 }
 
-// with runs f on the account's current record (decoded from the cache, any
-// outbox left by a crash published first) and keeps what f leaves in it. It
-// returns what f returns, false if the outbox could not be flushed.
+// with runs f on the account's current record (read from AW_STATE if there
+// is one, any outbox left by a crash published first) and notes what f
+// leaves in it. It returns what f returns, false if the record could not
+// be read or its outbox flushed.
 func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) bool) bool {
 	r.mu.Lock()
-	sl, ok := r.cache[key]
+	_, stored := r.records[key]
 	r.mu.Unlock()
 	cur := &state.Entry{}
-	if ok {
-		e, err := state.Decode(key, sl.raw)
-		if err != nil {
+	if stored {
+		e, err := r.State.Get(ctx, key)
+		switch {
+		case errors.Is(err, state.ErrUndecodable):
 			r.Log.Error("undecodable state record; starting it afresh", "key", key, "err", err)
-			e = &state.Entry{Rev: sl.raw.Rev}
+		case err != nil:
+			if ctx.Err() == nil {
+				r.Log.Warn("reading a state record failed; retrying next cycle", "key", key, "err", err)
+			}
+			return false
 		}
 		cur = e
 	}
@@ -463,10 +539,9 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 	if done {
 		done = f(cur)
 	}
-	raw, err := state.Encode(cur)
-	if err == nil && (cur.Rev != 0 || len(raw.Data) > 0) {
+	if cur.Rev != 0 {
 		r.mu.Lock()
-		r.cache[key] = &slot{raw: raw, baseline: cur.Record.Baseline}
+		r.records[key] = cur.Record.Baseline
 		r.mu.Unlock()
 	}
 	return done
@@ -477,8 +552,7 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 // every watched account it did not list.
 func (r *Runner) baselinedLocked(e watch.Entry) bool {
 	r.keyBuf = state.AppendKey(r.keyBuf[:0], r.conn.Provider, r.conn.Name, e.AccountID)
-	sl, ok := r.cache[string(r.keyBuf)]
-	return ok && sl.baseline
+	return r.records[string(r.keyBuf)]
 }
 
 func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidence) event.Meta {
@@ -495,10 +569,17 @@ func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidenc
 
 // observed processes one successful read; it reports whether the result is
 // committed (only then may the listing bytes be remembered as processed).
-func (r *Runner) observed(ctx context.Context, e watch.Entry, obs detect.Observation) bool {
+// An observation from a listing is recorded with the digest of its listing
+// bytes (the evidence's: see source.Listed), so that a poller starting again
+// recognises the account unchanged without decoding it.
+func (r *Runner) observed(ctx context.Context, e watch.Entry, obs detect.Observation, listed bool) bool {
 	return r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
 		changes, next := detect.Observe(cur.Record, obs, r.Policy)
-		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, next.Name, obs.At, obs.Evidence))
+		relisted := listed && cur.Listing != obs.Evidence.ResponseSHA256
+		if relisted {
+			cur.Listing = obs.Evidence.ResponseSHA256
+		}
+		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, next.Name, obs.At, obs.Evidence), relisted)
 	})
 }
 
@@ -525,11 +606,12 @@ func (r *Runner) discovered(ctx context.Context, e watch.Entry, obs *detect.Obse
 		m := r.meta(e, "", r.Now().UTC(), event.Evidence{})
 		var attrs map[string]string
 		if obs != nil {
+			cur.Listing = obs.Evidence.ResponseSHA256 // a listing's (see observed)
 			_, next = detect.Observe(cur.Record, *obs, r.Policy)
 			m = r.meta(e, obs.Name, obs.At, obs.Evidence)
 			attrs = obs.Attrs
 		}
-		return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeDiscovered, Attrs: attrs}}, m)
+		return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeDiscovered, Attrs: attrs}}, m, false)
 	})
 }
 
@@ -549,13 +631,13 @@ func (r *Runner) removed(ctx context.Context, e watch.Entry) {
 func (r *Runner) removedRecord(ctx context.Context, cur *state.Entry, e watch.Entry) bool {
 	next := cur.Record
 	next.Removed = true
-	return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeRemoved, Attrs: cur.Record.Attrs}}, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
+	return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeRemoved, Attrs: cur.Record.Attrs}}, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}), false)
 }
 
 func (r *Runner) accountFailed(ctx context.Context, e watch.Entry, err error) {
 	r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
 		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), scrub(err.Error()), causeOf(err), r.Policy)
-		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
+		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}), false)
 	})
 }
 
@@ -567,14 +649,14 @@ func (r *Runner) providerFailed(ctx context.Context, err error) {
 	r.with(ctx, r.key(event.ProviderScope), func(cur *state.Entry) bool {
 		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), scrub(err.Error()), causeOf(err), r.Policy)
 		r.Log.Warn("connection failed", "instance", r.conn.Name, "failures", next.Failures, "err", err)
-		return r.commit(ctx, r.key(event.ProviderScope), cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
+		return r.commit(ctx, r.key(event.ProviderScope), cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}), false)
 	})
 }
 
 func (r *Runner) providerOK(ctx context.Context) {
 	key := r.key(event.ProviderScope)
 	r.mu.Lock()
-	_, ok := r.cache[key]
+	_, ok := r.records[key]
 	r.mu.Unlock()
 	if !ok {
 		return // never failed
@@ -584,7 +666,7 @@ func (r *Runner) providerOK(ctx context.Context) {
 			return true
 		}
 		changes, next := detect.Recover(cur.Record)
-		return r.commit(ctx, key, cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
+		return r.commit(ctx, key, cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}), false)
 	})
 }
 
@@ -632,12 +714,13 @@ func truncate(s string, n int) string {
 }
 
 // commit turns changes into chained events and commits them with the next
-// record; without changes it writes the record only if it differs.
-func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta) bool {
+// record; without changes it writes the record only if it differs, or if
+// force (what else the entry holds changed).
+func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta, force bool) bool {
 	next.Version, next.Provider, next.Instance = 1, r.conn.Provider, r.conn.Name
 	next.AccountID = m.AccountID
 	if len(changes) == 0 {
-		if reflect.DeepEqual(cur.Record, next) {
+		if !force && reflect.DeepEqual(cur.Record, next) {
 			return true
 		}
 		if err := r.State.Put(ctx, key, cur, next); err != nil {
