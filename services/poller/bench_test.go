@@ -315,7 +315,9 @@ func (p *pollerProc) startup() time.Duration {
 	}
 }
 
-func (p *pollerProc) metric(name string) float64 { return scrape(p.b, "http://"+p.ops+"/metrics", name) }
+func (p *pollerProc) metric(name string) float64 {
+	return scrape(p.b, "http://"+p.ops+"/metrics", name)
+}
 
 // waitCycles waits for the poller's n-th cycle to end.
 func (p *pollerProc) waitCycles(n int, limit time.Duration) {
