@@ -720,7 +720,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 	next.Version, next.Provider, next.Instance = 1, r.conn.Provider, r.conn.Name
 	next.AccountID = m.AccountID
 	if len(changes) == 0 {
-		if !force && reflect.DeepEqual(cur.Record, next) {
+		if !force && unchanged(cur.Record, next) {
 			return true
 		}
 		if err := r.State.Put(ctx, key, cur, next); err != nil {
@@ -756,6 +756,24 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 		r.Metrics.Changes.WithLabelValues(r.conn.Name, ev.Type().Tail()).Inc()
 	}
 	return true
+}
+
+// unchanged reports whether next would be stored as cur is: a map left
+// empty is stored as none (omitempty), as detection leaves one it copied
+// from none.
+func unchanged(cur, next detect.Record) bool {
+	for _, r := range []*detect.Record{&cur, &next} {
+		if len(r.Enums) == 0 {
+			r.Enums = nil
+		}
+		if len(r.Profile) == 0 {
+			r.Profile = nil
+		}
+		if len(r.Attrs) == 0 {
+			r.Attrs = nil
+		}
+	}
+	return reflect.DeepEqual(cur, next)
 }
 
 // failedWrite re-reads a record another writer changed (or logs a failed
