@@ -209,31 +209,67 @@ func (s *Store) List(ctx context.Context, instance string) ([]Entry, error) {
 // Live is an in-memory copy of the watch list kept current by a KV watcher.
 type Live struct {
 	mu      sync.RWMutex
-	entries map[string]Entry // by key
+	entries map[string]held // by key
 	// Per instance: how many entries, and a version that every change to
 	// one of its entries advances, so that a poller can tell an unchanged
 	// list without walking 100,000 entries.
 	counts   map[string]int
 	versions map[string]uint64
-	// strs holds one copy of the strings a million entries share (their
-	// provider, instance, source).
-	strs map[string]string
+	// kinds are the (provider, instance, source) the entries hold, each
+	// once: a million entries share a handful.
+	kinds  []kind
+	kindOf map[kind]uint32
 }
 
-// intern returns the list's copy of s; lock held.
-func (l *Live) intern(s string) string {
-	if c, ok := l.strs[s]; ok {
-		return c
-	}
-	if len(l.strs) < 1024 {
-		l.strs[s] = s
-	}
-	return s
+// held is an entry as the live list holds it, in a third of an Entry's room.
+type held struct {
+	id     string // shares the key's bytes when it is the key's last token
+	space  string
+	labels map[string]string
+	added  int64 // AddedAt, Unix nanoseconds
+	kind   uint32
 }
+
+type kind struct {
+	provider         event.Provider
+	instance, source string
+}
+
+// hold is e as the list holds it under key; lock held.
+func (l *Live) hold(key string, e Entry) held {
+	id := e.AccountID
+	if strings.HasSuffix(key, "."+id) {
+		id = key[len(key)-len(id):]
+	}
+	k := kind{e.Provider, e.Instance, e.Source}
+	i, ok := l.kindOf[k]
+	if !ok {
+		i = uint32(len(l.kinds))
+		l.kinds = append(l.kinds, k)
+		l.kindOf[k] = i
+	}
+	h := held{id: id, space: e.Space, labels: e.Labels, kind: i}
+	if !e.AddedAt.IsZero() {
+		h.added = e.AddedAt.UnixNano()
+	}
+	return h
+}
+
+// entry is what h holds; lock held.
+func (l *Live) entry(h held) Entry {
+	k := l.kinds[h.kind]
+	e := Entry{Provider: k.provider, Instance: k.instance, AccountID: h.id, Labels: h.labels, Space: h.space, Source: k.source}
+	if h.added != 0 {
+		e.AddedAt = time.Unix(0, h.added).UTC()
+	}
+	return e
+}
+
+func (l *Live) instance(h held) string { return l.kinds[h.kind].instance }
 
 // NewLive is an empty live list.
 func NewLive() *Live {
-	return &Live{entries: map[string]Entry{}, counts: map[string]int{}, versions: map[string]uint64{}, strs: map[string]string{}}
+	return &Live{entries: map[string]held{}, counts: map[string]int{}, versions: map[string]uint64{}, kindOf: map[kind]uint32{}}
 }
 
 // Follow loads the list and keeps it current until ctx ends. It returns once
@@ -257,14 +293,9 @@ func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) err
 		}
 		var e Entry
 		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil {
-			key := u.Key()
-			if strings.HasSuffix(key, "."+e.AccountID) { // the id is the key's last token: share its bytes
-				e.AccountID = key[len(key)-len(e.AccountID):]
-			}
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			e.Provider, e.Instance, e.Source = event.Provider(l.intern(string(e.Provider))), l.intern(e.Instance), l.intern(e.Source)
-			l.put(key, e)
+			l.put(u.Key(), e)
 		}
 	}
 	return eventbus.Follow(ctx, w, follow, apply)
@@ -273,10 +304,10 @@ func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) err
 // put stores an entry; lock held.
 func (l *Live) put(key string, e Entry) {
 	if old, ok := l.entries[key]; ok {
-		l.counts[old.Instance]--
-		l.versions[old.Instance]++
+		l.counts[l.instance(old)]--
+		l.versions[l.instance(old)]++
 	}
-	l.entries[key] = e
+	l.entries[key] = l.hold(key, e)
 	l.counts[e.Instance]++
 	l.versions[e.Instance]++
 }
@@ -285,8 +316,8 @@ func (l *Live) put(key string, e Entry) {
 func (l *Live) delete(key string) {
 	if old, ok := l.entries[key]; ok {
 		delete(l.entries, key)
-		l.counts[old.Instance]--
-		l.versions[old.Instance]++
+		l.counts[l.instance(old)]--
+		l.versions[l.instance(old)]++
 	}
 }
 
@@ -295,9 +326,9 @@ func (l *Live) Entries(instance string) []Entry {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	out := make([]Entry, 0, len(l.entries))
-	for _, e := range l.entries {
-		if instance == "" || e.Instance == instance {
-			out = append(out, e)
+	for _, h := range l.entries {
+		if instance == "" || l.instance(h) == instance {
+			out = append(out, l.entry(h))
 		}
 	}
 	return out
@@ -307,8 +338,11 @@ func (l *Live) Entries(instance string) []Entry {
 func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	e, ok := l.entries[Key(p, instance, accountID)]
-	return e, ok
+	h, ok := l.entries[Key(p, instance, accountID)]
+	if !ok {
+		return Entry{}, false
+	}
+	return l.entry(h), true
 }
 
 // Range calls fn for each entry of one instance, under a read lock: fn must not
@@ -317,9 +351,9 @@ func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool
 func (l *Live) Range(instance string, fn func(Entry)) uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	for _, e := range l.entries {
-		if e.Instance == instance {
-			fn(e)
+	for _, h := range l.entries {
+		if l.instance(h) == instance {
+			fn(l.entry(h))
 		}
 	}
 	return l.versions[instance]
