@@ -207,69 +207,43 @@ func (s *Store) List(ctx context.Context, instance string) ([]Entry, error) {
 }
 
 // Live is an in-memory copy of the watch list kept current by a KV watcher.
+// It holds a million entries in about 90 bytes each: by instance and
+// provider, keyed by the account's key token, the strings they share once.
 type Live struct {
-	mu      sync.RWMutex
-	entries map[string]held // by key
-	// Per instance: how many entries, and a version that every change to
-	// one of its entries advances, so that a poller can tell an unchanged
-	// list without walking 100,000 entries.
-	counts   map[string]int
-	versions map[string]uint64
-	// kinds are the (provider, instance, source) the entries hold, each
-	// once: a million entries share a handful.
-	kinds  []kind
-	kindOf map[kind]uint32
+	mu    sync.RWMutex
+	insts map[string]*instance
+	n     int
+	// sources are the entries' sources, each once.
+	sources  []string
+	sourceOf map[string]uint32
 }
 
-// held is an entry as the live list holds it, in a third of an Entry's room.
+// instance is one instance's entries. Its version advances with every
+// change to one of them, so that a poller can tell an unchanged list
+// without walking a million entries.
+type instance struct {
+	byProvider map[event.Provider]map[string]held // by key token
+	count      int
+	version    uint64
+}
+
+// held is an entry as the live list holds it.
 type held struct {
-	id     string // shares the key's bytes when it is the key's last token
+	id     string // the account id, when its key token is not (escaped)
+	more   *heldMore
+	added  int64 // AddedAt, Unix nanoseconds
+	source uint32
+}
+
+// heldMore is what few entries have.
+type heldMore struct {
 	space  string
 	labels map[string]string
-	added  int64 // AddedAt, Unix nanoseconds
-	kind   uint32
 }
-
-type kind struct {
-	provider         event.Provider
-	instance, source string
-}
-
-// hold is e as the list holds it under key; lock held.
-func (l *Live) hold(key string, e Entry) held {
-	id := e.AccountID
-	if strings.HasSuffix(key, "."+id) {
-		id = key[len(key)-len(id):]
-	}
-	k := kind{e.Provider, e.Instance, e.Source}
-	i, ok := l.kindOf[k]
-	if !ok {
-		i = uint32(len(l.kinds))
-		l.kinds = append(l.kinds, k)
-		l.kindOf[k] = i
-	}
-	h := held{id: id, space: e.Space, labels: e.Labels, kind: i}
-	if !e.AddedAt.IsZero() {
-		h.added = e.AddedAt.UnixNano()
-	}
-	return h
-}
-
-// entry is what h holds; lock held.
-func (l *Live) entry(h held) Entry {
-	k := l.kinds[h.kind]
-	e := Entry{Provider: k.provider, Instance: k.instance, AccountID: h.id, Labels: h.labels, Space: h.space, Source: k.source}
-	if h.added != 0 {
-		e.AddedAt = time.Unix(0, h.added).UTC()
-	}
-	return e
-}
-
-func (l *Live) instance(h held) string { return l.kinds[h.kind].instance }
 
 // NewLive is an empty live list.
 func NewLive() *Live {
-	return &Live{entries: map[string]held{}, counts: map[string]int{}, versions: map[string]uint64{}, kindOf: map[kind]uint32{}}
+	return &Live{insts: map[string]*instance{}, sourceOf: map[string]uint32{}}
 }
 
 // Follow loads the list and keeps it current until ctx ends. It returns once
@@ -285,39 +259,116 @@ func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) err
 		return fmt.Errorf("watch list: %w", err)
 	}
 	apply := func(u jetstream.KeyValueEntry) {
+		p, inst, tok, ok := splitKey(u.Key())
+		if !ok {
+			return
+		}
 		if u.Operation() != jetstream.KeyValuePut {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			l.delete(u.Key())
+			l.delete(p, inst, tok)
 			return
 		}
 		var e Entry
-		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil {
+		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil && e.Provider == p && e.Instance == inst {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			l.put(u.Key(), e)
+			l.put(tok, e)
 		}
 	}
 	return eventbus.Follow(ctx, w, follow, apply)
 }
 
-// put stores an entry; lock held.
-func (l *Live) put(key string, e Entry) {
-	if old, ok := l.entries[key]; ok {
-		l.counts[l.instance(old)]--
-		l.versions[l.instance(old)]++
+// splitKey splits a key (Key) into its provider, instance and token.
+func splitKey(key string) (event.Provider, string, string, bool) {
+	rest, ok := strings.CutPrefix(key, "acct.")
+	p, rest, ok1 := strings.Cut(rest, ".")
+	inst, tok, ok2 := strings.Cut(rest, ".")
+	return event.Provider(p), inst, tok, ok && ok1 && ok2 && tok != ""
+}
+
+// put stores an entry under its key token; lock held.
+func (l *Live) put(tok string, e Entry) {
+	in := l.insts[e.Instance]
+	if in == nil {
+		in = &instance{byProvider: map[event.Provider]map[string]held{}}
+		l.insts[e.Instance] = in
 	}
-	l.entries[key] = l.hold(key, e)
-	l.counts[e.Instance]++
-	l.versions[e.Instance]++
+	m := in.byProvider[e.Provider]
+	if m == nil {
+		m = map[string]held{}
+		in.byProvider[e.Provider] = m
+	}
+	if _, ok := m[tok]; !ok {
+		in.count++
+		l.n++
+	}
+	in.version++
+	tok = strings.Clone(tok) // not the whole subject it was cut from
+	h := held{source: l.source(e.Source)}
+	if e.AccountID != tok {
+		h.id = e.AccountID
+	}
+	if e.Space != "" || len(e.Labels) > 0 {
+		h.more = &heldMore{space: e.Space, labels: e.Labels}
+	}
+	if !e.AddedAt.IsZero() {
+		h.added = e.AddedAt.UnixNano()
+	}
+	m[tok] = h
+}
+
+// source is the index of a source; lock held.
+func (l *Live) source(s string) uint32 {
+	i, ok := l.sourceOf[s]
+	if !ok {
+		i = uint32(len(l.sources))
+		l.sources = append(l.sources, s)
+		l.sourceOf[s] = i
+	}
+	return i
 }
 
 // delete drops an entry; lock held.
-func (l *Live) delete(key string) {
-	if old, ok := l.entries[key]; ok {
-		delete(l.entries, key)
-		l.counts[l.instance(old)]--
-		l.versions[l.instance(old)]++
+func (l *Live) delete(p event.Provider, inst, tok string) {
+	in := l.insts[inst]
+	if in == nil {
+		return
+	}
+	if _, ok := in.byProvider[p][tok]; ok {
+		delete(in.byProvider[p], tok)
+		in.count--
+		in.version++
+		l.n--
+	}
+}
+
+// entry is what h holds; lock held.
+func (l *Live) entry(p event.Provider, inst, tok string, h held) Entry {
+	e := Entry{Provider: p, Instance: inst, AccountID: h.id, Source: l.sources[h.source]}
+	if e.AccountID == "" {
+		e.AccountID = tok
+	}
+	if h.more != nil {
+		e.Space, e.Labels = h.more.space, h.more.labels
+	}
+	if h.added != 0 {
+		e.AddedAt = time.Unix(0, h.added).UTC()
+	}
+	return e
+}
+
+// each calls fn with every entry of one instance ("" for all); read lock held.
+func (l *Live) each(instance string, fn func(Entry)) {
+	for name, in := range l.insts {
+		if instance != "" && name != instance {
+			continue
+		}
+		for p, m := range in.byProvider {
+			for tok, h := range m {
+				fn(l.entry(p, name, tok, h))
+			}
+		}
 	}
 }
 
@@ -325,12 +376,8 @@ func (l *Live) delete(key string) {
 func (l *Live) Entries(instance string) []Entry {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	out := make([]Entry, 0, len(l.entries))
-	for _, h := range l.entries {
-		if instance == "" || l.instance(h) == instance {
-			out = append(out, l.entry(h))
-		}
-	}
+	out := make([]Entry, 0, l.count(instance))
+	l.each(instance, func(e Entry) { out = append(out, e) })
 	return out
 }
 
@@ -338,11 +385,16 @@ func (l *Live) Entries(instance string) []Entry {
 func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	h, ok := l.entries[Key(p, instance, accountID)]
+	in := l.insts[instance]
+	if in == nil {
+		return Entry{}, false
+	}
+	tok := eventbus.KeyToken(accountID)
+	h, ok := in.byProvider[p][tok]
 	if !ok {
 		return Entry{}, false
 	}
-	return l.entry(h), true
+	return l.entry(p, instance, tok, h), true
 }
 
 // Range calls fn for each entry of one instance, under a read lock: fn must not
@@ -351,12 +403,12 @@ func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool
 func (l *Live) Range(instance string, fn func(Entry)) uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	for _, h := range l.entries {
-		if l.instance(h) == instance {
-			fn(l.entry(h))
-		}
+	in := l.insts[instance]
+	if in == nil {
+		return 0
 	}
-	return l.versions[instance]
+	l.each(instance, fn)
+	return in.version
 }
 
 // Version reports the version of one instance's entries and how many there
@@ -365,15 +417,25 @@ func (l *Live) Range(instance string, fn func(Entry)) uint64 {
 func (l *Live) Version(instance string) (version uint64, count int) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return l.versions[instance], l.counts[instance]
+	if in := l.insts[instance]; in != nil {
+		return in.version, in.count
+	}
+	return 0, 0
 }
 
 // Count is the number of entries of one instance ("" for all).
 func (l *Live) Count(instance string) int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	return l.count(instance)
+}
+
+func (l *Live) count(instance string) int {
 	if instance == "" {
-		return len(l.entries)
+		return l.n
 	}
-	return l.counts[instance]
+	if in := l.insts[instance]; in != nil {
+		return in.count
+	}
+	return 0
 }

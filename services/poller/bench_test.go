@@ -58,7 +58,7 @@ func BenchmarkPoller100k(b *testing.B) {
 					r := newPollerRig(b, rigOptions{accounts: 100_000, interval: 6 * time.Second, ownCore: own, syncAlways: sync})
 					p := r.startPoller("bench")
 					p.waitCycles(2, 10*time.Minute) // discovery, then the baseline
-					s := r.steady(p, 9)
+					s := r.steady(p, 9, "")
 					p.stop()
 					s.report(b, "")
 					b.ReportMetric(float64(p.hwm)/1024, "peak-rss-MB")
@@ -112,7 +112,7 @@ func BenchmarkPoller1M(b *testing.B) {
 			b.Fatalf("discovery watches %v accounts, want %d", n, accounts)
 		}
 		p.waitCycles(2, 10*time.Minute)
-		def := r.steady(p, cycles)
+		def := r.steady(p, cycles, "")
 		p.stop()
 		b.ReportMetric(discovery, "discovery-s")
 		b.ReportMetric(r.rawDiscovery(), "raw-writes-s")
@@ -135,7 +135,7 @@ func BenchmarkPoller1M(b *testing.B) {
 		r.restartBus(true)
 		p = r.startPoller("bench-3")
 		p.waitCycles(2, 10*time.Minute)
-		fs := r.steady(p, cycles)
+		fs := r.steady(p, cycles, ".fsync")
 		p.stop()
 		fs.report(b, "fsync-")
 		perChange := r.rawSyncedPerChange()
@@ -344,7 +344,7 @@ type steadyState struct {
 
 // steady measures cycles full scans of the running poller while 1% of the
 // accounts change per interval, with a bare listing right after each.
-func (r *pollerRig) steady(p *pollerProc, cycles int) steadyState {
+func (r *pollerRig) steady(p *pollerProc, cycles int, profile string) steadyState {
 	b := r.b
 	metric := p.metric
 	// Changes: 1% of the accounts per interval, spread over the measured
@@ -388,7 +388,7 @@ func (r *pollerRig) steady(p *pollerProc, cycles int) steadyState {
 			resp.Body.Close()
 		}
 	}()
-	stopProfiles := r.profile(p)
+	stopProfiles := r.profile(p, profile)
 	cpu0, secs0 := cpuSeconds(p.b, p.pid), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
 	cycles0 := metric(`aw_poller_cycle_seconds_count{instance="ap"}`)
 	polls0 := metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
@@ -444,14 +444,15 @@ func (s steadyState) report(b *testing.B, prefix string) {
 	b.ReportMetric(s.perGroup, prefix+"commits/group")
 }
 
-// profile writes, with AW_BENCH_PROFILE=/tmp/p, CPU profiles of the steady
+// profile writes, with AW_BENCH_PROFILE=/tmp/p (and suffix), CPU profiles of the steady
 // state (the poller's, and this process's: server and harness), the
 // poller's allocations and a trace of a cycle; it returns what stops them.
-func (r *pollerRig) profile(p *pollerProc) func() {
+func (r *pollerRig) profile(p *pollerProc, suffix string) func() {
 	prof := os.Getenv("AW_BENCH_PROFILE")
 	if prof == "" {
 		return func() {}
 	}
+	prof += suffix
 	secs := int(3 * r.interval / time.Second)
 	f, err := os.Create(prof + ".bench")
 	if err == nil {
@@ -514,21 +515,39 @@ func (r *pollerRig) rawDiscovery() float64 {
 	return took.Seconds()
 }
 
-// rawPublish publishes n pairs of messages asynchronously (the pipeline
-// JetStream allows) and awaits them all.
+// rawPublish publishes n pairs of messages asynchronously, as many in
+// flight as the client allows (a window of acknowledgements awaited as
+// new messages go out), and awaits them all.
 func rawPublish(b *testing.B, js jetstream.JetStream, n int, first, second func(int) *nats.Msg) time.Duration {
-	t0 := time.Now()
-	for i := range n {
-		for _, m := range []*nats.Msg{first(i), second(i)} {
-			if _, err := js.PublishMsgAsync(m); err != nil {
-				b.Fatal(err)
-			}
+	const window = 2048
+	ring := make([]jetstream.PubAckFuture, window)
+	await := func(f jetstream.PubAckFuture) {
+		if f == nil {
+			return
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		case <-time.After(time.Minute):
+			b.Fatal("raw publishes not acknowledged")
 		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(5 * time.Minute):
-		b.Fatal("raw publishes not acknowledged")
+	t0 := time.Now()
+	sent := 0
+	for i := range n {
+		for _, m := range []*nats.Msg{first(i), second(i)} {
+			await(ring[sent%window])
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ring[sent%window] = f
+			sent++
+		}
+	}
+	for _, f := range ring {
+		await(f)
 	}
 	return time.Since(t0)
 }

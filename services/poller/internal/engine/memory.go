@@ -47,7 +47,7 @@ type memory struct {
 	// processed from (state.Entry.Listing), read at start, until the first
 	// complete listing: what a process that has no fingerprints yet
 	// recognises unchanged accounts by, without decoding them.
-	digests map[[sha256.Size]byte]string
+	digests map[digest]string
 }
 
 type sumEntry struct {
@@ -82,20 +82,24 @@ func (m *memory) predicted() *sumEntry {
 	return nil
 }
 
+// digest is the first half of a SHA-256: collisions of 128 bits are as
+// far out of reach as a full digest's, in half the memory a million take.
+type digest [16]byte
+
 // recall notes that the account's stored record was processed from
-// listing bytes of this digest (hex SHA-256).
-func (m *memory) recall(digest, id string) {
-	var d [sha256.Size]byte
-	if hex.DecodedLen(len(digest)) != len(d) {
+// listing bytes of this SHA-256 (hex).
+func (m *memory) recall(sum, id string) {
+	var full [sha256.Size]byte
+	if hex.DecodedLen(len(sum)) != len(full) {
 		return
 	}
-	if _, err := hex.Decode(d[:], []byte(digest)); err != nil {
+	if _, err := hex.Decode(full[:], []byte(sum)); err != nil {
 		return
 	}
 	if m.digests == nil {
-		m.digests = map[[sha256.Size]byte]string{}
+		m.digests = map[digest]string{}
 	}
-	m.digests[d] = id
+	m.digests[digest(full[:16])] = id
 }
 
 // Known recognises an account whose listing bytes are unchanged. It stamps
@@ -148,7 +152,8 @@ func (m *memory) recalled(item []byte) (string, bool) {
 	if len(m.digests) == 0 {
 		return "", false
 	}
-	d := sha256.Sum256(item)
+	full := sha256.Sum256(item)
+	d := digest(full[:16])
 	id, ok := m.digests[d]
 	if ok {
 		delete(m.digests, d)
@@ -160,6 +165,9 @@ func (m *memory) recalled(item []byte) (string, bool) {
 func (m *memory) startScan(full bool) {
 	m.scan++
 	m.stamped, m.stampedWatched = 0, 0
+	if len(m.other) > 4096 {
+		m.other = map[string]bool{} // a discovery's million: not kept for good
+	}
 	clear(m.other)
 	clear(m.dups)
 	m.recording, m.pos, m.next = full, 0, m.next[:0]

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,13 +44,14 @@ type Runner struct {
 	src  source.Source
 	caps source.Caps
 
-	mu sync.Mutex // guards records and keyBuf, which the workers share
-	// records: every stored record of the connection, by key, and whether
-	// it has its baseline. The records themselves stay in AW_STATE and are
-	// read when their account is touched (a change, a failure): a million
-	// of them would take a gigabyte here, for the 1% that change.
+	mu sync.Mutex // guards records, which the workers share
+	// records: every stored record of the connection, by its key's last
+	// token (after prefix), and whether it has its baseline. The records
+	// themselves stay in AW_STATE and are read when their account is
+	// touched (a change, a failure): a million of them would take a
+	// gigabyte here, for the 1% that change.
 	records map[string]bool
-	keyBuf  []byte // a reused buffer for record keys (baselinedLocked)
+	prefix  string
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
@@ -65,7 +67,7 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory()}
+	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory(), prefix: state.Prefix(c.Provider, c.Name)}
 }
 
 // allListed reports whether this scan listed every watched account, by
@@ -139,16 +141,16 @@ func (r *Runner) Run(ctx context.Context) error {
 // on the workers: flushing checks the stream first, so an outbox already
 // published costs a read, not a write. It returns how many records there are.
 func (r *Runner) load(ctx context.Context) (int, error) {
-	prefix := state.Prefix(r.conn.Provider, r.conn.Name)
 	records := map[string]bool{}
 	var pending []string
-	err := r.State.Scan(ctx, prefix, func(key string, raw state.Raw) {
-		records[key] = raw.Baselined()
+	err := r.State.Scan(ctx, r.prefix, func(key string, raw state.Raw) {
+		tok := strings.Clone(key[len(r.prefix):]) // not the whole subject the key was cut from
+		records[tok] = raw.Baselined()
 		if raw.HasPending() {
 			pending = append(pending, key)
 		}
 		if l := raw.Listing(); l != "" {
-			if id, err := eventbus.ParseKeyToken(key[len(prefix):]); err == nil {
+			if id, err := eventbus.ParseKeyToken(tok); err == nil {
 				r.recall(l, id)
 			}
 		}
@@ -511,8 +513,9 @@ func (r *Runner) key(accountID string) string {
 // leaves in it. It returns what f returns, false if the record could not
 // be read or its outbox flushed.
 func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) bool) bool {
+	tok := key[len(r.prefix):]
 	r.mu.Lock()
-	_, stored := r.records[key]
+	_, stored := r.records[tok]
 	r.mu.Unlock()
 	cur := &state.Entry{}
 	if stored {
@@ -541,18 +544,19 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 	}
 	if cur.Rev != 0 {
 		r.mu.Lock()
-		r.records[key] = cur.Record.Baseline
+		if was, ok := r.records[tok]; !ok || was != cur.Record.Baseline {
+			r.records[strings.Clone(tok)] = cur.Record.Baseline
+		}
 		r.mu.Unlock()
 	}
 	return done
 }
 
 // baselinedLocked reports whether the account has a baseline. Lock held.
-// The key is built in a reused buffer: an incremental scan asks this of
-// every watched account it did not list.
+// An incremental scan asks this of every watched account it did not list:
+// the token of an id is the id (no allocation) unless it needs escaping.
 func (r *Runner) baselinedLocked(e watch.Entry) bool {
-	r.keyBuf = state.AppendKey(r.keyBuf[:0], r.conn.Provider, r.conn.Name, e.AccountID)
-	return r.records[string(r.keyBuf)]
+	return r.records[eventbus.KeyToken(e.AccountID)]
 }
 
 func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidence) event.Meta {
@@ -656,7 +660,7 @@ func (r *Runner) providerFailed(ctx context.Context, err error) {
 func (r *Runner) providerOK(ctx context.Context) {
 	key := r.key(event.ProviderScope)
 	r.mu.Lock()
-	_, ok := r.records[key]
+	_, ok := r.records[key[len(r.prefix):]]
 	r.mu.Unlock()
 	if !ok {
 		return // never failed
