@@ -46,11 +46,10 @@ type Runner struct {
 
 	mu sync.Mutex // guards records, which the workers share
 	// records: every stored record of the connection, by its key's last
-	// token (after prefix), and whether it has its baseline. The records
-	// themselves stay in AW_STATE and are read when their account is
-	// touched (a change, a failure): a million of them would take a
-	// gigabyte here, for the 1% that change.
-	records map[string]bool
+	// token (after prefix). The records themselves stay in AW_STATE and
+	// are read when their account is touched (a change, a failure): a
+	// million of them would take a gigabyte here, for the 1% that change.
+	records map[string]record
 	prefix  string
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
@@ -141,14 +140,16 @@ func (r *Runner) Run(ctx context.Context) error {
 // on the workers: flushing checks the stream first, so an outbox already
 // published costs a read, not a write. It returns how many records there are.
 func (r *Runner) load(ctx context.Context) (int, error) {
-	records := map[string]bool{}
+	records := map[string]record{}
 	var pending []string
 	err := r.State.Scan(ctx, r.prefix, func(key string, raw state.Raw) {
 		tok := strings.Clone(key[len(r.prefix):]) // not the whole subject the key was cut from
-		records[tok] = raw.Baselined()
+		rec := record{settled: raw.Rev, baseline: raw.Baselined()}
 		if raw.HasPending() {
+			rec.settled = 0
 			pending = append(pending, key)
 		}
+		records[tok] = rec
 		if l := raw.Listing(); l != "" {
 			if id, err := eventbus.ParseKeyToken(tok); err == nil {
 				r.recall(l, id)
@@ -193,6 +194,16 @@ func (r *Runner) saveProgress(ctx context.Context, p progress) {
 	if _, err := r.Watch.KV().Put(ctx, r.progressKey(), b); err != nil {
 		r.Log.Warn("saving progress failed", "instance", r.conn.Name, "err", err)
 	}
+}
+
+// record is what the runner keeps of a stored record.
+type record struct {
+	// settled is a revision of the record whose outbox is known to be in
+	// the stream (its commit saw it acknowledged, or a flush found it
+	// there): the stored copy keeps its outbox until the next commit, and
+	// is not checked again each time it is read.
+	settled  uint64
+	baseline bool
 }
 
 type task struct {
@@ -515,7 +526,7 @@ func (r *Runner) key(accountID string) string {
 func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) bool) bool {
 	tok := key[len(r.prefix):]
 	r.mu.Lock()
-	_, stored := r.records[tok]
+	rec, stored := r.records[tok]
 	r.mu.Unlock()
 	cur := &state.Entry{}
 	if stored {
@@ -530,6 +541,9 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 			return false
 		}
 		cur = e
+		if cur.Rev == rec.settled {
+			cur.Pending = nil
+		}
 	}
 	done := true
 	if len(cur.Pending) > 0 {
@@ -543,9 +557,13 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 		done = f(cur)
 	}
 	if cur.Rev != 0 {
+		now := record{baseline: cur.Record.Baseline}
+		if len(cur.Pending) == 0 { // committed and acknowledged, or flushed
+			now.settled = cur.Rev
+		}
 		r.mu.Lock()
-		if was, ok := r.records[tok]; !ok || was != cur.Record.Baseline {
-			r.records[strings.Clone(tok)] = cur.Record.Baseline
+		if was, ok := r.records[tok]; !ok || was != now {
+			r.records[strings.Clone(tok)] = now // an update stores the key given too: not the key it was cut from
 		}
 		r.mu.Unlock()
 	}
@@ -556,7 +574,7 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 // An incremental scan asks this of every watched account it did not list:
 // the token of an id is the id (no allocation) unless it needs escaping.
 func (r *Runner) baselinedLocked(e watch.Entry) bool {
-	return r.records[eventbus.KeyToken(e.AccountID)]
+	return r.records[eventbus.KeyToken(e.AccountID)].baseline
 }
 
 func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidence) event.Meta {
