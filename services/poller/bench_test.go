@@ -106,7 +106,9 @@ func BenchmarkPoller1M(b *testing.B) {
 		r := newPollerRig(b, rigOptions{accounts: accounts, interval: interval, ownCore: runtime.NumCPU() >= 2, info: true})
 
 		p := r.startPoller("bench-1")
+		stopProfile := r.profileDiscovery(p)
 		p.waitCycles(1, 10*time.Minute)
+		stopProfile()
 		discovery := p.metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
 		if n := p.metric(`aw_poller_watchlist_size{instance="ap"}`); int(n) != accounts {
 			b.Fatalf("discovery watches %v accounts, want %d", n, accounts)
@@ -481,6 +483,39 @@ func (r *pollerRig) profile(p *pollerProc, suffix string) func() {
 		}
 		if resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", p.ops, int(r.interval/time.Second)+1)); err == nil { // a cycle
 			f, _ := os.Create(prof + ".trace")
+			io.Copy(f, resp.Body)
+			f.Close()
+			resp.Body.Close()
+		}
+	}()
+	return func() {
+		<-done
+		if f != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+	}
+}
+
+// profileDiscovery writes, with AW_BENCH_PROFILE=/tmp/p, CPU profiles of
+// the poller's first 30 seconds of discovery (/tmp/p.discovery) and of this
+// process's (/tmp/p.discovery.bench: the server); it returns what stops them.
+func (r *pollerRig) profileDiscovery(p *pollerProc) func() {
+	prof := os.Getenv("AW_BENCH_PROFILE")
+	if prof == "" {
+		return func() {}
+	}
+	prof += ".discovery"
+	f, err := os.Create(prof + ".bench")
+	if err == nil {
+		pprof.StartCPUProfile(f)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(2 * time.Second) // its ops endpoint up
+		if resp, err := http.Get("http://" + p.ops + "/debug/pprof/profile?seconds=30"); err == nil {
+			f, _ := os.Create(prof)
 			io.Copy(f, resp.Body)
 			f.Close()
 			resp.Body.Close()

@@ -3,6 +3,8 @@ package engine
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/accountwatch/accountwatch/pkg/upstream"
@@ -105,8 +107,8 @@ func TestMemoryRecallsStoredDigests(t *testing.T) {
 			t.Errorf("%s: recognised as %q %v, want %q", c.item, id, ok, c.want)
 		}
 	}
-	if e := m.byID["a"]; e == nil || e.scan != m.scan || e.sum != fp("a0") {
-		t.Fatalf("a recalled account is not remembered as listed: %+v", e)
+	if i := m.lookup("a"); i == 0 || m.ents[i].scan != m.scan || m.ents[i].sum != fp("a0") {
+		t.Fatalf("a recalled account is not remembered as listed: %d", i)
 	}
 	m.endListing(false)
 	if len(m.digests) == 0 {
@@ -116,5 +118,53 @@ func TestMemoryRecallsStoredDigests(t *testing.T) {
 	m.endListing(true)
 	if m.digests != nil {
 		t.Fatal("a complete listing kept the stored digests")
+	}
+}
+
+// TestMemoryEntries: entries keep their ids and sums through drops, slots
+// taken again and compaction of the ids, with ids apart and with every id
+// on one hash chain.
+func TestMemoryEntries(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		if collide {
+			defer func(h func(string) uint64) { idHash = h }(idHash)
+			idHash = func(id string) uint64 { return uint64(len(id) % 2) }
+		}
+		m := newMemory()
+		want := map[string]upstream.Fingerprint{}
+		m.startScan(true)
+		for round := range 6 {
+			for i := range 1500 {
+				id := strings.Repeat("x", i%7) + strconv.Itoa(i) + "-" + strconv.Itoa(round)
+				if i%3 == round%3 {
+					sum := fp(id + "sum")
+					m.remember(id, sum, len(id)+1)
+					want[id] = sum
+				}
+			}
+			for id := range want {
+				if (len(id)+round)%3 == 0 {
+					m.forget(id)
+					delete(want, id)
+					if m.lookup(id) != 0 {
+						t.Fatalf("%s: found once forgotten", id)
+					}
+				}
+			}
+		}
+		check := func(when string) {
+			if m.live != len(want) {
+				t.Fatalf("collide %v, %s: %d live entries, want %d", collide, when, m.live, len(want))
+			}
+			for id, sum := range want {
+				i := m.lookup(id)
+				if i == 0 || m.idOf(i) != id || m.ents[i].sum != sum || m.bySum[sum] != i {
+					t.Fatalf("collide %v, %s: %s: entry %d", collide, when, id, i)
+				}
+			}
+		}
+		check("before compaction")
+		m.compactIDs()
+		check("after compaction")
 	}
 }

@@ -320,12 +320,9 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	if !(observes && listedOK && r.allListed()) {
 		covered, gen := true, r.covered.gen+1
 		v := r.Live.Range(r.conn.Name, func(e watch.Entry) {
-			se, known := r.byID[e.AccountID]
-			if known {
-				se.seen = gen
-			}
+			known, listedNow := r.seenBy(e.AccountID, gen)
 			covered = covered && known
-			inScan := listing && (known && se.scan == r.scan || r.other[e.AccountID])
+			inScan := listing && (listedNow || r.other[e.AccountID])
 			switch {
 			case goneCheck && !inScan && e.Source == watch.SourceDiscovery:
 				gone = append(gone, e)
