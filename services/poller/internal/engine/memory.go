@@ -23,8 +23,8 @@ type memory struct {
 	// pointers, they made a third of the poller's CPU at a million).
 	ents  []sumEntry // ents[0] is no entry
 	free  []int32
-	ids   []byte // the entries' ids, back to back
-	idsIn int    // bytes of ids still used (the rest: dropped entries')
+	ids   []byte           // the entries' ids, back to back
+	idsIn int              // bytes of ids still used (the rest: dropped entries')
 	byID  map[uint64]int32 // idHash → the first entry of that hash (chained by next)
 	bySum map[upstream.Fingerprint]int32
 	live  int // entries in use
