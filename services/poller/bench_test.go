@@ -103,7 +103,8 @@ func BenchmarkPoller1M(b *testing.B) {
 		}
 		// The interval leaves the cycle and the bare loop after it room.
 		interval := max(6*time.Second, time.Duration(accounts/100_000)*1500*time.Millisecond)
-		r := newPollerRig(b, rigOptions{accounts: accounts, interval: interval, ownCore: runtime.NumCPU() >= 2, info: true})
+		own := runtime.NumCPU() >= 2 && os.Getenv("AW_BENCH_PLACEMENT") != "shared-cores"
+		r := newPollerRig(b, rigOptions{accounts: accounts, interval: interval, ownCore: own, info: true})
 
 		p := r.startPoller("bench-1")
 		stopProfile := r.profileDiscovery(p)
