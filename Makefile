@@ -8,12 +8,13 @@ SERVICES := $(filter-out devstack,$(notdir $(wildcard services/*)))
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 BIN := $(CURDIR)/bin
 
-.PHONY: run build test bench bench-short lint fmt vet check-deps tidy schemas clean help
+.PHONY: run build test bench bench-short chaos chaos-short lint fmt vet check-deps tidy schemas clean help
 
 help:
 	@echo "make run    start the local stack (embedded JetStream, upstream-sim, every service)"
 	@echo "make test   run every test of every module with -race"
 	@echo "make bench  run the benchmarks: every figure beside its raw baseline (bench.json)"
+	@echo "make chaos  a 3-node JetStream cluster under every fault, and the ledger (about 12 min; root)"
 	@echo "make lint   gofmt, go vet and the dependency rules"
 
 ## build: every service binary into bin/
@@ -44,6 +45,16 @@ bench:
 
 bench-short:
 	@$(GO) run ./bench -root $(CURDIR) -short
+
+## chaos: the services on a 3-node JetStream cluster under faults, and the ledger
+## of what was changed, stored and delivered (chaos/README.md). Root gives it
+## the network partition (a network namespace) and the full disk (a tmpfs).
+chaos:
+	@cd chaos && $(GO) run . -form long -root $(CURDIR)
+
+## chaos-short: the CI form (every fault but the full disk, each service killed once)
+chaos-short:
+	@cd chaos && $(GO) run . -form short -root $(CURDIR)
 
 fmt:
 	@gofmt -w $$(git ls-files '*.go')

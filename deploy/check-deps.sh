@@ -19,6 +19,10 @@ bad=$(deps pkg | grep "^$root/services/" || true)
 bad=$( (cd pkg && go list -deps ./event) | grep -E "nats-io|^$root/pkg/(eventbus|activeplatform|alibaba)" || true)
 [ -z "$bad" ] || { echo "pkg/event must be a leaf, imports: $bad"; fail=1; }
 
+# 2. the one Retry-After parser is a leaf too: sinks and provider clients share it.
+bad=$( (cd pkg && go list -deps ./retryafter) | grep -E "nats-io|^$root/" | grep -v "^$root/pkg/retryafter$" || true)
+[ -z "$bad" ] || { echo "pkg/retryafter must be a leaf, imports: $bad"; fail=1; }
+
 # 2. provider clients import no NATS and no event code.
 for p in activeplatform alibaba; do
   [ -d "pkg/$p" ] || continue

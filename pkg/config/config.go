@@ -29,13 +29,18 @@ type Validator interface{ Validate() error }
 
 // Load fills spec (a pointer to a struct with envconfig tags) from the
 // environment. A field tagged secret:"true" may instead be read from the file
-// named by <KEY>_FILE (Docker/Kubernetes secrets). Then spec.Validate runs, if
-// it exists.
+// named by <KEY>_FILE (Docker/Kubernetes secrets). A field tagged
+// excludes:"OTHER_KEY,…" decides what those keys would: while it has a value
+// (its own or its default), setting one of them is an error that names both,
+// never a setting silently overridden. Then spec.Validate runs, if it exists.
 func Load(spec any) error {
 	if err := envconfig.Process(Prefix, spec); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if err := loadSecretFiles(reflect.ValueOf(spec).Elem()); err != nil {
+		return err
+	}
+	if err := checkExcludes(reflect.ValueOf(spec).Elem()); err != nil {
 		return err
 	}
 	if v, ok := spec.(Validator); ok {
@@ -47,28 +52,12 @@ func Load(spec any) error {
 }
 
 func loadSecretFiles(v reflect.Value) error {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f, fv := t.Field(i), v.Field(i)
-		if !f.IsExported() {
+	for _, f := range fields(v) {
+		if f.tag.Get("secret") != "true" || f.v.Kind() != reflect.String {
 			continue
 		}
-		if f.Type.Kind() == reflect.Struct && f.Tag.Get("envconfig") == "" {
-			if err := loadSecretFiles(fv); err != nil {
-				return err
-			}
-			continue
-		}
-		if f.Tag.Get("secret") != "true" || fv.Kind() != reflect.String {
-			continue
-		}
-		name := strings.ToUpper(f.Tag.Get("envconfig"))
-		if name == "" {
-			name = strings.ToUpper(f.Name)
-		}
-		key := Prefix + "_" + name
 		path, fileKey := "", ""
-		for _, k := range []string{key + "_FILE", name + "_FILE"} {
+		for _, k := range []string{f.key + "_FILE", f.alt + "_FILE"} {
 			if p, ok := os.LookupEnv(k); ok && p != "" {
 				path, fileKey = p, k
 				break
@@ -77,14 +66,14 @@ func loadSecretFiles(v reflect.Value) error {
 		if path == "" {
 			continue
 		}
-		if fv.String() != "" {
-			return fmt.Errorf("%w: %s and %s are both set; use one", ErrInvalid, key, fileKey)
+		if f.v.String() != "" {
+			return fmt.Errorf("%w: %s and %s are both set; use one", ErrInvalid, f.key, fileKey)
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrInvalid, fileKey, err)
 		}
-		fv.SetString(strings.TrimRight(string(b), "\r\n"))
+		f.v.SetString(strings.TrimRight(string(b), "\r\n"))
 	}
 	return nil
 }

@@ -134,3 +134,103 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+type ScheduleSpec struct {
+	Inner
+	MaxDeliver int    `envconfig:"SINK_MAX_DELIVER" default:"10"`
+	Schedule   string `envconfig:"SINK_RETRY_SCHEDULE" excludes:"SINK_MAX_DELIVER"`
+	Webhook    string `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m" excludes:"SINK_RETRY_SCHEDULE"`
+}
+
+func TestExcludes(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     map[string]string
+		wantErr []string
+	}{
+		{"neither", nil, nil},
+		{"the default alone", map[string]string{"AW_WEBHOOK_RETRY_SCHEDULE": "1s"}, nil},
+		{"max deliver alone", map[string]string{"AW_SINK_MAX_DELIVER": "3"}, nil},
+		{"both set", map[string]string{"AW_SINK_RETRY_SCHEDULE": "1s", "AW_SINK_MAX_DELIVER": "3"}, []string{"AW_SINK_MAX_DELIVER is set, but AW_SINK_RETRY_SCHEDULE decides it", "it is set"}},
+		{"unprefixed counts", map[string]string{"AW_SINK_RETRY_SCHEDULE": "1s", "SINK_MAX_DELIVER": "3"}, []string{"AW_SINK_MAX_DELIVER", "AW_SINK_RETRY_SCHEDULE"}},
+		{"against a default", map[string]string{"AW_SINK_RETRY_SCHEDULE": "1s"}, []string{"AW_SINK_RETRY_SCHEDULE is set, but AW_WEBHOOK_RETRY_SCHEDULE decides it", `its default "5s,5m"`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, k := range []string{"SINK_MAX_DELIVER", "SINK_RETRY_SCHEDULE", "WEBHOOK_RETRY_SCHEDULE"} {
+				for _, n := range []string{k, "AW_" + k} {
+					t.Setenv(n, "")
+					os.Unsetenv(n)
+				}
+			}
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			var s ScheduleSpec
+			err := Load(&s)
+			if len(c.wantErr) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err %v, want ErrInvalid", err)
+			}
+			for _, w := range c.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDefaultsAndKeys(t *testing.T) {
+	type all struct {
+		ScheduleSpec
+		On    bool          `envconfig:"ON" default:"true"`
+		Ratio float64       `envconfig:"RATIO" default:"0.5"`
+		Wait  time.Duration `envconfig:"WAIT" default:"90s"`
+		Count uint16        `envconfig:"COUNT" default:"7"`
+		Every Duration      `envconfig:"EVERY" default:"2m"`
+		None  string        `envconfig:"NONE"`
+	}
+	t.Setenv("AW_NATS_PORT", "1") // the environment is not read
+	var s all
+	if err := Defaults(&s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Port != 4222 || s.MaxDeliver != 10 || s.Webhook != "5s,5m" || !s.On || s.Ratio != 0.5 || s.Wait != 90*time.Second || s.Count != 7 || s.Every.Duration != 2*time.Minute || s.None != "" {
+		t.Errorf("defaults: %+v", s)
+	}
+	var bad struct {
+		N int `envconfig:"N" default:"many"`
+	}
+	if err := Defaults(&bad); err == nil || !strings.Contains(err.Error(), "AW_N") {
+		t.Errorf("a bad default: %v", err)
+	}
+	var names []string
+	for _, k := range Keys(&s) {
+		names = append(names, k.Name)
+	}
+	if got := strings.Join(names, " "); got != "AW_NATS_TOKEN AW_NATS_PORT AW_SINK_MAX_DELIVER AW_SINK_RETRY_SCHEDULE AW_WEBHOOK_RETRY_SCHEDULE AW_ON AW_RATIO AW_WAIT AW_COUNT AW_EVERY AW_NONE" {
+		t.Errorf("keys: %s", got)
+	}
+}
+
+func TestUndocumented(t *testing.T) {
+	doc := filepath.Join(t.TempDir(), "README.md")
+	os.WriteFile(doc, []byte("| `AW_NATS_TOKEN` (`_FILE`) | |\n| `AW_SINK_MAX_DELIVER_X` | |\n`AW_SINK_RETRY_SCHEDULE`, `AW_WEBHOOK_RETRY_SCHEDULE`"), 0o600)
+	var s ScheduleSpec
+	got, err := Undocumented(&s, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, " ") != "AW_NATS_PORT AW_SINK_MAX_DELIVER" {
+		t.Errorf("undocumented: %v", got)
+	}
+	if _, err := Undocumented(&s, filepath.Join(t.TempDir(), "missing.md")); err == nil {
+		t.Error("a missing file is no error")
+	}
+}

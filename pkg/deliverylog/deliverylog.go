@@ -1,10 +1,15 @@
-// Package deliverylog keeps one record per delivery attempt of any sink (time,
-// outcome, HTTP status, latency, error, a truncated response) in the
-// AW_DELIVERIES stream, queryable per receiver and per event. It is a
-// diagnostic log beside the audit log: records are published as plain NATS
-// messages that the stream captures, without asking for an ack, so a slow log
-// never slows a delivery (a record lost to a server restart is a missing line
-// of diagnostics, never a lost event); they expire (AW_DELIVERY_LOG_RETENTION).
+// Package deliverylog keeps what became of every event at every receiver of
+// every sink: one record per delivery attempt (time, receiver, destination,
+// outcome, status, latency, error, a truncated response) and one per
+// non-delivery with its reason (silenced by which silence, muted until when
+// by which interval, grouped into which notification, dead-lettered,
+// re-driven), in the AW_DELIVERIES stream, queryable per receiver and per
+// event. The sink runtime writes them (pkg/sink), the audit console and awctl
+// read them. It is a diagnostic log beside the audit log: records are
+// published as plain NATS messages that the stream captures, without asking
+// for an ack, so a slow log never slows a delivery (a record lost to a server
+// restart is a missing line of diagnostics, never a lost event); they expire
+// (AW_DELIVERY_LOG_RETENTION).
 package deliverylog
 
 import (
@@ -13,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,25 +36,118 @@ const (
 // MaxResponse bounds the response text kept with a record.
 const MaxResponse = 1024
 
-// Record is one attempt.
+// Outcomes of a record. The first four are attempts (a sender was called);
+// the others say why an event was not, or not on its own, delivered.
+const (
+	Delivered   = "delivered"
+	Failed      = "failed"
+	RateLimited = "rate_limited"
+	// Disabled: the attempt failed and disabled its destination (a webhook
+	// endpoint that answered 410 Gone).
+	Disabled = "disabled"
+
+	// Silenced: an operator's silence (Reason: its id) dropped the event.
+	Silenced = "silenced"
+	// Muted: a mute time interval (Reason: its name) deferred the event to Until.
+	Muted = "muted"
+	// Grouped: the event went out in a notification of several (Notification,
+	// Events), whose attempts follow under the same notification id.
+	Grouped = "grouped"
+	// DeadLettered: moved to the dead letters (Reason: the failure class).
+	DeadLettered = "dead_lettered"
+	// Redriven: an operator sent the event again (Destination: where to, for
+	// a re-drive to an ad-hoc destination).
+	Redriven = "redriven"
+)
+
+// Attempted reports whether an outcome is an attempt's (a sender was called).
+func Attempted(outcome string) bool {
+	switch outcome {
+	case Delivered, Failed, RateLimited, Disabled:
+		return true
+	}
+	return false
+}
+
+// Record is one attempt, or one non-delivery, of one event at one receiver.
 type Record struct {
 	Sink     string    `json:"sink"`
 	Receiver string    `json:"receiver"`
 	EventID  string    `json:"event_id"`
-	Attempt  uint64    `json:"attempt"`
+	Attempt  uint64    `json:"attempt,omitempty"`
 	At       time.Time `json:"at"`
-	// Outcome is "delivered", "failed", "rate_limited" or "disabled".
-	Outcome   string  `json:"outcome"`
-	Status    int     `json:"status,omitempty"`
-	LatencyMS float64 `json:"latency_ms"`
-	Error     string  `json:"error,omitempty"`
-	Response  string  `json:"response,omitempty"`
-	URL       string  `json:"url,omitempty"`
-	Redrive   bool    `json:"redrive,omitempty"`
-	Test      bool    `json:"test,omitempty"`
+	// Outcome is one of the constants above.
+	Outcome string `json:"outcome"`
+	// Destination is where the attempt went (a channel, addresses, a URL with
+	// any secret redacted).
+	Destination string  `json:"destination,omitempty"`
+	Status      int     `json:"status,omitempty"`
+	LatencyMS   float64 `json:"latency_ms,omitempty"`
+	Error       string  `json:"error,omitempty"`
+	Response    string  `json:"response,omitempty"`
+	// Retry is when a failed attempt's event is tried again (none: this was
+	// the last, and a dead_lettered record follows).
+	Retry *time.Time `json:"retry_at,omitempty"`
+	// Reason says what held a non-delivery back: a silence's id, a mute
+	// interval's name, a dead letter's failure class.
+	Reason string `json:"reason,omitempty"`
+	// Until is when a muted event is taken up again.
+	Until *time.Time `json:"until,omitempty"`
+	// Notification names the notification of several events this one went
+	// out in, Events how many it held.
+	Notification string `json:"notification,omitempty"`
+	Events       int    `json:"events,omitempty"`
+	Redrive      bool   `json:"redrive,omitempty"`
+	Test         bool   `json:"test,omitempty"`
 	// Seq is the record's sequence in the log (set when read).
 	Seq uint64 `json:"seq,omitempty"`
 }
+
+// Describe says what a record means, in words: where an attempt went and
+// what follows it, or what held the event back.
+func (r Record) Describe() string {
+	var b strings.Builder
+	switch r.Outcome {
+	case Silenced:
+		fmt.Fprintf(&b, "silenced by silence %s", r.Reason)
+	case Muted:
+		fmt.Fprintf(&b, "muted by time interval %s", r.Reason)
+		if r.Until != nil {
+			fmt.Fprintf(&b, " until %s", stamp(*r.Until))
+		}
+	case Grouped:
+		fmt.Fprintf(&b, "grouped into notification %s of %d events (%s)", r.Notification, r.Events, r.Reason)
+	case DeadLettered:
+		fmt.Fprintf(&b, "dead-lettered after %d attempts (%s): %s", r.Attempt, r.Reason, r.Error)
+	case Redriven:
+		b.WriteString(r.Reason)
+		if r.Destination != "" {
+			fmt.Fprintf(&b, ", to %s", r.Destination)
+		}
+	default: // an attempt
+		if r.Destination != "" {
+			fmt.Fprintf(&b, "to %s", r.Destination)
+		}
+		if r.Notification != "" {
+			fmt.Fprintf(&b, " in notification %s of %d events", r.Notification, r.Events)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(&b, "; %s", r.Error)
+		}
+		switch {
+		case r.Retry != nil:
+			fmt.Fprintf(&b, "; next attempt %s", stamp(*r.Retry))
+		case r.Outcome != Delivered:
+			b.WriteString("; no further attempt")
+		}
+		if r.Test {
+			b.WriteString(" (test delivery)")
+		}
+	}
+	return strings.TrimPrefix(b.String(), "; ")
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 // StreamConfig is the log's stream: file storage, expiring by age.
 func StreamConfig(c eventbus.Config, retention time.Duration) jetstream.StreamConfig {
@@ -93,12 +192,33 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfi
 	return &Log{js: js, stream: s}, nil
 }
 
+// ErrNoLog is returned by Existing when no sink has created the log yet.
+var ErrNoLog = errors.New("no delivery log yet (no sink has run)")
+
+// Existing opens the log without creating it or changing its settings:
+// for readers (awctl) that must not impose a retention.
+func Existing(ctx context.Context, js jetstream.JetStream) (*Log, error) {
+	s, err := js.Stream(ctx, Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, ErrNoLog
+	}
+	if err != nil {
+		return nil, fmt.Errorf("delivery log: %w", err)
+	}
+	return &Log{js: js, stream: s}, nil
+}
+
 func subject(sink, receiver, eventID string) string {
 	return Root + sink + "." + receiver + "." + eventbus.KeyToken(eventID)
 }
 
 // Add publishes a record; the stream stores it without acknowledging.
+// Records of an event whose id is unknown (a message that is no event) go
+// under the id "-".
 func (l *Log) Add(r Record) error {
+	if r.EventID == "" {
+		r.EventID = "-"
+	}
 	if len(r.Response) > MaxResponse {
 		r.Response = r.Response[:MaxResponse] + "…"
 	}

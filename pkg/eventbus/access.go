@@ -146,7 +146,8 @@ func (r Role) Permissions() Permissions {
 			[]string{RedriveRoot + "webhook.>", api + "STREAM.PURGE." + StreamRedrive, OpsRoot + "webhook.>"}, read(StreamDeliveries),
 			get(StreamDeadLetter), []string{api + "STREAM.MSG.DELETE." + StreamDeadLetter})
 	case RoleAuditor:
-		pub = join(read(StreamEvents), kvRead(BucketState), kvRead(BucketSubscriptions), kvRead(BucketWatch), kvRead(BucketReceivers),
+		// Silences are read for the event page: who silenced an event, and why.
+		pub = join(read(StreamEvents), kvRead(BucketState), kvRead(BucketSubscriptions), kvRead(BucketWatch), kvRead(BucketReceivers), kvRead(BucketSilences),
 			read(StreamDeadLetter), []string{api + "STREAM.MSG.DELETE." + StreamDeadLetter, RedriveRoot + ">"},
 			info(StreamRedrive), read(StreamDeliveries),
 			read(StreamCheckpoints), []string{CheckpointRoot + ">"})

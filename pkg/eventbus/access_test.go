@@ -28,7 +28,7 @@ var (
 		eventbus.RoleSlack:    {eventbus.BucketSilences, eventbus.BucketSlackThreads},
 		eventbus.RoleEmail:    {eventbus.BucketSilences},
 		eventbus.RoleWebhook:  {eventbus.BucketSilences, eventbus.BucketSubscriptions},
-		eventbus.RoleAuditor:  {eventbus.BucketState, eventbus.BucketSubscriptions, eventbus.BucketWatch, eventbus.BucketReceivers},
+		eventbus.RoleAuditor:  {eventbus.BucketState, eventbus.BucketSubscriptions, eventbus.BucketWatch, eventbus.BucketReceivers, eventbus.BucketSilences},
 		eventbus.RoleOperator: {eventbus.BucketState, eventbus.BucketWatch, eventbus.BucketSilences, eventbus.BucketLeases, eventbus.BucketSubscriptions, eventbus.BucketReceivers},
 	}
 	// rosterKey: each sink writes its own entry of the roster (and can look

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/config"
 )
 
 // Config is the NATS connection and provisioning configuration, read by mains
@@ -49,6 +51,16 @@ type Config struct {
 	DeadLetterRetention time.Duration `envconfig:"DLQ_RETENTION" default:"0"`
 	// MaxPending bounds the pipelined (async) publishes in flight.
 	MaxPending int `envconfig:"PUBLISH_MAX_PENDING" default:"4096"`
+	// PublishTimeout bounds the wait for the stream's acknowledgement of a
+	// pipelined publish: one that never comes (its server frozen, or the
+	// stream's leader lost with the message) fails, and is published again
+	// (its id deduplicates it) instead of holding its publisher.
+	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"5s"`
+	// PingInterval is how often the client asks its server for a sign of
+	// life; after three unanswered pings it moves to another server of the
+	// cluster. The client library's default, two minutes, leaves a service
+	// on a frozen or cut-off server for several minutes.
+	PingInterval time.Duration `envconfig:"NATS_PING_INTERVAL" default:"5s"`
 	// Name identifies the client connection in server monitoring.
 	Name string `envconfig:"NATS_CLIENT_NAME"`
 
@@ -65,10 +77,11 @@ func (c Config) CredentialsDir() string { return filepath.Join(c.DataDir, "crede
 
 // DefaultConfig is Config with the defaults of its struct tags, for tests and tools.
 func DefaultConfig() Config {
-	return Config{
-		DataDir: "./data", Listen: "127.0.0.1:4222", SyncAlways: true, Replicas: 1,
-		DedupWindow: 15 * time.Minute, Retention: 61362 * time.Hour, MaxPending: 4096,
+	var c Config
+	if err := config.Defaults(&c); err != nil {
+		panic(err) // a default tag that does not parse: a bug caught by every test
 	}
+	return c
 }
 
 // Validate reports the first wrong value, naming its key.
@@ -88,6 +101,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPending < 1 {
 		errs = append(errs, fmt.Errorf("AW_PUBLISH_MAX_PENDING: %d (want >= 1)", c.MaxPending))
+	}
+	if c.PublishTimeout < 0 {
+		errs = append(errs, fmt.Errorf("AW_PUBLISH_TIMEOUT: %s (want > 0; 0 for the default)", c.PublishTimeout))
+	}
+	if c.PingInterval < 0 {
+		errs = append(errs, fmt.Errorf("AW_NATS_PING_INTERVAL: %s (want > 0; 0 for the default)", c.PingInterval))
 	}
 	if c.URL == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("AW_DATA_DIR: empty (the embedded server needs a store)"))

@@ -42,6 +42,13 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	def := DefaultConfig()
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = def.PingInterval
+	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = def.PublishTimeout
+	}
 	b := &Bus{Cfg: cfg, refused: make(chan error, 16)}
 	url := cfg.URL
 	var auth []nats.Option
@@ -79,6 +86,10 @@ func (b *Bus) dial(ctx context.Context, url string, auth []nats.Option) error {
 		nats.Name(b.Cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
+		// A server that stops answering (frozen, or partitioned away without
+		// a reset) is left after three pings, for another of the cluster.
+		nats.PingInterval(b.Cfg.PingInterval),
+		nats.MaxPingsOutstanding(3),
 		nats.ErrorHandler(b.logRefusals),
 	}, auth...)
 	if b.Cfg.Role != "" {
@@ -89,7 +100,7 @@ func (b *Bus) dial(ctx context.Context, url string, auth []nats.Option) error {
 		return fmt.Errorf("%w to %s: %v", ErrConnect, redact.String(url), err)
 	}
 	b.NC = nc
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(b.Cfg.MaxPending))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(b.Cfg.MaxPending), jetstream.WithPublishAsyncTimeout(b.Cfg.PublishTimeout))
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("jetstream: %w", err)

@@ -233,11 +233,14 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		}
 		if _, err := js.CreateStream(ctx, want); err != nil {
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // lost a race with another replica
+				if err := visible(ctx, js, want.Name); err != nil {
+					return err
+				}
 				return EnsureStream(ctx, js, want)
 			}
 			return fmt.Errorf("create stream %s: %w", want.Name, err)
 		}
-		return nil
+		return visible(ctx, js, want.Name)
 	}
 	return err
 }
@@ -256,6 +259,29 @@ func checkStream(ctx context.Context, js jetstream.JetStream, want jetstream.Str
 			ErrConfigConflict, want.Name, strings.Join(diffs, "; "))
 	}
 	return nil
+}
+
+// visible waits until a stream that was just created (by this call, or by
+// a replica that won the race) answers a lookup. On a cluster the create can
+// be acknowledged a moment before every server serves the stream: the chaos
+// run saw the auditor, started beside the webhook dispatcher on a fresh
+// cluster, ensure AW_DELIVERIES and then be told "stream not found" when it
+// opened it, and stop.
+func visible(ctx context.Context, js jetstream.JetStream, name string) error {
+	for {
+		_, err := js.Stream(ctx, name)
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			if err != nil {
+				return fmt.Errorf("look up stream %s: %w", name, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s was created but is not found: %w", name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func streamDiffs(have, want jetstream.StreamConfig) []string {
@@ -304,12 +330,15 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 		}
 		kv, err = js.CreateKeyValue(ctx, want)
 		if errors.Is(err, jetstream.ErrBucketExists) {
+			if err := visible(ctx, js, "KV_"+want.Bucket); err != nil {
+				return nil, err
+			}
 			return EnsureBucket(ctx, js, want)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("create bucket %s: %w", want.Bucket, err)
 		}
-		return kv, nil
+		return kv, visible(ctx, js, "KV_"+want.Bucket)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up bucket %s: %w", want.Bucket, err)

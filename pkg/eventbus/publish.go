@@ -74,7 +74,7 @@ func (p *Publisher) PublishMsgs(ctx context.Context, msgs []*nats.Msg) ([]Ack, e
 		case a := <-f.Ok():
 			acks[i] = Ack{Sequence: a.Sequence, Duplicate: a.Duplicate}
 		case err := <-f.Err():
-			return nil, fmt.Errorf("%w %s: %v", ErrPublish, msgs[i].Header.Get(jetstream.MsgIDHeader), err)
+			return nil, fmt.Errorf("%w %s: %w", ErrPublish, msgs[i].Header.Get(jetstream.MsgIDHeader), err)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w %s: %v", ErrPublish, msgs[i].Header.Get(jetstream.MsgIDHeader), ctx.Err())
 		}

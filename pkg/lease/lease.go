@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -25,8 +26,14 @@ type Manager struct {
 	every time.Duration
 	log   *slog.Logger
 
+	// ttl is the bucket's: an unrenewed lease expires after it (read at Run).
+	ttl time.Duration
+
 	mu    sync.Mutex
 	owned map[string]uint64 // unit → lease revision
+	// renewed is when the write that last renewed (or took) each owned
+	// lease was sent: the server expires it ttl after it stored that write.
+	renewed map[string]time.Time
 	// OnAcquire and OnLose are called (from Run's goroutine) when a unit is won or
 	// lost. OnLose should return once the unit's work has stopped: a released
 	// lease is deleted only after it returns.
@@ -39,7 +46,7 @@ type Manager struct {
 func New(kv jetstream.KeyValue, id string, units []string, every time.Duration, log *slog.Logger) *Manager {
 	u := append([]string{}, units...)
 	sort.Strings(u)
-	return &Manager{kv: kv, id: id, units: u, every: every, log: log, owned: map[string]uint64{},
+	return &Manager{kv: kv, id: id, units: u, every: every, log: log, owned: map[string]uint64{}, renewed: map[string]time.Time{},
 		OnAcquire: func(string) {}, OnLose: func(string) {}}
 }
 
@@ -66,6 +73,10 @@ func (m *Manager) Owned() []string {
 // Run renews, balances and claims until ctx ends, then releases every lease so
 // that the others take over at once instead of after the TTL.
 func (m *Manager) Run(ctx context.Context) error {
+	m.ttl = 3 * m.every // the least a bucket's TTL may be; the bucket's own, when it answers
+	if st, err := m.kv.Status(ctx); err == nil && st.TTL() > 0 {
+		m.ttl = st.TTL()
+	}
 	t := time.NewTicker(m.every)
 	defer t.Stop()
 	for {
@@ -79,13 +90,45 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
+// op bounds one bucket operation of a tick, so that an unreachable bucket
+// cannot hold the tick (and the expiry of what it holds) for long.
+func (m *Manager) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, min(max(m.every, time.Second), m.ttl/3))
+}
+
+// expire gives up every lease not renewed for ttl less two renewal periods:
+// a replica that cannot reach the bucket (or whose renewals hang) stops
+// working before its lease can expire on the server and another replica
+// take the unit over, so that no unit ever has two replicas at work.
+func (m *Manager) expire() {
+	for _, u := range m.Owned() {
+		m.mu.Lock()
+		since := time.Since(m.renewed[u])
+		m.mu.Unlock()
+		if since >= m.ttl-2*m.every {
+			m.lose(u, fmt.Errorf("not renewed for %s (leases expire after %s): stopping before another replica may take it", since.Round(time.Millisecond), m.ttl))
+		}
+	}
+}
+
 func (m *Manager) tick(ctx context.Context) {
-	if _, err := m.kv.Put(ctx, memberKey(m.id), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+	m.expire()
+	// Renewals first: they keep what this replica works on; the heartbeat
+	// only counts the replicas for balancing.
+	for _, u := range m.Owned() {
+		m.renew(ctx, u)
+	}
+	hctx, cancel := m.op(ctx)
+	_, err := m.kv.Put(hctx, memberKey(m.id), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	cancel()
+	if err != nil {
 		m.log.Warn("lease: heartbeat failed", "err", err)
 		return
 	}
 	members := 1
-	if keys, err := m.kv.ListKeysFiltered(ctx, "member.>"); err == nil {
+	lctx, cancel := m.op(ctx)
+	defer cancel()
+	if keys, err := m.kv.ListKeysFiltered(lctx, "member.>"); err == nil {
 		n := 0
 		for range keys.Keys() {
 			n++
@@ -94,24 +137,6 @@ func (m *Manager) tick(ctx context.Context) {
 	}
 	target := (len(m.units) + members - 1) / members
 
-	// Renew what we hold; a failed renewal means the lease is gone.
-	for _, u := range m.Owned() {
-		m.mu.Lock()
-		rev := m.owned[u]
-		m.mu.Unlock()
-		b, _ := json.Marshal(lease{Owner: m.id, At: time.Now().UTC()})
-		nrev, err := m.kv.Update(ctx, leaseKey(u), b, rev)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			m.lose(u, err)
-			continue
-		}
-		m.mu.Lock()
-		m.owned[u] = nrev
-		m.mu.Unlock()
-	}
 	// Give back what exceeds a fair share, so a new replica gets work.
 	if owned := m.Owned(); len(owned) > target {
 		for _, u := range owned[target:] {
@@ -129,11 +154,14 @@ func (m *Manager) tick(ctx context.Context) {
 		if mine {
 			continue
 		}
-		b, _ := json.Marshal(lease{Owner: m.id, At: time.Now().UTC()})
-		rev, err := m.kv.Create(ctx, leaseKey(u), b)
+		sent := time.Now()
+		b, _ := json.Marshal(lease{Owner: m.id, At: sent.UTC()})
+		cctx, cancel := m.op(ctx)
+		rev, err := m.kv.Create(cctx, leaseKey(u), b)
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			rev, err = m.reclaim(ctx, u, b)
+			rev, err = m.reclaim(cctx, u, b)
 		}
+		cancel()
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
 				m.log.Warn("lease: claim failed", "unit", u, "err", err)
@@ -141,11 +169,37 @@ func (m *Manager) tick(ctx context.Context) {
 			continue
 		}
 		m.mu.Lock()
-		m.owned[u] = rev
+		m.owned[u], m.renewed[u] = rev, sent
 		m.mu.Unlock()
 		m.log.Info("lease acquired", "unit", u, "members", members)
 		m.OnAcquire(u)
 	}
+}
+
+// renew renews one lease; a failed renewal means the lease is gone (or may
+// be: an answer that never came), and the unit's work stops.
+func (m *Manager) renew(ctx context.Context, u string) {
+	m.mu.Lock()
+	rev, ok := m.owned[u]
+	m.mu.Unlock()
+	if !ok {
+		return
+	}
+	sent := time.Now()
+	b, _ := json.Marshal(lease{Owner: m.id, At: sent.UTC()})
+	uctx, cancel := m.op(ctx)
+	nrev, err := m.kv.Update(uctx, leaseKey(u), b, rev)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		m.lose(u, err)
+		return
+	}
+	m.mu.Lock()
+	m.owned[u], m.renewed[u] = nrev, sent
+	m.mu.Unlock()
 }
 
 // reclaim takes over a lease this replica's identity still holds from before a
@@ -166,6 +220,7 @@ func (m *Manager) reclaim(ctx context.Context, u string, b []byte) (uint64, erro
 func (m *Manager) lose(u string, err error) {
 	m.mu.Lock()
 	delete(m.owned, u)
+	delete(m.renewed, u)
 	m.mu.Unlock()
 	m.log.Warn("lease lost", "unit", u, "err", err)
 	m.OnLose(u)
@@ -175,6 +230,7 @@ func (m *Manager) release(u string) {
 	m.mu.Lock()
 	rev, ok := m.owned[u]
 	delete(m.owned, u)
+	delete(m.renewed, u)
 	m.mu.Unlock()
 	if !ok {
 		return

@@ -17,7 +17,6 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
-	"github.com/accountwatch/accountwatch/pkg/sink"
 )
 
 // Bucket holds one entry per sink, keyed by the sink's name.
@@ -34,17 +33,6 @@ type Entry struct {
 	// Adhoc is the kind of ad-hoc destination (to=) the sink takes; "" none.
 	Adhoc     deadletter.Address `json:"adhoc,omitempty"`
 	UpdatedAt time.Time          `json:"updated_at"`
-}
-
-// Names are the names of a notifier's receivers, its ad-hoc receiver left out.
-func Names(rcvs []sink.Receiver) []string {
-	out := make([]string, 0, len(rcvs))
-	for _, r := range rcvs {
-		if r.Name != deadletter.AdhocReceiver {
-			out = append(out, r.Name)
-		}
-	}
-	return out
 }
 
 // config is the bucket's, as the admin provisions it (eventbus.BucketConfigs).

@@ -140,7 +140,7 @@ func TestMute(t *testing.T) {
 	if _, muted := l.Muted(crit, night); muted {
 		t.Error("critical did not bypass the mute interval")
 	}
-	if _, muted := tr.Match(crit)[1].Muted(crit, night); !muted {
+	if _, name, muted := tr.Match(crit)[1].MutedBy(crit, night); !muted || name != "nights" {
 		t.Error("oncall route has no bypass, yet critical passed")
 	}
 }

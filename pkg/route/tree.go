@@ -149,16 +149,22 @@ func (l *Leaf) GroupKey(e *event.Event) string {
 // Muted reports whether e is held back at t, and until when. Critical events
 // pass when the route lets them bypass.
 func (l *Leaf) Muted(e *event.Event, t time.Time) (time.Time, bool) {
+	until, _, ok := l.MutedBy(e, t)
+	return until, ok
+}
+
+// MutedBy is Muted with the name of the interval that holds e longest (the
+// delivery log says which one muted it).
+func (l *Leaf) MutedBy(e *event.Event, t time.Time) (until time.Time, interval string, muted bool) {
 	if l.CriticalBypassesMute && e.Data.Severity == event.SeverityCritical {
-		return time.Time{}, false
+		return time.Time{}, "", false
 	}
-	var until time.Time
 	for _, ti := range l.Mute {
 		if end, ok := ti.ActiveUntil(t); ok && end.After(until) {
-			until = end
+			until, interval = end, ti.Name
 		}
 	}
-	return until, !until.IsZero()
+	return until, interval, !until.IsZero()
 }
 
 // Tree is a validated routing tree.

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/accountwatch/accountwatch/pkg/retryafter"
 )
 
 // Reason classes a failed delivery, for the retry decision, metrics and the
@@ -32,7 +34,10 @@ type Error struct {
 	Permanent bool
 	// RetryAfter is the wait the receiver asked for (HTTP Retry-After, Slack 429).
 	RetryAfter time.Duration
-	Err        error
+	// Status is the remote's answer code, when it gave one (an HTTP status,
+	// an SMTP reply code), for the delivery log.
+	Status int
+	Err    error
 }
 
 func (e *Error) Error() string {
@@ -75,19 +80,37 @@ func Classify(err error) *Error {
 	return &Error{Reason: ReasonOther, Err: err}
 }
 
-// HTTPStatus classifies an HTTP answer of an HTTP sink: 429 and 503 with a
-// retry-after are rate limits, 408 a timeout, other 4xx permanent client
-// errors, 5xx transient server errors. It returns nil for 2xx.
-func HTTPStatus(code int, retryAfter time.Duration, err error) error {
-	switch {
-	case code >= 200 && code < 300:
+// HTTPOptions are what one HTTP sink decides differently from another.
+type HTTPOptions struct {
+	// RetryClientErrors retries a 4xx answer (and a 3xx: no redirect is
+	// followed) on the schedule instead of dead-lettering it at once. A
+	// webhook subscriber's 404 or 401 is often a deployment of theirs, and
+	// dropping the event would lose it; Slack's 4xx says our request is wrong.
+	RetryClientErrors bool
+}
+
+// HTTPStatus is the one classification of an HTTP answer of every HTTP sink:
+// nil for 2xx; 429, and 503 with a Retry-After, rate limited (the receiver
+// pauses for exactly the Retry-After of h, or backs off without one); 408 a
+// timeout; 5xx a transient server error; any other answer a client error,
+// permanent unless o.RetryClientErrors. err describes the answer.
+func HTTPStatus(code int, h http.Header, now time.Time, err error, o HTTPOptions) error {
+	if code >= 200 && code < 300 {
 		return nil
-	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable && retryAfter > 0:
-		return RateLimited(retryAfter, err)
-	case code == http.StatusRequestTimeout:
-		return Transient(ReasonTimeout, err)
-	case code >= 400 && code < 500:
-		return Permanent(ReasonClientError, err)
 	}
-	return Transient(ReasonServerError, err)
+	e := &Error{Reason: ReasonClientError, Permanent: !o.RetryClientErrors, Status: code, Err: err}
+	wait, hasWait := retryafter.Header(h, now)
+	switch {
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable && hasWait:
+		e.Reason, e.Permanent = ReasonRateLimited, false
+		if hasWait {
+			// An exact wait, at least a second: "0" still asks for a pause.
+			e.RetryAfter = max(wait, time.Second)
+		}
+	case code == http.StatusRequestTimeout:
+		e.Reason, e.Permanent = ReasonTimeout, false
+	case code >= 500:
+		e.Reason, e.Permanent = ReasonServerError, false
+	}
+	return e
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,9 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
-	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
@@ -49,11 +46,17 @@ const (
 // handed off (the receiver lags).
 const fanoutQueue = 1024
 
+// maxHandoffs bounds the hand-offs the shared consumer has in flight: each
+// is a stored publish (an fsync on the embedded default), and one at a time
+// would slow every receiver to that pace whenever one lags or is parked.
+const maxHandoffs = 256
+
 // WithFanout switches the runtime to fan-out mode: receivers need a Filter.
 func WithFanout() Option { return func(r *Runtime) { r.fanout = true } }
 
 // fanMsg is one event of the shared consumer and the targets still working on it.
 type fanMsg struct {
+	f         *fanout
 	msg       jetstream.Msg
 	ev        *event.Event
 	remaining atomic.Int32
@@ -67,6 +70,7 @@ func (m *fanMsg) done(ok bool) {
 		m.nak.Store(true)
 	}
 	if m.remaining.Add(-1) == 0 {
+		m.f.held.remove(m)
 		if m.nak.Load() {
 			_ = m.msg.NakWithDelay(time.Second)
 			return
@@ -77,33 +81,17 @@ func (m *fanMsg) done(ok bool) {
 
 // fanTarget is a receiver's fast path.
 type fanTarget struct {
-	rc      Receiver
-	q       chan *fanMsg
-	lim     *rate.Limiter
-	pauseMu sync.Mutex
-	until   time.Time
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
+	rc   Receiver
+	q    chan *fanMsg
+	pace *pacer
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 	// retiring makes the deliverers hand off what is still queued.
 	retiring atomic.Bool
 	leaf     *route.Leaf
 	// the receiver's metrics, looked up once
 	received, delivered, notified prometheus.Counter
 	latency                       prometheus.Observer
-}
-
-func (t *fanTarget) paused() bool {
-	t.pauseMu.Lock()
-	defer t.pauseMu.Unlock()
-	return time.Now().Before(t.until)
-}
-
-func (t *fanTarget) pause(d time.Duration) {
-	t.pauseMu.Lock()
-	if u := time.Now().Add(d); u.After(t.until) {
-		t.until = u
-	}
-	t.pauseMu.Unlock()
 }
 
 type fanout struct {
@@ -114,21 +102,26 @@ type fanout struct {
 	targets map[string]*fanTarget
 	parked  map[string]Receiver
 	sendCtx context.Context
+	// handoffs holds a slot per hand-off in flight from dispatch; inFlight
+	// counts them for the drain.
+	handoffs chan struct{}
+	inFlight sync.WaitGroup
+	// held are the events taken and not yet settled: an event waiting in a
+	// slow receiver's queue is kept alive, or the server would deliver it
+	// again, to every receiver, after AckWait.
+	held *heldSet[*fanMsg]
 }
 
 func newFanout(r *Runtime) *fanout {
-	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}}
+	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs),
+		held: newHeldSet[*fanMsg]()}
 }
 
 // activate starts a receiver's fast path.
 func (f *fanout) activate(rc Receiver) {
-	lim := rate.NewLimiter(rate.Inf, 0)
-	if rc.RateLimit > 0 {
-		lim = rate.NewLimiter(rate.Limit(rc.RateLimit), max(1, rc.Burst))
-	}
 	ctx, cancel := context.WithCancel(f.sendCtx)
 	m, sk := f.r.metrics, f.r.sink
-	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), lim: lim, stop: cancel, leaf: ownLeaf(rc.Name),
+	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), pace: newPacer(rc), stop: cancel, leaf: ownLeaf(rc.Name),
 		received: m.Received.WithLabelValues(sk, rc.Name), delivered: m.Delivered.WithLabelValues(sk, rc.Name),
 		notified: m.Notifications.WithLabelValues(sk, rc.Name), latency: m.Latency.WithLabelValues(sk, rc.Name)}
 	for range f.r.set.Concurrency {
@@ -195,6 +188,7 @@ func (f *fanout) run(ctx context.Context, it jetstream.MessagesContext) {
 		<-ctx.Done()
 		it.Drain()
 	}()
+	defer f.inFlight.Wait() // the drain settles every hand-off
 	for {
 		m, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -215,11 +209,15 @@ func (f *fanout) run(ctx context.Context, it jetstream.MessagesContext) {
 func (f *fanout) dispatch(m jetstream.Msg) {
 	ev, err := eventbus.DecodeMsg(m)
 	if err != nil {
-		f.deadLetter(context.Background(), "_fanout", m, &Error{Reason: ReasonInvalidEvent, Permanent: true, Err: err}, 1)
-		_ = m.TermWithReason(string(ReasonInvalidEvent))
+		if f.r.deadLetter(context.Background(), "_fanout", m, nil, &Error{Reason: ReasonInvalidEvent, Permanent: true, Err: err}, 1) {
+			_ = m.TermWithReason(string(ReasonInvalidEvent))
+		} else {
+			_ = m.NakWithDelay(time.Second)
+		}
 		return
 	}
-	fm := &fanMsg{msg: m, ev: ev}
+	fm := &fanMsg{f: f, msg: m, ev: ev}
+	f.held.add(fm, m)
 	var active []*fanTarget
 	var parked []Receiver
 	f.mu.RLock()
@@ -241,50 +239,60 @@ func (f *fanout) dispatch(m jetstream.Msg) {
 		select {
 		case t.q <- fm:
 		default: // the receiver lags: its retry queue takes the event
-			fm.done(f.handoff(t.rc.Name, m, 0, time.Now()))
+			f.handOffAsync(fm, t.rc.Name)
 		}
 	}
 	f.mu.RUnlock()
 	for _, rc := range parked {
-		fm.done(f.handoff(rc.Name, m, 0, time.Now()))
+		f.handOffAsync(fm, rc.Name)
 	}
 	fm.done(true)
+}
+
+// handOffAsync hands fm to receiver's retry queue without holding up the
+// shared consumer: the publish runs on a goroutine of its own (at most
+// maxHandoffs at once), and settles its part of fm once stored.
+func (f *fanout) handOffAsync(fm *fanMsg, receiver string) {
+	f.handoffs <- struct{}{}
+	f.inFlight.Add(1)
+	go func() {
+		defer func() { <-f.handoffs; f.inFlight.Done() }()
+		fm.done(f.handoff(receiver, fm.msg, 0, time.Now()))
+	}()
 }
 
 // work is one of a receiver's fast-path deliverers.
 func (f *fanout) work(ctx context.Context, t *fanTarget) {
 	for fm := range t.q {
-		if ctx.Err() != nil || t.retiring.Load() || t.paused() {
+		if ctx.Err() != nil || t.retiring.Load() || t.pace.paused() > 0 {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue
 		}
-		if err := t.lim.Wait(ctx); err != nil {
+		if err := t.pace.lim.Wait(ctx); err != nil {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue
 		}
 		n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
 		sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)
+		start := time.Now()
 		err := f.r.sender.Send(sctx, n)
+		took := time.Since(start)
 		cancel()
-		if err == nil {
+		d := Decide(err, 1, f.r.set)
+		f.r.recordAttempt(n, fm.ev, 1, start, took, d)
+		switch d.Action {
+		case Ack:
 			t.delivered.Inc()
 			t.notified.Inc()
 			t.latency.Observe(time.Since(fm.ev.Cloud.Time()).Seconds())
 			fm.done(true)
-			continue
+		case DeadLetter:
+			fm.done(f.r.deadLetter(ctx, t.rc.Name, fm.msg, fm.ev, d.Err, 1))
+		case Retry:
+			t.pace.pause(d.Pause)
+			f.r.metrics.Retried.WithLabelValues(f.r.sink, t.rc.Name, string(d.Err.Reason)).Inc()
+			fm.done(f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(d.Delay)))
 		}
-		e := Classify(err)
-		if e.Permanent || f.r.set.MaxDeliver <= 1 {
-			fm.done(f.deadLetter(ctx, t.rc.Name, fm.msg, e, 1))
-			continue
-		}
-		delay := f.r.backoff(1, rand.Float64())
-		if e.RetryAfter > 0 {
-			delay = min(e.RetryAfter, f.r.set.MaxRetryAfter)
-			t.pause(delay)
-		}
-		f.r.metrics.Retried.WithLabelValues(f.r.sink, t.rc.Name, string(e.Reason)).Inc()
-		fm.done(f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(delay)))
 	}
 }
 
@@ -309,21 +317,6 @@ func (f *fanout) handoff(receiver string, m jetstream.Msg, attempts int, notBefo
 		f.r.log.Error("hand-off to the retry queue failed; the event is handed back", "sink", f.r.sink, "receiver", receiver, "err", err)
 		return false
 	}
-	return true
-}
-
-func (f *fanout) deadLetter(ctx context.Context, receiver string, m jetstream.Msg, e *Error, attempts int) bool {
-	var seq uint64
-	if md, err := m.Metadata(); err == nil {
-		seq = md.Sequence.Stream
-	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := f.r.dlq.Write(wctx, deadletter.Entry{Sink: f.r.sink, Receiver: receiver, Reason: string(e.Reason), Err: e, Attempts: attempts, OriginSeq: seq}, m.Subject(), m.Headers(), m.Data()); err != nil {
-		f.r.log.Error("dead letter not stored; the event is handed back", "sink", f.r.sink, "receiver", receiver, "err", err)
-		return false
-	}
-	f.r.metrics.DeadLettered.WithLabelValues(f.r.sink, receiver, string(e.Reason)).Inc()
 	return true
 }
 

@@ -14,13 +14,22 @@ import (
 )
 
 // Settings tune the runtime; every notifier embeds them in its environment
-// (AW_SINK_*), so the knobs are the same for Slack, webhooks and email.
+// (AW_SINK_*), so the knobs are the same for Slack, webhooks and email. The
+// struct tags hold the defaults, the only place they are written
+// (DefaultSettings reads them).
 type Settings struct {
 	// MaxDeliver is how many attempts an event gets before it is dead-lettered.
 	MaxDeliver int `envconfig:"SINK_MAX_DELIVER" default:"10"`
 	// BackoffInitial doubles per attempt, with jitter, up to BackoffMax.
 	BackoffInitial time.Duration `envconfig:"SINK_BACKOFF_INITIAL" default:"2s"`
 	BackoffMax     time.Duration `envconfig:"SINK_BACKOFF_MAX" default:"10m"`
+	// RetrySchedule, when set, replaces the exponential backoff: the waits
+	// before the 2nd, 3rd, … attempt (comma-separated durations, e.g.
+	// "5s,5m,30m,2h,5h,10h,10h"), each jittered by ±10%; an event is
+	// dead-lettered after the last, so it decides the attempts too (its
+	// length + 1). Setting it and a key it replaces is a start-up error.
+	RetrySchedule string `envconfig:"SINK_RETRY_SCHEDULE" excludes:"SINK_MAX_DELIVER,SINK_BACKOFF_INITIAL,SINK_BACKOFF_MAX"`
+	schedule      []time.Duration
 	// MaxRetryAfter caps a receiver's Retry-After (a longer one is taken as this).
 	MaxRetryAfter time.Duration `envconfig:"SINK_MAX_RETRY_AFTER" default:"1h"`
 	// AckWait is how long the server waits for an ack before redelivering; held
@@ -36,25 +45,26 @@ type Settings struct {
 	DrainTimeout time.Duration `envconfig:"SINK_DRAIN_TIMEOUT" default:"15s"`
 	// Filter is the comma-separated subject filter of the consumers.
 	Filter string `envconfig:"SINK_FILTER" default:"aw.events.>"`
-	// RetrySchedule, when set, replaces the exponential backoff: the waits
-	// before the 2nd, 3rd, … attempt (comma-separated durations, e.g.
-	// "5s,5m,30m,2h,5h,10h,10h"), each jittered by ±10%; an event is
-	// dead-lettered after the last. MaxDeliver is then its length + 1.
-	RetrySchedule string `envconfig:"SINK_RETRY_SCHEDULE"`
-	schedule      []time.Duration
-
 	// Start says where a new consumer begins: "new" (events from now on) or
 	// "all" (the whole audit log). An existing consumer resumes where it was.
 	Start string `envconfig:"SINK_START" default:"new"`
+	// Heartbeat is how often the server tells a waiting consumer it is
+	// there; after two missed the consumer asks again. A request for events
+	// lost on the way (a partition, a leader moving) stalls a receiver for
+	// two heartbeats: the client library's default (15 s) made it 30 s.
+	Heartbeat time.Duration `envconfig:"SINK_HEARTBEAT" default:"5s"`
+	// LogRetention is how long the delivery log (AW_DELIVERIES) keeps records.
+	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
 }
 
-// DefaultSettings are Settings with their defaults, for tests and tools.
+// DefaultSettings are Settings with the defaults of their struct tags, for
+// tests and tools.
 func DefaultSettings() Settings {
-	return Settings{
-		MaxDeliver: 10, BackoffInitial: 2 * time.Second, BackoffMax: 10 * time.Minute, MaxRetryAfter: time.Hour,
-		AckWait: time.Minute, MaxAckPending: 20000, Concurrency: 4, SendTimeout: 30 * time.Second,
-		DrainTimeout: 15 * time.Second, Filter: event.SubjectRoot + ">", Start: "new",
+	var s Settings
+	if err := config.Defaults(&s); err != nil {
+		panic(err) // a default tag that does not parse: a bug caught by every test
 	}
+	return s
 }
 
 // Validate names the first wrong key.
@@ -78,6 +88,10 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("AW_SINK_DRAIN_TIMEOUT: %s (want >= 0)", s.DrainTimeout)
 	case s.Start != "new" && s.Start != "all":
 		return fmt.Errorf("AW_SINK_START: %q (want new or all)", s.Start)
+	case s.Heartbeat < 0 || s.Heartbeat > maxHeartbeat:
+		return fmt.Errorf("AW_SINK_HEARTBEAT: %s (want 0 for the default, up to %s)", s.Heartbeat, maxHeartbeat)
+	case s.LogRetention <= 0:
+		return fmt.Errorf("AW_DELIVERY_LOG_RETENTION: %s (want > 0)", s.LogRetention)
 	}
 	if _, err := parseSchedule(s.RetrySchedule); err != nil {
 		return err
@@ -102,6 +116,19 @@ func (s *Settings) prepare() error {
 		s.MaxDeliver = len(sched) + 1
 	}
 	return nil
+}
+
+// maxHeartbeat is below half the client's pull expiry (30 s), which the
+// client requires.
+const maxHeartbeat = 14 * time.Second
+
+// pullOpts are the options of every consumer's pull.
+func (s Settings) pullOpts() []jetstream.PullMessagesOpt {
+	hb := s.Heartbeat
+	if hb == 0 {
+		hb = DefaultSettings().Heartbeat
+	}
+	return []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(min(s.MaxAckPending, 1000)), jetstream.PullHeartbeat(hb)}
 }
 
 func parseSchedule(spec string) ([]time.Duration, error) {

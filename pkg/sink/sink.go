@@ -3,7 +3,7 @@
 // receiver never holds back another), routes each event through the routing
 // tree, drops what a silence covers, defers what a mute interval covers, groups
 // the rest per route (group_wait / group_interval), paces deliveries with a
-// per-receiver rate limit, and settles every event by one policy:
+// per-receiver rate limit, and settles every event by one policy (Decide):
 //
 //	success                      → Ack
 //	permanent error              → dead letter, then Term
@@ -13,11 +13,16 @@
 //
 // An event is acknowledged only after its side effect, and terminated only
 // after its dead letter is stored, so nothing is lost; receivers use the event
-// id to make at-least-once exactly-once.
+// id to make at-least-once exactly-once. Every outcome of every receiver (each
+// attempt, and each event silenced, muted, grouped, dead-lettered or
+// re-driven) is recorded in the delivery log (WithDeliveryLog). Serve holds
+// the wiring every notifier shares; a notifier brings its Sender.
 package sink
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,9 +31,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
@@ -51,6 +56,40 @@ type Notification struct {
 	// RedriveTo is the ad-hoc destination of a re-drive to
 	// deadletter.AdhocReceiver (a Slack channel, an email address).
 	RedriveTo string
+	// Receipt is what the Sender tells the delivery log about this attempt.
+	Receipt Receipt
+
+	id string // ID, once computed
+}
+
+// Receipt is what a Sender knows about an attempt that the runtime cannot:
+// it fills in what applies, success or not.
+type Receipt struct {
+	// Destination is where the attempt went: a channel, addresses, a URL (the
+	// runtime redacts any secret in it before it is logged).
+	Destination string
+	// Status is the remote's answer code (an HTTP status, an SMTP reply code).
+	Status int
+	// Response is the start of the remote's answer.
+	Response string
+	// Outcome, when set, replaces deliverylog.Failed for a failure with a
+	// consequence of its own (deliverylog.Disabled).
+	Outcome string
+}
+
+// ID names a notification of several events in the delivery log: the same
+// events of the same group to the same receiver have the same id.
+func (n *Notification) ID() string {
+	if n.id != "" {
+		return n.id
+	}
+	h := sha256.New()
+	h.Write([]byte(n.Sink + "\x00" + n.Receiver + "\x00" + n.GroupKey))
+	for _, e := range n.Events {
+		h.Write([]byte("\x00" + e.ID()))
+	}
+	n.id = "n_" + hex.EncodeToString(h.Sum(nil)[:8])
+	return n.id
 }
 
 // Sender delivers notifications; it is what a notifier implements. It returns
@@ -103,17 +142,19 @@ type Runtime struct {
 	fanout bool
 	fan    *fanout
 
-	js        jetstream.JetStream
-	sink      string
-	tree      *route.Tree
-	receivers []Receiver
-	sender    Sender
-	set       Settings
-	silences  Silencer
-	log       *slog.Logger
-	metrics   *Metrics
-	now       func() time.Time
-	dlq       *deadletter.Writer
+	js           jetstream.JetStream
+	sink         string
+	tree         *route.Tree
+	receivers    []Receiver
+	sender       Sender
+	set          Settings
+	silences     Silencer
+	log          *slog.Logger
+	metrics      *Metrics
+	now          func() time.Time
+	dlq          *deadletter.Writer
+	deliveries   DeliveryLog
+	failuresOnly bool
 }
 
 // Option configures a Runtime.
@@ -133,6 +174,19 @@ func WithMetrics(m *Metrics) Option { return func(r *Runtime) { r.metrics = m } 
 
 // WithClock replaces time.Now for routing decisions (mute intervals, silences).
 func WithClock(now func() time.Time) Option { return func(r *Runtime) { r.now = now } }
+
+// DeliveryLog is where the runtime records outcomes; *deliverylog.Log is one.
+type DeliveryLog interface {
+	Add(deliverylog.Record) error
+}
+
+// WithDeliveryLog records every outcome in l. failuresOnly leaves out the
+// first-attempt successes that are no re-drive (high webhook volumes): a
+// failed attempt, the success that ends a run of them and every non-delivery
+// are still recorded.
+func WithDeliveryLog(l DeliveryLog, failuresOnly bool) Option {
+	return func(r *Runtime) { r.deliveries, r.failuresOnly = l, failuresOnly }
+}
 
 // New builds the runtime of sink (a notifier's name: "slack", "email") for
 // receivers, delivering through sender.
@@ -252,8 +306,10 @@ func (r *Runtime) Run(ctx context.Context) error {
 		case <-r.start:
 		case <-ctx.Done():
 		}
+		stopKeepAlive := make(chan struct{})
+		go r.fan.held.keepAlive(r.set.AckWait/3, stopKeepAlive)
 		if ctx.Err() == nil {
-			if shared, err := sharedCons.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000))); err != nil {
+			if shared, err := sharedCons.Messages(r.set.pullOpts()...); err != nil {
 				runErr = fmt.Errorf("consume %s_fanout: %w", r.sink, err)
 			} else {
 				r.fan.run(ctx, shared) // returns once ctx ended and the shared consumer drained
@@ -267,10 +323,14 @@ func (r *Runtime) Run(ctx context.Context) error {
 			sendCancel()
 			<-done
 		}
+		close(stopKeepAlive)
 	} else {
 		<-ctx.Done()
 	}
 	r.stopAll()
+	// Acks are fire-and-forget: have the server read every one before Run
+	// returns, so that the process ending next cannot leave them unsent.
+	_ = r.js.Conn().FlushTimeout(5 * time.Second)
 	r.log.Info("sink drained", "sink", r.sink)
 	return runErr
 }
@@ -305,12 +365,18 @@ func (r *Runtime) Add(rc Receiver) error {
 		return fmt.Errorf("%w: receiver %q: a fan-out receiver needs a filter", ErrConfig, rc.Name)
 	}
 	r.stopWorker(rc.Name)
+	fanned := r.fan != nil && !rc.RedriveOnly
+	if fanned {
+		// First: once its consumer exists (what callers may wait for), every
+		// event read is taken for it, delivered or handed to its retry queue.
+		r.fan.activate(rc)
+	}
 	w, err := r.newWorker(ctx, rc)
 	if err != nil {
+		if fanned {
+			r.fan.deactivate(rc.Name, true) // what it was handed waits for the next Add
+		}
 		return err
-	}
-	if r.fan != nil && !rc.RedriveOnly {
-		r.fan.activate(rc)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	h := &handle{cancel: cancel, done: make(chan struct{})}
@@ -423,11 +489,7 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	lim := rate.NewLimiter(rate.Inf, 0)
-	if rc.RateLimit > 0 {
-		lim = rate.NewLimiter(rate.Limit(rc.RateLimit), max(1, rc.Burst))
-	}
-	w := newWorker(r, rc, lim)
+	w := newWorker(r, rc)
 	for _, c := range []struct {
 		cons    jetstream.Consumer
 		redrive bool
@@ -435,7 +497,7 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 		if c.cons == nil {
 			continue
 		}
-		it, err := c.cons.Messages(jetstream.PullMaxMessages(min(r.set.MaxAckPending, 1000)))
+		it, err := c.cons.Messages(r.set.pullOpts()...)
 		if err != nil {
 			w.stopConsuming()
 			return nil, fmt.Errorf("consume %s: %w", name, err)
@@ -465,21 +527,4 @@ func (r *Runtime) ensureConsumer(ctx context.Context, stream string, cfg jetstre
 		return nil, fmt.Errorf("consumer %s on %s: %w", cfg.Durable, stream, err)
 	}
 	return c, nil
-}
-
-// backoff is the wait before attempt n+1 after n failed: initial·2^(n-1),
-// capped, with equal jitter (half fixed, half random) so that a burst of
-// failures does not retry in lockstep.
-func (r *Runtime) backoff(n uint64, jitter float64) time.Duration {
-	if sched := r.set.schedule; len(sched) > 0 {
-		// A fixed schedule (webhooks: minutes to days) jitters by ±10%.
-		d := sched[min(int(n), len(sched))-1]
-		return d - d/10 + time.Duration(jitter*float64(d/5))
-	}
-	d := r.set.BackoffInitial
-	for i := uint64(1); i < n && d < r.set.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, r.set.BackoffMax)
-	return d/2 + time.Duration(jitter*float64(d/2))
 }

@@ -5,7 +5,6 @@ import (
 	"container/heap"
 	"context"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
@@ -13,9 +12,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/time/rate"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
@@ -106,7 +105,7 @@ type worker struct {
 	r     *Runtime
 	name  string
 	rc    Receiver
-	lim   *rate.Limiter
+	pace  *pacer
 	iters []iter
 
 	in     chan inbound
@@ -119,22 +118,18 @@ type worker struct {
 	due         dueHeap
 	queues      []chan *batch
 
-	heldMu sync.Mutex
-	held   map[*pending]struct{}
-
-	pauseMu     sync.Mutex
-	pausedUntil time.Time
+	held *heldSet[*pending]
 
 	draining chan struct{}
 }
 
-func newWorker(r *Runtime, rc Receiver, lim *rate.Limiter) *worker {
+func newWorker(r *Runtime, rc Receiver) *worker {
 	w := &worker{
-		r: r, name: rc.Name, rc: rc, lim: lim,
+		r: r, name: rc.Name, rc: rc, pace: newPacer(rc),
 		in:          make(chan inbound, 256),
 		settledNote: make(chan struct{}, 1),
 		groups:      map[string]*group{},
-		held:        map[*pending]struct{}{},
+		held:        newHeldSet[*pending](),
 		draining:    make(chan struct{}),
 	}
 	// A full queue makes the loop wait for its deliverer: backpressure, which
@@ -188,18 +183,7 @@ func (w *worker) run(ctx context.Context) {
 
 	keepAliveDone := make(chan struct{})
 	defer close(keepAliveDone)
-	go func() {
-		t := time.NewTicker(w.r.set.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-keepAliveDone:
-				return
-			case <-t.C:
-				w.touchHeld()
-			}
-		}
-	}()
+	go w.held.keepAlive(w.r.set.AckWait/3, keepAliveDone)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	sweep := time.NewTicker(time.Minute)
@@ -262,7 +246,7 @@ func (w *worker) accept(in inbound) {
 	ev, err := eventbus.DecodeMsg(in.msg)
 	if err != nil {
 		w.hold(p)
-		w.deadLetter(p, &Error{Reason: ReasonInvalidEvent, Permanent: true, Err: err}, p.attempts())
+		w.deadLetter(p, &Error{Reason: ReasonInvalidEvent, Permanent: true, Err: err})
 		return
 	}
 	p.ev = ev
@@ -282,8 +266,16 @@ func (w *worker) accept(in inbound) {
 		}
 		// An operator asked for this one: no routing, silences or mute windows.
 		w.hold(p)
+		to := in.msg.Headers().Get(deadletter.HdrRedriveTo)
+		why := "re-driven by an operator"
+		if of := in.msg.Headers().Get(deadletter.HdrRedriveOf); of != "" {
+			why = "re-drive of dead letter " + of
+		}
+		if p.attempts() == 1 { // once per re-drive, not per attempt of it
+			w.r.record(deliverylog.Record{Receiver: w.name, EventID: ev.ID(), Outcome: deliverylog.Redriven, Destination: to, Reason: why, Redrive: true})
+		}
 		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, GroupKey: "redrive|" + ev.ID(), Events: []*event.Event{ev}, Redrive: true,
-			RedriveTo: in.msg.Headers().Get(deadletter.HdrRedriveTo)}, items: []*pending{p}})
+			RedriveTo: to}, items: []*pending{p}})
 		return
 	}
 	if w.rc.Filter != nil {
@@ -310,12 +302,15 @@ func (w *worker) accept(in inbound) {
 		if id, ok := w.r.silences.Silenced(ev, now); ok {
 			w.r.metrics.Suppressed.WithLabelValues(w.r.sink, w.name, "silenced").Inc()
 			w.r.log.Debug("silenced", "sink", w.r.sink, "receiver", w.name, "event", ev.ID(), "silence", id)
+			w.r.record(deliverylog.Record{Receiver: w.name, EventID: ev.ID(), Outcome: deliverylog.Silenced, Reason: id})
 			_ = in.msg.Ack()
 			return
 		}
 	}
-	if until, muted := leaf.Muted(ev, now); muted {
+	if until, interval, muted := leaf.MutedBy(ev, now); muted {
 		w.r.metrics.Suppressed.WithLabelValues(w.r.sink, w.name, "muted").Inc()
+		u := until.UTC()
+		w.r.record(deliverylog.Record{Receiver: w.name, EventID: ev.ID(), Outcome: deliverylog.Muted, Reason: interval, Until: &u})
 		_ = in.msg.NakWithDelay(until.Sub(now))
 		return
 	}
@@ -415,7 +410,14 @@ func (w *worker) flushDue(now time.Time) {
 		}
 		// A group of one event ("...") gathers no other: nothing to serialise.
 		tracked := !slices.Contains(g.leaf.GroupBy, "...")
-		w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: g.leaf, GroupKey: g.key, Events: evs}, items: g.items, group: tracked})
+		n := &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: g.leaf, GroupKey: g.key, Events: evs}
+		if len(evs) > 1 {
+			id := n.ID()
+			for _, e := range evs {
+				w.r.record(deliverylog.Record{Receiver: w.name, EventID: e.ID(), Outcome: deliverylog.Grouped, Notification: id, Events: len(evs), Reason: "route " + g.leaf.ID})
+			}
+		}
+		w.enqueue(&batch{n: n, items: g.items, group: tracked})
 		g.items, g.lastFlush, g.inFlight = nil, now, tracked
 	}
 }
@@ -437,32 +439,11 @@ func (w *worker) enqueue(b *batch) {
 }
 
 func (w *worker) hold(p *pending) {
-	w.heldMu.Lock()
-	w.held[p] = struct{}{}
-	n := len(w.held)
-	w.heldMu.Unlock()
-	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(n))
+	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(w.held.add(p, p.msg)))
 }
 
 func (w *worker) release(p *pending) {
-	w.heldMu.Lock()
-	delete(w.held, p)
-	n := len(w.held)
-	w.heldMu.Unlock()
-	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(n))
-}
-
-// touchHeld keeps held messages from being redelivered while they wait.
-func (w *worker) touchHeld() {
-	w.heldMu.Lock()
-	ps := make([]*pending, 0, len(w.held))
-	for p := range w.held {
-		ps = append(ps, p)
-	}
-	w.heldMu.Unlock()
-	for _, p := range ps {
-		_ = p.msg.InProgress()
-	}
+	w.r.metrics.Held.WithLabelValues(w.r.sink, w.name).Set(float64(w.held.remove(p)))
 }
 
 func (w *worker) handBack(items []*pending) {
@@ -481,7 +462,7 @@ func (w *worker) deliver(ctx, sendCtx context.Context, q chan *batch) {
 			continue
 		default:
 		}
-		if err := w.waitTurn(ctx); err != nil {
+		if err := w.pace.wait(ctx); err != nil {
 			w.handBack(b.items)
 			continue
 		}
@@ -489,36 +470,12 @@ func (w *worker) deliver(ctx, sendCtx context.Context, q chan *batch) {
 			b.n.Attempt = max(b.n.Attempt, p.attempts())
 		}
 		sctx, cancel := context.WithTimeout(sendCtx, w.r.set.SendTimeout)
+		start := time.Now()
 		err := w.r.sender.Send(sctx, b.n)
+		took := time.Since(start)
 		cancel()
-		w.settle(b, err)
+		w.settle(b, err, start, took)
 	}
-}
-
-// waitTurn waits out a receiver's Retry-After pause, then its rate limit.
-func (w *worker) waitTurn(ctx context.Context) error {
-	for {
-		w.pauseMu.Lock()
-		wait := time.Until(w.pausedUntil)
-		w.pauseMu.Unlock()
-		if wait <= 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-	return w.lim.Wait(ctx)
-}
-
-func (w *worker) pause(d time.Duration) {
-	w.pauseMu.Lock()
-	if until := time.Now().Add(d); until.After(w.pausedUntil) {
-		w.pausedUntil = until
-	}
-	w.pauseMu.Unlock()
 }
 
 // report tells the loop that a group's notification is settled.
@@ -532,67 +489,57 @@ func (w *worker) report(rt settlement) {
 	}
 }
 
-// settle applies the acknowledgement policy to every message of a batch.
-func (w *worker) settle(b *batch, err error) {
+// settle applies the acknowledgement policy to every message of a batch and
+// records each one's attempt.
+func (w *worker) settle(b *batch, err error, start time.Time, took time.Duration) {
 	rt := settlement{key: b.n.GroupKey, leaf: b.n.Leaf}
 	if b.group {
 		defer func() { w.report(rt) }()
 	}
-	if err == nil {
-		now := time.Now()
-		for _, p := range b.items {
+	if err != nil {
+		e := Classify(err)
+		w.r.log.Warn("delivery failed", "sink", w.r.sink, "receiver", w.name, "group", b.n.GroupKey, "events", len(b.items), "reason", e.Reason, "permanent", e.Permanent, "err", err)
+	}
+	now := time.Now()
+	delivered := 0
+	for _, p := range b.items {
+		d := Decide(err, p.attempts(), w.r.set)
+		w.pace.pause(d.Pause)
+		w.r.recordAttempt(b.n, p.ev, p.attempts(), start, took, d)
+		switch d.Action {
+		case Ack:
 			_ = p.msg.Ack()
 			w.release(p)
 			w.r.metrics.Latency.WithLabelValues(w.r.sink, w.name).Observe(now.Sub(p.ev.Cloud.Time()).Seconds())
-		}
-		w.r.metrics.Delivered.WithLabelValues(w.r.sink, w.name).Add(float64(len(b.items)))
-		w.r.metrics.Notifications.WithLabelValues(w.r.sink, w.name).Inc()
-		return
-	}
-	e := Classify(err)
-	w.r.log.Warn("delivery failed", "sink", w.r.sink, "receiver", w.name, "group", b.n.GroupKey, "events", len(b.items), "reason", e.Reason, "permanent", e.Permanent, "err", err)
-	if e.RetryAfter > 0 {
-		w.pause(min(e.RetryAfter, w.r.set.MaxRetryAfter))
-	}
-	for _, p := range b.items {
-		switch {
-		case e.Permanent:
-			w.deadLetter(p, e, p.attempts())
-		case p.attempts() >= uint64(w.r.set.MaxDeliver):
-			w.deadLetter(p, &Error{Reason: e.Reason, Err: fmt.Errorf("gave up after %d attempts: %w", p.attempts(), e.Err)}, p.attempts())
-		default:
-			delay := w.r.backoff(p.attempts(), rand.Float64())
-			if e.RetryAfter > 0 {
-				delay = min(e.RetryAfter, w.r.set.MaxRetryAfter)
-			}
-			_ = p.msg.NakWithDelay(delay)
+			delivered++
+		case DeadLetter:
+			w.deadLetter(p, d.Err)
+		case Retry:
+			_ = p.msg.NakWithDelay(d.Delay)
 			rt.seqs = append(rt.seqs, p.streamSeq())
-			if until := time.Now().Add(delay); until.After(rt.until) {
+			if until := now.Add(d.Delay); until.After(rt.until) {
 				rt.until = until
 			}
 			w.release(p)
-			w.r.metrics.Retried.WithLabelValues(w.r.sink, w.name, string(e.Reason)).Inc()
+			w.r.metrics.Retried.WithLabelValues(w.r.sink, w.name, string(d.Err.Reason)).Inc()
 		}
+	}
+	if delivered > 0 {
+		w.r.metrics.Delivered.WithLabelValues(w.r.sink, w.name).Add(float64(delivered))
+		w.r.metrics.Notifications.WithLabelValues(w.r.sink, w.name).Inc()
 	}
 }
 
 // deadLetter stores p with its error, then terminates it; when the dead letter
 // cannot be stored, p is handed back for a later attempt instead: never both
 // lost and terminated.
-func (w *worker) deadLetter(p *pending, e *Error, attempts uint64) {
+func (w *worker) deadLetter(p *pending, e *Error) {
 	defer w.release(p)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m := p.msg
-	err := w.r.dlq.Write(ctx, deadletter.Entry{Sink: w.r.sink, Receiver: w.name, Reason: string(e.Reason), Err: e, Attempts: int(attempts), OriginSeq: p.streamSeq()}, m.Subject(), m.Headers(), m.Data())
-	if err != nil {
-		w.r.log.Error("dead letter not stored; will retry", "sink", w.r.sink, "receiver", w.name, "err", err)
-		_ = m.NakWithDelay(w.r.backoff(attempts, rand.Float64()))
+	if !w.r.deadLetter(context.Background(), w.name, p.msg, p.ev, e, p.attempts()) {
+		_ = p.msg.NakWithDelay(w.r.set.backoff(p.attempts(), rand.Float64()))
 		return
 	}
-	_ = m.TermWithReason(string(e.Reason))
-	w.r.metrics.DeadLettered.WithLabelValues(w.r.sink, w.name, string(e.Reason)).Inc()
-	w.r.log.Warn("dead-lettered", "sink", w.r.sink, "receiver", w.name, "subject", m.Subject(), "reason", e.Reason, "attempts", attempts)
+	_ = p.msg.TermWithReason(string(e.Reason))
 }
 
 // dueHeap orders groups by when they are due; entries of a group whose due

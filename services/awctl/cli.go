@@ -53,6 +53,7 @@ const usage = `awctl administers accountwatch.
   awctl provision    [--delivery-log-retention 720h]                  (as admin: create or check streams and buckets)
   awctl credentials  --dir DIR [--owner UID:GID]                      (an nkey per role, the server's auth include, the signing key)
   awctl timeline     --provider P --instance I --account A [--format table|csv|jsonl]
+  awctl deliveries   [--event ID | --seq N] [--sink S] [--receiver R] [--outcome O] [--since 24h|TIME] [--limit N] [--output table|json]
 
 Providers: activeplatform, alibaba-bss, alibaba-cams.
 Environment: NATS_URL (default nats://127.0.0.1:4222) and the AW_NATS_* auth keys (by
@@ -130,6 +131,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return redriveCmd(ctx, s, args[1:], stdout, stderr)
 	case "timeline":
 		return timelineCmd(ctx, s, args[1:], stdout, stderr)
+	case "deliveries":
+		return deliveriesCmd(ctx, s, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "awctl: unknown command %q\n\n%s", strings.Join(args, " "), usage)
 	return exitUsage

@@ -129,17 +129,7 @@ func BenchmarkLatency200(b *testing.B) {
 		capture := slackcapture.Start(nil)
 		stop := startNotifier(b, bus, capture.URL())
 		evs := benchEvents(b, rate*seconds/4, 4)
-		sent := make(map[string]time.Time, len(evs))
-		pub := eventbus.NewPublisher(bus.JS)
-		tick := time.NewTicker(time.Second / rate)
-		for _, e := range evs {
-			<-tick.C
-			sent[e.ID()] = time.Now()
-			if _, err := pub.Publish(context.Background(), e); err != nil {
-				b.Fatal(err)
-			}
-		}
-		tick.Stop()
+		sent := bustest.PublishPaced(b, bus, evs, rate)
 		for deadline := time.Now().Add(time.Minute); delivered(capture) < len(evs); time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				b.Fatalf("%d of %d delivered", delivered(capture), len(evs))

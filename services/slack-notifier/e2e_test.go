@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -39,6 +40,7 @@ func buildBinary(t *testing.T) string {
 func TestKilledNotifierResumes(t *testing.T) {
 	bin := buildBinary(t)
 	bus := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
+	bustest.Provision(t, bus, deliverylog.StreamConfig(bus.Cfg, 720*time.Hour)) // the process's default AW_DELIVERY_LOG_RETENTION
 	slack := slackcapture.Start(nil)
 	defer slack.Stop()
 	slack.SetDelay(10 * time.Millisecond)

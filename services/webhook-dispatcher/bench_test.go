@@ -212,17 +212,7 @@ func BenchmarkLatency500(b *testing.B) {
 		srv := httptest.NewServer(rcv)
 		stop := benchDispatcher(b, bus, srv.URL, 1)
 		evs := benchEvents(b, rate*seconds)
-		sent := make(map[string]time.Time, len(evs))
-		pub := eventbus.NewPublisher(bus.JS)
-		tick := time.NewTicker(time.Second / rate)
-		for _, e := range evs {
-			<-tick.C
-			sent[e.ID()] = time.Now()
-			if _, err := pub.Publish(context.Background(), e); err != nil {
-				b.Fatal(err)
-			}
-		}
-		tick.Stop()
+		sent := bustest.PublishPaced(b, bus, evs, rate)
 		for deadline := time.Now().Add(time.Minute); rcv.n.Load() < int64(len(evs)); time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				b.Fatalf("%d of %d delivered", rcv.n.Load(), len(evs))

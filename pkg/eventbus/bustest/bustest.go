@@ -95,6 +95,24 @@ func Publish(t testing.TB, b *eventbus.Bus, evs ...*event.Event) {
 	}
 }
 
+// PublishPaced publishes evs one at a time, rate a second (a latency
+// benchmark's load), and returns when each was sent.
+func PublishPaced(t testing.TB, b *eventbus.Bus, evs []*event.Event, rate int) map[string]time.Time {
+	t.Helper()
+	sent := make(map[string]time.Time, len(evs))
+	pub := eventbus.NewPublisher(b.JS)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for _, e := range evs {
+		<-tick.C
+		sent[e.ID()] = time.Now()
+		if _, err := pub.Publish(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sent
+}
+
 // Eventually waits up to 30 s for cond, what a bus's consumers do taking its
 // time; the test fails naming what did not happen.
 func Eventually(t testing.TB, what string, cond func() bool) {

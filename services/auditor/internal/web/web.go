@@ -7,7 +7,6 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
@@ -23,7 +22,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
@@ -338,38 +336,6 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 		Account  standing.Account
 		Timeline []TimelineRow
 	}{p, inst, id, acct, rows}})
-}
-
-// EventPage is the data of an event's page.
-type EventPage struct {
-	Seq                       uint64
-	Stored                    time.Time
-	Event                     *event.Event
-	Headline, Change, Account string
-	JSON                      string
-	Deliveries                []deliverylog.Record
-}
-
-func (s *Server) loadEvent(ctx context.Context, seq uint64) (*EventPage, error) {
-	st, err := s.JS.Stream(ctx, eventbus.StreamEvents)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := st.GetMsg(ctx, seq)
-	if err != nil {
-		return nil, err
-	}
-	ev, err := eventbus.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
-	if err != nil {
-		return nil, err
-	}
-	pretty, _ := json.MarshalIndent(ev.Cloud, "", "  ")
-	dl, err := s.Log.List(ctx, deliverylog.Query{EventID: ev.ID(), Limit: 200})
-	if err != nil {
-		return nil, err
-	}
-	return &EventPage{Seq: seq, Stored: raw.Time, Event: ev, Headline: describe.Headline(ev), Change: describe.Change(ev),
-		Account: describe.Account(ev.Data), JSON: string(pretty), Deliveries: dl}, nil
 }
 
 func (s *Server) event(w http.ResponseWriter, r *http.Request) {

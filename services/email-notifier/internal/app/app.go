@@ -14,12 +14,8 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
-	"github.com/accountwatch/accountwatch/pkg/describe"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
-	"github.com/accountwatch/accountwatch/pkg/ops"
-	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/route"
-	"github.com/accountwatch/accountwatch/pkg/silence"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/compose"
 	"github.com/accountwatch/accountwatch/services/email-notifier/internal/mailer"
@@ -30,8 +26,7 @@ const SinkName = "email"
 
 // Settings are the notifier's environment (AW_ prefix).
 type Settings struct {
-	eventbus.Config
-	sink.Settings
+	sink.ProcessSettings
 	// SMTP server; without a host, messages are written as .eml files to LocalDir.
 	SMTPHost     string        `envconfig:"SMTP_HOST"`
 	SMTPPort     int           `envconfig:"SMTP_PORT" default:"587"`
@@ -52,16 +47,11 @@ type Settings struct {
 	Templates string `envconfig:"EMAIL_TEMPLATES"`
 	LocalDir  string `envconfig:"EMAIL_LOCAL_DIR" default:"./data/sinks/email"`
 	OpsListen string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9104"`
-	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof     bool   `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
-	if err := s.Config.Validate(); err != nil {
-		return err
-	}
-	if err := s.Settings.Validate(); err != nil {
+	if err := s.ProcessSettings.Validate(); err != nil {
 		return err
 	}
 	if s.SMTPHost != "" {
@@ -81,12 +71,8 @@ func (s *Settings) Validate() error {
 	return nil
 }
 
-// File is the notifier's YAML file.
-type File struct {
-	route.Config `yaml:",inline"`
-	Receivers    []mailer.Receiver `yaml:"receivers"`
-	Links        describe.Links    `yaml:"links"`
-}
+// File is the notifier's YAML file: receivers, routes, time intervals, links.
+type File = sink.File[mailer.Receiver]
 
 // LoadFile reads the YAML file, or builds the default (one receiver,
 // "default", to the addresses of to, a digest per 5 minutes with critical
@@ -104,18 +90,8 @@ func LoadFile(path, to string) (*File, *route.Tree, error) {
 		bypass := true
 		f.Receivers = []mailer.Receiver{{Name: "default", To: rcpts}}
 		f.Route = &route.Route{Receiver: "default", GroupBy: []string{}, GroupWait: &wait, GroupInterval: &wait, CriticalBypassesGrouping: &bypass}
-		path = "AW_EMAIL_TO"
-	} else if err := config.LoadYAML(path, f); err != nil {
-		return nil, nil, err
 	}
-	names := make([]string, 0, len(f.Receivers))
-	for i, r := range f.Receivers {
-		if err := r.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d]: %v", config.ErrInvalid, path, i, err)
-		}
-		names = append(names, r.Name)
-	}
-	tree, err := sink.Routing(path, f.Config, names)
+	tree, err := sink.LoadFile(path, "AW_EMAIL_TO", f)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,58 +113,24 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	sender, err := mailer.New(file.Receivers, comp, mailer.Options{
-		SMTP: mailer.SMTP{Host: s.SMTPHost, Port: s.SMTPPort, TLS: s.SMTPTLS, CAFile: s.SMTPCA, Auth: s.SMTPAuth, Username: s.SMTPUsername,
-			Password: s.SMTPPassword, HELO: s.SMTPHELO, Pool: s.SMTPPool, Timeout: s.SMTPTimeout},
-		From: s.From, ReplyTo: s.ReplyTo, LocalDir: s.LocalDir, LocalOut: out,
+	return sink.Serve(ctx, sink.Service{
+		Sink: SinkName, Process: "email-notifier", Role: eventbus.RoleEmail, Settings: s.ProcessSettings,
+		OpsListen: s.OpsListen, Log: log, Adhoc: deadletter.AddressEmail,
+		Setup: func(context.Context, *sink.Env) (*sink.Plan, error) {
+			sender, err := mailer.New(file.Receivers, comp, mailer.Options{
+				SMTP: mailer.SMTP{Host: s.SMTPHost, Port: s.SMTPPort, TLS: s.SMTPTLS, CAFile: s.SMTPCA, Auth: s.SMTPAuth, Username: s.SMTPUsername,
+					Password: s.SMTPPassword, HELO: s.SMTPHELO, Pool: s.SMTPPool, Timeout: s.SMTPTimeout},
+				From: s.From, ReplyTo: s.ReplyTo, LocalDir: s.LocalDir, LocalOut: out,
+			})
+			if err != nil {
+				return nil, err
+			}
+			if sender.Local() {
+				log.Warn("no AW_SMTP_HOST: messages are written as .eml files", "dir", s.LocalDir)
+			} else {
+				log.Info("smtp", "host", s.SMTPHost, "port", s.SMTPPort, "tls", s.SMTPTLS, "auth", s.SMTPAuth, "pool", s.SMTPPool)
+			}
+			return &sink.Plan{Sender: sender, Tree: tree, Receivers: file.RuntimeReceivers(), Close: sender.Close}, nil
+		},
 	})
-	if err != nil {
-		return err
-	}
-	defer sender.Close()
-	if s.Name == "" {
-		s.Name = "email-notifier"
-	}
-	s.Role, s.Logger = eventbus.RoleEmail, log
-	bus, err := eventbus.Open(ctx, s.Config)
-	if err != nil {
-		return err
-	}
-	defer bus.Close()
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	silences, err := silence.Open(startCtx, bus.JS)
-	if err != nil {
-		return err
-	}
-	if err := silences.Follow(ctx); err != nil {
-		return err
-	}
-	reg := ops.NewRegistry()
-	metrics := sink.NewMetrics(reg)
-	receivers := make([]sink.Receiver, len(file.Receivers))
-	for i, r := range file.Receivers {
-		receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
-	}
-	// Re-drives to an address no receiver names (awctl redrive --to cfo@…).
-	receivers = append(receivers, sink.Receiver{Name: deadletter.AdhocReceiver, RedriveOnly: true})
-	if err := roster.Publish(startCtx, bus, roster.Entry{Sink: SinkName, Receivers: roster.Names(receivers), Adhoc: deadletter.AddressEmail}); err != nil {
-		return err
-	}
-	rt, err := sink.New(bus.JS, SinkName, tree, receivers, sender,
-		sink.WithSettings(s.Settings), sink.WithSilences(silences), sink.WithLogger(log), sink.WithMetrics(metrics))
-	if err != nil {
-		return err
-	}
-	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
-	if err != nil {
-		return err
-	}
-	if sender.Local() {
-		log.Warn("no AW_SMTP_HOST: messages are written as .eml files", "dir", s.LocalDir)
-	} else {
-		log.Info("smtp", "host", s.SMTPHost, "port", s.SMTPPort, "tls", s.SMTPTLS, "auth", s.SMTPAuth, "pool", s.SMTPPool)
-	}
-	log.Info("email-notifier started", "receivers", len(receivers), "nats", bus.NC.ConnectedUrlRedacted(), "ops", opsSrv.Addr())
-	return rt.Run(ctx)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -41,6 +42,14 @@ type stack struct {
 // start runs the notifier in-process with yaml as its routing file against a
 // fresh bus and an SMTP capture server (nil opts: no server, local .eml files).
 func start(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*app.Settings)) *stack {
+	t.Helper()
+	st, s := prepare(t, yaml, opts, mod...)
+	st.run(t, s)
+	return st
+}
+
+// prepare is start without running the notifier: a test publishes first.
+func prepare(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*app.Settings)) (*stack, app.Settings) {
 	t.Helper()
 	st := &stack{bus: bustest.Start(t, bustest.Config(t, "127.0.0.1:0")), out: &opstest.Buffer{}, logs: &opstest.Buffer{}}
 	var s app.Settings
@@ -76,6 +85,12 @@ func start(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*ap
 	for _, m := range mod {
 		m(&s)
 	}
+	return st, s
+}
+
+func (st *stack) run(t *testing.T, s app.Settings) {
+	t.Helper()
+	bustest.Provision(t, st.bus, deliverylog.StreamConfig(st.bus.Cfg, s.LogRetention)) // the admin's, as awctl provision does
 	log, err := ops.NewLogger(st.logs, s.LogLevel, "email-notifier")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +107,6 @@ func start(t *testing.T, yaml string, opts *smtpcapture.Options, mod ...func(*ap
 			t.Error("the SMTP password appears in the logs")
 		}
 	})
-	return st
 }
 
 // parsed is a received message taken apart.
@@ -243,7 +257,7 @@ func TestTemplatesPerTypeAndOverride(t *testing.T) {
 }
 
 func TestDigestAndCriticalBypass(t *testing.T) {
-	st := start(t, `
+	st, s := prepare(t, `
 receivers: [{name: digest, to: ["finance@reseller.example"]}]
 route: {receiver: digest, group_by: [], group_wait: 2s, group_interval: 2s, critical_bypasses_grouping: true}
 `, &smtpcapture.Options{TLS: "none"})
@@ -252,7 +266,10 @@ route: {receiver: digest, group_by: [], group_wait: 2s, group_interval: 2s, crit
 	for _, a := range []string{"d1", "d2", "d3"} {
 		rest = append(rest, eventtest.Debt(t, eventtest.Meta(a, nil), "1", "20", "500", ""))
 	}
+	// Stored before the notifier starts: the digest's window measures how
+	// fast the notifier takes them, not how fast fsync'd publishes are.
 	bustest.Publish(t, st.bus, rest[0], crit, rest[1], rest[2])
+	st.run(t, s)
 	bustest.Eventually(t, "the critical one at once", func() bool { return len(st.smtp.Messages()) >= 1 })
 	first := parse(t, st.smtp.Messages()[0])
 	if first.h.Get("X-Accountwatch-Events") != crit.ID() {
@@ -402,8 +419,12 @@ func TestLocalEMLWithoutSMTP(t *testing.T) {
 	if !strings.Contains(p.h.Get("Subject"), "Credit hold") {
 		t.Errorf("subject %q", p.h.Get("Subject"))
 	}
-	if !strings.Contains(st.out.String(), "email to billing@reseller.example, audit@reseller.example: [accountwatch] Credit hold") {
-		t.Errorf("no readable line: %q", st.out.String())
+	// The readable line follows the file.
+	bustest.Eventually(t, "the readable line", func() bool {
+		return strings.Contains(st.out.String(), "email to billing@reseller.example, audit@reseller.example: [accountwatch] Credit hold")
+	})
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 	if !strings.Contains(st.logs.String(), "no AW_SMTP_HOST: messages are written as .eml files") {
 		t.Error("the notifier does not say where mail goes")

@@ -48,14 +48,19 @@ type Receiver struct {
 // Validate checks the addresses.
 func (r Receiver) Validate() error {
 	if len(r.To) == 0 && r.ToLabel == "" {
-		return fmt.Errorf("receiver %s: set to or to_label", r.Name)
+		return errors.New("set to or to_label")
 	}
 	for _, a := range append(slices.Clone(r.To), r.Cc...) {
 		if _, err := mail.ParseAddress(a); err != nil {
-			return fmt.Errorf("receiver %s: address %q: %v", r.Name, a, err)
+			return fmt.Errorf("address %q: %v", a, err)
 		}
 	}
 	return nil
+}
+
+// Runtime is the receiver as the sink runtime paces it.
+func (r Receiver) Runtime() sink.Receiver {
+	return sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
 }
 
 // TLS modes of the SMTP connection.
@@ -275,7 +280,16 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 	if !ok {
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("no email receiver %q", n.Receiver))
 	}
-	for _, m := range r.split(n.Events) {
+	parts := r.split(n.Events)
+	var to []string
+	for _, m := range parts {
+		to = append(append(to, m.to...), m.cc...)
+	}
+	n.Receipt.Destination = strings.Join(to, ", ")
+	if s.client == nil {
+		n.Receipt.Destination += " (an .eml file)"
+	}
+	for _, m := range parts {
 		mail, err := s.comp.Compose(m.events, append(slices.Clone(m.to), m.cc...), n.Redrive)
 		if err != nil {
 			return sink.Permanent(sink.ReasonInvalidEvent, err)
@@ -388,21 +402,36 @@ func classify(err error) error {
 	wrapped := fmt.Errorf("smtp: %s", reply)
 	switch {
 	case code >= 500:
-		return sink.Permanent(sink.ReasonClientError, wrapped)
+		return &sink.Error{Reason: sink.ReasonClientError, Permanent: true, Status: code, Err: wrapped}
 	case code >= 400:
-		return sink.Transient(sink.ReasonServerError, wrapped)
+		return &sink.Error{Reason: sink.ReasonServerError, Status: code, Err: wrapped}
 	}
-	if se, ok := errors.AsType[*gomail.SendError](err); ok && se.IsTemp() {
-		return sink.Transient(sink.ReasonServerError, wrapped)
+	if se, ok := errors.AsType[*gomail.SendError](err); ok {
+		// A SendError keeps the network error it wraps to itself (no
+		// Unwrap): a deadline is known by its text, the one os gives it.
+		if strings.Contains(se.Error(), os.ErrDeadlineExceeded.Error()) {
+			return sink.Transient(sink.ReasonTimeout, wrapped)
+		}
+		if se.IsTemp() {
+			return sink.Transient(sink.ReasonServerError, wrapped)
+		}
 	}
 	return sink.Classify(fmt.Errorf("smtp: %w", err))
 }
 
-// LocalFile is where writeLocal puts a message: <dir>/<time>-<message id>.eml.
+// writeLocal puts a message in <dir>/<time>-<message id>.eml. It writes a
+// hidden temporary file and renames it: a reader (a mail client watching
+// the folder, a test) never sees half a message.
 func (s *Sender) writeLocal(m compose.Mail, msg *gomail.Msg) error {
 	name := time.Now().UTC().Format("20060102T150405.000000") + "-" + strings.SplitN(m.MessageID, "@", 2)[0] + ".eml"
 	path := filepath.Join(s.localDir, name)
-	if err := msg.WriteToFile(path); err != nil {
+	tmp := filepath.Join(s.localDir, "."+name+".tmp")
+	if err := msg.WriteToFile(tmp); err != nil {
+		_ = os.Remove(tmp)
+		return sink.Transient(sink.ReasonOther, fmt.Errorf("local email sink: %w", err))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
 		return sink.Transient(sink.ReasonOther, fmt.Errorf("local email sink: %w", err))
 	}
 	s.localMu.Lock()

@@ -144,9 +144,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 		metrics.Owned.WithLabelValues(name).Set(1)
 		go func() {
 			defer close(r.done)
-			if err := runners[name].Run(rctx); err != nil && rctx.Err() == nil {
-				log.Error("connection runner failed", "instance", name, "err", err)
-			}
+			runConnection(rctx, log, name, runners[name].Run)
 		}()
 	}
 	lm.OnLose = func(name string) {
@@ -168,4 +166,29 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 	err = lm.Run(ctx) // stops every runner, then releases its lease, when ctx ends
 	log.Info("poller drained")
 	return err
+}
+
+// restartAfter is the first pause before a failed runner starts again.
+var restartAfter = time.Second
+
+// runConnection runs a leased connection's runner until ctx ends. A runner
+// that fails (its state unreadable while the cluster elects a leader: "JetStream
+// system temporarily unavailable") starts again after a pause, doubling up to
+// 30 s: left dead while its lease is held and renewed, the connection would
+// go unpolled for as long as this replica lives.
+func runConnection(ctx context.Context, log *slog.Logger, name string, run func(context.Context) error) {
+	wait := restartAfter
+	for {
+		err := run(ctx)
+		if ctx.Err() != nil || err == nil {
+			return
+		}
+		log.Error("connection runner failed; starting it again", "instance", name, "err", err, "in", wait.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }

@@ -8,17 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"time"
 
-	"github.com/accountwatch/accountwatch/pkg/config"
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
-	"github.com/accountwatch/accountwatch/pkg/ops"
-	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/route"
-	"github.com/accountwatch/accountwatch/pkg/silence"
 	"github.com/accountwatch/accountwatch/pkg/sink"
-	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/message"
 	"github.com/accountwatch/accountwatch/services/slack-notifier/internal/slacksink"
 )
 
@@ -27,8 +21,7 @@ const SinkName = "slack"
 
 // Settings are the notifier's environment (AW_ prefix).
 type Settings struct {
-	eventbus.Config
-	sink.Settings
+	sink.ProcessSettings
 	// Token is a bot token (xoxb-…); without it, receivers without a webhook
 	// write to the local sink.
 	Token  string `envconfig:"SLACK_TOKEN" secret:"true"`
@@ -39,16 +32,11 @@ type Settings struct {
 	Channel    string `envconfig:"SLACK_CHANNEL" default:"#accountwatch"`
 	LocalDir   string `envconfig:"SLACK_LOCAL_DIR" default:"./data/sinks/slack"`
 	OpsListen  string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9103"`
-	LogLevel   string `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof      bool   `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
-	if err := s.Config.Validate(); err != nil {
-		return err
-	}
-	if err := s.Settings.Validate(); err != nil {
+	if err := s.ProcessSettings.Validate(); err != nil {
 		return err
 	}
 	if u, err := url.Parse(s.APIURL); err != nil || u.Scheme == "" || u.Host == "" {
@@ -57,13 +45,8 @@ func (s *Settings) Validate() error {
 	return nil
 }
 
-// File is the notifier's YAML file.
-type File struct {
-	route.Config `yaml:",inline"`
-	Receivers    []slacksink.Receiver `yaml:"receivers"`
-	// Links are console URL templates per instance, {account} the placeholder.
-	Links message.Links `yaml:"links"`
-}
+// File is the notifier's YAML file: receivers, routes, time intervals, links.
+type File = sink.File[slacksink.Receiver]
 
 // LoadFile reads the YAML file, or builds the default (one receiver, "default",
 // posting to channel) when path is empty.
@@ -72,25 +55,8 @@ func LoadFile(path, channel string) (*File, *route.Tree, error) {
 	if path == "" {
 		f.Receivers = []slacksink.Receiver{{Name: "default", Channel: channel, RateLimit: 1, Burst: 5}}
 		f.Route = &route.Route{Receiver: "default"}
-	} else if err := config.LoadYAML(path, f); err != nil {
-		return nil, nil, err
 	}
-	names := make([]string, 0, len(f.Receivers))
-	for i, r := range f.Receivers {
-		if r.Channel == "" && r.WebhookURL == "" {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d] (%s): set channel or webhook_url", config.ErrInvalid, path, i, r.Name)
-		}
-		if r.WebhookURL != "" {
-			if u, err := url.Parse(r.WebhookURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-				return nil, nil, fmt.Errorf("%w: %s: receivers[%d].webhook_url: not an http(s) URL", config.ErrInvalid, path, i)
-			}
-		}
-		if r.RateLimit < 0 || r.Burst < 0 {
-			return nil, nil, fmt.Errorf("%w: %s: receivers[%d]: rate_limit and burst must be >= 0", config.ErrInvalid, path, i)
-		}
-		names = append(names, r.Name)
-	}
-	tree, err := sink.Routing(path, f.Config, names)
+	tree, err := sink.LoadFile(path, "AW_SLACK_CHANNEL", f)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -104,59 +70,24 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	if s.Name == "" {
-		s.Name = "slack-notifier"
-	}
-	s.Role, s.Logger = eventbus.RoleSlack, log
-	bus, err := eventbus.Open(ctx, s.Config)
-	if err != nil {
-		return err
-	}
-	defer bus.Close()
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	silences, err := silence.Open(startCtx, bus.JS)
-	if err != nil {
-		return err
-	}
-	if err := silences.Follow(ctx); err != nil {
-		return err
-	}
-	sender, err := slacksink.New(startCtx, bus.JS, file.Receivers, slacksink.Options{
-		Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
+	return sink.Serve(ctx, sink.Service{
+		Sink: SinkName, Process: "slack-notifier", Role: eventbus.RoleSlack, Settings: s.ProcessSettings,
+		OpsListen: s.OpsListen, Log: log, Adhoc: deadletter.AddressSlackChannel,
+		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
+			sender, err := slacksink.New(ctx, env.Bus.JS, file.Receivers, slacksink.Options{
+				Token: s.Token, APIURL: s.APIURL, LocalDir: s.LocalDir, LocalOut: out, Links: file.Links, Log: log,
+			})
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range file.Receivers {
+				if sender.Mode(r.Name) == slacksink.ModeLocal {
+					log.Warn("no AW_SLACK_TOKEN and no webhook_url: messages go to the local sink", "receiver", r.Name, "file", s.LocalDir+"/"+slacksink.LocalFile)
+				} else {
+					log.Info("slack receiver", "receiver", r.Name, "mode", sender.Mode(r.Name), "channel", r.Channel)
+				}
+			}
+			return &sink.Plan{Sender: sender, Tree: tree, Receivers: file.RuntimeReceivers(), Close: func() { _ = sender.Close() }}, nil
+		},
 	})
-	if err != nil {
-		return err
-	}
-	defer sender.Close()
-
-	reg := ops.NewRegistry()
-	metrics := sink.NewMetrics(reg)
-	receivers := make([]sink.Receiver, len(file.Receivers))
-	for i, r := range file.Receivers {
-		receivers[i] = sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
-		switch sender.Mode(r.Name) {
-		case slacksink.ModeLocal:
-			log.Warn("no AW_SLACK_TOKEN and no webhook_url: messages go to the local sink", "receiver", r.Name, "file", s.LocalDir+"/"+slacksink.LocalFile)
-		default:
-			log.Info("slack receiver", "receiver", r.Name, "mode", sender.Mode(r.Name), "channel", r.Channel)
-		}
-	}
-	// Re-drives to a channel no receiver names (awctl redrive --to '#channel').
-	receivers = append(receivers, sink.Receiver{Name: deadletter.AdhocReceiver, RedriveOnly: true})
-	if err := roster.Publish(startCtx, bus, roster.Entry{Sink: SinkName, Receivers: roster.Names(receivers), Adhoc: deadletter.AddressSlackChannel}); err != nil {
-		return err
-	}
-	rt, err := sink.New(bus.JS, SinkName, tree, receivers, sender,
-		sink.WithSettings(s.Settings), sink.WithSilences(silences), sink.WithLogger(log), sink.WithMetrics(metrics))
-	if err != nil {
-		return err
-	}
-
-	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
-	if err != nil {
-		return err
-	}
-	log.Info("slack-notifier started", "receivers", len(receivers), "nats", bus.NC.ConnectedUrlRedacted(), "ops", opsSrv.Addr())
-	return rt.Run(ctx)
 }

@@ -41,6 +41,9 @@ type Failure struct {
 	Status     int    // HTTP status (429, 500); 0 with Error means HTTP 200 {"ok":false}
 	RetryAfter int    // seconds, with 429
 	Error      string // Slack error code, e.g. "channel_not_found"
+	// Stall answers nothing until the client gives up; Drop closes the
+	// connection without an answer.
+	Stall, Drop bool
 }
 
 // Server is the capture server.
@@ -112,6 +115,9 @@ func (s *Server) handle(method string) http.HandlerFunc {
 			if c.Status == 0 {
 				c.Status = 200
 			}
+			if f.Stall || f.Drop {
+				c.Status, c.Error = 0, "no answer"
+			}
 		}
 		s.calls = append(s.calls, c)
 		if f == nil && method == "chat.postMessage" {
@@ -119,7 +125,20 @@ func (s *Server) handle(method string) http.HandlerFunc {
 		}
 		s.mu.Unlock()
 		if delay > 0 {
-			time.Sleep(delay)
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+			}
+		}
+		switch {
+		case f != nil && f.Stall:
+			<-r.Context().Done()
+			return
+		case f != nil && f.Drop:
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
 		}
 		defer func() {
 			s.mu.Lock()

@@ -107,18 +107,22 @@ var permanentErrors = map[string]string{
 }
 
 // classify maps a slack-go error onto the sink's policy: 429 → its
-// Retry-After exactly; known configuration errors → permanent, with a reason
-// a person can act on; HTTP 4xx → permanent; 5xx and network errors → retry.
+// Retry-After exactly (slack-go reads the header); known configuration
+// errors → permanent, with a reason a person can act on; other HTTP answers
+// by the one HTTP classification (sink.HTTPStatus: a 4xx is our request at
+// fault, permanent); 5xx and network errors → retry.
 func classify(call, channel string, err error) error {
 	where := call
 	if channel != "" {
 		where += " " + channel
 	}
 	if rl, ok := errors.AsType[*slack.RateLimitedError](err); ok {
-		return sink.RateLimited(rl.RetryAfter, fmt.Errorf("slack %s: %w", where, err))
+		e := sink.RateLimited(rl.RetryAfter, fmt.Errorf("slack %s: %w", where, err)).(*sink.Error)
+		e.Status = http.StatusTooManyRequests
+		return e
 	}
 	if sc, ok := errors.AsType[slack.StatusCodeError](err); ok {
-		return sink.HTTPStatus(sc.Code, 0, fmt.Errorf("slack %s: HTTP %d", where, sc.Code))
+		return sink.HTTPStatus(sc.Code, nil, time.Now(), fmt.Errorf("slack %s: HTTP %d", where, sc.Code), sink.HTTPOptions{})
 	}
 	if se, ok := errors.AsType[slack.SlackErrorResponse](err); ok {
 		if hint, ok := permanentErrors[se.Err]; ok {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +37,24 @@ type Receiver struct {
 	// RateLimit is messages per second (Slack allows about 1 per channel); Burst back to back.
 	RateLimit float64 `yaml:"rate_limit"`
 	Burst     int     `yaml:"burst"`
+}
+
+// Runtime is the receiver as the sink runtime paces it.
+func (r Receiver) Runtime() sink.Receiver {
+	return sink.Receiver{Name: r.Name, RateLimit: r.RateLimit, Burst: r.Burst}
+}
+
+// Validate checks the destination.
+func (r Receiver) Validate() error {
+	if r.Channel == "" && r.WebhookURL == "" {
+		return errors.New("set channel or webhook_url")
+	}
+	if r.WebhookURL != "" {
+		if u, err := url.Parse(r.WebhookURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			return errors.New("webhook_url: not an http(s) URL")
+		}
+	}
+	return nil
 }
 
 // AllowEnv names the allow-list of the notifier's egress guard.
@@ -79,6 +98,15 @@ type receiver struct {
 	Receiver
 	mode   Mode
 	poster poster
+}
+
+// destination is what the delivery log says a receiver's messages reach
+// (an incoming webhook's URL is a secret: only its mode is said).
+func (r receiver) destination() string {
+	if r.mode == ModeWebhook {
+		return "incoming webhook"
+	}
+	return string(r.mode) + " " + r.Channel
 }
 
 // thread is what AW_SLACK_THREADS keeps per receiver and account.
@@ -180,6 +208,7 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 		if n.RedriveTo == "" {
 			return sink.Permanent(sink.ReasonClientError, errors.New("an ad-hoc re-drive without a channel"))
 		}
+		n.Receipt.Destination = string(s.adhoc.mode) + " " + n.RedriveTo
 		_, _, err := s.adhoc.poster.Post(ctx, n.RedriveTo, "", message.Account(n.Events, s.links, true))
 		return err
 	}
@@ -187,6 +216,7 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 	if !ok {
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("no slack receiver %q", n.Receiver))
 	}
+	n.Receipt.Destination = r.destination()
 	if message.Accounts(n.Events) > 1 {
 		_, _, err := r.poster.Post(ctx, r.Channel, "", message.Summary(n.Events, s.links))
 		return err

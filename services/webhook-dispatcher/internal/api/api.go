@@ -406,7 +406,7 @@ func (s *Server) test(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	res := s.Sender.Deliver(r.Context(), &e, ev, false, true, 1)
+	res := s.Sender.Test(r.Context(), &e, ev)
 	out := map[string]any{"event_id": ev.ID(), "status": res.Status, "latency_ms": float64(res.Latency.Microseconds()) / 1000, "response": res.Response, "delivered": res.Err == nil}
 	if res.Err != nil {
 		out["error"] = res.Err.Error()

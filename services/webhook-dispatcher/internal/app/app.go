@@ -17,13 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
-	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/egress"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/listen"
-	"github.com/accountwatch/accountwatch/pkg/ops"
-	"github.com/accountwatch/accountwatch/pkg/roster"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/api"
 	"github.com/accountwatch/accountwatch/services/webhook-dispatcher/internal/deliver"
@@ -35,43 +32,40 @@ const DisabledSubject = "aw.ops.webhook.endpoint.disabled"
 
 // Settings are the dispatcher's environment (AW_ prefix).
 type Settings struct {
-	eventbus.Config
-	sink.Settings
+	sink.ProcessSettings
 	AdminToken string `envconfig:"WEBHOOK_ADMIN_TOKEN" secret:"true"`
 	APIListen  string `envconfig:"WEBHOOK_API_LISTEN" default:"127.0.0.1:8490"`
 	// APICert and APIKey serve the API over TLS (PEM files, re-read when renewed).
 	APICert string `envconfig:"WEBHOOK_API_TLS_CERT"`
 	APIKey  string `envconfig:"WEBHOOK_API_TLS_KEY"`
-	// Schedule is the waits between attempts: minutes to days.
-	Schedule    string        `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,14h,24h,24h"`
-	Origin      string        `envconfig:"WEBHOOK_ORIGIN" default:"accountwatch"`
-	AllowCIDRs  string        `envconfig:"WEBHOOK_ALLOW_CIDRS"`
-	HTTPSOnly   bool          `envconfig:"WEBHOOK_HTTPS_ONLY" default:"false"`
-	Timeout     time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s"`
+	// Schedule is the waits between attempts, minutes to days; it replaces
+	// the runtime's backoff and attempt count, and its own key, so setting
+	// one of those too is a start-up error.
+	Schedule   string `envconfig:"WEBHOOK_RETRY_SCHEDULE" default:"5s,5m,30m,2h,5h,10h,14h,24h,24h" excludes:"SINK_RETRY_SCHEDULE,SINK_MAX_DELIVER,SINK_BACKOFF_INITIAL,SINK_BACKOFF_MAX"`
+	Origin     string `envconfig:"WEBHOOK_ORIGIN" default:"accountwatch"`
+	AllowCIDRs string `envconfig:"WEBHOOK_ALLOW_CIDRS"`
+	HTTPSOnly  bool   `envconfig:"WEBHOOK_HTTPS_ONLY" default:"false"`
+	// Timeout bounds one attempt; it is the runtime's send timeout here.
+	Timeout     time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"15s" excludes:"SINK_SEND_TIMEOUT"`
 	MaxResponse int64         `envconfig:"WEBHOOK_MAX_RESPONSE" default:"65536"`
 	// ConnsPerHost caps the connections open to one subscriber host.
 	ConnsPerHost int           `envconfig:"WEBHOOK_CONNS_PER_HOST" default:"64"`
 	DisableAfter time.Duration `envconfig:"WEBHOOK_DISABLE_AFTER" default:"120h"`
 	SecretGrace  time.Duration `envconfig:"WEBHOOK_SECRET_GRACE" default:"24h"`
-	LogRetention time.Duration `envconfig:"DELIVERY_LOG_RETENTION" default:"720h"`
 	// DeliveryLog is what the delivery log records: "all" attempts, or only
 	// "failures" (failed attempts and the success that ends a run of them).
 	DeliveryLog string `envconfig:"WEBHOOK_DELIVERY_LOG" default:"all"`
 	OpsListen   string `envconfig:"OPS_LISTEN" default:"127.0.0.1:9105"`
-	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
-	Pprof       bool   `envconfig:"PPROF" default:"false"`
 }
 
 // Validate checks the settings, naming the key at fault.
 func (s *Settings) Validate() error {
-	if err := s.Config.Validate(); err != nil {
+	if s.RetrySchedule != "" && s.RetrySchedule != s.Schedule {
+		return fmt.Errorf("AW_SINK_RETRY_SCHEDULE %q and AW_WEBHOOK_RETRY_SCHEDULE %q: the dispatcher's schedule is AW_WEBHOOK_RETRY_SCHEDULE; set only that", s.RetrySchedule, s.Schedule)
+	}
+	s.RetrySchedule, s.SendTimeout = s.Schedule, s.Timeout
+	if err := s.ProcessSettings.Validate(); err != nil {
 		return err
-	}
-	if s.RetrySchedule == "" {
-		s.RetrySchedule = s.Schedule
-	}
-	if err := s.Settings.Validate(); err != nil {
-		return fmt.Errorf("%w (AW_WEBHOOK_RETRY_SCHEDULE sets it for the dispatcher)", err)
 	}
 	switch {
 	case len(s.AdminToken) < 16:
@@ -84,8 +78,6 @@ func (s *Settings) Validate() error {
 		return fmt.Errorf("AW_WEBHOOK_MAX_RESPONSE: %d (want >= 0)", s.MaxResponse)
 	case s.DisableAfter < 0:
 		return fmt.Errorf("AW_WEBHOOK_DISABLE_AFTER: %s (want >= 0; 0 never disables)", s.DisableAfter)
-	case s.LogRetention <= 0:
-		return fmt.Errorf("AW_DELIVERY_LOG_RETENTION: %s (want > 0)", s.LogRetention)
 	case s.Origin == "":
 		return errors.New("AW_WEBHOOK_ORIGIN: empty")
 	case s.DeliveryLog != "all" && s.DeliveryLog != "failures":
@@ -140,35 +132,33 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	if err != nil {
 		return fmt.Errorf("AW_WEBHOOK_ALLOW_CIDRS: %w", err)
 	}
-	if s.Name == "" {
-		s.Name = "webhook-dispatcher"
-	}
-	s.Role, s.Logger = eventbus.RoleWebhook, log
-	bus, err := eventbus.Open(ctx, s.Config, deliverylog.StreamConfig(s.Config, s.LogRetention))
-	if err != nil {
-		return err
-	}
-	defer bus.Close()
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	store, err := subscription.Open(startCtx, bus.JS)
-	if err != nil {
-		return err
-	}
-	dlog, err := deliverylog.Open(startCtx, bus.JS, deliverylog.StreamConfig(s.Config, s.LogRetention))
-	if err != nil {
-		return err
-	}
-	letters, err := deadletter.Open(startCtx, bus.JS)
-	if err != nil {
-		return err
-	}
+	// Fan-out: one shared consumer reads the stream for every endpoint; an
+	// endpoint's own consumer (on its retry queue) works only when it fails.
+	return sink.Serve(ctx, sink.Service{
+		Sink: deliver.SinkName, Process: "webhook-dispatcher", Role: eventbus.RoleWebhook, Settings: s.ProcessSettings,
+		OpsListen: s.OpsListen, Log: log, Fanout: true, LogFailuresOnly: s.DeliveryLog == "failures",
+		// Re-drives are checked against the receivers every sink publishes;
+		// the dispatcher's are its endpoints.
+		ReceiverBucket: eventbus.BucketSubscriptions,
+		Setup: func(ctx context.Context, env *sink.Env) (*sink.Plan, error) {
+			return setup(ctx, s, guard, env, started)
+		},
+	})
+}
 
-	reg := ops.NewRegistry()
-	metrics := sink.NewMetrics(reg)
+func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, started func(Dispatcher)) (*sink.Plan, error) {
+	log, bus := env.Log, env.Bus
+	store, err := subscription.Open(ctx, bus.JS)
+	if err != nil {
+		return nil, err
+	}
+	letters, err := deadletter.Open(ctx, bus.JS)
+	if err != nil {
+		return nil, err
+	}
 	disabled := prometheus.NewCounter(prometheus.CounterOpts{Name: "aw_webhook_endpoints_disabled_total", Help: "Endpoints this replica disabled (410 Gone, or failing too long)."})
 	endpoints := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_webhook_endpoints", Help: "Endpoints by status."}, []string{"status"})
-	reg.MustRegister(disabled, endpoints)
+	env.Registry.MustRegister(disabled, endpoints)
 
 	client := guard.Client(s.Timeout, s.ConnsPerHost)
 	// Deliveries share the client's connections; their deadline is the
@@ -177,7 +167,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 	deliveries.Timeout = 0
 	eps := &registry{m: map[string]*subscription.Endpoint{}}
 	sender := deliver.New(eps, store, deliver.Options{
-		Client: &deliveries, Timeout: s.Timeout, Guard: guard, Log: dlog, LogFailuresOnly: s.DeliveryLog == "failures", MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter, PerHost: s.ConnsPerHost,
+		Client: &deliveries, Timeout: s.Timeout, Guard: guard, Log: env.Deliveries, MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter, PerHost: s.ConnsPerHost,
 		UserAgent: "accountwatch-webhooks/1", Logger: log,
 		OnDisable: func(id, reason string) {
 			disabled.Inc()
@@ -187,96 +177,76 @@ func Run(ctx context.Context, s Settings, log *slog.Logger, started func(Dispatc
 			}
 		},
 	})
-	// Fan-out: one shared consumer reads the stream for every endpoint; an
-	// endpoint's own consumer (on its retry queue) works only when it fails.
-	// A delivery is one attempt: AW_WEBHOOK_TIMEOUT bounds it, and a longer
-	// AW_SINK_SEND_TIMEOUT would only add a second timer to each.
-	rs := s.Settings
-	rs.SendTimeout = min(rs.SendTimeout, s.Timeout)
-	rt, err := sink.New(bus.JS, deliver.SinkName, nil, nil, sender, sink.WithSettings(rs), sink.WithLogger(log), sink.WithMetrics(metrics), sink.WithFanout())
-	if err != nil {
-		return err
-	}
-	runErr := make(chan error, 1)
-	go func() { runErr <- rt.Run(ctx) }()
-	<-rt.Ready()
-
-	// Every replica follows the bucket: an active endpoint is delivered to, a
-	// paused or disabled one is parked (its events wait in its retry queue),
-	// a deleted one is forgotten.
-	var applyMu sync.Mutex
-	apply := func(id string, e *subscription.Endpoint) {
-		applyMu.Lock()
-		defer applyMu.Unlock()
-		prev := eps.set(id, e)
-		switch {
-		case e == nil:
-			rt.Remove(id)
-			log.Info("endpoint removed", "endpoint", id)
-		case e.Status != subscription.StatusActive:
-			rt.Park(id)
-			log.Info("endpoint parked", "endpoint", id, "status", e.Status)
-		case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit:
-			// A limit stored before the API bounded it is raised to the
-			// bound: a slower one would hold a delete for minutes.
-			limit := e.RateLimit
-			if limit > 0 {
-				limit = max(limit, subscription.MinRateLimit)
+	var hs *listen.Server
+	attach := func(ctx context.Context, rt *sink.Runtime) error {
+		// Every replica follows the bucket: an active endpoint is delivered
+		// to, a paused or disabled one is parked (its events wait in its
+		// retry queue), a deleted one is forgotten.
+		var applyMu sync.Mutex
+		apply := func(id string, e *subscription.Endpoint) {
+			applyMu.Lock()
+			defer applyMu.Unlock()
+			prev := eps.set(id, e)
+			switch {
+			case e == nil:
+				rt.Remove(id)
+				log.Info("endpoint removed", "endpoint", id)
+			case e.Status != subscription.StatusActive:
+				rt.Park(id)
+				log.Info("endpoint parked", "endpoint", id, "status", e.Status)
+			case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit:
+				// A limit stored before the API bounded it is raised to the
+				// bound: a slower one would hold a delete for minutes.
+				limit := e.RateLimit
+				if limit > 0 {
+					limit = max(limit, subscription.MinRateLimit)
+				}
+				rc := sink.Receiver{Name: id, RateLimit: limit, Burst: int(math.Ceil(limit)), Filter: func(ev *event.Event) bool {
+					cur, ok := eps.Endpoint(id)
+					return ok && cur.Accepts(ev)
+				}}
+				if err := rt.Add(rc); err != nil && ctx.Err() == nil {
+					log.Error("endpoint not started", "endpoint", id, "err", err)
+					return
+				}
+				log.Info("endpoint delivering", "endpoint", id)
 			}
-			rc := sink.Receiver{Name: id, RateLimit: limit, Burst: int(math.Ceil(limit)), Filter: func(ev *event.Event) bool {
-				cur, ok := eps.Endpoint(id)
-				return ok && cur.Accepts(ev)
-			}}
-			if err := rt.Add(rc); err != nil && ctx.Err() == nil {
-				log.Error("endpoint not started", "endpoint", id, "err", err)
-				return
+			counts := map[string]float64{subscription.StatusActive: 0, subscription.StatusPaused: 0, subscription.StatusDisabled: 0}
+			eps.mu.RLock()
+			for _, ep := range eps.m {
+				counts[ep.Status]++
 			}
-			log.Info("endpoint delivering", "endpoint", id)
+			eps.mu.RUnlock()
+			for k, v := range counts {
+				endpoints.WithLabelValues(k).Set(v)
+			}
 		}
-		counts := map[string]float64{subscription.StatusActive: 0, subscription.StatusPaused: 0, subscription.StatusDisabled: 0}
-		eps.mu.RLock()
-		for _, ep := range eps.m {
-			counts[ep.Status]++
+		// Watch returns after the replay: every stored endpoint is in before
+		// the runtime reads an event (those read first would be settled for
+		// none of them).
+		if err := store.Watch(ctx, apply); err != nil {
+			return err
 		}
-		eps.mu.RUnlock()
-		for k, v := range counts {
-			endpoints.WithLabelValues(k).Set(v)
+		apiSrv := &api.Server{
+			Token: s.AdminToken, Store: store, Guard: guard, Sender: sender, Log: env.Deliveries, DeadLetter: letters, Consumers: rt,
+			Handshake: api.CEHandshake{Client: client, Origin: s.Origin, Rate: 120}, Logger: log, Grace: s.SecretGrace, Now: time.Now,
 		}
+		var err error
+		if hs, err = listen.Serve(s.APIListen, apiSrv.Handler(), s.APICert, s.APIKey); err != nil {
+			return fmt.Errorf("AW_WEBHOOK_API_LISTEN: %w", err)
+		}
+		log.Info("webhook API", "api", hs.URL(), "endpoints", len(rt.Running()), "schedule", s.RetrySchedule, "https_only", s.HTTPSOnly)
+		if started != nil {
+			started(Dispatcher{APIAddr: hs.Addr(), APIURL: hs.URL(), OpsAddr: env.OpsAddr})
+		}
+		return nil
 	}
-	if err := store.Watch(ctx, apply); err != nil {
-		return err
-	}
-	// Every stored endpoint is in (Watch returns after the replay): only now
-	// are events read, or those read first would be settled for none of them.
-	rt.Start()
-
-	apiSrv := &api.Server{
-		Token: s.AdminToken, Store: store, Guard: guard, Sender: sender, Log: dlog, DeadLetter: letters, Consumers: rt,
-		Handshake: api.CEHandshake{Client: client, Origin: s.Origin, Rate: 120}, Logger: log, Grace: s.SecretGrace, Now: time.Now,
-	}
-	// Re-drives are checked against the receivers every sink publishes;
-	// the dispatcher's are its endpoints.
-	if err := roster.Publish(startCtx, bus, roster.Entry{Sink: deliver.SinkName, ReceiverBucket: eventbus.BucketSubscriptions}); err != nil {
-		return err
-	}
-	hs, err := listen.Serve(s.APIListen, apiSrv.Handler(), s.APICert, s.APIKey)
-	if err != nil {
-		return fmt.Errorf("AW_WEBHOOK_API_LISTEN: %w", err)
-	}
-	defer func() {
+	return &sink.Plan{Sender: sender, Attach: attach, Close: func() {
+		if hs == nil {
+			return
+		}
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c()
 		_ = hs.Shutdown(sctx)
-	}()
-
-	opsSrv, err := ops.Start(ctx, reg, s.OpsListen, s.Pprof, map[string]func(context.Context) error{"nats": bus.Check})
-	if err != nil {
-		return err
-	}
-	log.Info("webhook-dispatcher started", "api", hs.URL(), "ops", opsSrv.Addr(), "nats", bus.NC.ConnectedUrlRedacted(),
-		"endpoints", len(rt.Running()), "schedule", s.RetrySchedule, "https_only", s.HTTPSOnly)
-	if started != nil {
-		started(Dispatcher{APIAddr: hs.Addr(), APIURL: hs.URL(), OpsAddr: opsSrv.Addr()})
-	}
-	return <-runErr
+	}}, nil
 }

@@ -1,8 +1,8 @@
 // Package deliver posts events to webhook endpoints: the CloudEvents HTTP
 // binding (structured or binary), Standard Webhooks signatures, custom
-// headers, bounded responses, one delivery-log record per attempt, and the
-// endpoint's health: 410 Gone disables it at once, failing longer than the
-// configured period disables it too.
+// headers, bounded responses, what each attempt tells the delivery log (the
+// sink runtime writes it), and the endpoint's health: 410 Gone disables it at
+// once, failing longer than the configured period disables it too.
 package deliver
 
 import (
@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,9 +55,8 @@ type Options struct {
 	Client  *http.Client
 	Timeout time.Duration
 	Guard   *egress.Guard
-	Log     *deliverylog.Log
-	// LogFailuresOnly leaves out first-attempt successes (high volumes).
-	LogFailuresOnly bool
+	// Log records test deliveries (Test); the sink runtime records the others.
+	Log *deliverylog.Log
 	// MaxResponse bounds how much of a response body is read.
 	MaxResponse int64
 	// DisableAfter disables an endpoint that has failed for this long without a success.
@@ -121,12 +119,17 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 		// Deleted meanwhile: nothing to deliver to, and nobody to tell.
 		return sink.Permanent(sink.ReasonClientError, fmt.Errorf("endpoint %s no longer exists", n.Receiver))
 	}
+	n.Receipt.Destination = ep.URL
 	if ep.Status != subscription.StatusActive {
 		return sink.Transient(sink.ReasonOther, fmt.Errorf("endpoint %s is %s", ep.ID, ep.Status))
 	}
 	var errs []error
 	for _, e := range n.Events {
-		res := s.Deliver(ctx, ep, e, n.Redrive, false, n.Attempt)
+		res := s.Deliver(ctx, ep, e, false)
+		n.Receipt.Status, n.Receipt.Response = res.Status, res.Response
+		if res.Status == http.StatusGone {
+			n.Receipt.Outcome = deliverylog.Disabled
+		}
 		if res.Err != nil {
 			errs = append(errs, res.Err)
 		}
@@ -333,36 +336,39 @@ func (c *encodeCache) get(ctx context.Context, mode string, e *event.Event) (*En
 	return enc, nil
 }
 
-// Deliver makes one attempt, logs it, updates the endpoint's health, and
-// classifies a failure for the sink runtime.
-func (s *Sender) Deliver(ctx context.Context, ep *subscription.Endpoint, e *event.Event, redrive, test bool, attempt uint64) Result {
+// Deliver makes one attempt, updates the endpoint's health (not for a test)
+// and classifies a failure for the sink runtime.
+func (s *Sender) Deliver(ctx context.Context, ep *subscription.Endpoint, e *event.Event, test bool) Result {
 	start := s.o.Now()
 	res := s.post(ctx, ep, e, start)
 	res.Latency = s.o.Now().Sub(start)
-	rec := deliverylog.Record{
-		Sink: SinkName, Receiver: ep.ID, EventID: e.ID(), Attempt: attempt, At: start.UTC(), Status: res.Status,
-		LatencyMS: float64(res.Latency.Microseconds()) / 1000, Response: res.Response, Redrive: redrive, Test: test,
-		Outcome: "delivered",
-	}
-	if res.Err != nil {
-		rec.Outcome, rec.Error = "failed", redact.String(res.Err.Error())
-		if c := sink.Classify(res.Err); c.Reason == sink.ReasonRateLimited {
-			rec.Outcome = "rate_limited"
-		}
-	}
 	if !test {
 		if res.Status == http.StatusGone {
-			rec.Outcome = "disabled"
 			s.disable(ep.ID, "the endpoint answered 410 Gone")
 		} else {
 			s.track(ep.ID, res.Err == nil)
 		}
 	}
-	if s.o.Log != nil && (!s.o.LogFailuresOnly || res.Err != nil || attempt > 1 || test || redrive) {
-		rec.URL = redact.String(ep.URL)
-		if err := s.o.Log.Add(rec); err != nil {
-			s.o.Logger.Warn("delivery log", "err", err)
-		}
+	return res
+}
+
+// Test delivers e to ep at once, outside the runtime (the API's test
+// event), and records the attempt in the delivery log.
+func (s *Sender) Test(ctx context.Context, ep *subscription.Endpoint, e *event.Event) Result {
+	start := s.o.Now()
+	res := s.Deliver(ctx, ep, e, true)
+	if s.o.Log == nil {
+		return res
+	}
+	rec := deliverylog.Record{
+		Sink: SinkName, Receiver: ep.ID, EventID: e.ID(), Attempt: 1, At: start.UTC(), Outcome: deliverylog.Delivered,
+		Destination: redact.String(ep.URL), Status: res.Status, LatencyMS: float64(res.Latency.Microseconds()) / 1000, Response: res.Response, Test: true,
+	}
+	if res.Err != nil {
+		rec.Outcome, rec.Error = deliverylog.Failed, redact.String(res.Err.Error())
+	}
+	if err := s.o.Log.Add(rec); err != nil {
+		s.o.Logger.Warn("delivery log", "err", err)
 	}
 	return res
 }
@@ -409,38 +415,10 @@ func (s *Sender) post(ctx context.Context, ep *subscription.Endpoint, e *event.E
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return res
 	}
-	failure := fmt.Errorf("%s answered %d", redact.String(ep.URL), resp.StatusCode)
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		if d, ok := RetryAfter(resp.Header.Get("Retry-After"), s.o.Now()); ok {
-			res.Err = sink.RateLimited(d, failure)
-			return res
-		}
-		res.Err = sink.Transient(sink.ReasonServerError, failure)
-	case resp.StatusCode == http.StatusRequestTimeout:
-		res.Err = sink.Transient(sink.ReasonTimeout, failure)
-	case resp.StatusCode >= 500:
-		res.Err = sink.Transient(sink.ReasonServerError, failure)
-	default:
-		// A receiver's 4xx is retried on the schedule too: it is often a
-		// deployment of theirs, and dropping the event would lose it.
-		res.Err = sink.Transient(sink.ReasonClientError, failure)
-	}
+	// A subscriber's 4xx is retried on the schedule too: it is often a
+	// deployment of theirs, and dropping the event would lose it.
+	res.Err = sink.HTTPStatus(resp.StatusCode, resp.Header, s.o.Now(), fmt.Errorf("%s answered %d", redact.String(ep.URL), resp.StatusCode), sink.HTTPOptions{RetryClientErrors: true})
 	return res
-}
-
-// RetryAfter parses a Retry-After header: seconds or an HTTP date.
-func RetryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-		return max(time.Duration(n)*time.Second, time.Second), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), time.Second), true
-	}
-	return 0, false
 }
 
 // track writes the endpoint's health on transitions only: the first failure

@@ -85,7 +85,7 @@ func TestDeliverHeadersAndRefusal(t *testing.T) {
 	e := eventtest.Status(t, eventtest.Meta("d1", nil), "active", "credit_hold")
 
 	s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: guard.Client(5*time.Second, 4), Guard: guard, MaxResponse: 10, UserAgent: "aw-test"})
-	if res := s.Deliver(context.Background(), ep, e, false, false, 1); res.Err != nil || res.Status != 204 || res.Response != "" {
+	if res := s.Deliver(context.Background(), ep, e, false); res.Err != nil || res.Status != 204 || res.Response != "" {
 		t.Fatalf("204: %+v", res)
 	}
 	if got.Get("Webhook-Id") != e.ID() || got.Get("X-Tenant") != "acme" || got.Get("User-Agent") != "aw-test" || !strings.HasPrefix(got.Get("Webhook-Signature"), "v1,") {
@@ -93,13 +93,13 @@ func TestDeliverHeadersAndRefusal(t *testing.T) {
 	}
 	say := *ep
 	say.URL = srv.URL + "/hook?say=1"
-	if res := s.Deliver(context.Background(), &say, e, false, false, 1); res.Err != nil || res.Response != "xxxxxxxxxx" {
+	if res := s.Deliver(context.Background(), &say, e, false); res.Err != nil || res.Response != "xxxxxxxxxx" {
 		t.Fatalf("bounded body: %+v", res)
 	}
 
 	r := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: strict.Client(5*time.Second, 4), Guard: strict})
 	for range 2 {
-		res := r.Deliver(context.Background(), ep, e, false, false, 1)
+		res := r.Deliver(context.Background(), ep, e, false)
 		if !errors.Is(res.Err, egress.ErrRefused) || sink.Classify(res.Err).Permanent {
 			t.Fatalf("loopback without the allow-list: %+v", res)
 		}
@@ -151,7 +151,7 @@ func TestAttemptBounds(t *testing.T) {
 		}},
 	} {
 		ctx, cancel := c.ctx()
-		res := s.Deliver(ctx, ep("/hang"), e, false, false, 1)
+		res := s.Deliver(ctx, ep("/hang"), e, false)
 		cancel()
 		if res.Err == nil || sink.Classify(res.Err).Permanent {
 			t.Errorf("%s: a hanging endpoint gave %+v, want a transient failure", c.name, res)
@@ -163,7 +163,7 @@ func TestAttemptBounds(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if res := s.Deliver(context.Background(), ep("/ok"), e, false, false, 1); res.Err != nil {
+			if res := s.Deliver(context.Background(), ep("/ok"), e, false); res.Err != nil {
 				t.Error(res.Err)
 			}
 		}()
