@@ -446,8 +446,9 @@ func kvMsg(w *write) *nats.Msg {
 // its key holds a delete marker is created the way the KV client does it.
 func (s *Store) writeRecords(ctx context.Context, ws []*write) {
 	futures := make([]jetstream.PubAckFuture, len(ws))
+	expect := jetstream.WithExpectStream(stateStream)
 	for i, w := range ws {
-		f, err := s.js.PublishMsgAsync(kvMsg(w), jetstream.WithExpectStream(stateStream))
+		f, err := s.js.PublishMsgAsync(kvMsg(w), expect)
 		if err != nil {
 			w.err = fmt.Errorf("state %s: %w", w.key, err)
 			continue
@@ -486,12 +487,13 @@ type sentEvent struct {
 // (an event not acknowledged stays in its outbox).
 func (s *Store) sendEvents(ws []*write) []sentEvent {
 	var all []sentEvent
+	expect := jetstream.WithExpectStream(eventbus.StreamEvents)
 	for _, w := range ws {
 		if w.err != nil {
 			continue
 		}
 		for _, m := range w.msgs {
-			f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectStream(eventbus.StreamEvents))
+			f, err := s.js.PublishMsgAsync(m, expect)
 			if err != nil {
 				w.pubErr = fmt.Errorf("%w %s: %v", eventbus.ErrPublish, m.Header.Get(jetstream.MsgIDHeader), err)
 				continue
