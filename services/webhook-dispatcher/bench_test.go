@@ -60,6 +60,12 @@ func (b *benchReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // benchDispatcher runs the dispatcher in-process with count endpoints, all
 // subscribed to everything, pointing at url.
 func benchDispatcher(b *testing.B, bus *eventbus.Bus, url string, count int) context.CancelFunc {
+	return benchDispatcherAt(b, bus, func(int) string { return url }, count)
+}
+
+// benchDispatcherAt is benchDispatcher with endpoint i at url(i), created
+// by 16 API clients at once.
+func benchDispatcherAt(b *testing.B, bus *eventbus.Bus, url func(i int) string, count int) context.CancelFunc {
 	var s app.Settings
 	s.Config = bus.Cfg
 	s.URL, s.NKeySeedFile = bus.ClientURL(), bus.SeedFile(eventbus.RoleWebhook)
@@ -88,17 +94,30 @@ func benchDispatcher(b *testing.B, bus *eventbus.Bus, url string, count int) con
 	addr := make(chan string, 1)
 	go app.Run(ctx, s, slog.New(slog.DiscardHandler), func(d app.Dispatcher) { addr <- d.APIAddr })
 	api := "http://" + <-addr
-	for range count {
-		body, _ := json.Marshal(map[string]any{"url": url, "skip_handshake": true})
-		req, _ := http.NewRequest("POST", api+"/v1/endpoints", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+s.AdminToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 201 {
-			b.Fatalf("create endpoint: %v %v", err, resp)
-		}
-		resp.Body.Close()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(16, count) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < count; i = int(next.Add(1) - 1) {
+				body, _ := json.Marshal(map[string]any{"url": url(i), "skip_handshake": true})
+				req, _ := http.NewRequest("POST", api+"/v1/endpoints", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != 201 {
+					b.Errorf("create endpoint: %v %v", err, resp)
+					return
+				}
+				resp.Body.Close()
+			}
+		}()
 	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		info, err := bus.JS.Stream(context.Background(), eventbus.StreamRedrive)
 		if err == nil && info.CachedInfo().State.Consumers >= count {
 			break
