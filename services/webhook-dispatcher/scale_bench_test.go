@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,6 +181,15 @@ func BenchmarkEndpoints10k(b *testing.B) {
 			}
 		}
 		peak := rssMB("VmHWM")
+		if f := os.Getenv("AW_BENCH_HEAP_PROFILE"); f != "" { // where the memory is, for the report
+			out, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			_ = pprof.WriteHeapProfile(out)
+			out.Close()
+		}
 		t1 := time.Now()
 		stop()
 		b.Logf("dispatcher stopped in %s", time.Since(t1).Round(time.Millisecond))
