@@ -8,13 +8,14 @@ SERVICES := $(filter-out devstack,$(notdir $(wildcard services/*)))
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 BIN := $(CURDIR)/bin
 
-.PHONY: run build test bench bench-short chaos chaos-short lint fmt vet check-deps tidy schemas clean help
+.PHONY: run build test bench bench-short chaos chaos-short conformance lint fmt vet check-deps tidy schemas clean help
 
 help:
 	@echo "make run    start the local stack (embedded JetStream, upstream-sim, every service)"
 	@echo "make test   run every test of every module with -race"
 	@echo "make bench  run the benchmarks: every figure beside its raw baseline (bench.json)"
 	@echo "make chaos  a 3-node JetStream cluster under every fault, and the ledger (about 12 min; root)"
+	@echo "make conformance  the pipeline against an upstream written from the providers' documents (python3; about 3 min)"
 	@echo "make lint   gofmt, go vet and the dependency rules"
 
 ## build: every service binary into bin/
@@ -55,6 +56,13 @@ chaos:
 ## chaos-short: the CI form (every fault but the full disk, each service killed once)
 chaos-short:
 	@cd chaos && $(GO) run . -form short -root $(CURDIR)
+
+## conformance: the real services against conformance/upstream, an upstream
+## written from the providers' published documents only (conformance/README.md).
+## Needs python3 (Debian package python3): outside CI it skips without it.
+conformance:
+	@if command -v python3 >/dev/null 2>&1; then (cd conformance/upstream && python3 -m unittest -q test_server); fi
+	@cd chaos && $(GO) run ./conformance -root $(CURDIR)
 
 fmt:
 	@gofmt -w $$(git ls-files '*.go')

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -298,22 +297,7 @@ func retry(ctx context.Context, f func() error) error {
 	}
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func (r *run) writeFile(name, content string) string {
-	p := filepath.Join(r.work, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		panic(err)
-	}
-	return p
-}
+func (r *run) writeFile(name, content string) string { return drive.WriteFile(r.work, name, content) }
 
 // env is what every accountwatch service gets: the cluster, replicas 3,
 // its role's nkey.
@@ -339,7 +323,7 @@ func (r *run) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.simAddr = freeAddr()
+	r.simAddr = drive.FreeAddr()
 	r.sim = drive.NewSim("http://" + r.simAddr)
 	simProc := &proc.Proc{Name: "upstream-sim", Path: filepath.Join(r.bin, "upstream-sim"), Log: filepath.Join(r.work, "upstream-sim.log"),
 		Args: []string{"--listen", r.simAddr, "--seed", r.writeFile("seed.yaml", string(seed)), "--log-level", "warn"}}
@@ -373,7 +357,7 @@ route:
 	// (The dispatcher's retry schedule decides its attempts and waits.)
 	sinkEnv := []string{"AW_SINK_START=all", "AW_SINK_ACK_WAIT=20s"}
 	backoffEnv := append([]string{"AW_SINK_BACKOFF_INITIAL=1s", "AW_SINK_BACKOFF_MAX=10s", "AW_SINK_MAX_DELIVER=100"}, sinkEnv...)
-	r.hookAPI = freeAddr()
+	r.hookAPI = drive.FreeAddr()
 	specs := []struct {
 		name, bin string
 		env       []string
@@ -388,11 +372,11 @@ route:
 			"AW_EMAIL_CONFIG=" + emailCfg, "AW_EMAIL_FROM=accountwatch <alerts@chaos.example>"}, backoffEnv...)},
 		// The auditor signs a checkpoint of the audit log every 10 s, which
 		// awctl verify then checks the stream against.
-		{"auditor", "auditor", []string{"AW_AUDITOR_TOKEN=" + auditorToken, "AW_AUDITOR_LISTEN=" + freeAddr(),
+		{"auditor", "auditor", []string{"AW_AUDITOR_TOKEN=" + auditorToken, "AW_AUDITOR_LISTEN=" + drive.FreeAddr(),
 			"AW_CHECKPOINT_KEY_FILE=" + checkpoint.KeyFile(r.creds), "AW_CHECKPOINT_INTERVAL=10s"}},
 	}
 	for _, s := range specs {
-		ops := freeAddr()
+		ops := drive.FreeAddr()
 		if s.name == "auditor" {
 			r.svcs["auditor-api"] = &service{ops: strings.TrimPrefix(s.env[1], "AW_AUDITOR_LISTEN=")}
 		}
@@ -490,21 +474,11 @@ func (r *run) createEndpoint(ctx context.Context) error {
 // waitBaseline waits until every account has a baselined state record:
 // from then on every change is an event.
 func (r *run) waitBaseline(ctx context.Context) error {
-	kv, err := r.js.KeyValue(ctx, eventbus.BucketState)
-	if err != nil {
-		return err
-	}
 	want := len(r.world.Accounts)
-	err = retry(ctx, func() error {
-		lister, err := kv.ListKeys(ctx)
+	err := retry(ctx, func() error {
+		n, err := drive.Records(ctx, r.js)
 		if err != nil {
 			return err
-		}
-		n := 0
-		for k := range lister.Keys() {
-			if !strings.HasSuffix(k, ".*") {
-				n++
-			}
 		}
 		if n < want {
 			return fmt.Errorf("%d of %d accounts baselined", n, want)

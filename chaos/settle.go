@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -33,14 +32,7 @@ func (r *run) settle(ctx context.Context) (ledger.Result, error) {
 		r.calm(ctx, 250*time.Millisecond)
 	}
 	sinks := func() []ledger.Sink {
-		mk := func(name string, t interface {
-			Accepted() map[string]int
-			Attempts() (int, int)
-		}) ledger.Sink {
-			a, ref := t.Attempts()
-			return ledger.Sink{Name: name, Accepted: t.Accepted(), Attempts: a, Refused: ref}
-		}
-		return []ledger.Sink{mk("slack", r.slack.Posts), mk("webhook", r.webhook.Deliveries), mk("email", r.smtp.Messages)}
+		return []ledger.Sink{drive.SinkOf("slack", r.slack.Posts), drive.SinkOf("webhook", r.webhook.Deliveries), drive.SinkOf("email", r.smtp.Messages)}
 	}
 	var events []ledger.Event
 	for {
@@ -52,14 +44,7 @@ func (r *run) settle(ctx context.Context) (ledger.Result, error) {
 		for _, m := range msgs {
 			events = append(events, drive.ToLedger(m))
 		}
-		missing := 0
-		for _, s := range sinks() {
-			for _, e := range events {
-				if s.Accepted[e.ID] == 0 {
-					missing++
-				}
-			}
-		}
+		missing := drive.Outstanding(events, sinks())
 		if missing == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			r.logf("── %d events stored; %d deliveries outstanding", len(events), missing)
 			break
@@ -179,27 +164,8 @@ func (r *run) checkState(ctx context.Context, allowPending bool) error {
 func (r *run) verify(ctx context.Context) (ledger.Verify, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "awctl"), "verify", "--output", "json")
-	cmd.Env = append(cmd.Environ(), "NATS_URL="+r.cl.URLs(), "AW_STREAM_REPLICAS=3", "AW_NATS_NKEY_SEED_FILE="+r.seed(eventbus.RoleOperator),
-		"AW_CHECKPOINT_PUBLIC_KEY_FILE="+checkpoint.PublicKeyFile(r.creds))
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	runErr := cmd.Run()
-	var rep struct {
-		Events       uint64            `json:"events"`
-		Accounts     int               `json:"accounts"`
-		StateChecked bool              `json:"state_checked"`
-		Checkpoints  []json.RawMessage `json:"checkpoints"`
-		Problems     []json.RawMessage `json:"problems"`
-		Unlisted     int               `json:"problems_unlisted"`
-	}
-	text := out.String()
-	if err := json.NewDecoder(&out).Decode(&rep); err != nil {
-		return ledger.Verify{}, fmt.Errorf("awctl verify: %v, %v: %s", runErr, err, errOut.String())
-	}
-	problems := len(rep.Problems) + rep.Unlisted
-	return ledger.Verify{Intact: runErr == nil && problems == 0, Events: rep.Events, Accounts: rep.Accounts, Problems: problems,
-		StateChecked: rep.StateChecked, Checkpoints: len(rep.Checkpoints), Output: text}, nil
+	return drive.Verify(ctx, filepath.Join(r.bin, "awctl"), []string{"NATS_URL=" + r.cl.URLs(), "AW_STREAM_REPLICAS=3",
+		"AW_NATS_NKEY_SEED_FILE=" + r.seed(eventbus.RoleOperator), "AW_CHECKPOINT_PUBLIC_KEY_FILE=" + checkpoint.PublicKeyFile(r.creds)})
 }
 
 type auditorAccount struct {

@@ -233,11 +233,15 @@ type AgRelation struct {
 	RamAdminRoleName string
 	Mpk              string
 	Evidence         upstream.Evidence
+	// Retried: the account was created by an attempt whose answer was lost
+	// (a 5xx, a reset); the retry was answered LOGIN_EMAIL_HAS_BEEN_USED.
+	Retried bool
 }
 
 // CreateAgAccount creates a member account. A login email that is already used
 // comes back as the existing relation with an error wrapping ErrAlreadyExists:
-// never as created.
+// never as created, unless an earlier attempt of the same call may have
+// created it (then it is this call's account, Retried).
 func (b *BSS) CreateAgAccount(ctx context.Context, a AgAccount) (*AgRelation, error) {
 	if err := a.Validate(); err != nil {
 		return nil, &upstream.Error{Kind: upstream.ErrRejected, Op: "CreateAgAccount", Msg: err.Error()}
@@ -249,7 +253,7 @@ func (b *BSS) CreateAgAccount(ctx context.Context, a AgAccount) (*AgRelation, er
 			params[k] = v
 		}
 	}
-	body, ev, err := b.c.call(ctx, "CreateAgAccount", params, agOK)
+	body, ev, unsure, err := b.c.callTracked(ctx, "CreateAgAccount", params, agOK)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +262,13 @@ func (b *BSS) CreateAgAccount(ctx context.Context, a AgAccount) (*AgRelation, er
 		return nil, upstream.Malformed("CreateAgAccount", ev.RequestID, err)
 	}
 	rel.Evidence = ev
-	if used {
+	switch {
+	case used && unsure:
+		// An earlier attempt of this call failed without an answer (a 5xx,
+		// a reset) and the retry finds the email used: that attempt created
+		// the account. It is this call's, not someone else's.
+		rel.Retried = true
+	case used:
 		return rel, fmt.Errorf("CreateAgAccount: %w (uid %s)", ErrAlreadyExists, rel.Pk)
 	}
 	return rel, nil

@@ -190,17 +190,26 @@ func codes(ok ...string) verdict {
 // call performs one action with retries and returns the raw 200 body that
 // ok accepts.
 func (c *client) call(ctx context.Context, action string, params map[string]string, ok verdict) ([]byte, upstream.Evidence, error) {
-	var body []byte
-	var ev upstream.Evidence
-	err := c.retry.Do(ctx, func(ctx context.Context) error {
-		var err error
+	body, ev, _, err := c.callTracked(ctx, action, params, ok)
+	return body, ev, err
+}
+
+// callTracked is call that also reports whether an attempt before the last
+// failed in a way that leaves unknown whether the upstream acted on it (a
+// transient failure: 5xx, a reset, a timeout; a throttled request was
+// refused before it was served, so it does not count).
+func (c *client) callTracked(ctx context.Context, action string, params map[string]string, ok verdict) (body []byte, ev upstream.Evidence, unsure bool, err error) {
+	err = c.retry.Do(ctx, func(ctx context.Context) error {
+		if errors.Is(err, upstream.ErrTransient) {
+			unsure = true // the attempt before this one may have been served
+		}
 		body, ev, err = c.once(ctx, action, params, ok)
 		if d, throttled := throttledFor(err); throttled {
 			c.pace.hold(d) // every client of this key waits, not just this one
 		}
 		return err
 	})
-	return body, ev, err
+	return body, ev, unsure, err
 }
 
 func (c *client) once(ctx context.Context, action string, params map[string]string, ok verdict) ([]byte, upstream.Evidence, error) {

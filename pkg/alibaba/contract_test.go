@@ -252,3 +252,54 @@ func TestVariedAnswersMeanTheSame(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateAgAccountAnswerLost: CreateAgAccount is not idempotent. When an
+// attempt fails without an answer (the document's InternalError, HTTP 500)
+// and the client's retry is answered with the document's sample
+// (LOGIN_EMAIL_HAS_BEEN_USED, Success true), the account is the one the
+// lost attempt created: returned as this call's (Retried), not as someone
+// else's. Found by the clean-room conformance run (conformance/).
+func TestCreateAgAccountAnswerLost(t *testing.T) {
+	internalError := `{"RequestId":"5E2E3A7C-0000-4B3C-9E4F-000000000500","HostId":"business.aliyuncs.com","Code":"InternalError","Message":"The request processing has failed due to some unknown error."}`
+	throttled := `{"RequestId":"5E2E3A7C-0000-4B3C-9E4F-000000000400","HostId":"business.aliyuncs.com","Code":"Throttling.User","Message":"Request was denied due to user flow control."}`
+	cases := []struct {
+		name        string
+		first       int
+		firstBody   string
+		wantRetried bool
+	}{
+		{"a 500 before the email-used answer: created by the lost attempt", 500, internalError, true},
+		{"throttled before the email-used answer: refused, not served: someone else's", 400, throttled, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json;charset=utf-8")
+				if n.Add(1) == 1 {
+					w.WriteHeader(tc.first)
+					fmt.Fprint(w, tc.firstBody)
+					return
+				}
+				fmt.Fprint(w, fixture(t, "bss.CreateAgAccount.example"))
+			}))
+			t.Cleanup(srv.Close)
+			rel, err := bss(t, cfg(srv.URL)).CreateAgAccount(context.Background(), alibaba.AgAccount{LoginEmail: "685741089H@chinaunicom.cn", AccountAttr: "1"})
+			if n.Load() != 2 {
+				t.Fatalf("%d requests, want 2", n.Load())
+			}
+			if rel == nil || rel.Pk != "1728240534507590" {
+				t.Fatalf("relation %+v (%v)", rel, err)
+			}
+			if tc.wantRetried {
+				if err != nil || !rel.Retried {
+					t.Fatalf("want this call's account (Retried): %+v %v", rel, err)
+				}
+				return
+			}
+			if !errors.Is(err, alibaba.ErrAlreadyExists) || rel.Retried {
+				t.Fatalf("want ErrAlreadyExists: %+v %v", rel, err)
+			}
+		})
+	}
+}

@@ -86,7 +86,8 @@ func Onboard(ctx context.Context, c Creator, st *state.Store, ws *watch.Store, i
 		return Result{}, fmt.Errorf("reading the onboarding's intent: %w", err)
 	}
 	rel, err := c.CreateAgAccount(ctx, req)
-	reconciled := false
+	// Retried: this very try created it, on an attempt whose answer was lost.
+	reconciled := err == nil && rel != nil && rel.Retried
 	switch {
 	case errors.Is(err, alibaba.ErrAlreadyExists) && prior:
 		reconciled = true // an earlier try of ours created it

@@ -150,3 +150,42 @@ func TestOnboardReconciles(t *testing.T) {
 		t.Fatal("asked the upstream without AccountAttr")
 	}
 }
+
+// retried answers as the BSS client does when its own retry, after an
+// attempt whose answer was lost, is told LOGIN_EMAIL_HAS_BEEN_USED: the
+// relation of the account that attempt created, Retried.
+type retried struct{ real onboard.Creator }
+
+func (r retried) CreateAgAccount(ctx context.Context, a alibaba.AgAccount) (*alibaba.AgRelation, error) {
+	rel, err := r.real.CreateAgAccount(ctx, a)
+	if err == nil {
+		rel.Retried = true
+	}
+	return rel, err
+}
+
+// TestOnboardRetriedWithinOneTry: an account created by a lost attempt of
+// the same try (the client retried) is this onboarding's: announced once,
+// as account.created, and watched; not reported as someone else's.
+func TestOnboardRetriedWithinOneTry(t *testing.T) {
+	b := bustest.New(t)
+	_, url := simtest.Start(t, simtest.Seed())
+	bss, err := alibaba.NewBSS(alibaba.Config{AccessKeyID: simtest.AccessKeyID, AccessKeySecret: simtest.AccessSecret, Endpoint: strings.TrimPrefix(url, "http://"), Protocol: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, _ := state.Open(ctx, b.JS)
+	ws, _ := watch.Open(ctx, b.JS)
+	res, err := onboard.Onboard(ctx, retried{bss}, st, ws, "bss", alibaba.AgAccount{LoginEmail: "lost-answer@partner.example", AccountAttr: "1"}, nil)
+	if err != nil || !res.Created || !res.Reconciled || res.EventID == "" {
+		t.Fatalf("onboarding %+v %v", res, err)
+	}
+	if _, err := ws.Get(ctx, event.ProviderAlibabaBSS, "bss", res.UID); err != nil {
+		t.Fatalf("not watched: %v", err)
+	}
+	str, _ := b.JS.Stream(ctx, eventbus.StreamEvents)
+	if info, _ := str.Info(ctx); info.State.Msgs != 1 {
+		t.Fatalf("%d events, want one account.created", info.State.Msgs)
+	}
+}

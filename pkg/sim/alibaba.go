@@ -45,7 +45,9 @@ func aliError(w http.ResponseWriter, r *http.Request, status int, code, msg stri
 	id := requestID()
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")
 	if retryAfter > 0 {
-		ms := retryAfter.Milliseconds()
+		// Rounded up: a wait under a millisecond is still a wait, and
+		// TimeLeft:0 would tell the client to come back at once.
+		ms := (retryAfter + time.Millisecond - 1).Milliseconds()
 		w.Header().Set("x-ratelimit-user-api", fmt.Sprintf("Limit:10,Remain:0,TimeLeft:%d,Reset:%d", ms, time.Now().Add(retryAfter).Unix()))
 	}
 	w.WriteHeader(status)

@@ -124,10 +124,19 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 	statuses := []string{"credit hold", "administrative_hold", "active"}
 	want := map[string][]string{}
 	scriptDone := make(chan struct{})
+	scriptErr := make(chan error, 1)
 	go func() {
 		defer close(scriptDone)
 		prev := map[int]string{}
 		for r := range rounds {
+			// A poller sees states, not transitions: a change undone before any
+			// incarnation listed it is rightly never reported. On a starved
+			// machine the restarts can outlast a round, so the next change to
+			// an account waits until the last one is stored.
+			if r > 0 && !storedAtLeast(bus, uint64(r*accounts), time.Minute) {
+				scriptErr <- fmt.Errorf("round %d was not stored within a minute", r)
+				return
+			}
 			for i := range accounts {
 				cur := statuses[(r+i)%len(statuses)]
 				if cur == prev[i] || (prev[i] == "" && cur == "active") {
@@ -161,6 +170,11 @@ func TestSIGKILLLosesNoChangeAndDuplicatesNone(t *testing.T) {
 		p = startPoller(t, bus, cfgPath, "chaos-1")
 	}
 	<-scriptDone
+	select {
+	case err := <-scriptErr:
+		t.Fatal(err)
+	default:
+	}
 	total := 0
 	for _, w := range want {
 		total += len(w)
@@ -376,5 +390,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("not within 2 minutes: %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// storedAtLeast waits until the event stream holds n messages.
+func storedAtLeast(bus *eventbus.Bus, n uint64, within time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	for {
+		if st, err := bus.JS.Stream(ctx, eventbus.StreamEvents); err == nil {
+			if info, err := st.Info(ctx); err == nil && info.State.Msgs >= n {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

@@ -25,6 +25,7 @@ func ToLedger(m jetstream.Msg) ledger.Event {
 		return e
 	}
 	e.ID, e.Type, e.Field = ev.ID(), ev.Type().Tail(), ev.Data.Field
+	e.Severity, e.Attrs = string(ev.Data.Severity), ev.Data.Attributes
 	e.Key = ledger.Key{Provider: string(ev.Data.Provider), Instance: ev.Data.Instance, Account: ev.Data.AccountID}
 	if ev.Data.Previous != nil {
 		e.Prev = ev.Data.Previous.Value

@@ -21,6 +21,19 @@ type Key struct{ Provider, Instance, Account string }
 
 func (k Key) String() string { return k.Provider + "/" + k.Instance + "/" + k.Account }
 
+// FieldKey names one field of one account: changes and events pair in
+// order per FieldKey.
+type FieldKey struct {
+	Key
+	Field string
+}
+
+// FieldKey is the field of the account c changed.
+func (c Change) FieldKey() FieldKey { return FieldKey{c.Key, c.Field} }
+
+// FieldKey is the field of the account e announces.
+func (e Event) FieldKey() FieldKey { return FieldKey{e.Key, e.Field} }
+
 // Change is one change the run made upstream, as the event it must cause
 // would describe it (type tail, field, previous and current value).
 type Change struct {
@@ -51,6 +64,10 @@ type Event struct {
 	Cur   string
 	// Undecodable is set (with the error) for a message that is not an event.
 	Undecodable string
+	// Severity and Attrs (the allow-listed account attributes) as the event
+	// carries them.
+	Severity string            `json:",omitempty"`
+	Attrs    map[string]string `json:",omitempty"`
 	// Stored is when the stream stored it (the server's timestamp).
 	Stored time.Time `json:"-"`
 }
@@ -209,14 +226,16 @@ func Compute(in Input) Result {
 	}
 	r.Unique = len(seen)
 
-	// Per account, the changes in the order they were made and the events in
-	// stream order: the run changes an account again only once the event of
-	// its last change is stored, so the two lists must pair one to one.
-	changes := map[Key][]Change{}
+	// Per account and field, the changes in the order they were made and
+	// the events in stream order: the run changes a field again only once
+	// the event of its last change is stored, so the two lists must pair one
+	// to one. Fields changed in one observation may be announced in any
+	// order (the account's hash chain, which awctl verify checks, fixes it).
+	changes := map[FieldKey][]Change{}
 	for _, c := range in.Changes {
-		changes[c.Key] = append(changes[c.Key], c)
+		changes[c.FieldKey()] = append(changes[c.FieldKey()], c)
 	}
-	events := map[Key][]Event{}
+	events := map[FieldKey][]Event{}
 	degraded := map[Key]int{}
 	for _, e := range uniq {
 		if operational[e.Type] {
@@ -229,14 +248,14 @@ func Compute(in Input) Result {
 			continue
 		}
 		r.ChangeEvents++
-		events[e.Key] = append(events[e.Key], e)
+		events[e.FieldKey()] = append(events[e.FieldKey()], e)
 	}
 	for _, n := range degraded {
 		if n > 0 {
 			r.OpenDegraded += n
 		}
 	}
-	keys := map[Key]bool{}
+	keys := map[FieldKey]bool{}
 	for k := range changes {
 		keys[k] = true
 	}
@@ -251,7 +270,7 @@ func Compute(in Input) Result {
 				i++
 				continue
 			}
-			r.Phantom = append(r.Phantom, fmt.Sprintf("stream seq %d %s %s %s: %s → %s: no such change was made", e.Seq, k, e.Type, e.Field, e.Prev, e.Cur))
+			r.Phantom = append(r.Phantom, fmt.Sprintf("stream seq %d %s %s %s: %s → %s: no such change was made", e.Seq, k.Key, e.Type, e.Field, e.Prev, e.Cur))
 		}
 		for _, c := range cs[i:] {
 			r.Lost = append(r.Lost, c.String())
@@ -325,12 +344,17 @@ func Compute(in Input) Result {
 	return r
 }
 
-func sortedKeys(m map[Key]bool) []Key {
-	out := make([]Key, 0, len(m))
+func sortedKeys(m map[FieldKey]bool) []FieldKey {
+	out := make([]FieldKey, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	sort.Slice(out, func(i, j int) bool {
+		if a, b := out[i].Key.String(), out[j].Key.String(); a != b {
+			return a < b
+		}
+		return out[i].Field < out[j].Field
+	})
 	return out
 }
 
@@ -392,19 +416,7 @@ func (r Result) Print(w io.Writer) {
 	if r.Load != "" {
 		fmt.Fprintf(w, "load average during the run: %s\n", r.Load)
 	}
-	show := func(title string, list []string) {
-		if len(list) == 0 {
-			return
-		}
-		fmt.Fprintf(w, "%s (%d):\n", title, len(list))
-		for i, s := range list {
-			if i == 20 {
-				fmt.Fprintf(w, "  … %d more\n", len(list)-20)
-				break
-			}
-			fmt.Fprintln(w, "  "+s)
-		}
-	}
+	show := func(title string, list []string) { Show(w, title, list, 20) }
 	show("phantom events", r.Phantom)
 	show("lost changes", r.Lost)
 	show("state ahead of the stream", r.State.Ahead)
@@ -435,4 +447,20 @@ func rangeOf(ds []time.Duration) string {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return fmt.Sprintf("range %s–%s", round(s[0]), round(s[len(s)-1]))
+}
+
+// Show writes a titled list (nothing when it is empty), at most most lines
+// of it.
+func Show(w io.Writer, title string, list []string, most int) {
+	if len(list) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s (%d):\n", title, len(list))
+	for i, s := range list {
+		if i == most {
+			fmt.Fprintf(w, "  … %d more\n", len(list)-most)
+			break
+		}
+		fmt.Fprintln(w, "  "+s)
+	}
 }

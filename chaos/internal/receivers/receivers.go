@@ -23,6 +23,26 @@ type Tally struct {
 	first    map[string]time.Time
 	attempts int // requests, accepted or not
 	refused  int
+	tap      func(content []byte)
+}
+
+// Tap makes fn see the readable content of every request the receiver
+// accepts (a Slack message's text and blocks, a webhook's body, a mail's
+// headers and decoded parts): the conformance run scans it for personal
+// data.
+func (t *Tally) Tap(fn func(content []byte)) {
+	t.mu.Lock()
+	t.tap = fn
+	t.mu.Unlock()
+}
+
+func (t *Tally) content(b []byte) {
+	t.mu.Lock()
+	fn := t.tap
+	t.mu.Unlock()
+	if fn != nil {
+		fn(b)
+	}
 }
 
 func newTally() *Tally { return &Tally{accepted: map[string]int{}, first: map[string]time.Time{}} }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/smtp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,5 +95,36 @@ func TestSMTPTalliesTheEventsHeader(t *testing.T) {
 	}
 	if got := s.Messages.Accepted(); got[id1] != 1 || got[id2] != 1 {
 		t.Errorf("accepted %v", got)
+	}
+}
+
+// TestSMTPTapDecodes: the tap sees a mail's text decoded (an encoded
+// subject, quoted-printable and base64 parts), so that a scan for a value
+// finds it however the notifier encoded it.
+func TestSMTPTapDecodes(t *testing.T) {
+	s, err := StartSMTP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var mu sync.Mutex
+	var seen []byte
+	s.Messages.Tap(func(b []byte) { mu.Lock(); seen = append(seen, b...); mu.Unlock() })
+	msg := "X-Accountwatch-Events: aw1-0123456789abcdef0123456789abcdef\r\n" +
+		"Subject: =?utf-8?q?Jane_Lane_=E2=80=94_credit_hold?=\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b1\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		"passport=3D1124111111123 and a soft=\r\n break\r\n" +
+		"--b1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		"PHA+dGVzdEBleGFtcGxlLmNvbTwvcD4=\r\n--b1--\r\n"
+	if err := smtp.SendMail(s.Host()+":"+s.Port(), nil, "alerts@chaos.example", []string{"ops@chaos.example"}, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"Jane Lane — credit hold", "passport=1124111111123 and a soft break", "<p>test@example.com</p>"} {
+		if !strings.Contains(string(seen), want) {
+			t.Errorf("the tap did not see %q in:\n%s", want, seen)
+		}
 	}
 }

@@ -52,7 +52,9 @@ func (s *Slack) handle(post bool) http.HandlerFunc {
 			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "channel_not_found"})
 			return
 		}
-		ids := IDPattern.FindAllString(r.FormValue("attachments")+r.FormValue("blocks")+r.FormValue("text"), -1)
+		content := r.FormValue("attachments") + r.FormValue("blocks") + r.FormValue("text")
+		s.Posts.content([]byte(content))
+		ids := IDPattern.FindAllString(content, -1)
 		ts := r.FormValue("ts")
 		if post {
 			n := s.seq.Add(1)

@@ -2,10 +2,17 @@ package receivers
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/base64"
+	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
 	"net"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -66,12 +73,60 @@ func (x *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, _ = io.Copy(io.Discard, br) // r must be consumed
+	body, err := io.ReadAll(br) // r must be consumed
+	if err != nil {
+		return err
+	}
 	ids := IDPattern.FindAllString(h.Get("X-Accountwatch-Events"), -1)
 	if x.rcpt == 0 || len(ids) == 0 {
 		x.s.Messages.refuse()
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "no X-Accountwatch-Events"}
 	}
+	var text bytes.Buffer
+	dec := new(mime.WordDecoder)
+	for k, vs := range h {
+		for _, v := range vs {
+			if d, err := dec.DecodeHeader(v); err == nil {
+				v = d
+			}
+			fmt.Fprintf(&text, "%s: %s\n", k, v)
+		}
+	}
+	mailText(&text, h, body)
+	x.s.Messages.content(text.Bytes())
 	x.s.Messages.accept(dedup(ids))
 	return nil
+}
+
+// mailText appends the decoded text of a message part (its parts, when
+// multipart; quoted-printable and base64 undone) to out.
+func mailText(out *bytes.Buffer, h textproto.MIMEHeader, body []byte) {
+	switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+	case "base64":
+		if b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(body)), "")); err == nil {
+			body = b
+		}
+	case "quoted-printable":
+		if b, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body))); err == nil {
+			body = b
+		}
+	}
+	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil || !strings.HasPrefix(mt, "multipart/") {
+		out.Write(body)
+		out.WriteByte('\n')
+		return
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for {
+		p, err := mr.NextRawPart()
+		if err != nil {
+			return
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			return
+		}
+		mailText(out, p.Header, b)
+	}
 }

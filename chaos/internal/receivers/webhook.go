@@ -80,6 +80,7 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "no webhook-id", http.StatusBadRequest)
 		return
 	}
+	w.Deliveries.content(body)
 	w.Deliveries.accept([]string{id})
 	rw.WriteHeader(http.StatusNoContent)
 }
