@@ -253,23 +253,10 @@ func (s *Store) Follow(ctx context.Context) (*Live, error) {
 	return l, l.load(ctx, s.kv, true)
 }
 
-// watchTries bounds the attempts at opening the watch: the server answers
-// its consumer request within the client's default wait (5 s) on a quiet
-// machine, but not always with a million entries on a busy one (make bench
-// saw a poller stop there).
-const watchTries = 5
-
 func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) error {
-	var w jetstream.KeyWatcher
-	var err error
-	for try := 1; ; try++ {
-		w, err = kv.Watch(ctx, "acct.>")
-		if err == nil {
-			break
-		}
-		if try == watchTries || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("watch list: %w", err)
-		}
+	w, err := kv.Watch(ctx, "acct.>")
+	if err != nil {
+		return fmt.Errorf("watch list: %w", err)
 	}
 	apply := func(u jetstream.KeyValueEntry) {
 		p, inst, tok, ok := splitKey(u.Key())
