@@ -8,12 +8,12 @@ SERVICES := $(filter-out devstack,$(notdir $(wildcard services/*)))
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 BIN := $(CURDIR)/bin
 
-.PHONY: run build test bench chaos chaos-short conformance lint fmt vet check-deps tidy schemas clean help
+.PHONY: run build test bench bench-short chaos chaos-short conformance lint fmt vet check-deps tidy schemas clean help
 
 help:
 	@echo "make run    start the local stack (embedded JetStream, upstream-sim, every service)"
 	@echo "make test   run every test of every module with -race"
-	@echo "make bench  run the benchmarks and print the figures"
+	@echo "make bench  run the benchmarks: every figure beside its raw baseline (bench.json)"
 	@echo "make chaos  a 3-node JetStream cluster under every fault, and the ledger (about 12 min; root)"
 	@echo "make conformance  the pipeline against an upstream written from the providers' documents (python3; about 3 min)"
 	@echo "make lint   gofmt, go vet and the dependency rules"
@@ -38,11 +38,14 @@ test:
 	  (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || fail=1; \
 	done; exit $$fail
 
-## bench: benchmarks with their raw baselines from the same run
+## bench: every figure beside its raw baseline measured in the same run, one
+## line each (name value unit baseline baseline_unit ratio), and bench.json;
+## each benchmark's own output in bench.log. bench-short is CI's small form.
 bench:
-	@for m in $(MODULES); do \
-	  (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 3s ./... 2>&1 | grep -E '^(Benchmark|ok|FAIL|pkg:)' ) || exit 1; \
-	done
+	@$(GO) run ./bench -root $(CURDIR)
+
+bench-short:
+	@$(GO) run ./bench -root $(CURDIR) -short
 
 ## chaos: the services on a 3-node JetStream cluster under faults, and the ledger
 ## of what was changed, stored and delivered (chaos/README.md). Root gives it

@@ -139,12 +139,18 @@ func (f textField) value() string {
 type attrsField struct{ m map[string]string }
 
 func (f *attrsField) UnmarshalJSON(b []byte) error {
+	// Called with valid JSON only (by encoding/json, or decodeWire after
+	// json.Valid): walked in place, as encoding/json would decode it into
+	// []struct{Name, Value json.RawMessage} or map[string]json.RawMessage
+	// (attrsReference, which FuzzAttrsMatchReference holds it to), without
+	// validating and decoding it twice more.
 	f.m = nil
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
+	s := &scan{b: b}
+	s.ws()
+	if s.i == len(b) {
 		return nil
 	}
-	put := func(name string, v json.RawMessage) {
+	put := func(name string, v []byte) {
 		name = strings.TrimSpace(name)
 		if text, ok := attrText(v); ok && name != "" {
 			if f.m == nil {
@@ -153,30 +159,54 @@ func (f *attrsField) UnmarshalJSON(b []byte) error {
 			f.m[name] = text
 		}
 	}
-	switch b[0] {
+	switch b[s.i] {
 	case '[':
-		var items []json.RawMessage
-		if json.Unmarshal(b, &items) != nil {
-			return nil
-		}
-		for _, it := range items {
-			var e struct {
-				Name  json.RawMessage `json:"name"`
-				Value json.RawMessage `json:"value"`
+		s.i++
+		for {
+			s.ws()
+			if b[s.i] == ']' {
+				return nil
 			}
-			if bytes.HasPrefix(bytes.TrimSpace(it), []byte("{")) && json.Unmarshal(it, &e) == nil {
-				if name, ok := attrText(e.Name); ok {
-					put(name, e.Value)
+			it := s.value()
+			if it[0] == '{' {
+				var name, value []byte
+				sub := &scan{b: it}
+				sub.object("custom attribute", func(key string, raw []byte) error {
+					switch { // encoding/json: fields matched regardless of case, the last one wins
+					case strings.EqualFold(key, "name"):
+						name = raw
+					case strings.EqualFold(key, "value"):
+						value = raw
+					}
+					return nil
+				})
+				if n, ok := attrText(name); ok {
+					put(n, value)
 				}
+			}
+			s.ws()
+			if b[s.i] == ',' {
+				s.i++
 			}
 		}
 	case '{':
-		var m map[string]json.RawMessage
-		if json.Unmarshal(b, &m) != nil {
-			return nil
+		type member struct {
+			key string
+			raw []byte
 		}
-		for k, v := range m {
-			put(k, v)
+		var ms []member // a key given twice: the last one (as a map would keep it)
+		s.object("custom attributes", func(key string, raw []byte) error {
+			for i := range ms {
+				if ms[i].key == key {
+					ms[i].raw = raw
+					return nil
+				}
+			}
+			ms = append(ms, member{key, raw})
+			return nil
+		})
+		for _, m := range ms {
+			put(m.key, m.raw)
 		}
 	}
 	return nil
@@ -190,11 +220,8 @@ func attrText(v json.RawMessage) (string, bool) {
 	case len(v) == 0 || string(v) == "null":
 		return "", false
 	case v[0] == '"':
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			return "", false
-		}
-		return s, true
+		s, err := unquote(v)
+		return s, err == nil
 	}
 	var buf bytes.Buffer
 	if json.Compact(&buf, v) != nil {

@@ -180,3 +180,39 @@ func FuzzPredictedItems(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAttrsMatchReference: custom_attributes walked in place decode as
+// encoding/json decodes them, in both documented forms, whatever the names,
+// values, duplicates, spellings of "name" and "value", and nesting (inputs
+// where two names differ only in surrounding space, which encoding/json's
+// map order decides, aside).
+func FuzzAttrsMatchReference(f *testing.F) {
+	for _, s := range []string{
+		`[{"name":"Tier","value":"gold"},{"name":"Seats","value":25},{"name":"x","value":null},{"value":"no name"}]`,
+		`[{"NAME":"a","Value":{"k":[1, 2]}},{"name":"a","name":"b","value":"c"},1,"s",null,[{"name":"n"}]]`,
+		`{"tier":"gold","seats":25,"tier":"silver","none":null," pad ":"x"}`,
+		`[{"name":"esc\u00e9\n","value":"v\"q"},{"name":7,"value":true},{"name":"","value":"empty"}]`,
+		` [ ] `, `{}`, `null`, `"text"`, `12`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !json.Valid(b) {
+			return // only ever called with valid JSON
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(b, &obj) == nil {
+			seen := map[string]bool{}
+			for k := range obj {
+				if seen[strings.TrimSpace(k)] {
+					return
+				}
+				seen[strings.TrimSpace(k)] = true
+			}
+		}
+		ref, got := activeplatform.AttrsReference(b), activeplatform.Attrs(b)
+		if !reflect.DeepEqual(ref, got) {
+			t.Fatalf("differ on %q:\n%q\n%q", b, ref, got)
+		}
+	})
+}

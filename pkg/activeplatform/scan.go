@@ -81,44 +81,95 @@ func (s *scan) object(what string, f func(key string, raw []byte) error) error {
 
 func (s *scan) account(w *wireAccount) error {
 	return s.object("account", func(key string, raw []byte) error {
-		var f interface{ UnmarshalJSON([]byte) error }
-		switch {
-		case strings.EqualFold(key, "id"):
-			f = &w.ID
-		case strings.EqualFold(key, "name"):
-			f = &w.Name
-		case strings.EqualFold(key, "status"):
-			f = &w.Status
-		case strings.EqualFold(key, "balance"):
-			f = &w.Balance
-		case strings.EqualFold(key, "current_debt"):
-			f = &w.CurrentDebt
-		case strings.EqualFold(key, "financial_blocking_threshold"):
-			f = &w.FinancialBlockingThreshold
-		case strings.EqualFold(key, "subscription_credit_limit"):
-			f = &w.SubscriptionCreditLimit
-		case strings.EqualFold(key, "currency"):
-			f = &w.Currency
-		case strings.EqualFold(key, "owner_id"):
-			f = &w.OwnerID
-		case strings.EqualFold(key, "manager_id"):
-			f = &w.ManagerID
-		case strings.EqualFold(key, "account_class"):
-			f = &w.Class
-		case strings.EqualFold(key, "account_type"):
-			f = &w.Type
-		case strings.EqualFold(key, "default_payment_model"):
-			f = &w.PaymentModel
-		case strings.EqualFold(key, "updated_at"):
-			f = &w.UpdatedAt
-		case strings.EqualFold(key, "custom_attributes"):
-			f = &w.CustomAttributes
-		default:
+		f := w.field(key)
+		if f == nil {
 			return nil
 		}
 		// The field types record a problem rather than fail (see wireAccount).
 		return f.UnmarshalJSON(raw)
 	})
+}
+
+// field is the wire field a key names, matched as encoding/json matches
+// (any case): the documented spelling first, as an account's forty-odd keys
+// are each looked up.
+func (w *wireAccount) field(key string) interface{ UnmarshalJSON([]byte) error } {
+	switch key {
+	case "id":
+		return &w.ID
+	case "name":
+		return &w.Name
+	case "status":
+		return &w.Status
+	case "balance":
+		return &w.Balance
+	case "current_debt":
+		return &w.CurrentDebt
+	case "financial_blocking_threshold":
+		return &w.FinancialBlockingThreshold
+	case "subscription_credit_limit":
+		return &w.SubscriptionCreditLimit
+	case "currency":
+		return &w.Currency
+	case "owner_id":
+		return &w.OwnerID
+	case "manager_id":
+		return &w.ManagerID
+	case "account_class":
+		return &w.Class
+	case "account_type":
+		return &w.Type
+	case "default_payment_model":
+		return &w.PaymentModel
+	case "updated_at":
+		return &w.UpdatedAt
+	case "custom_attributes":
+		return &w.CustomAttributes
+	}
+	ascii := true
+	for i := 0; i < len(key); i++ {
+		if key[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	fold := func(name string) bool {
+		// ASCII folds byte for byte: another length is another name
+		return (!ascii || len(key) == len(name)) && strings.EqualFold(key, name)
+	}
+	switch {
+	case fold("id"):
+		return &w.ID
+	case fold("name"):
+		return &w.Name
+	case fold("status"):
+		return &w.Status
+	case fold("balance"):
+		return &w.Balance
+	case fold("current_debt"):
+		return &w.CurrentDebt
+	case fold("financial_blocking_threshold"):
+		return &w.FinancialBlockingThreshold
+	case fold("subscription_credit_limit"):
+		return &w.SubscriptionCreditLimit
+	case fold("currency"):
+		return &w.Currency
+	case fold("owner_id"):
+		return &w.OwnerID
+	case fold("manager_id"):
+		return &w.ManagerID
+	case fold("account_class"):
+		return &w.Class
+	case fold("account_type"):
+		return &w.Type
+	case fold("default_payment_model"):
+		return &w.PaymentModel
+	case fold("updated_at"):
+		return &w.UpdatedAt
+	case fold("custom_attributes"):
+		return &w.CustomAttributes
+	}
+	return nil
 }
 
 // unquote decodes a JSON string literal; plain ASCII without escapes is

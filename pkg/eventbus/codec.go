@@ -27,10 +27,15 @@ func Encode(e *event.Event) (*nats.Msg, error) {
 	}
 	c := &e.Cloud
 	exts := c.Extensions()
-	h := make(nats.Header, 10+len(exts))
+	// Room for every header and the publisher's stream check (no map
+	// growth), the values in one backing array.
+	n := 11 + len(exts)
+	h := make(nats.Header, n)
+	vals := make([]string, 0, n)
 	set := func(k, v string) {
 		if v != "" {
-			h[k] = []string{v}
+			vals = append(vals, v)
+			h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 		}
 	}
 	set("ce-specversion", c.SpecVersion())
@@ -50,8 +55,8 @@ func Encode(e *event.Event) (*nats.Msg, error) {
 		}
 		set("ce-"+k, s)
 	}
-	h["content-type"] = []string{event.ContentType}
-	h[jetstream.MsgIDHeader] = []string{e.ID()}
+	set("content-type", event.ContentType)
+	set(jetstream.MsgIDHeader, e.ID())
 	return &nats.Msg{Subject: subject, Header: h, Data: c.Data()}, nil
 }
 

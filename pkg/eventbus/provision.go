@@ -95,18 +95,25 @@ func DeadLetterStreamConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
+// MaxRedriveConsumers bounds the consumers of AW_REDRIVE: one a receiver,
+// so one a webhook endpoint. nats-server caps a stream that sets no limit at
+// 1,000 consumers (JSDefaultMaxConsumersPerStream), which would refuse the
+// thousandth endpoint; an explicit limit replaces that default.
+const MaxRedriveConsumers = 100_000
+
 // RedriveStreamConfig holds dead letters sent back to their receiver. It is not
 // the audit log: re-driving never writes to AW_EVENTS, so its dedup window cannot
 // swallow a re-drive and the original events stay as they were.
 func RedriveStreamConfig(c Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        StreamRedrive,
-		Description: "accountwatch re-drives: dead letters sent back to their receiver",
-		Subjects:    []string{RedriveRoot + ">"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.WorkQueuePolicy,
-		Replicas:    c.Replicas,
-		Duplicates:  c.DedupWindow,
+		Name:         StreamRedrive,
+		Description:  "accountwatch re-drives: dead letters sent back to their receiver",
+		Subjects:     []string{RedriveRoot + ">"},
+		Storage:      jetstream.FileStorage,
+		Retention:    jetstream.WorkQueuePolicy,
+		Replicas:     c.Replicas,
+		Duplicates:   c.DedupWindow,
+		MaxConsumers: MaxRedriveConsumers,
 	}
 }
 

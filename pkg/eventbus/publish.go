@@ -61,8 +61,9 @@ func (p *Publisher) PublishAll(ctx context.Context, events []*event.Event) ([]Ac
 // PublishMsgs pipelines already encoded events (an outbox being flushed).
 func (p *Publisher) PublishMsgs(ctx context.Context, msgs []*nats.Msg) ([]Ack, error) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
+	expect := jetstream.WithExpectStream(p.stream)
 	for i, m := range msgs {
-		f, err := p.js.PublishMsgAsync(m, jetstream.WithExpectStream(p.stream))
+		f, err := p.js.PublishMsgAsync(m, expect)
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: %v", ErrPublish, m.Header.Get(jetstream.MsgIDHeader), err)
 		}

@@ -70,6 +70,11 @@ type Pending struct {
 type Entry struct {
 	Record  detect.Record `json:"record"`
 	Pending []Pending     `json:"pending,omitempty"` // Raw.HasPending looks for this tag
+	// Listing is the SHA-256 (hex) of the account's bytes in the listing
+	// the record was last processed from, if it was: a poller starting
+	// again recognises unchanged accounts by it without decoding them, or
+	// reading their records. Last, so that Raw.Listing finds it at the end.
+	Listing string `json:"listing,omitempty"`
 	// Rev is the KV revision (0: no record yet).
 	Rev uint64 `json:"-"`
 }
@@ -81,6 +86,7 @@ type Entry struct {
 var (
 	pendingMark  = []byte(`"pending":[`)
 	baselineMark = []byte(`"baseline":true`)
+	listingMark  = []byte(`"listing":"`)
 )
 
 // HasPending reports whether the stored entry has an outbox (events written
@@ -91,6 +97,22 @@ func (r Raw) HasPending() bool { return bytes.Contains(r.Data, pendingMark) }
 // Baselined reports whether the stored record has its baseline (its account
 // was read once), without decoding it.
 func (r Raw) Baselined() bool { return bytes.Contains(r.Data, baselineMark) }
+
+// Listing is the stored entry's Listing, without decoding it: the last
+// field, so the bytes end with it (a string inside the record is followed
+// by the record's closing brace, and an outbox by its bracket).
+func (r Raw) Listing() string {
+	const digest = 64
+	d := r.Data
+	if len(d) < len(listingMark)+digest+2 || !bytes.HasSuffix(d, []byte(`"}`)) {
+		return ""
+	}
+	start := len(d) - 2 - digest
+	if !bytes.Equal(d[start-len(listingMark):start], listingMark) {
+		return ""
+	}
+	return string(d[start : start+digest])
+}
 
 // Store reads and commits records.
 type Store struct {
@@ -126,6 +148,10 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 // held (their ratio is the average group size).
 func (s *Store) Grouping() (groups, commits uint64) { return s.batches.Load(), s.grouped.Load() }
 
+// ErrUndecodable is returned with a record whose bytes do not decode: the
+// Entry returned beside it holds only its revision, to start it afresh.
+var ErrUndecodable = errors.New("undecodable state record")
+
 // Get reads one record; a missing one is a zero Entry with Rev 0.
 func (s *Store) Get(ctx context.Context, key string) (*Entry, error) {
 	kve, err := s.kv.Get(ctx, key)
@@ -135,16 +161,7 @@ func (s *Store) Get(ctx context.Context, key string) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", key, err)
 	}
-	return decode(kve)
-}
-
-func decode(kve jetstream.KeyValueEntry) (*Entry, error) {
-	var e Entry
-	if err := json.Unmarshal(kve.Value(), &e); err != nil {
-		return nil, fmt.Errorf("state %s: %w", kve.Key(), err)
-	}
-	e.Rev = kve.Revision()
-	return &e, nil
+	return Decode(key, Raw{Data: kve.Value(), Rev: kve.Revision()})
 }
 
 // Raw is a stored record as bytes, decoded only when needed (Decode): a poller
@@ -154,11 +171,12 @@ type Raw struct {
 	Rev  uint64
 }
 
-// Decode decodes a raw record.
+// Decode decodes a raw record (ErrUndecodable, with an Entry of its
+// revision only, when it does not decode).
 func Decode(key string, r Raw) (*Entry, error) {
 	var e Entry
 	if err := json.Unmarshal(r.Data, &e); err != nil {
-		return nil, fmt.Errorf("state %s: %w", key, err)
+		return &Entry{Rev: r.Rev}, fmt.Errorf("state %s: %w: %v", key, ErrUndecodable, err)
 	}
 	e.Rev = r.Rev
 	return &e, nil
@@ -170,45 +188,44 @@ func Encode(e *Entry) (Raw, error) {
 	return Raw{Data: b, Rev: e.Rev}, err
 }
 
-// LoadRaw reads every record under a prefix (one connection), keyed by KV key,
-// without decoding them.
-func (s *Store) LoadRaw(ctx context.Context, prefix string) (map[string]Raw, error) {
-	w, err := s.kv.Watch(ctx, prefix+">")
+// Scan calls fn with every record under a prefix (one connection), as
+// stored, one at a time: a poller starting on a million records keeps what
+// it needs of each, not the records.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string, r Raw)) error {
+	w, err := s.kv.Watch(ctx, prefix+">", jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("state load %s: %w", prefix, err)
+		return fmt.Errorf("state load %s: %w", prefix, err)
 	}
 	defer w.Stop()
-	out := map[string]Raw{}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case u := <-w.Updates():
 			if u == nil {
-				return out, nil
+				return nil
 			}
-			if u.Operation() != jetstream.KeyValuePut {
-				delete(out, u.Key())
-				continue
-			}
-			out[u.Key()] = Raw{Data: u.Value(), Rev: u.Revision()}
+			fn(u.Key(), Raw{Data: u.Value(), Rev: u.Revision()})
 		}
 	}
 }
 
 // Load reads and decodes every record under a prefix (one connection).
 func (s *Store) Load(ctx context.Context, prefix string) (map[string]*Entry, error) {
-	raws, err := s.LoadRaw(ctx, prefix)
+	out := map[string]*Entry{}
+	var first error
+	err := s.Scan(ctx, prefix, func(key string, r Raw) {
+		e, err := Decode(key, r)
+		if err != nil && first == nil {
+			first = err
+		}
+		out[key] = e
+	})
+	if err == nil {
+		err = first
+	}
 	if err != nil {
 		return nil, err
-	}
-	out := make(map[string]*Entry, len(raws))
-	for k, r := range raws {
-		e, err := Decode(k, r)
-		if err != nil {
-			return nil, err
-		}
-		out[k] = e
 	}
 	return out, nil
 }
@@ -220,7 +237,7 @@ func (s *Store) Commit(ctx context.Context, key string, cur *Entry, next detect.
 	if err := s.Flush(ctx, key, cur); err != nil {
 		return err
 	}
-	staged := &Entry{Record: next, Rev: cur.Rev}
+	staged := &Entry{Record: next, Rev: cur.Rev, Listing: cur.Listing}
 	msgs := make([]*nats.Msg, len(events))
 	for i, e := range events {
 		m, err := eventbus.Encode(e)
@@ -273,7 +290,7 @@ func (s *Store) Flush(ctx context.Context, key string, cur *Entry) error {
 
 // Put writes a record without events (baseline, failure counters).
 func (s *Store) Put(ctx context.Context, key string, cur *Entry, next detect.Record) error {
-	e := &Entry{Record: next, Rev: cur.Rev, Pending: cur.Pending}
+	e := &Entry{Record: next, Rev: cur.Rev, Pending: cur.Pending, Listing: cur.Listing}
 	if err := s.commit(ctx, &write{key: key, entry: e}); err != nil {
 		return err
 	}
@@ -429,8 +446,9 @@ func kvMsg(w *write) *nats.Msg {
 // its key holds a delete marker is created the way the KV client does it.
 func (s *Store) writeRecords(ctx context.Context, ws []*write) {
 	futures := make([]jetstream.PubAckFuture, len(ws))
+	expect := jetstream.WithExpectStream(stateStream)
 	for i, w := range ws {
-		f, err := s.js.PublishMsgAsync(kvMsg(w), jetstream.WithExpectStream(stateStream))
+		f, err := s.js.PublishMsgAsync(kvMsg(w), expect)
 		if err != nil {
 			w.err = fmt.Errorf("state %s: %w", w.key, err)
 			continue
@@ -469,12 +487,13 @@ type sentEvent struct {
 // (an event not acknowledged stays in its outbox).
 func (s *Store) sendEvents(ws []*write) []sentEvent {
 	var all []sentEvent
+	expect := jetstream.WithExpectStream(eventbus.StreamEvents)
 	for _, w := range ws {
 		if w.err != nil {
 			continue
 		}
 		for _, m := range w.msgs {
-			f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectStream(eventbus.StreamEvents))
+			f, err := s.js.PublishMsgAsync(m, expect)
 			if err != nil {
 				w.pubErr = fmt.Errorf("%w %s: %v", eventbus.ErrPublish, m.Header.Get(jetstream.MsgIDHeader), err)
 				continue

@@ -153,33 +153,38 @@ func TestAppendKey(t *testing.T) {
 }
 
 // TestRawAnswers: a stored record says whether it has an outbox and a
-// baseline from its bytes, exactly as decoding it would: for every
-// combination, and whatever its attributes, enums or profile hold.
+// baseline, and the listing it was processed from, from its bytes, exactly
+// as decoding it would: for every combination, and whatever its
+// attributes, enums, profile or outbox hold.
 func TestRawAnswers(t *testing.T) {
+	digest := strings.Repeat("0123456789abcdef", 4)
+	fake := `"listing":"` + strings.Repeat("f", 64)
 	tricky := detect.Record{
-		Attrs:   map[string]string{"pending": `"pending":[`, "baseline": `"baseline":true`},
-		Enums:   map[string]event.Value{"baseline": {Value: "true"}, "pending": {Value: "["}},
-		Profile: map[string]event.Value{"About": {Value: `{"baseline":true,"pending":[1]}`}},
+		Attrs:   map[string]string{"pending": `"pending":[`, "baseline": `"baseline":true`, "listing": strings.Repeat("e", 64), "zz": fake + `"}`},
+		Enums:   map[string]event.Value{"baseline": {Value: "true"}, "pending": {Value: "["}, "listing": {Value: strings.Repeat("d", 64)}},
+		Profile: map[string]event.Value{"About": {Value: `{"baseline":true,"pending":[1]}`}, "listing": {Value: fake}},
 		Removed: true, Degraded: true,
 	}
 	for _, baseline := range []bool{false, true} {
 		for _, pending := range []bool{false, true} {
-			e := &state.Entry{Record: tricky}
-			e.Record.Baseline = baseline
-			if pending {
-				e.Pending = []state.Pending{{Subject: "s", Data: []byte(`{"baseline":true}`)}}
-			}
-			raw, err := state.Encode(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			back, err := state.Decode("k", raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if raw.Baselined() != back.Record.Baseline || raw.HasPending() != (len(back.Pending) > 0) ||
-				raw.Baselined() != baseline || raw.HasPending() != pending {
-				t.Errorf("baseline %v pending %v: Raw says %v %v", baseline, pending, raw.Baselined(), raw.HasPending())
+			for _, listing := range []string{"", digest} {
+				e := &state.Entry{Record: tricky, Listing: listing}
+				e.Record.Baseline = baseline
+				if pending {
+					e.Pending = []state.Pending{{Subject: "s", Header: map[string][]string{"listing": {strings.Repeat("c", 64)}}, Data: []byte(`{"baseline":true}`)}}
+				}
+				raw, err := state.Encode(e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				back, err := state.Decode("k", raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if raw.Baselined() != back.Record.Baseline || raw.HasPending() != (len(back.Pending) > 0) || raw.Listing() != back.Listing ||
+					raw.Baselined() != baseline || raw.HasPending() != pending || raw.Listing() != listing {
+					t.Errorf("baseline %v pending %v listing %q: Raw says %v %v %q", baseline, pending, listing, raw.Baselined(), raw.HasPending(), raw.Listing())
+				}
 			}
 		}
 	}

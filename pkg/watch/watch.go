@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/event"
@@ -72,7 +74,10 @@ func Key(p event.Provider, instance, accountID string) string {
 }
 
 // Store reads and writes the watch list.
-type Store struct{ kv jetstream.KeyValue }
+type Store struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
 
 // Open opens the AW_WATCH bucket.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
@@ -80,7 +85,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch list: %w", err)
 	}
-	return &Store{kv: kv}, nil
+	return &Store{js: js, kv: kv}, nil
 }
 
 // KV exposes the bucket (progress records of the poller live beside the entries).
@@ -103,19 +108,71 @@ func (s *Store) Put(ctx context.Context, e Entry) error {
 }
 
 // Add adds an entry unless it exists (an existing entry keeps its labels).
+// It reports whether it added it.
 func (s *Store) Add(ctx context.Context, e Entry) (bool, error) {
+	return s.AddAsync(e).Wait(ctx)
+}
+
+// Adding is an Add in flight (AddAsync); Wait gives its answer.
+type Adding struct {
+	s     *Store
+	key   string
+	data  []byte
+	f     jetstream.PubAckFuture
+	once  sync.Once
+	added bool
+	err   error
+}
+
+// AddAsync sends an Add without awaiting the server's answer, so that
+// discovering a million accounts writes their entries pipelined, as the
+// listing goes, instead of one round trip each. The write is the KV
+// client's create (a compare-and-swap on "no entry yet"); one the server
+// refuses (the key exists, or holds a delete marker) or that cannot be sent
+// at once (too many in flight) is settled by Wait the way Add always was:
+// with the KV client's own create.
+func (s *Store) AddAsync(e Entry) *Adding {
+	a := &Adding{s: s}
 	if err := e.Validate(); err != nil {
-		return false, fmt.Errorf("watch %s/%s: %w", e.Instance, e.AccountID, err)
+		a.err = fmt.Errorf("watch %s/%s: %w", e.Instance, e.AccountID, err)
+		a.once.Do(func() {})
+		return a
 	}
 	if e.AddedAt.IsZero() {
 		e.AddedAt = time.Now().UTC()
 	}
-	b, _ := json.Marshal(e)
-	_, err := s.kv.Create(ctx, Key(e.Provider, e.Instance, e.AccountID), b)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return false, nil
-	}
-	return err == nil, err
+	a.key = Key(e.Provider, e.Instance, e.AccountID)
+	a.data, _ = json.Marshal(e)
+	m := &nats.Msg{Subject: "$KV." + eventbus.BucketWatch + "." + a.key, Data: a.data,
+		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{"0"}}}
+	a.f, _ = s.js.PublishMsgAsync(m, jetstream.WithExpectStream("KV_"+eventbus.BucketWatch))
+	return a
+}
+
+// Wait awaits the Add's answer: whether the entry was added (false: it
+// existed, and keeps its labels). It may be called more than once.
+func (a *Adding) Wait(ctx context.Context) (bool, error) {
+	a.once.Do(func() {
+		if a.f != nil {
+			select {
+			case ack := <-a.f.Ok():
+				a.added = ack != nil
+				return
+			case <-a.f.Err():
+				// refused, most likely because the entry exists: the KV
+				// client's create below tells that from a delete marker
+			case <-ctx.Done():
+				a.err = fmt.Errorf("watch %s: %w", a.key, ctx.Err())
+				return
+			}
+		}
+		_, err := a.s.kv.Create(ctx, a.key, a.data)
+		a.added, a.err = err == nil, err
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			a.err = nil
+		}
+	})
+	return a.added, a.err
 }
 
 // Remove deletes an entry.
@@ -150,19 +207,43 @@ func (s *Store) List(ctx context.Context, instance string) ([]Entry, error) {
 }
 
 // Live is an in-memory copy of the watch list kept current by a KV watcher.
+// It holds a million entries in about 90 bytes each: by instance and
+// provider, keyed by the account's key token, the strings they share once.
 type Live struct {
-	mu      sync.RWMutex
-	entries map[string]Entry // by key
-	// Per instance: how many entries, and a version that every change to
-	// one of its entries advances, so that a poller can tell an unchanged
-	// list without walking 100,000 entries.
-	counts   map[string]int
-	versions map[string]uint64
+	mu    sync.RWMutex
+	insts map[string]*instance
+	n     int
+	// sources are the entries' sources, each once.
+	sources  []string
+	sourceOf map[string]uint32
+}
+
+// instance is one instance's entries. Its version advances with every
+// change to one of them, so that a poller can tell an unchanged list
+// without walking a million entries.
+type instance struct {
+	byProvider map[event.Provider]map[string]held // by key token
+	count      int
+	version    uint64
+}
+
+// held is an entry as the live list holds it.
+type held struct {
+	id     string // the account id, when its key token is not (escaped)
+	more   *heldMore
+	added  int64 // AddedAt, Unix nanoseconds
+	source uint32
+}
+
+// heldMore is what few entries have.
+type heldMore struct {
+	space  string
+	labels map[string]string
 }
 
 // NewLive is an empty live list.
 func NewLive() *Live {
-	return &Live{entries: map[string]Entry{}, counts: map[string]int{}, versions: map[string]uint64{}}
+	return &Live{insts: map[string]*instance{}, sourceOf: map[string]uint32{}}
 }
 
 // Follow loads the list and keeps it current until ctx ends. It returns once
@@ -178,39 +259,116 @@ func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) err
 		return fmt.Errorf("watch list: %w", err)
 	}
 	apply := func(u jetstream.KeyValueEntry) {
+		p, inst, tok, ok := splitKey(u.Key())
+		if !ok {
+			return
+		}
 		if u.Operation() != jetstream.KeyValuePut {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			l.delete(u.Key())
+			l.delete(p, inst, tok)
 			return
 		}
 		var e Entry
-		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil {
+		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil && e.Provider == p && e.Instance == inst {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			l.put(u.Key(), e)
+			l.put(tok, e)
 		}
 	}
 	return eventbus.Follow(ctx, w, follow, apply)
 }
 
-// put stores an entry; lock held.
-func (l *Live) put(key string, e Entry) {
-	if old, ok := l.entries[key]; ok {
-		l.counts[old.Instance]--
-		l.versions[old.Instance]++
+// splitKey splits a key (Key) into its provider, instance and token.
+func splitKey(key string) (event.Provider, string, string, bool) {
+	rest, ok := strings.CutPrefix(key, "acct.")
+	p, rest, ok1 := strings.Cut(rest, ".")
+	inst, tok, ok2 := strings.Cut(rest, ".")
+	return event.Provider(p), inst, tok, ok && ok1 && ok2 && tok != ""
+}
+
+// put stores an entry under its key token; lock held.
+func (l *Live) put(tok string, e Entry) {
+	in := l.insts[e.Instance]
+	if in == nil {
+		in = &instance{byProvider: map[event.Provider]map[string]held{}}
+		l.insts[e.Instance] = in
 	}
-	l.entries[key] = e
-	l.counts[e.Instance]++
-	l.versions[e.Instance]++
+	m := in.byProvider[e.Provider]
+	if m == nil {
+		m = map[string]held{}
+		in.byProvider[e.Provider] = m
+	}
+	if _, ok := m[tok]; !ok {
+		in.count++
+		l.n++
+	}
+	in.version++
+	tok = strings.Clone(tok) // not the whole subject it was cut from
+	h := held{source: l.source(e.Source)}
+	if e.AccountID != tok {
+		h.id = e.AccountID
+	}
+	if e.Space != "" || len(e.Labels) > 0 {
+		h.more = &heldMore{space: e.Space, labels: e.Labels}
+	}
+	if !e.AddedAt.IsZero() {
+		h.added = e.AddedAt.UnixNano()
+	}
+	m[tok] = h
+}
+
+// source is the index of a source; lock held.
+func (l *Live) source(s string) uint32 {
+	i, ok := l.sourceOf[s]
+	if !ok {
+		i = uint32(len(l.sources))
+		l.sources = append(l.sources, s)
+		l.sourceOf[s] = i
+	}
+	return i
 }
 
 // delete drops an entry; lock held.
-func (l *Live) delete(key string) {
-	if old, ok := l.entries[key]; ok {
-		delete(l.entries, key)
-		l.counts[old.Instance]--
-		l.versions[old.Instance]++
+func (l *Live) delete(p event.Provider, inst, tok string) {
+	in := l.insts[inst]
+	if in == nil {
+		return
+	}
+	if _, ok := in.byProvider[p][tok]; ok {
+		delete(in.byProvider[p], tok)
+		in.count--
+		in.version++
+		l.n--
+	}
+}
+
+// entry is what h holds; lock held.
+func (l *Live) entry(p event.Provider, inst, tok string, h held) Entry {
+	e := Entry{Provider: p, Instance: inst, AccountID: h.id, Source: l.sources[h.source]}
+	if e.AccountID == "" {
+		e.AccountID = tok
+	}
+	if h.more != nil {
+		e.Space, e.Labels = h.more.space, h.more.labels
+	}
+	if h.added != 0 {
+		e.AddedAt = time.Unix(0, h.added).UTC()
+	}
+	return e
+}
+
+// each calls fn with every entry of one instance ("" for all); read lock held.
+func (l *Live) each(instance string, fn func(Entry)) {
+	for name, in := range l.insts {
+		if instance != "" && name != instance {
+			continue
+		}
+		for p, m := range in.byProvider {
+			for tok, h := range m {
+				fn(l.entry(p, name, tok, h))
+			}
+		}
 	}
 }
 
@@ -218,12 +376,8 @@ func (l *Live) delete(key string) {
 func (l *Live) Entries(instance string) []Entry {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	out := make([]Entry, 0, len(l.entries))
-	for _, e := range l.entries {
-		if instance == "" || e.Instance == instance {
-			out = append(out, e)
-		}
-	}
+	out := make([]Entry, 0, l.count(instance))
+	l.each(instance, func(e Entry) { out = append(out, e) })
 	return out
 }
 
@@ -231,8 +385,16 @@ func (l *Live) Entries(instance string) []Entry {
 func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	e, ok := l.entries[Key(p, instance, accountID)]
-	return e, ok
+	in := l.insts[instance]
+	if in == nil {
+		return Entry{}, false
+	}
+	tok := eventbus.KeyToken(accountID)
+	h, ok := in.byProvider[p][tok]
+	if !ok {
+		return Entry{}, false
+	}
+	return l.entry(p, instance, tok, h), true
 }
 
 // Range calls fn for each entry of one instance, under a read lock: fn must not
@@ -241,12 +403,12 @@ func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool
 func (l *Live) Range(instance string, fn func(Entry)) uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	for _, e := range l.entries {
-		if e.Instance == instance {
-			fn(e)
-		}
+	in := l.insts[instance]
+	if in == nil {
+		return 0
 	}
-	return l.versions[instance]
+	l.each(instance, fn)
+	return in.version
 }
 
 // Version reports the version of one instance's entries and how many there
@@ -255,15 +417,25 @@ func (l *Live) Range(instance string, fn func(Entry)) uint64 {
 func (l *Live) Version(instance string) (version uint64, count int) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return l.versions[instance], l.counts[instance]
+	if in := l.insts[instance]; in != nil {
+		return in.version, in.count
+	}
+	return 0, 0
 }
 
 // Count is the number of entries of one instance ("" for all).
 func (l *Live) Count(instance string) int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	return l.count(instance)
+}
+
+func (l *Live) count(instance string) int {
 	if instance == "" {
-		return len(l.entries)
+		return l.n
 	}
-	return l.counts[instance]
+	if in := l.insts[instance]; in != nil {
+		return in.count
+	}
+	return 0
 }

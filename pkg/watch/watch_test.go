@@ -3,6 +3,7 @@ package watch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -133,5 +134,65 @@ func TestLiveVersion(t *testing.T) {
 	}
 	if live.Count("") != 1 {
 		t.Fatalf("all entries: %d", live.Count(""))
+	}
+}
+
+// TestAddAsync: adds sent pipelined settle as Add does, each on its own: a
+// new entry is added, an existing one keeps its labels, a removed one (its
+// key holds a delete marker) is added again, a bad one is refused.
+func TestAddAsync(t *testing.T) {
+	b := bustest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := watch.Open(ctx, b.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(id string) watch.Entry {
+		return watch.Entry{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: id, Source: watch.SourceDiscovery}
+	}
+	kept := entry("kept")
+	kept.Labels, kept.Source = map[string]string{"team": "emea"}, watch.SourceCLI
+	if err := s.Put(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, entry("removed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, event.ProviderActivePlatform, "ap-main", "removed"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"kept": false, "removed": true}
+	var adds []*watch.Adding
+	var ids []string
+	for i := range 500 {
+		id := fmt.Sprintf("new-%d", i)
+		want[id] = true
+		ids = append(ids, id)
+	}
+	ids = append(ids, "kept", "removed")
+	for _, id := range ids {
+		adds = append(adds, s.AddAsync(entry(id)))
+	}
+	bad := s.AddAsync(watch.Entry{Provider: event.ProviderActivePlatform, Instance: "ap-main"})
+	for i, a := range adds {
+		added, err := a.Wait(ctx)
+		if err != nil || added != want[ids[i]] {
+			t.Errorf("%s: added %v, %v; want %v", ids[i], added, err, want[ids[i]])
+		}
+		if again, err := a.Wait(ctx); again != added || err != nil {
+			t.Errorf("%s: a second Wait says %v %v", ids[i], again, err)
+		}
+	}
+	if _, err := bad.Wait(ctx); err == nil {
+		t.Error("an entry without an account was added")
+	}
+	got, err := s.Get(ctx, event.ProviderActivePlatform, "ap-main", "kept")
+	if err != nil || got.Labels["team"] != "emea" || got.Source != watch.SourceCLI {
+		t.Errorf("the existing entry changed: %+v %v", got, err)
+	}
+	list, err := s.List(ctx, "ap-main")
+	if err != nil || len(list) != len(ids) {
+		t.Errorf("%d entries, want %d: %v", len(list), len(ids), err)
 	}
 }

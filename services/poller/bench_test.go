@@ -13,13 +13,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/activeplatform"
@@ -49,216 +50,647 @@ func BenchmarkPoller100k(b *testing.B) {
 	for _, own := range []bool{false, true} {
 		for _, sync := range []bool{true, false} {
 			name := map[bool]string{false: "upstream=shared-cores", true: "upstream=own-core"}[own] + map[bool]string{true: "/sync=always", false: "/sync=default"}[sync]
-			b.Run(name, func(b *testing.B) { benchPoller(b, sync, own) })
+			b.Run(name, func(b *testing.B) {
+				for i := range b.N {
+					if i > 0 {
+						continue // one run is the measurement
+					}
+					r := newPollerRig(b, rigOptions{accounts: 100_000, interval: 6 * time.Second, ownCore: own, syncAlways: sync})
+					p := r.startPoller("bench")
+					p.waitCycles(2, 10*time.Minute) // discovery, then the baseline
+					s := r.steady(p, 9, "")
+					p.stop()
+					s.report(b, "")
+					b.ReportMetric(float64(p.hwm)/1024, "peak-rss-MB")
+				}
+			})
 		}
 	}
 }
 
-func benchPoller(b *testing.B, syncAlways, ownCore bool) {
-	const (
-		accounts = 100_000
-		perPage  = 1000
-		interval = 6 * time.Second
-		measured = 9 // steady-state cycles measured: medians of 9 on a noisy machine
-	)
-	pin := func(cpu string, cmd *exec.Cmd) *exec.Cmd { return cmd }
-	if ownCore {
-		taskset, err := exec.LookPath("taskset")
-		if err != nil || runtime.NumCPU() < 2 {
-			b.Skip("upstream=own-core needs 2 CPUs and taskset (Debian's util-linux)")
-		}
-		pin = func(cpu string, cmd *exec.Cmd) *exec.Cmd {
-			return exec.Command(taskset, append([]string{"-c", cpu, cmd.Path}, cmd.Args[1:]...)...)
-		}
-		// This process (the server, the bare loop, the changes) joins the
-		// poller on CPU 1, every thread of it; the next benchmark gets both back.
-		self := strconv.Itoa(os.Getpid())
-		if out, err := exec.Command(taskset, "-a", "-p", "-c", "1", self).CombinedOutput(); err != nil {
-			b.Fatalf("taskset: %v\n%s", err, out)
-		}
-		procs := runtime.GOMAXPROCS(1)
-		b.Cleanup(func() {
-			runtime.GOMAXPROCS(procs)
-			exec.Command(taskset, "-a", "-p", "-c", "0-"+strconv.Itoa(runtime.NumCPU()-1), self).Run()
-		})
+// BenchmarkPoller1M is one poller replica watching a million ActivePlatform
+// accounts (AW_BENCH_ACCOUNTS overrides the number) on upstream-sim, 1% of
+// them changing per interval, the simulator on its own core where the
+// machine has two (see BenchmarkPoller100k). In one run:
+//
+//   - discovery: the first scan of an empty state, which writes every
+//     account's watch-list entry and baseline record, against a raw
+//     asynchronous publish of as many messages of those sizes to the same
+//     server afterwards (discovery-s, raw-writes-s);
+//   - steady state with the server's default sync: full scans while 1% of
+//     the accounts change per interval, against the bare listing after
+//     each (polls/s, bare-accounts/s), the poller's CPU and peak RSS;
+//   - startup: the poller restarted on a million stored records, the time
+//     until it polls (startup-s) and until its first scan is done
+//     (restart-scan-s), against a raw ordered consumer reading the state
+//     and watch-list streams (raw-load-s);
+//   - with fsync on every write (the server restarted on the same store):
+//     full scans under the same churn, against the bare listing and
+//     against the disk's limit, the commits of a cycle's changes written as
+//     raw synced messages (two per change, groups pipelined as pkg/state
+//     writes them: fsync-limit-accounts/s).
+func BenchmarkPoller1M(b *testing.B) {
+	accounts, cycles := 1_000_000, 5
+	if v := os.Getenv("AW_BENCH_ACCOUNTS"); v != "" {
+		accounts, _ = strconv.Atoi(v)
 	}
-	dir := b.TempDir()
-	bin, simBin := filepath.Join(dir, "poller"), filepath.Join(dir, "upstream-sim")
-	for out, src := range map[string]string{bin: ".", simBin: "../upstream-sim"} {
+	if v := os.Getenv("AW_BENCH_CYCLES"); v != "" {
+		cycles, _ = strconv.Atoi(v)
+	}
+	for i := range b.N {
+		if i > 0 {
+			continue // one run is the measurement
+		}
+		// The interval leaves the cycle and the bare loop after it room.
+		interval := max(6*time.Second, time.Duration(accounts/100_000)*1500*time.Millisecond)
+		own := runtime.NumCPU() >= 2 && os.Getenv("AW_BENCH_PLACEMENT") != "shared-cores"
+		r := newPollerRig(b, rigOptions{accounts: accounts, interval: interval, ownCore: own, info: true})
+
+		p := r.startPoller("bench-1")
+		stopProfile := r.profileDiscovery(p)
+		p.waitCycles(1, 10*time.Minute)
+		stopProfile()
+		discovery := p.metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
+		if n := p.metric(`aw_poller_watchlist_size{instance="ap"}`); int(n) != accounts {
+			b.Fatalf("discovery watches %v accounts, want %d", n, accounts)
+		}
+		p.waitCycles(2, 10*time.Minute)
+		def := r.steady(p, cycles, "")
+		p.stop()
+		b.ReportMetric(discovery, "discovery-s")
+		b.ReportMetric(r.rawDiscovery(), "raw-writes-s")
+		def.report(b, "")
+		b.ReportMetric(float64(p.hwm)/1024, "peak-rss-MB")
+		b.ReportMetric(float64(accounts)/def.bare, "bare-listing-s")
+		b.ReportMetric(float64(interval.Milliseconds()), "interval-ms")
+
+		// Startup on a million stored records: the raw read of the
+		// streams a start reads, then the poller.
+		rawLoad := r.rawLoad()
+		p = r.startPoller("bench-2")
+		p.waitCycles(1, 10*time.Minute)
+		b.ReportMetric(p.startup().Seconds(), "startup-s")
+		b.ReportMetric(p.metric(`aw_poller_cycle_seconds_sum{instance="ap"}`), "restart-scan-s")
+		b.ReportMetric(rawLoad, "raw-load-s")
+		p.stop()
+
+		// fsync on every write, the embedded default.
+		r.restartBus(true)
+		p = r.startPoller("bench-3")
+		p.waitCycles(2, 10*time.Minute)
+		fs := r.steady(p, cycles, ".fsync")
+		p.stop()
+		fs.report(b, "fsync-")
+		perChange := r.rawSyncedPerChange()
+		writes := time.Duration(float64(fs.changesPerCycle) * float64(perChange))
+		limit := min(fs.bare, float64(accounts)/writes.Seconds())
+		b.ReportMetric(float64(perChange.Microseconds()), "raw-synced-µs/change")
+		b.ReportMetric(limit, "fsync-limit-accounts/s")
+		b.ReportMetric(fs.rate/limit, "fsync-limit-ratio")
+		b.ReportMetric(float64(p.hwm)/1024, "fsync-peak-rss-MB")
+	}
+}
+
+type rigOptions struct {
+	accounts   int
+	interval   time.Duration
+	ownCore    bool // the simulator alone on CPU 0, the rest on CPU 1
+	syncAlways bool
+	info       bool // the poller logs at info (its start line is awaited)
+}
+
+// pollerRig is upstream-sim serving synthetic ActivePlatform accounts, the
+// embedded JetStream server in this process, and a configuration for
+// poller processes (built without -race) that poll one connection of all
+// the accounts with discovery.
+type pollerRig struct {
+	b *testing.B
+	rigOptions
+	perPage      int
+	dir, bin     string
+	url          string // the simulator
+	pin          func(cpu string, cmd *exec.Cmd) *exec.Cmd
+	busCfg       eventbus.Config
+	bus          *eventbus.Bus
+	cfgFile      string
+	status       map[string]string // each account's status as last set
+	rng          *rand.Rand
+	recordSize   int // a baseline record's and a watch entry's stored size (rawDiscovery)
+	entrySize    int
+	pendingBytes int // a changed record's outbox size
+}
+
+func newPollerRig(b *testing.B, o rigOptions) *pollerRig {
+	r := &pollerRig{b: b, rigOptions: o, perPage: 1000, dir: b.TempDir(), rng: rand.New(rand.NewPCG(7, 7))}
+	r.pin = func(cpu string, cmd *exec.Cmd) *exec.Cmd { return cmd }
+	if o.ownCore {
+		r.pinToOwnCore()
+	}
+	r.bin = filepath.Join(r.dir, "poller")
+	simBin := filepath.Join(r.dir, "upstream-sim")
+	for out, src := range map[string]string{r.bin: ".", simBin: "../upstream-sim"} {
 		build := exec.Command("go", "build", "-o", out, ".")
 		build.Dir = src
 		if msg, err := build.CombinedOutput(); err != nil {
 			b.Fatalf("build %s: %v\n%s", src, err, msg)
 		}
 	}
-	seedFile := filepath.Join(dir, "seed.yaml")
-	os.WriteFile(seedFile, []byte(fmt.Sprintf("activeplatform:\n  tokens: [%s]\n  max_per_page: %d\n  generate: {count: %d}\n", simtest.APToken, perPage, accounts)), 0o600)
+	seedFile := filepath.Join(r.dir, "seed.yaml")
+	os.WriteFile(seedFile, []byte(fmt.Sprintf("activeplatform:\n  tokens: [%s]\n  max_per_page: %d\n  generate: {count: %d}\n", simtest.APToken, r.perPage, o.accounts)), 0o600)
 	simAddr := freeAddr(b)
-	url := "http://" + simAddr
-	simCmd := pin("0", exec.Command(simBin, "--seed", seedFile, "--listen", simAddr, "--log-level", "warn"))
+	r.url = "http://" + simAddr
+	simCmd := r.pin("0", exec.Command(simBin, "--seed", seedFile, "--listen", simAddr, "--log-level", "warn"))
 	simCmd.Stderr = os.Stderr
 	if err := simCmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { simCmd.Process.Signal(os.Interrupt); simCmd.Wait() })
-	waitUntil(b, time.Minute, func() bool {
-		resp, err := http.Get(url + "/admin/stats")
+	waitUntil(b, 5*time.Minute, func() bool {
+		resp, err := http.Get(r.url + "/admin/stats")
 		if err == nil {
 			resp.Body.Close()
 		}
 		return err == nil
 	})
-	busCfg := bustest.Config(b, "127.0.0.1:0")
-	busCfg.SyncAlways = syncAlways
-	bus := bustest.Start(b, busCfg)
-	opsAddr := freeAddr(b)
-	cfg := filepath.Join(dir, "poller.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("connections:\n  - {name: ap, provider: activeplatform, url: %s, api_token: %s, interval: %s, jitter: 0.01, full_scan_every: 1, per_page: %d, discovery: true}\npolicy: {debt_step: \"1000000\"}\n",
-		url, simtest.APToken, interval, perPage)), 0o600)
+	r.busCfg = bustest.Config(b, "127.0.0.1:0")
+	r.busCfg.SyncAlways = o.syncAlways
+	r.bus = bustest.Start(b, r.busCfg)
+	r.cfgFile = filepath.Join(r.dir, "poller.yaml")
+	os.WriteFile(r.cfgFile, []byte(fmt.Sprintf("connections:\n  - {name: ap, provider: activeplatform, url: %s, api_token: %s, interval: %s, jitter: 0.01, full_scan_every: 1, per_page: %d, discovery: true}\npolicy: {debt_step: \"1000000\"}\n",
+		r.url, simtest.APToken, o.interval, r.perPage)), 0o600)
+	r.status = listStatuses(b, r.url)
+	return r
+}
 
-	for i := 0; i < b.N; i++ {
-		if i > 0 {
-			continue // one run is the measurement
-		}
-		cmd := pin("1", exec.Command(bin))
-		cmd.Env = append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+bus.SeedFile(eventbus.RolePoller), "AW_POLLER_CONFIG="+cfg, "AW_OPS_LISTEN="+opsAddr, "AW_REPLICA_ID=bench", "AW_LOG_LEVEL="+benchLogLevel(), "AW_PPROF=true")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		pid := cmd.Process.Pid
-		metric := func(name string) float64 { return scrape(b, "http://"+opsAddr+"/metrics", name) }
-		// Setup: discovery of 100,000 accounts, then their baseline.
-		waitUntil(b, 10*time.Minute, func() bool { return metric(`aw_poller_cycle_seconds_count{instance="ap"}`) >= 2 })
+// pinToOwnCore leaves CPU 0 to the simulator: this process (the server, the
+// bare loop, the changes) joins the poller on CPU 1, every thread of it;
+// the next benchmark gets both back.
+func (r *pollerRig) pinToOwnCore() {
+	b := r.b
+	taskset, err := exec.LookPath("taskset")
+	if err != nil || runtime.NumCPU() < 2 {
+		b.Skip("upstream=own-core needs 2 CPUs and taskset (Debian's util-linux)")
+	}
+	r.pin = func(cpu string, cmd *exec.Cmd) *exec.Cmd {
+		return exec.Command(taskset, append([]string{"-c", cpu, cmd.Path}, cmd.Args[1:]...)...)
+	}
+	self := strconv.Itoa(os.Getpid())
+	if out, err := exec.Command(taskset, "-a", "-p", "-c", "1", self).CombinedOutput(); err != nil {
+		b.Fatalf("taskset: %v\n%s", err, out)
+	}
+	procs := runtime.GOMAXPROCS(1)
+	b.Cleanup(func() {
+		runtime.GOMAXPROCS(procs)
+		exec.Command(taskset, "-a", "-p", "-c", "0-"+strconv.Itoa(runtime.NumCPU()-1), self).Run()
+	})
+}
 
-		// Changes: 1% of the accounts per interval, spread over the measured
-		// cycles, through the simulator's admin API: each flips an account's
-		// status as last listed. Latency is read off the stream afterwards
-		// (each event's stored time against its change): a consumer running
-		// alongside would load the server during the measured cycles and not
-		// during the bare loop.
-		status := listStatuses(b, url)
-		var mu sync.Mutex
-		changedAt := map[string][]time.Time{}
-		changesFrom := time.Now()
-		ctx, cancel := context.WithCancel(context.Background())
-		generated := make(chan struct{})
-		go func() {
-			defer close(generated)
-			rng := rand.New(rand.NewPCG(7, 7))
-			perInterval := accounts / 100
-			tick := interval / time.Duration(perInterval)
-			hc := &http.Client{}
-			due := time.Now()
-			for ctx.Err() == nil { // until the bare loop, too, has been measured under it
-				due = due.Add(tick) // on a schedule: a slow answer does not slow the churn
-				time.Sleep(time.Until(due))
-				id := strconv.Itoa(5_000_000 + rng.IntN(accounts))
-				next := "credit hold"
-				if status[id] == "credit hold" {
-					next = "active"
-				}
-				status[id] = next
-				mu.Lock()
-				changedAt[id] = append(changedAt[id], time.Now())
-				mu.Unlock()
-				req, _ := http.NewRequest(http.MethodPatch, url+"/admin/activeplatform/accounts/"+id, strings.NewReader(`{"status":"`+next+`"}`))
-				resp, err := hc.Do(req)
-				if err != nil || resp.StatusCode != http.StatusOK {
-					b.Errorf("changing account %s: %v %v", id, err, resp)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
+// restartBus stops the server and starts it again on the same store.
+func (r *pollerRig) restartBus(syncAlways bool) {
+	r.bus.Close()
+	r.busCfg.SyncAlways = syncAlways
+	r.bus = bustest.Start(r.b, r.busCfg)
+}
+
+// pollerProc is a running poller.
+type pollerProc struct {
+	b                  *testing.B
+	cmd                *exec.Cmd
+	pid                int
+	ops                string
+	startedAt, readyAt time.Time // started; its runner loaded the state (the "polling" line)
+	ready              chan struct{}
+	hwm                int // peak RSS, kB (once stopped)
+}
+
+func (r *pollerRig) startPoller(replica string) *pollerProc {
+	b := r.b
+	p := &pollerProc{b: b, ops: freeAddr(b), ready: make(chan struct{})}
+	level := benchLogLevel()
+	if r.info && level == "warn" {
+		level = "info"
+	}
+	p.cmd = r.pin("1", exec.Command(r.bin))
+	p.cmd.Env = append(os.Environ(), "NATS_URL="+r.bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+r.bus.SeedFile(eventbus.RolePoller), "AW_POLLER_CONFIG="+r.cfgFile,
+		"AW_OPS_LISTEN="+p.ops, "AW_REPLICA_ID="+replica, "AW_LOG_LEVEL="+level, "AW_PPROF=true")
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.startedAt = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	p.pid = p.cmd.Process.Pid
+	go func() {
+		// Warnings and errors pass through; info lines are read for the start.
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if p.readyAt.IsZero() && strings.Contains(line, `"msg":"polling"`) {
+				p.readyAt = time.Now()
+				close(p.ready)
+			}
+			if benchLogLevel() != "warn" || !strings.Contains(line, `"level":"INFO"`) {
+				fmt.Fprintln(os.Stderr, line)
+			}
+		}
+	}()
+	b.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+	})
+	return p
+}
+
+// startup is the time from the poller's start to its runner's "polling"
+// line: the state and the watch list loaded, any outbox flushed.
+func (p *pollerProc) startup() time.Duration {
+	select {
+	case <-p.ready:
+		return p.readyAt.Sub(p.startedAt)
+	case <-time.After(time.Minute):
+		p.b.Fatal("the poller did not log its start (\"polling\")")
+		return 0
+	}
+}
+
+func (p *pollerProc) metric(name string) float64 {
+	return scrape(p.b, "http://"+p.ops+"/metrics", name)
+}
+
+// waitCycles waits for the poller's n-th cycle to end.
+func (p *pollerProc) waitCycles(n int, limit time.Duration) {
+	waitUntil(p.b, limit, func() bool { return p.metric(`aw_poller_cycle_seconds_count{instance="ap"}`) >= float64(n) })
+}
+
+func (p *pollerProc) stop() {
+	p.hwm = memKB(p.b, p.pid, "VmHWM")
+	p.cmd.Process.Signal(os.Interrupt)
+	p.cmd.Wait()
+}
+
+// steadyState is what measured cycles showed.
+type steadyState struct {
+	rate, mean, bare float64 // median cycle's polls/s, their mean, the median bare listing's accounts/s
+	cpuPer1000       float64 // ms of the poller's CPU per 1,000 polls
+	rss              int     // kB, after the cycles
+	p50, p99         time.Duration
+	perGroup         float64
+	changesPerCycle  int
+	cycles           []float64
+	bares            []float64
+}
+
+// steady measures cycles full scans of the running poller while 1% of the
+// accounts change per interval, with a bare listing right after each.
+func (r *pollerRig) steady(p *pollerProc, cycles int, profile string) steadyState {
+	b := r.b
+	metric := p.metric
+	// Changes: 1% of the accounts per interval, spread over the measured
+	// cycles, through the simulator's admin API: each flips an account's
+	// status as last set. Latency is read off the stream afterwards (each
+	// event's stored time against its change): a consumer running
+	// alongside would load the server during the measured cycles and not
+	// during the bare loop.
+	var mu sync.Mutex
+	changedAt := map[string][]time.Time{}
+	changes := 0
+	changesFrom := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	generated := make(chan struct{})
+	go func() {
+		defer close(generated)
+		perInterval := r.accounts / 100
+		tick := r.interval / time.Duration(perInterval)
+		hc := &http.Client{}
+		due := time.Now()
+		for ctx.Err() == nil { // until the bare loop, too, has been measured under it
+			due = due.Add(tick) // on a schedule: a slow answer does not slow the churn
+			time.Sleep(time.Until(due))
+			id := strconv.Itoa(5_000_000 + r.rng.IntN(r.accounts))
+			next := "credit hold"
+			if r.status[id] == "credit hold" {
+				next = "active"
+			}
+			r.status[id] = next
+			mu.Lock()
+			changedAt[id] = append(changedAt[id], time.Now())
+			changes++
+			mu.Unlock()
+			req, _ := http.NewRequest(http.MethodPatch, r.url+"/admin/activeplatform/accounts/"+id, strings.NewReader(`{"status":"`+next+`"}`))
+			resp, err := hc.Do(req)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				b.Errorf("changing account %s: %v %v", id, err, resp)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	stopProfiles := r.profile(p, profile)
+	cpu0, secs0 := cpuSeconds(p.b, p.pid), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
+	cycles0 := metric(`aw_poller_cycle_seconds_count{instance="ap"}`)
+	polls0 := metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
+	// The bare loop lists the same simulator under the same churn in the
+	// poller's idle time right after each measured cycle: paired samples,
+	// as the machine's speed drifts over a run. Each cycle's own rate is
+	// kept too: the median of both is what the ratio compares, so that one
+	// cycle slowed by a neighbour on this shared machine does not decide
+	// the figure.
+	var s steadyState
+	last, lastSecs, lastPolls := cycles0, secs0, polls0
+	waitUntil(b, time.Duration(cycles+2)*(r.interval+time.Minute), func() bool {
+		c := metric(`aw_poller_cycle_seconds_count{instance="ap"}`)
+		if c > last && c <= cycles0+float64(cycles) {
+			secs, polls := metric(`aw_poller_cycle_seconds_sum{instance="ap"}`), metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
+			s.cycles = append(s.cycles, (polls-lastPolls)/(secs-lastSecs))
+			last, lastSecs, lastPolls = c, secs, polls
+			s.bares = append(s.bares, bareOnce(b, r.url, r.accounts, r.perPage))
+		}
+		return c >= cycles0+float64(cycles)
+	})
+	cpu1, secs1 := cpuSeconds(p.b, p.pid), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
+	polls1 := metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
+	stopProfiles()
+	time.Sleep(r.interval) // let the last changes arrive
+	s.rss = memKB(b, p.pid, "VmRSS")
+	s.perGroup = metric("aw_poller_commits_total") / metric("aw_poller_commit_groups_total")
+	cancel()
+	<-generated
+	s.rate, s.bare = median(s.cycles), median(s.bares)
+	polls := polls1 - polls0
+	s.mean = polls / (secs1 - secs0)
+	s.cpuPer1000 = (cpu1 - cpu0) * 1000 / (polls / 1000)
+	s.changesPerCycle = r.accounts / 100
+	latencies := streamLatencies(b, r.bus, changesFrom, changedAt)
+	slices.Sort(latencies)
+	if n := len(latencies); n > 0 {
+		s.p50, s.p99 = latencies[n/2], latencies[n*99/100]
+	}
+	b.Logf("%d cycles, %.0f polls, %d changes, %d change latencies measured, interval %s; per cycle %.0f polls/s, bare %.0f accounts/s", cycles, polls, changes, len(latencies), r.interval, s.cycles, s.bares)
+	return s
+}
+
+func (s steadyState) report(b *testing.B, prefix string) {
+	b.ReportMetric(s.rate, prefix+"polls/s")
+	b.ReportMetric(s.mean, prefix+"polls/s-mean")
+	b.ReportMetric(s.bare, prefix+"bare-accounts/s")
+	b.ReportMetric(s.rate/s.bare, prefix+"ratio")
+	b.ReportMetric(s.cpuPer1000, prefix+"cpu-ms/1000polls")
+	b.ReportMetric(float64(s.rss)/1024, prefix+"rss-MB")
+	b.ReportMetric(float64(s.p50.Milliseconds()), prefix+"p50-ms")
+	b.ReportMetric(float64(s.p99.Milliseconds()), prefix+"p99-ms")
+	b.ReportMetric(s.perGroup, prefix+"commits/group")
+}
+
+// profile writes, with AW_BENCH_PROFILE=/tmp/p (and suffix), CPU profiles of the steady
+// state (the poller's, and this process's: server and harness), the
+// poller's allocations and a trace of a cycle; it returns what stops them.
+func (r *pollerRig) profile(p *pollerProc, suffix string) func() {
+	prof := os.Getenv("AW_BENCH_PROFILE")
+	if prof == "" {
+		return func() {}
+	}
+	prof += suffix
+	secs := int(3 * r.interval / time.Second)
+	f, err := os.Create(prof + ".bench")
+	if err == nil {
+		pprof.StartCPUProfile(f)
+	}
+	go func() { // what the steady state allocates: pprof -base prof.allocs0 prof.allocs1
+		for i := range 2 {
+			if resp, err := http.Get("http://" + p.ops + "/debug/pprof/allocs?gc=1"); err == nil {
+				f, _ := os.Create(fmt.Sprintf("%s.allocs%d", prof, i))
+				io.Copy(f, resp.Body)
+				f.Close()
 				resp.Body.Close()
 			}
-		}()
-
-		if prof := os.Getenv("AW_BENCH_PROFILE"); prof != "" { // CPU profiles of the steady state: the poller's, and this process's (server); the poller's allocations; a trace
-			if f, err := os.Create(prof + ".bench"); err == nil {
-				pprof.StartCPUProfile(f)
-				time.AfterFunc(24*time.Second, func() { pprof.StopCPUProfile(); f.Close() })
-			}
-			go func() { // what the steady state allocates: pprof -base prof.allocs0 prof.allocs1
-				time.Sleep(8 * time.Second) // past the setup (gc=1: a profile holds what the last GC saw)
-				for i := range 2 {
-					if resp, err := http.Get("http://" + opsAddr + "/debug/pprof/allocs?gc=1"); err == nil {
-						f, _ := os.Create(fmt.Sprintf("%s.allocs%d", prof, i))
-						io.Copy(f, resp.Body)
-						f.Close()
-						resp.Body.Close()
-					}
-					time.Sleep(15 * time.Second)
-				}
-			}()
-			go func() {
-				resp, err := http.Get("http://" + opsAddr + "/debug/pprof/profile?seconds=24")
-				if err == nil {
-					f, _ := os.Create(prof)
-					io.Copy(f, resp.Body)
-					f.Close()
-					resp.Body.Close()
-				}
-				if resp, err := http.Get("http://" + opsAddr + "/debug/pprof/trace?seconds=7"); err == nil { // an execution trace of a cycle
-					f, _ := os.Create(prof + ".trace")
-					io.Copy(f, resp.Body)
-					f.Close()
-					resp.Body.Close()
-				}
-			}()
+			time.Sleep(time.Duration(secs) * time.Second / 2)
 		}
-		cpu0, cycles0, secs0 := cpuSeconds(b, pid), metric(`aw_poller_cycle_seconds_count{instance="ap"}`), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
-		polls0 := metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
-		// The bare loop lists the same simulator under the same churn in the
-		// poller's idle time right after each measured cycle: paired samples,
-		// as the machine's speed drifts over a run.
-		// Each cycle's own rate is kept too: the median of both is what the
-		// ratio compares, so that one cycle slowed by a neighbour on this
-		// shared machine does not decide the figure.
-		var bare, rates []float64
-		last, lastSecs, lastPolls := cycles0, secs0, polls0
-		waitUntil(b, 10*time.Minute, func() bool {
-			c := metric(`aw_poller_cycle_seconds_count{instance="ap"}`)
-			if c > last && c <= cycles0+measured {
-				secs, polls := metric(`aw_poller_cycle_seconds_sum{instance="ap"}`), metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
-				rates = append(rates, (polls-lastPolls)/(secs-lastSecs))
-				last, lastSecs, lastPolls = c, secs, polls
-				bare = append(bare, bareOnce(b, url, accounts, perPage))
-			}
-			return c >= cycles0+measured
-		})
-		cpu1, cycles1, secs1 := cpuSeconds(b, pid), metric(`aw_poller_cycle_seconds_count{instance="ap"}`), metric(`aw_poller_cycle_seconds_sum{instance="ap"}`)
-		polls1 := metric(`aw_poller_polls_total{instance="ap",outcome="ok"}`)
-		time.Sleep(interval) // let the last changes arrive
-		rss, hwm := memKB(b, pid, "VmRSS"), memKB(b, pid, "VmHWM")
-		perGroup := metric("aw_poller_commits_total") / metric("aw_poller_commit_groups_total")
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		sort.Float64s(bare)
-		sort.Float64s(rates)
-		bareRate, pollRate := bare[len(bare)/2], rates[len(rates)/2]
-		cancel()
-		<-generated
-		latencies := streamLatencies(b, bus, changesFrom, changedAt)
-
-		polls := polls1 - polls0
-		meanRate := polls / (secs1 - secs0)
-		sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-		var p50, p99 time.Duration
-		if n := len(latencies); n > 0 {
-			p50, p99 = latencies[n/2], latencies[n*99/100]
+	}()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.ops, secs))
+		if err == nil {
+			f, _ := os.Create(prof)
+			io.Copy(f, resp.Body)
+			f.Close()
+			resp.Body.Close()
 		}
-		b.ReportMetric(pollRate, "polls/s")
-		b.ReportMetric(meanRate, "polls/s-mean")
-		b.ReportMetric(bareRate, "bare-accounts/s")
-		b.ReportMetric(pollRate/bareRate, "ratio")
-		b.ReportMetric((cpu1-cpu0)*1000/(polls/1000), "cpu-ms/1000polls")
-		b.ReportMetric(float64(rss)/1024, "rss-MB")
-		b.ReportMetric(float64(hwm)/1024, "peak-rss-MB")
-		b.ReportMetric(float64(p50.Milliseconds()), "p50-ms")
-		b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
-		b.ReportMetric(perGroup, "commits/group")
-		b.Logf("%d cycles, %.0f polls, %d change latencies measured, interval %s; per cycle %.0f polls/s, bare %.0f accounts/s", int(cycles1-cycles0), polls, len(latencies), interval, rates, bare)
+		if resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", p.ops, int(r.interval/time.Second)+1)); err == nil { // a cycle
+			f, _ := os.Create(prof + ".trace")
+			io.Copy(f, resp.Body)
+			f.Close()
+			resp.Body.Close()
+		}
+	}()
+	return func() {
+		<-done
+		if f != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
 	}
+}
+
+// profileDiscovery writes, with AW_BENCH_PROFILE=/tmp/p, CPU profiles of
+// the poller's first 30 seconds of discovery (/tmp/p.discovery) and of this
+// process's (/tmp/p.discovery.bench: the server); it returns what stops them.
+func (r *pollerRig) profileDiscovery(p *pollerProc) func() {
+	prof := os.Getenv("AW_BENCH_PROFILE")
+	if prof == "" {
+		return func() {}
+	}
+	prof += ".discovery"
+	f, err := os.Create(prof + ".bench")
+	if err == nil {
+		pprof.StartCPUProfile(f)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(2 * time.Second) // its ops endpoint up
+		if resp, err := http.Get("http://" + p.ops + "/debug/pprof/profile?seconds=30"); err == nil {
+			f, _ := os.Create(prof)
+			io.Copy(f, resp.Body)
+			f.Close()
+			resp.Body.Close()
+		}
+	}()
+	return func() {
+		<-done
+		if f != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+	}
+}
+
+// rawDiscovery is the baseline of discovery: as many messages as it writes
+// (an entry and a baseline record per account, of their stored sizes),
+// published asynchronously to a scratch stream of the same server, and
+// their acknowledgements awaited. It returns the seconds taken.
+func (r *pollerRig) rawDiscovery() float64 {
+	ctx := context.Background()
+	js := r.bus.JS
+	entry, record := r.storedSize(eventbus.BucketWatch, "acct."), r.storedSize(eventbus.BucketState, "activeplatform.")
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"}, Storage: jetstream.FileStorage}); err != nil {
+		r.b.Fatal(err)
+	}
+	defer js.DeleteStream(ctx, "BENCH_RAW")
+	took := rawPublish(r.b, js, r.accounts, func(i int) *nats.Msg {
+		return &nats.Msg{Subject: "bench.raw.w." + strconv.Itoa(i), Data: make([]byte, entry)}
+	}, func(i int) *nats.Msg {
+		return &nats.Msg{Subject: "bench.raw.s." + strconv.Itoa(i), Data: make([]byte, record)}
+	})
+	return took.Seconds()
+}
+
+// rawPublish publishes n pairs of messages asynchronously, as many in
+// flight as the client allows (a window of acknowledgements awaited as
+// new messages go out), and awaits them all.
+func rawPublish(b *testing.B, js jetstream.JetStream, n int, first, second func(int) *nats.Msg) time.Duration {
+	const window = 2048
+	ring := make([]jetstream.PubAckFuture, window)
+	await := func(f jetstream.PubAckFuture) {
+		if f == nil {
+			return
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		case <-time.After(time.Minute):
+			b.Fatal("raw publishes not acknowledged")
+		}
+	}
+	t0 := time.Now()
+	sent := 0
+	for i := range n {
+		for _, m := range []*nats.Msg{first(i), second(i)} {
+			await(ring[sent%window])
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ring[sent%window] = f
+			sent++
+		}
+	}
+	for _, f := range ring {
+		await(f)
+	}
+	return time.Since(t0)
+}
+
+// storedSize is the size of the first value under prefix in a bucket.
+func (r *pollerRig) storedSize(bucket, prefix string) int {
+	ctx := context.Background()
+	s, err := r.bus.JS.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, "$KV."+bucket+"."+prefix+">")
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	return len(m.Data)
+}
+
+// rawLoad is the baseline of a start: a raw ordered consumer reading the
+// state's and the watch list's streams, every message. Seconds.
+func (r *pollerRig) rawLoad() float64 {
+	t0 := time.Now()
+	for _, stream := range []string{"KV_" + eventbus.BucketState, "KV_" + eventbus.BucketWatch} {
+		rawRead(r.b, r.bus.JS, stream)
+	}
+	return time.Since(t0).Seconds()
+}
+
+// rawRead reads every message of a stream with an ordered consumer.
+func rawRead(b *testing.B, js jetstream.JetStream, stream string) int {
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Stop()
+	n := 0
+	for n < int(info.State.Msgs) {
+		if _, err := it.Next(); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	return n
+}
+
+// rawSyncedPerChange is the disk's limit with fsync on every write: the
+// time per change of raw messages of a record's and an event's stored size
+// written as pkg/state writes them, groups of records then their events,
+// the next group's records sent while this group's events are stored.
+func (r *pollerRig) rawSyncedPerChange() time.Duration {
+	const group, groups = 8, 64
+	js := r.bus.JS
+	record := r.storedSize(eventbus.BucketState, "activeplatform.")
+	ev := 900
+	send := func(subject string, size, n int) []jetstream.PubAckFuture {
+		fs := make([]jetstream.PubAckFuture, n)
+		for i := range fs {
+			f, err := js.PublishMsgAsync(&nats.Msg{Subject: subject + strconv.Itoa(i), Data: make([]byte, size)})
+			if err != nil {
+				r.b.Fatal(err)
+			}
+			fs[i] = f
+		}
+		return fs
+	}
+	await := func(fs []jetstream.PubAckFuture) {
+		for _, f := range fs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				r.b.Fatal(err)
+			case <-time.After(time.Minute):
+				r.b.Fatal("no acknowledgement")
+			}
+		}
+	}
+	t0 := time.Now()
+	var inFlight []jetstream.PubAckFuture
+	for range groups {
+		await(send("$KV."+eventbus.BucketState+".bench.raw.", record, group))
+		await(inFlight)
+		inFlight = send("aw.events.activeplatform.bench.account-status-changed.", ev, group)
+	}
+	await(inFlight)
+	return time.Since(t0) / (group * groups)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // listStatuses lists every account's status, as the changes start from.
@@ -300,7 +732,7 @@ func bareOnce(b *testing.B, url string, accounts, perPage int) float64 {
 // to the change of its account it reflects: the latest one made before the
 // event was stored and after the one its previous event reflected.
 func streamLatencies(b *testing.B, bus *eventbus.Bus, from time.Time, changedAt map[string][]time.Time) []time.Duration {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := bus.JS.OrderedConsumer(ctx, eventbus.StreamEvents, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy,
 		OptStartTime: &from, FilterSubjects: []string{event.FilterSubject("", "", event.TypeStatusChanged, "")}})

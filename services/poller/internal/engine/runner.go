@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/state"
@@ -50,9 +52,13 @@ type Runner struct {
 	src  source.Source
 	caps source.Caps
 
-	mu     sync.Mutex       // guards cache and keyBuf, which the workers share
-	cache  map[string]*slot // records as stored, decoded only when touched
-	keyBuf []byte           // a reused buffer for record keys (baselinedLocked)
+	mu sync.Mutex // guards records, which the workers share
+	// records: every stored record of the connection, by its key's last
+	// token (after prefix). The records themselves stay in AW_STATE and
+	// are read when their account is touched (a change, a failure): a
+	// million of them would take a gigabyte here, for the 1% that change.
+	records map[string]record
+	prefix  string
 	// lastDone and took are the last completed cycle's end (unix
 	// nanoseconds) and duration, for readiness (Cycled).
 	lastDone, took atomic.Int64
@@ -63,11 +69,6 @@ type Runner struct {
 	memory
 }
 
-type slot struct {
-	raw      state.Raw
-	baseline bool
-}
-
 // NewRunner builds a runner.
 func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Workers <= 0 {
@@ -76,7 +77,7 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory()}
+	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory(), prefix: state.Prefix(c.Provider, c.Name)}
 }
 
 // allListed reports whether this scan listed every watched account, by
@@ -98,27 +99,12 @@ const scanOverlap = 2 * time.Minute
 // Run loads the connection's state and runs cycles until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log.With("instance", r.conn.Name)
-	raws, err := r.State.LoadRaw(ctx, state.Prefix(r.conn.Provider, r.conn.Name))
+	records, err := r.load(ctx)
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	r.cache = make(map[string]*slot, len(raws))
-	for key, raw := range raws {
-		// The record answers from its bytes: no decoding 100,000 at start.
-		r.cache[key] = &slot{raw: raw, baseline: raw.Baselined()}
-	}
-	r.mu.Unlock()
-	// A record keeps its last outbox until its next commit; a predecessor may
-	// have crashed between writing one and publishing it. Flushing checks the
-	// stream first, so an outbox already published costs a read, not a write.
-	for key, raw := range raws {
-		if raw.HasPending() {
-			r.with(ctx, key, func(*state.Entry) bool { return true })
-		}
-	}
 	prog := r.loadProgress(ctx)
-	log.Info("polling", "accounts_in_state", len(raws), "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
+	log.Info("polling", "accounts_in_state", records, "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
 		due := r.Now()
 		if !prog.LastStart.IsZero() {
@@ -175,6 +161,56 @@ func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
 		attribute.String("accountwatch.instance", r.conn.Name), attribute.Bool("accountwatch.full_scan", full)}
 }
 
+// load reads what the runner keeps of the connection's stored records: that
+// each exists and whether it has its baseline, and the listing it was last
+// processed from (recognised again without decoding it, see memory.recall),
+// answered from the stored bytes without decoding them. A record keeps its
+// last outbox until its next commit; a predecessor may have crashed between
+// writing one and publishing it, so every record holding one is flushed,
+// on the workers: flushing checks the stream first, so an outbox already
+// published costs a read, not a write. It returns how many records there are.
+func (r *Runner) load(ctx context.Context) (int, error) {
+	records := map[string]record{}
+	var pending []string
+	err := r.State.Scan(ctx, r.prefix, func(key string, raw state.Raw) {
+		tok := strings.Clone(key[len(r.prefix):]) // not the whole subject the key was cut from
+		rec := record{settled: raw.Rev, baseline: raw.Baselined()}
+		if raw.HasPending() {
+			rec.settled = 0
+			pending = append(pending, key)
+		}
+		records[tok] = rec
+		if l := raw.Listing(); l != "" {
+			if id, err := eventbus.ParseKeyToken(tok); err == nil {
+				r.recall(l, id)
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	r.records = records
+	r.mu.Unlock()
+	keys := make(chan string)
+	var wg sync.WaitGroup
+	for range min(r.Workers, len(pending)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				r.with(ctx, key, func(*state.Entry) bool { return true })
+			}
+		}()
+	}
+	for _, key := range pending {
+		keys <- key
+	}
+	close(keys)
+	wg.Wait()
+	return len(records), ctx.Err()
+}
+
 func (r *Runner) loadProgress(ctx context.Context) progress {
 	p, _, err := r.Watch.LoadProgress(ctx, r.conn.Name)
 	if err != nil {
@@ -189,6 +225,16 @@ func (r *Runner) saveProgress(ctx context.Context, p progress) {
 	}
 }
 
+// record is what the runner keeps of a stored record.
+type record struct {
+	// settled is a revision of the record whose outbox is known to be in
+	// the stream (its commit saw it acknowledged, or a flush found it
+	// there): the stored copy keeps its outbox until the next commit, and
+	// is not checked again each time it is read.
+	settled  uint64
+	baseline bool
+}
+
 type task struct {
 	entry watch.Entry
 	obs   *detect.Observation  // from the listing; nil: read it
@@ -197,6 +243,12 @@ type task struct {
 	// gone: an account a complete listing lacked; the read confirms it gone
 	// (not found) before it is removed, or observes it (a page that shifted)
 	gone bool
+	// adding: the account was discovered by this listing, its watch-list
+	// entry is being written (awaited before anything else is done with
+	// it); with discover set, it is announced (a listing after the first)
+	adding   *watch.Adding
+	discover bool
+	listErr  error // a discovered account the listing holds but could not read
 }
 
 // cycle polls every watched account of the connection once. Listed accounts
@@ -231,19 +283,14 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 				return // byte for byte what was last processed: nothing to detect
 			}
 			e, ok := r.Live.Lookup(r.conn.Provider, r.conn.Name, l.AccountID)
+			var adding *watch.Adding
 			if !ok && r.conn.Discovery {
+				// Its entry is written pipelined with the others the
+				// listing discovers; the worker taking the account awaits it.
 				e = watch.Entry{Provider: r.conn.Provider, Instance: r.conn.Name, AccountID: l.AccountID, Space: l.Space, Source: watch.SourceDiscovery, AddedAt: r.Now().UTC()}
-				if _, err := r.Watch.Add(ctx, e); err != nil {
-					r.Log.Warn("adding a discovered account failed", "account", l.AccountID, "err", err)
-					return
-				}
+				adding = r.Watch.AddAsync(e)
 				if prog.ListedOnce {
-					if r.discovered(ctx, e, l.Obs) && l.Obs != nil {
-						r.remember(e.AccountID, l.Sum, l.Size)
-					}
-					if l.Err != nil {
-						listedFailed = append(listedFailed, failure{e, l.Err})
-					}
+					p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum, size: l.Size, adding: adding, discover: true, listErr: l.Err})
 					return
 				}
 				ok = true
@@ -253,10 +300,10 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			case l.Err != nil:
 				// Listed, but unreadable: this account failed, not the listing.
 				r.countError(l.Err)
-				listedFailed = append(listedFailed, failure{e, l.Err})
+				listedFailed = append(listedFailed, failure{e, l.Err, adding})
 			case l.Obs != nil:
 				changed++
-				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum, size: l.Size})
+				p.submit(ctx, task{entry: e, obs: l.Obs, sum: l.Sum, size: l.Size, adding: adding})
 			}
 		})
 		listed = r.Now().Sub(began)
@@ -266,6 +313,10 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 			partial, err = err, nil
 		}
 		r.endListing(complete)
+		if err != nil && ctx.Err() != nil {
+			r.drain(p) // stopping is not the connection failing
+			return false
+		}
 		if err != nil {
 			listedOK = false
 			r.countError(err)
@@ -298,12 +349,9 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 	if !(observes && listedOK && r.allListed()) {
 		covered, gen := true, r.covered.gen+1
 		v := r.Live.Range(r.conn.Name, func(e watch.Entry) {
-			se, known := r.byID[e.AccountID]
-			if known {
-				se.seen = gen
-			}
+			known, listedNow := r.seenBy(e.AccountID, gen)
 			covered = covered && known
-			inScan := listing && (known && se.scan == r.scan || r.other[e.AccountID])
+			inScan := listing && (listedNow || r.other[e.AccountID])
 			switch {
 			case goneCheck && !inScan && e.Source == watch.SourceDiscovery:
 				gone = append(gone, e)
@@ -333,6 +381,9 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 		r.providerFailed(ctx, failed[0].err)
 	default:
 		for _, f := range failed {
+			if f.adding != nil && !r.added(ctx, f.adding, f.entry) {
+				continue
+			}
 			r.accountFailed(ctx, f.entry, f.err)
 		}
 		switch {
@@ -346,8 +397,9 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 }
 
 type failure struct {
-	entry watch.Entry
-	err   error
+	entry  watch.Entry
+	err    error
+	adding *watch.Adding // the account's entry being written, if it was discovered
 }
 
 // pool reads and processes tasks on the connection's workers. Failures are
@@ -413,6 +465,22 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 	if ctx.Err() != nil {
 		return
 	}
+	if t.adding != nil && !r.added(ctx, t.adding, t.entry) {
+		return
+	}
+	if t.discover {
+		if r.discovered(ctx, t.entry, t.obs) && t.obs != nil {
+			p.mu.Lock()
+			p.processed = append(p.processed, listedSum{t.entry.AccountID, t.sum, t.size})
+			p.mu.Unlock()
+		}
+		if t.listErr != nil {
+			p.mu.Lock()
+			p.failed = append(p.failed, failure{entry: t.entry, err: t.listErr})
+			p.mu.Unlock()
+		}
+		return
+	}
 	obs := t.obs
 	if obs == nil {
 		o, err := r.src.Observe(ctx, t.entry)
@@ -432,7 +500,7 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 				return
 			}
 			p.mu.Lock()
-			p.failed = append(p.failed, failure{t.entry, err})
+			p.failed = append(p.failed, failure{entry: t.entry, err: err})
 			p.mu.Unlock()
 			return
 		}
@@ -442,11 +510,23 @@ func (r *Runner) run(ctx context.Context, p *pool, t task) {
 	p.mu.Lock()
 	p.ok++
 	p.mu.Unlock()
-	if r.observed(ctx, t.entry, *obs) && t.obs != nil {
+	if r.observed(ctx, t.entry, *obs, t.obs != nil) && t.obs != nil {
 		p.mu.Lock()
 		p.processed = append(p.processed, listedSum{t.entry.AccountID, t.sum, t.size})
 		p.mu.Unlock()
 	}
+}
+
+// added awaits a discovered account's watch-list entry; false if it could
+// not be written (the account is discovered again next cycle).
+func (r *Runner) added(ctx context.Context, a *watch.Adding, e watch.Entry) bool {
+	if _, err := a.Wait(ctx); err != nil {
+		if ctx.Err() == nil {
+			r.Log.Warn("adding a discovered account failed", "account", e.AccountID, "err", err)
+		}
+		return false
+	}
+	return true
 }
 
 func (r *Runner) countError(err error) {
@@ -465,21 +545,31 @@ func (r *Runner) key(accountID string) string {
 	return state.Key(r.conn.Provider, r.conn.Name, accountID)
 }
 
-// with runs f on the account's current record (decoded from the cache, any
-// outbox left by a crash published first) and keeps what f leaves in it. It
-// returns what f returns, false if the outbox could not be flushed.
+// with runs f on the account's current record (read from AW_STATE if there
+// is one, any outbox left by a crash published first) and notes what f
+// leaves in it. It returns what f returns, false if the record could not
+// be read or its outbox flushed.
 func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) bool) bool {
+	tok := key[len(r.prefix):]
 	r.mu.Lock()
-	sl, ok := r.cache[key]
+	rec, stored := r.records[tok]
 	r.mu.Unlock()
 	cur := &state.Entry{}
-	if ok {
-		e, err := state.Decode(key, sl.raw)
-		if err != nil {
+	if stored {
+		e, err := r.State.Get(ctx, key)
+		switch {
+		case errors.Is(err, state.ErrUndecodable):
 			r.Log.Error("undecodable state record; starting it afresh", "key", key, "err", err)
-			e = &state.Entry{Rev: sl.raw.Rev}
+		case err != nil:
+			if ctx.Err() == nil {
+				r.Log.Warn("reading a state record failed; retrying next cycle", "key", key, "err", err)
+			}
+			return false
 		}
 		cur = e
+		if cur.Rev == rec.settled {
+			cur.Pending = nil
+		}
 	}
 	done := true
 	if len(cur.Pending) > 0 {
@@ -492,22 +582,25 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 	if done {
 		done = f(cur)
 	}
-	raw, err := state.Encode(cur)
-	if err == nil && (cur.Rev != 0 || len(raw.Data) > 0) {
+	if cur.Rev != 0 {
+		now := record{baseline: cur.Record.Baseline}
+		if len(cur.Pending) == 0 { // committed and acknowledged, or flushed
+			now.settled = cur.Rev
+		}
 		r.mu.Lock()
-		r.cache[key] = &slot{raw: raw, baseline: cur.Record.Baseline}
+		if was, ok := r.records[tok]; !ok || was != now {
+			r.records[strings.Clone(tok)] = now // an update stores the key given too: not the key it was cut from
+		}
 		r.mu.Unlock()
 	}
 	return done
 }
 
 // baselinedLocked reports whether the account has a baseline. Lock held.
-// The key is built in a reused buffer: an incremental scan asks this of
-// every watched account it did not list.
+// An incremental scan asks this of every watched account it did not list:
+// the token of an id is the id (no allocation) unless it needs escaping.
 func (r *Runner) baselinedLocked(e watch.Entry) bool {
-	r.keyBuf = state.AppendKey(r.keyBuf[:0], r.conn.Provider, r.conn.Name, e.AccountID)
-	sl, ok := r.cache[string(r.keyBuf)]
-	return ok && sl.baseline
+	return r.records[eventbus.KeyToken(e.AccountID)].baseline
 }
 
 func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidence) event.Meta {
@@ -545,10 +638,17 @@ func (r *Runner) accountName(rec detect.Record, m event.Meta) string {
 
 // observed processes one successful read; it reports whether the result is
 // committed (only then may the listing bytes be remembered as processed).
-func (r *Runner) observed(ctx context.Context, e watch.Entry, obs detect.Observation) bool {
+// An observation from a listing is recorded with the digest of its listing
+// bytes (the evidence's: see source.Listed), so that a poller starting again
+// recognises the account unchanged without decoding it.
+func (r *Runner) observed(ctx context.Context, e watch.Entry, obs detect.Observation, listed bool) bool {
 	return r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
 		changes, next := detect.Observe(cur.Record, obs, r.Policy)
-		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, next.Name, obs.At, obs.Evidence))
+		relisted := listed && cur.Listing != obs.Evidence.ResponseSHA256
+		if relisted {
+			cur.Listing = obs.Evidence.ResponseSHA256
+		}
+		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, next.Name, obs.At, obs.Evidence), relisted)
 	})
 }
 
@@ -575,11 +675,12 @@ func (r *Runner) discovered(ctx context.Context, e watch.Entry, obs *detect.Obse
 		m := r.meta(e, "", r.Now().UTC(), event.Evidence{})
 		var attrs map[string]string
 		if obs != nil {
+			cur.Listing = obs.Evidence.ResponseSHA256 // a listing's (see observed)
 			_, next = detect.Observe(cur.Record, *obs, r.Policy)
 			m = r.meta(e, obs.Name, obs.At, obs.Evidence)
 			attrs = obs.Attrs
 		}
-		return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeDiscovered, Attrs: attrs}}, m)
+		return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeDiscovered, Attrs: attrs}}, m, false)
 	})
 }
 
@@ -599,13 +700,13 @@ func (r *Runner) removed(ctx context.Context, e watch.Entry) {
 func (r *Runner) removedRecord(ctx context.Context, cur *state.Entry, e watch.Entry) bool {
 	next := cur.Record
 	next.Removed = true
-	return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeRemoved, Attrs: cur.Record.Attrs}}, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
+	return r.commit(ctx, r.key(e.AccountID), cur, next, []detect.Change{{Type: event.TypeRemoved, Attrs: cur.Record.Attrs}}, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}), false)
 }
 
 func (r *Runner) accountFailed(ctx context.Context, e watch.Entry, err error) {
 	r.with(ctx, r.key(e.AccountID), func(cur *state.Entry) bool {
 		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), scrub(err.Error()), causeOf(err), r.Policy)
-		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}))
+		return r.commit(ctx, r.key(e.AccountID), cur, next, changes, r.meta(e, cur.Record.Name, r.Now().UTC(), event.Evidence{}), false)
 	})
 }
 
@@ -617,14 +718,14 @@ func (r *Runner) providerFailed(ctx context.Context, err error) {
 	r.with(ctx, r.key(event.ProviderScope), func(cur *state.Entry) bool {
 		changes, next := detect.Fail(cur.Record, r.Now(), upstream.CodeOf(err), scrub(err.Error()), causeOf(err), r.Policy)
 		r.Log.Warn("connection failed", "instance", r.conn.Name, "failures", next.Failures, "err", err)
-		return r.commit(ctx, r.key(event.ProviderScope), cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
+		return r.commit(ctx, r.key(event.ProviderScope), cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}), false)
 	})
 }
 
 func (r *Runner) providerOK(ctx context.Context) {
 	key := r.key(event.ProviderScope)
 	r.mu.Lock()
-	_, ok := r.cache[key]
+	_, ok := r.records[key[len(r.prefix):]]
 	r.mu.Unlock()
 	if !ok {
 		return // never failed
@@ -634,7 +735,7 @@ func (r *Runner) providerOK(ctx context.Context) {
 			return true
 		}
 		changes, next := detect.Recover(cur.Record)
-		return r.commit(ctx, key, cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}))
+		return r.commit(ctx, key, cur, next, changes, r.meta(r.providerEntry(), "", r.Now().UTC(), event.Evidence{}), false)
 	})
 }
 
@@ -682,8 +783,9 @@ func truncate(s string, n int) string {
 }
 
 // commit turns changes into chained events and commits them with the next
-// record; without changes it writes the record only if it differs.
-func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta) bool {
+// record; without changes it writes the record only if it differs, or if
+// force (what else the entry holds changed).
+func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next detect.Record, changes []detect.Change, m event.Meta, force bool) bool {
 	if telemetry.Enabled() {
 		var span trace.Span
 		ctx, span = telemetry.Start(ctx, "commit "+m.AccountID, trace.SpanKindProducer,
@@ -698,7 +800,7 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 		next.Labels = m.Labels
 	}
 	if len(changes) == 0 {
-		if reflect.DeepEqual(cur.Record, next) {
+		if !force && unchanged(cur.Record, next) {
 			return true
 		}
 		if err := r.State.Put(ctx, key, cur, next); err != nil {
@@ -740,6 +842,24 @@ func (r *Runner) commit(ctx context.Context, key string, cur *state.Entry, next 
 		r.Metrics.Changes.WithLabelValues(r.conn.Name, ev.Type().Tail()).Inc()
 	}
 	return true
+}
+
+// unchanged reports whether next would be stored as cur is: a map left
+// empty is stored as none (omitempty), as detection leaves one it copied
+// from none.
+func unchanged(cur, next detect.Record) bool {
+	for _, r := range []*detect.Record{&cur, &next} {
+		if len(r.Enums) == 0 {
+			r.Enums = nil
+		}
+		if len(r.Profile) == 0 {
+			r.Profile = nil
+		}
+		if len(r.Attrs) == 0 {
+			r.Attrs = nil
+		}
+	}
+	return reflect.DeepEqual(cur, next)
 }
 
 // failedWrite re-reads a record another writer changed (or logs a failed

@@ -105,7 +105,7 @@ func (s *ap) list(ctx context.Context, full bool, since time.Time, mem source.Me
 	nameless := 0
 	var first error
 	err := s.c.ListRaw(ctx, o, func(item []byte, sum upstream.Fingerprint, ev upstream.Evidence) error {
-		if id, ok := mem.Known(sum); ok {
+		if id, ok := mem.Known(sum, item); ok {
 			fn(source.Listed{AccountID: id, Sum: sum, Size: len(item), Unchanged: true})
 			return nil
 		}

@@ -20,8 +20,8 @@ import (
 
 type noMemory struct{}
 
-func (noMemory) Known(upstream.Fingerprint) (string, bool)  { return "", false }
-func (noMemory) Predict() (int, upstream.Fingerprint, bool) { return 0, upstream.Fingerprint{}, false }
+func (noMemory) Known(upstream.Fingerprint, []byte) (string, bool) { return "", false }
+func (noMemory) Predict() (int, upstream.Fingerprint, bool)        { return 0, upstream.Fingerprint{}, false }
 
 // TestListingAdaptsToTheUpstream: an ActivePlatform upstream that refuses
 // the incremental filter's format, or the page size asked for (the document

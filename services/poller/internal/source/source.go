@@ -45,6 +45,9 @@ type Listed struct {
 	// Sum fingerprints the account's raw JSON in the listing (Size bytes);
 	// Unchanged is set (and Obs left nil) when Memory.Known recognised it: the
 	// same bytes as when the account was last processed.
+	// Obs.Evidence.ResponseSHA256 of a listed account is the SHA-256 of
+	// those bytes: the poller stores it with the account's record, and a
+	// poller starting again recognises the bytes by it (Known).
 	Sum       upstream.Fingerprint
 	Size      int
 	Unchanged bool
@@ -55,9 +58,9 @@ type Listed struct {
 
 // Memory is what the poller remembers of the listing bytes it processed.
 type Memory interface {
-	// Known maps the sum of an account's raw JSON to the account whose last
-	// processing saw exactly those bytes.
-	Known(sum upstream.Fingerprint) (accountID string, ok bool)
+	// Known maps the sum of an account's raw JSON (item) to the account
+	// whose last processing saw exactly those bytes.
+	Known(sum upstream.Fingerprint, item []byte) (accountID string, ok bool)
 	// Predict guesses the size and sum of the listing's next account from
 	// the last scan.
 	Predict() (size int, sum upstream.Fingerprint, ok bool)

@@ -7,6 +7,7 @@ package slackcapture
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -58,6 +59,104 @@ type Server struct {
 	// Inject decides, per call (counting from 1), whether it fails.
 	inject func(n int, c Call) *Failure
 	delay  time.Duration
+	limit  *limiter
+}
+
+// Limit is Slack's limit on chat.postMessage, per channel: "generally allows
+// posting one message per second per channel", "short bursts >1 allowed";
+// past it Slack answers HTTP 429 with Retry-After, the seconds to wait
+// (docs.slack.dev/apis/web-api/rate-limits). Every ThrottleEvery-th post of
+// a channel is also answered 429 with Retry-After ThrottleFor, standing for
+// the workspace-wide limit the same page names, so that a client is seen
+// honouring a Retry-After longer than its own pace.
+type Limit struct {
+	PerSecond     float64
+	Burst         int
+	ThrottleEvery int
+	ThrottleFor   int // seconds
+}
+
+// Window is a time a channel was told to wait (a Retry-After).
+type Window struct{ From, Until time.Time }
+
+type limiter struct {
+	Limit
+	ch map[string]*bucket
+}
+
+type bucket struct {
+	tokens  float64
+	at      time.Time
+	posts   int
+	blocked []Window
+	// inside counts the requests that came while a Retry-After stood.
+	inside int
+}
+
+// SetLimit makes chat.postMessage honour l per channel (nil: no limit).
+func (s *Server) SetLimit(l *Limit) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limit = nil
+	if l != nil {
+		s.limit = &limiter{Limit: *l, ch: map[string]*bucket{}}
+	}
+}
+
+// admit decides a post to channel at now under the limit: nil, or the 429.
+// s.mu is held.
+func (l *limiter) admit(channel string, now time.Time) *Failure {
+	b := l.ch[channel]
+	if b == nil {
+		b = &bucket{tokens: float64(max(l.Burst, 1)), at: now}
+		l.ch[channel] = b
+	}
+	if n := len(b.blocked); n > 0 && now.Before(b.blocked[n-1].Until) {
+		b.inside++
+		return &Failure{Status: http.StatusTooManyRequests, RetryAfter: max(1, int(math.Ceil(b.blocked[n-1].Until.Sub(now).Seconds())))}
+	}
+	b.tokens = min(float64(max(l.Burst, 1)), b.tokens+now.Sub(b.at).Seconds()*l.PerSecond)
+	b.at = now
+	b.posts++
+	wait := 0
+	switch {
+	case l.ThrottleEvery > 0 && b.posts%l.ThrottleEvery == 0:
+		wait = max(l.ThrottleFor, 1)
+	case b.tokens < 1:
+		wait = max(1, int(math.Ceil((1-b.tokens)/l.PerSecond)))
+	default:
+		b.tokens--
+		return nil
+	}
+	b.blocked = append(b.blocked, Window{From: now, Until: now.Add(time.Duration(wait) * time.Second)})
+	return &Failure{Status: http.StatusTooManyRequests, RetryAfter: wait}
+}
+
+// Blocked returns, per channel, the Retry-After windows it was given.
+func (s *Server) Blocked() map[string][]Window {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]Window{}
+	if s.limit != nil {
+		for ch, b := range s.limit.ch {
+			out[ch] = append([]Window(nil), b.blocked...)
+		}
+	}
+	return out
+}
+
+// InsideRetryAfter counts the posts that came to a channel while a
+// Retry-After it was given still stood: a client honouring it makes none.
+func (s *Server) InsideRetryAfter() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	if s.limit != nil {
+		for _, b := range s.limit.ch {
+			n += b.inside
+		}
+	}
+	return n
 }
 
 var idRE = regexp.MustCompile(`aw1-[0-9a-f]{32}`)
@@ -103,6 +202,9 @@ func (s *Server) handle(method string) http.HandlerFunc {
 		var f *Failure
 		if s.inject != nil {
 			f = s.inject(n, c)
+		}
+		if f == nil && s.limit != nil && method == "chat.postMessage" {
+			f = s.limit.admit(c.Channel, c.At)
 		}
 		delay := s.delay
 		if f == nil && method == "chat.postMessage" {

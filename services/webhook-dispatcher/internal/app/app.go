@@ -214,15 +214,17 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 				}
 				log.Info("endpoint delivering", "endpoint", id)
 			}
-			counts := map[string]float64{subscription.StatusActive: 0, subscription.StatusPaused: 0, subscription.StatusDisabled: 0}
-			eps.mu.RLock()
-			for _, ep := range eps.m {
-				counts[ep.Status]++
+			// The gauge moves by the change: counting every endpoint on each
+			// change made loading ten thousand of them quadratic.
+			if prev != nil {
+				endpoints.WithLabelValues(prev.Status).Dec()
 			}
-			eps.mu.RUnlock()
-			for k, v := range counts {
-				endpoints.WithLabelValues(k).Set(v)
+			if e != nil {
+				endpoints.WithLabelValues(e.Status).Inc()
 			}
+		}
+		for _, st := range []string{subscription.StatusActive, subscription.StatusPaused, subscription.StatusDisabled} {
+			endpoints.WithLabelValues(st).Set(0)
 		}
 		// Watch returns after the replay: every stored endpoint is in before
 		// the runtime reads an event (those read first would be settled for

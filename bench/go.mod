@@ -1,0 +1,3 @@
+module github.com/accountwatch/accountwatch/bench
+
+go 1.26.0
