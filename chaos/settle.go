@@ -227,9 +227,10 @@ func (r *run) auditorStale(ctx context.Context, events []ledger.Event) ([]string
 	count := map[ledger.Key]uint64{}
 	seen := map[string]bool{}
 	for _, e := range events {
-		// The index is of accounts: a connection's own record (account
-		// "*", its poll.degraded and poll.recovered) is not one.
-		if e.Undecodable == "" && !seen[e.MsgID] && e.Key.Account != event.ProviderScope {
+		// The index is of accounts: a connection's own records (account
+		// "*", its poll.degraded and poll.recovered; "*poller", the
+		// dead-man's poll.stalled and poll.resumed) are not.
+		if e.Undecodable == "" && !seen[e.MsgID] && e.Key.Account != event.ProviderScope && e.Key.Account != event.PollerScope {
 			seen[e.MsgID] = true
 			count[e.Key]++
 		}

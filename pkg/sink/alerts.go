@@ -37,7 +37,19 @@ type alerting struct {
 	mu      sync.RWMutex
 	sources map[string]*sourceEntry
 	remind  map[string]*remindEntry
+
+	// lately holds, per reminder key without an entry yet, the latest event
+	// a receiver read and did not tell (its route dropped it): the
+	// notification that creates the entry may still be on its way (events
+	// are read ahead of their delivery), and must then remind of where the
+	// account stands now, not of what it told. Bounded: the window is one
+	// delivery.
+	latelyMu sync.Mutex
+	lately   map[string]*event.Event
 }
+
+// latelyMax bounds lately; past it the oldest window is forgotten.
+const latelyMax = 8192
 
 // sourceEntry is one account's events that are inhibition sources: per
 // condition (route.Condition) the latest event's attributes, while they
@@ -96,7 +108,7 @@ func openAlerting(ctx context.Context, js jetstream.JetStream, sink string, rule
 	if err != nil {
 		return nil, fmt.Errorf("alerting state bucket %s: %w", eventbus.BucketAlerts, err)
 	}
-	a := &alerting{kv: kv, sink: sink, rules: rules, log: log, sources: map[string]*sourceEntry{}, remind: map[string]*remindEntry{}}
+	a := &alerting{kv: kv, sink: sink, rules: rules, log: log, sources: map[string]*sourceEntry{}, remind: map[string]*remindEntry{}, lately: map[string]*event.Event{}}
 	w, err := kv.Watch(ctx, sink+".>")
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", eventbus.BucketAlerts, err)
@@ -333,8 +345,16 @@ func (a *alerting) notified(ctx context.Context, receiver, leaf string, ev *even
 	if err != nil {
 		return
 	}
+	key := a.remindKey(receiver, ev)
+	if later := a.takeLately(key, ev.Data.Chain.Seq); later != nil {
+		// The account moved on before this notification was delivered.
+		if raw, err = json.Marshal(later.Cloud); err != nil {
+			return
+		}
+		ev = later
+	}
 	seq := ev.Data.Chain.Seq
-	err = a.cas(ctx, a.remindKey(receiver, ev), func(b []byte) ([]byte, error) {
+	err = a.cas(ctx, key, func(b []byte) ([]byte, error) {
 		var r remindEntry
 		if b != nil && json.Unmarshal(b, &r) == nil && r.Seq > seq {
 			return nil, errSkip // a later event of the account was told already
@@ -370,7 +390,11 @@ func (a *alerting) seen(ctx context.Context, receiver string, ev *event.Event) {
 	a.mu.RLock()
 	cur := a.remind[key]
 	a.mu.RUnlock()
-	if cur == nil || cur.Event == nil || cur.Seq >= seq {
+	if cur == nil || cur.Event == nil {
+		a.noteLately(key, ev)
+		return
+	}
+	if cur.Seq >= seq {
 		return
 	}
 	raw, err := json.Marshal(ev.Cloud)
@@ -389,8 +413,45 @@ func (a *alerting) seen(ctx context.Context, receiver string, ev *event.Event) {
 		return json.Marshal(r)
 	})
 	if err != nil {
+		a.noteLately(key, ev) // the reminders of this process still say where it stands
 		a.log.Warn("reminder state not updated", "sink", a.sink, "receiver", receiver, "event", ev.ID(), "err", err)
 	}
+}
+
+// noteLately keeps ev as the latest untold event of key's account.
+func (a *alerting) noteLately(key string, ev *event.Event) {
+	a.latelyMu.Lock()
+	defer a.latelyMu.Unlock()
+	if cur := a.lately[key]; cur != nil && cur.Data.Chain.Seq >= ev.Data.Chain.Seq {
+		return
+	}
+	if len(a.lately) >= latelyMax {
+		clear(a.lately)
+	}
+	a.lately[key] = ev
+}
+
+// laterThan is the untold event of key's account after seq, if any, kept.
+func (a *alerting) laterThan(key string, seq uint64) *event.Event {
+	a.latelyMu.Lock()
+	defer a.latelyMu.Unlock()
+	if ev := a.lately[key]; ev != nil && ev.Data.Chain.Seq > seq {
+		return ev
+	}
+	return nil
+}
+
+// takeLately returns (and forgets) the untold event of key's account that
+// came after seq, if any.
+func (a *alerting) takeLately(key string, seq uint64) *event.Event {
+	a.latelyMu.Lock()
+	defer a.latelyMu.Unlock()
+	ev := a.lately[key]
+	delete(a.lately, key)
+	if ev == nil || ev.Data.Chain.Seq <= seq {
+		return nil
+	}
+	return ev
 }
 
 // moveReminder changes an entry if it is still what the caller saw (rev):

@@ -104,6 +104,14 @@ func (w *worker) remind(ctx context.Context) {
 	var keys []string
 	for key, e := range w.r.alert.reminders(w.name) {
 		ev := e.ev
+		if later := w.r.alert.laterThan(key, e.Seq); later != nil {
+			// Read, but its write to the reminder state failed or waits
+			// on a notification still on its way.
+			if !later.Data.Standing.Bad() {
+				continue
+			}
+			ev = later
+		}
 		// The route that told; the account's latest event may be one it
 		// does not take (a recovery below its min_severity).
 		leaf := w.r.tree.Leaf(e.Leaf)

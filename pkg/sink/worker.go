@@ -355,10 +355,14 @@ func (w *worker) accept(in inbound) {
 		// inhibition sources current, for every receiver and replica.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		w.r.alert.observe(ctx, ev, describe.Headline(ev))
-		if w.r.remembers() {
-			w.r.alert.seen(ctx, w.name, ev)
-		}
 		cancel()
+		if w.r.remembers() {
+			// Its own deadline: a slow inhibition write must not cost the
+			// reminder where the account stands now.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			w.r.alert.seen(ctx, w.name, ev)
+			cancel()
+		}
 	}
 	leaf := w.r.tree.LeafFor(ev, w.name)
 	if leaf == nil {

@@ -187,7 +187,7 @@ func Pair(changes []ledger.Change, events []ledger.Event) map[int]ledger.Event {
 	byKey := map[ledger.FieldKey][]ledger.Event{}
 	seen := map[string]bool{}
 	for _, e := range events {
-		if e.Undecodable != "" || seen[e.MsgID] || e.Type == "poll.degraded" || e.Type == "poll.recovered" {
+		if e.Undecodable != "" || seen[e.MsgID] || e.Type == "poll.degraded" || e.Type == "poll.recovered" || e.Type == "poll.stalled" || e.Type == "poll.resumed" {
 			continue
 		}
 		seen[e.MsgID] = true
@@ -492,7 +492,7 @@ func (r *Report) printSummary(w io.Writer, paired map[int]ledger.Event) {
 		}
 		extra, seen := 0, map[string]bool{}
 		for _, e := range r.Events {
-			if e.Undecodable != "" || seen[e.MsgID] || e.Key.Provider != eventProvider[p] || e.Type == "poll.degraded" || e.Type == "poll.recovered" {
+			if e.Undecodable != "" || seen[e.MsgID] || e.Key.Provider != eventProvider[p] || e.Type == "poll.degraded" || e.Type == "poll.recovered" || e.Type == "poll.stalled" || e.Type == "poll.resumed" {
 				continue
 			}
 			seen[e.MsgID] = true

@@ -72,8 +72,10 @@ type Event struct {
 	Stored time.Time `json:"-"`
 }
 
-// Operational event types: the poller's own health, not account changes.
-var operational = map[string]bool{"poll.degraded": true, "poll.recovered": true}
+// Operational event types: the poller's own health, not account changes
+// (poll.stalled and poll.resumed are the auditor's dead-man's: a poller
+// killed or frozen by a fault is rightly told as stalled).
+var operational = map[string]bool{"poll.degraded": true, "poll.recovered": true, "poll.stalled": true, "poll.resumed": true}
 
 // Matches reports whether e is the event c must cause.
 func (c Change) Matches(e Event) bool {
@@ -240,9 +242,10 @@ func Compute(in Input) Result {
 	for _, e := range uniq {
 		if operational[e.Type] {
 			r.Operational++
-			if e.Type == "poll.degraded" {
+			switch e.Type {
+			case "poll.degraded":
 				degraded[e.Key]++
-			} else {
+			case "poll.recovered":
 				degraded[e.Key]--
 			}
 			continue

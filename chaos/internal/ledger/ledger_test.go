@@ -122,6 +122,21 @@ func TestCompute(t *testing.T) {
 				}
 			},
 			fail: []string{"1 poll.degraded never followed"}},
+		{name: "the dead-man's stalled and resumed are operational, not phantom changes",
+			mutate: func(in *Input) {
+				in.Events = append(in.Events,
+					ev(4, "aw1-s1", frost, "poll.stalled", "", "", ""), ev(5, "aw1-s2", frost, "poll.resumed", "", "", ""))
+				for i := range in.Sinks {
+					for _, id := range []string{"aw1-s1", "aw1-s2"} {
+						in.Sinks[i].Accepted[id] = 1
+					}
+				}
+			},
+			check: func(t *testing.T, r Result) {
+				if r.Operational != 2 || len(r.Phantom) != 0 {
+					t.Errorf("operational %d, phantom %v", r.Operational, r.Phantom)
+				}
+			}},
 		{name: "verify, probes, state and faults each fail the run",
 			mutate: func(in *Input) {
 				in.Verify = Verify{Intact: false, Problems: 2}
