@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -190,31 +191,25 @@ func Encode(e *Entry) (Raw, error) {
 
 // Scan calls fn with every record under a prefix (one connection), as
 // stored, one at a time: a poller starting on a million records keeps what
-// it needs of each, not the records.
-func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string, r Raw)) error {
-	w, err := s.kv.Watch(ctx, prefix+">", jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("state load %s: %w", prefix, err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case u := <-w.Updates():
-			if u == nil {
-				return nil
-			}
-			fn(u.Key(), Raw{Data: u.Value(), Rev: u.Revision()})
+// it needs of each, not the records. A long scan logs its progress to log
+// (nil: none) and is bounded by its progress (eventbus.LoadKV).
+func (s *Store) Scan(ctx context.Context, prefix string, log *slog.Logger, fn func(key string, r Raw)) error {
+	err := eventbus.LoadKV(ctx, s.js, eventbus.BucketState, prefix+">", eventbus.LoadOptions{What: "state " + prefix + ">", Log: log}, func(e eventbus.KVEntry) {
+		if !e.Deleted { // the bucket keeps one revision a key: a marker is all there is of it
+			fn(e.Key, Raw{Data: e.Value, Rev: e.Revision})
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("state load: %w", err)
 	}
+	return nil
 }
 
 // Load reads and decodes every record under a prefix (one connection).
 func (s *Store) Load(ctx context.Context, prefix string) (map[string]*Entry, error) {
 	out := map[string]*Entry{}
 	var first error
-	err := s.Scan(ctx, prefix, func(key string, r Raw) {
+	err := s.Scan(ctx, prefix, nil, func(key string, r Raw) {
 		e, err := Decode(key, r)
 		if err != nil && first == nil {
 			first = err

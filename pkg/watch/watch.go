@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -200,7 +201,7 @@ func (s *Store) Get(ctx context.Context, p event.Provider, instance, accountID s
 // List reads every entry (of one instance, if given).
 func (s *Store) List(ctx context.Context, instance string) ([]Entry, error) {
 	l := NewLive()
-	if err := l.load(ctx, s.kv, false); err != nil {
+	if err := l.load(ctx, s.js, false, nil); err != nil {
 		return nil, err
 	}
 	return l.Entries(instance), nil
@@ -247,36 +248,32 @@ func NewLive() *Live {
 }
 
 // Follow loads the list and keeps it current until ctx ends. It returns once
-// the current entries are loaded.
-func (s *Store) Follow(ctx context.Context) (*Live, error) {
+// the current entries are loaded; a long load logs its progress to log (nil:
+// none) and is bounded by its progress, not by a deadline.
+func (s *Store) Follow(ctx context.Context, log *slog.Logger) (*Live, error) {
 	l := NewLive()
-	return l, l.load(ctx, s.kv, true)
+	return l, l.load(ctx, s.js, true, log)
 }
 
-func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) error {
-	w, err := kv.Watch(ctx, "acct.>")
-	if err != nil {
-		return fmt.Errorf("watch list: %w", err)
-	}
-	apply := func(u jetstream.KeyValueEntry) {
-		p, inst, tok, ok := splitKey(u.Key())
+func (l *Live) load(ctx context.Context, js jetstream.JetStream, follow bool, log *slog.Logger) error {
+	return eventbus.LoadKV(ctx, js, eventbus.BucketWatch, "acct.>", eventbus.LoadOptions{What: "watch list", Follow: follow, Log: log}, func(u eventbus.KVEntry) {
+		p, inst, tok, ok := splitKey(u.Key)
 		if !ok {
 			return
 		}
-		if u.Operation() != jetstream.KeyValuePut {
+		if u.Deleted {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			l.delete(p, inst, tok)
 			return
 		}
 		var e Entry
-		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil && e.Provider == p && e.Instance == inst {
+		if json.Unmarshal(u.Value, &e) == nil && e.Validate() == nil && e.Provider == p && e.Instance == inst {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			l.put(tok, e)
 		}
-	}
-	return eventbus.Follow(ctx, w, follow, apply)
+	})
 }
 
 // splitKey splits a key (Key) into its provider, instance and token.

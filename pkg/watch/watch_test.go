@@ -20,7 +20,7 @@ func TestWatchList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := s.Follow(ctx)
+	live, err := s.Follow(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestLiveVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := s.Follow(ctx)
+	live, err := s.Follow(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

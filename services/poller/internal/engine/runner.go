@@ -172,7 +172,7 @@ func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
 func (r *Runner) load(ctx context.Context) (int, error) {
 	records := map[string]record{}
 	var pending []string
-	err := r.State.Scan(ctx, r.prefix, func(key string, raw state.Raw) {
+	err := r.State.Scan(ctx, r.prefix, r.Log.With("instance", r.conn.Name), func(key string, raw state.Raw) {
 		tok := strings.Clone(key[len(r.prefix):]) // not the whole subject the key was cut from
 		rec := record{settled: raw.Rev, baseline: raw.Baselined()}
 		if raw.HasPending() {
