@@ -19,6 +19,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/flatmap"
 	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/state"
@@ -57,7 +58,8 @@ type Runner struct {
 	// token (after prefix). The records themselves stay in AW_STATE and
 	// are read when their account is touched (a change, a failure): a
 	// million of them would take a gigabyte here, for the 1% that change.
-	records map[string]record
+	// A flatmap: a million string keys are objects every collection walks.
+	records *flatmap.Table[record]
 	prefix  string
 	// lastDone and took are the last completed cycle's end (unix
 	// nanoseconds) and duration, for readiness (Cycled).
@@ -77,7 +79,7 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory(), prefix: state.Prefix(c.Provider, c.Name)}
+	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory(), records: &flatmap.Table[record]{}, prefix: state.Prefix(c.Provider, c.Name)}
 }
 
 // allListed reports whether this scan listed every watched account, by
@@ -170,16 +172,16 @@ func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
 // on the workers: flushing checks the stream first, so an outbox already
 // published costs a read, not a write. It returns how many records there are.
 func (r *Runner) load(ctx context.Context) (int, error) {
-	records := map[string]record{}
+	records := &flatmap.Table[record]{}
 	var pending []string
 	err := r.State.Scan(ctx, r.prefix, r.Log.With("instance", r.conn.Name), func(key string, raw state.Raw) {
-		tok := strings.Clone(key[len(r.prefix):]) // not the whole subject the key was cut from
+		tok := key[len(r.prefix):]
 		rec := record{settled: raw.Rev, baseline: raw.Baselined()}
 		if raw.HasPending() {
 			rec.settled = 0
-			pending = append(pending, key)
+			pending = append(pending, strings.Clone(key)) // not the whole subject the key was cut from
 		}
-		records[tok] = rec
+		records.Put(tok, rec)
 		if l := raw.Listing(); l != "" {
 			if id, err := eventbus.ParseKeyToken(tok); err == nil {
 				r.recall(l, id)
@@ -208,7 +210,7 @@ func (r *Runner) load(ctx context.Context) (int, error) {
 	}
 	close(keys)
 	wg.Wait()
-	return len(records), ctx.Err()
+	return records.Len(), ctx.Err()
 }
 
 func (r *Runner) loadProgress(ctx context.Context) progress {
@@ -552,7 +554,7 @@ func (r *Runner) key(accountID string) string {
 func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) bool) bool {
 	tok := key[len(r.prefix):]
 	r.mu.Lock()
-	rec, stored := r.records[tok]
+	rec, stored := r.records.Get(tok)
 	r.mu.Unlock()
 	cur := &state.Entry{}
 	if stored {
@@ -588,8 +590,8 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 			now.settled = cur.Rev
 		}
 		r.mu.Lock()
-		if was, ok := r.records[tok]; !ok || was != now {
-			r.records[strings.Clone(tok)] = now // an update stores the key given too: not the key it was cut from
+		if was, ok := r.records.Get(tok); !ok || was != now {
+			r.records.Put(tok, now)
 		}
 		r.mu.Unlock()
 	}
@@ -600,7 +602,8 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 // An incremental scan asks this of every watched account it did not list:
 // the token of an id is the id (no allocation) unless it needs escaping.
 func (r *Runner) baselinedLocked(e watch.Entry) bool {
-	return r.records[eventbus.KeyToken(e.AccountID)].baseline
+	rec, _ := r.records.Get(eventbus.KeyToken(e.AccountID))
+	return rec.baseline
 }
 
 func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidence) event.Meta {
@@ -725,7 +728,7 @@ func (r *Runner) providerFailed(ctx context.Context, err error) {
 func (r *Runner) providerOK(ctx context.Context) {
 	key := r.key(event.ProviderScope)
 	r.mu.Lock()
-	_, ok := r.records[key[len(r.prefix):]]
+	_, ok := r.records.Get(key[len(r.prefix):])
 	r.mu.Unlock()
 	if !ok {
 		return // never failed
