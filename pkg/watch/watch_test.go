@@ -251,6 +251,9 @@ func TestLiveHoldsWhatWasStored(t *testing.T) {
 	if err := s.Put(ctx, entries[1]); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { e, _ := loaded.Lookup(event.ProviderActivePlatform, "ap-main", "2"); return e.Source == watch.SourceConfig })
+	waitFor(t, func() bool {
+		e, _ := loaded.Lookup(event.ProviderActivePlatform, "ap-main", "2")
+		return e.Source == watch.SourceConfig
+	})
 	check(loaded, entries)
 }
