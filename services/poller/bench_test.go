@@ -90,21 +90,31 @@ func BenchmarkPoller100k(b *testing.B) {
 //     raw synced messages (two per change, groups pipelined as pkg/state
 //     writes them: fsync-limit-accounts/s).
 func BenchmarkPoller1M(b *testing.B) {
-	accounts, cycles := 1_000_000, 5
+	accounts, cycles, fsyncCycles := 1_000_000, 5, 3
 	if v := os.Getenv("AW_BENCH_ACCOUNTS"); v != "" {
 		accounts, _ = strconv.Atoi(v)
 	}
 	if v := os.Getenv("AW_BENCH_CYCLES"); v != "" {
 		cycles, _ = strconv.Atoi(v)
+		fsyncCycles = min(fsyncCycles, cycles)
 	}
 	for i := range b.N {
 		if i > 0 {
 			continue // one run is the measurement
 		}
-		// The interval leaves the cycle and the bare loop after it room.
-		interval := max(6*time.Second, time.Duration(accounts/100_000)*1500*time.Millisecond)
+		began := time.Now()
+		phase := func(name string) {
+			b.Logf("phase %s done at %.0f s", name, time.Since(began).Seconds())
+		}
+		// The interval leaves a cycle (~1.5 s a million accounts) and the
+		// bare listing after it (~1.2 s) room; with fsync on every write a
+		// cycle's 1% of changes costs two synced writes each (~0.3–0.6 ms a
+		// change here), so its interval is longer.
+		interval := max(2*time.Second, time.Duration(accounts)*6*time.Microsecond)
+		fsyncInterval := max(3*time.Second, time.Duration(accounts)*10*time.Microsecond)
 		own := runtime.NumCPU() >= 2 && os.Getenv("AW_BENCH_PLACEMENT") != "shared-cores"
 		r := newPollerRig(b, rigOptions{accounts: accounts, interval: interval, ownCore: own, info: true})
+		phase("setup")
 
 		p := r.startPoller("bench-1")
 		stopProfile := r.profileDiscovery(p)
@@ -114,13 +124,15 @@ func BenchmarkPoller1M(b *testing.B) {
 		if n := p.metric(`aw_poller_watchlist_size{instance="ap"}`); int(n) != accounts {
 			b.Fatalf("discovery watches %v accounts, want %d", n, accounts)
 		}
+		phase("discovery")
 		p.waitCycles(2, 10*time.Minute)
 		def := r.steady(p, cycles, "")
 		p.stop()
+		phase("steady state")
 		b.ReportMetric(discovery, "discovery-s")
 		b.ReportMetric(r.rawDiscovery(), "raw-writes-s")
 		def.report(b, "")
-		b.ReportMetric(float64(p.hwm)/1024, "peak-rss-MB")
+		hwm := p.hwm
 		b.ReportMetric(float64(accounts)/def.bare, "bare-listing-s")
 		b.ReportMetric(float64(interval.Milliseconds()), "interval-ms")
 
@@ -133,12 +145,15 @@ func BenchmarkPoller1M(b *testing.B) {
 		b.ReportMetric(p.metric(`aw_poller_cycle_seconds_sum{instance="ap"}`), "restart-scan-s")
 		b.ReportMetric(rawLoad, "raw-load-s")
 		p.stop()
+		b.ReportMetric(float64(max(hwm, p.hwm))/1024, "peak-rss-MB") // discovery, steady state, start on a million records
+		phase("restart")
 
 		// fsync on every write, the embedded default.
 		r.restartBus(true)
+		r.setInterval(fsyncInterval)
 		p = r.startPoller("bench-3")
 		p.waitCycles(2, 10*time.Minute)
-		fs := r.steady(p, cycles, ".fsync")
+		fs := r.steady(p, fsyncCycles, ".fsync")
 		p.stop()
 		fs.report(b, "fsync-")
 		perChange := r.rawSyncedPerChange()
@@ -148,6 +163,8 @@ func BenchmarkPoller1M(b *testing.B) {
 		b.ReportMetric(limit, "fsync-limit-accounts/s")
 		b.ReportMetric(fs.rate/limit, "fsync-limit-ratio")
 		b.ReportMetric(float64(p.hwm)/1024, "fsync-peak-rss-MB")
+		phase("fsync")
+		b.ReportMetric(time.Since(began).Seconds(), "suite-s")
 	}
 }
 
@@ -216,10 +233,23 @@ func newPollerRig(b *testing.B, o rigOptions) *pollerRig {
 	r.busCfg.SyncAlways = o.syncAlways
 	r.bus = bustest.Start(b, r.busCfg)
 	r.cfgFile = filepath.Join(r.dir, "poller.yaml")
-	os.WriteFile(r.cfgFile, []byte(fmt.Sprintf("connections:\n  - {name: ap, provider: activeplatform, url: %s, api_token: %s, interval: %s, jitter: 0.01, full_scan_every: 1, per_page: %d, discovery: true}\npolicy: {debt_step: \"1000000\"}\n",
-		r.url, simtest.APToken, o.interval, r.perPage)), 0o600)
+	r.writeConfig()
 	r.status = listStatuses(b, r.url)
 	return r
+}
+
+// writeConfig writes the pollers' configuration: one connection of every
+// account, listed whole each cycle, with discovery.
+func (r *pollerRig) writeConfig() {
+	os.WriteFile(r.cfgFile, []byte(fmt.Sprintf("connections:\n  - {name: ap, provider: activeplatform, url: %s, api_token: %s, interval: %s, jitter: 0.01, full_scan_every: 1, per_page: %d, discovery: true}\npolicy: {debt_step: \"1000000\"}\n",
+		r.url, simtest.APToken, r.interval, r.perPage)), 0o600)
+}
+
+// setInterval changes the interval of the pollers started next (and of the
+// changes, 1% of the accounts per interval).
+func (r *pollerRig) setInterval(d time.Duration) {
+	r.interval = d
+	r.writeConfig()
 }
 
 // pinToOwnCore leaves CPU 0 to the simulator: this process (the server, the
