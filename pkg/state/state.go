@@ -165,6 +165,32 @@ func (s *Store) Get(ctx context.Context, key string) (*Entry, error) {
 	return Decode(key, Raw{Data: kve.Value(), Rev: kve.Revision()})
 }
 
+// GetKnown reads one record like Get, but when its revision is settled (an
+// outbox the caller knows is in the stream), the outbox is left undecoded
+// and the Entry has none: a poller reading the record of each changed
+// account would otherwise decode the previous change's events every time.
+func (s *Store) GetKnown(ctx context.Context, key string, settled uint64) (*Entry, error) {
+	kve, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return &Entry{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", key, err)
+	}
+	r := Raw{Data: kve.Value(), Rev: kve.Revision()}
+	if settled == 0 || r.Rev != settled {
+		return Decode(key, r)
+	}
+	var e struct {
+		Record  detect.Record `json:"record"`
+		Listing string        `json:"listing,omitempty"`
+	}
+	if err := json.Unmarshal(r.Data, &e); err != nil {
+		return &Entry{Rev: r.Rev}, fmt.Errorf("state %s: %w: %v", key, ErrUndecodable, err)
+	}
+	return &Entry{Record: e.Record, Listing: e.Listing, Rev: r.Rev}, nil
+}
+
 // Raw is a stored record as bytes, decoded only when needed (Decode): a poller
 // holding 100,000 accounts keeps them compact.
 type Raw struct {

@@ -558,7 +558,7 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 	r.mu.Unlock()
 	cur := &state.Entry{}
 	if stored {
-		e, err := r.State.Get(ctx, key)
+		e, err := r.State.GetKnown(ctx, key, rec.settled)
 		switch {
 		case errors.Is(err, state.ErrUndecodable):
 			r.Log.Error("undecodable state record; starting it afresh", "key", key, "err", err)
