@@ -49,12 +49,21 @@ type Entry struct {
 var labelKeyRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
 // Validate checks an entry.
-func (e Entry) Validate() error {
+func (e Entry) Validate() error { return e.validate(nil) }
+
+// validate checks an entry; an instance name in valid was checked before
+// (a load checks each once, not with each of a million entries).
+func (e Entry) validate(valid map[string]bool) error {
 	if !e.Provider.Valid() {
 		return fmt.Errorf("unknown provider %q", e.Provider)
 	}
-	if err := event.ValidateInstance(e.Instance); err != nil {
-		return err
+	if !valid[e.Instance] {
+		if err := event.ValidateInstance(e.Instance); err != nil {
+			return err
+		}
+		if valid != nil {
+			valid[strings.Clone(e.Instance)] = true
+		}
 	}
 	if e.AccountID == "" || e.AccountID == event.ProviderScope || e.AccountID == event.PollerScope {
 		return fmt.Errorf("bad account id %q", e.AccountID)
@@ -266,6 +275,7 @@ func (s *Store) Follow(ctx context.Context, log *slog.Logger) (*Live, error) {
 }
 
 func (l *Live) load(ctx context.Context, js jetstream.JetStream, follow bool, log *slog.Logger) error {
+	valid := map[string]bool{} // instance names checked (apply runs on one goroutine)
 	return eventbus.LoadKV(ctx, js, eventbus.BucketWatch, "acct.>", eventbus.LoadOptions{What: "watch list", Follow: follow, Log: log}, func(u eventbus.KVEntry) {
 		p, inst, tok, ok := splitKey(u.Key)
 		if !ok {
@@ -278,7 +288,7 @@ func (l *Live) load(ctx context.Context, js jetstream.JetStream, follow bool, lo
 			return
 		}
 		var e Entry
-		if json.Unmarshal(u.Value, &e) == nil && e.Validate() == nil && e.Provider == p && e.Instance == inst {
+		if json.Unmarshal(u.Value, &e) == nil && e.Provider == p && e.Instance == inst && e.validate(valid) == nil {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			l.put(tok, e)

@@ -60,7 +60,11 @@ type memory struct {
 	// processed from (state.Entry.Listing), read at start, until the first
 	// complete listing: what a process that has no fingerprints yet
 	// recognises unchanged accounts by, without decoding them.
-	digests map[digest]string
+	// The ids are in digestIDs, each digests value its offset<<16 | length
+	// there: a million strings would be a million objects for the
+	// collector, for the whole first scan.
+	digests   map[digest]uint64
+	digestIDs []byte
 }
 
 type sumEntry struct {
@@ -194,9 +198,13 @@ func (m *memory) recall(sum, id string) {
 		return
 	}
 	if m.digests == nil {
-		m.digests = map[digest]string{}
+		m.digests = map[digest]uint64{}
 	}
-	m.digests[digest(full[:16])] = id
+	if len(id) >= 1<<16 {
+		return
+	}
+	m.digests[digest(full[:16])] = uint64(len(m.digestIDs))<<16 | uint64(len(id))
+	m.digestIDs = append(m.digestIDs, id...)
 }
 
 // Known recognises an account whose listing bytes are unchanged. It stamps
@@ -252,11 +260,13 @@ func (m *memory) recalled(item []byte) (string, bool) {
 	}
 	full := sha256.Sum256(item)
 	d := digest(full[:16])
-	id, ok := m.digests[d]
-	if ok {
-		delete(m.digests, d)
+	at, ok := m.digests[d]
+	if !ok {
+		return "", false
 	}
-	return id, ok
+	delete(m.digests, d)
+	off := at >> 16
+	return string(m.digestIDs[off : off+at&0xffff]), true
 }
 
 // startScan begins a scan's stamps; a full scan predicts and records order.
@@ -279,7 +289,7 @@ func (m *memory) endListing(complete bool) {
 		m.orderScan = m.scan
 	}
 	if complete {
-		m.digests = nil // what it did not recognise has changed since
+		m.digests, m.digestIDs = nil, nil // what it did not recognise has changed since
 	}
 	m.recording = false
 }
