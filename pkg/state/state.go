@@ -145,6 +145,17 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	return &Store{js: js, kv: kv, pub: eventbus.NewPublisher(js), events: events, maxGroup: defaultMaxGroup}, nil
 }
 
+// Position is the state stream's last revision and when the stream was
+// created (a revision means nothing in another stream of the same name).
+func (s *Store) Position(ctx context.Context) (last uint64, created time.Time, err error) {
+	st, err := s.js.Stream(ctx, stateStream)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("state: %w", err)
+	}
+	info := st.CachedInfo()
+	return info.State.LastSeq, info.Created, nil
+}
+
 // Grouping reports how many groups were committed and how many commits they
 // held (their ratio is the average group size).
 func (s *Store) Grouping() (groups, commits uint64) { return s.batches.Load(), s.grouped.Load() }

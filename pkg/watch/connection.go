@@ -38,6 +38,14 @@ type Progress struct {
 	Cycles     int       `json:"cycles"`
 	ScanSince  time.Time `json:"scan_since,omitzero"`
 	ListedOnce bool      `json:"listed_once"`
+	// Settled is written by an owner that stopped with every commit of the
+	// connection acknowledged: each of its records in the state stream
+	// (created at SettledStream) at a revision up to Settled has its outbox
+	// in the event stream, so a start checks only the outboxes of later
+	// revisions (a million records after a clean restart, instead of every
+	// outbox left by the last change of each account). Zero: unknown.
+	Settled       uint64    `json:"settled,omitempty"`
+	SettledStream time.Time `json:"settled_stream,omitzero"`
 }
 
 // ErrUnknownConnection is returned for a connection no poller announced.

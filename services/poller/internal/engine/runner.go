@@ -64,6 +64,9 @@ type Runner struct {
 	// lastDone and took are the last completed cycle's end (unix
 	// nanoseconds) and duration, for readiness (Cycled).
 	lastDone, took atomic.Int64
+	// uncertain: a write of this runner failed or timed out, so what the
+	// server holds may differ from records: no Settled mark when it stops.
+	uncertain atomic.Bool
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
@@ -101,11 +104,12 @@ const scanOverlap = 2 * time.Minute
 // Run loads the connection's state and runs cycles until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log.With("instance", r.conn.Name)
-	records, err := r.load(ctx)
+	prog := r.loadProgress(ctx)
+	records, err := r.load(ctx, r.trusted(ctx, prog))
 	if err != nil {
 		return err
 	}
-	prog := r.loadProgress(ctx)
+	defer r.stopped(ctx, &prog)
 	log.Info("polling", "accounts_in_state", records, "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
 		due := r.Now()
@@ -171,13 +175,17 @@ func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
 // writing one and publishing it, so every record holding one is flushed,
 // on the workers: flushing checks the stream first, so an outbox already
 // published costs a read, not a write. It returns how many records there are.
-func (r *Runner) load(ctx context.Context) (int, error) {
+//
+// Outboxes at revisions up to trusted are known to be in the stream (the
+// last owner stopped with every commit acknowledged: Progress.Settled) and
+// are not checked.
+func (r *Runner) load(ctx context.Context, trusted uint64) (int, error) {
 	records := &flatmap.Table[record]{}
 	var pending []string
 	err := r.State.Scan(ctx, r.prefix, r.Log.With("instance", r.conn.Name), func(key string, raw state.Raw) {
 		tok := key[len(r.prefix):]
 		rec := record{settled: raw.Rev, baseline: raw.Baselined()}
-		if raw.HasPending() {
+		if raw.Rev > trusted && raw.HasPending() {
 			rec.settled = 0
 			pending = append(pending, strings.Clone(key)) // not the whole subject the key was cut from
 		}
@@ -211,6 +219,50 @@ func (r *Runner) load(ctx context.Context) (int, error) {
 	close(keys)
 	wg.Wait()
 	return records.Len(), ctx.Err()
+}
+
+// trusted is the revision up to which the stored outboxes are known to be
+// in the stream: the Settled mark of the progress, if it is of this
+// stream.
+func (r *Runner) trusted(ctx context.Context, p progress) uint64 {
+	if p.Settled == 0 {
+		return 0
+	}
+	_, created, err := r.State.Position(ctx)
+	if err != nil || !created.Equal(p.SettledStream) {
+		return 0
+	}
+	return p.Settled
+}
+
+// stopped marks the progress Settled when the runner stops with every
+// record it knows settled and no write of uncertain outcome: a lease is
+// given up before another replica may take it (pkg/lease), so nobody else
+// wrote the connection's records meanwhile, and every revision up to the
+// stream's last is either this runner's (settled) or one it found settled
+// when it started.
+func (r *Runner) stopped(ctx context.Context, p *progress) {
+	if r.uncertain.Load() {
+		return
+	}
+	r.mu.Lock()
+	all := true
+	r.records.Range(func(_ string, rec record) bool {
+		all = rec.settled != 0
+		return all
+	})
+	r.mu.Unlock()
+	if !all {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	last, created, err := r.State.Position(sctx)
+	if err != nil {
+		return
+	}
+	p.Settled, p.SettledStream = last, created
+	r.saveProgress(sctx, *p)
 }
 
 func (r *Runner) loadProgress(ctx context.Context) progress {
@@ -869,6 +921,7 @@ func unchanged(cur, next detect.Record) bool {
 // write); the change is detected again next cycle against the fresh state. A
 // failed publish leaves the outbox in cur, flushed before the next change.
 func (r *Runner) failedWrite(ctx context.Context, key string, cur *state.Entry, err error) {
+	r.uncertain.Store(true)
 	if ctx.Err() != nil {
 		return
 	}
