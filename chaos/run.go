@@ -259,7 +259,7 @@ func (r *run) setup(ctx context.Context) error {
 const retryEvery = 500 * time.Millisecond
 
 // retry polls f until it succeeds (drive.Retry at the run's pace).
-func retry(ctx context.Context, f func() error) error { return retry(ctx, f) }
+func retry(ctx context.Context, f func() error) error { return drive.Retry(ctx, retryEvery, f) }
 
 func (r *run) writeFile(name, content string) string { return drive.WriteFile(r.work, name, content) }
 
