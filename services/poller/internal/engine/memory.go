@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"hash/maphash"
 
+	"github.com/accountwatch/accountwatch/pkg/flatmap"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 )
 
@@ -29,10 +30,10 @@ type memory struct {
 	bySum map[upstream.Fingerprint]int32
 	live  int // entries in use
 
-	scan    uint32          // the current scan's stamp
-	stamped int             // entries stamped by the current scan
-	other   map[string]bool // listed in the current scan, not in byID then
-	dups    map[int32]bool  // unchanged accounts listed twice in the current scan
+	scan    uint32                  // the current scan's stamp
+	stamped int                     // entries stamped by the current scan
+	other   flatmap.Table[struct{}] // listed in the current scan, not in byID then
+	dups    map[int32]bool          // unchanged accounts listed twice in the current scan
 	// covered: when the last walk of the watch list (at version) found
 	// every entry in byID, it marked them with gen (sumEntry.seen). While the
 	// list keeps that version and byID loses nothing (forgets counts its
@@ -85,7 +86,7 @@ var idSeed = maphash.MakeSeed()
 var idHash = func(id string) uint64 { return maphash.String(idSeed, id) }
 
 func newMemory() memory {
-	return memory{ents: make([]sumEntry, 1), bySum: map[upstream.Fingerprint]int32{}, byID: map[uint64]int32{}, other: map[string]bool{}, dups: map[int32]bool{}}
+	return memory{ents: make([]sumEntry, 1), bySum: map[upstream.Fingerprint]int32{}, byID: map[uint64]int32{}, dups: map[int32]bool{}}
 }
 
 // idOf is entry i's id.
@@ -273,10 +274,7 @@ func (m *memory) recalled(item []byte) (string, bool) {
 func (m *memory) startScan(full bool) {
 	m.scan++
 	m.stamped, m.stampedWatched = 0, 0
-	if len(m.other) > 4096 {
-		m.other = map[string]bool{} // a discovery's million: not kept for good
-	}
-	clear(m.other)
+	m.other = flatmap.Table[struct{}]{} // a discovery's million: not kept for good
 	clear(m.dups)
 	m.recording, m.pos, m.next = full, 0, m.next[:0]
 }
@@ -317,10 +315,9 @@ func (m *memory) listed(id string) bool {
 		m.stamp(i)
 		return true
 	}
-	if m.other[id] {
+	if !m.other.Put(id, struct{}{}) {
 		return false
 	}
-	m.other[id] = true
 	return true
 }
 

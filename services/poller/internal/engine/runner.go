@@ -405,7 +405,8 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 		v := r.Live.Range(r.conn.Name, func(e watch.Entry) {
 			known, listedNow := r.seenBy(e.AccountID, gen)
 			covered = covered && known
-			inScan := listing && (listedNow || r.other[e.AccountID])
+			_, other := r.other.Get(e.AccountID)
+			inScan := listing && (listedNow || other)
 			switch {
 			case goneCheck && !inScan && e.Source == watch.SourceDiscovery:
 				gone = append(gone, e)
