@@ -373,10 +373,6 @@ func watchProgress(t *testing.T, bus *eventbus.Bus) *progressLog {
 			if json.Unmarshal(u.Value(), &c) == nil {
 				p.mu.Lock()
 				conn := strings.TrimPrefix(u.Key(), "progress.")
-				if n := len(p.m[conn]); n > 0 && p.m[conn][n-1].Cycles == c.Cycles && p.m[conn][n-1].LastStart.Equal(c.LastStart) {
-					p.mu.Unlock()
-					continue // the Settled mark a clean stop adds to its last cycle's progress
-				}
 				p.m[conn] = append(p.m[conn], c)
 				p.mu.Unlock()
 			}

@@ -19,8 +19,8 @@ import (
 )
 
 // TestACleanStopSparesTheOutboxChecks: a poller that stops with every
-// commit acknowledged marks its progress Settled (the state stream's last
-// revision), and the next start checks only the outboxes of later
+// commit acknowledged writes its connection's Settled mark (the state
+// stream's last revision), and the next start checks only the outboxes of later
 // revisions: an outbox left unpublished at a revision the mark covers is
 // taken as published, one past it is published by the start, as after a
 // crash (TestSIGKILLLosesNoChangeAndDuplicatesNone holds the rest).
@@ -55,6 +55,13 @@ func TestACleanStopSparesTheOutboxChecks(t *testing.T) {
 		}
 		return p
 	}
+	settled := func() watch.Settled {
+		m, err := ws.LoadSettled(ctx, "ap-main")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
@@ -67,10 +74,10 @@ func TestACleanStopSparesTheOutboxChecks(t *testing.T) {
 	stop := run()
 	waitFor("two cycles", func() bool { return progress().Cycles >= 2 })
 	stop()
-	p := progress()
+	m := settled()
 	last, created, err := st.Position(ctx)
-	if err != nil || p.Settled == 0 || p.Settled > last || !p.SettledStream.Equal(created) {
-		t.Fatalf("after a clean stop: settled %d (stream at %d, %v), created %v vs %v", p.Settled, last, err, p.SettledStream, created)
+	if err != nil || m.Revision == 0 || m.Revision > last || !m.Stream.Equal(created) {
+		t.Fatalf("after a clean stop: settled %d (stream at %d, %v), created %v vs %v", m.Revision, last, err, m.Stream, created)
 	}
 
 	// An outbox staged and never published, as a crash leaves it.
@@ -107,9 +114,9 @@ func TestACleanStopSparesTheOutboxChecks(t *testing.T) {
 	// Covered by a mark (as if the last owner had stopped after writing
 	// it): taken as published.
 	covered := stage("covered")
-	p = progress()
-	p.Settled, _, _ = st.Position(ctx)
-	if err := ws.SaveProgress(ctx, "ap-main", p); err != nil {
+	p := progress()
+	m.Revision, _, _ = st.Position(ctx)
+	if err := ws.SaveSettled(ctx, "ap-main", m); err != nil {
 		t.Fatal(err)
 	}
 	stop = run()

@@ -105,11 +105,11 @@ const scanOverlap = 2 * time.Minute
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log.With("instance", r.conn.Name)
 	prog := r.loadProgress(ctx)
-	records, err := r.load(ctx, r.trusted(ctx, prog))
+	records, err := r.load(ctx, r.trusted(ctx))
 	if err != nil {
 		return err
 	}
-	defer r.stopped(ctx, &prog)
+	defer r.stopped(ctx)
 	log.Info("polling", "accounts_in_state", records, "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
 		due := r.Now()
@@ -177,7 +177,7 @@ func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
 // published costs a read, not a write. It returns how many records there are.
 //
 // Outboxes at revisions up to trusted are known to be in the stream (the
-// last owner stopped with every commit acknowledged: Progress.Settled) and
+// last owner stopped with every commit acknowledged: watch.Settled) and
 // are not checked.
 func (r *Runner) load(ctx context.Context, trusted uint64) (int, error) {
 	records := &flatmap.Table[record]{}
@@ -222,26 +222,26 @@ func (r *Runner) load(ctx context.Context, trusted uint64) (int, error) {
 }
 
 // trusted is the revision up to which the stored outboxes are known to be
-// in the stream: the Settled mark of the progress, if it is of this
-// stream.
-func (r *Runner) trusted(ctx context.Context, p progress) uint64 {
-	if p.Settled == 0 {
+// in the stream: the connection's Settled mark, if it is of this stream.
+func (r *Runner) trusted(ctx context.Context) uint64 {
+	m, err := r.Watch.LoadSettled(ctx, r.conn.Name)
+	if err != nil || m.Revision == 0 {
 		return 0
 	}
 	_, created, err := r.State.Position(ctx)
-	if err != nil || !created.Equal(p.SettledStream) {
+	if err != nil || !created.Equal(m.Stream) {
 		return 0
 	}
-	return p.Settled
+	return m.Revision
 }
 
-// stopped marks the progress Settled when the runner stops with every
+// stopped writes the connection's Settled mark when the runner stops with every
 // record it knows settled and no write of uncertain outcome: a lease is
 // given up before another replica may take it (pkg/lease), so nobody else
 // wrote the connection's records meanwhile, and every revision up to the
 // stream's last is either this runner's (settled) or one it found settled
 // when it started.
-func (r *Runner) stopped(ctx context.Context, p *progress) {
+func (r *Runner) stopped(ctx context.Context) {
 	if r.uncertain.Load() {
 		return
 	}
@@ -261,8 +261,9 @@ func (r *Runner) stopped(ctx context.Context, p *progress) {
 	if err != nil {
 		return
 	}
-	p.Settled, p.SettledStream = last, created
-	r.saveProgress(sctx, *p)
+	if err := r.Watch.SaveSettled(sctx, r.conn.Name, watch.Settled{Revision: last, Stream: created}); err != nil {
+		r.Log.Warn("saving the settled mark failed; the next start checks every outbox", "instance", r.conn.Name, "err", err)
+	}
 }
 
 func (r *Runner) loadProgress(ctx context.Context) progress {
