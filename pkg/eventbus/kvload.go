@@ -147,6 +147,10 @@ func LoadKV(ctx context.Context, js jetstream.JetStream, bucket, filter string, 
 			}
 			return fmt.Errorf("%s: %w", o.What, err)
 		}
+		if cause := context.Cause(lctx); cause != nil && ctx.Err() == nil {
+			stop() // stalled: Next may still hand out what it had buffered
+			return cause
+		}
 		pending, err := handle(m)
 		if err != nil {
 			stop()
