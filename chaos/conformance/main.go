@@ -406,7 +406,7 @@ func (r *runner) awaitEvents(ctx context.Context) error {
 			return err
 		}
 		events := r.snapshot()
-		conform.Settle(rows, events)
+		rows = conform.Settle(rows, events)
 		changes := conform.Changes(rows)
 		paired := conform.Pair(changes, events)
 		missing = missing[:0]
@@ -699,7 +699,7 @@ func (r *runner) settle(ctx context.Context) (*conform.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	conform.Settle(rows, events)
+	rows = conform.Settle(rows, events)
 	entries := make([]conform.Entry, len(rows))
 	for i, row := range rows {
 		entries[i] = row.Entry

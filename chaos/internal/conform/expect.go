@@ -40,11 +40,11 @@ type Row struct {
 	Phase    string
 	Expected *ledger.Change
 	Why      string // why no event is expected
-	// Alt is the one other event type that may stand for Expected: an
+	// Before is the one event type that may come before Expected, once: an
 	// account onboarded through CreateAgAccount is announced by awctl
-	// (account.created) unless the poller's listing saw it first
-	// (account.discovered); one of the two, once.
-	Alt string
+	// (account.created), and the poller's listing may have seen it first
+	// (account.discovered, then account.created).
+	Before string
 }
 
 // Expect turns the upstream's ledger into the events the pipeline owes:
@@ -66,7 +66,7 @@ func Expect(entries []Entry, conns Conns, step decimal.Decimal, phase func(seq i
 		case !ok:
 			r.Why = "no connection reads it"
 		case e.Op == "add" && e.Source == "CreateAgAccount":
-			r.Expected, r.Alt = &ledger.Change{Key: key, Type: "account.created"}, "account.discovered"
+			r.Expected, r.Before = &ledger.Change{Key: key, Type: "account.created"}, "account.discovered"
 		case e.Op == "add":
 			r.Expected = &ledger.Change{Key: key, Type: "account.discovered"}
 		case e.Op == "remove":
@@ -147,26 +147,30 @@ func Text(raw json.RawMessage) string {
 	return string(raw)
 }
 
-// Settle resolves each row's Alt against the stream: where the stream holds
-// no event of the expected type for the account but one of the Alt type,
-// that one is expected (and the row says so).
-func Settle(rows []Row, events []ledger.Event) {
-	for i := range rows {
-		r := &rows[i]
-		if r.Alt == "" || r.Expected == nil {
-			continue
-		}
-		has := map[string]bool{}
-		for _, e := range events {
-			if e.Key == r.Expected.Key {
-				has[e.Type] = true
+// Settle resolves each row's Before against the stream: where the stream
+// holds an event of that type for the account, it is owed too, just before
+// the row's own (a row is added for it, with the negated seq of the ledger
+// line, saying why). The row's own event is owed either way.
+func Settle(rows []Row, events []ledger.Event) []Row {
+	out := make([]Row, 0, len(rows))
+	for _, r := range rows {
+		if r.Before != "" && r.Expected != nil {
+			for _, e := range events {
+				if e.Key == r.Expected.Key && e.Type == r.Before {
+					// Its own (negative) seq: changes and their events are
+					// paired by seq.
+					b := r
+					c := *r.Expected
+					c.Type, c.Seq = r.Before, -r.Seq
+					b.Seq, b.Expected, b.Before, b.Why = -r.Seq, &c, "", "listed by the poller while the onboarding was in flight"
+					out = append(out, b)
+					break
+				}
 			}
 		}
-		if !has[r.Expected.Type] && has[r.Alt] {
-			r.Why = "announced by the poller's listing before awctl's commit"
-			r.Expected.Type = r.Alt
-		}
+		out = append(out, r)
 	}
+	return out
 }
 
 // Changes are the expected events of rows, in ledger order.

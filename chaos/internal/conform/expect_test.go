@@ -88,19 +88,21 @@ func TestSettleAndPair(t *testing.T) {
 		name   string
 		events []ledger.Event
 		paired int
-		typ    string // the onboarding's expected type after Settle
+		typ    string // the onboarding's first expected type after Settle
 	}{
 		{"announced by awctl; two fields in the other order", []ledger.Event{
 			ev(1, "account.created", "", "", ""), ev(2, "account.credit_limit_status.changed", "CreditLimitStatus", "thaw", "freeze"),
 			ev(3, "account.hosting_status.changed", "HostingStatus", "trusteeship", "freeze")}, 3, "account.created"},
-		{"announced by the listing first", []ledger.Event{
+		{"listed first, then announced", []ledger.Event{
+			ev(1, "account.discovered", "", "", ""), ev(2, "account.created", "", "", ""),
+			ev(3, "account.hosting_status.changed", "HostingStatus", "trusteeship", "freeze")}, 3, "account.discovered"},
+		{"listed and never announced: the created one is still owed", []ledger.Event{
 			ev(1, "account.discovered", "", "", ""), ev(2, "account.hosting_status.changed", "HostingStatus", "trusteeship", "freeze")}, 2, "account.discovered"},
 		{"not announced", []ledger.Event{ev(2, "account.hosting_status.changed", "HostingStatus", "trusteeship", "freeze")}, 1, "account.created"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rows := Expect([]Entry{created, status, credit}, testConns, decimal.NewFromInt(1), nil)
-			Settle(rows, tc.events)
+			rows := Settle(Expect([]Entry{created, status, credit}, testConns, decimal.NewFromInt(1), nil), tc.events)
 			if rows[0].Expected.Type != tc.typ {
 				t.Errorf("onboarding expects %s, want %s", rows[0].Expected.Type, tc.typ)
 			}
