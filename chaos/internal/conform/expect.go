@@ -22,6 +22,29 @@ type Conns struct {
 	CAMS    map[string]string // CustSpaceId → connection
 }
 
+// Of are the connections that read provider (an upstream provider name:
+// activeplatform, bss, cams), sorted.
+func (c Conns) Of(provider string) []string {
+	switch provider {
+	case "activeplatform":
+		return []string{c.AP}
+	case "bss":
+		return []string{c.BSS}
+	case "cams":
+		set := map[string]bool{}
+		var out []string
+		for _, conn := range c.CAMS {
+			if !set[conn] {
+				set[conn] = true
+				out = append(out, conn)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	return nil
+}
+
 // Provider names of the events.
 const (
 	ProviderAP   = "activeplatform"
@@ -233,30 +256,28 @@ type Window struct {
 // throttles are fault kinds that slow an upstream down without an outage.
 var throttles = map[string]bool{"throttle": true, "throttle_body": true, "slow": true}
 
-// Windows are the faults of the ledger; each lasts its seconds (a fault by
-// count lasts until the next clear_faults, or grace).
+// IsOutage reports whether a fault of kind makes the upstream unreadable:
+// every connection it hits must go degraded, and recover.
+func IsOutage(kind string) bool { return !throttles[kind] && kind != "create_then_fail" }
+
+// Windows are the faults of the ledger; each lasts its seconds, or until a
+// clear_faults ends it sooner.
 func Windows(entries []Entry, conns Conns) []Window {
 	var out []Window
 	for _, e := range entries {
+		if e.Op == "clear_faults" {
+			for i := range out {
+				if out[i].End.After(e.At) {
+					out[i].End = e.At
+				}
+			}
+			continue
+		}
 		if e.Op != "fault" {
 			continue
 		}
-		w := Window{Entry: e, Start: e.At, End: e.At.Add(time.Duration(e.Seconds * float64(time.Second))), Outage: !throttles[e.Kind] && e.Kind != "create_then_fail"}
-		switch e.Provider {
-		case "activeplatform":
-			w.Conns = []string{conns.AP}
-		case "bss":
-			w.Conns = []string{conns.BSS}
-		case "cams":
-			set := map[string]bool{}
-			for _, c := range conns.CAMS {
-				set[c] = true
-			}
-			for c := range set {
-				w.Conns = append(w.Conns, c)
-			}
-			sort.Strings(w.Conns)
-		}
+		w := Window{Entry: e, Start: e.At, End: e.At.Add(time.Duration(e.Seconds * float64(time.Second))), Outage: IsOutage(e.Kind)}
+		w.Conns = conns.Of(e.Provider)
 		if e.Kind == "create_then_fail" {
 			w.Conns = nil // an onboarding's fault: no connection polls CreateAgAccount
 		}

@@ -2,6 +2,7 @@ package conform
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,25 @@ func TestCheckDegraded(t *testing.T) {
 				t.Fatalf("problems %v, want one naming %q", got, tc.problem)
 			}
 		})
+	}
+}
+
+func TestWindowsEndAtAClear(t *testing.T) {
+	at := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	conns := Conns{AP: "ap", CAMS: map[string]string{"s1": "cams-b", "s2": "cams-a", "s3": "cams-a"}}
+	entries := []Entry{
+		{Seq: 1, Op: "fault", Provider: "cams", Action: "*", Kind: "auth", Seconds: 45, At: at},
+		{Seq: 2, Op: "clear_faults", At: at.Add(12 * time.Second)},
+		{Seq: 3, Op: "fault", Provider: "activeplatform", Action: "list", Kind: "throttle", Seconds: 6, At: at.Add(time.Minute)},
+	}
+	ws := Windows(entries, conns)
+	if len(ws) != 2 {
+		t.Fatalf("%d windows, want 2", len(ws))
+	}
+	if got := ws[0].End.Sub(ws[0].Start); got != 12*time.Second || !ws[0].Outage || fmt.Sprint(ws[0].Conns) != "[cams-a cams-b]" {
+		t.Errorf("cleared outage: %s long, outage %v, conns %v; want 12s, an outage of [cams-a cams-b]", got, ws[0].Outage, ws[0].Conns)
+	}
+	if got := ws[1].End.Sub(ws[1].Start); got != 6*time.Second || ws[1].Outage || fmt.Sprint(ws[1].Conns) != "[ap]" {
+		t.Errorf("throttle: %s long, outage %v, conns %v; want 6s, no outage, [ap]", got, ws[1].Outage, ws[1].Conns)
 	}
 }
