@@ -59,6 +59,7 @@ const (
 	debtStep    = "50"
 	phaseWait   = 60 * time.Second
 	faultGrace  = 20 * time.Second
+	maxOutage   = 45 * time.Second
 	spaceA1     = "29348393884001"
 	spaceA2     = "29348393884002"
 	spaceB      = "29348393884003"
@@ -406,7 +407,7 @@ func (r *runner) awaitEvents(ctx context.Context) error {
 			return err
 		}
 		events := r.snapshot()
-		conform.Settle(rows, events)
+		rows = conform.Settle(rows, events)
 		changes := conform.Changes(rows)
 		paired := conform.Pair(changes, events)
 		missing = missing[:0]
@@ -602,8 +603,18 @@ func (r *runner) script(ctx context.Context) error {
 			return err
 		}
 		// The change made while the fault is live must be told once the
-		// upstream answers again; the fault itself never as a change.
+		// upstream answers again; the fault itself never as a change. An
+		// outage lasts at least its seconds and until every connection it
+		// hits has gone degraded (a loaded machine polls fewer cycles in
+		// the same seconds), at most maxOutage; then it is cleared.
 		live := time.Duration(f.seconds * float64(time.Second))
+		kind, _ := f.f["kind"].(string)
+		outage := conform.IsOutage(kind)
+		if outage {
+			f.f["seconds"] = maxOutage.Seconds()
+		}
+		mark := len(r.snapshot())
+		began := time.Now()
 		r.inject(ctx, f.f)
 		if len(f.during) > 0 {
 			sleep(ctx, 2*time.Second)
@@ -611,6 +622,15 @@ func (r *runner) script(ctx context.Context) error {
 			live -= 2 * time.Second
 		}
 		sleep(ctx, live)
+		if outage {
+			provider, _ := f.f["provider"].(string)
+			if err := r.awaitDegraded(ctx, mark, conns.Of(provider), maxOutage-time.Since(began)); err != nil {
+				r.logf("   %v", err) // the check of the windows says so
+			}
+			if err := r.up.ClearFaults(ctx); err != nil {
+				return fmt.Errorf("clearing the fault: %w", err)
+			}
+		}
 		if err := r.awaitRecovered(ctx); err != nil {
 			return err
 		}
@@ -627,6 +647,25 @@ func (r *runner) script(ctx context.Context) error {
 		setCAMS(spaceB, "86135200000", map[string]any{"Description": "the last change"}),
 	)
 	return r.awaitEvents(ctx)
+}
+
+// awaitDegraded waits at most d until each of conns has a poll.degraded
+// among the events after the first mark.
+func (r *runner) awaitDegraded(ctx context.Context, mark int, conns []string, d time.Duration) error {
+	return wait(ctx, max(d, time.Second), func() error {
+		hit := map[string]bool{}
+		for _, e := range r.snapshot()[mark:] {
+			if e.Type == "poll.degraded" {
+				hit[e.Key.Instance] = true
+			}
+		}
+		for _, c := range conns {
+			if !hit[c] {
+				return fmt.Errorf("%s not degraded after %s of the outage", c, d)
+			}
+		}
+		return nil
+	})
 }
 
 // awaitRecovered waits until no connection is degraded.
@@ -699,7 +738,7 @@ func (r *runner) settle(ctx context.Context) (*conform.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	conform.Settle(rows, events)
+	rows = conform.Settle(rows, events)
 	entries := make([]conform.Entry, len(rows))
 	for i, row := range rows {
 		entries[i] = row.Entry

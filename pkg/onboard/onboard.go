@@ -9,8 +9,10 @@
 // watched. When a try fails after the upstream created the account (its
 // answer lost, or the commit of account.created failed), the next try is
 // answered "already exists" for an email that has an intent: that account is
-// this onboarding's, and it is announced then. An email used before any
-// intent is someone else's account: nothing is emitted.
+// this onboarding's, and it is announced then, also when the poller has
+// discovered it meanwhile (account.discovered, then account.created). An
+// email used before any intent is someone else's account: nothing is
+// emitted.
 package onboard
 
 import (
@@ -26,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/accountwatch/accountwatch/pkg/alibaba"
+	"github.com/accountwatch/accountwatch/pkg/audit"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/pkg/watch"
@@ -114,9 +117,19 @@ func Onboard(ctx context.Context, c Creator, st *state.Store, ws *watch.Store, i
 		}
 	}
 	res := Result{UID: rel.Pk, Created: true, Reconciled: reconciled}
-	// An account whose chain has begun was announced already (by the try
-	// that created it, its commit answered too late; or by discovery).
-	if !reconciled || cur.Record.Chain.Seq == 0 {
+	// A reconciled account whose chain has begun may have been announced by
+	// the try that created it (its commit answered too late), or only
+	// discovered: the poller listed it while this onboarding was in flight.
+	// Then it still owes its account.created, after the discovery.
+	owed := !reconciled || cur.Record.Chain.Seq == 0
+	if !owed {
+		done, err := announced(ctx, st.JetStream(), instance, rel.Pk)
+		if err != nil {
+			return Result{}, fmt.Errorf("account %s was created upstream, but reading whether it was announced failed (run onboard again): %w", rel.Pk, err)
+		}
+		owed = !done
+	}
+	if owed {
 		relType := rel.Type
 		if relType == "" {
 			relType = "unspecified" // the document's example has FINACE_CLOUD; an answer may lack it
@@ -142,4 +155,12 @@ func Onboard(ctx context.Context, c Creator, st *state.Store, ws *watch.Store, i
 	}
 	kv.Delete(ctx, key)
 	return res, nil
+}
+
+// announced reports whether the account's events hold its account.created.
+func announced(ctx context.Context, js jetstream.JetStream, instance, uid string) (bool, error) {
+	found := false
+	sel := audit.Selection{Provider: event.ProviderAlibabaBSS, Instance: instance, Account: uid, Types: []event.Type{event.TypeCreated}, Limit: 1}
+	err := audit.Replay(ctx, js, sel, nil, func(*audit.Record) error { found = true; return nil })
+	return found, err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/accountwatch/accountwatch/pkg/alibaba"
 	"github.com/accountwatch/accountwatch/pkg/event"
@@ -187,5 +188,89 @@ func TestOnboardRetriedWithinOneTry(t *testing.T) {
 	str, _ := b.JS.Stream(ctx, eventbus.StreamEvents)
 	if info, _ := str.Info(ctx); info.State.Msgs != 1 {
 		t.Fatalf("%d events, want one account.created", info.State.Msgs)
+	}
+}
+
+// discoveredMeanwhile is a client whose own retry got the account created
+// by a lost attempt (Retried), while the poller listed the account and
+// announced it as account.discovered before the onboarding committed.
+type discoveredMeanwhile struct {
+	real onboard.Creator
+	t    *testing.T
+	st   *state.Store
+}
+
+func (d discoveredMeanwhile) CreateAgAccount(ctx context.Context, a alibaba.AgAccount) (*alibaba.AgRelation, error) {
+	rel, err := d.real.CreateAgAccount(ctx, a)
+	if err != nil {
+		return rel, err
+	}
+	rel.Retried = true
+	key := state.Key(event.ProviderAlibabaBSS, "bss", rel.Pk)
+	cur, err := d.st.Get(ctx, key)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	m := event.Meta{Provider: event.ProviderAlibabaBSS, Instance: "bss", AccountID: rel.Pk, ObservedAt: time.Now().UTC(), Revision: cur.Rev, Chain: event.Chain{Seq: 1}}
+	ev, err := event.Discovered(m, nil)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	next := cur.Record
+	next.Version, next.Provider, next.Instance, next.AccountID = 1, event.ProviderAlibabaBSS, "bss", rel.Pk
+	next.Chain = event.Chain{Seq: 1, Prev: ev.Hash()}
+	if err := d.st.Commit(ctx, key, cur, next, []*event.Event{ev}); err != nil {
+		d.t.Fatal(err)
+	}
+	return rel, nil
+}
+
+// TestOnboardDiscoveredMeanwhile: an account of this onboarding that the
+// poller discovered first is still announced as created, after its
+// discovery and in its chain; onboarding it again announces nothing more.
+func TestOnboardDiscoveredMeanwhile(t *testing.T) {
+	b := bustest.New(t)
+	_, url := simtest.Start(t, simtest.Seed())
+	bss, err := alibaba.NewBSS(alibaba.Config{AccessKeyID: simtest.AccessKeyID, AccessKeySecret: simtest.AccessSecret, Endpoint: strings.TrimPrefix(url, "http://"), Protocol: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, _ := state.Open(ctx, b.JS)
+	ws, _ := watch.Open(ctx, b.JS)
+	req := alibaba.AgAccount{LoginEmail: "listed-first@partner.example", AccountAttr: "1"}
+	res, err := onboard.Onboard(ctx, discoveredMeanwhile{bss, t, st}, st, ws, "bss", req, nil)
+	if err != nil || !res.Created || !res.Reconciled || res.EventID == "" {
+		t.Fatalf("onboarding %+v %v", res, err)
+	}
+	str, _ := b.JS.Stream(ctx, eventbus.StreamEvents)
+	var types []event.Type
+	var prev string
+	for seq := uint64(1); ; seq++ {
+		m, err := str.GetMsg(ctx, seq)
+		if err != nil {
+			break
+		}
+		ev, err := eventbus.Decode(natsMsg(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Data.Chain.Seq != seq || ev.Data.Chain.Prev != prev {
+			t.Fatalf("event %d: chain %+v, want seq %d after %q", seq, ev.Data.Chain, seq, prev)
+		}
+		prev = ev.Hash()
+		types = append(types, ev.Type())
+	}
+	if want := []event.Type{event.TypeDiscovered, event.TypeCreated}; fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", types, want)
+	}
+	// Reconciled again (its intent was deleted, so this is a used email):
+	// nothing more is announced.
+	again, err := onboard.Onboard(ctx, bss, st, ws, "bss", req, nil)
+	if err != nil || again.Created {
+		t.Fatalf("again: %+v %v", again, err)
+	}
+	if info, _ := str.Info(ctx); info.State.Msgs != 2 {
+		t.Fatalf("%d events after onboarding again, want 2", info.State.Msgs)
 	}
 }

@@ -22,6 +22,29 @@ type Conns struct {
 	CAMS    map[string]string // CustSpaceId → connection
 }
 
+// Of are the connections that read provider (an upstream provider name:
+// activeplatform, bss, cams), sorted.
+func (c Conns) Of(provider string) []string {
+	switch provider {
+	case "activeplatform":
+		return []string{c.AP}
+	case "bss":
+		return []string{c.BSS}
+	case "cams":
+		set := map[string]bool{}
+		var out []string
+		for _, conn := range c.CAMS {
+			if !set[conn] {
+				set[conn] = true
+				out = append(out, conn)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	return nil
+}
+
 // Provider names of the events.
 const (
 	ProviderAP   = "activeplatform"
@@ -40,11 +63,11 @@ type Row struct {
 	Phase    string
 	Expected *ledger.Change
 	Why      string // why no event is expected
-	// Alt is the one other event type that may stand for Expected: an
+	// Before is the one event type that may come before Expected, once: an
 	// account onboarded through CreateAgAccount is announced by awctl
-	// (account.created) unless the poller's listing saw it first
-	// (account.discovered); one of the two, once.
-	Alt string
+	// (account.created), and the poller's listing may have seen it first
+	// (account.discovered, then account.created).
+	Before string
 }
 
 // Expect turns the upstream's ledger into the events the pipeline owes:
@@ -66,7 +89,7 @@ func Expect(entries []Entry, conns Conns, step decimal.Decimal, phase func(seq i
 		case !ok:
 			r.Why = "no connection reads it"
 		case e.Op == "add" && e.Source == "CreateAgAccount":
-			r.Expected, r.Alt = &ledger.Change{Key: key, Type: "account.created"}, "account.discovered"
+			r.Expected, r.Before = &ledger.Change{Key: key, Type: "account.created"}, "account.discovered"
 		case e.Op == "add":
 			r.Expected = &ledger.Change{Key: key, Type: "account.discovered"}
 		case e.Op == "remove":
@@ -147,26 +170,30 @@ func Text(raw json.RawMessage) string {
 	return string(raw)
 }
 
-// Settle resolves each row's Alt against the stream: where the stream holds
-// no event of the expected type for the account but one of the Alt type,
-// that one is expected (and the row says so).
-func Settle(rows []Row, events []ledger.Event) {
-	for i := range rows {
-		r := &rows[i]
-		if r.Alt == "" || r.Expected == nil {
-			continue
-		}
-		has := map[string]bool{}
-		for _, e := range events {
-			if e.Key == r.Expected.Key {
-				has[e.Type] = true
+// Settle resolves each row's Before against the stream: where the stream
+// holds an event of that type for the account, it is owed too, just before
+// the row's own (a row is added for it, with the negated seq of the ledger
+// line, saying why). The row's own event is owed either way.
+func Settle(rows []Row, events []ledger.Event) []Row {
+	out := make([]Row, 0, len(rows))
+	for _, r := range rows {
+		if r.Before != "" && r.Expected != nil {
+			for _, e := range events {
+				if e.Key == r.Expected.Key && e.Type == r.Before {
+					// Its own (negative) seq: changes and their events are
+					// paired by seq.
+					b := r
+					c := *r.Expected
+					c.Type, c.Seq = r.Before, -r.Seq
+					b.Seq, b.Expected, b.Before, b.Why = -r.Seq, &c, "", "listed by the poller while the onboarding was in flight"
+					out = append(out, b)
+					break
+				}
 			}
 		}
-		if !has[r.Expected.Type] && has[r.Alt] {
-			r.Why = "announced by the poller's listing before awctl's commit"
-			r.Expected.Type = r.Alt
-		}
+		out = append(out, r)
 	}
+	return out
 }
 
 // Changes are the expected events of rows, in ledger order.
@@ -229,30 +256,28 @@ type Window struct {
 // throttles are fault kinds that slow an upstream down without an outage.
 var throttles = map[string]bool{"throttle": true, "throttle_body": true, "slow": true}
 
-// Windows are the faults of the ledger; each lasts its seconds (a fault by
-// count lasts until the next clear_faults, or grace).
+// IsOutage reports whether a fault of kind makes the upstream unreadable:
+// every connection it hits must go degraded, and recover.
+func IsOutage(kind string) bool { return !throttles[kind] && kind != "create_then_fail" }
+
+// Windows are the faults of the ledger; each lasts its seconds, or until a
+// clear_faults ends it sooner.
 func Windows(entries []Entry, conns Conns) []Window {
 	var out []Window
 	for _, e := range entries {
+		if e.Op == "clear_faults" {
+			for i := range out {
+				if out[i].End.After(e.At) {
+					out[i].End = e.At
+				}
+			}
+			continue
+		}
 		if e.Op != "fault" {
 			continue
 		}
-		w := Window{Entry: e, Start: e.At, End: e.At.Add(time.Duration(e.Seconds * float64(time.Second))), Outage: !throttles[e.Kind] && e.Kind != "create_then_fail"}
-		switch e.Provider {
-		case "activeplatform":
-			w.Conns = []string{conns.AP}
-		case "bss":
-			w.Conns = []string{conns.BSS}
-		case "cams":
-			set := map[string]bool{}
-			for _, c := range conns.CAMS {
-				set[c] = true
-			}
-			for c := range set {
-				w.Conns = append(w.Conns, c)
-			}
-			sort.Strings(w.Conns)
-		}
+		w := Window{Entry: e, Start: e.At, End: e.At.Add(time.Duration(e.Seconds * float64(time.Second))), Outage: IsOutage(e.Kind)}
+		w.Conns = conns.Of(e.Provider)
 		if e.Kind == "create_then_fail" {
 			w.Conns = nil // an onboarding's fault: no connection polls CreateAgAccount
 		}

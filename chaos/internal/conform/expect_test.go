@@ -2,6 +2,7 @@ package conform
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -88,19 +89,21 @@ func TestSettleAndPair(t *testing.T) {
 		name   string
 		events []ledger.Event
 		paired int
-		typ    string // the onboarding's expected type after Settle
+		typ    string // the onboarding's first expected type after Settle
 	}{
 		{"announced by awctl; two fields in the other order", []ledger.Event{
 			ev(1, "account.created", "", "", ""), ev(2, "account.credit_limit_status.changed", "CreditLimitStatus", "thaw", "freeze"),
 			ev(3, "account.hosting_status.changed", "HostingStatus", "trusteeship", "freeze")}, 3, "account.created"},
-		{"announced by the listing first", []ledger.Event{
+		{"listed first, then announced", []ledger.Event{
+			ev(1, "account.discovered", "", "", ""), ev(2, "account.created", "", "", ""),
+			ev(3, "account.hosting_status.changed", "HostingStatus", "trusteeship", "freeze")}, 3, "account.discovered"},
+		{"listed and never announced: the created one is still owed", []ledger.Event{
 			ev(1, "account.discovered", "", "", ""), ev(2, "account.hosting_status.changed", "HostingStatus", "trusteeship", "freeze")}, 2, "account.discovered"},
 		{"not announced", []ledger.Event{ev(2, "account.hosting_status.changed", "HostingStatus", "trusteeship", "freeze")}, 1, "account.created"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rows := Expect([]Entry{created, status, credit}, testConns, decimal.NewFromInt(1), nil)
-			Settle(rows, tc.events)
+			rows := Settle(Expect([]Entry{created, status, credit}, testConns, decimal.NewFromInt(1), nil), tc.events)
 			if rows[0].Expected.Type != tc.typ {
 				t.Errorf("onboarding expects %s, want %s", rows[0].Expected.Type, tc.typ)
 			}
@@ -151,5 +154,25 @@ func TestCheckDegraded(t *testing.T) {
 				t.Fatalf("problems %v, want one naming %q", got, tc.problem)
 			}
 		})
+	}
+}
+
+func TestWindowsEndAtAClear(t *testing.T) {
+	at := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	conns := Conns{AP: "ap", CAMS: map[string]string{"s1": "cams-b", "s2": "cams-a", "s3": "cams-a"}}
+	entries := []Entry{
+		{Seq: 1, Op: "fault", Provider: "cams", Action: "*", Kind: "auth", Seconds: 45, At: at},
+		{Seq: 2, Op: "clear_faults", At: at.Add(12 * time.Second)},
+		{Seq: 3, Op: "fault", Provider: "activeplatform", Action: "list", Kind: "throttle", Seconds: 6, At: at.Add(time.Minute)},
+	}
+	ws := Windows(entries, conns)
+	if len(ws) != 2 {
+		t.Fatalf("%d windows, want 2", len(ws))
+	}
+	if got := ws[0].End.Sub(ws[0].Start); got != 12*time.Second || !ws[0].Outage || fmt.Sprint(ws[0].Conns) != "[cams-a cams-b]" {
+		t.Errorf("cleared outage: %s long, outage %v, conns %v; want 12s, an outage of [cams-a cams-b]", got, ws[0].Outage, ws[0].Conns)
+	}
+	if got := ws[1].End.Sub(ws[1].Start); got != 6*time.Second || ws[1].Outage || fmt.Sprint(ws[1].Conns) != "[ap]" {
+		t.Errorf("throttle: %s long, outage %v, conns %v; want 6s, no outage, [ap]", got, ws[1].Outage, ws[1].Conns)
 	}
 }

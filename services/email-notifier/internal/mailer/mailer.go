@@ -106,7 +106,6 @@ type Sender struct {
 
 	client *gomail.Client
 	pool   chan *gosmtp.Client
-	dialMu sync.Mutex
 
 	localDir string
 	localOut io.Writer
