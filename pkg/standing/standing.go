@@ -9,7 +9,6 @@ package standing
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -167,36 +166,30 @@ func Follow(ctx context.Context, js jetstream.JetStream) (*Index, error) { retur
 func Load(ctx context.Context, js jetstream.JetStream) (*Index, error) { return open(ctx, js, false) }
 
 func open(ctx context.Context, js jetstream.JetStream, follow bool) (*Index, error) {
-	kv, err := js.KeyValue(ctx, eventbus.BucketState)
-	if err != nil {
-		return nil, fmt.Errorf("state bucket: %w", err)
-	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("watch state: %w", err)
-	}
 	ix := &Index{accounts: map[string]*Account{}, scopes: map[string]detect.Record{}}
-	return ix, eventbus.Follow(ctx, w, follow, func(e jetstream.KeyValueEntry) {
-		if e.Operation() != jetstream.KeyValuePut {
+	// LoadKV, not a KV watcher: a watcher's creation on a million records
+	// outlasts the request's deadline on a busy server (see LoadKV).
+	return ix, eventbus.LoadKV(ctx, js, eventbus.BucketState, ">", eventbus.LoadOptions{Follow: follow, What: "account standings"}, func(e eventbus.KVEntry) {
+		if e.Deleted {
 			ix.mu.Lock()
-			delete(ix.accounts, e.Key())
-			delete(ix.scopes, e.Key())
+			delete(ix.accounts, e.Key)
+			delete(ix.scopes, e.Key)
 			ix.mu.Unlock()
 			return
 		}
 		var st state.Entry
-		if json.Unmarshal(e.Value(), &st) != nil || st.Record.AccountID == "" {
+		if json.Unmarshal(e.Value, &st) != nil || st.Record.AccountID == "" {
 			return
 		}
 		if id := st.Record.AccountID; id == event.ProviderScope || id == event.PollerScope {
 			ix.mu.Lock()
-			ix.scopes[e.Key()] = st.Record
+			ix.scopes[e.Key] = st.Record
 			ix.mu.Unlock()
 			return
 		}
 		a := Of(st.Record)
 		ix.mu.Lock()
-		ix.accounts[e.Key()] = &a
+		ix.accounts[e.Key] = &a
 		ix.mu.Unlock()
 	})
 }
