@@ -214,7 +214,7 @@ var budgets = map[string]time.Duration{
 func (s Suite) budget(short bool) time.Duration {
 	b := budgets[s.Name]
 	if short {
-		return b * ShortBudget / FullBudget
+		return time.Duration(float64(b) * ShortBudget.Seconds() / FullBudget.Seconds())
 	}
 	return b
 }

@@ -79,8 +79,8 @@ func TestOrder(t *testing.T) {
 		if i < len(order) && order[i] != s.Name {
 			t.Errorf("suite %d is %s, want %s", i, s.Name, order[i])
 		}
-		if s.budget(false) <= 0 {
-			t.Errorf("%s has no budget", s.Name)
+		if s.budget(false) <= 0 || s.budget(true) <= 0 || s.budget(true) >= s.budget(false) {
+			t.Errorf("%s has budgets %s (full) and %s (short)", s.Name, s.budget(false), s.budget(true))
 		}
 		full, short = full+s.budget(false), short+s.budget(true)
 	}
