@@ -55,7 +55,7 @@ func BenchmarkSplitPage(b *testing.B) {
 	seed.ActivePlatform.Accounts = nil
 	seed.ActivePlatform.Generate.Count = 1000
 	_, url := simtest.Start(b, seed)
-	resp, err := http.Get(url + "/api/vendor/v1/accounts.json?per_page=1000&api_token=" + simtest.APToken)
+	resp, err := http.Get(url + "/api/vendor/v1/accounts.json?per_page=1000&sorting%5Bfield%5D=id&sorting%5Breversed%5D=false&api_token=" + simtest.APToken)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -55,11 +55,14 @@ const (
 	StatusDeleted            = "deleted"
 )
 
+// enumFolder is built once: every decoded account's enums pass through it.
+var enumFolder = strings.NewReplacer(" ", "_", "-", "_")
+
 // NormalizeEnum lower-cases an upstream enum and folds spaces and dashes to '_'
 // ("credit hold", "Credit-Hold" → "credit_hold").
 func NormalizeEnum(raw string) string {
 	s := strings.ToLower(strings.TrimSpace(raw))
-	s = strings.NewReplacer(" ", "_", "-", "_").Replace(s)
+	s = enumFolder.Replace(s)
 	for strings.Contains(s, "__") {
 		s = strings.ReplaceAll(s, "__", "_")
 	}

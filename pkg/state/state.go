@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -144,6 +145,17 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	return &Store{js: js, kv: kv, pub: eventbus.NewPublisher(js), events: events, maxGroup: defaultMaxGroup}, nil
 }
 
+// Position is the state stream's last revision and when the stream was
+// created (a revision means nothing in another stream of the same name).
+func (s *Store) Position(ctx context.Context) (last uint64, created time.Time, err error) {
+	st, err := s.js.Stream(ctx, stateStream)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("state: %w", err)
+	}
+	info := st.CachedInfo()
+	return info.State.LastSeq, info.Created, nil
+}
+
 // Grouping reports how many groups were committed and how many commits they
 // held (their ratio is the average group size).
 func (s *Store) Grouping() (groups, commits uint64) { return s.batches.Load(), s.grouped.Load() }
@@ -162,6 +174,32 @@ func (s *Store) Get(ctx context.Context, key string) (*Entry, error) {
 		return nil, fmt.Errorf("state %s: %w", key, err)
 	}
 	return Decode(key, Raw{Data: kve.Value(), Rev: kve.Revision()})
+}
+
+// GetKnown reads one record like Get, but when its revision is settled (an
+// outbox the caller knows is in the stream), the outbox is left undecoded
+// and the Entry has none: a poller reading the record of each changed
+// account would otherwise decode the previous change's events every time.
+func (s *Store) GetKnown(ctx context.Context, key string, settled uint64) (*Entry, error) {
+	kve, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return &Entry{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", key, err)
+	}
+	r := Raw{Data: kve.Value(), Rev: kve.Revision()}
+	if settled == 0 || r.Rev != settled {
+		return Decode(key, r)
+	}
+	var e struct {
+		Record  detect.Record `json:"record"`
+		Listing string        `json:"listing,omitempty"`
+	}
+	if err := json.Unmarshal(r.Data, &e); err != nil {
+		return &Entry{Rev: r.Rev}, fmt.Errorf("state %s: %w: %v", key, ErrUndecodable, err)
+	}
+	return &Entry{Record: e.Record, Listing: e.Listing, Rev: r.Rev}, nil
 }
 
 // Raw is a stored record as bytes, decoded only when needed (Decode): a poller
@@ -190,31 +228,25 @@ func Encode(e *Entry) (Raw, error) {
 
 // Scan calls fn with every record under a prefix (one connection), as
 // stored, one at a time: a poller starting on a million records keeps what
-// it needs of each, not the records.
-func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string, r Raw)) error {
-	w, err := s.kv.Watch(ctx, prefix+">", jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("state load %s: %w", prefix, err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case u := <-w.Updates():
-			if u == nil {
-				return nil
-			}
-			fn(u.Key(), Raw{Data: u.Value(), Rev: u.Revision()})
+// it needs of each, not the records. A long scan logs its progress to log
+// (nil: none) and is bounded by its progress (eventbus.LoadKV).
+func (s *Store) Scan(ctx context.Context, prefix string, log *slog.Logger, fn func(key string, r Raw)) error {
+	err := eventbus.LoadKV(ctx, s.js, eventbus.BucketState, prefix+">", eventbus.LoadOptions{What: "state " + prefix + ">", Log: log}, func(e eventbus.KVEntry) {
+		if !e.Deleted { // the bucket keeps one revision a key: a marker is all there is of it
+			fn(e.Key, Raw{Data: e.Value, Rev: e.Revision})
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("state load: %w", err)
 	}
+	return nil
 }
 
 // Load reads and decodes every record under a prefix (one connection).
 func (s *Store) Load(ctx context.Context, prefix string) (map[string]*Entry, error) {
 	out := map[string]*Entry{}
 	var first error
-	err := s.Scan(ctx, prefix, func(key string, r Raw) {
+	err := s.Scan(ctx, prefix, nil, func(key string, r Raw) {
 		e, err := Decode(key, r)
 		if err != nil && first == nil {
 			first = err

@@ -189,3 +189,36 @@ func TestRawAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestGetKnown: a record read at the revision its reader knows settled
+// comes without its stored outbox and is otherwise the record Get reads; at
+// any other revision (or none known) the outbox comes with it, to be flushed.
+func TestGetKnown(t *testing.T) {
+	b := bustest.New(t)
+	ctx := t.Context()
+	st, _ := state.Open(ctx, b.JS)
+	key := state.Key(event.ProviderActivePlatform, "ap-main", "42")
+	cur, _ := st.Get(ctx, key)
+	if err := st.Put(ctx, key, cur, detect.Record{AccountID: "42", Baseline: true}); err != nil {
+		t.Fatal(err)
+	}
+	cur.Listing = strings.Repeat("ab", 32)
+	next := detect.Record{AccountID: "42", Baseline: true, Name: "x", Attrs: map[string]string{"tier": "gold"}}
+	if err := st.Commit(ctx, key, cur, next, []*event.Event{statusEvent(t, cur.Rev, "active", "credit_hold")}); err != nil {
+		t.Fatal(err)
+	}
+	full, _ := st.Get(ctx, key)
+	for name, c := range map[string]struct {
+		settled uint64
+		pending int
+	}{"settled": {cur.Rev, 0}, "none known": {0, 1}, "an older revision": {cur.Rev - 1, 1}} {
+		got, err := st.GetKnown(ctx, key, c.settled)
+		if err != nil || len(got.Pending) != c.pending || got.Rev != full.Rev || got.Listing != full.Listing || got.Record.Name != "x" || got.Record.Attrs["tier"] != "gold" {
+			t.Errorf("%s: %+v %v, want %d pending, as %+v", name, got, err, c.pending, full)
+		}
+	}
+	missing, err := st.GetKnown(ctx, state.Key(event.ProviderActivePlatform, "ap-main", "43"), 7)
+	if err != nil || missing.Rev != 0 {
+		t.Errorf("a missing record: %+v %v", missing, err)
+	}
+}

@@ -40,6 +40,46 @@ type Progress struct {
 	ListedOnce bool      `json:"listed_once"`
 }
 
+// Settled is written by a connection's owner that stopped with every
+// commit acknowledged: each of the connection's records in the state
+// stream (created at Stream) at a revision up to Revision has its outbox in
+// the event stream, so a start checks only the outboxes of later revisions
+// (none after a clean restart, instead of every outbox the last change of
+// each account left). It is kept apart from Progress, whose writes mark
+// cycles.
+type Settled struct {
+	Revision uint64    `json:"revision"`
+	Stream   time.Time `json:"stream"`
+}
+
+func settledKey(name string) string { return "settled." + name }
+
+// LoadSettled reads a connection's Settled mark (zero without one).
+func (s *Store) LoadSettled(ctx context.Context, name string) (Settled, error) {
+	var m Settled
+	e, err := s.kv.Get(ctx, settledKey(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return m, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(e.Value(), &m); err != nil {
+		return Settled{}, fmt.Errorf("settled mark of %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// SaveSettled writes a connection's Settled mark.
+func (s *Store) SaveSettled(ctx context.Context, name string, m Settled) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Put(ctx, settledKey(name), b)
+	return err
+}
+
 // ErrUnknownConnection is returned for a connection no poller announced.
 var ErrUnknownConnection = errors.New("unknown connection")
 

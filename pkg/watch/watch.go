@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/flatmap"
 )
 
 // Sources of entries.
@@ -47,12 +49,21 @@ type Entry struct {
 var labelKeyRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
 // Validate checks an entry.
-func (e Entry) Validate() error {
+func (e Entry) Validate() error { return e.validate(nil) }
+
+// validate checks an entry; an instance name in valid was checked before
+// (a load checks each once, not with each of a million entries).
+func (e Entry) validate(valid map[string]bool) error {
 	if !e.Provider.Valid() {
 		return fmt.Errorf("unknown provider %q", e.Provider)
 	}
-	if err := event.ValidateInstance(e.Instance); err != nil {
-		return err
+	if !valid[e.Instance] {
+		if err := event.ValidateInstance(e.Instance); err != nil {
+			return err
+		}
+		if valid != nil {
+			valid[strings.Clone(e.Instance)] = true
+		}
 	}
 	if e.AccountID == "" || e.AccountID == event.ProviderScope || e.AccountID == event.PollerScope {
 		return fmt.Errorf("bad account id %q", e.AccountID)
@@ -200,15 +211,16 @@ func (s *Store) Get(ctx context.Context, p event.Provider, instance, accountID s
 // List reads every entry (of one instance, if given).
 func (s *Store) List(ctx context.Context, instance string) ([]Entry, error) {
 	l := NewLive()
-	if err := l.load(ctx, s.kv, false); err != nil {
+	if err := l.load(ctx, s.js, false, nil); err != nil {
 		return nil, err
 	}
 	return l.Entries(instance), nil
 }
 
 // Live is an in-memory copy of the watch list kept current by a KV watcher.
-// It holds a million entries in about 90 bytes each: by instance and
-// provider, keyed by the account's key token, the strings they share once.
+// It holds a million entries in about 60 bytes each, none of them a pointer
+// the garbage collector walks (flatmap): by instance and provider, keyed by
+// the account's key token, the strings they share once.
 type Live struct {
 	mu    sync.RWMutex
 	insts map[string]*instance
@@ -222,21 +234,29 @@ type Live struct {
 // change to one of them, so that a poller can tell an unchanged list
 // without walking a million entries.
 type instance struct {
-	byProvider map[event.Provider]map[string]held // by key token
+	byProvider map[event.Provider]*provEntries
 	count      int
 	version    uint64
 }
 
+// provEntries are one provider's entries of an instance: held, by key
+// token, and what few have beyond it (an id its token does not spell,
+// labels, a space), by token too.
+type provEntries struct {
+	held flatmap.Table[held]
+	more map[string]*heldMore
+}
+
 // held is an entry as the live list holds it.
 type held struct {
-	id     string // the account id, when its key token is not (escaped)
-	more   *heldMore
 	added  int64 // AddedAt, Unix nanoseconds
 	source uint32
+	more   bool // more holds the rest
 }
 
 // heldMore is what few entries have.
 type heldMore struct {
+	id     string // the account id, when its key token is not (escaped)
 	space  string
 	labels map[string]string
 }
@@ -247,36 +267,33 @@ func NewLive() *Live {
 }
 
 // Follow loads the list and keeps it current until ctx ends. It returns once
-// the current entries are loaded.
-func (s *Store) Follow(ctx context.Context) (*Live, error) {
+// the current entries are loaded; a long load logs its progress to log (nil:
+// none) and is bounded by its progress, not by a deadline.
+func (s *Store) Follow(ctx context.Context, log *slog.Logger) (*Live, error) {
 	l := NewLive()
-	return l, l.load(ctx, s.kv, true)
+	return l, l.load(ctx, s.js, true, log)
 }
 
-func (l *Live) load(ctx context.Context, kv jetstream.KeyValue, follow bool) error {
-	w, err := kv.Watch(ctx, "acct.>")
-	if err != nil {
-		return fmt.Errorf("watch list: %w", err)
-	}
-	apply := func(u jetstream.KeyValueEntry) {
-		p, inst, tok, ok := splitKey(u.Key())
+func (l *Live) load(ctx context.Context, js jetstream.JetStream, follow bool, log *slog.Logger) error {
+	valid := map[string]bool{} // instance names checked (apply runs on one goroutine)
+	return eventbus.LoadKV(ctx, js, eventbus.BucketWatch, "acct.>", eventbus.LoadOptions{What: "watch list", Follow: follow, Log: log}, func(u eventbus.KVEntry) {
+		p, inst, tok, ok := splitKey(u.Key)
 		if !ok {
 			return
 		}
-		if u.Operation() != jetstream.KeyValuePut {
+		if u.Deleted {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			l.delete(p, inst, tok)
 			return
 		}
 		var e Entry
-		if json.Unmarshal(u.Value(), &e) == nil && e.Validate() == nil && e.Provider == p && e.Instance == inst {
+		if json.Unmarshal(u.Value, &e) == nil && e.Provider == p && e.Instance == inst && e.validate(valid) == nil {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			l.put(tok, e)
 		}
-	}
-	return eventbus.Follow(ctx, w, follow, apply)
+	})
 }
 
 // splitKey splits a key (Key) into its provider, instance and token.
@@ -291,31 +308,32 @@ func splitKey(key string) (event.Provider, string, string, bool) {
 func (l *Live) put(tok string, e Entry) {
 	in := l.insts[e.Instance]
 	if in == nil {
-		in = &instance{byProvider: map[event.Provider]map[string]held{}}
+		in = &instance{byProvider: map[event.Provider]*provEntries{}}
 		l.insts[e.Instance] = in
 	}
 	m := in.byProvider[e.Provider]
 	if m == nil {
-		m = map[string]held{}
+		m = &provEntries{more: map[string]*heldMore{}}
 		in.byProvider[e.Provider] = m
 	}
-	if _, ok := m[tok]; !ok {
-		in.count++
-		l.n++
-	}
 	in.version++
-	tok = strings.Clone(tok) // not the whole subject it was cut from
 	h := held{source: l.source(e.Source)}
-	if e.AccountID != tok {
-		h.id = e.AccountID
-	}
-	if e.Space != "" || len(e.Labels) > 0 {
-		h.more = &heldMore{space: e.Space, labels: e.Labels}
-	}
 	if !e.AddedAt.IsZero() {
 		h.added = e.AddedAt.UnixNano()
 	}
-	m[tok] = h
+	delete(m.more, tok)
+	if e.AccountID != tok || e.Space != "" || len(e.Labels) > 0 {
+		more := &heldMore{space: e.Space, labels: e.Labels}
+		if e.AccountID != tok {
+			more.id = e.AccountID
+		}
+		m.more[strings.Clone(tok)] = more // not the whole subject it was cut from
+		h.more = true
+	}
+	if m.held.Put(tok, h) {
+		in.count++
+		l.n++
+	}
 }
 
 // source is the index of a source; lock held.
@@ -332,25 +350,27 @@ func (l *Live) source(s string) uint32 {
 // delete drops an entry; lock held.
 func (l *Live) delete(p event.Provider, inst, tok string) {
 	in := l.insts[inst]
-	if in == nil {
+	if in == nil || in.byProvider[p] == nil {
 		return
 	}
-	if _, ok := in.byProvider[p][tok]; ok {
-		delete(in.byProvider[p], tok)
+	m := in.byProvider[p]
+	if m.held.Delete(tok) {
+		delete(m.more, tok)
 		in.count--
 		in.version++
 		l.n--
 	}
 }
 
-// entry is what h holds; lock held.
-func (l *Live) entry(p event.Provider, inst, tok string, h held) Entry {
-	e := Entry{Provider: p, Instance: inst, AccountID: h.id, Source: l.sources[h.source]}
-	if e.AccountID == "" {
-		e.AccountID = tok
+// entry is what h holds; lock held. tok may be only valid during the call.
+func (l *Live) entry(p event.Provider, inst string, m *provEntries, tok string, h held) Entry {
+	e := Entry{Provider: p, Instance: inst, Source: l.sources[h.source]}
+	if h.more {
+		more := m.more[tok]
+		e.AccountID, e.Space, e.Labels = more.id, more.space, more.labels
 	}
-	if h.more != nil {
-		e.Space, e.Labels = h.more.space, h.more.labels
+	if e.AccountID == "" {
+		e.AccountID = strings.Clone(tok)
 	}
 	if h.added != 0 {
 		e.AddedAt = time.Unix(0, h.added).UTC()
@@ -365,9 +385,10 @@ func (l *Live) each(instance string, fn func(Entry)) {
 			continue
 		}
 		for p, m := range in.byProvider {
-			for tok, h := range m {
-				fn(l.entry(p, name, tok, h))
-			}
+			m.held.Range(func(tok string, h held) bool {
+				fn(l.entry(p, name, m, tok, h))
+				return true
+			})
 		}
 	}
 }
@@ -389,12 +410,16 @@ func (l *Live) Lookup(p event.Provider, instance, accountID string) (Entry, bool
 	if in == nil {
 		return Entry{}, false
 	}
+	m := in.byProvider[p]
+	if m == nil {
+		return Entry{}, false
+	}
 	tok := eventbus.KeyToken(accountID)
-	h, ok := in.byProvider[p][tok]
+	h, ok := m.held.Get(tok)
 	if !ok {
 		return Entry{}, false
 	}
-	return l.entry(p, instance, tok, h), true
+	return l.entry(p, instance, m, tok, h), true
 }
 
 // Range calls fn for each entry of one instance, under a read lock: fn must not

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func TestWatchList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := s.Follow(ctx)
+	live, err := s.Follow(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestLiveVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := s.Follow(ctx)
+	live, err := s.Follow(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,4 +196,64 @@ func TestAddAsync(t *testing.T) {
 	if err != nil || len(list) != len(ids) {
 		t.Errorf("%d entries, want %d: %v", len(list), len(ids), err)
 	}
+}
+
+// TestLiveHoldsWhatWasStored: the live list, loaded and following, gives
+// back each entry as stored (labels, a space, an id its key token escapes,
+// the time it was added), a replaced entry as replaced (labels dropped
+// too), and no removed one.
+func TestLiveHoldsWhatWasStored(t *testing.T) {
+	b := bustest.New(t)
+	ctx := t.Context()
+	s, err := watch.Open(ctx, b.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	entries := []watch.Entry{
+		{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "1", Source: watch.SourceDiscovery, AddedAt: at},
+		{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "2", Labels: map[string]string{"tier": "gold"}, Source: watch.SourceCLI, AddedAt: at},
+		{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "a.b c", Source: watch.SourceCLI, AddedAt: at},
+		{Provider: event.ProviderAlibabaCAMS, Instance: "cams", AccountID: "6580000000", Space: "293483938849", Source: watch.SourceConfig, AddedAt: at},
+		{Provider: event.ProviderActivePlatform, Instance: "ap-main", AccountID: "gone", Source: watch.SourceCLI, AddedAt: at},
+	}
+	for _, e := range entries {
+		if err := s.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(live *watch.Live, want []watch.Entry) {
+		t.Helper()
+		for _, w := range want {
+			got, ok := live.Lookup(w.Provider, w.Instance, w.AccountID)
+			if !ok || !reflect.DeepEqual(got, w) {
+				t.Errorf("%s: %+v %v, want %+v", w.AccountID, got, ok, w)
+			}
+		}
+		var all []watch.Entry
+		live.Range("ap-main", func(e watch.Entry) { all = append(all, e) })
+		all = append(all, live.Entries("cams")...)
+		if len(all) != len(want) {
+			t.Errorf("%d entries, want %d: %+v", len(all), len(want), all)
+		}
+	}
+	if err := s.Remove(ctx, event.ProviderActivePlatform, "ap-main", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	entries = entries[:4]
+	loaded, err := s.Follow(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(loaded, entries)
+
+	entries[1].Labels, entries[1].Source = nil, watch.SourceConfig
+	if err := s.Put(ctx, entries[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		e, _ := loaded.Lookup(event.ProviderActivePlatform, "ap-main", "2")
+		return e.Source == watch.SourceConfig
+	})
+	check(loaded, entries)
 }

@@ -104,7 +104,7 @@ func Run(ctx context.Context, s Settings, log *slog.Logger) error {
 			return fmt.Errorf("watch[%s/%s]: %w", w.Connection, w.Account, err)
 		}
 	}
-	live, err := ws.Follow(ctx)
+	live, err := ws.Follow(ctx, log)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"hash/maphash"
 
+	"github.com/accountwatch/accountwatch/pkg/flatmap"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 )
 
@@ -29,10 +30,10 @@ type memory struct {
 	bySum map[upstream.Fingerprint]int32
 	live  int // entries in use
 
-	scan    uint32          // the current scan's stamp
-	stamped int             // entries stamped by the current scan
-	other   map[string]bool // listed in the current scan, not in byID then
-	dups    map[int32]bool  // unchanged accounts listed twice in the current scan
+	scan    uint32                  // the current scan's stamp
+	stamped int                     // entries stamped by the current scan
+	other   flatmap.Table[struct{}] // listed in the current scan, not in byID then
+	dups    map[int32]bool          // unchanged accounts listed twice in the current scan
 	// covered: when the last walk of the watch list (at version) found
 	// every entry in byID, it marked them with gen (sumEntry.seen). While the
 	// list keeps that version and byID loses nothing (forgets counts its
@@ -60,7 +61,11 @@ type memory struct {
 	// processed from (state.Entry.Listing), read at start, until the first
 	// complete listing: what a process that has no fingerprints yet
 	// recognises unchanged accounts by, without decoding them.
-	digests map[digest]string
+	// The ids are in digestIDs, each digests value its offset<<16 | length
+	// there: a million strings would be a million objects for the
+	// collector, for the whole first scan.
+	digests   map[digest]uint64
+	digestIDs []byte
 }
 
 type sumEntry struct {
@@ -81,7 +86,7 @@ var idSeed = maphash.MakeSeed()
 var idHash = func(id string) uint64 { return maphash.String(idSeed, id) }
 
 func newMemory() memory {
-	return memory{ents: make([]sumEntry, 1), bySum: map[upstream.Fingerprint]int32{}, byID: map[uint64]int32{}, other: map[string]bool{}, dups: map[int32]bool{}}
+	return memory{ents: make([]sumEntry, 1), bySum: map[upstream.Fingerprint]int32{}, byID: map[uint64]int32{}, dups: map[int32]bool{}}
 }
 
 // idOf is entry i's id.
@@ -194,9 +199,13 @@ func (m *memory) recall(sum, id string) {
 		return
 	}
 	if m.digests == nil {
-		m.digests = map[digest]string{}
+		m.digests = map[digest]uint64{}
 	}
-	m.digests[digest(full[:16])] = id
+	if len(id) >= 1<<16 {
+		return
+	}
+	m.digests[digest(full[:16])] = uint64(len(m.digestIDs))<<16 | uint64(len(id))
+	m.digestIDs = append(m.digestIDs, id...)
 }
 
 // Known recognises an account whose listing bytes are unchanged. It stamps
@@ -252,21 +261,20 @@ func (m *memory) recalled(item []byte) (string, bool) {
 	}
 	full := sha256.Sum256(item)
 	d := digest(full[:16])
-	id, ok := m.digests[d]
-	if ok {
-		delete(m.digests, d)
+	at, ok := m.digests[d]
+	if !ok {
+		return "", false
 	}
-	return id, ok
+	delete(m.digests, d)
+	off := at >> 16
+	return string(m.digestIDs[off : off+at&0xffff]), true
 }
 
 // startScan begins a scan's stamps; a full scan predicts and records order.
 func (m *memory) startScan(full bool) {
 	m.scan++
 	m.stamped, m.stampedWatched = 0, 0
-	if len(m.other) > 4096 {
-		m.other = map[string]bool{} // a discovery's million: not kept for good
-	}
-	clear(m.other)
+	m.other = flatmap.Table[struct{}]{} // a discovery's million: not kept for good
 	clear(m.dups)
 	m.recording, m.pos, m.next = full, 0, m.next[:0]
 }
@@ -279,7 +287,7 @@ func (m *memory) endListing(complete bool) {
 		m.orderScan = m.scan
 	}
 	if complete {
-		m.digests = nil // what it did not recognise has changed since
+		m.digests, m.digestIDs = nil, nil // what it did not recognise has changed since
 	}
 	m.recording = false
 }
@@ -307,10 +315,9 @@ func (m *memory) listed(id string) bool {
 		m.stamp(i)
 		return true
 	}
-	if m.other[id] {
+	if !m.other.Put(id, struct{}{}) {
 		return false
 	}
-	m.other[id] = true
 	return true
 }
 

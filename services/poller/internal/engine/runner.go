@@ -19,6 +19,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/detect"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/flatmap"
 	"github.com/accountwatch/accountwatch/pkg/ops"
 	"github.com/accountwatch/accountwatch/pkg/redact"
 	"github.com/accountwatch/accountwatch/pkg/state"
@@ -57,11 +58,15 @@ type Runner struct {
 	// token (after prefix). The records themselves stay in AW_STATE and
 	// are read when their account is touched (a change, a failure): a
 	// million of them would take a gigabyte here, for the 1% that change.
-	records map[string]record
+	// A flatmap: a million string keys are objects every collection walks.
+	records *flatmap.Table[record]
 	prefix  string
 	// lastDone and took are the last completed cycle's end (unix
 	// nanoseconds) and duration, for readiness (Cycled).
 	lastDone, took atomic.Int64
+	// uncertain: a write of this runner failed or timed out, so what the
+	// server holds may differ from records: no Settled mark when it stops.
+	uncertain atomic.Bool
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
@@ -77,7 +82,7 @@ func NewRunner(d Deps, c config.Connection, src source.Source) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory(), prefix: state.Prefix(c.Provider, c.Name)}
+	return &Runner{Deps: d, conn: c, src: src, caps: src.Caps(), memory: newMemory(), records: &flatmap.Table[record]{}, prefix: state.Prefix(c.Provider, c.Name)}
 }
 
 // allListed reports whether this scan listed every watched account, by
@@ -99,11 +104,12 @@ const scanOverlap = 2 * time.Minute
 // Run loads the connection's state and runs cycles until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log.With("instance", r.conn.Name)
-	records, err := r.load(ctx)
+	prog := r.loadProgress(ctx)
+	records, err := r.load(ctx, r.trusted(ctx))
 	if err != nil {
 		return err
 	}
-	prog := r.loadProgress(ctx)
+	defer r.stopped(ctx)
 	log.Info("polling", "accounts_in_state", records, "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
 		due := r.Now()
@@ -169,17 +175,21 @@ func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
 // writing one and publishing it, so every record holding one is flushed,
 // on the workers: flushing checks the stream first, so an outbox already
 // published costs a read, not a write. It returns how many records there are.
-func (r *Runner) load(ctx context.Context) (int, error) {
-	records := map[string]record{}
+//
+// Outboxes at revisions up to trusted are known to be in the stream (the
+// last owner stopped with every commit acknowledged: watch.Settled) and
+// are not checked.
+func (r *Runner) load(ctx context.Context, trusted uint64) (int, error) {
+	records := &flatmap.Table[record]{}
 	var pending []string
-	err := r.State.Scan(ctx, r.prefix, func(key string, raw state.Raw) {
-		tok := strings.Clone(key[len(r.prefix):]) // not the whole subject the key was cut from
+	err := r.State.Scan(ctx, r.prefix, r.Log.With("instance", r.conn.Name), func(key string, raw state.Raw) {
+		tok := key[len(r.prefix):]
 		rec := record{settled: raw.Rev, baseline: raw.Baselined()}
-		if raw.HasPending() {
+		if raw.Rev > trusted && raw.HasPending() {
 			rec.settled = 0
-			pending = append(pending, key)
+			pending = append(pending, strings.Clone(key)) // not the whole subject the key was cut from
 		}
-		records[tok] = rec
+		records.Put(tok, rec)
 		if l := raw.Listing(); l != "" {
 			if id, err := eventbus.ParseKeyToken(tok); err == nil {
 				r.recall(l, id)
@@ -208,7 +218,52 @@ func (r *Runner) load(ctx context.Context) (int, error) {
 	}
 	close(keys)
 	wg.Wait()
-	return len(records), ctx.Err()
+	return records.Len(), ctx.Err()
+}
+
+// trusted is the revision up to which the stored outboxes are known to be
+// in the stream: the connection's Settled mark, if it is of this stream.
+func (r *Runner) trusted(ctx context.Context) uint64 {
+	m, err := r.Watch.LoadSettled(ctx, r.conn.Name)
+	if err != nil || m.Revision == 0 {
+		return 0
+	}
+	_, created, err := r.State.Position(ctx)
+	if err != nil || !created.Equal(m.Stream) {
+		return 0
+	}
+	return m.Revision
+}
+
+// stopped writes the connection's Settled mark when the runner stops with every
+// record it knows settled and no write of uncertain outcome: a lease is
+// given up before another replica may take it (pkg/lease), so nobody else
+// wrote the connection's records meanwhile, and every revision up to the
+// stream's last is either this runner's (settled) or one it found settled
+// when it started.
+func (r *Runner) stopped(ctx context.Context) {
+	if r.uncertain.Load() {
+		return
+	}
+	r.mu.Lock()
+	all := true
+	r.records.Range(func(_ string, rec record) bool {
+		all = rec.settled != 0
+		return all
+	})
+	r.mu.Unlock()
+	if !all {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	last, created, err := r.State.Position(sctx)
+	if err != nil {
+		return
+	}
+	if err := r.Watch.SaveSettled(sctx, r.conn.Name, watch.Settled{Revision: last, Stream: created}); err != nil {
+		r.Log.Warn("saving the settled mark failed; the next start checks every outbox", "instance", r.conn.Name, "err", err)
+	}
 }
 
 func (r *Runner) loadProgress(ctx context.Context) progress {
@@ -351,7 +406,8 @@ func (r *Runner) cycle(ctx context.Context, prog *progress, full bool) bool {
 		v := r.Live.Range(r.conn.Name, func(e watch.Entry) {
 			known, listedNow := r.seenBy(e.AccountID, gen)
 			covered = covered && known
-			inScan := listing && (listedNow || r.other[e.AccountID])
+			_, other := r.other.Get(e.AccountID)
+			inScan := listing && (listedNow || other)
 			switch {
 			case goneCheck && !inScan && e.Source == watch.SourceDiscovery:
 				gone = append(gone, e)
@@ -552,11 +608,11 @@ func (r *Runner) key(accountID string) string {
 func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) bool) bool {
 	tok := key[len(r.prefix):]
 	r.mu.Lock()
-	rec, stored := r.records[tok]
+	rec, stored := r.records.Get(tok)
 	r.mu.Unlock()
 	cur := &state.Entry{}
 	if stored {
-		e, err := r.State.Get(ctx, key)
+		e, err := r.State.GetKnown(ctx, key, rec.settled)
 		switch {
 		case errors.Is(err, state.ErrUndecodable):
 			r.Log.Error("undecodable state record; starting it afresh", "key", key, "err", err)
@@ -588,8 +644,8 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 			now.settled = cur.Rev
 		}
 		r.mu.Lock()
-		if was, ok := r.records[tok]; !ok || was != now {
-			r.records[strings.Clone(tok)] = now // an update stores the key given too: not the key it was cut from
+		if was, ok := r.records.Get(tok); !ok || was != now {
+			r.records.Put(tok, now)
 		}
 		r.mu.Unlock()
 	}
@@ -600,7 +656,8 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 // An incremental scan asks this of every watched account it did not list:
 // the token of an id is the id (no allocation) unless it needs escaping.
 func (r *Runner) baselinedLocked(e watch.Entry) bool {
-	return r.records[eventbus.KeyToken(e.AccountID)].baseline
+	rec, _ := r.records.Get(eventbus.KeyToken(e.AccountID))
+	return rec.baseline
 }
 
 func (r *Runner) meta(e watch.Entry, name string, at time.Time, ev event.Evidence) event.Meta {
@@ -725,7 +782,7 @@ func (r *Runner) providerFailed(ctx context.Context, err error) {
 func (r *Runner) providerOK(ctx context.Context) {
 	key := r.key(event.ProviderScope)
 	r.mu.Lock()
-	_, ok := r.records[key[len(r.prefix):]]
+	_, ok := r.records.Get(key[len(r.prefix):])
 	r.mu.Unlock()
 	if !ok {
 		return // never failed
@@ -866,6 +923,7 @@ func unchanged(cur, next detect.Record) bool {
 // write); the change is detected again next cycle against the fresh state. A
 // failed publish leaves the outbox in cur, flushed before the next change.
 func (r *Runner) failedWrite(ctx context.Context, key string, cur *state.Entry, err error) {
+	r.uncertain.Store(true)
 	if ctx.Err() != nil {
 		return
 	}

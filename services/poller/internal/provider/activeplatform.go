@@ -153,10 +153,11 @@ func (s *ap) observation(a *activeplatform.Account) detect.Observation {
 	}
 	// status as normalised: an upstream's spelling ("credit hold",
 	// "credit_hold") is no change of the account.
-	attrs := map[string]string{"status": event.NormalizeEnum(a.Status), "currency": currency, "owner_id": a.OwnerID, "manager_id": a.ManagerID}
-	for k, v := range map[string]string{"account_class": a.Class, "account_type": a.Type, "default_payment_model": a.PaymentModel} {
-		if v != "" {
-			attrs[k] = v
+	attrs := make(map[string]string, 11+len(a.CustomAttributes))
+	attrs["status"], attrs["currency"], attrs["owner_id"], attrs["manager_id"] = event.NormalizeEnum(a.Status), currency, a.OwnerID, a.ManagerID
+	for _, f := range [...]struct{ k, v string }{{"account_class", a.Class}, {"account_type", a.Type}, {"default_payment_model", a.PaymentModel}} {
+		if f.v != "" {
+			attrs[f.k] = f.v
 		}
 	}
 	if a.Balance != nil {
