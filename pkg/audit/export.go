@@ -52,6 +52,15 @@ func NewWriter(format string, w io.Writer) (Writer, error) {
 type jsonlWriter struct {
 	bw  *bufio.Writer
 	buf []byte
+	// keys are the last message's header keys, sorted, the ce- ones
+	// marked: the next message, which has the same keys almost always,
+	// reuses the order instead of sorting its own.
+	keys []headerKey
+}
+
+type headerKey struct {
+	key string
+	ce  bool
 }
 
 // Write turns the stored binary-mode message into structured JSON directly:
@@ -60,7 +69,7 @@ type jsonlWriter struct {
 // stored ones. Messages in another mode go through the SDK.
 func (j *jsonlWriter) Write(r *Record) error {
 	j.buf = j.buf[:0]
-	if b, ok := structured(j.buf, r.Raw); ok {
+	if b, ok := j.structured(j.buf, r.Raw); ok {
 		j.buf = b
 	} else {
 		ev, err := r.Event()
@@ -75,37 +84,59 @@ func (j *jsonlWriter) Write(r *Record) error {
 	return j.bw.WriteByte('\n')
 }
 
+// maxAttributes bounds the ce- headers taken as attributes.
+const maxAttributes = 24
+
 // structured appends the CloudEvents JSON of a binary-mode message to b,
 // attributes in name order. The data is the object the publisher encoded; it
 // is not re-validated (that would double the cost of an export): a message
 // whose bytes were tampered with is what `verify` reports.
-func structured(b []byte, m *nats.Msg) ([]byte, bool) {
+func (j *jsonlWriter) structured(b []byte, m *nats.Msg) ([]byte, bool) {
 	d := m.Data
 	if len(m.Header["ce-specversion"]) == 0 || m.Header.Get("ce-datacontenttype") != event.ContentType || len(d) < 2 || d[0] != '{' || d[len(d)-1] != '}' {
 		return b, false
 	}
-	var arr [24]string
-	keys := arr[:0]
-	for k := range m.Header {
-		if len(k) > 3 && strings.EqualFold(k[:3], "ce-") && len(keys) < cap(arr) {
-			keys = append(keys, k)
+	if !j.sameKeys(m.Header) {
+		j.keys = j.keys[:0]
+		for k := range m.Header {
+			j.keys = append(j.keys, headerKey{k, len(k) > 3 && strings.EqualFold(k[:3], "ce-")})
 		}
+		slices.SortFunc(j.keys, func(a, b headerKey) int { return strings.Compare(a.key, b.key) })
 	}
-	slices.Sort(keys)
 	b = append(b, '{')
-	for _, k := range keys {
-		name := k[3:]
+	n := 0
+	for _, k := range j.keys {
+		vs := m.Header[k.key]
+		if !k.ce || len(vs) == 0 || n == maxAttributes {
+			continue
+		}
+		n++
+		name := k.key[3:]
 		if strings.ToLower(name) != name {
 			name = strings.ToLower(name)
 		}
 		b = appendString(b, name)
 		b = append(b, ':')
-		b = appendString(b, m.Header[k][0])
+		b = appendString(b, vs[0])
 		b = append(b, ',')
 	}
 	b = append(b, `"data":`...)
 	b = append(b, m.Data...)
 	return append(b, '}'), true
+}
+
+// sameKeys reports whether h has exactly the keys of the last message (as
+// many, each of them there).
+func (j *jsonlWriter) sameKeys(h nats.Header) bool {
+	if len(h) != len(j.keys) || len(j.keys) == 0 {
+		return false
+	}
+	for _, k := range j.keys {
+		if len(h[k.key]) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // appendString appends s as a JSON string.

@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,9 +155,12 @@ func DefaultOptions() Options {
 // head is an account's chain head: its last link and where it is stored.
 type head struct {
 	seq, streamSeq uint64
-	hash           string
+	hash           [sha256.Size]byte
 	inState        bool
 }
+
+// hexHash is h's hash as events name it.
+func (h *head) hexHash() string { return hex.EncodeToString(h.hash[:]) }
 
 // pendingCheckpoint waits for the walk to pass its last sequence; res
 // indexes its result in the report.
@@ -171,9 +176,11 @@ type pendingCheckpoint struct {
 type Verifier struct {
 	rep       Report
 	skew      time.Duration
-	chains    map[string]head
+	chains    map[string]*head
 	expect    uint64
-	agedOut   bool // the stream's start may have aged out (its limits allow it)
+	hasher    event.Hasher
+	key       []byte // the account key being checked
+	agedOut   bool   // the stream's start may have aged out (its limits allow it)
 	recreated struct {
 		n        int
 		problem  int
@@ -201,7 +208,7 @@ func NewVerifier(info *jetstream.StreamInfo, skew time.Duration, now time.Time) 
 	if skew <= 0 {
 		skew = DefaultSkew
 	}
-	v := &Verifier{skew: skew, chains: map[string]head{}, expect: max(info.State.FirstSeq, 1)}
+	v := &Verifier{skew: skew, chains: map[string]*head{}, expect: max(info.State.FirstSeq, 1)}
 	v.rep = Report{Stream: info.Config.Name, FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq, Created: info.Created.UTC(), Checked: now.UTC()}
 	cfg := info.Config
 	limited := cfg.MaxMsgs > 0 || cfg.MaxBytes > 0 || cfg.MaxMsgsPerSubject > 0
@@ -248,7 +255,9 @@ func accountKey(provider, instance, account string) string {
 // Next is the next stream sequence the verifier expects.
 func (v *Verifier) Next() uint64 { return v.expect }
 
-// Add checks the message stored at seq.
+// Add checks the message stored at seq. The common case allocates nothing:
+// the data is scanned in place, hashed in a reused state, and compared in
+// hex on the stack.
 func (v *Verifier) Add(seq uint64, subject string, h nats.Header, data []byte) {
 	v.settle(seq)
 	v.rep.Events++
@@ -258,42 +267,53 @@ func (v *Verifier) Add(seq uint64, subject string, h nats.Header, data []byte) {
 	v.expect = seq + 1
 	v.rep.LastSeq = max(v.rep.LastSeq, seq)
 	id := h.Get("ce-id")
-	var d chainData
-	if err := json.Unmarshal(data, &d); err != nil || id == "" {
+	d, ok := decodeChain(data)
+	if !ok || id == "" {
 		v.add(Problem{Kind: ProblemAltered, Seq: seq, EventID: id, Detail: fmt.Sprintf("message on %s does not decode as an event", subject)})
 		return
 	}
-	acct := accountKey(d.Provider, d.Instance, d.AccountID)
-	hash := event.HashOf(id, data)
-	if want := h.Get("ce-" + event.ExtChainHash); want != hash {
-		v.add(Problem{Kind: ProblemAltered, Seq: seq, EventID: id, Account: acct, Detail: fmt.Sprintf("data or id changed: hash %s…, the event says %s…", short(hash), short(want))})
+	v.key = append(append(append(append(append(v.key[:0], d.provider...), '/'), d.instance...), '/'), d.account...)
+	acct := func() string { return string(v.key) } // for a problem only
+	hash := v.hasher.Sum(id, data)
+	var hexHash [2 * sha256.Size]byte
+	hex.Encode(hexHash[:], hash[:])
+	if want := h.Get("ce-" + event.ExtChainHash); want != string(hexHash[:]) {
+		v.add(Problem{Kind: ProblemAltered, Seq: seq, EventID: id, Account: acct(), Detail: fmt.Sprintf("data or id changed: hash %s…, the event says %s…", string(hexHash[:12]), short(want))})
 	}
-	if !v.rep.Created.IsZero() && d.ObservedAt.Before(v.rep.Created.Add(-v.skew)) {
+	if !v.rep.Created.IsZero() && d.observedAt.Before(v.rep.Created.Add(-v.skew)) {
 		if v.recreated.n == 0 {
-			v.recreated.problem, v.recreated.observed = len(v.rep.Problems), d.ObservedAt
-			v.add(Problem{Kind: ProblemRecreated, Seq: seq, EventID: id, Account: acct})
+			v.recreated.problem, v.recreated.observed = len(v.rep.Problems), d.observedAt
+			v.add(Problem{Kind: ProblemRecreated, Seq: seq, EventID: id, Account: acct()})
 		}
 		v.recreated.n++
 	}
-	prev, seen := v.chains[acct]
+	prev, seen := v.chains[string(v.key)]
+	var prevHex [2 * sha256.Size]byte
+	if seen {
+		hex.Encode(prevHex[:], prev.hash[:])
+	}
 	switch {
-	case d.Chain.Seq == 1 && d.Chain.Prev != "":
-		v.add(Problem{Kind: ProblemBrokenLink, Seq: seq, EventID: id, Account: acct, Detail: fmt.Sprintf("the account's first link names a predecessor %s…", short(d.Chain.Prev))})
-	case !seen && d.Chain.Seq != 1 && !v.agedOut:
-		v.add(Problem{Kind: ProblemMissing, Seq: seq, EventID: id, Account: acct, Detail: fmt.Sprintf("the account's first event in the stream is link %d of its chain: links 1 to %d are missing", d.Chain.Seq, d.Chain.Seq-1)})
+	case d.seq == 1 && len(d.prev) != 0:
+		v.add(Problem{Kind: ProblemBrokenLink, Seq: seq, EventID: id, Account: acct(), Detail: fmt.Sprintf("the account's first link names a predecessor %s…", short(string(d.prev)))})
+	case !seen && d.seq != 1 && !v.agedOut:
+		v.add(Problem{Kind: ProblemMissing, Seq: seq, EventID: id, Account: acct(), Detail: fmt.Sprintf("the account's first event in the stream is link %d of its chain: links 1 to %d are missing", d.seq, d.seq-1)})
 	case !seen:
-	case d.Chain.Seq == 1:
-		v.add(Problem{Kind: ProblemNewGenesis, Seq: seq, EventID: id, Account: acct, Detail: fmt.Sprintf("the account's chain starts again here, after link %d (stream sequence %d): its history is rewritten from a new genesis", prev.seq, prev.streamSeq)})
-	case d.Chain.Seq <= prev.seq:
-		v.add(Problem{Kind: ProblemOutOfOrder, Seq: seq, EventID: id, Account: acct, Detail: fmt.Sprintf("link %d comes after link %d", d.Chain.Seq, prev.seq)})
-	case d.Chain.Seq > prev.seq+1:
-		v.add(Problem{Kind: ProblemMissing, Seq: seq, EventID: id, Account: acct, Detail: fmt.Sprintf("links %d to %d of the account's chain are missing (before stream sequence %d)", prev.seq+1, d.Chain.Seq-1, seq)})
-	case d.Chain.Prev != prev.hash:
-		v.add(Problem{Kind: ProblemBrokenLink, Seq: seq, EventID: id, Account: acct, Detail: fmt.Sprintf("names predecessor %s…, but link %d as stored hashes to %s…", short(d.Chain.Prev), prev.seq, short(prev.hash))})
+	case d.seq == 1:
+		v.add(Problem{Kind: ProblemNewGenesis, Seq: seq, EventID: id, Account: acct(), Detail: fmt.Sprintf("the account's chain starts again here, after link %d (stream sequence %d): its history is rewritten from a new genesis", prev.seq, prev.streamSeq)})
+	case d.seq <= prev.seq:
+		v.add(Problem{Kind: ProblemOutOfOrder, Seq: seq, EventID: id, Account: acct(), Detail: fmt.Sprintf("link %d comes after link %d", d.seq, prev.seq)})
+	case d.seq > prev.seq+1:
+		v.add(Problem{Kind: ProblemMissing, Seq: seq, EventID: id, Account: acct(), Detail: fmt.Sprintf("links %d to %d of the account's chain are missing (before stream sequence %d)", prev.seq+1, d.seq-1, seq)})
+	case string(d.prev) != string(prevHex[:]):
+		v.add(Problem{Kind: ProblemBrokenLink, Seq: seq, EventID: id, Account: acct(), Detail: fmt.Sprintf("names predecessor %s…, but link %d as stored hashes to %s…", short(string(d.prev)), prev.seq, string(prevHex[:12]))})
 	}
-	if !seen || d.Chain.Seq > prev.seq || d.Chain.Seq == 1 {
-		v.chains[acct] = head{seq: d.Chain.Seq, streamSeq: seq, hash: hash}
+	if !seen {
+		prev = &head{}
+		v.chains[string(v.key)] = prev
+	} else if d.seq <= prev.seq && d.seq != 1 {
+		return
 	}
+	*prev = head{seq: d.seq, streamSeq: seq, hash: hash}
 }
 
 // End records that the stream's last sequence is last: sequences not seen
@@ -317,7 +337,7 @@ func (v *Verifier) End(last uint64) {
 func (v *Verifier) Heads() []checkpoint.Head {
 	out := make([]checkpoint.Head, 0, len(v.chains))
 	for a, h := range v.chains {
-		out = append(out, checkpoint.Head{Account: a, Seq: h.seq, Hash: h.hash})
+		out = append(out, checkpoint.Head{Account: a, Seq: h.seq, Hash: h.hexHash()})
 	}
 	return out
 }
@@ -519,9 +539,8 @@ func (v *Verifier) CrossCheckState(ctx context.Context, js jetstream.JetStream) 
 		h, ok := v.chains[acct]
 		if ok {
 			h.inState = true
-			v.chains[acct] = h
 		}
-		if ok && r.Chain.Seq == h.seq && r.Chain.Prev == h.hash || !ok && r.Chain.Seq == 0 {
+		if ok && r.Chain.Seq == h.seq && r.Chain.Prev == h.hexHash() || !ok && r.Chain.Seq == 0 {
 			continue
 		}
 		suspects = append(suspects, suspect{e.Key(), acct})
