@@ -115,11 +115,13 @@ type fanout struct {
 	// slow receiver's queue is kept alive, or the server would deliver it
 	// again, to every receiver, after AckWait.
 	held *heldSet[*fanMsg]
+	// retries starts and stops the receivers' retry-queue workers.
+	retries *retries
 }
 
 func newFanout(r *Runtime) *fanout {
 	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs),
-		held: newHeldSet[*fanMsg]()}
+		held: newHeldSet[*fanMsg](), retries: newRetries(r)}
 }
 
 // activate starts a receiver's fast path.
@@ -147,8 +149,9 @@ func (f *fanout) activate(rc Receiver) {
 	}
 }
 
-// deactivate stops a receiver's fast path; parked, it keeps its Filter.
-func (f *fanout) deactivate(name string, park bool) {
+// deactivate stops a receiver's fast path; parked, it keeps its Filter. It
+// reports whether the fast path ran.
+func (f *fanout) deactivate(name string, park bool) bool {
 	f.mu.Lock()
 	t := f.targets[name]
 	delete(f.targets, name)
@@ -163,6 +166,7 @@ func (f *fanout) deactivate(name string, park bool) {
 	if t != nil {
 		f.retire(t)
 	}
+	return t != nil
 }
 
 // retire stops a fast path: deliveries in flight finish, what waited in its
@@ -326,6 +330,7 @@ func (f *fanout) handoff(receiver string, m jetstream.Msg, attempts int, notBefo
 		f.r.log.Error("hand-off to the retry queue failed; the event is handed back", "sink", f.r.sink, "receiver", receiver, "err", err)
 		return false
 	}
+	f.retries.want(receiver)
 	return true
 }
 
