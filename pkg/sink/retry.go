@@ -242,7 +242,7 @@ func (q *retries) follow(ctx context.Context) {
 // or a consumer on it (one left by an older version, which kept one for
 // every receiver: read until empty, then deleted).
 func (q *retries) scan(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	s, err := q.r.js.Stream(ctx, eventbus.StreamRedrive)
 	if err != nil {
