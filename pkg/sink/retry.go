@@ -290,19 +290,28 @@ func receiverOf(subject, prefix string) string {
 // retireIfIdle is an idle check of a fan-out receiver's retry worker: when
 // nothing was taken, held or signalled since the last check and the server
 // says its consumer is empty, the consumer is deleted and the worker stops
-// (true). A hand-off stored meanwhile starts it again (exited).
+// (true). A hand-off stored meanwhile starts it again (exited). A consumer
+// deleted under it (another replica retired it, an operator deleted it)
+// stops the worker too, still wanted: exited starts it again.
 func (w *worker) retireIfIdle(ctx context.Context) bool {
 	q, s := w.r.fan.retries, w.lazy
 	took := w.took.Swap(false)
 	gen := q.signals(s)
-	if took || gen != w.lastGen || w.held.len() > 0 || len(w.in) > 0 {
+	if took || w.held.len() > 0 || len(w.in) > 0 {
 		w.lastGen = gen
 		return false
 	}
 	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	info, err := w.retryCons.Info(ictx)
-	if err != nil || info.NumPending > 0 || info.NumAckPending > 0 || info.NumRedelivered > 0 || !q.retire(s, gen) {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		w.r.log.Info("retry consumer gone; made again", "sink", w.r.sink, "receiver", w.name)
+		w.stopConsuming()
+		return true
+	}
+	idle := gen == w.lastGen
+	w.lastGen = gen
+	if err != nil || !idle || info.NumPending > 0 || info.NumAckPending > 0 || info.NumRedelivered > 0 || !q.retire(s, gen) {
 		return false
 	}
 	w.stopConsuming()

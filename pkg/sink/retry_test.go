@@ -298,3 +298,38 @@ func TestFanoutRedriveWithoutConsumer(t *testing.T) {
 		return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0
 	})
 }
+
+// TestFanoutRetryConsumerDeletedUnderIt: a retry waits in its queue when its
+// consumer is deleted (by another replica retiring it, or by hand): the
+// worker notices, makes it again, and the retry is delivered on its attempt.
+func TestFanoutRetryConsumerDeletedUnderIt(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	var attempts []uint64
+	rt, stop := runFanout(t, h, "gone", senderFunc(func(_ context.Context, n *sink.Notification) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts = append(attempts, n.Attempt)
+		if len(attempts) == 1 {
+			return sink.Transient(sink.ReasonServerError, errors.New("503"))
+		}
+		return nil
+	}), func() sink.Settings { s := fast(); s.RetrySchedule = "2s"; return s }())
+	defer stop()
+	if err := rt.Add(sink.Receiver{Name: "ep", Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	h.publish(t, statuses(t, 1, "gone")...)
+	name := sink.ConsumerName("gone", "ep") + "_redrive"
+	eventually(t, "the retry consumer made for the failed attempt", func() bool { return slices.Contains(retryConsumers(t, h), name) })
+	if err := h.bus.JS.DeleteConsumer(context.Background(), eventbus.StreamRedrive, name); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the retry delivered as the second attempt", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Equal(attempts, []uint64{1, 2})
+	})
+	eventually(t, "nothing left in the retry queue", func() bool { return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0 })
+}
