@@ -38,9 +38,9 @@ func (r *run) exercise(ctx context.Context) (ledger.Result, error) {
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
 		for {
-			r.logMu.Lock()
+			r.loadMu.Lock()
 			r.loads = append(r.loads, loadavg())
-			r.logMu.Unlock()
+			r.loadMu.Unlock()
 			select {
 			case <-bg.Done():
 				return

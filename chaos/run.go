@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +66,7 @@ type run struct {
 	driver  *drive.Driver
 	prober  *drive.Prober
 
+	rcv     *receivers.Set
 	slack   *receivers.Slack
 	webhook *receivers.Webhook
 	smtp    *receivers.SMTP
@@ -86,7 +84,8 @@ type run struct {
 	only, logLevel string
 	noNetns        bool
 
-	logMu sync.Mutex
+	log    drive.Log
+	loadMu sync.Mutex // loads
 }
 
 func newRun(f form, root string, keep bool) (*run, error) {
@@ -101,14 +100,11 @@ func newRun(f form, root string, keep bool) (*run, error) {
 }
 
 // logf prints a progress line with the time since the start.
-func (r *run) logf(format string, a ...any) {
-	r.logMu.Lock()
-	defer r.logMu.Unlock()
-	fmt.Fprintf(os.Stderr, "chaos %6.1fs  %s\n", time.Since(r.started).Seconds(), fmt.Sprintf(format, a...))
-}
+func (r *run) logf(format string, a ...any) { r.log.Printf(format, a...) }
 
 func (r *run) main(ctx context.Context, jsonOut string) (code int) {
 	r.started = time.Now()
+	r.log = drive.Log{Prefix: "chaos", Started: r.started}
 	var err error
 	if r.work, err = os.MkdirTemp("", "aw-chaos-"); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
@@ -128,14 +124,7 @@ func (r *run) main(ctx context.Context, jsonOut string) (code int) {
 	}
 	var table bytes.Buffer
 	res.Print(&table)
-	os.Stdout.Write(table.Bytes())
-	_ = os.WriteFile(filepath.Join(r.work, "ledger.txt"), table.Bytes(), 0o644)
-	if jsonOut != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
-			r.logf("writing %s: %v", jsonOut, err)
-		}
-	}
+	r.log.WriteReport(r.work, jsonOut, table.Bytes(), res)
 	if !res.OK() {
 		r.keep = true
 		return 1
@@ -144,28 +133,14 @@ func (r *run) main(ctx context.Context, jsonOut string) (code int) {
 }
 
 func (r *run) setup(ctx context.Context) error {
-	if err := os.MkdirAll(r.bin, 0o750); err != nil {
-		return err
-	}
 	r.logf("form %s; work directory %s", r.form.Name, r.work)
 	race := ""
 	if r.form.Race {
 		race = " with the race detector"
 	}
 	r.logf("building nats-server (%s, pinned in chaos/go.mod) and the services%s", cluster.Module, race)
-	// One go build for every binary (the workspace resolves the server's
-	// module through chaos/go.mod): it compiles them side by side.
-	args := []string{"build", "-o", r.bin + "/"}
-	if r.form.Race {
-		args = append(args, "-race")
-	}
-	for _, s := range serviceBinaries {
-		args = append(args, "./services/"+s)
-	}
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = r.root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b)
+	if err := drive.Build(ctx, r.root, r.bin, r.form.Race, serviceBinaries...); err != nil {
+		return err
 	}
 	// The server is built without the race detector: it is not under test,
 	// and a slower server would only make the cluster's timing less like
@@ -256,13 +231,10 @@ func (r *run) setup(ctx context.Context) error {
 	}
 
 	// Receivers, the simulator, then the services.
-	r.slack = receivers.StartSlack()
-	if r.webhook, err = receivers.StartWebhook(); err != nil {
+	if r.rcv, err = receivers.StartAll(); err != nil {
 		return err
 	}
-	if r.smtp, err = receivers.StartSMTP(); err != nil {
-		return err
-	}
+	r.slack, r.webhook, r.smtp = r.rcv.Slack, r.rcv.Webhook, r.rcv.SMTP
 	r.world = drive.NewWorld(r.form.AP, r.form.BSS, r.form.CAMS)
 	if err := r.startServices(startCtx); err != nil {
 		return err
@@ -271,31 +243,23 @@ func (r *run) setup(ctx context.Context) error {
 	r.prober = drive.NewProber(r.js)
 
 	// The webhook endpoint, then the baseline: every account polled once.
-	if err := r.createEndpoint(startCtx); err != nil {
+	if err := retry(startCtx, func() error {
+		return drive.CreateEndpoint(startCtx, r.hookAPI, webhookToken, r.webhook.URL(), "chaos receiver")
+	}); err != nil {
 		return err
 	}
-	return r.waitBaseline(startCtx)
-}
-
-// backoffStop ends a retry at once.
-type backoffStop struct{ error }
-
-func retry(ctx context.Context, f func() error) error {
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if stop, ok := err.(backoffStop); ok {
-			return stop.error
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(500 * time.Millisecond):
-		}
+	if err := drive.WaitRecords(startCtx, r.js, len(r.world.Accounts), retryEvery); err != nil {
+		return err
 	}
+	r.logf("baseline: %d accounts polled", len(r.world.Accounts))
+	return nil
 }
+
+// retryEvery is how often the run polls for a condition.
+const retryEvery = 500 * time.Millisecond
+
+// retry polls f until it succeeds (drive.Retry at the run's pace).
+func retry(ctx context.Context, f func() error) error { return drive.Retry(ctx, retryEvery, f) }
 
 func (r *run) writeFile(name, content string) string { return drive.WriteFile(r.work, name, content) }
 
@@ -336,22 +300,8 @@ func (r *run) startServices(ctx context.Context) error {
 	}
 
 	pollerCfg := r.writeFile("poller.yaml", r.world.PollerConfig(r.simAddr))
-	slackCfg := r.writeFile("slack.yaml", `receivers:
-  - {name: chaos, channel: "#chaos"}
-route:
-  receiver: chaos
-  group_by: ["..."]
-  group_wait: 0s
-  group_interval: 1s
-`)
-	emailCfg := r.writeFile("email.yaml", `receivers:
-  - {name: chaos, to: ["finance-ops@chaos.example"]}
-route:
-  receiver: chaos
-  group_by: ["..."]
-  group_wait: 0s
-  group_interval: 1s
-`)
+	slackCfg := r.writeFile("slack.yaml", drive.RouteConfig("chaos", "channel", `"#chaos"`))
+	emailCfg := r.writeFile("email.yaml", drive.RouteConfig("chaos", "to", `["finance-ops@chaos.example"]`))
 	// Sinks retry quickly and long: a fault must never exhaust an event's
 	// attempts (nothing may be dead-lettered for a fault of the cluster).
 	// (The dispatcher's retry schedule decides its attempts and waits.)
@@ -428,68 +378,10 @@ func (r *run) waitReady(ctx context.Context, name string) error {
 		r.crashMu.Unlock()
 		if crashed >= 3 {
 			// A service that cannot start is not going to: stop here.
-			return backoffStop{fmt.Errorf("%s exited %d times on its own (see %s)", name, crashed, s.Log)}
+			return drive.Stop(fmt.Errorf("%s exited %d times on its own (see %s)", name, crashed, s.Log))
 		}
-		return httpOK(ctx, "http://"+s.ops+"/readyz", "")
+		return drive.HTTPOK(ctx, "http://"+s.ops+"/readyz", "")
 	})
-}
-
-func httpOK(ctx context.Context, url, token string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
-}
-
-func (r *run) createEndpoint(ctx context.Context) error {
-	body, _ := json.Marshal(map[string]any{"url": r.webhook.URL(), "description": "chaos receiver", "skip_handshake": true})
-	return retry(ctx, func() error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.hookAPI+"/v1/endpoints", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+webhookToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("creating the webhook endpoint: %s: %s", resp.Status, b)
-		}
-		return nil
-	})
-}
-
-// waitBaseline waits until every account has a baselined state record:
-// from then on every change is an event.
-func (r *run) waitBaseline(ctx context.Context) error {
-	want := len(r.world.Accounts)
-	err := retry(ctx, func() error {
-		n, err := drive.Records(ctx, r.js)
-		if err != nil {
-			return err
-		}
-		if n < want {
-			return fmt.Errorf("%d of %d accounts baselined", n, want)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("baseline: %w", err)
-	}
-	r.logf("baseline: %d accounts polled", want)
-	return nil
 }
 
 func (r *run) teardown() {
@@ -507,15 +399,7 @@ func (r *run) teardown() {
 	if r.netns != nil {
 		r.netns.Close()
 	}
-	if r.slack != nil {
-		r.slack.Stop()
-	}
-	if r.webhook != nil {
-		r.webhook.Close()
-	}
-	if r.smtp != nil {
-		r.smtp.Close()
-	}
+	r.rcv.Close()
 	if r.keep {
 		fmt.Fprintf(os.Stderr, "chaos: logs and stores kept in %s\n", r.work)
 		return

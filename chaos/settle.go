@@ -79,9 +79,9 @@ func (r *run) settle(ctx context.Context) (ledger.Result, error) {
 	if in.Replicas, err = r.replicas(ctx); err != nil {
 		return ledger.Result{}, err
 	}
-	r.logMu.Lock()
+	r.loadMu.Lock()
 	in.Load = strings.Join(r.loads, ", ")
-	r.logMu.Unlock()
+	r.loadMu.Unlock()
 	if n, err := r.driver.Errors(); n > 0 {
 		r.logf("note: %d admin calls to upstream-sim failed and were retried (last: %v)", n, err)
 	}

@@ -25,8 +25,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -88,6 +86,7 @@ type runner struct {
 	up    *conform.Upstream
 	urls  map[string]string
 	bus   *eventbus.Bus
+	rcv   *receivers.Set
 	slack *receivers.Slack
 	hook  *receivers.Webhook
 	smtp  *receivers.SMTP
@@ -100,7 +99,7 @@ type runner struct {
 	events  []ledger.Event
 	crashes []string
 	phases  []phaseMark
-	logMu   sync.Mutex
+	log     drive.Log
 }
 
 type phaseMark struct {
@@ -134,14 +133,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r := &runner{root: abs, keep: *keep, python: py, started: time.Now()}
+	r.log = drive.Log{Prefix: "conformance", Started: r.started}
 	os.Exit(r.main(ctx, *jsonOut))
 }
 
-func (r *runner) logf(format string, a ...any) {
-	r.logMu.Lock()
-	defer r.logMu.Unlock()
-	fmt.Fprintf(os.Stderr, "conformance %6.1fs  %s\n", time.Since(r.started).Seconds(), fmt.Sprintf(format, a...))
-}
+func (r *runner) logf(format string, a ...any) { r.log.Printf(format, a...) }
 
 func (r *runner) main(ctx context.Context, jsonOut string) int {
 	var err error
@@ -169,14 +165,7 @@ func (r *runner) main(ctx context.Context, jsonOut string) int {
 	}
 	var out bytes.Buffer
 	rep.Print(&out, []string{"slack", "webhook", "email"})
-	os.Stdout.Write(out.Bytes())
-	_ = os.WriteFile(filepath.Join(r.work, "ledger.txt"), out.Bytes(), 0o644)
-	if jsonOut != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
-			r.logf("writing %s: %v", jsonOut, err)
-		}
-	}
+	r.log.WriteReport(r.work, jsonOut, out.Bytes(), rep)
 	if !rep.OK() {
 		r.keep = true
 		return 1
@@ -187,18 +176,9 @@ func (r *runner) main(ctx context.Context, jsonOut string) int {
 func (r *runner) file(name, content string) string { return drive.WriteFile(r.work, name, content) }
 
 func (r *runner) setup(ctx context.Context) (err error) {
-	if err := os.MkdirAll(r.bin, 0o750); err != nil {
-		return err
-	}
 	r.logf("work directory %s; building %s", r.work, strings.Join(binaries, ", "))
-	args := []string{"build", "-o", r.bin + "/"}
-	for _, b := range binaries {
-		args = append(args, "./services/"+b)
-	}
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = r.root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b)
+	if err := drive.Build(ctx, r.root, r.bin, false, binaries...); err != nil {
+		return err
 	}
 
 	// The independent upstream: the documents' examples, 40 more
@@ -252,13 +232,10 @@ func (r *runner) setup(ctx context.Context) (err error) {
 	needles[newOwnerEmail] = "activeplatform/1010 email (as the script changes it)"
 	r.pii, r.allowed = conform.NewPersonal(needles), allowed
 
-	r.slack = receivers.StartSlack()
-	if r.hook, err = receivers.StartWebhook(); err != nil {
+	if r.rcv, err = receivers.StartAll(); err != nil {
 		return err
 	}
-	if r.smtp, err = receivers.StartSMTP(); err != nil {
-		return err
-	}
+	r.slack, r.hook, r.smtp = r.rcv.Slack, r.rcv.Webhook, r.rcv.SMTP
 	r.slack.Posts.Tap(func(b []byte) { r.pii.Scan("slack messages", b) })
 	r.hook.Deliveries.Tap(func(b []byte) { r.pii.Scan("webhook deliveries", b) })
 	r.smtp.Messages.Tap(func(b []byte) { r.pii.Scan("emails", b) })
@@ -299,9 +276,7 @@ func (r *runner) env(role eventbus.Role, ops string) []string {
 }
 
 func (r *runner) startServices(ctx context.Context) error {
-	route := func(kind, to string) string {
-		return fmt.Sprintf("receivers:\n  - {name: conf, %s: %s}\nroute:\n  receiver: conf\n  group_by: [\"...\"]\n  group_wait: 0s\n  group_interval: 1s\n", kind, to)
-	}
+	route := func(kind, to string) string { return drive.RouteConfig("conf", kind, to) }
 	sinkEnv := []string{"AW_SINK_START=all", "AW_SINK_ACK_WAIT=20s", "AW_SINK_BACKOFF_INITIAL=1s", "AW_SINK_BACKOFF_MAX=5s", "AW_SINK_MAX_DELIVER=100"}
 	hookAPI := drive.FreeAddr()
 	specs := []struct {
@@ -328,24 +303,12 @@ func (r *runner) startServices(ctx context.Context) error {
 		ready = append(ready, "http://"+ops+"/readyz")
 	}
 	for _, u := range ready {
-		if err := wait(ctx, 2*time.Minute, func() error { return httpOK(ctx, u) }); err != nil {
+		if err := wait(ctx, 2*time.Minute, func() error { return drive.HTTPOK(ctx, u, "") }); err != nil {
 			return fmt.Errorf("%s: %w", u, err)
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"url": r.hook.URL(), "description": "conformance receiver", "skip_handshake": true})
 	return wait(ctx, time.Minute, func() error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+hookAPI+"/v1/endpoints", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+webhookTok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("creating the webhook endpoint: %s: %s", resp.Status, b)
-		}
-		return nil
+		return drive.CreateEndpoint(ctx, hookAPI, webhookTok, r.hook.URL(), "conformance receiver")
 	})
 }
 
@@ -373,18 +336,10 @@ func (r *runner) waitBaseline(ctx context.Context) error {
 	for _, phones := range st.CAMS {
 		want += len(phones)
 	}
-	err = wait(ctx, 2*time.Minute, func() error {
-		n, err := drive.Records(ctx, r.bus.JS)
-		if err != nil {
-			return err
-		}
-		if n < want {
-			return fmt.Errorf("%d of %d accounts baselined", n, want)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("baseline: %w", err)
+	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := drive.WaitRecords(bctx, r.bus.JS, want, waitEvery); err != nil {
+		return err
 	}
 	r.logf("baseline: %d accounts polled", want)
 	return nil
@@ -819,15 +774,7 @@ func (r *runner) teardown() {
 	if r.bus != nil {
 		r.bus.Close()
 	}
-	if r.slack != nil {
-		r.slack.Stop()
-	}
-	if r.hook != nil {
-		r.hook.Close()
-	}
-	if r.smtp != nil {
-		r.smtp.Close()
-	}
+	r.rcv.Close()
 	if r.keep {
 		fmt.Fprintf(os.Stderr, "conformance: logs, the upstream's ledger and the store kept in %s\n", r.work)
 		return
@@ -845,35 +792,10 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// wait retries f every 250 ms until it succeeds or d passed.
-func wait(ctx context.Context, d time.Duration, f func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
+// waitEvery is how often the run polls for a condition.
+const waitEvery = 250 * time.Millisecond
 
-func httpOK(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
+// wait polls f until it succeeds or d passed.
+func wait(ctx context.Context, d time.Duration, f func() error) error {
+	return drive.Within(ctx, d, waitEvery, f)
 }

@@ -431,7 +431,11 @@ class ActivePlatform(Handler):
             return self.get_one(ACCOUNT_PATH.match(url.path).group(1))
         return self.list(q)
 
-    def ap_fault(self, f):
+    def transport_fault(self, f, truncated):
+        """The faults every product answers alike: a slow answer (the request
+        then goes on), a reset connection, a truncated JSON body. True when
+        the answer was sent, False when the request goes on, None when f is
+        none of them."""
         if f.kind == "slow":
             time.sleep(f.delay or 30)
             return False
@@ -439,8 +443,14 @@ class ActivePlatform(Handler):
             self.reset()
             return True
         if f.kind == "malformed":
-            self.send(200, b'[{"id": 431, "name": "Jane', "application/json")
+            self.send(200, truncated, "application/json")
             return True
+        return None
+
+    def ap_fault(self, f):
+        sent = self.transport_fault(f, b'[{"id": 431, "name": "Jane')
+        if sent is not None:
+            return sent
         status = {"http_500": 500, "http_502": 502, "http_503": 503, "throttle": 429,
                   "auth": 401}.get(f.kind)
         if status is None:
@@ -717,15 +727,9 @@ class Alibaba(Handler):
 
     def rpc_fault(self, f, action, params):
         """Faults injected through the control port; True when the answer was sent."""
-        if f.kind == "slow":
-            time.sleep(f.delay or 30)
-            return False
-        if f.kind == "reset":
-            self.reset()
-            return True
-        if f.kind == "malformed":
-            self.send(200, b'{"Code": "OK", "RequestId": "', "application/json")
-            return True
+        sent = self.transport_fault(f, b'{"Code": "OK", "RequestId": "')
+        if sent is not None:
+            return sent
         if f.kind == "create_then_fail" and action == "CreateAgAccount":
             try:
                 self.op_CreateAgAccount(params)

@@ -12,8 +12,13 @@ import (
 // CAMS version and its documented per-user limit.
 const (
 	CAMSVersion = "2020-06-06"
-	// CAMSQPS is CAMS's documented per-user limit, the client's default.
+	// CAMSQPS is CAMS's documented per-user limit.
 	CAMSQPS = 10
+	// CAMSPace is the client's default pace: a tenth under the limit. Evenly
+	// spaced requests reach the server with jittered gaps, and at exactly
+	// 10 QPS an upstream that counts per calendar second saw an eleventh
+	// now and then (3-6 throttled answers in 800 in the conformance run).
+	CAMSPace = CAMSQPS * 0.9
 )
 
 // camsOK: CAMS answers Code "OK".
@@ -23,9 +28,9 @@ var camsOK = codes("OK")
 type CAMS struct{ c *client }
 
 // NewCAMS connects to CAMS (cams.ap-southeast-1.aliyuncs.com, or upstream-sim);
-// it paces itself at 10 QPS unless cfg.QPS says otherwise.
+// it paces itself at CAMSPace (9 QPS) unless cfg.QPS says otherwise.
 func NewCAMS(cfg Config) (*CAMS, error) {
-	c, err := newClient(cfg, "cams", CAMSVersion, CAMSQPS)
+	c, err := newClient(cfg, "cams", CAMSVersion, CAMSPace)
 	if err != nil {
 		return nil, err
 	}

@@ -435,17 +435,7 @@ func (r *Report) Print(w io.Writer, sinks []string) {
 	show("phantom events", res.Phantom)
 	show("lost changes", res.Lost)
 	show("problems", r.Problems)
-	if r.OK() {
-		fmt.Fprintln(w, "RESULT: PASS")
-		return
-	}
-	fmt.Fprintln(w, "RESULT: FAIL")
-	for _, f := range res.Failures {
-		fmt.Fprintln(w, "  - "+f)
-	}
-	for _, p := range r.Problems {
-		fmt.Fprintln(w, "  - "+p)
-	}
+	ledger.Verdict(w, r.OK(), res.Failures, r.Problems)
 }
 
 // upstreamProviders are the upstream's provider names, in report order.

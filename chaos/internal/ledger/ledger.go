@@ -428,13 +428,20 @@ func (r Result) Print(w io.Writer) {
 	show("services that exited on their own", r.Crashes)
 	show("not replicated", r.Replicas)
 	show("data races", r.Races)
-	if r.OK() {
+	Verdict(w, r.OK(), r.Failures)
+}
+
+// Verdict writes a run's result line and, when it failed, every reason.
+func Verdict(w io.Writer, ok bool, reasons ...[]string) {
+	if ok {
 		fmt.Fprintln(w, "RESULT: PASS")
 		return
 	}
 	fmt.Fprintln(w, "RESULT: FAIL")
-	for _, f := range r.Failures {
-		fmt.Fprintln(w, "  - "+f)
+	for _, list := range reasons {
+		for _, s := range list {
+			fmt.Fprintln(w, "  - "+s)
+		}
 	}
 }
 

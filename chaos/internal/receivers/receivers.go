@@ -94,3 +94,41 @@ func (t *Tally) Attempts() (attempts, refused int) {
 	defer t.mu.Unlock()
 	return t.attempts, t.refused
 }
+
+// Set is the three receivers a run starts together.
+type Set struct {
+	Slack   *Slack
+	Webhook *Webhook
+	SMTP    *SMTP
+}
+
+// StartAll starts a receiver of each sink.
+func StartAll() (*Set, error) {
+	s := &Set{Slack: StartSlack()}
+	var err error
+	if s.Webhook, err = StartWebhook(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.SMTP, err = StartSMTP(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops every receiver that was started.
+func (s *Set) Close() {
+	if s == nil {
+		return
+	}
+	if s.Slack != nil {
+		s.Slack.Stop()
+	}
+	if s.Webhook != nil {
+		s.Webhook.Close()
+	}
+	if s.SMTP != nil {
+		s.SMTP.Close()
+	}
+}
