@@ -349,8 +349,10 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	if r.fan != nil {
 		// Before any receiver is added: Add reads the retry queues the
-		// scan found something in.
-		r.fan.retries.follow(ctx)
+		// scan found something in. Followed until Run returns.
+		fctx, stopFollowing := context.WithCancel(ctx)
+		defer stopFollowing()
+		r.fan.retries.follow(fctx)
 	}
 	close(r.ready)
 	for _, rc := range r.receivers {
