@@ -143,7 +143,9 @@ func deadmanPublish() []string {
 }
 
 // Permissions is what r may do. Admin may do everything; every other role
-// may subscribe to its own inbox only, and publish what its work needs.
+// may subscribe to its own inbox (the operator to the ops events too, the
+// webhook dispatcher to its retry queues' subjects), and publish what its
+// work needs.
 func (r Role) Permissions() Permissions {
 	var pub []string
 	switch r {
@@ -162,6 +164,9 @@ func (r Role) Permissions() Permissions {
 		// Its API lists an endpoint's dead letters and re-drives them.
 		pub = join(sinkPermissions("webhook", BucketSubscriptions),
 			[]string{RedriveRoot + "webhook.>", api + "STREAM.PURGE." + StreamRedrive, OpsRoot + "webhook.>"}, read(StreamDeliveries),
+			// At start it lists the retry queues' consumers: those an older
+			// version kept for every endpoint are read until empty, then deleted.
+			[]string{api + "CONSUMER.NAMES." + StreamRedrive},
 			get(StreamDeadLetter), []string{api + "STREAM.MSG.DELETE." + StreamDeadLetter})
 	case RoleAuditor:
 		// Silences are read for the event page: who silenced an event, and why.
@@ -185,8 +190,14 @@ func (r Role) Permissions() Permissions {
 		return Permissions{}
 	}
 	sub := []string{r.InboxPrefix() + ".>"}
-	if r == RoleOperator {
+	switch r {
+	case RoleOperator:
 		sub = append(sub, OpsRoot+">")
+	case RoleWebhook:
+		// Its retry queues' subjects, whoever stores there (another replica,
+		// an operator's re-drive): an endpoint's retry consumer exists only
+		// while something waits for it (pkg/sink).
+		sub = append(sub, RedriveRoot+"webhook.>")
 	}
 	return Permissions{Publish: pub, Subscribe: sub}
 }

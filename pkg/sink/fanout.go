@@ -79,12 +79,21 @@ func (m *fanMsg) done(ok bool) {
 	}
 }
 
-// fanTarget is a receiver's fast path.
+// fanTarget is a receiver's fast path: a queue and deliverers that run
+// only while it holds something (Concurrency at most), so that an idle
+// receiver costs no goroutine: ten thousand endpoints would otherwise keep
+// forty thousand parked goroutines for the collector to scan.
 type fanTarget struct {
 	rc   Receiver
-	q    chan *fanMsg
+	ctx  context.Context
 	pace *pacer
 	stop context.CancelFunc
+	// qmu guards the queue (fanoutQueue at most), the deliverers running
+	// and closed (set as the target retires: nothing more is queued).
+	qmu     sync.Mutex
+	queue   []*fanMsg
+	running int
+	closed  bool
 	// pacing ends when the target retires: a deliverer waiting on the rate
 	// limit hands its event off at once instead of holding the retirement
 	// (a DELETE of a webhook endpoint) until the limit allows a call.
@@ -115,11 +124,13 @@ type fanout struct {
 	// slow receiver's queue is kept alive, or the server would deliver it
 	// again, to every receiver, after AckWait.
 	held *heldSet[*fanMsg]
+	// retries starts and stops the receivers' retry-queue workers.
+	retries *retries
 }
 
 func newFanout(r *Runtime) *fanout {
 	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs),
-		held: newHeldSet[*fanMsg]()}
+		held: newHeldSet[*fanMsg](), retries: newRetries(r)}
 }
 
 // activate starts a receiver's fast path.
@@ -127,16 +138,9 @@ func (f *fanout) activate(rc Receiver) {
 	ctx, cancel := context.WithCancel(f.sendCtx)
 	m, sk := f.r.metrics, f.r.sink
 	pacing, endPacing := context.WithCancel(ctx)
-	t := &fanTarget{rc: rc, q: make(chan *fanMsg, fanoutQueue), pace: newPacer(rc), stop: cancel, pacing: pacing, endPacing: endPacing, leaf: ownLeaf(rc.Name),
+	t := &fanTarget{rc: rc, ctx: ctx, pace: newPacer(rc), stop: cancel, pacing: pacing, endPacing: endPacing, leaf: ownLeaf(rc.Name),
 		received: m.Received.WithLabelValues(sk, rc.Name), delivered: m.Delivered.WithLabelValues(sk, rc.Name),
 		notified: m.Notifications.WithLabelValues(sk, rc.Name), latency: m.Latency.WithLabelValues(sk, rc.Name)}
-	for range f.r.set.Concurrency {
-		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			f.work(ctx, t)
-		}()
-	}
 	f.mu.Lock()
 	old := f.targets[rc.Name]
 	f.targets[rc.Name] = t
@@ -147,8 +151,9 @@ func (f *fanout) activate(rc Receiver) {
 	}
 }
 
-// deactivate stops a receiver's fast path; parked, it keeps its Filter.
-func (f *fanout) deactivate(name string, park bool) {
+// deactivate stops a receiver's fast path; parked, it keeps its Filter. It
+// reports whether the fast path ran.
+func (f *fanout) deactivate(name string, park bool) bool {
 	f.mu.Lock()
 	t := f.targets[name]
 	delete(f.targets, name)
@@ -163,6 +168,7 @@ func (f *fanout) deactivate(name string, park bool) {
 	if t != nil {
 		f.retire(t)
 	}
+	return t != nil
 }
 
 // retire stops a fast path: deliveries in flight finish, what waited in its
@@ -170,8 +176,10 @@ func (f *fanout) deactivate(name string, park bool) {
 func (f *fanout) retire(t *fanTarget) {
 	t.retiring.Store(true)
 	t.endPacing()
-	close(t.q)
-	t.wg.Wait()
+	t.qmu.Lock()
+	t.closed = true
+	t.qmu.Unlock()
+	t.wg.Wait() // the deliverers hand off what is still queued
 	t.stop()
 }
 
@@ -243,9 +251,7 @@ func (f *fanout) dispatch(m jetstream.Msg) {
 	// only under the write lock.
 	for _, t := range active {
 		t.received.Inc()
-		select {
-		case t.q <- fm:
-		default: // the receiver lags: its retry queue takes the event
+		if !f.offer(t, fm) { // the receiver lags: its retry queue takes the event
 			f.handOffAsync(fm, t.rc.Name)
 		}
 	}
@@ -268,9 +274,50 @@ func (f *fanout) handOffAsync(fm *fanMsg, receiver string) {
 	}()
 }
 
-// work is one of a receiver's fast-path deliverers.
+// offer queues fm for t, starting a deliverer if fewer than Concurrency
+// run; false when the queue is full (or t retires).
+func (f *fanout) offer(t *fanTarget, fm *fanMsg) bool {
+	t.qmu.Lock()
+	if t.closed || len(t.queue) >= fanoutQueue {
+		t.qmu.Unlock()
+		return false
+	}
+	t.queue = append(t.queue, fm)
+	start := t.running < f.r.set.Concurrency
+	if start {
+		t.running++
+		t.wg.Add(1)
+	}
+	t.qmu.Unlock()
+	if start {
+		go func() {
+			defer t.wg.Done()
+			f.work(t.ctx, t)
+		}()
+	}
+	return true
+}
+
+// next takes the first of t's queue; false when it is empty, and the
+// deliverer asking stops.
+func (t *fanTarget) next() (*fanMsg, bool) {
+	t.qmu.Lock()
+	defer t.qmu.Unlock()
+	if len(t.queue) == 0 {
+		t.running--
+		t.queue = nil // the backing array goes with the burst
+		return nil, false
+	}
+	fm := t.queue[0]
+	t.queue[0] = nil
+	t.queue = t.queue[1:]
+	return fm, true
+}
+
+// work is one of a receiver's fast-path deliverers: it runs until the
+// queue is empty.
 func (f *fanout) work(ctx context.Context, t *fanTarget) {
-	for fm := range t.q {
+	for fm, ok := t.next(); ok; fm, ok = t.next() {
 		if ctx.Err() != nil || t.retiring.Load() || t.pace.paused() > 0 {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue
@@ -326,6 +373,7 @@ func (f *fanout) handoff(receiver string, m jetstream.Msg, attempts int, notBefo
 		f.r.log.Error("hand-off to the retry queue failed; the event is handed back", "sink", f.r.sink, "receiver", receiver, "err", err)
 		return false
 	}
+	f.retries.want(receiver)
 	return true
 }
 

@@ -34,6 +34,13 @@ func (h *heldSet[K]) remove(k K) int {
 	return len(h.m)
 }
 
+// len is how many are held.
+func (h *heldSet[K]) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.m)
+}
+
 // keepAlive marks every held message in progress each period until stop is
 // closed (a third of AckWait: two chances before the server gives up on one).
 func (h *heldSet[K]) keepAlive(period time.Duration, stop <-chan struct{}) {

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -346,6 +347,13 @@ func (r *Runtime) Run(ctx context.Context) error {
 		r.fan.sendCtx, sendCancel = context.WithCancel(context.WithoutCancel(ctx))
 		defer sendCancel()
 	}
+	if r.fan != nil {
+		// Before any receiver is added: Add reads the retry queues the
+		// scan found something in. Followed until Run returns.
+		fctx, stopFollowing := context.WithCancel(ctx)
+		defer stopFollowing()
+		r.fan.retries.follow(fctx)
+	}
 	close(r.ready)
 	for _, rc := range r.receivers {
 		if err := r.Add(rc); err != nil {
@@ -423,20 +431,40 @@ func (r *Runtime) Add(rc Receiver) error {
 	if r.fan != nil && rc.Filter == nil && !rc.RedriveOnly {
 		return fmt.Errorf("%w: receiver %q: a fan-out receiver needs a filter", ErrConfig, rc.Name)
 	}
-	r.stopWorker(rc.Name)
 	fanned := r.fan != nil && !rc.RedriveOnly
 	if fanned {
-		// First: once its consumer exists (what callers may wait for), every
-		// event read is taken for it, delivered or handed to its retry queue.
+		r.fan.retries.deactivate(rc.Name, false) // its old worker, if any, does not start again
+	}
+	r.stopWorker(rc.Name)
+	if fanned {
+		// First: once it is in (what callers may wait for), every event read
+		// is taken for it, delivered or handed to its retry queue. The retry
+		// queue is read only while something waits there (retry.go).
 		r.fan.activate(rc)
+		if err := r.fan.retries.activate(rc); err != nil {
+			r.fan.retries.deactivate(rc.Name, false)
+			r.fan.deactivate(rc.Name, true) // what it was handed waits for the next Add
+			return err
+		}
+		return nil
+	}
+	return r.startWorker(rc, nil)
+}
+
+// startWorker runs rc's worker; lazy is set for a fan-out receiver's retry
+// queue, whose worker stops once the queue is idle and empty.
+func (r *Runtime) startWorker(rc Receiver, lazy *retrySlot) error {
+	r.mu.Lock()
+	ctx := r.running
+	r.mu.Unlock()
+	if ctx == nil || ctx.Err() != nil {
+		return ErrNotRunning
 	}
 	w, err := r.newWorker(ctx, rc)
 	if err != nil {
-		if fanned {
-			r.fan.deactivate(rc.Name, true) // what it was handed waits for the next Add
-		}
 		return err
 	}
+	w.lazy = lazy
 	wctx, cancel := context.WithCancel(ctx)
 	h := &handle{cancel: cancel, done: make(chan struct{})}
 	r.mu.Lock()
@@ -447,8 +475,23 @@ func (r *Runtime) Add(rc Receiver) error {
 		defer r.wg.Done()
 		defer close(h.done)
 		w.run(wctx)
+		if lazy != nil {
+			r.mu.Lock()
+			if r.workers[rc.Name] == h {
+				delete(r.workers, rc.Name)
+			}
+			r.mu.Unlock()
+			r.fan.retries.exited(rc.Name, lazy)
+		}
 	}()
 	return nil
+}
+
+// stopped reports whether Run has ended (or is ending).
+func (r *Runtime) stopped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running != nil && r.running.Err() != nil
 }
 
 // Remove stops a receiver and forgets it (a webhook endpoint deleted): what
@@ -457,9 +500,12 @@ func (r *Runtime) Add(rc Receiver) error {
 func (r *Runtime) Remove(name string) bool {
 	// The worker first: it would otherwise deliver what the fast path hands
 	// to the retry queue as it retires.
+	if r.fan != nil {
+		r.fan.retries.deactivate(name, true)
+	}
 	stopped := r.stopWorker(name)
 	if r.fan != nil {
-		r.fan.deactivate(name, false)
+		stopped = r.fan.deactivate(name, false) || stopped
 	}
 	return stopped
 }
@@ -468,9 +514,12 @@ func (r *Runtime) Remove(name string) bool {
 // disabled) but keeps taking its events: they wait for it (in its durable
 // consumer, or in fan-out mode its retry queue) until it is added again.
 func (r *Runtime) Park(name string) bool {
+	if r.fan != nil {
+		r.fan.retries.deactivate(name, false)
+	}
 	stopped := r.stopWorker(name) // first, as in Remove
 	if r.fan != nil {
-		r.fan.deactivate(name, true)
+		stopped = r.fan.deactivate(name, true) || stopped
 	}
 	return stopped
 }
@@ -491,10 +540,19 @@ func (r *Runtime) stopWorker(name string) bool {
 // Running lists the receivers being consumed.
 func (r *Runtime) Running() []string {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.workers))
 	for n := range r.workers {
 		out = append(out, n)
+	}
+	r.mu.Unlock()
+	if r.fan != nil { // receivers whose retry queue is not being read
+		r.fan.mu.RLock()
+		for n := range r.fan.targets {
+			out = append(out, n)
+		}
+		r.fan.mu.RUnlock()
+		slices.Sort(out)
+		out = slices.Compact(out)
 	}
 	return out
 }
@@ -553,6 +611,7 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 		return nil, err
 	}
 	w := newWorker(r, rc)
+	w.retryCons = redrive
 	if main != nil {
 		w.main = main
 		// A consumer with events pending at start: the last instance held

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -146,6 +147,14 @@ type worker struct {
 	main jetstream.Consumer
 
 	draining chan struct{}
+
+	// A fan-out receiver's retry queue (lazy set) is read only while
+	// something waits in it: retryCons is its consumer, took says a message
+	// came since the last idle check, lastGen the signals seen at it.
+	lazy      *retrySlot
+	retryCons jetstream.Consumer
+	took      atomic.Bool
+	lastGen   uint64
 }
 
 func newWorker(r *Runtime, rc Receiver) *worker {
@@ -194,6 +203,7 @@ func (w *worker) run(ctx context.Context) {
 					w.r.log.Warn("consume", "sink", w.r.sink, "receiver", w.name, "err", err)
 					continue
 				}
+				w.took.Store(true)
 				w.in <- inbound{msg: m, redrive: it.redrive}
 			}
 		}()
@@ -232,13 +242,19 @@ func (w *worker) run(ctx context.Context) {
 	if looks != nil {
 		w.look(ctx) // a report due at start goes out now, not a tick later
 	}
+	var idleCheck <-chan time.Time
+	if w.lazy != nil {
+		t := time.NewTicker(w.r.set.AckWait)
+		defer t.Stop()
+		idleCheck = t.C
+	}
 	var gateCheck <-chan time.Time
 	if w.gate != nil {
 		t := time.NewTicker(w.gate.every)
 		defer t.Stop()
 		gateCheck = t.C
 	}
-	for ctx.Err() == nil {
+	for retired := false; ctx.Err() == nil && !retired; {
 		w.resetTimer(timer)
 		select {
 		case m := <-w.in:
@@ -261,6 +277,8 @@ func (w *worker) run(ctx context.Context) {
 			if w.openGate(ctx) {
 				gateCheck = nil
 			}
+		case <-idleCheck:
+			retired = w.retireIfIdle(ctx)
 		case <-ctx.Done():
 		}
 	}

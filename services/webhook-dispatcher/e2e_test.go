@@ -72,9 +72,9 @@ func TestKilledDispatcherResumes(t *testing.T) {
 	rcv := &countingReceiver{byID: map[string]int{}, delay: 5 * time.Millisecond}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	apiAddr := freePort(t)
+	apiAddr, opsAddr := freePort(t), freePort(t)
 	env := append(os.Environ(), "NATS_URL="+bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+bus.SeedFile(eventbus.RoleWebhook), "AW_WEBHOOK_ADMIN_TOKEN="+adminToken, "AW_WEBHOOK_API_LISTEN="+apiAddr,
-		"AW_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8", "AW_WEBHOOK_RETRY_SCHEDULE=100ms,200ms", "AW_SINK_ACK_WAIT=2s", "AW_OPS_LISTEN=127.0.0.1:0", "AW_LOG_LEVEL=warn")
+		"AW_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8", "AW_WEBHOOK_RETRY_SCHEDULE=100ms,200ms", "AW_SINK_ACK_WAIT=2s", "AW_OPS_LISTEN="+opsAddr, "AW_LOG_LEVEL=warn")
 	startProc := func() *exec.Cmd {
 		cmd := exec.Command(bin)
 		cmd.Env, cmd.Stderr = env, os.Stderr
@@ -102,12 +102,18 @@ func TestKilledDispatcherResumes(t *testing.T) {
 	var ep struct{ ID string }
 	json.NewDecoder(resp.Body).Decode(&ep)
 	resp.Body.Close()
+	// Registered once its receiver's series is on /metrics (its retry queue
+	// has no consumer until something waits there).
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := bus.JS.Consumer(context.Background(), eventbus.StreamRedrive, "webhook_"+ep.ID+"_redrive"); err == nil {
-			break
+		if resp, err := http.Get("http://" + opsAddr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if bytes.Contains(b, []byte(`aw_sink_received_total{receiver="`+ep.ID+`"`)) {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no consumer for the endpoint")
+			t.Fatal("the endpoint was not registered")
 		}
 	}
 

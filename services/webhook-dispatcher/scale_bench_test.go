@@ -84,8 +84,9 @@ func envInt(name string, def int) int {
 //     (10%) answering 503, new events; the healthy endpoints' publish→receipt
 //     p50/p99 against the all-healthy run's (no head-of-line blocking: within
 //     1.5×), and their deliveries/s against a raw load of as many bodies
-//     POSTed to the same healthy endpoints by 64 goroutines of net/http's
-//     keep-alive client, before the dispatcher starts;
+//     POSTed to the same healthy endpoints by net/http's keep-alive client,
+//     within the dispatcher's limit per host (AW_BENCH_CONNS, 64: as many
+//     connections and a sender on each), before the dispatcher starts;
 //   - the process's RSS before the dispatcher started and its peak (VmHWM)
 //     at the end (the embedded server, the hosts and the dispatcher).
 //
@@ -116,36 +117,42 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		}
 		// Raw, before the dispatcher starts: as many POSTs of a delivery's
 		// body (the event in the structured mode) as a run delivers to the
-		// healthy endpoints, to those endpoints.
-		var targets []string
+		// healthy endpoints, to those endpoints, within the dispatcher's
+		// limit per host (as many connections, and a sender on each).
+		byHost := map[int][]string{}
 		for i := range endpoints {
 			if _, ok := sick[i%nhosts]; !ok {
-				targets = append(targets, url(i))
+				byHost[i%nhosts] = append(byHost[i%nhosts], url(i))
 			}
 		}
 		enc, err := deliver.Encode(context.Background(), subscription.ModeStructured, eventtest.Status(b, eventtest.Meta("raw", nil), "active", "credit_hold"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		total := int64(len(targets) * events)
-		hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 64 * nhosts, MaxIdleConnsPerHost: 64}}
-		var next atomic.Int64
+		conns := envInt("AW_BENCH_CONNS", 64)
+		hc := &http.Client{Transport: &http.Transport{MaxConnsPerHost: conns, MaxIdleConnsPerHost: conns}}
+		var total int64
 		var wg sync.WaitGroup
 		t2 := time.Now()
-		for range 64 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := next.Add(1) - 1; i < total; i = next.Add(1) - 1 {
-					resp, err := hc.Post(targets[i%int64(len(targets))], "application/cloudevents+json", bytes.NewReader(enc.Body))
-					if err != nil {
-						b.Error(err)
-						return
+		for _, targets := range byHost {
+			n := int64(len(targets) * events)
+			total += n
+			var next atomic.Int64
+			for range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := next.Add(1) - 1; i < n; i = next.Add(1) - 1 {
+						resp, err := hc.Post(targets[i%int64(len(targets))], "application/cloudevents+json", bytes.NewReader(enc.Body))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
 					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			}()
+				}()
+			}
 		}
 		wg.Wait()
 		rawRate := float64(total) / time.Since(t2).Seconds()

@@ -195,13 +195,18 @@ func statuses(t *testing.T, prefix string, n int) []*event.Event {
 	return out
 }
 
-// waitActive waits until a fresh endpoint is registered (its retry queue's
-// consumer exists), so that events published next reach it: a new endpoint
-// receives the events taken after its creation.
+// waitActive waits until a fresh endpoint is registered (the dispatcher
+// logged it delivering: its receiver is in), so that events published next
+// reach it: a new endpoint receives the events taken after its creation. Its
+// retry queue has no consumer until something waits there.
 func (st *stack) waitActive(t *testing.T, id string) {
 	bustest.Eventually(t, "endpoint registered", func() bool {
-		_, err := st.bus.JS.Consumer(context.Background(), eventbus.StreamRedrive, sink.ConsumerName("webhook", id)+"_redrive")
-		return err == nil
+		for _, line := range strings.Split(st.logs.String(), "\n") {
+			if strings.Contains(line, `"msg":"endpoint delivering"`) && strings.Contains(line, `"endpoint":"`+id+`"`) {
+				return true
+			}
+		}
+		return false
 	})
 }
 

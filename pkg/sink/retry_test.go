@@ -1,0 +1,335 @@
+package sink_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
+	"github.com/accountwatch/accountwatch/pkg/event"
+	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/sink"
+)
+
+// retryConsumers lists the consumers of the retry queues (AW_REDRIVE).
+func retryConsumers(t *testing.T, h *harness) []string {
+	t.Helper()
+	s, err := h.bus.JS.Stream(context.Background(), eventbus.StreamRedrive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	names := s.ConsumerNames(context.Background())
+	for n := range names.Name() {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// retriesWaiting counts the messages of the retry queues.
+func retriesWaiting(t *testing.T, h *harness) uint64 {
+	t.Helper()
+	s, err := h.bus.JS.Stream(context.Background(), eventbus.StreamRedrive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// TestFanoutSickReceiversHoldNoHealthyOne: of 60 receivers, 3 hang until
+// released and 3 fail each event twice. Every healthy receiver gets every
+// event while the hanging ones still hang; retry consumers exist only for
+// the receivers that failed, and are gone once their retries are delivered.
+func TestFanoutSickReceiversHoldNoHealthyOne(t *testing.T) {
+	h := newHarness(t)
+	const receivers, events = 60, 20
+	role := func(name string) string {
+		var i int
+		fmt.Sscanf(name, "r%d", &i)
+		switch i % 20 {
+		case 7:
+			return "hang"
+		case 13:
+			return "fail"
+		}
+		return "ok"
+	}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	got := map[string]map[string][]uint64{} // receiver → event → attempts
+	send := senderFunc(func(ctx context.Context, n *sink.Notification) error {
+		r := role(n.Receiver)
+		if r == "hang" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if got[n.Receiver] == nil {
+			got[n.Receiver] = map[string][]uint64{}
+		}
+		id := n.Events[0].ID()
+		got[n.Receiver][id] = append(got[n.Receiver][id], n.Attempt)
+		if r == "fail" && n.Attempt < 3 {
+			return sink.Transient(sink.ReasonServerError, errors.New("503"))
+		}
+		return nil
+	})
+	s := fast()
+	s.RetrySchedule = "100ms,100ms,100ms,100ms"
+	s.SendTimeout = 5 * time.Minute // the hanging receivers hang until released
+	rt, stop := runFanout(t, h, "sick", send, s)
+	defer stop()
+	all := func(*event.Event) bool { return true }
+	var names []string
+	for i := range receivers {
+		names = append(names, fmt.Sprintf("r%d", i))
+		if err := rt.Add(sink.Receiver{Name: names[i], Filter: all}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.Start()
+	h.publish(t, statuses(t, events, "sick")...)
+
+	done := func(role_ string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range names {
+			if role(n) != role_ {
+				continue
+			}
+			if len(got[n]) < events {
+				return false
+			}
+			if role_ == "fail" {
+				for _, at := range got[n] {
+					if !slices.Equal(at, []uint64{1, 2, 3}) {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	}
+	seen := map[string]bool{} // every retry consumer seen along the way
+	watch := func() {
+		for _, c := range retryConsumers(t, h) {
+			seen[c] = true
+		}
+	}
+	eventually(t, "every healthy receiver has every event, and the failing ones theirs on the third attempt", func() bool {
+		watch()
+		return done("ok") && done("fail")
+	})
+	mu.Lock()
+	for _, n := range names {
+		if role(n) == "hang" && len(got[n]) != 0 {
+			t.Errorf("%s delivered before it was released", n)
+		}
+	}
+	mu.Unlock()
+	close(release)
+	eventually(t, "the hanging receivers have every event once released", func() bool { watch(); return done("hang") })
+	eventually(t, "no retry consumer left once every retry is delivered", func() bool {
+		watch()
+		return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0
+	})
+	var want []string
+	for _, n := range names {
+		if role(n) == "fail" {
+			want = append(want, sink.ConsumerName("sick", n)+"_redrive")
+		}
+	}
+	for c := range seen {
+		if !slices.Contains(want, c) {
+			t.Errorf("retry consumer %s: only failing receivers get one (%v)", c, want)
+		}
+	}
+	mu.Lock()
+	for _, n := range names {
+		if role(n) == "ok" {
+			for id, at := range got[n] {
+				if len(at) != 1 {
+					t.Errorf("%s got %s %d times", n, id, len(at))
+				}
+			}
+		}
+	}
+	mu.Unlock()
+}
+
+// handedOff is a retry as a hand-off (of this version or an older one)
+// stored it in sinkName's retry queue of receiver: one attempt made.
+func handedOff(t *testing.T, h *harness, sinkName, receiver string, ev *event.Event) {
+	t.Helper()
+	m, err := eventbus.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Subject = eventbus.RedriveRoot + sinkName + "." + receiver + "." + strings.TrimPrefix(m.Subject, event.SubjectRoot)
+	m.Header.Set(sink.HdrRetryAttempts, "1")
+	m.Header.Set(sink.HdrRetryNotBefore, time.Now().UTC().Format(time.RFC3339Nano))
+	if _, err := h.bus.JS.PublishMsg(context.Background(), m, jetstream.WithExpectStream(eventbus.StreamRedrive)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFanoutRetryQueueOfAnOlderVersion: an older version kept a durable
+// consumer on the retry queue of every receiver. What such a queue holds is
+// delivered, and the consumers are deleted once empty; retries stored while
+// no runtime ran (no consumer, no signal) are found by the scan at start.
+func TestFanoutRetryQueueOfAnOlderVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		consumer bool // the older version's consumer exists
+		waiting  int  // retries waiting
+	}{
+		{"consumer with retries waiting", true, 3},
+		{"empty consumer", true, 0},
+		{"retries waiting, no consumer", false, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			const sinkName, receiver = "old", "ep1"
+			if tc.consumer {
+				// As the older version created it (sink.go before issue 20).
+				if _, err := h.bus.JS.CreateOrUpdateConsumer(context.Background(), eventbus.StreamRedrive, jetstream.ConsumerConfig{
+					Durable: sink.ConsumerName(sinkName, receiver) + "_redrive", FilterSubject: deadletter.RedriveFilter(sinkName, receiver),
+					AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, MaxDeliver: -1, AckWait: 3 * time.Second,
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			evs := statuses(t, tc.waiting, "old")
+			for _, ev := range evs {
+				handedOff(t, h, sinkName, receiver, ev)
+			}
+			var mu sync.Mutex
+			got := map[string][]uint64{}
+			rt, stop := runFanout(t, h, sinkName, senderFunc(func(_ context.Context, n *sink.Notification) error {
+				mu.Lock()
+				defer mu.Unlock()
+				got[n.Events[0].ID()] = append(got[n.Events[0].ID()], n.Attempt)
+				return nil
+			}), fast())
+			defer stop()
+			if err := rt.Add(sink.Receiver{Name: receiver, Filter: func(*event.Event) bool { return true }}); err != nil {
+				t.Fatal(err)
+			}
+			rt.Start()
+			eventually(t, "every waiting retry delivered, as its second attempt", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, ev := range evs {
+					if !slices.Equal(got[ev.ID()], []uint64{2}) {
+						return false
+					}
+				}
+				return len(got) == len(evs)
+			})
+			eventually(t, "the retry queue empty and its consumer deleted", func() bool {
+				return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0
+			})
+		})
+	}
+}
+
+// TestFanoutRedriveWithoutConsumer: a receiver that never failed but
+// permanently has no retry consumer; an operator's re-drive (stored by
+// another process) is seen on the queue's subjects and delivered.
+func TestFanoutRedriveWithoutConsumer(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	broken := true
+	var calls []*sink.Notification
+	rt, stop := runFanout(t, h, "rd", senderFunc(func(_ context.Context, n *sink.Notification) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, n)
+		if broken {
+			return sink.Permanent(sink.ReasonClientError, errors.New("400"))
+		}
+		return nil
+	}), fast())
+	defer stop()
+	if err := rt.Add(sink.Receiver{Name: "ep", Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	ev := statuses(t, 1, "rd")[0]
+	h.publish(t, ev)
+	store, _ := deadletter.Open(context.Background(), h.bus.JS)
+	var letters []deadletter.Letter
+	eventually(t, "dead-lettered on its first attempt", func() bool {
+		letters, _ = store.List(context.Background(), deadletter.Filter{Sink: "rd"})
+		return len(letters) == 1
+	})
+	if cs := retryConsumers(t, h); len(cs) != 0 {
+		t.Errorf("retry consumers %v for a receiver that had nothing to retry", cs)
+	}
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	// As awctl redrive does it: another connection stores the re-drive.
+	if _, err := store.Redrive(context.Background(), letters[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the re-drive delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls) == 2 && calls[1].Redrive && calls[1].Events[0].ID() == ev.ID()
+	})
+	eventually(t, "its consumer deleted once the queue is empty", func() bool {
+		return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0
+	})
+}
+
+// TestFanoutRetryConsumerDeletedUnderIt: a retry waits in its queue when its
+// consumer is deleted (by another replica retiring it, or by hand): the
+// worker notices, makes it again, and the retry is delivered on its attempt.
+func TestFanoutRetryConsumerDeletedUnderIt(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	var attempts []uint64
+	rt, stop := runFanout(t, h, "gone", senderFunc(func(_ context.Context, n *sink.Notification) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts = append(attempts, n.Attempt)
+		if len(attempts) == 1 {
+			return sink.Transient(sink.ReasonServerError, errors.New("503"))
+		}
+		return nil
+	}), func() sink.Settings { s := fast(); s.RetrySchedule = "2s"; return s }())
+	defer stop()
+	if err := rt.Add(sink.Receiver{Name: "ep", Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	h.publish(t, statuses(t, 1, "gone")...)
+	name := sink.ConsumerName("gone", "ep") + "_redrive"
+	eventually(t, "the retry consumer made for the failed attempt", func() bool { return slices.Contains(retryConsumers(t, h), name) })
+	if err := h.bus.JS.DeleteConsumer(context.Background(), eventbus.StreamRedrive, name); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the retry delivered as the second attempt", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Equal(attempts, []uint64{1, 2})
+	})
+	eventually(t, "nothing left in the retry queue", func() bool { return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0 })
+}
