@@ -8,7 +8,7 @@ SERVICES := $(filter-out devstack,$(notdir $(wildcard services/*)))
 TEST_FLAGS ?= -race -count=1 -timeout 20m
 BIN := $(CURDIR)/bin
 
-.PHONY: run build test bench bench-short chaos chaos-short conformance lint fmt vet check-deps tidy schemas clean help
+.PHONY: run build test bench bench-short chaos chaos-short conformance lint staticcheck fmt vet check-deps tidy schemas clean help
 
 help:
 	@echo "make run    start the local stack (embedded JetStream, upstream-sim, every service)"
@@ -75,7 +75,13 @@ vet:
 check-deps:
 	@bash deploy/check-deps.sh
 
-lint: vet check-deps
+## staticcheck: pinned, built from the module proxy into bin/ (nothing installed by hand)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+staticcheck:
+	@GOBIN=$(BIN) GOFLAGS= $(GO) install $(STATICCHECK)
+	@for m in $(MODULES); do (cd $$m && $(BIN)/staticcheck ./...) || exit 1; done
+
+lint: vet check-deps staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 
 ## tidy: go mod tidy in every module (each builds on its own, GOWORK=off, for Docker)

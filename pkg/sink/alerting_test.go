@@ -49,10 +49,9 @@ func (l *memLog) of(receiver, outcome string) []deliverylog.Record {
 // account builds one account's events in chain order, observed now, each
 // with the standing it says.
 type account struct {
-	t    *testing.T
-	m    event.Meta
-	seq  uint64
-	prov bool
+	t   *testing.T
+	m   event.Meta
+	seq uint64
 }
 
 func newAccount(t *testing.T, id string) *account {

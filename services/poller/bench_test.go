@@ -186,18 +186,15 @@ type rigOptions struct {
 type pollerRig struct {
 	b *testing.B
 	rigOptions
-	perPage      int
-	dir, bin     string
-	url          string // the simulator
-	pin          func(cpu string, cmd *exec.Cmd) *exec.Cmd
-	busCfg       eventbus.Config
-	bus          *eventbus.Bus
-	cfgFile      string
-	onHold       []bool // each account's status as last set (credit hold), by id less 5,000,000: a map of a million strings would be this process's garbage on CPU 1
-	rng          *rand.Rand
-	recordSize   int // a baseline record's and a watch entry's stored size (rawDiscovery)
-	entrySize    int
-	pendingBytes int // a changed record's outbox size
+	perPage  int
+	dir, bin string
+	url      string // the simulator
+	pin      func(cpu string, cmd *exec.Cmd) *exec.Cmd
+	busCfg   eventbus.Config
+	bus      *eventbus.Bus
+	cfgFile  string
+	onHold   []bool // each account's status as last set (credit hold), by id less 5,000,000: a map of a million strings would be this process's garbage on CPU 1
+	rng      *rand.Rand
 }
 
 func newPollerRig(b *testing.B, o rigOptions) *pollerRig {
