@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/sink"
 )
 
@@ -332,4 +334,67 @@ func TestFanoutRetryConsumerDeletedUnderIt(t *testing.T) {
 		return slices.Equal(attempts, []uint64{1, 2})
 	})
 	eventually(t, "nothing left in the retry queue", func() bool { return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0 })
+}
+
+// TestFanoutRetryAcrossAServerRestart: a fan-out receiver's retry consumer
+// keeps its state in memory (no state file rewritten while busy). A retry
+// waiting in its queue when the server restarts is not lost: the queue keeps
+// what is unacknowledged, the consumer is made again, and the retry is
+// delivered once, counted from the attempts its hand-off recorded.
+func TestFanoutRetryAcrossAServerRestart(t *testing.T) {
+	cfg := bustest.Config(t, "")
+	reg := prometheus.NewRegistry()
+	h := &harness{bus: bustest.Start(t, cfg), reg: reg, metrics: sink.NewMetrics(reg)}
+	set := fast()
+	set.RetrySchedule = "2s,2s,2s,2s,2s"
+	rt, stop := runFanout(t, h, "rs", senderFunc(func(context.Context, *sink.Notification) error {
+		return sink.Transient(sink.ReasonServerError, errors.New("503"))
+	}), set)
+	if err := rt.Add(sink.Receiver{Name: "ep", Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	ev := statuses(t, 1, "rs")[0]
+	h.publish(t, ev)
+	name := sink.ConsumerName("rs", "ep") + "_redrive"
+	eventually(t, "the retry consumer made for the failed attempt", func() bool { return slices.Contains(retryConsumers(t, h), name) })
+	c, err := h.bus.JS.Consumer(context.Background(), eventbus.StreamRedrive, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.CachedInfo().Config.MemoryStorage {
+		t.Errorf("retry consumer %s is file-stored", name)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.bus.Close()
+
+	h.bus = bustest.Start(t, cfg)
+	var mu sync.Mutex
+	var attempts []uint64
+	rt, stop = runFanout(t, h, "rs", senderFunc(func(_ context.Context, n *sink.Notification) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n.Events[0].ID() == ev.ID() {
+			attempts = append(attempts, n.Attempt)
+		}
+		return nil
+	}), set)
+	defer stop()
+	if err := rt.Add(sink.Receiver{Name: "ep", Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	eventually(t, "the retry delivered after the restart, past its first attempt", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(attempts) == 1 && attempts[0] >= 2
+	})
+	eventually(t, "nothing left in the retry queue", func() bool { return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts) != 1 {
+		t.Errorf("attempts after the restart %v, want one delivery", attempts)
+	}
 }
