@@ -171,6 +171,17 @@ func (f *fanout) deactivate(name string, park bool) bool {
 	return t != nil
 }
 
+// pacer is the pace of name's fast path (nil when it has none): its retry
+// queue's worker shares it.
+func (f *fanout) pacer(name string) *pacer {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if t := f.targets[name]; t != nil {
+		return t.pace
+	}
+	return nil
+}
+
 // retire stops a fast path: deliveries in flight finish, what waited in its
 // queue is handed off to the retry queue.
 func (f *fanout) retire(t *fanTarget) {
@@ -318,8 +329,14 @@ func (t *fanTarget) next() (*fanMsg, bool) {
 // queue is empty.
 func (f *fanout) work(ctx context.Context, t *fanTarget) {
 	for fm, ok := t.next(); ok; fm, ok = t.next() {
-		if ctx.Err() != nil || t.retiring.Load() || t.pace.paused() > 0 {
+		if ctx.Err() != nil || t.retiring.Load() {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
+			continue
+		}
+		// Paused (a Retry-After): the retry queue takes the event, not to
+		// be tried before the pause ends (its worker shares the pace).
+		if wait := t.pace.paused(); wait > 0 {
+			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now().Add(wait)))
 			continue
 		}
 		if err := t.pace.lim.Wait(t.pacing); err != nil {

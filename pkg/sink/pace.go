@@ -9,7 +9,10 @@ import (
 )
 
 // pacer is one receiver's pace: its rate limit, and the pause a Retry-After
-// asked for. Both consumer paths of a receiver share one.
+// asked for. Every path that calls a receiver shares one: its own
+// consumer's and, in fan-out mode, the fast path and the retry queue's
+// worker (a Retry-After met on one holds the other; a rate limit is not
+// doubled by two paths).
 type pacer struct {
 	lim   *rate.Limiter
 	mu    sync.Mutex

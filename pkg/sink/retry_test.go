@@ -398,3 +398,94 @@ func TestFanoutRetryAcrossAServerRestart(t *testing.T) {
 		t.Errorf("attempts after the restart %v, want one delivery", attempts)
 	}
 }
+
+// sentCall is one call of a receiver: when it was made, for which event, the
+// attempt the runtime counted, and when it returned.
+type sentCall struct {
+	at, returned time.Time
+	id           string
+	attempt      uint64
+}
+
+// callLog is a sender whose first call answers first and every later one
+// succeeds; it records every call.
+type callLog struct {
+	mu    sync.Mutex
+	first error
+	calls []sentCall
+}
+
+func (l *callLog) Send(_ context.Context, n *sink.Notification) error {
+	c := sentCall{at: time.Now(), id: n.Events[0].ID(), attempt: n.Attempt}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	if len(l.calls) == 0 {
+		err = l.first
+	}
+	c.returned = time.Now()
+	l.calls = append(l.calls, c)
+	return err
+}
+
+func (l *callLog) snapshot() []sentCall {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.calls)
+}
+
+// TestFanoutRetryAfterHoldsBothPaths: after a Retry-After, a fan-out
+// receiver gets no call from either path (its fast path, its retry queue's
+// worker) until the pause has passed; the events that came meanwhile wait in
+// its retry queue and are delivered then, once each, on their first attempt.
+func TestFanoutRetryAfterHoldsBothPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first error
+		hold  time.Duration // the least time no call may be made after the failure
+	}{
+		{"retry-after", sink.RateLimited(1500*time.Millisecond, errors.New("429")), 1500 * time.Millisecond},
+		{"retry-after longer than the backoff", sink.RateLimited(2*time.Second, errors.New("503 with Retry-After")), 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := &callLog{first: tc.first}
+			set := fast()
+			set.RetrySchedule = "1500ms,1500ms"
+			rt, stop := runFanout(t, h, "hold", log, set)
+			defer stop()
+			if err := rt.Add(sink.Receiver{Name: "ep", Filter: func(*event.Event) bool { return true }}); err != nil {
+				t.Fatal(err)
+			}
+			rt.Start()
+			evs := statuses(t, 4, "hold")
+			h.publish(t, evs[0])
+			eventually(t, "the first attempt failed", func() bool { return len(log.snapshot()) == 1 })
+			h.publish(t, evs[1:]...)
+			eventually(t, "every event delivered", func() bool {
+				ok := map[string]bool{}
+				for _, c := range log.snapshot()[1:] {
+					ok[c.id] = true
+				}
+				return len(ok) == len(evs)
+			})
+			calls := log.snapshot()
+			failed := calls[0].returned
+			seen := map[string]int{}
+			for _, c := range calls[1:] {
+				seen[c.id]++
+				if gap := c.at.Sub(failed); gap < tc.hold {
+					t.Errorf("%s called %s after the failure (attempt %d): held for %s", c.id, gap.Round(time.Millisecond), c.attempt, tc.hold)
+				}
+				if c.attempt > 1 && c.id != evs[0].ID() {
+					t.Errorf("%s: attempt %d, want its first (it was never tried before)", c.id, c.attempt)
+				}
+			}
+			for id, n := range seen {
+				if n != 1 {
+					t.Errorf("%s delivered %d times", id, n)
+				}
+			}
+		})
+	}
+}

@@ -465,6 +465,11 @@ func (r *Runtime) startWorker(rc Receiver, lazy *retrySlot) error {
 		return err
 	}
 	w.lazy = lazy
+	if lazy != nil {
+		if p := r.fan.pacer(rc.Name); p != nil {
+			w.pace = p // one pace for both of the receiver's paths
+		}
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	h := &handle{cancel: cancel, done: make(chan struct{})}
 	r.mu.Lock()
