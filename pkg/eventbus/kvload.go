@@ -85,6 +85,7 @@ func LoadKV(ctx context.Context, js jetstream.JetStream, bucket, filter string, 
 			cancel()
 		}
 	}
+	var lastRev uint64 // the last revision the load applied
 	handle := func(m jetstream.Msg) (pending uint64, err error) {
 		md, err := m.Metadata()
 		if err != nil {
@@ -94,6 +95,7 @@ func LoadKV(ctx context.Context, js jetstream.JetStream, bucket, filter string, 
 		if len(subj) <= len(prefix) {
 			return md.NumPending, nil
 		}
+		lastRev = md.Sequence.Stream
 		e := KVEntry{Key: subj[len(prefix):], Value: m.Data(), Revision: md.Sequence.Stream}
 		if h := m.Headers(); len(h) > 0 {
 			switch h.Get("KV-Operation") {
@@ -166,26 +168,38 @@ func LoadKV(ctx context.Context, js jetstream.JetStream, bucket, filter string, 
 	if o.Log != nil && time.Since(began) >= o.ProgressEvery {
 		o.Log.Info("loaded", "what", o.What, "revisions", read.Load(), "took", time.Since(began).Round(time.Millisecond).String())
 	}
+	stop()
 	if !o.Follow {
-		stop()
 		return nil
 	}
+	// What follows comes from a KV watcher from the next revision: the
+	// load's pull consumer did not come back after a cluster node was
+	// killed (the chaos run's auditor index stopped), a watcher recovers.
+	// From a revision near the end its creation is quick.
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return fmt.Errorf("%s: follow: %w", o.What, err)
+	}
+	w, err := kv.Watch(ctx, filter, jetstream.ResumeFromRevision(lastRev+1))
+	if err != nil {
+		return fmt.Errorf("%s: follow: %w", o.What, err)
+	}
 	go func() {
-		defer stop()
+		defer func() { _ = w.Stop() }()
 		for {
-			m, err := it.Next(jetstream.NextContext(ctx))
-			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					// the ordered consumer re-creates itself on a gap or a
-					// lost server; what reaches here ends the follow
-					if o.Log != nil {
-						o.Log.Error("following stopped", "what", o.What, "err", err)
-					}
-				}
+			select {
+			case <-ctx.Done():
 				return
-			}
-			if _, err := handle(m); err != nil && o.Log != nil {
-				o.Log.Warn("an update could not be read", "what", o.What, "err", err)
+			case e, ok := <-w.Updates():
+				if !ok {
+					if ctx.Err() == nil && o.Log != nil {
+						o.Log.Error("following stopped", "what", o.What)
+					}
+					return
+				}
+				if e != nil { // nil: caught up
+					apply(KVEntry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Deleted: e.Operation() != jetstream.KeyValuePut})
+				}
 			}
 		}
 	}()

@@ -40,11 +40,19 @@ func TestLoadKV(t *testing.T) {
 
 	var mu sync.Mutex
 	got := map[string]string{}
+	var loaded, last uint64 // loaded: the last revision of the load, once it returned
 	apply := func(e eventbus.KVEntry) {
 		mu.Lock()
 		defer mu.Unlock()
 		if e.Revision == 0 {
 			t.Errorf("%s: no revision", e.Key)
+		}
+		if e.Revision <= last {
+			t.Errorf("%s: revision %d after %d (applied twice, or out of order)", e.Key, e.Revision, last)
+		}
+		last = e.Revision
+		if loaded > 0 && e.Revision <= loaded {
+			t.Errorf("%s: revision %d of the load applied again while following", e.Key, e.Revision)
 		}
 		if e.Deleted {
 			delete(got, e.Key)
@@ -60,6 +68,7 @@ func TestLoadKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	mu.Lock()
+	loaded = last
 	if len(got) != 298 || got["acct.k1"] != "v2" || got["acct.k4"] != "again" || got["acct.k0"] != "v1" {
 		t.Errorf("loaded %d keys, k0 %q k1 %q k4 %q", len(got), got["acct.k0"], got["acct.k1"], got["acct.k4"])
 	}
