@@ -407,11 +407,12 @@ type sentCall struct {
 	attempt      uint64
 }
 
-// callLog is a sender whose first call answers first and every later one
-// succeeds; it records every call.
+// callLog is a sender whose first fails calls (1 when unset) answer first
+// and every later one succeeds; it records every call.
 type callLog struct {
 	mu    sync.Mutex
 	first error
+	fails int
 	calls []sentCall
 }
 
@@ -420,7 +421,7 @@ func (l *callLog) Send(_ context.Context, n *sink.Notification) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var err error
-	if len(l.calls) == 0 {
+	if len(l.calls) < max(l.fails, 1) {
 		err = l.first
 	}
 	c.returned = time.Now()
@@ -487,5 +488,43 @@ func TestFanoutRetryAfterHoldsBothPaths(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFanoutRateLimitIsOneBudget: a fan-out receiver's rate limit holds for
+// its calls from both paths together: its retry queue's worker retrying
+// while the fast path delivers new events makes no more calls than the
+// limit allows (each path had a budget of its own before).
+func TestFanoutRateLimitIsOneBudget(t *testing.T) {
+	h := newHarness(t)
+	const rate, failing, events = 4.0, 3, 12
+	log := &callLog{first: sink.Transient(sink.ReasonServerError, errors.New("503")), fails: failing}
+	set := fast()
+	set.RetrySchedule = "100ms,100ms,100ms" // more attempts than failing calls: none is dead-lettered
+	rt, stop := runFanout(t, h, "budget", log, set)
+	defer stop()
+	if err := rt.Add(sink.Receiver{Name: "ep", Filter: func(*event.Event) bool { return true }, RateLimit: rate, Burst: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	h.publish(t, statuses(t, events, "budget")...)
+	eventually(t, "every event delivered", func() bool {
+		calls := log.snapshot()
+		if len(calls) <= failing {
+			return false
+		}
+		ok := map[string]bool{}
+		for _, c := range calls[failing:] {
+			ok[c.id] = true
+		}
+		return len(ok) == events
+	})
+	calls := log.snapshot()
+	// A token bucket of burst 1: the n-th call after the first is at least
+	// n/rate after it (5% for the clock's grain).
+	for i := 1; i < len(calls); i++ {
+		if gap, least := calls[i].at.Sub(calls[0].at), time.Duration(float64(i)/rate*0.95*float64(time.Second)); gap < least {
+			t.Fatalf("call %d of %d at %s after the first: a limit of %.0f/s allows it at %s at the earliest", i+1, len(calls), gap.Round(time.Millisecond), rate, least.Round(time.Millisecond))
+		}
 	}
 }
