@@ -137,7 +137,11 @@ func (d *Driver) apply(ctx context.Context, a *Account) (*Applied, error) {
 	d.open[a.Key] = ap
 	d.mu.Unlock()
 	ap.At = time.Now()
-	err := d.sim.call(ctx, http.MethodPatch, path, set)
+	// Not cancelled by the driver's stop: a change the upstream made must
+	// be recorded, so a call is seen through (bounded) once started.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	err := d.sim.call(cctx, http.MethodPatch, path, set)
+	cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err != nil {
