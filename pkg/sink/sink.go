@@ -619,8 +619,9 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 		// is not acknowledged stays stored), the scan at start and the idle
 		// check make the consumer again, and the attempts made before the
 		// hand-off travel in its header; only the count of attempts made
-		// from the queue since starts again.
-		MemoryStorage: r.fan != nil,
+		// from the queue since starts again. Not a re-drive-only receiver's
+		// (the ad-hoc one): its consumer is kept, not made again on demand.
+		MemoryStorage: r.fan != nil && !rc.RedriveOnly,
 	})
 	if err != nil {
 		return nil, err

@@ -213,7 +213,14 @@ func TestCrossSiteFormsRefusedInBrowser(t *testing.T) {
 		for tctx.Err() == nil {
 			loc, err := chromedp.Run(tctx, chromedp.Location())
 			if err == nil && strings.HasPrefix(loc, f.base) {
-				return chromedp.Run(tctx, chromedp.Text("body"))
+				// The location changes before the document does: a body
+				// read meanwhile finds the old document's nodes gone ("No
+				// node with given id found") or the attacker's page, which
+				// has no text; both are asked again.
+				text, err := chromedp.Run(tctx, chromedp.Text("body"))
+				if err == nil && strings.TrimSpace(text) != "" {
+					return text, nil
+				}
 			}
 			time.Sleep(20 * time.Millisecond) // the page is navigating: ask again
 		}
