@@ -14,22 +14,45 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/onboard"
 	"github.com/accountwatch/accountwatch/pkg/schemas"
+	"github.com/accountwatch/accountwatch/pkg/sim"
 	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
 	"github.com/accountwatch/accountwatch/pkg/state"
 	"github.com/accountwatch/accountwatch/pkg/upstream"
 	"github.com/accountwatch/accountwatch/pkg/watch"
 )
 
-func TestOnboard(t *testing.T) {
-	b := bustest.New(t)
-	_, url := simtest.Start(t, simtest.Seed())
+// fixture is what an onboarding test works against: a bus, the simulator,
+// a BSS client of it, and the stores an onboarding writes.
+type fixture struct {
+	b   *eventbus.Bus
+	sim *sim.Server
+	bss *alibaba.BSS
+	st  *state.Store
+	ws  *watch.Store
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
 	ctx := context.Background()
-	bss, err := alibaba.NewBSS(alibaba.Config{AccessKeyID: simtest.AccessKeyID, AccessKeySecret: simtest.AccessSecret, Endpoint: strings.TrimPrefix(url, "http://"), Protocol: "http"})
-	if err != nil {
+	f := fixture{b: bustest.New(t)}
+	var url string
+	f.sim, url = simtest.Start(t, simtest.Seed())
+	var err error
+	if f.bss, err = alibaba.NewBSS(alibaba.Config{AccessKeyID: simtest.AccessKeyID, AccessKeySecret: simtest.AccessSecret, Endpoint: strings.TrimPrefix(url, "http://"), Protocol: "http"}); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := state.Open(ctx, b.JS)
-	ws, _ := watch.Open(ctx, b.JS)
+	if f.st, err = state.Open(ctx, f.b.JS); err != nil {
+		t.Fatal(err)
+	}
+	if f.ws, err = watch.Open(ctx, f.b.JS); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestOnboard(t *testing.T) {
+	f := newFixture(t)
+	b, bss, st, ws, ctx := f.b, f.bss, f.st, f.ws, context.Background()
 	labels := map[string]string{"manager": "bob"}
 	res, err := onboard.Onboard(ctx, bss, st, ws, "bss", alibaba.AgAccount{LoginEmail: "newbie@partner.example", AccountAttr: "1", EnterpriseName: "Newbie Ltd"}, labels)
 	if err != nil || !res.Created || res.UID == "" {
@@ -91,15 +114,8 @@ func (l lossy) CreateAgAccount(ctx context.Context, a alibaba.AgAccount) (*aliba
 // exactly one account.created: the "already exists" answer for an email this
 // onboarding asked for is its own account. An email used before is not.
 func TestOnboardReconciles(t *testing.T) {
-	b := bustest.New(t)
-	s, url := simtest.Start(t, simtest.Seed())
-	bss, err := alibaba.NewBSS(alibaba.Config{AccessKeyID: simtest.AccessKeyID, AccessKeySecret: simtest.AccessSecret, Endpoint: strings.TrimPrefix(url, "http://"), Protocol: "http"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	st, _ := state.Open(ctx, b.JS)
-	ws, _ := watch.Open(ctx, b.JS)
+	f := newFixture(t)
+	b, s, bss, st, ws, ctx := f.b, f.sim, f.bss, f.st, f.ws, context.Background()
 	for i, fail := range []string{"answer lost", "commit failed"} {
 		email := fmt.Sprintf("retry%d@partner.example", i)
 		req := alibaba.AgAccount{LoginEmail: email, AccountAttr: "1"}
@@ -169,15 +185,8 @@ func (r retried) CreateAgAccount(ctx context.Context, a alibaba.AgAccount) (*ali
 // the same try (the client retried) is this onboarding's: announced once,
 // as account.created, and watched; not reported as someone else's.
 func TestOnboardRetriedWithinOneTry(t *testing.T) {
-	b := bustest.New(t)
-	_, url := simtest.Start(t, simtest.Seed())
-	bss, err := alibaba.NewBSS(alibaba.Config{AccessKeyID: simtest.AccessKeyID, AccessKeySecret: simtest.AccessSecret, Endpoint: strings.TrimPrefix(url, "http://"), Protocol: "http"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	st, _ := state.Open(ctx, b.JS)
-	ws, _ := watch.Open(ctx, b.JS)
+	f := newFixture(t)
+	b, bss, st, ws, ctx := f.b, f.bss, f.st, f.ws, context.Background()
 	res, err := onboard.Onboard(ctx, retried{bss}, st, ws, "bss", alibaba.AgAccount{LoginEmail: "lost-answer@partner.example", AccountAttr: "1"}, nil)
 	if err != nil || !res.Created || !res.Reconciled || res.EventID == "" {
 		t.Fatalf("onboarding %+v %v", res, err)
@@ -229,15 +238,8 @@ func (d discoveredMeanwhile) CreateAgAccount(ctx context.Context, a alibaba.AgAc
 // poller discovered first is still announced as created, after its
 // discovery and in its chain; onboarding it again announces nothing more.
 func TestOnboardDiscoveredMeanwhile(t *testing.T) {
-	b := bustest.New(t)
-	_, url := simtest.Start(t, simtest.Seed())
-	bss, err := alibaba.NewBSS(alibaba.Config{AccessKeyID: simtest.AccessKeyID, AccessKeySecret: simtest.AccessSecret, Endpoint: strings.TrimPrefix(url, "http://"), Protocol: "http"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	st, _ := state.Open(ctx, b.JS)
-	ws, _ := watch.Open(ctx, b.JS)
+	f := newFixture(t)
+	b, bss, st, ws, ctx := f.b, f.bss, f.st, f.ws, context.Background()
 	req := alibaba.AgAccount{LoginEmail: "listed-first@partner.example", AccountAttr: "1"}
 	res, err := onboard.Onboard(ctx, discoveredMeanwhile{bss, t, st}, st, ws, "bss", req, nil)
 	if err != nil || !res.Created || !res.Reconciled || res.EventID == "" {
