@@ -399,42 +399,6 @@ func TestFanoutRetryAcrossAServerRestart(t *testing.T) {
 	}
 }
 
-// sentCall is one call of a receiver: when it was made, for which event, the
-// attempt the runtime counted, and when it returned.
-type sentCall struct {
-	at, returned time.Time
-	id           string
-	attempt      uint64
-}
-
-// callLog is a sender whose first fails calls (1 when unset) answer first
-// and every later one succeeds; it records every call.
-type callLog struct {
-	mu    sync.Mutex
-	first error
-	fails int
-	calls []sentCall
-}
-
-func (l *callLog) Send(_ context.Context, n *sink.Notification) error {
-	c := sentCall{at: time.Now(), id: n.Events[0].ID(), attempt: n.Attempt}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var err error
-	if len(l.calls) < max(l.fails, 1) {
-		err = l.first
-	}
-	c.returned = time.Now()
-	l.calls = append(l.calls, c)
-	return err
-}
-
-func (l *callLog) snapshot() []sentCall {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.calls)
-}
-
 // TestFanoutRetryAfterHoldsBothPaths: after a Retry-After, a fan-out
 // receiver gets no call from either path (its fast path, its retry queue's
 // worker) until the pause has passed; the events that came meanwhile wait in
@@ -450,7 +414,7 @@ func TestFanoutRetryAfterHoldsBothPaths(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
-			log := &callLog{first: tc.first}
+			log := &recorder{fail: failFirst(1, tc.first)}
 			set := fast()
 			set.RetrySchedule = "1500ms,1500ms"
 			rt, stop := runFanout(t, h, "hold", log, set)
@@ -466,20 +430,21 @@ func TestFanoutRetryAfterHoldsBothPaths(t *testing.T) {
 			eventually(t, "every event delivered", func() bool {
 				ok := map[string]bool{}
 				for _, c := range log.snapshot()[1:] {
-					ok[c.id] = true
+					ok[c.n.Events[0].ID()] = true
 				}
 				return len(ok) == len(evs)
 			})
 			calls := log.snapshot()
-			failed := calls[0].returned
+			failed := calls[0].at // the pause starts once this call returned
 			seen := map[string]int{}
 			for _, c := range calls[1:] {
-				seen[c.id]++
+				id := c.n.Events[0].ID()
+				seen[id]++
 				if gap := c.at.Sub(failed); gap < tc.hold {
-					t.Errorf("%s called %s after the failure (attempt %d): held for %s", c.id, gap.Round(time.Millisecond), c.attempt, tc.hold)
+					t.Errorf("%s called %s after the failure (attempt %d): held for %s", id, gap.Round(time.Millisecond), c.attempt, tc.hold)
 				}
-				if c.attempt > 1 && c.id != evs[0].ID() {
-					t.Errorf("%s: attempt %d, want its first (it was never tried before)", c.id, c.attempt)
+				if c.attempt > 1 && id != evs[0].ID() {
+					t.Errorf("%s: attempt %d, want its first (it was never tried before)", id, c.attempt)
 				}
 			}
 			for id, n := range seen {
@@ -498,7 +463,7 @@ func TestFanoutRetryAfterHoldsBothPaths(t *testing.T) {
 func TestFanoutRateLimitIsOneBudget(t *testing.T) {
 	h := newHarness(t)
 	const rate, failing, events = 4.0, 3, 12
-	log := &callLog{first: sink.Transient(sink.ReasonServerError, errors.New("503")), fails: failing}
+	log := &recorder{fail: failFirst(failing, sink.Transient(sink.ReasonServerError, errors.New("503")))}
 	set := fast()
 	set.RetrySchedule = "100ms,100ms,100ms" // more attempts than failing calls: none is dead-lettered
 	rt, stop := runFanout(t, h, "budget", log, set)
@@ -515,7 +480,7 @@ func TestFanoutRateLimitIsOneBudget(t *testing.T) {
 		}
 		ok := map[string]bool{}
 		for _, c := range calls[failing:] {
-			ok[c.id] = true
+			ok[c.n.Events[0].ID()] = true
 		}
 		return len(ok) == events
 	})

@@ -36,11 +36,14 @@ type recorder struct {
 type call struct {
 	at time.Time
 	n  *sink.Notification
+	// attempt is n.Attempt when the call was made: a worker's batch is
+	// sent again with its count raised.
+	attempt uint64
 }
 
 func (r *recorder) Send(ctx context.Context, n *sink.Notification) error {
 	r.mu.Lock()
-	r.calls = append(r.calls, call{time.Now(), n})
+	r.calls = append(r.calls, call{time.Now(), n, n.Attempt})
 	k := len(r.calls)
 	f := r.fail
 	r.mu.Unlock()
@@ -54,6 +57,16 @@ func (r *recorder) snapshot() []call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]call(nil), r.calls...)
+}
+
+// failFirst makes a recorder's first n calls answer err.
+func failFirst(n int, err error) func(int, *sink.Notification) error {
+	return func(k int, _ *sink.Notification) error {
+		if k <= n {
+			return err
+		}
+		return nil
+	}
 }
 
 // delivered counts the events of successful calls (fail returned nil).
@@ -293,12 +306,7 @@ func TestPermanentFailureDeadLetters(t *testing.T) {
 
 func TestTransientRetriedThenDelivered(t *testing.T) {
 	h := newHarness(t)
-	rec := &recorder{fail: func(n int, _ *sink.Notification) error {
-		if n <= 2 {
-			return sink.Transient(sink.ReasonServerError, errors.New("502"))
-		}
-		return nil
-	}}
+	rec := &recorder{fail: failFirst(2, sink.Transient(sink.ReasonServerError, errors.New("502")))}
 	h.publish(t, statuses(t, 1, "t")...)
 	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec)
 	eventually(t, "acked", func() bool { return consumerInfo(t, h, "r").AckFloor.Stream == 1 })
@@ -333,12 +341,7 @@ func TestExhaustedDeadLetters(t *testing.T) {
 
 func TestRetryAfterHonoured(t *testing.T) {
 	h := newHarness(t)
-	rec := &recorder{fail: func(n int, _ *sink.Notification) error {
-		if n == 1 {
-			return sink.RateLimited(1500*time.Millisecond, errors.New("429"))
-		}
-		return nil
-	}}
+	rec := &recorder{fail: failFirst(1, sink.RateLimited(1500*time.Millisecond, errors.New("429")))}
 	h.publish(t, statuses(t, 3, "ra")...)
 	h.start(t, tree(t, oneRoute, "r"), []sink.Receiver{{Name: "r"}}, rec, sink.WithSettings(func() sink.Settings { s := fast(); s.Concurrency = 1; return s }()))
 	eventually(t, "all acked", func() bool { return consumerInfo(t, h, "r").AckFloor.Stream == 3 })
