@@ -184,24 +184,7 @@ func LoadKV(ctx context.Context, js jetstream.JetStream, bucket, filter string, 
 	if err != nil {
 		return fmt.Errorf("%s: follow: %w", o.What, err)
 	}
-	go func() {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					if ctx.Err() == nil && o.Log != nil {
-						o.Log.Error("following stopped", "what", o.What)
-					}
-					return
-				}
-				if e != nil { // nil: caught up
-					apply(KVEntry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Deleted: e.Operation() != jetstream.KeyValuePut})
-				}
-			}
-		}
-	}()
-	return nil
+	return Follow(ctx, w, true, func(e jetstream.KeyValueEntry) {
+		apply(KVEntry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Deleted: e.Operation() != jetstream.KeyValuePut})
+	})
 }
