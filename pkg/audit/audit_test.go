@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/accountwatch/accountwatch/pkg/audit"
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -317,8 +318,8 @@ func TestRedriveMarksReplayed(t *testing.T) {
 	if err != nil || ev.ID() != a[0].ID() || ev.Hash() != a[0].Hash() || ev.Cloud.Extensions()[event.ExtReplayed] != "true" {
 		t.Errorf("re-driven copy: %v %+v", err, ev.Cloud.Extensions())
 	}
-	if !strings.HasPrefix(m.Subject, "aw.redrive.webhook.ep_1.activeplatform.ap-main.") {
-		t.Errorf("subject %s", m.Subject)
+	if m.Subject != deadletter.RedriveSubject("webhook", "ep_1") || !strings.HasPrefix(m.Header.Get(deadletter.HdrEventSubject), "aw.events.activeplatform.ap-main.") {
+		t.Errorf("subject %s, event subject %q", m.Subject, m.Header.Get(deadletter.HdrEventSubject))
 	}
 	if rep, _ := audit.Verify(ctx, b.JS, audit.Options{}); !rep.OK() || rep.Events != 3 {
 		t.Errorf("the audit log changed: %+v", rep)

@@ -730,7 +730,7 @@ func Redrive(ctx context.Context, js jetstream.JetStream, sel Selection, to Targ
 			h.Set(deadletter.HdrRedriveTo, to.To)
 		}
 		h.Set(jetstream.MsgIDHeader, "replay:"+run+":"+h.Get("ce-id"))
-		m := &nats.Msg{Subject: eventbus.RedriveRoot + sink + "." + receiver + "." + strings.TrimPrefix(r.Raw.Subject, event.SubjectRoot), Header: h, Data: r.Raw.Data}
+		m := deadletter.RedriveMsg(sink, receiver, r.Raw.Subject, h, r.Raw.Data)
 		if _, err := js.PublishMsgAsync(m, jetstream.WithExpectStream(eventbus.StreamRedrive)); err != nil {
 			return fmt.Errorf("re-drive seq %d: %w", r.Seq, err)
 		}

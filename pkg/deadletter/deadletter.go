@@ -34,6 +34,10 @@ const (
 	HdrRedriveOf = "Aw-Redrive-Of"
 	// HdrRedriveTo carries the destination of a re-drive to AdhocReceiver.
 	HdrRedriveTo = "Aw-Redrive-To"
+	// HdrEventSubject is, on a message in a re-drive queue, the subject the
+	// event it carries was published on: the queue's subject names only the
+	// sink and the receiver (RedriveSubject).
+	HdrEventSubject = "Aw-Event-Subject"
 )
 
 // AdhocReceiver is the receiver name of re-drives to a destination that no
@@ -76,8 +80,9 @@ type Letter struct {
 	Data      []byte      `json:"-"`
 }
 
-// tail is the part of an event or re-drive subject after its root and, for a
-// re-drive, after its sink and receiver: provider.instance.type.account.
+// tail is the part of an event subject after its root, or of a dead-letter or
+// an older version's re-drive subject after its sink and receiver:
+// provider.instance.type.account.
 func tail(subject string) string {
 	if rest, ok := strings.CutPrefix(subject, event.SubjectRoot); ok {
 		return rest
@@ -92,14 +97,45 @@ func tail(subject string) string {
 	return "unknown"
 }
 
-// Subject is where a letter of sink/receiver about a message on origin is kept.
-func Subject(sink, receiver, origin string) string {
-	return eventbus.DeadLetterRoot + sink + "." + receiver + "." + tail(origin)
+// eventSubject is the subject of the event a message consumed from subject
+// carries: its HdrEventSubject in a re-drive queue, else what the subject's
+// tail says (an event's own subject, an older version's re-drive subject).
+func eventSubject(subject string, h nats.Header) string {
+	if s := h.Get(HdrEventSubject); s != "" {
+		return s
+	}
+	return event.SubjectRoot + tail(subject)
 }
 
-// RedriveFilter is the subject filter of sink/receiver's re-drives.
+// Subject is where a letter of sink/receiver about an event published on
+// eventSubject is kept.
+func Subject(sink, receiver, eventSubject string) string {
+	return eventbus.DeadLetterRoot + sink + "." + receiver + "." + tail(eventSubject)
+}
+
+// RedriveSubject is sink/receiver's re-drive queue: one literal subject per
+// receiver, so that the queue's consumer finds its next message through the
+// stream's index of subjects. An older version put the event's subject after
+// the receiver, a subject per event: a consumer filtering on a wildcard then
+// reads past every other receiver's messages to find its own, and a thousand
+// failing webhook endpoints' consumers doing so were the server's largest
+// cost.
+func RedriveSubject(sink, receiver string) string {
+	return eventbus.RedriveRoot + sink + "." + receiver + ".queue"
+}
+
+// RedriveFilter is the subject filter of every re-drive of sink/receiver,
+// RedriveSubject's and the older layout's.
 func RedriveFilter(sink, receiver string) string {
 	return eventbus.RedriveRoot + sink + "." + receiver + ".>"
+}
+
+// RedriveMsg is a message for sink/receiver's re-drive queue carrying the
+// event published on eventSubject; h is its header, and gains
+// HdrEventSubject.
+func RedriveMsg(sink, receiver, eventSubject string, h nats.Header, data []byte) *nats.Msg {
+	h.Set(HdrEventSubject, eventSubject)
+	return &nats.Msg{Subject: RedriveSubject(sink, receiver), Header: h, Data: data}
 }
 
 // Writer stores dead letters.
@@ -139,7 +175,7 @@ func (w *Writer) Write(ctx context.Context, e Entry, subject string, header nats
 	// A sink that crashed after writing but before terminating writes the same
 	// letter again on redelivery; this id lets the stream drop the copy.
 	h.Set(jetstream.MsgIDHeader, fmt.Sprintf("dlq:%s:%s:%s:%d", e.Sink, e.Receiver, subject, e.OriginSeq))
-	out := &nats.Msg{Subject: Subject(e.Sink, e.Receiver, subject), Header: h, Data: data}
+	out := &nats.Msg{Subject: Subject(e.Sink, e.Receiver, eventSubject(subject, header)), Header: h, Data: data}
 	if _, err := w.js.PublishMsg(ctx, out, jetstream.WithExpectStream(eventbus.StreamDeadLetter)); err != nil {
 		return fmt.Errorf("dead-letter %s: %w", out.Subject, err)
 	}
@@ -254,7 +290,7 @@ func (s *Store) Redrive(ctx context.Context, seq uint64) (Letter, error) {
 	}
 	h.Set(HdrRedriveOf, strconv.FormatUint(seq, 10))
 	h.Set(jetstream.MsgIDHeader, "redrive:"+strconv.FormatUint(seq, 10))
-	m := &nats.Msg{Subject: eventbus.RedriveRoot + l.Sink + "." + l.Receiver + "." + tail(l.Origin), Header: h, Data: l.Data}
+	m := RedriveMsg(l.Sink, l.Receiver, eventSubject(l.Origin, l.Header), h, l.Data)
 	if _, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectStream(eventbus.StreamRedrive)); err != nil {
 		return Letter{}, fmt.Errorf("re-drive %d: %w", seq, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/route"
@@ -381,7 +382,7 @@ func (f *fanout) handoff(receiver string, m jetstream.Msg, attempts int, notBefo
 	h.Set(HdrRetryAttempts, strconv.Itoa(attempts))
 	h.Set(HdrRetryNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
 	h.Set(jetstream.MsgIDHeader, "retry:"+f.r.sink+":"+receiver+":"+id)
-	out := &nats.Msg{Subject: eventbus.RedriveRoot + f.r.sink + "." + receiver + "." + strings.TrimPrefix(m.Subject(), event.SubjectRoot), Header: h, Data: m.Data()}
+	out := deadletter.RedriveMsg(f.r.sink, receiver, m.Subject(), h, m.Data())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := f.r.js.PublishMsg(ctx, out, jetstream.WithExpectStream(eventbus.StreamRedrive))

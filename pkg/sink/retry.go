@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/accountwatch/accountwatch/pkg/deadletter"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 )
 
@@ -65,6 +66,10 @@ type retrySlot struct {
 	// gen counts the signals: an idle worker retires only if none came
 	// while it decided.
 	gen uint64
+	// older: something was seen waiting under the older layout of
+	// subjects (one per event), which the worker then reads too; cleared
+	// when a worker reading both retires empty.
+	older bool
 }
 
 func newRetries(r *Runtime) *retries { return &retries{r: r, slots: map[string]*retrySlot{}} }
@@ -194,15 +199,41 @@ func (q *retries) signals(s *retrySlot) uint64 {
 }
 
 // retire clears s's wanted flag unless a signal came since gen: true when
-// the idle worker may go.
-func (q *retries) retire(s *retrySlot, gen uint64) bool {
+// the idle worker may go. A worker that read both layouts leaves nothing of
+// the older one.
+func (q *retries) retire(s *retrySlot, gen uint64, readBoth bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if s.gen != gen {
 		return false
 	}
 	s.wanted = false
+	if readBoth {
+		s.older = false
+	}
 	return true
+}
+
+// saw says a message is stored at subject in the sink's retry queues
+// (prefix): its receiver is wanted, and one under the older layout read.
+func (q *retries) saw(subject, prefix string) {
+	name := receiverOf(subject, prefix)
+	if name == "" {
+		return
+	}
+	if subject != deadletter.RedriveSubject(q.r.sink, name) {
+		q.mu.Lock()
+		q.slot(name).older = true
+		q.mu.Unlock()
+	}
+	q.want(name)
+}
+
+// olderLayout says whether s's worker must read the older layout too.
+func (q *retries) olderLayout(s *retrySlot) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return s.older
 }
 
 // follow signals a receiver for every message stored in the sink's retry
@@ -210,11 +241,7 @@ func (q *retries) retire(s *retrySlot, gen uint64) bool {
 // until ctx ends. The first scan is done when it returns.
 func (q *retries) follow(ctx context.Context) {
 	prefix := eventbus.RedriveRoot + q.r.sink + "."
-	sub, err := q.r.js.Conn().Subscribe(prefix+">", func(m *nats.Msg) {
-		if name := receiverOf(m.Subject, prefix); name != "" {
-			q.want(name)
-		}
-	})
+	sub, err := q.r.js.Conn().Subscribe(prefix+">", func(m *nats.Msg) { q.saw(m.Subject, prefix) })
 	if err != nil {
 		q.r.log.Warn("retry queues not followed; scanned every "+rescanEvery.String(), "sink", q.r.sink, "err", err)
 	} else {
@@ -268,12 +295,8 @@ func (q *retries) scan(ctx context.Context) {
 		q.r.log.Warn("retry queues not scanned", "sink", q.r.sink, "err", err)
 		return
 	}
-	seen := map[string]bool{}
 	for subj := range info.State.Subjects {
-		if name := receiverOf(subj, prefix); name != "" && !seen[name] {
-			seen[name] = true
-			q.want(name)
-		}
+		q.saw(subj, prefix)
 	}
 }
 
@@ -311,7 +334,8 @@ func (w *worker) retireIfIdle(ctx context.Context) bool {
 	}
 	idle := gen == w.lastGen
 	w.lastGen = gen
-	if err != nil || !idle || info.NumPending > 0 || info.NumAckPending > 0 || info.NumRedelivered > 0 || !q.retire(s, gen) {
+	if err != nil || !idle || info.NumPending > 0 || info.NumAckPending > 0 || info.NumRedelivered > 0 ||
+		!q.retire(s, gen, info.Config.FilterSubject == deadletter.RedriveFilter(w.r.sink, w.name)) {
 		return false
 	}
 	w.stopConsuming()

@@ -175,8 +175,9 @@ func TestFanoutSickReceiversHoldNoHealthyOne(t *testing.T) {
 	mu.Unlock()
 }
 
-// handedOff is a retry as a hand-off (of this version or an older one)
-// stored it in sinkName's retry queue of receiver: one attempt made.
+// handedOff is a retry as an older version's hand-off stored it in
+// sinkName's retry queue of receiver (the event's subject after the
+// receiver's): one attempt made.
 func handedOff(t *testing.T, h *harness, sinkName, receiver string, ev *event.Event) {
 	t.Helper()
 	m, err := eventbus.Encode(ev)
@@ -247,6 +248,138 @@ func TestFanoutRetryQueueOfAnOlderVersion(t *testing.T) {
 			eventually(t, "the retry queue empty and its consumer deleted", func() bool {
 				return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0
 			})
+		})
+	}
+}
+
+// retryFilter is the filter of receiver's retry consumer, "" while it has none.
+func retryFilter(t *testing.T, h *harness, sinkName, receiver string) string {
+	t.Helper()
+	c, err := h.bus.JS.Consumer(context.Background(), eventbus.StreamRedrive, sink.ConsumerName(sinkName, receiver)+"_redrive")
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.CachedInfo().Config.FilterSubject
+}
+
+// TestFanoutRetryQueueIsOneSubject: a fan-out receiver's hand-offs are
+// stored on its queue's one subject with the event's subject in a header,
+// and its retry consumer filters on that literal subject, so that the
+// server finds the consumer's next message by its index of subjects rather
+// than by reading past every other receiver's. A retry given up on is
+// dead-lettered under the event's subject, and so is its re-drive given up
+// on again. Retries of the older layout (a subject per event) waiting at
+// start are read by a consumer of both layouts; once they are all
+// delivered and it has retired, the next consumer reads the one subject.
+func TestFanoutRetryQueueIsOneSubject(t *testing.T) {
+	for _, older := range []int{0, 2} {
+		t.Run(fmt.Sprintf("older-layout retries waiting=%d", older), func(t *testing.T) {
+			h := newHarness(t)
+			const sinkName, receiver = "one", "ep"
+			olderEvs := statuses(t, older, "older")
+			for _, ev := range olderEvs {
+				handedOff(t, h, sinkName, receiver, ev)
+			}
+			var mu sync.Mutex
+			failing := false
+			got := map[string]int{}
+			set := fast()
+			set.RetrySchedule = "1s"
+			rt, stop := runFanout(t, h, sinkName, senderFunc(func(_ context.Context, n *sink.Notification) error {
+				mu.Lock()
+				defer mu.Unlock()
+				got[n.Events[0].ID()]++
+				if failing {
+					return sink.Transient(sink.ReasonServerError, errors.New("503"))
+				}
+				return nil
+			}), set)
+			defer stop()
+			if err := rt.Add(sink.Receiver{Name: receiver, Filter: func(*event.Event) bool { return true }}); err != nil {
+				t.Fatal(err)
+			}
+			rt.Start()
+			queue := deadletter.RedriveSubject(sinkName, receiver)
+			if older > 0 {
+				eventually(t, "the older layout's retries delivered", func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, ev := range olderEvs {
+						if got[ev.ID()] != 1 {
+							return false
+						}
+					}
+					return true
+				})
+				eventually(t, "their consumer retired", func() bool { return len(retryConsumers(t, h)) == 0 && retriesWaiting(t, h) == 0 })
+			}
+
+			mu.Lock()
+			failing = true
+			mu.Unlock()
+			ev := statuses(t, 1, "now")[0]
+			m, err := eventbus.Encode(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.publish(t, ev)
+			eventually(t, "the hand-off's consumer reading the queue's one subject", func() bool {
+				return retryFilter(t, h, sinkName, receiver) == queue
+			})
+			st, err := h.bus.JS.Stream(context.Background(), eventbus.StreamRedrive)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(">")); err == nil && len(info.State.Subjects) > 0 {
+				for subj := range info.State.Subjects {
+					if subj != queue {
+						t.Errorf("retry queue subject %s, want only %s", subj, queue)
+					}
+				}
+			}
+			stored, err := st.GetLastMsgForSubject(context.Background(), queue)
+			if err == nil {
+				if got := stored.Header.Get(deadletter.HdrEventSubject); got != m.Subject {
+					t.Errorf("hand-off %s = %q, want the event's subject %q", deadletter.HdrEventSubject, got, m.Subject)
+				}
+			} else if !errors.Is(err, jetstream.ErrMsgNotFound) { // already taken: the work queue let it go
+				t.Fatal(err)
+			}
+
+			store, err := deadletter.Open(context.Background(), h.bus.JS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			letterSubject := deadletter.Subject(sinkName, receiver, m.Subject)
+			dead := func(n int) []deadletter.Letter {
+				var letters []deadletter.Letter
+				eventually(t, fmt.Sprintf("%d dead letters under %s", n, letterSubject), func() bool {
+					letters, err = store.List(context.Background(), deadletter.Filter{Sink: sinkName})
+					if err != nil || len(letters) != n {
+						return false
+					}
+					dl, err := h.bus.JS.Stream(context.Background(), eventbus.StreamDeadLetter)
+					if err != nil {
+						t.Fatal(err)
+					}
+					info, err := dl.Info(context.Background(), jetstream.WithSubjectFilter(">"))
+					return err == nil && info.State.Subjects[letterSubject] == uint64(n)
+				})
+				return letters
+			}
+			letters := dead(1)
+			if _, err := store.Redrive(context.Background(), letters[0].Seq); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the re-drive tried and given up on", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return got[ev.ID()] >= 3 // the first attempt, its retry, the re-drive's
+			})
+			dead(1)
 		})
 	}
 }

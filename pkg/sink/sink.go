@@ -460,7 +460,7 @@ func (r *Runtime) startWorker(rc Receiver, lazy *retrySlot) error {
 	if ctx == nil || ctx.Err() != nil {
 		return ErrNotRunning
 	}
-	w, err := r.newWorker(ctx, rc)
+	w, err := r.newWorker(ctx, rc, lazy)
 	if err != nil {
 		return err
 	}
@@ -591,7 +591,7 @@ func (r *Runtime) stopAll() {
 	r.wg.Wait()
 }
 
-func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
+func (r *Runtime) newWorker(ctx context.Context, rc Receiver, lazy *retrySlot) (*worker, error) {
 	name := ConsumerName(r.sink, rc.Name)
 	var main jetstream.Consumer
 	if r.fan == nil && !rc.RedriveOnly { // in fan-out mode the shared consumer reads the stream
@@ -609,7 +609,7 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 	redrive, err := r.ensureConsumer(ctx, eventbus.StreamRedrive, jetstream.ConsumerConfig{
 		Durable:       name + "_redrive",
 		Description:   fmt.Sprintf("accountwatch %s receiver %s: retries and re-driven dead letters", r.sink, rc.Name),
-		FilterSubject: deadletter.RedriveFilter(r.sink, rc.Name),
+		FilterSubject: r.redriveFilter(rc.Name, lazy),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		// A fan-out receiver's retry consumer keeps its state in memory: a
 		// file-stored one rewrites its state file up to ten times a second
@@ -655,6 +655,19 @@ func (r *Runtime) newWorker(ctx context.Context, rc Receiver) (*worker, error) {
 // ensureConsumer creates the durable consumer, or updates an existing one while
 // keeping where it starts (JetStream cannot change that, and must not: an
 // existing consumer resumes from its ack floor).
+// redriveFilter is what name's retry consumer reads. A fan-out receiver's
+// (lazy) reads its queue's one subject, which the server finds by its index
+// of subjects, unless messages of the older layout wait for it (a subject
+// per event, RedriveFilter reads both) until they are read. The other
+// receivers are few, and keep their consumers: they read both layouts
+// always, an older replica's re-drive may come at any time.
+func (r *Runtime) redriveFilter(name string, lazy *retrySlot) string {
+	if lazy != nil && !r.fan.retries.olderLayout(lazy) {
+		return deadletter.RedriveSubject(r.sink, name)
+	}
+	return deadletter.RedriveFilter(r.sink, name)
+}
+
 func (r *Runtime) ensureConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	cfg.AckPolicy = jetstream.AckExplicitPolicy
 	cfg.AckWait = r.set.AckWait
