@@ -164,13 +164,9 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 	}
 
 	client := guard.Client(s.Timeout, s.ConnsPerHost)
-	// Deliveries share the client's connections; their deadline is the
-	// attempt's context (see deliver.Options.Timeout).
-	deliveries := *client
-	deliveries.Timeout = 0
 	eps := &registry{m: map[string]*subscription.Endpoint{}}
 	sender := deliver.New(eps, store, deliver.Options{
-		Client: &deliveries, Timeout: s.Timeout, Guard: guard, Log: env.Deliveries, MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter, PerHost: s.ConnsPerHost,
+		Transport: client.Transport, Timeout: s.Timeout, Guard: guard, Log: env.Deliveries, MaxResponse: s.MaxResponse, DisableAfter: s.DisableAfter, PerHost: s.ConnsPerHost,
 		UserAgent: "accountwatch-webhooks/1", Logger: log,
 		OnDisable: func(id, reason string) {
 			disabled.Inc()

@@ -81,7 +81,7 @@ func TestConformance(t *testing.T) {
 			Secrets: []subscription.Secret{{Value: secret}}}
 		logs := &opstest.Buffer{}
 		log, _ := ops.NewLogger(logs, "debug", "deliver")
-		s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: guard.Client(5*time.Second, 8), Timeout: 5 * time.Second, Guard: guard, UserAgent: "aw-test", Logger: log})
+		s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Transport: guard.Client(5*time.Second, 8).Transport, Timeout: 5 * time.Second, Guard: guard, UserAgent: "aw-test", Logger: log})
 		return &sinktest.Target{
 			Sender: s, Receiver: ep.ID, Fanout: true,
 			Answer: func(f sinktest.Failure) { sub.mu.Lock(); sub.answer = f; sub.mu.Unlock() },

@@ -51,11 +51,14 @@ type Health interface {
 
 // Options configure the Sender.
 type Options struct {
-	// Client makes the requests; Timeout bounds each attempt (the Client's
-	// own Timeout would add a second timer to every delivery).
-	Client  *http.Client
-	Timeout time.Duration
-	Guard   *egress.Guard
+	// Transport makes each attempt's one request (the egress guard's,
+	// Guard.Client's): no redirect is followed, a 3xx is the answer, and no
+	// cookie is kept, so an http.Client would only add its cost (a copy of
+	// every request's headers, kept for redirects). Timeout bounds each
+	// attempt, through its context.
+	Transport http.RoundTripper
+	Timeout   time.Duration
+	Guard     *egress.Guard
 	// Log records test deliveries (Test); the sink runtime records the others.
 	Log *deliverylog.Log
 	// MaxResponse bounds how much of a response body is read.
@@ -172,14 +175,6 @@ func Encode(ctx context.Context, mode string, e *event.Event) (*Encoded, error) 
 // canonicalise each on every delivery.
 func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.URL, id string, enc *Encoded, t time.Time) (*http.Request, error) {
 	body := enc.Body
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "", nil)
-	if err != nil {
-		return nil, fmt.Errorf("request: %w", err)
-	}
-	target := *u
-	req.URL, req.Host = &target, u.Host
-	req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	h := make(http.Header, len(enc.Header)+len(ep.Headers)+4)
 	for k, v := range enc.Header {
 		h[k] = v
@@ -194,8 +189,17 @@ func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.
 	v := []string{id, strconv.FormatInt(t.Unix(), 10), sig, s.o.UserAgent} // one allocation for the four
 	h["Webhook-Id"], h["Webhook-Timestamp"], h["Webhook-Signature"], h["User-Agent"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
 	telemetry.InjectHTTP(ctx, h) // the attempt's span, while tracing is on (W3C traceparent)
-	req.Header = h
-	return req, nil
+	// Built as the transport reads it, not by NewRequest (which parses a
+	// URL that u already is). u is the parsed target shared by every
+	// delivery to the URL: nothing on the way writes to it. The body stays
+	// a NopCloser of a bytes.Reader, which the transport knows is in
+	// memory: it then writes the headers and the body in one write.
+	r := http.Request{
+		Method: http.MethodPost, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h,
+		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+		GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+	}
+	return r.WithContext(ctx), nil
 }
 
 // Sign is the Standard Webhooks signature header value: "v1,<base64 of
@@ -261,10 +265,11 @@ func (c *keyCache) sign(secrets []string, id string, t time.Time, body []byte) (
 	return string(out), nil
 }
 
-// acquire takes one of host's request slots.
-func (s *Sender) acquire(ctx context.Context, host string) (func(), error) {
+// acquire takes one of host's request slots, which the caller gives back
+// by receiving from the channel returned (nil without PerHost).
+func (s *Sender) acquire(ctx context.Context, host string) (chan struct{}, error) {
 	if s.o.PerHost <= 0 {
-		return func() {}, nil
+		return nil, nil
 	}
 	c, ok := s.hosts.Load(host)
 	if !ok {
@@ -273,7 +278,12 @@ func (s *Sender) acquire(ctx context.Context, host string) (func(), error) {
 	slots := c.(chan struct{})
 	select {
 	case slots <- struct{}{}:
-		return func() { <-slots }, nil
+		return slots, nil
+	default: // every slot taken: wait, as long as the attempt may
+	}
+	select {
+	case slots <- struct{}{}:
+		return slots, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for a connection to %s: %w", host, ctx.Err())
 	}
@@ -395,12 +405,14 @@ func (s *Sender) post(ctx context.Context, ep *subscription.Endpoint, e *event.E
 	if err != nil {
 		return Result{Err: sink.Permanent(sink.ReasonInvalidEvent, err)}
 	}
-	release, err := s.acquire(ctx, u.Host)
+	slots, err := s.acquire(ctx, u.Host)
 	if err != nil {
 		return Result{Err: sink.Transient(sink.ReasonTimeout, err)}
 	}
-	defer release()
-	resp, err := s.o.Client.Do(req)
+	if slots != nil {
+		defer func() { <-slots }()
+	}
+	resp, err := s.o.Transport.RoundTrip(req)
 	if err != nil {
 		if errors.Is(err, egress.ErrRefused) {
 			return Result{Err: sink.Transient(sink.ReasonClientError, redact.Error(err))}

@@ -89,7 +89,7 @@ func TestDeliverHeadersAndRefusal(t *testing.T) {
 		Headers: map[string]string{"x-tenant": "acme"}, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
 	e := eventtest.Status(t, eventtest.Meta("d1", nil), "active", "credit_hold")
 
-	s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: guard.Client(5*time.Second, 4), Guard: guard, MaxResponse: 10, UserAgent: "aw-test"})
+	s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Transport: guard.Client(5*time.Second, 4).Transport, Guard: guard, MaxResponse: 10, UserAgent: "aw-test"})
 	if res := s.Deliver(context.Background(), ep, e, false); res.Err != nil || res.Status != 204 || res.Response != "" {
 		t.Fatalf("204: %+v", res)
 	}
@@ -102,7 +102,7 @@ func TestDeliverHeadersAndRefusal(t *testing.T) {
 		t.Fatalf("bounded body: %+v", res)
 	}
 
-	r := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: strict.Client(5*time.Second, 4), Guard: strict})
+	r := New(endpoints{ep.ID: ep}, noHealth{}, Options{Transport: strict.Client(5*time.Second, 4).Transport, Guard: strict})
 	for range 2 {
 		res := r.Deliver(context.Background(), ep, e, false)
 		if !errors.Is(res.Err, egress.ErrRefused) || sink.Classify(res.Err).Permanent {
@@ -138,13 +138,12 @@ func TestAttemptBounds(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	guard, _ := egress.New([]string{"127.0.0.0/8"}, false)
-	client := *guard.Client(time.Hour, 8)
-	client.Timeout = 0
+	client := guard.Client(time.Hour, 8)
 	ep := func(path string) *subscription.Endpoint {
 		return &subscription.Endpoint{ID: "ep_" + path[1:], URL: srv.URL + path, Status: subscription.StatusActive, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
 	}
 	e := eventtest.Status(t, eventtest.Meta("b1", nil), "active", "credit_hold")
-	s := New(endpoints{}, noHealth{}, Options{Client: &client, Timeout: 200 * time.Millisecond, Guard: guard, PerHost: 2})
+	s := New(endpoints{}, noHealth{}, Options{Transport: client.Transport, Timeout: 200 * time.Millisecond, Guard: guard, PerHost: 2})
 
 	for _, c := range []struct {
 		name string
@@ -199,7 +198,7 @@ func TestRequestCarriesTheTrace(t *testing.T) {
 	telemetry.Inject(cctx, e)
 	commit.End()
 
-	s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Client: guard.Client(5*time.Second, 4), Guard: guard})
+	s := New(endpoints{ep.ID: ep}, noHealth{}, Options{Transport: guard.Client(5*time.Second, 4).Transport, Guard: guard})
 	ctx, end := telemetry.Attempt(context.Background(), SinkName, ep.ID, 1, []*event.Event{e})
 	err := s.Send(ctx, &sink.Notification{Sink: SinkName, Receiver: ep.ID, Events: []*event.Event{e}, Attempt: 1})
 	end(err)
