@@ -127,11 +127,17 @@ type fanout struct {
 	held *heldSet[*fanMsg]
 	// retries starts and stops the receivers' retry-queue workers.
 	retries *retries
+	// crowded is the Sender's Crowded, if it has one.
+	crowded func(receiver string) bool
 }
 
 func newFanout(r *Runtime) *fanout {
-	return &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs),
-		held: newHeldSet[*fanMsg](), retries: newRetries(r)}
+	f := &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs),
+		held: newHeldSet[*fanMsg](), retries: newRetries(r), crowded: func(string) bool { return false }}
+	if c, ok := r.sender.(Crowded); ok {
+		f.crowded = c.Crowded
+	}
+	return f
 }
 
 // activate starts a receiver's fast path.
@@ -295,19 +301,43 @@ func (f *fanout) offer(t *fanTarget, fm *fanMsg) bool {
 		return false
 	}
 	t.queue = append(t.queue, fm)
-	start := t.running < f.r.set.Concurrency
-	if start {
-		t.running++
-		t.wg.Add(1)
-	}
+	start := f.mayStart(t)
 	t.qmu.Unlock()
 	if start {
-		go func() {
-			defer t.wg.Done()
-			f.work(t.ctx, t)
-		}()
+		f.startWork(t)
 	}
 	return true
+}
+
+// mayStart says whether t may run one more deliverer, and counts it if so
+// (t.qmu held): fewer than Concurrency run, and either none does or its
+// destination has room for more (Crowded).
+func (f *fanout) mayStart(t *fanTarget) bool {
+	if t.closed || t.running >= f.r.set.Concurrency || t.running > 0 && f.crowded(t.rc.Name) {
+		return false
+	}
+	t.running++
+	t.wg.Add(1)
+	return true
+}
+
+func (f *fanout) startWork(t *fanTarget) {
+	go func() {
+		defer t.wg.Done()
+		f.work(t.ctx, t)
+	}()
+}
+
+// grow starts another deliverer for t while more waits in its queue than
+// its deliverers hold, if mayStart allows: what a crowded destination kept
+// to one deliverer regains its concurrency once there is room.
+func (f *fanout) grow(t *fanTarget) {
+	t.qmu.Lock()
+	start := len(t.queue) > 0 && f.mayStart(t)
+	t.qmu.Unlock()
+	if start {
+		f.startWork(t)
+	}
 }
 
 // next takes the first of t's queue; false when it is empty, and the
@@ -330,6 +360,7 @@ func (t *fanTarget) next() (*fanMsg, bool) {
 // queue is empty.
 func (f *fanout) work(ctx context.Context, t *fanTarget) {
 	for fm, ok := t.next(); ok; fm, ok = t.next() {
+		f.grow(t)
 		if ctx.Err() != nil || t.retiring.Load() {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue

@@ -145,6 +145,17 @@ type Sender interface {
 	Send(ctx context.Context, n *Notification) error
 }
 
+// Crowded is what a Sender may also tell the fan-out: that receiver's
+// destination has no capacity to spare (every connection to its webhook host
+// busy). The fan-out then runs one deliverer for the receiver rather than
+// up to Concurrency, and adds the others once there is room: more would
+// only wait for the destination, each a goroutine parked with its attempt
+// for the collector to scan (a thousand endpoints on a host made four
+// thousand).
+type Crowded interface {
+	Crowded(receiver string) bool
+}
+
 // Silencer answers whether a silence covers an event; *silence.Store is one.
 type Silencer interface {
 	Silenced(e *event.Event, t time.Time) (string, bool)

@@ -1059,3 +1059,91 @@ func TestRemoveWhileWaitingOnTheRateLimit(t *testing.T) {
 		t.Fatalf("%d deliveries", got)
 	}
 }
+
+// crowdedSender holds every call until its receiver's release channel lets
+// it go, counts the calls of each receiver in flight at once, and says the
+// receivers of crowded have no room (sink.Crowded) until room is set.
+type crowdedSender struct {
+	mu       sync.Mutex
+	release  map[string]chan struct{}
+	crowded  map[string]bool
+	room     bool
+	inFlight map[string]int
+	most     map[string]int
+	done     map[string]int
+}
+
+func (s *crowdedSender) Crowded(receiver string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.crowded[receiver] && !s.room
+}
+
+func (s *crowdedSender) Send(ctx context.Context, n *sink.Notification) error {
+	s.mu.Lock()
+	s.inFlight[n.Receiver]++
+	s.most[n.Receiver] = max(s.most[n.Receiver], s.inFlight[n.Receiver])
+	release := s.release[n.Receiver]
+	s.mu.Unlock()
+	select {
+	case <-release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	s.inFlight[n.Receiver]--
+	s.done[n.Receiver]++
+	s.mu.Unlock()
+	return nil
+}
+
+// TestFanoutCrowdedReceiverRunsOneDeliverer: a receiver whose destination
+// the Sender says is crowded gets one deliverer, not Concurrency (4) all
+// waiting for it; one with room gets four. Once there is room, the crowded
+// one grows to four too, and every event is delivered to both.
+func TestFanoutCrowdedReceiverRunsOneDeliverer(t *testing.T) {
+	h := newHarness(t)
+	s := &crowdedSender{release: map[string]chan struct{}{"crowded": make(chan struct{}), "roomy": make(chan struct{})},
+		crowded: map[string]bool{"crowded": true}, inFlight: map[string]int{}, most: map[string]int{}, done: map[string]int{}}
+	set := fast()
+	set.SendTimeout = time.Minute
+	rt, stop := runFanout(t, h, "crowd", s, set)
+	defer stop()
+	for _, name := range []string{"crowded", "roomy"} {
+		if err := rt.Add(sink.Receiver{Name: name, Filter: func(*event.Event) bool { return true }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.Start()
+	const events = 40
+	h.publish(t, statuses(t, events, "crowd")...)
+	inFlight := func(name string) int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.inFlight[name]
+	}
+	eventually(t, "four calls to the receiver with room, one to the crowded one", func() bool {
+		return inFlight("roomy") == set.Concurrency && inFlight("crowded") == 1
+	})
+	s.release["crowded"] <- struct{}{} // its deliverer takes the next event, alone
+	eventually(t, "the crowded receiver's second call", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.done["crowded"] == 1 && s.inFlight["crowded"] == 1
+	})
+	s.mu.Lock()
+	if s.most["crowded"] != 1 {
+		t.Errorf("%d calls at once to the crowded receiver, want 1", s.most["crowded"])
+	}
+	s.room = true
+	s.mu.Unlock()
+	s.release["crowded"] <- struct{}{} // its deliverer, taking the next, sees room
+	eventually(t, "four calls to the crowded receiver once it has room", func() bool { return inFlight("crowded") == set.Concurrency })
+	close(s.release["crowded"])
+	close(s.release["roomy"])
+	eventually(t, "every event delivered to both", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.done["crowded"] == events && s.done["roomy"] == events
+	})
+}

@@ -289,6 +289,29 @@ func (s *Sender) acquire(ctx context.Context, host string) (chan struct{}, error
 	}
 }
 
+// Crowded reports whether every request slot of the endpoint's host is
+// taken (sink.Crowded): the fan-out then runs one deliverer for it, not one
+// per slot it could use, all waiting for the host.
+func (s *Sender) Crowded(id string) bool {
+	if s.o.PerHost <= 0 {
+		return false
+	}
+	ep, ok := s.endpoints.Endpoint(id)
+	if !ok {
+		return false
+	}
+	u, err := s.target(ep.URL)
+	if err != nil {
+		return false
+	}
+	c, ok := s.hosts.Load(u.Host)
+	if !ok {
+		return false
+	}
+	slots := c.(chan struct{})
+	return len(slots) == cap(slots)
+}
+
 // target is an endpoint URL checked against the egress guard and parsed.
 type target struct {
 	u   *url.URL
@@ -493,3 +516,6 @@ func (s *Sender) update(id string, change func(*subscription.Endpoint) error) {
 		s.o.Logger.Warn("endpoint health not saved", "endpoint", id, "err", err)
 	}
 }
+
+// The fan-out asks a Sender whether an endpoint's host is crowded.
+var _ sink.Crowded = (*Sender)(nil)

@@ -178,6 +178,46 @@ func TestAttemptBounds(t *testing.T) {
 	}
 }
 
+// TestCrowdedHost: Crowded says an endpoint's host has every request slot
+// taken (the fan-out then runs one deliverer for it), and not before, nor
+// after the slots are given back.
+func TestCrowdedHost(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	guard, _ := egress.New([]string{"127.0.0.0/8"}, false)
+	a := &subscription.Endpoint{ID: "ep_a", URL: srv.URL + "/a", Status: subscription.StatusActive, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
+	b := &subscription.Endpoint{ID: "ep_b", URL: srv.URL + "/b", Status: subscription.StatusActive, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
+	s := New(endpoints{a.ID: a, b.ID: b}, noHealth{}, Options{Transport: guard.Client(time.Hour, 2).Transport, Timeout: time.Minute, Guard: guard, PerHost: 2})
+	e := eventtest.Status(t, eventtest.Meta("c1", nil), "active", "credit_hold")
+	if s.Crowded(a.ID) || s.Crowded("ep_unknown") {
+		t.Fatal("crowded before any request")
+	}
+	var wg sync.WaitGroup
+	for _, ep := range []*subscription.Endpoint{a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Deliver(context.Background(), ep, e, false) }()
+	}
+	for deadline := time.Now().Add(time.Minute); !s.Crowded(a.ID); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("two requests in flight to a host of PerHost=2, and not crowded")
+		}
+	}
+	if !s.Crowded(b.ID) {
+		t.Error("the host is crowded for one of its endpoints and not the other")
+	}
+	close(release)
+	wg.Wait()
+	if s.Crowded(a.ID) {
+		t.Error("crowded once the requests ended")
+	}
+}
+
 // TestRequestCarriesTheTrace: with tracing on, a delivery's request carries
 // the W3C traceparent of its attempt's span, which continues the trace of
 // the commit that published the event (its ce-traceparent, in binary mode).
