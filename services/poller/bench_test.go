@@ -58,7 +58,7 @@ func BenchmarkPoller100k(b *testing.B) {
 					r := newPollerRig(b, rigOptions{accounts: 100_000, interval: 6 * time.Second, ownCore: own, syncAlways: sync})
 					p := r.startPoller("bench")
 					p.waitCycles(2, 10*time.Minute) // discovery, then the baseline
-					s := r.steady(p, 9, "")
+					s := r.steady(p, 9, "", r.accounts/100)
 					p.stop()
 					s.report(b, "")
 					b.ReportMetric(float64(p.hwm)/1024, "peak-rss-MB")
@@ -80,6 +80,10 @@ func BenchmarkPoller100k(b *testing.B) {
 //   - steady state with the server's default sync: full scans while 1% of
 //     the accounts change per interval, against the bare listing after
 //     each (polls/s, bare-accounts/s), the poller's CPU and peak RSS;
+//   - no churn: the same poller while nothing changes, against the bare
+//     listing (quiet-polls/s), and so what a change costs a cycle beyond
+//     it (change-µs) against what 0.7 of the bare listing leaves a change
+//     (budget-µs/change, negative when the quiet cycle alone is slower);
 //   - startup: the poller restarted on a million stored records, the time
 //     until it polls (startup-s) and until its first scan is done
 //     (restart-scan-s), against a raw ordered consumer reading the state
@@ -123,9 +127,23 @@ func BenchmarkPoller1M(b *testing.B) {
 		}
 		phase("discovery")
 		p.waitCycles(2, 10*time.Minute)
-		def := r.steady(p, cycles, "")
-		p.stop()
+		def := r.steady(p, cycles, "", accounts/100)
 		phase("steady state")
+		// The same poller without churn: what the listing, fingerprints
+		// and watch list cost alone, and so what the changes cost (the
+		// cycle's time with them less without, a change): the figure
+		// against the time a change may take for poller.scan to reach
+		// 0.7 of the bare listing.
+		p.waitCycles(int(p.metric(`aw_poller_cycle_seconds_count{instance="ap"}`))+2, 10*time.Minute) // past the last changes
+		quiet := r.steady(p, 2, ".quiet", 0)
+		p.stop()
+		phase("no churn")
+		quiet.report(b, "quiet-")
+		changeCost := func(rate float64) float64 { // µs of a cycle per change at that rate, beyond the quiet cycle's
+			return (float64(accounts)/rate - float64(accounts)/quiet.rate) / float64(def.changesPerCycle) * 1e6
+		}
+		b.ReportMetric(changeCost(def.rate), "change-µs")
+		b.ReportMetric(changeCost(0.7*def.bare), "budget-µs/change")
 		b.ReportMetric(discovery, "discovery-s")
 		b.ReportMetric(r.rawDiscovery(), "raw-writes-s")
 		def.report(b, "")
@@ -156,7 +174,7 @@ func BenchmarkPoller1M(b *testing.B) {
 		r.setInterval(fsyncInterval)
 		p = r.startPoller("bench-3")
 		p.waitCycles(1, 10*time.Minute) // the first scan of a start; the next is steady
-		fs := r.steady(p, fsyncCycles, ".fsync")
+		fs := r.steady(p, fsyncCycles, ".fsync", accounts/100)
 		p.stop()
 		fs.report(b, "fsync-")
 		b.ReportMetric(float64(fsyncInterval.Milliseconds()), "fsync-interval-ms")
@@ -375,9 +393,10 @@ type steadyState struct {
 	bares            []float64
 }
 
-// steady measures cycles full scans of the running poller while 1% of the
-// accounts change per interval, with a bare listing right after each.
-func (r *pollerRig) steady(p *pollerProc, cycles int, profile string) steadyState {
+// steady measures cycles full scans of the running poller while
+// perInterval accounts change per interval (1%: the churn the figures
+// name), with a bare listing right after each.
+func (r *pollerRig) steady(p *pollerProc, cycles int, profile string, perInterval int) steadyState {
 	b := r.b
 	metric := p.metric
 	// Changes: 1% of the accounts per interval, spread over the measured
@@ -394,7 +413,10 @@ func (r *pollerRig) steady(p *pollerProc, cycles int, profile string) steadyStat
 	generated := make(chan struct{})
 	go func() {
 		defer close(generated)
-		perInterval := r.accounts / 100
+		if perInterval == 0 {
+			<-ctx.Done()
+			return
+		}
 		tick := r.interval / time.Duration(perInterval)
 		hc := &http.Client{}
 		due := time.Now()
@@ -456,8 +478,11 @@ func (r *pollerRig) steady(p *pollerProc, cycles int, profile string) steadyStat
 	polls := polls1 - polls0
 	s.mean = polls / (secs1 - secs0)
 	s.cpuPer1000 = (cpu1 - cpu0) * 1000 / (polls / 1000)
-	s.changesPerCycle = r.accounts / 100
-	latencies := streamLatencies(b, r.bus, changesFrom, changedAt)
+	s.changesPerCycle = perInterval
+	var latencies []time.Duration
+	if changes > 0 {
+		latencies = streamLatencies(b, r.bus, changesFrom, changedAt)
+	}
 	slices.Sort(latencies)
 	if n := len(latencies); n > 0 {
 		s.p50, s.p99 = latencies[n/2], latencies[n*99/100]
