@@ -139,27 +139,18 @@ func BenchmarkEndpoints10k(b *testing.B) {
 			var total int64
 			var wg sync.WaitGroup
 			t2 := time.Now()
-			for _, targets := range byHost {
+			for _, targets := range byHost { // the hosts at once, each within the limit
 				n := int64(len(targets) * events)
 				total += n
-				var next atomic.Int64
-				for range conns {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for i := next.Add(1) - 1; i < n; i = next.Add(1) - 1 {
-							req, _ := http.NewRequest(http.MethodPost, targets[i%int64(len(targets))], bytes.NewReader(enc.Body))
-							req.Header = header
-							resp, err := hc.Do(req)
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							io.Copy(io.Discard, resp.Body)
-							resp.Body.Close()
-						}
-					}()
-				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rawPosts(b, hc, conns, n, func(i int64) *http.Request {
+						req, _ := http.NewRequest(http.MethodPost, targets[i%int64(len(targets))], bytes.NewReader(enc.Body))
+						req.Header = header
+						return req
+					})
+				}()
 			}
 			wg.Wait()
 			return float64(total) / time.Since(t2).Seconds()
