@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/accountwatch/accountwatch/pkg/deliverylog"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/event/eventtest"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
@@ -90,6 +97,14 @@ func envInt(name string, def int) int {
 //     and against the same load of requests with a delivery's headers
 //     (signed once), which tells the wire protocol's cost from the
 //     dispatcher's;
+//   - the limit, after the sick run, the dispatcher stopped: that run's
+//     work done raw on the same hosts and server. The raw load's healthy
+//     POSTs, and at once as many requests to the 503 hosts as they
+//     answered, the slow hosts' limit's worth in flight, a stored write per
+//     attempt (a delivery-log record of a real one's size) and per hand-off
+//     the run stored (a copy of one, into AW_REDRIVE): the healthy
+//     deliveries/s the two shared cores allow, which the raw load, paying
+//     for none of that, overstates;
 //   - the process's RSS before the dispatcher started and its peak (VmHWM)
 //     at the end (the embedded server, the hosts and the dispatcher).
 //
@@ -124,42 +139,46 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		// limit per host (as many connections, and a sender on each).
 		byHost := map[int][]string{}
 		for i := range endpoints {
-			if _, ok := sick[i%nhosts]; !ok {
-				byHost[i%nhosts] = append(byHost[i%nhosts], url(i))
-			}
+			byHost[i%nhosts] = append(byHost[i%nhosts], url(i))
 		}
 		enc, err := deliver.Encode(context.Background(), subscription.ModeStructured, eventtest.Status(b, eventtest.Meta("raw", nil), "active", "credit_hold"))
 		if err != nil {
 			b.Fatal(err)
 		}
 		conns := envInt("AW_BENCH_CONNS", 64)
-		rawLoad := func(header http.Header) float64 {
+		// post makes n POSTs of the body to host h's endpoints in turn, conns at once, until ctx ends.
+		post := func(ctx context.Context, hc *http.Client, header http.Header, h int, n int64) {
+			targets := byHost[h]
+			rawPosts(b, hc, conns, n, func(i int64) *http.Request {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, targets[i%int64(len(targets))], bytes.NewReader(enc.Body))
+				req.Header = header
+				return req
+			})
+		}
+		// rawLoad is the healthy hosts' POSTs, the hosts at once, each within
+		// the limit, and the alongside work on the same client, all timed.
+		rawLoad := func(header http.Header, alongside ...func(*http.Client)) float64 {
 			hc := &http.Client{Transport: &http.Transport{MaxConnsPerHost: conns, MaxIdleConnsPerHost: conns}}
 			defer hc.CloseIdleConnections()
-			var total int64
 			var wg sync.WaitGroup
 			t2 := time.Now()
-			for _, targets := range byHost { // the hosts at once, each within the limit
-				n := int64(len(targets) * events)
-				total += n
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					rawPosts(b, hc, conns, n, func(i int64) *http.Request {
-						req, _ := http.NewRequest(http.MethodPost, targets[i%int64(len(targets))], bytes.NewReader(enc.Body))
-						req.Header = header
-						return req
-					})
-				}()
+			for h, targets := range byHost {
+				if _, ok := sick[h]; !ok {
+					wg.Go(func() { post(context.Background(), hc, header, h, int64(len(targets)*events)) })
+				}
+			}
+			for _, f := range alongside {
+				wg.Go(func() { f(hc) })
 			}
 			wg.Wait()
-			return float64(total) / time.Since(t2).Seconds()
+			return float64(onHealthy*events) / time.Since(t2).Seconds()
 		}
 		// The baseline: the bodies alone. And, to tell the wire
 		// protocol's cost from the dispatcher's, the same requests with
 		// the headers a delivery carries (the Standard Webhooks three and
 		// the user agent, signed once: signing each is the dispatcher's).
-		rawRate := rawLoad(http.Header{"Content-Type": {"application/cloudevents+json"}})
+		bodyOnly := http.Header{"Content-Type": {"application/cloudevents+json"}}
+		rawRate := rawLoad(bodyOnly)
 		sig, err := deliver.Sign([]string{subscription.NewSecret()}, "aw1-5d13147bac4dfc341bb2dba2db7594cd", time.Now(), enc.Body)
 		if err != nil {
 			b.Fatal(err)
@@ -221,13 +240,18 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		for i, m := range sick {
 			hosts[i].mode.Store(m)
 		}
+		log0, handoffs0 := lastSeq(b, bus, deliverylog.Stream), lastSeq(b, bus, eventbus.StreamRedrive)
 		sickLat, sickRate := run("sick")
+		// What the sick run stored (not the drain that stops the dispatcher).
+		logged, handoffs := lastSeq(b, bus, deliverylog.Stream)-log0, int(lastSeq(b, bus, eventbus.StreamRedrive)-handoffs0)
 		var slowDone, failed int64
+		failedOn := map[int]int64{}
 		for i, m := range sick {
 			if m == slow {
 				slowDone += hosts[i].n.Load()
 			} else {
-				failed += hosts[i].reqs.Load()
+				failedOn[i] = hosts[i].reqs.Load()
+				failed += failedOn[i]
 			}
 		}
 		peak := rssMB("VmHWM")
@@ -244,6 +268,77 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		stop()
 		b.Logf("dispatcher stopped in %s", time.Since(t1).Round(time.Millisecond))
 
+		// The limit, the dispatcher stopped: the sick run's work without the
+		// dispatcher. The healthy POSTs of the raw baseline; at once the 503
+		// hosts' requests (as many as they answered in the sick run) and the
+		// slow hosts' (their limit's worth in flight until the rest is done);
+		// and the stored writes, spread evenly over the attempts: a
+		// delivery-log record per attempt (the data of the sick run's first
+		// delivered and first failed records) into the log's stream, and a
+		// hand-off per one the sick run stored into AW_REDRIVE (a copy of
+		// one still there: after a failed retry an event waits five minutes
+		// for the next; failed retries are nak'ed, not stored again).
+		// Acknowledged through a window, unlike the log's records (the
+		// server stores them alike; the acks say when it has). Healthy
+		// deliveries/s the two cores allow with all that to do, raw.
+		delivered, failedRec := sickRecords(b, bus, log0)
+		handoff := storedHandoff(b, bus)
+		okRecs, failRecs := onHealthy*events+int(slowDone), int(failed)
+		onFailing, hdr := 0, 0 // endpoints on the 503 hosts; a hand-off's header bytes
+		for h := range failedOn {
+			onFailing += len(byHost[h])
+		}
+		for k, vs := range handoff.Header {
+			for _, v := range vs {
+				hdr += len(k) + len(v) + 4
+			}
+		}
+		for _, h := range hosts {
+			h.reqs.Store(0)
+		}
+		slowCtx, callOff := context.WithCancel(context.Background())
+		var slowLoad sync.WaitGroup
+		limitRate := rawLoad(bodyOnly, func(hc *http.Client) {
+			for h, m := range sick {
+				if m == slow { // not awaited: called off once the rest is done
+					slowLoad.Go(func() { post(slowCtx, hc, bodyOnly, h, math.MaxInt64) })
+				}
+			}
+		}, func(hc *http.Client) {
+			var wg sync.WaitGroup
+			for h, n := range failedOn {
+				wg.Go(func() { post(context.Background(), hc, bodyOnly, h, n) })
+			}
+			wg.Wait()
+		}, func(*http.Client) {
+			all := okRecs + failRecs
+			rawPublish(b, bus.JS, all, func(i int) []*nats.Msg {
+				rec := &nats.Msg{Subject: fmt.Sprintf("%slimit.e%d.%d", deliverylog.Root, i%endpoints, i/endpoints), Data: delivered}
+				if _, failing := spread(i, failRecs, all); failing {
+					rec.Data = failedRec
+				}
+				k, handedOff := spread(i, handoffs, all)
+				if !handedOff {
+					return []*nats.Msg{rec}
+				}
+				h := maps.Clone(handoff.Header)
+				h.Set(jetstream.MsgIDHeader, "limit:"+strconv.Itoa(k))
+				return []*nats.Msg{rec, {Subject: fmt.Sprintf("%slimit.e%d.queue", eventbus.RedriveRoot, k%onFailing), Header: h, Data: handoff.Data}}
+			})
+		})
+		callOff()
+		slowLoad.Wait()
+		if b.Failed() {
+			b.FailNow()
+		}
+		var attempts int64
+		for _, h := range hosts {
+			attempts += h.reqs.Load()
+		}
+		logBytes := float64(okRecs*len(delivered)+failRecs*len(failedRec)) / float64(okRecs+failRecs)
+		b.Logf("limit: %d requests; %d records (%d of %d B, %d of %d B; the sick run stored %d), %d hand-offs of %d B header and %d B data",
+			attempts, okRecs+failRecs, okRecs, len(delivered), failRecs, len(failedRec), logged, handoffs, hdr, len(handoff.Data))
+
 		b.ReportMetric(sickLat.P(0.5), "p50-ms")
 		b.ReportMetric(sickLat.P(0.99), "p99-ms")
 		b.ReportMetric(healthyLat.P(0.5), "healthy-p50-ms")
@@ -252,6 +347,9 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		b.ReportMetric(healthyRate, "healthy-deliveries/s")
 		b.ReportMetric(rawRate, "raw-posts/s")
 		b.ReportMetric(headersRate, "raw-headers-posts/s")
+		b.ReportMetric(limitRate, "limit-posts/s")
+		b.ReportMetric(float64(attempts), "limit-attempts")
+		b.ReportMetric(logBytes, "limit-log-bytes")
 		b.ReportMetric(peak, "peak-rss-MB")
 		b.ReportMetric(rssBefore, "rss-before-MB")
 		b.Logf("%d endpoints (%d on healthy hosts), %d events a run; sick run: %d slow deliveries done, %d answered 503, meanwhile; p99 %.0f ms vs %.0f ms all-healthy",
@@ -272,4 +370,101 @@ func rssMB(field string) float64 {
 		}
 	}
 	return 0
+}
+
+// lastSeq is a stream's last sequence: how many messages it ever stored.
+func lastSeq(b *testing.B, bus *eventbus.Bus, stream string) uint64 {
+	s, err := bus.JS.Stream(context.Background(), stream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+// sickRecords are the stored data of the first delivered and the first
+// failed delivery-log records after sequence after.
+func sickRecords(b *testing.B, bus *eventbus.Bus, after uint64) (delivered, failed []byte) {
+	s, err := bus.JS.Stream(context.Background(), deliverylog.Stream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for seq := after + 1; delivered == nil || failed == nil; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err != nil {
+			b.Fatalf("delivery log at %d: %v (a delivered and a failed record wanted)", seq, err)
+		}
+		var r deliverylog.Record
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			b.Fatal(err)
+		}
+		switch {
+		case r.Outcome == deliverylog.Delivered && delivered == nil:
+			delivered = m.Data
+		case r.Outcome == deliverylog.Failed && failed == nil:
+			failed = m.Data
+		}
+	}
+	return delivered, failed
+}
+
+// storedHandoff is a hand-off still waiting in AW_REDRIVE.
+func storedHandoff(b *testing.B, bus *eventbus.Bus) *jetstream.RawStreamMsg {
+	s, err := bus.JS.Stream(context.Background(), eventbus.StreamRedrive)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(context.Background(), eventbus.RedriveRoot+">")
+	if err != nil {
+		b.Fatalf("no hand-off left in %s: %v", eventbus.StreamRedrive, err)
+	}
+	return m
+}
+
+// spread says whether i of n is one of k spread evenly over them, and which.
+func spread(i, k, n int) (int, bool) { return i * k / n, (i+1)*k/n > i*k/n }
+
+// rawPublish publishes msgs(i) for each i of n asynchronously, a window of
+// acknowledgements awaited as new messages go out, and awaits them all. It
+// may run beside the benchmark's goroutine: it fails with b.Error.
+func rawPublish(b *testing.B, js jetstream.JetStream, n int, msgs func(i int) []*nats.Msg) {
+	const window = 2048
+	ring := make([]jetstream.PubAckFuture, window)
+	acked := func(f jetstream.PubAckFuture) bool {
+		if f == nil {
+			return true
+		}
+		select {
+		case <-f.Ok():
+			return true
+		case err := <-f.Err():
+			b.Error(err)
+		case <-time.After(time.Minute):
+			b.Error("raw publishes not acknowledged")
+		}
+		return false
+	}
+	sent := 0
+	for i := range n {
+		for _, m := range msgs(i) {
+			if !acked(ring[sent%window]) {
+				return
+			}
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			ring[sent%window] = f
+			sent++
+		}
+	}
+	for _, f := range ring {
+		if !acked(f) {
+			return
+		}
+	}
 }
