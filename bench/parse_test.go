@@ -87,3 +87,5 @@ func TestFigure(t *testing.T) {
 }
 
 func ptr(b bool) *bool { return &b }
+
+func fptr(x float64) *float64 { return &x }

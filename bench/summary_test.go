@@ -26,6 +26,19 @@ func TestSummary(t *testing.T) {
 				"# targets met (1): audit.replay (ratio >= 0.8)",
 				"# targets NOT met (1): publish.cloudevent (ratio >= 0.6)",
 			}},
+		{"a target bounded by a limit", Report{Seconds: 800, Budget: 900,
+			Figures: []Figure{
+				{Name: "poller.scan", Target: "ratio >= 0.7", Met: &no, Limit: "poller.scan.limit", Ceiling: "poller.scan.ceiling"},
+				{Name: "poller.scan.limit", Ratio: fptr(0.62)},
+				{Name: "poller.scan.ceiling", Ratio: fptr(0.71)},
+				{Name: "webhook10k.throughput", Target: "ratio >= 0.5", Met: &no, Limit: "webhook10k.throughput.limit", Ceiling: "webhook10k.limit"},
+				{Name: "audit.replay", Target: "ratio >= 0.8", Met: &yes, Limit: "audit.limit", Ceiling: "audit.ceiling"},
+			}},
+			[]string{
+				"# targets NOT met (2): poller.scan (ratio >= 0.7), webhook10k.throughput (ratio >= 0.5)",
+				"# poller.scan: the limit measured in the same run is 0.710 of its baseline (poller.scan.ceiling); the figure is 0.620 of the limit (poller.scan.limit)",
+				"# webhook10k.throughput: its limit (webhook10k.throughput.limit, webhook10k.limit) not measured",
+			}},
 		{"over, a suite failed", Report{Seconds: 1000, Budget: 900,
 			Suites: []SuiteTime{{Name: "poller", Seconds: 700, Budget: 300, Failed: true}}},
 			[]string{

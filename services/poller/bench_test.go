@@ -28,6 +28,7 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
 	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 	"github.com/accountwatch/accountwatch/pkg/sim/simtest"
+	"github.com/accountwatch/accountwatch/pkg/state"
 )
 
 // BenchmarkPoller100k is the poller end to end: 100,000 watched
@@ -150,6 +151,20 @@ func BenchmarkPoller1M(b *testing.B) {
 		hwm := p.hwm
 		b.ReportMetric(float64(accounts)/def.bare, "bare-listing-s")
 		b.ReportMetric(float64(interval.Milliseconds()), "interval-ms")
+
+		// The shared core's limit: the bare listing with the server's
+		// work for the same changes done by a raw client beside it.
+		var limits, limitBares []float64
+		lim := r.newLimit()
+		lim.once(def.changesPerCycle, 0) // a warm-up: the quiet cycles read no record
+		for round := range 3 {
+			limitBares = append(limitBares, bareOnce(b, r.url, r.accounts, r.perPage))
+			limits = append(limits, lim.once(def.changesPerCycle, round+1))
+		}
+		b.Logf("limit (a commit's record %d bytes, an event's data %d): %.0f accounts/s, bare beside them %.0f accounts/s", lim.commitSize, len(lim.sample.Data), limits, limitBares)
+		b.ReportMetric(median(limits), "limit-accounts/s")
+		b.ReportMetric(median(limitBares), "limit-bare-accounts/s")
+		phase("limit")
 
 		// Startup on a million stored records: the raw read of the
 		// streams a start reads, then the poller.
@@ -698,6 +713,129 @@ func rawRead(b *testing.B, js jetstream.JetStream, stream string) int {
 	return n
 }
 
+// limit measures what the shared core allows a cycle with changes: the bare
+// listing of bareOnce and, beside it, the server's work for as many changes
+// (random accounts, each handed on as its page is read) done by a raw
+// client. A change's work is what the poller cannot avoid asking of the
+// server: reading the account's stored record (it keeps a fingerprint in
+// memory, not the record), storing the next one with its compare-and-swap,
+// and publishing an event with its dedup id. Here the record is the one
+// read, led by whitespace to a commit's stored size (the same entry to a
+// decoder, so the state the restart reads is unchanged), and the event a
+// stored event's headers and data under an account of its own. Reads on
+// 16 workers, as the poller's; writes asynchronous, their acknowledgements
+// awaited beside. once returns the accounts listed per second.
+type limit struct {
+	*pollerRig
+	kv         jetstream.KeyValue
+	commitSize int
+	sample     *jetstream.RawStreamMsg
+}
+
+func (r *pollerRig) newLimit() *limit {
+	ctx := context.Background()
+	kv, err := r.bus.JS.KeyValue(ctx, eventbus.BucketState)
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	events, err := r.bus.JS.Stream(ctx, eventbus.StreamEvents)
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	sample, err := events.GetLastMsgForSubject(ctx, event.FilterSubject(event.ProviderActivePlatform, "ap", event.TypeStatusChanged, ""))
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	return &limit{pollerRig: r, kv: kv, sample: sample, commitSize: r.storedSize(eventbus.BucketState, "activeplatform.")}
+}
+
+func (l *limit) once(changes, round int) float64 {
+	r, b, kv, commitSize, sample := l.pollerRig, l.b, l.kv, l.commitSize, l.sample
+	ctx := context.Background()
+	js := r.bus.JS
+	rng := rand.New(rand.NewPCG(uint64(round), 11))
+	picked := make([]bool, r.accounts)
+	for n := 0; n < min(changes, r.accounts); {
+		if i := rng.IntN(r.accounts); !picked[i] {
+			picked[i], n = true, n+1
+		}
+	}
+	work := make(chan int, changes)
+	acks := make(chan jetstream.PubAckFuture, 4096)
+	var workers sync.WaitGroup
+	for range 16 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range work {
+				id := strconv.Itoa(5_000_000 + i)
+				key := state.Key(event.ProviderActivePlatform, "ap", id)
+				e, err := kv.Get(ctx, key)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				data := e.Value()
+				if pad := commitSize - len(data); pad > 0 {
+					data = append([]byte(strings.Repeat(" ", pad)), data...)
+				}
+				rec, err := js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + eventbus.BucketState + "." + key, Data: data,
+					Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(e.Revision(), 10)}}}, jetstream.WithExpectStream("KV_"+eventbus.BucketState))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				h := nats.Header{}
+				for k, v := range sample.Header {
+					h[k] = v
+				}
+				h.Set(jetstream.MsgIDHeader, fmt.Sprintf("limit-%d-%d", round, i))
+				subject, err := event.Subject(event.ProviderActivePlatform, "ap", event.TypeStatusChanged, "limit-"+id)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				ev, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: sample.Data}, jetstream.WithExpectStream(eventbus.StreamEvents))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				acks <- rec
+				acks <- ev
+			}
+		}()
+	}
+	awaited := make(chan struct{})
+	go func() {
+		defer close(awaited)
+		for f := range acks {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				b.Error(err)
+			case <-time.After(time.Minute):
+				b.Error("raw change writes not acknowledged")
+			}
+		}
+	}()
+	start := time.Now()
+	listBare(b, r.url, r.accounts, r.perPage, func(from, to int) {
+		for i := from; i < to; i++ {
+			if picked[i] {
+				work <- i
+			}
+		}
+	})
+	close(work)
+	workers.Wait()
+	close(acks)
+	<-awaited
+	if b.Failed() {
+		b.FailNow()
+	}
+	return float64(r.accounts) / time.Since(start).Seconds()
+}
+
 // rawSyncedPerChange is the disk's limit with fsync on every write: the
 // time per change of raw messages of a record's and an event's stored size
 // written as pkg/state writes them, groups of records then their events,
@@ -773,20 +911,29 @@ func listHeld(b *testing.B, url string, accounts int) []bool {
 // bareOnce fetches the same listing with plain net/http (read, not decoded)
 // and returns its rate.
 func bareOnce(b *testing.B, url string, accounts, perPage int) float64 {
-	hc := &http.Client{}
 	start := time.Now()
-	for page := 1; page <= (accounts+perPage-1)/perPage; page++ {
-		resp, err := hc.Get(fmt.Sprintf("%s/api/vendor/v1/accounts.json?api_token=%s&page=%d&per_page=%d&sorting%%5Bfield%%5D=id&sorting%%5Breversed%%5D=false", url, simtest.APToken, page, perPage))
+	listBare(b, url, accounts, perPage, nil)
+	return float64(accounts) / time.Since(start).Seconds()
+}
+
+// listBare is bareOnce's listing; after each page is read it calls page
+// (if not nil) with the indexes of the page's accounts, [from, to).
+func listBare(b *testing.B, url string, accounts, perPage int, page func(from, to int)) {
+	hc := &http.Client{}
+	for p := 1; p <= (accounts+perPage-1)/perPage; p++ {
+		resp, err := hc.Get(fmt.Sprintf("%s/api/vendor/v1/accounts.json?api_token=%s&page=%d&per_page=%d&sorting%%5Bfield%%5D=id&sorting%%5Breversed%%5D=false", url, simtest.APToken, p, perPage))
 		if err != nil {
 			b.Fatal(err)
 		}
 		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("bare loop: page %d answered %s", page, resp.Status)
+			b.Fatalf("bare loop: page %d answered %s", p, resp.Status)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if page != nil {
+			page((p-1)*perPage, min(p*perPage, accounts))
+		}
 	}
-	return float64(accounts) / time.Since(start).Seconds()
 }
 
 // streamLatencies reads the status changes stored since from and matches each
