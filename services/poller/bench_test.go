@@ -85,6 +85,9 @@ func BenchmarkPoller100k(b *testing.B) {
 //     listing (quiet-polls/s), and so what a change costs a cycle beyond
 //     it (change-µs) against what 0.7 of the bare listing leaves a change
 //     (budget-µs/change, negative when the quiet cycle alone is slower);
+//   - the shared core's limit: the bare listing with a raw client beside it
+//     doing the server's work for as many changes (limit-accounts/s, the
+//     bare listing beside it limit-bare-accounts/s; see limit);
 //   - startup: the poller restarted on a million stored records, the time
 //     until it polls (startup-s) and until its first scan is done
 //     (restart-scan-s), against a raw ordered consumer reading the state
