@@ -1,108 +1,17 @@
 package eventbus_test
 
 import (
-	"context"
-	"fmt"
-	"net"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/accountwatch/accountwatch/pkg/eventbus"
+	"github.com/accountwatch/accountwatch/pkg/eventbus/bustest"
 )
-
-// startDeployCluster starts the 3-node cluster of deploy/nats/nats-{1,2,3}.conf
-// on loopback, each node with the authorization include `awctl credentials`
-// writes; only what cannot be the same on one machine is changed: ports,
-// store directories, route addresses. It returns the client URL of node 1
-// and the credentials.
-func startDeployCluster(t *testing.T) (string, *eventbus.Credentials) {
-	t.Helper()
-	creds, err := eventbus.LoadCredentials(filepath.Join(t.TempDir(), "credentials"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// JetStream in a cluster wants every node's routes configured: the
-	// route ports are chosen first.
-	ports := make([]int, 3)
-	var routes []string
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
-	}
-	var urls []string
-	for n := 1; n <= 3; n++ {
-		dir := t.TempDir()
-		conf, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", fmt.Sprintf("nats-%d.conf", n)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(conf), `include "auth/auth.conf"`) {
-			t.Fatalf("nats-%d.conf does not include the authorization of every role", n)
-		}
-		os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o644)
-		os.MkdirAll(filepath.Join(dir, "auth"), 0o755)
-		auth, _ := os.ReadFile(creds.AuthConfigFile())
-		os.WriteFile(filepath.Join(dir, "auth", "auth.conf"), auth, 0o644)
-		opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
-		if err != nil {
-			t.Fatalf("nats-%d.conf: %v", n, err)
-		}
-		if len(opts.Nkeys) != len(eventbus.Roles()) || !opts.JetStream || opts.Cluster.Name != "accountwatch" {
-			t.Fatalf("nats-%d.conf: %d users, jetstream %v, cluster %q", n, len(opts.Nkeys), opts.JetStream, opts.Cluster.Name)
-		}
-		opts.Host, opts.Port, opts.HTTPHost, opts.HTTPPort = "127.0.0.1", -1, "", 0
-		opts.StoreDir, opts.NoLog, opts.NoSigs = filepath.Join(dir, "store"), true, true
-		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", ports[n-1]
-		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(30 * time.Second) {
-			t.Fatalf("nats-%d did not start", n)
-		}
-		t.Cleanup(s.Shutdown)
-		urls = append(urls, s.ClientURL())
-	}
-	return strings.Join(urls, ","), creds
-}
 
 // TestDeployClusterEnforcesTheRoles: the cluster of docker-compose.yml, with
 // every stream at replicas 3, refuses each role what it must not do and
 // allows what it must, as the embedded server of `make run` does.
 func TestDeployClusterEnforcesTheRoles(t *testing.T) {
-	url, creds := startDeployCluster(t)
-	cfg := eventbus.DefaultConfig()
-	cfg.URL, cfg.Replicas, cfg.Role, cfg.NKeySeedFile = url, 3, eventbus.RoleAdmin, creds.SeedFile(eventbus.RoleAdmin)
-	admin, err := eventbus.Connect(ctxT(t), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	// A new cluster elects its JetStream leader first: provisioning waits.
-	var perr error
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		perr = admin.Provision(ctx)
-		cancel()
-		if perr == nil {
-			break
-		}
-	}
-	if perr != nil {
-		t.Fatal(perr)
-	}
+	url, creds := bustest.StartDeployCluster(t)
+	admin := bustest.ClusterAdmin(t, url, creds)
 	fill(t, admin)
 	checkMatrix(t, target{url: url, admin: admin, seed: creds.SeedFile})
 }
