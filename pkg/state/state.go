@@ -156,6 +156,29 @@ func (s *Store) Position(ctx context.Context) (last uint64, created time.Time, e
 	return info.State.LastSeq, info.Created, nil
 }
 
+// StoredSince is how many of a connection's records (prefix: Prefix) are
+// stored at revisions after the given one: every one this process wrote
+// since, and any another wrote, such as a previous owner's write whose
+// answer it never got, stored once the cluster had its quorum again.
+func (s *Store) StoredSince(ctx context.Context, prefix string, after uint64) (uint64, error) {
+	st, err := s.js.Stream(ctx, stateStream)
+	if err != nil {
+		return 0, fmt.Errorf("state: %w", err)
+	}
+	cfg := jetstream.ConsumerConfig{FilterSubject: "$KV." + eventbus.BucketState + "." + prefix + ">", AckPolicy: jetstream.AckNonePolicy,
+		MemoryStorage: true, InactiveThreshold: 10 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	c, err := st.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("state: counting %s>: %w", prefix, err)
+	}
+	info := c.CachedInfo()
+	_ = st.DeleteConsumer(ctx, info.Name) // else the inactivity threshold removes it
+	return info.NumPending, nil
+}
+
 // Grouping reports how many groups were committed and how many commits they
 // held (their ratio is the average group size).
 func (s *Store) Grouping() (groups, commits uint64) { return s.batches.Load(), s.grouped.Load() }

@@ -67,6 +67,10 @@ type Runner struct {
 	// uncertain: a write of this runner failed or timed out, so what the
 	// server holds may differ from records: no Settled mark when it stops.
 	uncertain atomic.Bool
+	// loadedAt is the state stream's last revision before the load: a
+	// record stored after it that is not one of records' revisions was
+	// written by another replica (stopped then writes no Settled mark).
+	loadedAt uint64
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
@@ -105,6 +109,10 @@ const scanOverlap = 2 * time.Minute
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log.With("instance", r.conn.Name)
 	prog := r.loadProgress(ctx)
+	var err error
+	if r.loadedAt, _, err = r.State.Position(ctx); err != nil {
+		r.uncertain.Store(true) // what was stored before the load is not known: no Settled mark
+	}
 	records, err := r.load(ctx, r.trusted(ctx))
 	if err != nil {
 		return err
@@ -246,9 +254,12 @@ func (r *Runner) stopped(ctx context.Context) {
 		return
 	}
 	r.mu.Lock()
-	all := true
+	all, since := true, uint64(0)
 	r.records.Range(func(_ string, rec record) bool {
 		all = rec.settled != 0
+		if rec.settled > r.loadedAt {
+			since++
+		}
 		return all
 	})
 	r.mu.Unlock()
@@ -257,6 +268,15 @@ func (r *Runner) stopped(ctx context.Context) {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	// A write another replica made before this one held the lease may be
+	// stored after the load (its answer lost while the cluster had no
+	// quorum): then a record is newer than this runner knows, its outbox
+	// perhaps never published, and a mark would vouch for it.
+	if stored, err := r.State.StoredSince(sctx, r.prefix, r.loadedAt); err != nil || stored != since {
+		r.Log.Info("no settled mark: records were stored since the start that this replica did not write; the next start checks their outboxes",
+			"instance", r.conn.Name, "stored", stored, "written", since, "err", err)
+		return
+	}
 	last, created, err := r.State.Position(sctx)
 	if err != nil {
 		return
