@@ -626,38 +626,11 @@ func (r *pollerRig) rawDiscovery() float64 {
 }
 
 // rawPublish publishes n pairs of messages asynchronously, as many in
-// flight as the client allows (a window of acknowledgements awaited as
-// new messages go out), and awaits them all.
+// flight as the client allows, and awaits them all.
 func rawPublish(b *testing.B, js jetstream.JetStream, n int, first, second func(int) *nats.Msg) time.Duration {
-	const window = 2048
-	ring := make([]jetstream.PubAckFuture, window)
-	await := func(f jetstream.PubAckFuture) {
-		if f == nil {
-			return
-		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		case <-time.After(time.Minute):
-			b.Fatal("raw publishes not acknowledged")
-		}
-	}
 	t0 := time.Now()
-	sent := 0
-	for i := range n {
-		for _, m := range []*nats.Msg{first(i), second(i)} {
-			await(ring[sent%window])
-			f, err := js.PublishMsgAsync(m)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ring[sent%window] = f
-			sent++
-		}
-	}
-	for _, f := range ring {
-		await(f)
+	if err := bustest.PublishWindow(js, n, 2048, func(i int) []*nats.Msg { return []*nats.Msg{first(i), second(i)} }); err != nil {
+		b.Fatal(err)
 	}
 	return time.Since(t0)
 }

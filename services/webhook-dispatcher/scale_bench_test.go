@@ -320,7 +320,7 @@ func BenchmarkEndpoints10k(b *testing.B) {
 			wg.Wait()
 		}, func(*http.Client) {
 			all := okRecs + failRecs
-			rawPublish(b, bus.JS, all, func(i int) []*nats.Msg {
+			err := bustest.PublishWindow(bus.JS, all, 2048, func(i int) []*nats.Msg {
 				rec := &nats.Msg{Subject: fmt.Sprintf("%slimit.e%d.%d", deliverylog.Root, i%endpoints, i/endpoints), Data: delivered}
 				if _, failing := spread(i, failRecs, all); failing {
 					rec.Data = failedRec
@@ -333,6 +333,9 @@ func BenchmarkEndpoints10k(b *testing.B) {
 				h.Set(jetstream.MsgIDHeader, "limit:"+strconv.Itoa(k))
 				return []*nats.Msg{rec, {Subject: fmt.Sprintf("%slimit.e%d.queue", eventbus.RedriveRoot, k%onFailing), Header: h, Data: handoff.Data}}
 			})
+			if err != nil {
+				b.Error(err) // beside the benchmark's goroutine
+			}
 		})
 		callOff()
 		slowLoad.Wait()
@@ -434,45 +437,3 @@ func storedHandoff(b *testing.B, bus *eventbus.Bus) *jetstream.RawStreamMsg {
 
 // spread says whether i of n is one of k spread evenly over them, and which.
 func spread(i, k, n int) (int, bool) { return i * k / n, (i+1)*k/n > i*k/n }
-
-// rawPublish publishes msgs(i) for each i of n asynchronously, a window of
-// acknowledgements awaited as new messages go out, and awaits them all. It
-// may run beside the benchmark's goroutine: it fails with b.Error.
-func rawPublish(b *testing.B, js jetstream.JetStream, n int, msgs func(i int) []*nats.Msg) {
-	const window = 2048
-	ring := make([]jetstream.PubAckFuture, window)
-	acked := func(f jetstream.PubAckFuture) bool {
-		if f == nil {
-			return true
-		}
-		select {
-		case <-f.Ok():
-			return true
-		case err := <-f.Err():
-			b.Error(err)
-		case <-time.After(time.Minute):
-			b.Error("raw publishes not acknowledged")
-		}
-		return false
-	}
-	sent := 0
-	for i := range n {
-		for _, m := range msgs(i) {
-			if !acked(ring[sent%window]) {
-				return
-			}
-			f, err := js.PublishMsgAsync(m)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			ring[sent%window] = f
-			sent++
-		}
-	}
-	for _, f := range ring {
-		if !acked(f) {
-			return
-		}
-	}
-}
