@@ -109,11 +109,14 @@ const scanOverlap = 2 * time.Minute
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log.With("instance", r.conn.Name)
 	prog := r.loadProgress(ctx)
-	var err error
-	if r.loadedAt, _, err = r.State.Position(ctx); err != nil {
+	var trusted uint64
+	last, created, err := r.State.Position(ctx)
+	if err == nil {
+		r.loadedAt, trusted = last, r.trusted(ctx, created)
+	} else {
 		r.uncertain.Store(true) // what was stored before the load is not known: no Settled mark
 	}
-	records, err := r.load(ctx, r.trusted(ctx))
+	records, err := r.load(ctx, trusted)
 	if err != nil {
 		return err
 	}
@@ -230,14 +233,11 @@ func (r *Runner) load(ctx context.Context, trusted uint64) (int, error) {
 }
 
 // trusted is the revision up to which the stored outboxes are known to be
-// in the stream: the connection's Settled mark, if it is of this stream.
-func (r *Runner) trusted(ctx context.Context) uint64 {
+// in the stream: the connection's Settled mark, if it is of this stream
+// (created then).
+func (r *Runner) trusted(ctx context.Context, created time.Time) uint64 {
 	m, err := r.Watch.LoadSettled(ctx, r.conn.Name)
-	if err != nil || m.Revision == 0 {
-		return 0
-	}
-	_, created, err := r.State.Position(ctx)
-	if err != nil || !created.Equal(m.Stream) {
+	if err != nil || m.Revision == 0 || !created.Equal(m.Stream) {
 		return 0
 	}
 	return m.Revision
@@ -272,9 +272,14 @@ func (r *Runner) stopped(ctx context.Context) {
 	// stored after the load (its answer lost while the cluster had no
 	// quorum): then a record is newer than this runner knows, its outbox
 	// perhaps never published, and a mark would vouch for it.
-	if stored, err := r.State.StoredSince(sctx, r.prefix, r.loadedAt); err != nil || stored != since {
+	stored, err := r.State.StoredSince(sctx, r.prefix, r.loadedAt)
+	switch {
+	case err != nil:
+		r.Log.Warn("no settled mark: counting the records stored since the start failed; the next start checks every outbox", "instance", r.conn.Name, "err", err)
+		return
+	case stored != since:
 		r.Log.Info("no settled mark: records were stored since the start that this replica did not write; the next start checks their outboxes",
-			"instance", r.conn.Name, "stored", stored, "written", since, "err", err)
+			"instance", r.conn.Name, "stored", stored, "written", since)
 		return
 	}
 	last, created, err := r.State.Position(sctx)
