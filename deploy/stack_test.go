@@ -165,6 +165,14 @@ func (s *stack) waitLine(t *testing.T, want string, within time.Duration) int {
 	return s.waitLineFrom(t, 0, within, want)
 }
 
+// line is output line i (an index waitLineFrom returned): the collector
+// appends to lines while the test reads them.
+func (s *stack) line(i int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lines[i]
+}
+
 func (s *stack) mark() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -287,7 +295,7 @@ func TestLocalStack(t *testing.T) {
 		defer syscall.Kill(pid, syscall.SIGCONT)
 		// devstack's dead-man: no lease for 15 s, checked every 5 s.
 		i := s.waitLineFrom(t, from, 2*time.Minute, "[events]", "poll.stalled")
-		t.Logf("alerted: %s", s.lines[i])
+		t.Logf("alerted: %s", s.line(i))
 		// Alerted like any critical event: the Slack notifier's local sink.
 		s.waitLineFrom(t, from, time.Minute, "[slack-notifier]", "stalled")
 		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
