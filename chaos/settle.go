@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -20,7 +19,6 @@ import (
 	"github.com/accountwatch/accountwatch/pkg/checkpoint"
 	"github.com/accountwatch/accountwatch/pkg/event"
 	"github.com/accountwatch/accountwatch/pkg/eventbus"
-	"github.com/accountwatch/accountwatch/pkg/state"
 )
 
 // settle waits for the last changes and deliveries, then reads everything
@@ -98,64 +96,19 @@ func (r *run) readAll(ctx context.Context, stream string) ([]jetstream.Msg, erro
 	return msgs, err
 }
 
-// checkState compares every state record with the stream: the event a
-// record's hash chain ends on must be stored, or (while the pipeline may
-// still be catching up, allowPending) waiting in the record's own outbox.
-// Anything else is state advanced past an event never acknowledged.
+// checkState compares every state record with the stream (drive.StateAhead)
+// and adds what it finds to the ledger's state.
 func (r *run) checkState(ctx context.Context, allowPending bool) error {
 	ctx, cancel := context.WithTimeout(ctx, r.form.Recover)
 	defer cancel()
-	msgs, err := r.readAll(ctx, eventbus.StreamEvents)
-	if err != nil {
-		return fmt.Errorf("state check: %w", err)
-	}
-	stored := map[string]bool{}
-	for _, m := range msgs {
-		stored[event.HashOf(m.Headers().Get(jetstream.MsgIDHeader), m.Data())] = true
-	}
-	var kv jetstream.KeyValue
-	if err := retry(ctx, func() (err error) { kv, err = r.js.KeyValue(ctx, eventbus.BucketState); return err }); err != nil {
-		return err
-	}
-	var entries []jetstream.KeyValueEntry
-	err = retry(ctx, func() error {
-		w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-		if err != nil {
-			return err
-		}
-		defer w.Stop()
-		entries = entries[:0]
-		for e := range w.Updates() {
-			if e == nil {
-				return nil
-			}
-			entries = append(entries, e)
-		}
-		return errors.New("watcher closed")
-	})
+	records, ahead, err := drive.StateAhead(ctx, r.js, allowPending, func(f func() error) error { return retry(ctx, f) })
 	if err != nil {
 		return fmt.Errorf("state check: %w", err)
 	}
 	r.state.Checks++
-	r.state.Records = len(entries)
-	for _, e := range entries {
-		st, err := state.Decode(e.Key(), state.Raw{Data: e.Value(), Rev: e.Revision()})
-		if err != nil {
-			r.state.Ahead = append(r.state.Ahead, e.Key()+": undecodable: "+err.Error())
-			continue
-		}
-		head := st.Record.Chain
-		if head.Seq == 0 || stored[head.Prev] {
-			continue
-		}
-		pending := false
-		for _, p := range st.Pending {
-			pending = pending || event.HashOf(p.Header.Get(jetstream.MsgIDHeader), p.Data) == head.Prev
-		}
-		if pending && allowPending {
-			continue
-		}
-		r.state.Ahead = append(r.state.Ahead, fmt.Sprintf("%s: chain at %d names an event the stream does not hold (in its outbox: %v; check %d)", e.Key(), head.Seq, pending, r.state.Checks))
+	r.state.Records = records
+	for _, a := range ahead {
+		r.state.Ahead = append(r.state.Ahead, fmt.Sprintf("%s (check %d)", a, r.state.Checks))
 	}
 	return nil
 }
