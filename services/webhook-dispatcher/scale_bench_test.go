@@ -75,6 +75,26 @@ func (h *scaleHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// cpuProfile writes the process's CPU profile to AW_BENCH_PROFILE (if set)
+// until the returned func is called: where the sick run's time goes.
+func cpuProfile(b *testing.B) func() {
+	path := os.Getenv("AW_BENCH_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -249,7 +269,9 @@ func BenchmarkEndpoints10k(b *testing.B) {
 			hosts[i].mode.Store(m)
 		}
 		log0, handoffs0 := lastSeq(b, bus, deliverylog.Stream), lastSeq(b, bus, eventbus.StreamRedrive)
+		stopProfile := cpuProfile(b)
 		sickLat, sickRate := run("sick")
+		stopProfile()
 		// What the sick run stored (not the drain that stops the dispatcher).
 		logged, handoffs := lastSeq(b, bus, deliverylog.Stream)-log0, int(lastSeq(b, bus, eventbus.StreamRedrive)-handoffs0)
 		var slowDone, failed int64

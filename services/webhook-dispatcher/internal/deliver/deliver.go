@@ -145,6 +145,9 @@ func (s *Sender) Send(ctx context.Context, n *sink.Notification) error {
 type Encoded struct {
 	Header http.Header
 	Body   []byte
+	// getBody is a request's GetBody (the body again, for a retry on a
+	// fresh connection), made once per encoding rather than per delivery.
+	getBody func() (io.ReadCloser, error)
 }
 
 // Encode writes e with the SDK's HTTP binding: structured (the whole event as
@@ -167,6 +170,7 @@ func Encode(ctx context.Context, mode string, e *event.Event) (*Encoded, error) 
 			return nil, err
 		}
 	}
+	out.getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(out.Body)), nil }
 	return out, nil
 }
 
@@ -182,7 +186,10 @@ func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.
 	for k, v := range ep.Headers {
 		h.Set(k, v)
 	}
-	sig, err := s.keys.sign(ep.ValidSecrets(t), id, t, body)
+	sig, err := s.keys.sign(len(ep.Secrets), func(i int) (string, bool) {
+		sec := ep.Secrets[i]
+		return sec.Value, sec.ExpiresAt == nil || t.Before(*sec.ExpiresAt) // as Endpoint.ValidSecrets
+	}, id, t, body)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +204,7 @@ func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.
 	r := http.Request{
 		Method: http.MethodPost, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h,
 		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
-		GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		GetBody: enc.getBody,
 	}
 	return r.WithContext(ctx), nil
 }
@@ -207,60 +214,100 @@ func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.
 // a receiver holding either secret of a rotation accepts the delivery.
 func Sign(secrets []string, id string, t time.Time, body []byte) (string, error) {
 	var k keyCache
-	return k.sign(secrets, id, t, body)
+	return k.sign(len(secrets), func(i int) (string, bool) { return secrets[i], true }, id, t, body)
 }
 
 // keyCache keeps, per secret, its HMACs ready keyed: a secret is decoded
 // and keyed once, not on every delivery. Rotated-out secrets stay until the
 // cache is full, when it starts over.
 type keyCache struct {
-	m sync.Map
+	m sync.Map // secret → *keyed
 	n atomic.Int64
+}
+
+// keyed is one secret's key and its idle HMACs. Not a sync.Pool: the
+// collector empties every pool, and with ten thousand endpoints each
+// collection would have every endpoint's next delivery key a new HMAC and
+// allocate its pool's per-CPU slots again.
+type keyed struct {
+	key  []byte
+	mu   sync.Mutex
+	idle []hash.Hash
+}
+
+// maxIdle bounds a secret's idle HMACs (deliveries to one endpoint at once).
+const maxIdle = 8
+
+func (k *keyed) get() hash.Hash {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if n := len(k.idle); n > 0 {
+		m := k.idle[n-1]
+		k.idle = k.idle[:n-1]
+		return m
+	}
+	return hmac.New(sha256.New, k.key)
+}
+
+func (k *keyed) put(m hash.Hash) {
+	k.mu.Lock()
+	if len(k.idle) < maxIdle {
+		k.idle = append(k.idle, m)
+	}
+	k.mu.Unlock()
 }
 
 // maxKeys bounds keyCache (two secrets per endpoint during rotations).
 const maxKeys = 100_000
 
-func (c *keyCache) mac(secret string) (*sync.Pool, error) {
-	if p, ok := c.m.Load(secret); ok {
-		return p.(*sync.Pool), nil
+func (c *keyCache) mac(secret string) (*keyed, error) {
+	if k, ok := c.m.Load(secret); ok {
+		return k.(*keyed), nil
 	}
 	key, err := subscription.SecretKey(secret)
 	if err != nil {
 		return nil, fmt.Errorf("signing secret: %w", err)
 	}
-	p := &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+	k := &keyed{key: key}
 	if c.n.Add(1) > maxKeys {
 		c.m.Clear()
 		c.n.Store(1)
 	}
-	c.m.Store(secret, p)
-	return p, nil
+	c.m.Store(secret, k)
+	return k, nil
 }
 
-func (c *keyCache) sign(secrets []string, id string, t time.Time, body []byte) (string, error) {
-	if len(secrets) == 0 {
-		return "", errors.New("endpoint has no valid signing secret")
-	}
+// sign is Sign's value for the n secrets secret hands out, those it says
+// are valid: an endpoint's are read in place, without a slice of them per
+// delivery.
+func (c *keyCache) sign(n int, secret func(i int) (string, bool), id string, t time.Time, body []byte) (string, error) {
 	var prefix [96]byte
 	p := strconv.AppendInt(append(append(prefix[:0], id...), '.'), t.Unix(), 10)
 	p = append(p, '.')
-	out := make([]byte, 0, len(secrets)*48)
-	for i, s := range secrets {
-		pool, err := c.mac(s)
+	var buf [2 * 48]byte // "v1," and 44 of base64 per secret, a space between: two fit
+	out := buf[:0]
+	for i := range n {
+		s, ok := secret(i)
+		if !ok {
+			continue
+		}
+		k, err := c.mac(s)
 		if err != nil {
 			return "", err
 		}
-		m := pool.Get().(hash.Hash)
+		m := k.get()
 		m.Reset()
 		m.Write(p)
 		m.Write(body)
-		if i > 0 {
+		if len(out) > 0 {
 			out = append(out, ' ')
 		}
 		var sum [sha256.Size]byte
 		out = base64.StdEncoding.AppendEncode(append(out, "v1,"...), m.Sum(sum[:0]))
-		pool.Put(m)
+		k.put(m)
+	}
+	if len(out) == 0 {
+		return "", errors.New("endpoint has no valid signing secret")
 	}
 	return string(out), nil
 }

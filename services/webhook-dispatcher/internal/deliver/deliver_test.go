@@ -42,8 +42,9 @@ func TestSignRotation(t *testing.T) {
 	at := time.Now()
 	body := []byte(`{"id":"e1"}`)
 	var k keyCache
+	secrets := []string{a, b}
 	for range 2 { // the second round uses the cached keys
-		sig, err := k.sign([]string{a, b}, "e1", at, body)
+		sig, err := k.sign(2, func(i int) (string, bool) { return secrets[i], true }, "e1", at, body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,6 +58,29 @@ func TestSignRotation(t *testing.T) {
 				t.Errorf("secret %d…: %v", len(s), err)
 			}
 		}
+	}
+	// An expired secret signs no more: the header holds the other's only.
+	only, err := k.sign(2, func(i int) (string, bool) { return secrets[i], i == 0 }, "e1", at, body)
+	if want, _ := Sign([]string{a}, "e1", at, body); err != nil || only != want {
+		t.Fatalf("with b expired: %q, %v; want %q", only, err, want)
+	}
+	// Concurrent signers share a secret's idle HMACs (run with -race): each
+	// gets the signature a fresh HMAC makes.
+	want, _ := Sign([]string{a}, "e1", at, body)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 200 {
+				if got, err := k.sign(1, func(int) (string, bool) { return a, true }, "e1", at, body); err != nil || got != want {
+					t.Errorf("concurrent: %q, %v; want %q", got, err, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := k.sign(2, func(i int) (string, bool) { return secrets[i], false }, "e1", at, body); err == nil {
+		t.Error("signing with every secret expired succeeded")
 	}
 	if _, err := Sign(nil, "e1", at, body); err == nil {
 		t.Error("signing without a secret succeeded")
