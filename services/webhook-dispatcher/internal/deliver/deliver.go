@@ -186,10 +186,7 @@ func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.
 	for k, v := range ep.Headers {
 		h.Set(k, v)
 	}
-	sig, err := s.keys.sign(len(ep.Secrets), func(i int) (string, bool) {
-		sec := ep.Secrets[i]
-		return sec.Value, sec.ExpiresAt == nil || t.Before(*sec.ExpiresAt) // as Endpoint.ValidSecrets
-	}, id, t, body)
+	sig, err := s.keys.sign(len(ep.Secrets), func(i int) (string, bool) { return ep.Secrets[i].Value, ep.Secrets[i].ValidAt(t) }, id, t, body)
 	if err != nil {
 		return nil, err
 	}

@@ -216,12 +216,15 @@ func (e *Endpoint) Accepts(ev *event.Event) bool {
 	return true
 }
 
-// ValidSecrets are the secrets a delivery is signed with at t: the current
-// one and any rotated-out one still within its grace period.
+// ValidAt reports whether a delivery at t is signed with the secret: the
+// current one, or a rotated-out one still within its grace period.
+func (s Secret) ValidAt(t time.Time) bool { return s.ExpiresAt == nil || t.Before(*s.ExpiresAt) }
+
+// ValidSecrets are the secrets a delivery is signed with at t (ValidAt).
 func (e *Endpoint) ValidSecrets(t time.Time) []string {
 	var out []string
 	for _, s := range e.Secrets {
-		if s.ExpiresAt == nil || t.Before(*s.ExpiresAt) {
+		if s.ValidAt(t) {
 			out = append(out, s.Value)
 		}
 	}
