@@ -142,6 +142,10 @@ func BenchmarkPoller1M(b *testing.B) {
 		quiet := r.steady(p, 2, ".quiet", 0)
 		p.stop()
 		phase("no churn")
+		// The server's memory through discovery and the steady state: with
+		// GOGC and GOMEMLIMIT given to the benchmark (see childEnv), what
+		// keeping its blocks cached costs.
+		b.ReportMetric(float64(memKB(b, os.Getpid(), "VmHWM"))/1024, "server-peak-rss-MB")
 		quiet.report(b, "quiet-")
 		changeCost := func(rate float64) float64 { // µs of a cycle per change at that rate, beyond the quiet cycle's
 			return (float64(accounts)/rate - float64(accounts)/quiet.rate) / float64(def.changesPerCycle) * 1e6
@@ -233,6 +237,16 @@ type pollerRig struct {
 	rng      *rand.Rand
 }
 
+// childEnv is this environment without the collector's settings: GOGC and
+// GOMEMLIMIT given to the benchmark tune the process that hosts the server
+// (and the harness), as a deployment tunes its nats-server's; the poller and
+// the simulator run at Go's defaults, as a poller is deployed.
+func childEnv() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "GOGC=") || strings.HasPrefix(kv, "GOMEMLIMIT=")
+	})
+}
+
 func newPollerRig(b *testing.B, o rigOptions) *pollerRig {
 	r := &pollerRig{b: b, rigOptions: o, perPage: 1000, dir: b.TempDir(), rng: rand.New(rand.NewPCG(7, 7))}
 	r.pin = func(cpu string, cmd *exec.Cmd) *exec.Cmd { return cmd }
@@ -253,6 +267,7 @@ func newPollerRig(b *testing.B, o rigOptions) *pollerRig {
 	simAddr := freeAddr(b)
 	r.url = "http://" + simAddr
 	simCmd := r.pin("0", exec.Command(simBin, "--seed", seedFile, "--listen", simAddr, "--log-level", "warn"))
+	simCmd.Env = childEnv()
 	simCmd.Stderr = os.Stderr
 	if err := simCmd.Start(); err != nil {
 		b.Fatal(err)
@@ -337,7 +352,7 @@ func (r *pollerRig) startPoller(replica string) *pollerProc {
 		level = "info"
 	}
 	p.cmd = r.pin("1", exec.Command(r.bin))
-	p.cmd.Env = append(os.Environ(), "NATS_URL="+r.bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+r.bus.SeedFile(eventbus.RolePoller), "AW_POLLER_CONFIG="+r.cfgFile,
+	p.cmd.Env = append(childEnv(), "NATS_URL="+r.bus.ClientURL(), "AW_NATS_NKEY_SEED_FILE="+r.bus.SeedFile(eventbus.RolePoller), "AW_POLLER_CONFIG="+r.cfgFile,
 		"AW_OPS_LISTEN="+p.ops, "AW_REPLICA_ID="+replica, "AW_LOG_LEVEL="+level, "AW_PPROF=true")
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
