@@ -28,6 +28,8 @@ var suites = []Suite{
 				Note: "the poller's VmHWM over discovery, the steady state and a start on a million records"},
 			{Name: "poller.server_peak_rss", Bench: "BenchmarkPoller1M", Metric: "server-peak-rss-MB", Unit: "MB",
 				Note: "the VmHWM of the process hosting the server (and the harness) through discovery and the steady state"},
+			{Name: "poller.state_size", Bench: "BenchmarkPoller1M", Metric: "state-MB", Unit: "MB",
+				Note: "the bytes AW_STATE stores after the steady state: what the server's block caches would hold for every record"},
 			{Name: "poller.discovery", Bench: "BenchmarkPoller1M", Metric: "discovery-s", Unit: "s", Baseline: "raw-writes-s", BaseUnit: "s(raw-pub)", Target: at("value", "<=", 120),
 				Note: "the first scan of an empty state: every watch-list entry and baseline record written; baseline: as many raw async publishes of those sizes"},
 			{Name: "poller.startup", Bench: "BenchmarkPoller1M", Metric: "startup-s", Unit: "s", Baseline: "raw-load-s", BaseUnit: "s(raw-read)", Target: at("value", "<=", 30),

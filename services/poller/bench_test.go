@@ -146,6 +146,7 @@ func BenchmarkPoller1M(b *testing.B) {
 		// GOGC and GOMEMLIMIT given to the benchmark (see childEnv), what
 		// keeping its blocks cached costs.
 		b.ReportMetric(float64(memKB(b, os.Getpid(), "VmHWM"))/1024, "server-peak-rss-MB")
+		b.ReportMetric(float64(r.streamBytes("KV_"+eventbus.BucketState))/1e6, "state-MB") // what the server's block caches would hold
 		quiet.report(b, "quiet-")
 		changeCost := func(rate float64) float64 { // µs of a cycle per change at that rate, beyond the quiet cycle's
 			return (float64(accounts)/rate - float64(accounts)/quiet.rate) / float64(def.changesPerCycle) * 1e6
@@ -662,6 +663,20 @@ func (r *pollerRig) storedSize(bucket, prefix string) int {
 		r.b.Fatal(err)
 	}
 	return len(m.Data)
+}
+
+// streamBytes is the bytes a stream stores.
+func (r *pollerRig) streamBytes(name string) uint64 {
+	ctx := context.Background()
+	s, err := r.bus.JS.Stream(ctx, name)
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	return info.State.Bytes
 }
 
 // rawLoad is the baseline of a start: a raw ordered consumer reading the
