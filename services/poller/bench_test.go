@@ -146,7 +146,7 @@ func BenchmarkPoller1M(b *testing.B) {
 		// GOGC and GOMEMLIMIT given to the benchmark (see childEnv), what
 		// keeping its blocks cached costs.
 		b.ReportMetric(float64(memKB(b, os.Getpid(), "VmHWM"))/1024, "server-peak-rss-MB")
-		b.ReportMetric(float64(r.streamBytes("KV_"+eventbus.BucketState))/1e6, "state-MB") // what the server's block caches would hold
+		b.ReportMetric(float64(r.storedBytes(eventbus.BucketState))/1e6, "state-MB") // what the server's block caches would hold
 		quiet.report(b, "quiet-")
 		changeCost := func(rate float64) float64 { // µs of a cycle per change at that rate, beyond the quiet cycle's
 			return (float64(accounts)/rate - float64(accounts)/quiet.rate) / float64(def.changesPerCycle) * 1e6
@@ -654,29 +654,29 @@ func rawPublish(b *testing.B, js jetstream.JetStream, n int, first, second func(
 // storedSize is the size of the first value under prefix in a bucket.
 func (r *pollerRig) storedSize(bucket, prefix string) int {
 	ctx := context.Background()
-	s, err := r.bus.JS.Stream(ctx, "KV_"+bucket)
-	if err != nil {
-		r.b.Fatal(err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, "$KV."+bucket+"."+prefix+">")
+	m, err := r.bucketStream(bucket).GetLastMsgForSubject(ctx, "$KV."+bucket+"."+prefix+">")
 	if err != nil {
 		r.b.Fatal(err)
 	}
 	return len(m.Data)
 }
 
-// streamBytes is the bytes a stream stores.
-func (r *pollerRig) streamBytes(name string) uint64 {
-	ctx := context.Background()
-	s, err := r.bus.JS.Stream(ctx, name)
-	if err != nil {
-		r.b.Fatal(err)
-	}
-	info, err := s.Info(ctx)
+// storedBytes is the bytes a bucket's stream stores.
+func (r *pollerRig) storedBytes(bucket string) uint64 {
+	info, err := r.bucketStream(bucket).Info(context.Background())
 	if err != nil {
 		r.b.Fatal(err)
 	}
 	return info.State.Bytes
+}
+
+// bucketStream is the stream a KV bucket keeps its entries in.
+func (r *pollerRig) bucketStream(bucket string) jetstream.Stream {
+	s, err := r.bus.JS.Stream(context.Background(), "KV_"+bucket)
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	return s
 }
 
 // rawLoad is the baseline of a start: a raw ordered consumer reading the
