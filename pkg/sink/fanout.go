@@ -145,7 +145,7 @@ func (f *fanout) activate(rc Receiver) {
 	ctx, cancel := context.WithCancel(f.sendCtx)
 	m, sk := f.r.metrics, f.r.sink
 	pacing, endPacing := context.WithCancel(ctx)
-	t := &fanTarget{rc: rc, ctx: ctx, pace: newPacer(rc), stop: cancel, pacing: pacing, endPacing: endPacing, leaf: ownLeaf(rc.Name),
+	t := &fanTarget{rc: rc, ctx: ctx, pace: f.r.newPacer(rc), stop: cancel, pacing: pacing, endPacing: endPacing, leaf: ownLeaf(rc.Name),
 		received: m.Received.WithLabelValues(sk, rc.Name), delivered: m.Delivered.WithLabelValues(sk, rc.Name),
 		notified: m.Notifications.WithLabelValues(sk, rc.Name), latency: m.Latency.WithLabelValues(sk, rc.Name)}
 	f.mu.Lock()
@@ -365,13 +365,16 @@ func (f *fanout) work(ctx context.Context, t *fanTarget) {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue
 		}
-		// Paused (a Retry-After): the retry queue takes the event, not to
-		// be tried before the pause ends (its worker shares the pace).
-		if wait := t.pace.paused(); wait > 0 {
+		// Paused (a Retry-After, an open circuit, its probe in flight): the
+		// retry queue takes the event, not to be tried before the pause
+		// ends (its worker shares the pace).
+		probe, wait, ok := t.pace.admit()
+		if !ok {
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now().Add(wait)))
 			continue
 		}
 		if err := t.pace.lim.Wait(t.pacing); err != nil {
+			t.pace.release(probe)
 			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 			continue
 		}
@@ -382,6 +385,7 @@ func (f *fanout) work(ctx context.Context, t *fanTarget) {
 		took := time.Since(start)
 		cancel()
 		d := Decide(err, 1, f.r.set)
+		t.pace.attempted(d, probe)
 		f.r.recordAttempt(n, fm.ev, 1, start, took, d)
 		switch d.Action {
 		case Ack:
@@ -392,7 +396,6 @@ func (f *fanout) work(ctx context.Context, t *fanTarget) {
 		case DeadLetter:
 			fm.done(f.r.deadLetter(ctx, t.rc.Name, fm.msg, fm.ev, d.Err, 1))
 		case Retry:
-			t.pace.pause(d.Pause)
 			f.r.metrics.Retried.WithLabelValues(f.r.sink, t.rc.Name, string(d.Err.Reason)).Inc()
 			fm.done(f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(d.Delay)))
 		}

@@ -12,6 +12,7 @@ type Metrics struct {
 	Suppressed    *prometheus.CounterVec
 	Latency       *prometheus.HistogramVec
 	Held          *prometheus.GaugeVec
+	CircuitOpened *prometheus.CounterVec
 }
 
 // NewMetrics registers the sink metrics on reg.
@@ -35,7 +36,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}}, sr),
 		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "aw_sink_held_events",
 			Help: "Events taken but not yet settled (grouping, rate limits, in flight)."}, sr),
+		CircuitOpened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aw_sink_circuit_opened_total",
+			Help: "Times a receiver's circuit opened (AW_SINK_BREAK_AFTER failures in a row, or a failed probe): no call until the retry is due."}, sr),
 	}
-	reg.MustRegister(m.Received, m.Delivered, m.Notifications, m.Retried, m.DeadLettered, m.Suppressed, m.Latency, m.Held)
+	reg.MustRegister(m.Received, m.Delivered, m.Notifications, m.Retried, m.DeadLettered, m.Suppressed, m.Latency, m.Held, m.CircuitOpened)
 	return m
 }

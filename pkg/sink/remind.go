@@ -203,9 +203,9 @@ func reportID(c *reportClaim, route string) string {
 
 // settleClaims records a reminder's or a report's attempt and, should it
 // have failed, hands its claims back for the next look.
-func (w *worker) settleClaims(b *batch, err error, start time.Time, took time.Duration) {
+func (w *worker) settleClaims(b *batch, err error, start time.Time, took time.Duration, probe bool) {
 	d := Decide(err, 1, w.r.set)
-	w.pace.pause(d.Pause)
+	w.pace.attempted(d, probe)
 	if err != nil {
 		e := Classify(err)
 		w.r.log.Warn("delivery failed", "sink", w.r.sink, "receiver", w.name, "kind", b.n.Kind, "reason", e.Reason, "err", err)

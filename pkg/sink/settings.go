@@ -32,6 +32,10 @@ type Settings struct {
 	schedule      []time.Duration
 	// MaxRetryAfter caps a receiver's Retry-After (a longer one is taken as this).
 	MaxRetryAfter time.Duration `envconfig:"SINK_MAX_RETRY_AFTER" default:"1h" desc:"a longer Retry-After is taken as this"`
+	// BreakAfter is how many failed attempts in a row open a receiver's
+	// circuit: no call until the last one's retry is due, then one probe
+	// alone (0: no breaker). A permanent failure does not count.
+	BreakAfter int `envconfig:"SINK_BREAK_AFTER" default:"3" desc:"failed attempts in a row that open a receiver's circuit: no call until the last one's retry is due, then one probe at a time (0: never)"`
 	// AckWait is how long the server waits for an ack before redelivering; held
 	// events (waiting in a group, or rate-limited) are kept alive meanwhile.
 	AckWait       time.Duration `envconfig:"SINK_ACK_WAIT" default:"60s" desc:"redelivery after a crash; held events are kept alive meanwhile"`
@@ -76,6 +80,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("AW_SINK_BACKOFF_INITIAL / AW_SINK_BACKOFF_MAX: %s / %s (want 0 < initial <= max)", s.BackoffInitial, s.BackoffMax)
 	case s.MaxRetryAfter <= 0:
 		return fmt.Errorf("AW_SINK_MAX_RETRY_AFTER: %s (want > 0)", s.MaxRetryAfter)
+	case s.BreakAfter < 0:
+		return fmt.Errorf("AW_SINK_BREAK_AFTER: %d (want >= 0; 0 turns the breaker off)", s.BreakAfter)
 	case s.AckWait < time.Second:
 		return fmt.Errorf("AW_SINK_ACK_WAIT: %s (want >= 1s)", s.AckWait)
 	case s.MaxAckPending < 1:

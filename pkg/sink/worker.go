@@ -159,7 +159,7 @@ type worker struct {
 
 func newWorker(r *Runtime, rc Receiver) *worker {
 	w := &worker{
-		r: r, name: rc.Name, rc: rc, pace: newPacer(rc),
+		r: r, name: rc.Name, rc: rc, pace: r.newPacer(rc),
 		in:          make(chan inbound, 256),
 		settledNote: make(chan struct{}, 1),
 		groups:      map[string]*group{},
@@ -324,6 +324,14 @@ func (w *worker) accept(in inbound) {
 		return // newer than what the last instance held: after those
 	}
 	w.r.metrics.Received.WithLabelValues(w.r.sink, w.name).Inc()
+	if in.redrive && p.attempts() == 1 {
+		if _, wait, retry := retryOffset(in.msg.Headers(), time.Now()); retry {
+			// A hand-off of the fan-out path: its first delivery here only
+			// waits out the backoff (not decoded: it is seen again when due).
+			_ = in.msg.NakWithDelay(wait)
+			return
+		}
+	}
 	ev, err := eventbus.DecodeMsg(in.msg)
 	if err != nil {
 		w.hold(p)
@@ -333,13 +341,8 @@ func (w *worker) accept(in inbound) {
 	p.ev = ev
 	now := w.r.now()
 	if in.redrive {
-		if before, wait, retry := retryOffset(in.msg.Headers(), time.Now()); retry {
-			// A hand-off of the fan-out path: its first delivery here only
-			// waits out the backoff; later ones are attempts.
-			if p.attempts() == 1 {
-				_ = in.msg.NakWithDelay(wait)
-				return
-			}
+		if before, _, retry := retryOffset(in.msg.Headers(), time.Now()); retry {
+			// A hand-off's later deliveries are attempts.
 			p.offset = int64(before) - 1
 			w.hold(p)
 			w.enqueue(&batch{n: &Notification{Sink: w.r.sink, Receiver: w.name, Leaf: ownLeaf(w.name), GroupKey: "retry|" + ev.ID(), Events: []*event.Event{ev}}, items: []*pending{p}})
@@ -649,7 +652,8 @@ func (w *worker) deliverOne(ctx, sendCtx context.Context, b *batch, rt *settleme
 		return false
 	default:
 	}
-	if err := w.pace.wait(ctx); err != nil {
+	probe, err := w.pace.wait(ctx)
+	if err != nil {
 		w.handBack(b.items)
 		w.unclaim(b)
 		return false
@@ -659,14 +663,14 @@ func (w *worker) deliverOne(ctx, sendCtx context.Context, b *batch, rt *settleme
 	}
 	sctx, cancel := context.WithTimeout(sendCtx, w.r.set.SendTimeout)
 	start := time.Now()
-	err := w.r.send(sctx, b.n)
+	err = w.r.send(sctx, b.n)
 	took := time.Since(start)
 	cancel()
 	if b.n.Kind != KindEvents {
-		w.settleClaims(b, err, start, took)
+		w.settleClaims(b, err, start, took, probe)
 		return err == nil
 	}
-	w.settle(b, err, start, took, rt)
+	w.settle(b, err, start, took, rt, probe)
 	if err == nil && w.r.remembers() {
 		w.notified(b.n)
 	}
@@ -699,17 +703,23 @@ func (w *worker) report(rt settlement) {
 }
 
 // settle applies the acknowledgement policy to every message of a batch and
-// records each one's attempt; what goes back for a retry is noted in rt.
-func (w *worker) settle(b *batch, err error, start time.Time, took time.Duration, rt *settlement) {
+// records each one's attempt; what goes back for a retry is noted in rt. The
+// pace learns of the attempt once (probe: it was an open circuit's probe).
+func (w *worker) settle(b *batch, err error, start time.Time, took time.Duration, rt *settlement, probe bool) {
 	if err != nil {
 		e := Classify(err)
 		w.r.log.Warn("delivery failed", "sink", w.r.sink, "receiver", w.name, "group", b.n.GroupKey, "events", len(b.items), "reason", e.Reason, "permanent", e.Permanent, "err", err)
 	}
 	now := time.Now()
 	delivered := 0
-	for _, p := range b.items {
+	if len(b.items) == 0 {
+		w.pace.release(probe) // nothing to learn from
+	}
+	for i, p := range b.items {
 		d := Decide(err, p.attempts(), w.r.set)
-		w.pace.pause(d.Pause)
+		if i == 0 {
+			w.pace.attempted(d, probe)
+		}
 		w.r.recordAttempt(b.n, p.ev, p.attempts(), start, took, d)
 		switch d.Action {
 		case Ack:

@@ -74,6 +74,9 @@ func benchDispatcherAt(b *testing.B, bus *eventbus.Bus, url func(i int) string, 
 	if c := os.Getenv("AW_BENCH_CONCURRENCY"); c != "" {
 		s.Concurrency, _ = strconv.Atoi(c)
 	}
+	if v := os.Getenv("AW_BENCH_BREAK_AFTER"); v != "" { // 0: the breaker off
+		s.BreakAfter, _ = strconv.Atoi(v)
+	}
 	s.AdminToken = "bench-admin-token-0123456789"
 	s.APIListen, s.OpsListen = "127.0.0.1:0", "127.0.0.1:0"
 	s.Schedule, s.Origin, s.AllowCIDRs = "5s,5m", "bench", "127.0.0.0/8"

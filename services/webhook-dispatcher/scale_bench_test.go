@@ -75,11 +75,16 @@ func (h *scaleHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// cpuProfile writes the process's CPU profile to AW_BENCH_PROFILE (if set)
-// until the returned func is called: where the sick run's time goes.
-func cpuProfile(b *testing.B) func() {
+// cpuProfile writes the process's CPU profile of one phase to
+// AW_BENCH_PROFILE (if set) until the returned func is called: the phase
+// AW_BENCH_PROFILE_RUN names ("raw", "all-healthy"; "sick" when unset).
+func cpuProfile(b *testing.B, phase string) func() {
 	path := os.Getenv("AW_BENCH_PROFILE")
-	if path == "" {
+	want := os.Getenv("AW_BENCH_PROFILE_RUN")
+	if want == "" {
+		want = "sick"
+	}
+	if path == "" || phase != want {
 		return func() {}
 	}
 	f, err := os.Create(path)
@@ -178,11 +183,14 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		}
 		// rawLoad is the healthy hosts' POSTs, the hosts at once, each within
 		// the limit, and the alongside work on the same client, all timed.
+		// perPost is the process's CPU time per healthy POST of the last load.
+		var perPost time.Duration
 		rawLoad := func(header http.Header, alongside ...func(*http.Client)) float64 {
 			hc := &http.Client{Transport: &http.Transport{MaxConnsPerHost: conns, MaxIdleConnsPerHost: conns}}
 			defer hc.CloseIdleConnections()
 			var wg sync.WaitGroup
-			t2 := time.Now()
+			t2, cpu0 := time.Now(), cpuTime()
+			defer func() { perPost = (cpuTime() - cpu0) / time.Duration(onHealthy*events) }()
 			for h, targets := range byHost {
 				if _, ok := sick[h]; !ok {
 					wg.Go(func() { post(context.Background(), hc, header, h, int64(len(targets)*events)) })
@@ -210,7 +218,10 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		// first load of a run pays for the hosts' first connections and
 		// stacks, and has measured half the second's (22,874 against 36,804
 		// POSTs/s with headers), which would flatter every ratio to it.
+		stopProfile := cpuProfile(b, "raw")
 		again := rawLoad(bodyOnly)
+		stopProfile()
+		rawCPU := perPost
 		b.Logf("raw POST loads: %.0f and %.0f posts/s, with the headers %.0f", rawRate, again, headersRate)
 		rawRate = max(rawRate, again)
 
@@ -222,6 +233,7 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		// run publishes a batch of new events at once and waits for every
 		// healthy host to have them all; it returns the healthy endpoints'
 		// latencies and deliveries/s.
+		var runCPU time.Duration // the process's CPU time per healthy delivery of the last run
 		run := func(name string) (bustest.Latencies, float64) {
 			evs := make([]*event.Event, events)
 			for i := range evs {
@@ -232,7 +244,8 @@ func BenchmarkEndpoints10k(b *testing.B) {
 				h.reqs.Store(0)
 				h.lat = h.lat[:0]
 			}
-			start := time.Now()
+			defer cpuProfile(b, name)()
+			start, cpu0 := time.Now(), cpuTime()
 			for _, e := range evs {
 				sent.Store(e.ID(), start)
 			}
@@ -254,6 +267,7 @@ func BenchmarkEndpoints10k(b *testing.B) {
 				}
 			}
 			took := time.Since(start)
+			runCPU = (cpuTime() - cpu0) / time.Duration(want)
 			var lat bustest.Latencies
 			for i, h := range hosts {
 				if _, ok := sick[i]; !ok {
@@ -265,13 +279,13 @@ func BenchmarkEndpoints10k(b *testing.B) {
 			return lat.Sorted(), float64(want) / took.Seconds()
 		}
 		healthyLat, healthyRate := run("all-healthy")
+		healthyCPU := runCPU
 		for i, m := range sick {
 			hosts[i].mode.Store(m)
 		}
 		log0, handoffs0 := lastSeq(b, bus, deliverylog.Stream), lastSeq(b, bus, eventbus.StreamRedrive)
-		stopProfile := cpuProfile(b)
 		sickLat, sickRate := run("sick")
-		stopProfile()
+		sickCPU := runCPU
 		// What the sick run stored (not the drain that stops the dispatcher).
 		logged, handoffs := lastSeq(b, bus, deliverylog.Stream)-log0, int(lastSeq(b, bus, eventbus.StreamRedrive)-handoffs0)
 		var slowDone, failed int64
@@ -383,6 +397,9 @@ func BenchmarkEndpoints10k(b *testing.B) {
 		b.ReportMetric(limitRate, "limit-posts/s")
 		b.ReportMetric(float64(attempts), "limit-attempts")
 		b.ReportMetric(logBytes, "limit-log-bytes")
+		b.ReportMetric(float64(rawCPU.Microseconds()), "raw-cpu-µs/post")
+		b.ReportMetric(float64(healthyCPU.Microseconds()), "healthy-cpu-µs/delivery")
+		b.ReportMetric(float64(sickCPU.Microseconds()), "cpu-µs/delivery")
 		b.ReportMetric(peak, "peak-rss-MB")
 		b.ReportMetric(rssBefore, "rss-before-MB")
 		b.Logf("%d endpoints (%d on healthy hosts), %d events a run; sick run: %d slow deliveries done, %d answered 503, meanwhile; p99 %.0f ms vs %.0f ms all-healthy",
