@@ -59,17 +59,12 @@ func (r *Runtime) newPacer(rc Receiver) *pacer {
 // holds off before it looks again (the fan-out's hand-off waits this long).
 const probeWait = time.Second
 
-// pause makes no call for d (a longer pause already asked for stands).
-func (p *pacer) pause(d time.Duration) {
+// pauseLocked makes no call for d (a longer pause already asked for
+// stands); p.mu held.
+func (p *pacer) pauseLocked(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	p.mu.Lock()
-	p.pauseLocked(d)
-	p.mu.Unlock()
-}
-
-func (p *pacer) pauseLocked(d time.Duration) {
 	if u := time.Now().Add(d); u.After(p.until) {
 		p.until = u
 	}
