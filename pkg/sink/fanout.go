@@ -80,33 +80,46 @@ func (m *fanMsg) done(ok bool) {
 	}
 }
 
-// fanTarget is a receiver's fast path: a queue and deliverers that run
-// only while it holds something (Concurrency at most), so that an idle
-// receiver costs no goroutine: ten thousand endpoints would otherwise keep
-// forty thousand parked goroutines for the collector to scan.
+// fanTarget is a receiver's fast path: a queue that its lane's deliverers
+// take from in turn, at most Concurrency of its events at once. An idle
+// receiver costs no goroutine.
 type fanTarget struct {
 	rc   Receiver
-	ctx  context.Context
 	pace *pacer
-	stop context.CancelFunc
-	// qmu guards the queue (fanoutQueue at most), the deliverers running
-	// and closed (set as the target retires: nothing more is queued).
-	qmu     sync.Mutex
-	queue   []*fanMsg
-	running int
-	closed  bool
-	// pacing ends when the target retires: a deliverer waiting on the rate
-	// limit hands its event off at once instead of holding the retirement
-	// (a DELETE of a webhook endpoint) until the limit allows a call.
-	pacing    context.Context
-	endPacing context.CancelFunc
-	wg        sync.WaitGroup
+	lane *lane
+	// qmu guards the queue (fanoutQueue at most), the deliveries in flight,
+	// ready (the target is in its lane's ring, or a timer will put it
+	// there), paced (waiting for its rate limit: the timer's) and closed
+	// (set as the target retires: nothing more is queued).
+	qmu      sync.Mutex
+	queue    []*fanMsg
+	inFlight int
+	ready    bool
+	paced    bool
+	closed   bool
+	// pending counts the events queued or in flight: retiring waits for
+	// them to be delivered or handed off.
+	pending sync.WaitGroup
 	// retiring makes the deliverers hand off what is still queued.
 	retiring atomic.Bool
 	leaf     *route.Leaf
 	// the receiver's metrics, looked up once
 	received, delivered, notified prometheus.Counter
 	latency                       prometheus.Observer
+}
+
+// lane is a destination's deliverers: at most width of them run, each
+// taking the next receiver of the ring, one event of it, and putting the
+// receiver back at the end while more of its events wait. So receivers
+// sharing a host take turns, and the deliverers stay as many as its
+// connections.
+type lane struct {
+	key     string
+	width   int
+	mu      sync.Mutex
+	ring    []*fanTarget
+	running int
+	refs    int // targets on the lane (f.mu held)
 }
 
 type fanout struct {
@@ -127,28 +140,38 @@ type fanout struct {
 	held *heldSet[*fanMsg]
 	// retries starts and stops the receivers' retry-queue workers.
 	retries *retries
-	// crowded is the Sender's Crowded, if it has one.
-	crowded func(receiver string) bool
+	// lanes are the destinations' deliverers (f.mu guards the map), laneOf
+	// the Sender's Lanes, if it has one.
+	lanes  map[string]*lane
+	laneOf func(receiver string) (string, int)
 }
 
 func newFanout(r *Runtime) *fanout {
 	f := &fanout{r: r, targets: map[string]*fanTarget{}, parked: map[string]Receiver{}, handoffs: make(chan struct{}, maxHandoffs),
-		held: newHeldSet[*fanMsg](), retries: newRetries(r), crowded: func(string) bool { return false }}
-	if c, ok := r.sender.(Crowded); ok {
-		f.crowded = c.Crowded
+		held: newHeldSet[*fanMsg](), retries: newRetries(r), lanes: map[string]*lane{}, laneOf: func(string) (string, int) { return "", 0 }}
+	if l, ok := r.sender.(Lanes); ok {
+		f.laneOf = l.Lane
 	}
 	return f
 }
 
 // activate starts a receiver's fast path.
 func (f *fanout) activate(rc Receiver) {
-	ctx, cancel := context.WithCancel(f.sendCtx)
 	m, sk := f.r.metrics, f.r.sink
-	pacing, endPacing := context.WithCancel(ctx)
-	t := &fanTarget{rc: rc, ctx: ctx, pace: f.r.newPacer(rc), stop: cancel, pacing: pacing, endPacing: endPacing, leaf: ownLeaf(rc.Name),
+	t := &fanTarget{rc: rc, pace: f.r.newPacer(rc), leaf: ownLeaf(rc.Name),
 		received: m.Received.WithLabelValues(sk, rc.Name), delivered: m.Delivered.WithLabelValues(sk, rc.Name),
 		notified: m.Notifications.WithLabelValues(sk, rc.Name), latency: m.Latency.WithLabelValues(sk, rc.Name)}
+	key, width := f.laneOf(rc.Name)
+	if key == "" || width <= 0 { // a lane of its own
+		key, width = "receiver:"+rc.Name, f.r.set.Concurrency
+	}
 	f.mu.Lock()
+	t.lane = f.lanes[key]
+	if t.lane == nil {
+		t.lane = &lane{key: key, width: width}
+		f.lanes[key] = t.lane
+	}
+	t.lane.refs++
 	old := f.targets[rc.Name]
 	f.targets[rc.Name] = t
 	delete(f.parked, rc.Name)
@@ -193,12 +216,17 @@ func (f *fanout) pacer(name string) *pacer {
 // queue is handed off to the retry queue.
 func (f *fanout) retire(t *fanTarget) {
 	t.retiring.Store(true)
-	t.endPacing()
 	t.qmu.Lock()
 	t.closed = true
+	t.paced = false // what waits for the rate limit is handed off at once
 	t.qmu.Unlock()
-	t.wg.Wait() // the deliverers hand off what is still queued
-	t.stop()
+	f.push(t)
+	t.pending.Wait() // the deliverers hand off what is still queued
+	f.mu.Lock()
+	if t.lane.refs--; t.lane.refs == 0 {
+		delete(f.lanes, t.lane.key)
+	}
+	f.mu.Unlock()
 }
 
 // retireAll retires every fast path (shutdown).
@@ -292,8 +320,8 @@ func (f *fanout) handOffAsync(fm *fanMsg, receiver string) {
 	}()
 }
 
-// offer queues fm for t, starting a deliverer if fewer than Concurrency
-// run; false when the queue is full (or t retires).
+// offer queues fm for t and puts t in its lane's ring; false when the
+// queue is full (or t retires).
 func (f *fanout) offer(t *fanTarget, fm *fanMsg) bool {
 	t.qmu.Lock()
 	if t.closed || len(t.queue) >= fanoutQueue {
@@ -301,105 +329,167 @@ func (f *fanout) offer(t *fanTarget, fm *fanMsg) bool {
 		return false
 	}
 	t.queue = append(t.queue, fm)
-	start := f.mayStart(t)
+	t.pending.Add(1)
 	t.qmu.Unlock()
-	if start {
-		f.startWork(t)
-	}
+	f.push(t)
 	return true
 }
 
-// mayStart says whether t may run one more deliverer, and counts it if so
-// (t.qmu held): fewer than Concurrency run, and either none does or its
-// destination has room for more (Crowded).
-func (f *fanout) mayStart(t *fanTarget) bool {
-	if t.closed || t.running >= f.r.set.Concurrency || t.running > 0 && f.crowded(t.rc.Name) {
-		return false
-	}
-	t.running++
-	t.wg.Add(1)
-	return true
-}
-
-func (f *fanout) startWork(t *fanTarget) {
-	go func() {
-		defer t.wg.Done()
-		f.work(t.ctx, t)
-	}()
-}
-
-// grow starts another deliverer for t while more waits in its queue than
-// its deliverers hold, if mayStart allows: what a crowded destination kept
-// to one deliverer regains its concurrency once there is room.
-func (f *fanout) grow(t *fanTarget) {
+// push puts t at the end of its lane's ring, unless it is there already or
+// has nothing it may take now, and starts a deliverer if fewer than the
+// lane's width run. t being in the ring twice is harmless (take finds
+// nothing for it, or another event).
+func (f *fanout) push(t *fanTarget) {
 	t.qmu.Lock()
-	start := len(t.queue) > 0 && f.mayStart(t)
+	if t.ready || t.paced || len(t.queue) == 0 || t.inFlight >= f.r.set.Concurrency {
+		t.qmu.Unlock()
+		return
+	}
+	t.ready = true
 	t.qmu.Unlock()
+	l := t.lane
+	l.mu.Lock()
+	l.ring = append(l.ring, t)
+	start := l.running < l.width
 	if start {
-		f.startWork(t)
+		l.running++
+	}
+	l.mu.Unlock()
+	if start {
+		go f.work(l)
 	}
 }
 
-// next takes the first of t's queue; false when it is empty, and the
-// deliverer asking stops.
-func (t *fanTarget) next() (*fanMsg, bool) {
+// pop takes the first target of l's ring; nil when the ring is empty, and
+// the deliverer asking stops.
+func (l *lane) pop() *fanTarget {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.ring) == 0 {
+		l.running--
+		l.ring = nil // the backing array goes with the burst
+		return nil
+	}
+	t := l.ring[0]
+	l.ring[0] = nil
+	l.ring = l.ring[1:]
+	return t
+}
+
+// take is the first event of t's queue for a deliverer, t put back at the
+// end of the ring while more of it may go at once; nil when there is none
+// or Concurrency of t's are in flight (settle puts it back then).
+func (f *fanout) take(t *fanTarget) *fanMsg {
 	t.qmu.Lock()
-	defer t.qmu.Unlock()
-	if len(t.queue) == 0 {
-		t.running--
-		t.queue = nil // the backing array goes with the burst
-		return nil, false
+	t.ready = false
+	if len(t.queue) == 0 || t.paced || t.inFlight >= f.r.set.Concurrency {
+		t.qmu.Unlock()
+		return nil
 	}
 	fm := t.queue[0]
 	t.queue[0] = nil
 	t.queue = t.queue[1:]
-	return fm, true
+	if len(t.queue) == 0 {
+		t.queue = nil // the backing array goes with the burst
+	}
+	t.inFlight++
+	t.qmu.Unlock()
+	f.push(t)
+	return fm
 }
 
-// work is one of a receiver's fast-path deliverers: it runs until the
-// queue is empty.
-func (f *fanout) work(ctx context.Context, t *fanTarget) {
-	for fm, ok := t.next(); ok; fm, ok = t.next() {
-		f.grow(t)
-		if ctx.Err() != nil || t.retiring.Load() {
-			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
-			continue
-		}
-		// Paused (a Retry-After, an open circuit, its probe in flight): the
-		// retry queue takes the event, not to be tried before the pause
-		// ends (its worker shares the pace).
-		probe, wait, ok := t.pace.admit()
-		if !ok {
-			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now().Add(wait)))
-			continue
-		}
-		if err := t.pace.lim.Wait(t.pacing); err != nil {
-			t.pace.release(probe)
-			fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
-			continue
-		}
-		n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
-		sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)
-		start := time.Now()
-		err := f.r.send(sctx, n)
-		took := time.Since(start)
-		cancel()
-		d := Decide(err, 1, f.r.set)
-		t.pace.attempted(d, probe)
-		f.r.recordAttempt(n, fm.ev, 1, start, took, d)
-		switch d.Action {
-		case Ack:
-			t.delivered.Inc()
-			t.notified.Inc()
-			t.latency.Observe(time.Since(fm.ev.Cloud.Time()).Seconds())
-			fm.done(true)
-		case DeadLetter:
-			fm.done(f.r.deadLetter(ctx, t.rc.Name, fm.msg, fm.ev, d.Err, 1))
-		case Retry:
-			f.r.metrics.Retried.WithLabelValues(f.r.sink, t.rc.Name, string(d.Err.Reason)).Inc()
-			fm.done(f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(d.Delay)))
+// settle ends a delivery of t's: done says the event was settled (else it
+// went back to the queue, to wait for the rate limit).
+func (f *fanout) settle(t *fanTarget, done bool) {
+	t.qmu.Lock()
+	t.inFlight--
+	t.qmu.Unlock()
+	if done {
+		t.pending.Done()
+	}
+	f.push(t)
+}
+
+// pace puts fm back first in t's queue until its rate limit allows the
+// next call, in wait: the lane's deliverers serve the other receivers
+// meanwhile.
+func (f *fanout) pace(t *fanTarget, fm *fanMsg, wait time.Duration) {
+	t.qmu.Lock()
+	t.queue = append([]*fanMsg{fm}, t.queue...)
+	first := !t.paced && !t.closed
+	if first {
+		t.paced = true
+	}
+	t.qmu.Unlock()
+	if first {
+		time.AfterFunc(wait, func() {
+			t.qmu.Lock()
+			t.paced = false
+			t.qmu.Unlock()
+			f.push(t)
+		})
+	}
+	f.settle(t, false)
+}
+
+// work is one of a lane's deliverers: it runs until the ring is empty.
+func (f *fanout) work(l *lane) {
+	for t := l.pop(); t != nil; t = l.pop() {
+		if fm := f.take(t); fm != nil {
+			f.settle(t, f.deliver(t, fm))
 		}
 	}
+}
+
+// deliver makes one attempt of fm to t, and settles fm's part for t: false
+// when fm went back to t's queue, to wait for the rate limit.
+func (f *fanout) deliver(t *fanTarget, fm *fanMsg) bool {
+	// Every attempt's context is the runtime's: a retiring target has none
+	// in flight once it is retired, and one context of its own per target
+	// would cost each attempt a registration in a map gone cold.
+	ctx := f.sendCtx
+	if ctx.Err() != nil || t.retiring.Load() {
+		fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
+		return true
+	}
+	// Paused (a Retry-After, an open circuit, its probe in flight): the
+	// retry queue takes the event, not to be tried before the pause ends
+	// (its worker shares the pace).
+	probe, wait, ok := t.pace.admit()
+	if !ok {
+		fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now().Add(wait)))
+		return true
+	}
+	// The rate limit: not waited for here, where the lane's other
+	// receivers would wait too.
+	if res := t.pace.lim.Reserve(); res.Delay() > 0 {
+		res.Cancel()
+		t.pace.release(probe)
+		f.pace(t, fm, res.Delay())
+		return false
+	}
+	n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
+	sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)
+	start := time.Now()
+	err := f.r.send(sctx, n)
+	took := time.Since(start)
+	cancel()
+	d := Decide(err, 1, f.r.set)
+	t.pace.attempted(d, probe)
+	f.r.recordAttempt(n, fm.ev, 1, start, took, d)
+	switch d.Action {
+	case Ack:
+		t.delivered.Inc()
+		t.notified.Inc()
+		t.latency.Observe(time.Since(fm.ev.Cloud.Time()).Seconds())
+		fm.done(true)
+	case DeadLetter:
+		fm.done(f.r.deadLetter(ctx, t.rc.Name, fm.msg, fm.ev, d.Err, 1))
+	case Retry:
+		f.r.metrics.Retried.WithLabelValues(f.r.sink, t.rc.Name, string(d.Err.Reason)).Inc()
+		fm.done(f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(d.Delay)))
+	}
+	return true
 }
 
 // handoff puts the event in the receiver's retry queue, attempts made so

@@ -145,15 +145,16 @@ type Sender interface {
 	Send(ctx context.Context, n *Notification) error
 }
 
-// Crowded is what a Sender may also tell the fan-out: that receiver's
-// destination has no capacity to spare (every connection to its webhook host
-// busy). The fan-out then runs one deliverer for the receiver rather than
-// up to Concurrency, and adds the others once there is room: more would
-// only wait for the destination, each a goroutine parked with its attempt
-// for the collector to scan (a thousand endpoints on a host made four
-// thousand).
-type Crowded interface {
-	Crowded(receiver string) bool
+// Lanes is what a Sender may also tell the fan-out: which destination a
+// receiver's deliveries share with others (a webhook host) and how many may
+// run at once to it (its connections). The fan-out then runs that many
+// deliverers per lane, taking the lane's receivers in turn, rather than a
+// deliverer per receiver all waiting for the destination: ten thousand
+// endpoints on a few hosts made ten thousand parked goroutines, each
+// resumed cold for one delivery. A receiver with no lane (an empty key) is a
+// lane of its own, Concurrency wide.
+type Lanes interface {
+	Lane(receiver string) (key string, width int)
 }
 
 // Silencer answers whether a silence covers an event; *silence.Store is one.

@@ -1060,90 +1060,127 @@ func TestRemoveWhileWaitingOnTheRateLimit(t *testing.T) {
 	}
 }
 
-// crowdedSender holds every call until its receiver's release channel lets
-// it go, counts the calls of each receiver in flight at once, and says the
-// receivers of crowded have no room (sink.Crowded) until room is set.
-type crowdedSender struct {
+// laneSender holds every call until its receiver's release channel lets
+// it go (none: at once), puts receivers in the lanes of lanes
+// (sink.Lanes), and counts the calls in flight at once of each receiver
+// and of each lane.
+type laneSender struct {
 	mu       sync.Mutex
 	release  map[string]chan struct{}
-	crowded  map[string]bool
-	room     bool
+	lanes    map[string]string
+	width    int
 	inFlight map[string]int
 	most     map[string]int
 	done     map[string]int
 }
 
-func (s *crowdedSender) Crowded(receiver string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.crowded[receiver] && !s.room
+func newLaneSender(width int, lanes map[string]string, held ...string) *laneSender {
+	s := &laneSender{release: map[string]chan struct{}{}, lanes: lanes, width: width, inFlight: map[string]int{}, most: map[string]int{}, done: map[string]int{}}
+	for _, r := range held {
+		s.release[r] = make(chan struct{})
+	}
+	return s
 }
 
-func (s *crowdedSender) Send(ctx context.Context, n *sink.Notification) error {
+func (s *laneSender) Lane(receiver string) (string, int) {
+	if l, ok := s.lanes[receiver]; ok {
+		return l, s.width
+	}
+	return "", 0
+}
+
+func (s *laneSender) Send(ctx context.Context, n *sink.Notification) error {
 	s.mu.Lock()
-	s.inFlight[n.Receiver]++
-	s.most[n.Receiver] = max(s.most[n.Receiver], s.inFlight[n.Receiver])
+	keys := []string{n.Receiver}
+	if l, ok := s.lanes[n.Receiver]; ok {
+		keys = append(keys, "lane:"+l)
+	}
+	for _, k := range keys {
+		s.inFlight[k]++
+		s.most[k] = max(s.most[k], s.inFlight[k])
+	}
 	release := s.release[n.Receiver]
 	s.mu.Unlock()
-	select {
-	case <-release:
-	case <-ctx.Done():
-		return ctx.Err()
+	if release != nil {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	s.mu.Lock()
-	s.inFlight[n.Receiver]--
+	for _, k := range keys {
+		s.inFlight[k]--
+	}
 	s.done[n.Receiver]++
 	s.mu.Unlock()
 	return nil
 }
 
-// TestFanoutCrowdedReceiverRunsOneDeliverer: a receiver whose destination
-// the Sender says is crowded gets one deliverer, not Concurrency (4) all
-// waiting for it; one with room gets four. Once there is room, the crowded
-// one grows to four too, and every event is delivered to both.
-func TestFanoutCrowdedReceiverRunsOneDeliverer(t *testing.T) {
+func (s *laneSender) count(m map[string]int, k string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return m[k]
+}
+
+// TestFanoutLanes: receivers the Sender puts in one lane share its width
+// (3 deliveries at once in all) and take turns, neither waiting for the
+// other's queue to empty; a receiver with no lane runs Concurrency (4)
+// deliveries at once on its own. Every event reaches every receiver.
+func TestFanoutLanes(t *testing.T) {
 	h := newHarness(t)
-	s := &crowdedSender{release: map[string]chan struct{}{"crowded": make(chan struct{}), "roomy": make(chan struct{})},
-		crowded: map[string]bool{"crowded": true}, inFlight: map[string]int{}, most: map[string]int{}, done: map[string]int{}}
+	s := newLaneSender(3, map[string]string{"a": "host", "b": "host"}, "a", "b", "own")
 	set := fast()
 	set.SendTimeout = time.Minute
-	rt, stop := runFanout(t, h, "crowd", s, set)
+	rt, stop := runFanout(t, h, "lanes", s, set)
 	defer stop()
-	for _, name := range []string{"crowded", "roomy"} {
+	for _, name := range []string{"a", "b", "own"} {
 		if err := rt.Add(sink.Receiver{Name: name, Filter: func(*event.Event) bool { return true }}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rt.Start()
 	const events = 40
-	h.publish(t, statuses(t, events, "crowd")...)
-	inFlight := func(name string) int {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.inFlight[name]
+	h.publish(t, statuses(t, events, "lanes")...)
+	eventually(t, "the lane's three deliveries, both of its receivers served; four to the receiver of its own", func() bool {
+		return s.count(s.inFlight, "lane:host") == 3 && s.count(s.inFlight, "a") >= 1 && s.count(s.inFlight, "b") >= 1 &&
+			s.count(s.inFlight, "own") == set.Concurrency
+	})
+	for _, c := range s.release {
+		close(c)
 	}
-	eventually(t, "four calls to the receiver with room, one to the crowded one", func() bool {
-		return inFlight("roomy") == set.Concurrency && inFlight("crowded") == 1
+	eventually(t, "every event delivered to every receiver", func() bool {
+		return s.count(s.done, "a") == events && s.count(s.done, "b") == events && s.count(s.done, "own") == events
 	})
-	s.release["crowded"] <- struct{}{} // its deliverer takes the next event, alone
-	eventually(t, "the crowded receiver's second call", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.done["crowded"] == 1 && s.inFlight["crowded"] == 1
-	})
-	s.mu.Lock()
-	if s.most["crowded"] != 1 {
-		t.Errorf("%d calls at once to the crowded receiver, want 1", s.most["crowded"])
+	if most := s.count(s.most, "lane:host"); most > 3 {
+		t.Errorf("%d deliveries at once on a lane 3 wide", most)
 	}
-	s.room = true
-	s.mu.Unlock()
-	s.release["crowded"] <- struct{}{} // its deliverer, taking the next, sees room
-	eventually(t, "four calls to the crowded receiver once it has room", func() bool { return inFlight("crowded") == set.Concurrency })
-	close(s.release["crowded"])
-	close(s.release["roomy"])
-	eventually(t, "every event delivered to both", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.done["crowded"] == events && s.done["roomy"] == events
-	})
+	if most := s.count(s.most, "own"); most > set.Concurrency {
+		t.Errorf("%d deliveries at once to one receiver, want at most Concurrency (%d)", most, set.Concurrency)
+	}
+}
+
+// TestFanoutRateLimitHoldsNoLane: a receiver waiting for its rate limit (5
+// a second) does not hold its lane's one deliverer: the other receiver of
+// the lane gets all its events while most of the limited one's still wait,
+// and those arrive after, none lost.
+func TestFanoutRateLimitHoldsNoLane(t *testing.T) {
+	h := newHarness(t)
+	s := newLaneSender(1, map[string]string{"limited": "host", "free": "host"})
+	rt, stop := runFanout(t, h, "paced", s, fast())
+	defer stop()
+	if err := rt.Add(sink.Receiver{Name: "limited", RateLimit: 5, Burst: 1, Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Add(sink.Receiver{Name: "free", Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	const events = 20
+	h.publish(t, statuses(t, events, "paced")...)
+	eventually(t, "every event delivered to the unlimited receiver", func() bool { return s.count(s.done, "free") == events })
+	if n := s.count(s.done, "limited"); n >= events/2 {
+		t.Errorf("%d of %d events already delivered at 5 a second to the limited receiver: it held the lane", n, events)
+	}
+	eventually(t, "every event delivered to the limited receiver", func() bool { return s.count(s.done, "limited") == events })
 }

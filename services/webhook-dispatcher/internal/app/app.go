@@ -193,7 +193,8 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 			case e.Status != subscription.StatusActive:
 				rt.Park(id)
 				log.Info("endpoint parked", "endpoint", id, "status", e.Status)
-			case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit:
+			case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit || prev.URL != e.URL:
+				// (A new URL may be another host: the fast path moves to its lane.)
 				// A limit stored before the API bounded it is raised to the
 				// bound: a slower one would hold a delete for minutes.
 				limit := e.RateLimit

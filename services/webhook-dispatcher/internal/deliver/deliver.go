@@ -333,27 +333,24 @@ func (s *Sender) acquire(ctx context.Context, host string) (chan struct{}, error
 	}
 }
 
-// Crowded reports whether every request slot of the endpoint's host is
-// taken (sink.Crowded): the fan-out then runs one deliverer for it, not one
-// per slot it could use, all waiting for the host.
-func (s *Sender) Crowded(id string) bool {
+// Lane is the endpoint's host and the requests that may run to it at once
+// (sink.Lanes): the fan-out runs that many deliverers per host, its
+// endpoints taking turns, rather than one per endpoint all waiting for a
+// slot. None without PerHost, or for a URL the guard refuses (each such
+// endpoint is a lane of its own, and fails on its own).
+func (s *Sender) Lane(id string) (string, int) {
 	if s.o.PerHost <= 0 {
-		return false
+		return "", 0
 	}
 	ep, ok := s.endpoints.Endpoint(id)
 	if !ok {
-		return false
+		return "", 0
 	}
 	u, err := s.target(ep.URL)
 	if err != nil {
-		return false
+		return "", 0
 	}
-	c, ok := s.hosts.Load(u.Host)
-	if !ok {
-		return false
-	}
-	slots := c.(chan struct{})
-	return len(slots) == cap(slots)
+	return u.Host, s.o.PerHost
 }
 
 // target is an endpoint URL checked against the egress guard and parsed.
@@ -561,5 +558,5 @@ func (s *Sender) update(id string, change func(*subscription.Endpoint) error) {
 	}
 }
 
-// The fan-out asks a Sender whether an endpoint's host is crowded.
-var _ sink.Crowded = (*Sender)(nil)
+// The fan-out asks a Sender which host an endpoint's deliveries share.
+var _ sink.Lanes = (*Sender)(nil)

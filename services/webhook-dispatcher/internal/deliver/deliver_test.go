@@ -202,43 +202,36 @@ func TestAttemptBounds(t *testing.T) {
 	}
 }
 
-// TestCrowdedHost: Crowded says an endpoint's host has every request slot
-// taken (the fan-out then runs one deliverer for it), and not before, nor
-// after the slots are given back.
-func TestCrowdedHost(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
+// TestLane: endpoints on one host share its lane, PerHost wide; another
+// host is another lane; an unknown endpoint, a refused URL or no PerHost
+// has none (the fan-out gives such an endpoint a lane of its own).
+func TestLane(t *testing.T) {
 	guard, _ := egress.New([]string{"127.0.0.0/8"}, false)
-	a := &subscription.Endpoint{ID: "ep_a", URL: srv.URL + "/a", Status: subscription.StatusActive, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
-	b := &subscription.Endpoint{ID: "ep_b", URL: srv.URL + "/b", Status: subscription.StatusActive, Secrets: []subscription.Secret{{Value: subscription.NewSecret()}}}
-	s := New(endpoints{a.ID: a, b.ID: b}, noHealth{}, Options{Transport: guard.Client(time.Hour, 2).Transport, Timeout: time.Minute, Guard: guard, PerHost: 2})
-	e := eventtest.Status(t, eventtest.Meta("c1", nil), "active", "credit_hold")
-	if s.Crowded(a.ID) || s.Crowded("ep_unknown") {
-		t.Fatal("crowded before any request")
+	eps := endpoints{}
+	for id, u := range map[string]string{"ep_a": "http://127.0.0.1:8080/a", "ep_b": "http://127.0.0.1:8080/b?x=1",
+		"ep_c": "http://127.0.0.2:8080/c", "ep_refused": "http://10.0.0.1/hook"} {
+		eps[id] = &subscription.Endpoint{ID: id, URL: u, Status: subscription.StatusActive}
 	}
-	var wg sync.WaitGroup
-	for _, ep := range []*subscription.Endpoint{a, b} {
-		wg.Add(1)
-		go func() { defer wg.Done(); s.Deliver(context.Background(), ep, e, false) }()
+	cases := []struct {
+		name, id string
+		perHost  int
+		key      string
+		width    int
+	}{
+		{"an endpoint", "ep_a", 8, "127.0.0.1:8080", 8},
+		{"another on its host", "ep_b", 8, "127.0.0.1:8080", 8},
+		{"another host", "ep_c", 8, "127.0.0.2:8080", 8},
+		{"unknown", "ep_unknown", 8, "", 0},
+		{"refused by the guard", "ep_refused", 8, "", 0},
+		{"no PerHost", "ep_a", 0, "", 0},
 	}
-	for deadline := time.Now().Add(time.Minute); !s.Crowded(a.ID); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("two requests in flight to a host of PerHost=2, and not crowded")
-		}
-	}
-	if !s.Crowded(b.ID) {
-		t.Error("the host is crowded for one of its endpoints and not the other")
-	}
-	close(release)
-	wg.Wait()
-	if s.Crowded(a.ID) {
-		t.Error("crowded once the requests ended")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := New(eps, noHealth{}, Options{Guard: guard, PerHost: c.perHost})
+			if key, width := s.Lane(c.id); key != c.key || width != c.width {
+				t.Errorf("Lane(%s) = %q, %d; want %q, %d", c.id, key, width, c.key, c.width)
+			}
+		})
 	}
 }
 
