@@ -230,12 +230,14 @@ func list(s []string) string {
 // their write-back does not fall into the others' measurements.
 var order = []string{"publish", "email", "slack", "webhook", "poller", "audit"}
 
-// budgets are each suite's share of FullBudget (its build included): the
-// poller's and the webhook suite's as their benchmarks aim, the rest as
-// measured on a quiet machine. The short form shares ShortBudget alike.
+// budgets are each suite's share of FullBudget (its build included), from
+// what each took in the full runs of 2026-12-03 and 2026-12-04 (the webhook
+// suite 77 s since its retry consumers live only while needed; the poller
+// 376-402 s and the audit log 341-355 s before their trims), with the
+// margin given to the long ones. The short form shares ShortBudget alike.
 var budgets = map[string]time.Duration{
 	"publish": 30 * time.Second, "email": 30 * time.Second, "slack": 30 * time.Second,
-	"webhook": 4*time.Minute + 20*time.Second, "poller": 5 * time.Minute, "audit": 4*time.Minute + 10*time.Second,
+	"webhook": 2 * time.Minute, "poller": 6 * time.Minute, "audit": 5*time.Minute + 30*time.Second,
 }
 
 func (s Suite) budget(short bool) time.Duration {
