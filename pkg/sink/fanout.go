@@ -89,13 +89,15 @@ type fanTarget struct {
 	lane *lane
 	// qmu guards the queue (fanoutQueue at most), the deliveries in flight,
 	// ready (the target is in its lane's ring, or a timer will put it
-	// there), paced (waiting for its rate limit: the timer's) and closed
-	// (set as the target retires: nothing more is queued).
+	// there), paced (waiting for its rate limit: the timer's), booked (the
+	// timer's call has its token reserved) and closed (set as the target
+	// retires: nothing more is queued).
 	qmu      sync.Mutex
 	queue    []*fanMsg
 	inFlight int
 	ready    bool
 	paced    bool
+	booked   bool
 	closed   bool
 	// pending counts the events queued or in flight: retiring waits for
 	// them to be delivered or handed off.
@@ -213,15 +215,22 @@ func (f *fanout) pacer(name string) *pacer {
 }
 
 // retire stops a fast path: deliveries in flight finish, what waited in its
-// queue is handed off to the retry queue.
+// queue is handed off to the retry queue here, at once, not as the lane's
+// deliverers come to it, one event a turn behind its neighbours' calls.
 func (f *fanout) retire(t *fanTarget) {
 	t.retiring.Store(true)
 	t.qmu.Lock()
 	t.closed = true
-	t.paced = false // what waits for the rate limit is handed off at once
+	t.paced = false
+	queued := t.queue
+	t.queue = nil
 	t.qmu.Unlock()
-	f.push(t)
-	t.pending.Wait() // the deliverers hand off what is still queued
+	for _, fm := range queued {
+		fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
+		t.pending.Done()
+	}
+	f.push(t)        // what a paced delivery put back since
+	t.pending.Wait() // and what is in flight
 	f.mu.Lock()
 	if t.lane.refs--; t.lane.refs == 0 {
 		delete(f.lanes, t.lane.key)
@@ -412,13 +421,16 @@ func (f *fanout) settle(t *fanTarget, done bool) {
 
 // pace puts fm back first in t's queue until its rate limit allows the
 // next call, in wait: the lane's deliverers serve the other receivers
-// meanwhile.
-func (f *fanout) pace(t *fanTarget, fm *fanMsg, wait time.Duration) {
+// meanwhile. It reports whether the caller's reservation of that call's
+// token stands (the timer's; else the caller cancels it): a reservation
+// cancelled and made again on the timer would lose its turn to the retry
+// queue's worker, whose Wait books the limiter's next token ahead.
+func (f *fanout) pace(t *fanTarget, fm *fanMsg, wait time.Duration) bool {
 	t.qmu.Lock()
 	t.queue = append([]*fanMsg{fm}, t.queue...)
 	first := !t.paced && !t.closed
 	if first {
-		t.paced = true
+		t.paced, t.booked = true, true
 	}
 	t.qmu.Unlock()
 	if first {
@@ -429,7 +441,20 @@ func (f *fanout) pace(t *fanTarget, fm *fanMsg, wait time.Duration) {
 			f.push(t)
 		})
 	}
-	f.settle(t, false)
+	return first
+}
+
+// useBooking takes the token the last pace reserved, once its timer has
+// fired (before, the token is not due: another of t's calls in flight
+// meanwhile reserves its own).
+func (t *fanTarget) useBooking() bool {
+	t.qmu.Lock()
+	defer t.qmu.Unlock()
+	if !t.booked || t.paced {
+		return false
+	}
+	t.booked = false
+	return true
 }
 
 // work is one of a lane's deliverers: it runs until the ring is empty.
@@ -462,11 +487,14 @@ func (f *fanout) deliver(t *fanTarget, fm *fanMsg) bool {
 	}
 	// The rate limit: not waited for here, where the lane's other
 	// receivers would wait too.
-	if res := t.pace.lim.Reserve(); res.Delay() > 0 {
-		res.Cancel()
-		t.pace.release(probe)
-		f.pace(t, fm, res.Delay())
-		return false
+	if !t.useBooking() {
+		if res := t.pace.lim.Reserve(); res.Delay() > 0 {
+			t.pace.release(probe)
+			if !f.pace(t, fm, res.Delay()) {
+				res.Cancel()
+			}
+			return false
+		}
 	}
 	n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
 	sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)

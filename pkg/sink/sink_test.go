@@ -1072,6 +1072,9 @@ type laneSender struct {
 	inFlight map[string]int
 	most     map[string]int
 	done     map[string]int
+	calls    int
+	// free is how many calls go at once before a held receiver's are held.
+	free int
 }
 
 func newLaneSender(width int, lanes map[string]string, held ...string) *laneSender {
@@ -1100,6 +1103,9 @@ func (s *laneSender) Send(ctx context.Context, n *sink.Notification) error {
 		s.most[k] = max(s.most[k], s.inFlight[k])
 	}
 	release := s.release[n.Receiver]
+	if s.calls++; s.calls <= s.free {
+		release = nil
+	}
 	s.mu.Unlock()
 	if release != nil {
 		select {
@@ -1158,6 +1164,68 @@ func TestFanoutLanes(t *testing.T) {
 	if most := s.count(s.most, "own"); most > set.Concurrency {
 		t.Errorf("%d deliveries at once to one receiver, want at most Concurrency (%d)", most, set.Concurrency)
 	}
+}
+
+// TestFanoutPacedReceiverKeepsConcurrency: a receiver waiting for its rate
+// limit (20 a second) on a lane 8 wide still has at most Concurrency (1)
+// calls in flight: each paced attempt is settled once. (One settled twice
+// let every pace add a call in flight, up to the lane's width.)
+func TestFanoutPacedReceiverKeepsConcurrency(t *testing.T) {
+	h := newHarness(t)
+	s := newLaneSender(8, map[string]string{"limited": "host"}, "limited")
+	s.free = 10 // then held: what is in flight stays there
+	set := fast()
+	set.Concurrency, set.SendTimeout = 1, time.Minute
+	rt, stop := runFanout(t, h, "conc", s, set)
+	defer stop()
+	if err := rt.Add(sink.Receiver{Name: "limited", RateLimit: 20, Burst: 1, Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	h.publish(t, statuses(t, 40, "conc")...)
+	eventually(t, "the first held call", func() bool { return s.count(s.inFlight, "limited") == 1 && s.count(s.done, "limited") == s.free })
+	time.Sleep(500 * time.Millisecond) // ten tokens' time for more calls, which must not come
+	if most := s.count(s.most, "limited"); most > set.Concurrency {
+		t.Errorf("%d calls in flight at once to one receiver, Concurrency %d", most, set.Concurrency)
+	}
+	close(s.release["limited"])
+	eventually(t, "every event delivered", func() bool { return s.count(s.done, "limited") == 40 })
+}
+
+// TestFanoutRetireHandsOffAtOnce: removing a receiver hands off what it has
+// queued at once, while its lane's only deliverer is held by a neighbour's
+// call: it does not wait for the lane to come to it event by event.
+func TestFanoutRetireHandsOffAtOnce(t *testing.T) {
+	h := newHarness(t)
+	s := newLaneSender(1, map[string]string{"slow": "host", "gone": "host"}, "slow")
+	set := fast()
+	set.SendTimeout = time.Minute
+	rt, stop := runFanout(t, h, "retire", s, set)
+	defer stop()
+	for _, name := range []string{"slow", "gone"} {
+		if err := rt.Add(sink.Receiver{Name: name, Filter: func(*event.Event) bool { return true }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.Start()
+	const events = 20
+	h.publish(t, statuses(t, events, "retire")...)
+	eventually(t, "the lane's deliverer held by the slow receiver", func() bool { return s.count(s.inFlight, "slow") == 1 })
+	if n := s.count(s.done, "gone"); n >= events {
+		t.Fatalf("%d of %d delivered to the receiver to remove: nothing left queued", n, events)
+	}
+	removed := make(chan struct{})
+	go func() { rt.Remove("gone"); close(removed) }()
+	eventually(t, "the receiver removed while the neighbour's call is held", func() bool {
+		select {
+		case <-removed:
+			return true
+		default:
+			return false
+		}
+	})
+	close(s.release["slow"])
+	eventually(t, "every event delivered to the neighbour", func() bool { return s.count(s.done, "slow") == events })
 }
 
 // TestFanoutRateLimitHoldsNoLane: a receiver waiting for its rate limit (5
