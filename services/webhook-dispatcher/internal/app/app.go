@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -194,7 +193,7 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 			case e.Status != subscription.StatusActive:
 				rt.Park(id)
 				log.Info("endpoint parked", "endpoint", id, "status", e.Status)
-			case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit || !sameHost(prev.URL, e.URL):
+			case prev == nil || prev.Status != subscription.StatusActive || prev.RateLimit != e.RateLimit || !sender.SameLane(prev.URL, e.URL):
 				// (A URL on another host moves the fast path to that host's lane.)
 				// A limit stored before the API bounded it is raised to the
 				// bound: a slower one would hold a delete for minutes.
@@ -252,12 +251,4 @@ func setup(ctx context.Context, s Settings, guard *egress.Guard, env *sink.Env, 
 		defer c()
 		_ = hs.Shutdown(sctx)
 	}}, nil
-}
-
-// sameHost reports whether two endpoint URLs name one host and port: the
-// lane their deliveries share.
-func sameHost(a, b string) bool {
-	ua, errA := url.Parse(a)
-	ub, errB := url.Parse(b)
-	return errA == nil && errB == nil && ua.Host == ub.Host
 }

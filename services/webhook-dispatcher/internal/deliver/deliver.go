@@ -339,18 +339,30 @@ func (s *Sender) acquire(ctx context.Context, host string) (chan struct{}, error
 // slot. None without PerHost, or for a URL the guard refuses (each such
 // endpoint is a lane of its own, and fails on its own).
 func (s *Sender) Lane(id string) (string, int) {
-	if s.o.PerHost <= 0 {
-		return "", 0
-	}
 	ep, ok := s.endpoints.Endpoint(id)
 	if !ok {
 		return "", 0
 	}
-	u, err := s.target(ep.URL)
-	if err != nil {
-		return "", 0
+	if key := s.laneKey(ep.URL); key != "" {
+		return key, s.o.PerHost
 	}
-	return u.Host, s.o.PerHost
+	return "", 0
+}
+
+// SameLane reports whether endpoint URLs a and b are in one lane: an
+// endpoint whose URL changes from one to the other keeps its fast path.
+func (s *Sender) SameLane(a, b string) bool { return s.laneKey(a) == s.laneKey(b) }
+
+// laneKey is the lane of an endpoint URL: its host, "" for none.
+func (s *Sender) laneKey(raw string) string {
+	if s.o.PerHost <= 0 {
+		return ""
+	}
+	u, err := s.target(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 // target is an endpoint URL checked against the egress guard and parsed.

@@ -235,6 +235,30 @@ func TestLane(t *testing.T) {
 	}
 }
 
+// TestSameLane: an endpoint's fast path moves lanes only when its URL names
+// another host or port, not on a new path or query.
+func TestSameLane(t *testing.T) {
+	guard, _ := egress.New([]string{"127.0.0.0/8"}, false)
+	s := New(endpoints{}, noHealth{}, Options{Guard: guard, PerHost: 8})
+	cases := []struct {
+		name, a, b string
+		want       bool
+	}{
+		{"same URL", "http://127.0.0.1:8080/a", "http://127.0.0.1:8080/a", true},
+		{"another path and query", "http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b?x=1", true},
+		{"another host", "http://127.0.0.1:8080/a", "http://127.0.0.2:8080/a", false},
+		{"another port", "http://127.0.0.1:8080/a", "http://127.0.0.1:8443/a", false},
+		{"unparsable", "http://127.0.0.1:8080/a", "http://[::1", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := s.SameLane(c.a, c.b); got != c.want {
+				t.Errorf("SameLane(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+			}
+		})
+	}
+}
+
 // TestRequestCarriesTheTrace: with tracing on, a delivery's request carries
 // the W3C traceparent of its attempt's span, which continues the trace of
 // the commit that published the event (its ce-traceparent, in binary mode).
