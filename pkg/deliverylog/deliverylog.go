@@ -246,10 +246,17 @@ func (l *Log) Add(r Record) error {
 	if len(r.Response) > MaxResponse {
 		r.Response = r.Response[:MaxResponse] + "…"
 	}
-	b, err := json.Marshal(r)
+	bp := recordBufs.Get().(*[]byte)
+	b, err := r.appendJSON((*bp)[:0])
+	if cap(b) <= maxPooled { // an outsized record's buffer is left to the collector
+		*bp = b[:0]
+		defer recordBufs.Put(bp)
+	}
 	if err != nil {
 		return err
 	}
+	// The connection copies the record into its buffer: bp is free once
+	// Publish returns.
 	return l.js.Conn().Publish(subject(r.Sink, r.Receiver, r.EventID), b)
 }
 

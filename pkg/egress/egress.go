@@ -349,6 +349,10 @@ func (g *Guard) Client(timeout time.Duration, perHost int) *http.Client {
 		MaxConnsPerHost:     perHost,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
+		// No "Accept-Encoding: gzip" on every request: a webhook's or
+		// Slack's answer is a status and a few bytes, and the transport
+		// would add the header to each request in a map of its own.
+		DisableCompression: true,
 		// No ResponseHeaderTimeout: the client's Timeout bounds the whole
 		// exchange already, and each timer costs on every delivery.
 	}

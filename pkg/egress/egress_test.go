@@ -418,6 +418,17 @@ func TestDialTimeCheck(t *testing.T) {
 	if err != nil || resp.StatusCode != 204 {
 		t.Fatalf("allow-listed loopback: %v", err)
 	}
+	// No compression is asked for: the answers are a few bytes.
+	asked := make(chan string, 1)
+	enc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked <- r.Header.Get("Accept-Encoding") }))
+	defer enc.Close()
+	if resp, err = allowed.Client(5*time.Second, 1).Get(enc.URL); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if a := <-asked; a != "" {
+		t.Errorf("the client asked for Accept-Encoding %q, want no header", a)
+	}
 	redirect := httptest.NewServer(http.RedirectHandler("http://169.254.169.254/", http.StatusFound))
 	defer redirect.Close()
 	resp, err = allowed.Client(5*time.Second, 1).Get(redirect.URL)

@@ -57,9 +57,13 @@ func WithFanout() Option { return func(r *Runtime) { r.fanout = true } }
 
 // fanMsg is one event of the shared consumer and the targets still working on it.
 type fanMsg struct {
-	f         *fanout
-	msg       jetstream.Msg
-	ev        *event.Event
+	f   *fanout
+	msg jetstream.Msg
+	ev  *event.Event
+	// events and group are every target's Notification.Events and
+	// GroupKey, made once per event rather than once per target.
+	events    []*event.Event
+	group     string
 	remaining atomic.Int32
 	nak       atomic.Bool
 }
@@ -286,7 +290,7 @@ func (f *fanout) dispatch(m jetstream.Msg) {
 		}
 		return
 	}
-	fm := &fanMsg{f: f, msg: m, ev: ev}
+	fm := &fanMsg{f: f, msg: m, ev: ev, events: []*event.Event{ev}, group: "event|" + ev.ID()}
 	f.held.add(fm, m)
 	var active []*fanTarget
 	var parked []Receiver
@@ -407,6 +411,15 @@ func (f *fanout) take(t *fanTarget) *fanMsg {
 	return fm
 }
 
+// drain takes every event queued for t.
+func (t *fanTarget) drain() []*fanMsg {
+	t.qmu.Lock()
+	defer t.qmu.Unlock()
+	q := t.queue
+	t.queue = nil
+	return q
+}
+
 // settle ends a delivery of t's: done says the event was settled (else it
 // went back to the queue, to wait for the rate limit).
 func (f *fanout) settle(t *fanTarget, done bool) {
@@ -459,35 +472,52 @@ func (t *fanTarget) useBooking() bool {
 
 // work is one of a lane's deliverers: it runs until the ring is empty.
 func (f *fanout) work(l *lane) {
+	// The deliverer's attempts' contexts are children of one of its own:
+	// each registers there, in a map no other deliverer locks, rather than
+	// in the runtime's, which every deliverer of every lane shares.
+	ctx, cancel := context.WithCancel(f.sendCtx)
+	defer cancel()
 	for t := l.pop(); t != nil; t = l.pop() {
 		if fm := f.take(t); fm != nil {
-			f.settle(t, f.deliver(t, fm))
+			f.settle(t, f.deliver(ctx, t, fm))
 		}
 	}
 }
 
 // deliver makes one attempt of fm to t, and settles fm's part for t: false
 // when fm went back to t's queue, to wait for the rate limit.
-func (f *fanout) deliver(t *fanTarget, fm *fanMsg) bool {
-	// Every attempt's context is the runtime's: a retiring target has none
-	// in flight once it is retired, and one context of its own per target
-	// would cost each attempt a registration in a map gone cold.
-	ctx := f.sendCtx
+func (f *fanout) deliver(ctx context.Context, t *fanTarget, fm *fanMsg) bool {
+	// Every attempt's context is the runtime's (through its deliverer's): a
+	// retiring target has none in flight once it is retired, and one
+	// context of its own per target would cost each attempt a registration
+	// in a map gone cold.
 	if ctx.Err() != nil || t.retiring.Load() {
 		fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
 		return true
 	}
 	// Paused (a Retry-After, an open circuit, its probe in flight): the
 	// retry queue takes the event, not to be tried before the pause ends
-	// (its worker shares the pace).
+	// (its worker shares the pace), and with it every other event queued
+	// for t, one after another. Stored together, they cost the retry
+	// queue's consumer a step each: its server looks for each next message
+	// of the receiver by a walk of the stream from the last one, and
+	// hand-offs made turn by turn lie between those of every other paused
+	// receiver of the lane.
 	probe, wait, ok := t.pace.admit()
 	if !ok {
-		fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now().Add(wait)))
+		notBefore := time.Now().Add(wait)
+		fm.done(f.handoff(t.rc.Name, fm.msg, 0, notBefore))
+		for _, queued := range t.drain() {
+			queued.done(f.handoff(t.rc.Name, queued.msg, 0, notBefore))
+			t.pending.Done()
+		}
 		return true
 	}
 	// The rate limit: not waited for here, where the lane's other
 	// receivers would wait too.
-	if !t.useBooking() {
+	// Allow takes a token without the Reservation Reserve allocates:
+	// only a receiver out of tokens books one.
+	if !t.useBooking() && !t.pace.lim.Allow() {
 		if res := t.pace.lim.Reserve(); res.Delay() > 0 {
 			t.pace.release(probe)
 			if !f.pace(t, fm, res.Delay()) {
@@ -496,7 +526,7 @@ func (f *fanout) deliver(t *fanTarget, fm *fanMsg) bool {
 			return false
 		}
 	}
-	n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: "event|" + fm.ev.ID(), Events: []*event.Event{fm.ev}, Attempt: 1}
+	n := &Notification{Sink: f.r.sink, Receiver: t.rc.Name, Leaf: t.leaf, GroupKey: fm.group, Events: fm.events, Attempt: 1}
 	sctx, cancel := context.WithTimeout(ctx, f.r.set.SendTimeout)
 	start := time.Now()
 	err := f.r.send(sctx, n)

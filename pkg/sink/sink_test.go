@@ -1252,3 +1252,78 @@ func TestFanoutRateLimitHoldsNoLane(t *testing.T) {
 	}
 	eventually(t, "every event delivered to the limited receiver", func() bool { return s.count(s.done, "limited") == events })
 }
+
+// pausingSender answers every call, once released, with a 429 asking for
+// an hour's pause, its receivers all on one lane of one deliverer.
+type pausingSender struct{ release chan struct{} }
+
+func (s pausingSender) Send(ctx context.Context, _ *sink.Notification) error {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return sink.RateLimited(time.Hour, errors.New("429 Too Many Requests"))
+}
+
+func (pausingSender) Lane(string) (string, int) { return "host", 1 }
+
+// TestFanoutPausedReceiverHandsOffItsQueue: two receivers of one lane both
+// pause (a Retry-After of an hour) on their first attempt. Each one's other
+// events go to its retry queue together, in one run of the retry stream,
+// not turn by turn between the other's (which costs the retry consumer's
+// server a step for every message between two of its receiver's); none is
+// attempted during the pause, none is lost.
+func TestFanoutPausedReceiverHandsOffItsQueue(t *testing.T) {
+	h := newHarness(t)
+	set := fast()
+	set.BreakAfter = 0
+	send := pausingSender{release: make(chan struct{})}
+	rt, stop := runFanout(t, h, "pausing", send, set, sink.WithMetrics(h.metrics))
+	defer stop()
+	for _, name := range []string{"a", "b"} {
+		if err := rt.Add(sink.Receiver{Name: name, Filter: func(*event.Event) bool { return true }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.Start()
+	const events = 20
+	h.publish(t, statuses(t, events, "pausing")...)
+	// The first attempt answers once every event is queued for both.
+	eventually(t, "every event queued for both receivers", func() bool {
+		return testutil.ToFloat64(h.metrics.Received.WithLabelValues("pausing", "a")) == events &&
+			testutil.ToFloat64(h.metrics.Received.WithLabelValues("pausing", "b")) == events
+	})
+	close(send.release)
+	eventually(t, "every event of both receivers in their retry queues", func() bool { return retriesWaiting(t, h) == 2*events })
+	s, err := h.bus.JS.Stream(context.Background(), eventbus.StreamRedrive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, last := map[string]int{}, ""
+	for seq := uint64(1); seq <= 2*events; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatalf("retry %d: %v", seq, err)
+		}
+		var receiver string
+		for _, r := range []string{"a", "b"} {
+			if m.Subject == deadletter.RedriveSubject("pausing", r) {
+				receiver = r
+			}
+		}
+		if receiver == "" {
+			t.Fatalf("retry %d under %s, no receiver's", seq, m.Subject)
+		}
+		if receiver != last {
+			runs[receiver]++
+			last = receiver
+		}
+	}
+	// The first attempt's hand-off, then the rest at once.
+	for _, r := range []string{"a", "b"} {
+		if runs[r] > 2 {
+			t.Errorf("receiver %s's %d retries lie in %d runs of the retry stream, want at most 2", r, events, runs[r])
+		}
+	}
+}

@@ -186,6 +186,7 @@ func BenchmarkDeliveries(b *testing.B) {
 		dispatchCPU := cpuTime() - c0
 		runtime.ReadMemStats(&ms1)
 		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(total), "allocs/delivery")
+		b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(total), "B/delivery")
 		stop()
 
 		// Raw: the same bodies, POSTed with net/http's keep-alive client; the
@@ -208,6 +209,7 @@ func BenchmarkDeliveries(b *testing.B) {
 		rawCPU := cpuTime() - c1
 		runtime.ReadMemStats(&ms1)
 		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(len(bodies)), "raw-allocs/post")
+		b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(len(bodies)), "raw-B/post")
 		srv.Close()
 
 		rate, rawRate := float64(total)/dispatched.Seconds(), float64(len(bodies))/raw.Seconds()

@@ -186,11 +186,15 @@ func (s *Sender) request(ctx context.Context, ep *subscription.Endpoint, u *url.
 	for k, v := range ep.Headers {
 		h.Set(k, v)
 	}
-	sig, err := s.keys.sign(len(ep.Secrets), func(i int) (string, bool) { return ep.Secrets[i].Value, ep.Secrets[i].ValidAt(t) }, id, t, body)
+	// The timestamp and the signature in one string (one allocation), cut in two.
+	var buf [160]byte
+	ts := strconv.AppendInt(buf[:0], t.Unix(), 10)
+	both, err := s.keys.appendSign(ts, len(ep.Secrets), func(i int) (string, bool) { return ep.Secrets[i].Value, ep.Secrets[i].ValidAt(t) }, id, t, body)
 	if err != nil {
 		return nil, err
 	}
-	v := []string{id, strconv.FormatInt(t.Unix(), 10), sig, s.o.UserAgent} // one allocation for the four
+	pair := string(both)
+	v := []string{id, pair[:len(ts)], pair[len(ts):], s.o.UserAgent} // one allocation for the four
 	h["Webhook-Id"], h["Webhook-Timestamp"], h["Webhook-Signature"], h["User-Agent"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
 	telemetry.InjectHTTP(ctx, h) // the attempt's span, while tracing is on (W3C traceparent)
 	// Built as the transport reads it, not by NewRequest (which parses a
@@ -274,15 +278,20 @@ func (c *keyCache) mac(secret string) (*keyed, error) {
 	return k, nil
 }
 
-// sign is Sign's value for the n secrets secret hands out, those it says
-// are valid: an endpoint's are read in place, without a slice of them per
-// delivery.
+// sign is appendSign's value on its own.
 func (c *keyCache) sign(n int, secret func(i int) (string, bool), id string, t time.Time, body []byte) (string, error) {
+	b, err := c.appendSign(nil, n, secret, id, t, body)
+	return string(b), err
+}
+
+// appendSign appends to dst Sign's value for the n secrets secret hands
+// out, those it says are valid: an endpoint's are read in place, without a
+// slice of them per delivery.
+func (c *keyCache) appendSign(dst []byte, n int, secret func(i int) (string, bool), id string, t time.Time, body []byte) ([]byte, error) {
 	var prefix [96]byte
 	p := strconv.AppendInt(append(append(prefix[:0], id...), '.'), t.Unix(), 10)
 	p = append(p, '.')
-	var buf [2 * 48]byte // "v1," and 44 of base64 per secret, a space between: two fit
-	out := buf[:0]
+	out, from := dst, len(dst)
 	for i := range n {
 		s, ok := secret(i)
 		if !ok {
@@ -290,23 +299,23 @@ func (c *keyCache) sign(n int, secret func(i int) (string, bool), id string, t t
 		}
 		k, err := c.mac(s)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		m := k.get()
 		m.Reset()
 		m.Write(p)
 		m.Write(body)
-		if len(out) > 0 {
+		if len(out) > from {
 			out = append(out, ' ')
 		}
 		var sum [sha256.Size]byte
 		out = base64.StdEncoding.AppendEncode(append(out, "v1,"...), m.Sum(sum[:0]))
 		k.put(m)
 	}
-	if len(out) == 0 {
-		return "", errors.New("endpoint has no valid signing secret")
+	if len(out) == from {
+		return nil, errors.New("endpoint has no valid signing secret")
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // acquire takes one of host's request slots, which the caller gives back
@@ -515,9 +524,16 @@ func (s *Sender) post(ctx context.Context, ep *subscription.Endpoint, e *event.E
 // after a success, and the first success after failures; and disables an
 // endpoint failing for longer than DisableAfter.
 func (s *Sender) track(id string, ok bool) {
+	// The map holds the failing endpoints only, and is written on a
+	// transition only: a healthy delivery reads it and moves on.
 	s.mu.Lock()
 	wasFailing := s.failing[id]
-	s.failing[id] = !ok
+	switch {
+	case ok && wasFailing:
+		delete(s.failing, id)
+	case !ok && !wasFailing:
+		s.failing[id] = true
+	}
 	s.mu.Unlock()
 	if ok {
 		if wasFailing {

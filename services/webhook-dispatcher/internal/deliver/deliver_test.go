@@ -64,6 +64,11 @@ func TestSignRotation(t *testing.T) {
 	if want, _ := Sign([]string{a}, "e1", at, body); err != nil || only != want {
 		t.Fatalf("with b expired: %q, %v; want %q", only, err, want)
 	}
+	// Appended after what dst holds (the request's timestamp), with
+	// nothing in between.
+	if got, err := k.appendSign([]byte("1765000000"), 2, func(i int) (string, bool) { return secrets[i], i == 0 }, "e1", at, body); err != nil || string(got) != "1765000000"+only {
+		t.Fatalf("appended: %q, %v; want the timestamp then %q", got, err, only)
+	}
 	// Concurrent signers share a secret's idle HMACs (run with -race): each
 	// gets the signature a fresh HMAC makes.
 	want, _ := Sign([]string{a}, "e1", at, body)
