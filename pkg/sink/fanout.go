@@ -507,10 +507,7 @@ func (f *fanout) deliver(ctx context.Context, t *fanTarget, fm *fanMsg) bool {
 	if !ok {
 		notBefore := time.Now().Add(wait)
 		fm.done(f.handoff(t.rc.Name, fm.msg, 0, notBefore))
-		for _, queued := range t.drain() {
-			queued.done(f.handoff(t.rc.Name, queued.msg, 0, notBefore))
-			t.pending.Done()
-		}
+		f.handOffQueue(t, notBefore)
 		return true
 	}
 	// The rate limit: not waited for here, where the lane's other
@@ -546,8 +543,22 @@ func (f *fanout) deliver(ctx context.Context, t *fanTarget, fm *fanMsg) bool {
 	case Retry:
 		f.r.metrics.Retried.WithLabelValues(f.r.sink, t.rc.Name, string(d.Err.Reason)).Inc()
 		fm.done(f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(d.Delay)))
+		// The failure paused t (a Retry-After, its circuit opened): what
+		// waits for it follows this retry into the queue at once.
+		if left, paused := t.pace.paused(); paused {
+			f.handOffQueue(t, time.Now().Add(left))
+		}
 	}
 	return true
+}
+
+// handOffQueue hands every event queued for t to its retry queue, not to
+// be tried before notBefore.
+func (f *fanout) handOffQueue(t *fanTarget, notBefore time.Time) {
+	for _, queued := range t.drain() {
+		queued.done(f.handoff(t.rc.Name, queued.msg, 0, notBefore))
+		t.pending.Done()
+	}
 }
 
 // handoff puts the event in the receiver's retry queue, attempts made so

@@ -99,6 +99,14 @@ func (p *pacer) try() (probe bool, wait time.Duration, inFlight <-chan struct{},
 	return true, 0, nil, true
 }
 
+// paused reports what is left of a pause (a Retry-After, an open circuit).
+func (p *pacer) paused() (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	left := time.Until(p.until)
+	return left, left > 0
+}
+
 // release gives the probe back unused.
 func (p *pacer) release(probe bool) {
 	if !probe {
