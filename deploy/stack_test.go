@@ -333,8 +333,9 @@ func TestLocalStack(t *testing.T) {
 		s.waitReady(t, "poller", 2*time.Minute)
 	})
 	t.Run("rules and dashboard use only exported metrics", func(t *testing.T) {
-		// By now the poller has published changes, hit upstream errors
-		// (the stopped upstream) and the sinks have delivered.
+		// The poller has run, hit upstream errors (the stopped upstream)
+		// and the sinks have delivered; what appears only at a first
+		// increment is waited for below.
 		s.waitLine(t, "[events]", 2*time.Minute)
 		// An upstream error, through the simulator's documented fault API.
 		for _, ep := range []string{"ap.list", "ap.get"} {
@@ -347,11 +348,6 @@ func TestLocalStack(t *testing.T) {
 			if resp.StatusCode/100 != 2 {
 				t.Fatalf("PUT /admin/faults/%s: %s", ep, resp.Status)
 			}
-		}
-		have := metricNames(t)
-		for deadline := time.Now().Add(time.Minute); have["aw_poller_errors_total"] == "" && time.Now().Before(deadline); {
-			time.Sleep(time.Second)
-			have = metricNames(t)
 		}
 		used := map[string][]string{}
 		for _, r := range loadRules(t) {
@@ -366,6 +362,15 @@ func TestLocalStack(t *testing.T) {
 		}
 		if len(used) < 10 {
 			t.Fatalf("only %d metrics used: %v", len(used), used)
+		}
+		// A series appears at its first increment: the upstream error's
+		// once the fault is polled, the poller's changes once it has
+		// published one (the subtest before stopped it, so the first
+		// [events] line may be the dead-man's).
+		have := metricNames(t)
+		for deadline := time.Now().Add(time.Minute); !exportsAll(have, used) && time.Now().Before(deadline); {
+			time.Sleep(time.Second)
+			have = metricNames(t)
 		}
 		for m, by := range used {
 			if _, ok := have[m]; !ok {
@@ -470,4 +475,14 @@ func readmeBlocks(t *testing.T, root string) []block {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// exportsAll reports whether every metric used is among those exported.
+func exportsAll(have map[string]string, used map[string][]string) bool {
+	for m := range used {
+		if _, ok := have[m]; !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -553,10 +553,16 @@ func (f *fanout) deliver(ctx context.Context, t *fanTarget, fm *fanMsg) bool {
 }
 
 // handOffQueue hands every event queued for t to its retry queue, not to
-// be tried before notBefore.
+// be tried before notBefore. Once a hand-off fails, the rest are handed
+// back at once (as a failed hand-off is): each waiting out a failure of
+// its own would hold the lane's deliverer for as many timeouts.
 func (f *fanout) handOffQueue(t *fanTarget, notBefore time.Time) {
+	stored := true
 	for _, queued := range t.drain() {
-		queued.done(f.handoff(t.rc.Name, queued.msg, 0, notBefore))
+		if stored {
+			stored = f.handoff(t.rc.Name, queued.msg, 0, notBefore)
+		}
+		queued.done(stored)
 		t.pending.Done()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -1325,5 +1326,52 @@ func TestFanoutPausedReceiverHandsOffItsQueue(t *testing.T) {
 		if runs[r] != 1 {
 			t.Errorf("receiver %s's %d retries lie in %d runs of the retry stream, want 1", r, events, runs[r])
 		}
+	}
+}
+
+// TestFanoutPausedQueueHandedBackAfterAFailedHandOff: the retry stream
+// refuses a second message. A receiver that pauses on its first attempt
+// stores that event's retry; the first of its queued events the stream
+// refuses, and the other 18 are handed back without a publish each (every
+// one would otherwise wait out a failure of its own, holding the lane's
+// deliverer).
+func TestFanoutPausedQueueHandedBackAfterAFailedHandOff(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	s, err := h.bus.JS.Stream(ctx, eventbus.StreamRedrive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs, cfg.Discard = 1, jetstream.DiscardNew
+	if _, err := h.bus.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var publishes atomic.Int64
+	sub, err := h.bus.NC.Subscribe(deadletter.RedriveSubject("refused", "a"), func(*nats.Msg) { publishes.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	set := fast()
+	set.BreakAfter = 0
+	send := pausingSender{release: make(chan struct{})}
+	rt, stop := runFanout(t, h, "refused", send, set, sink.WithMetrics(h.metrics))
+	defer stop()
+	if err := rt.Add(sink.Receiver{Name: "a", Filter: func(*event.Event) bool { return true }}); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	const events = 20
+	h.publish(t, statuses(t, events, "refused")...)
+	eventually(t, "every event queued", func() bool {
+		return testutil.ToFloat64(h.metrics.Received.WithLabelValues("refused", "a")) == events
+	})
+	close(send.release)
+	eventually(t, "a hand-off refused", func() bool { return rt.Writes().Check(ctx) != nil })
+	// The events handed back come again after a second, and are handed
+	// off (and refused) again: only the first round is counted here.
+	if n := publishes.Load(); n > 6 {
+		t.Errorf("%d hand-offs published for a receiver whose second was refused, want 2 (the stored one and the refused one)", n)
 	}
 }
