@@ -1141,11 +1141,7 @@ func TestFanoutLanes(t *testing.T) {
 	set.SendTimeout = time.Minute
 	rt, stop := runFanout(t, h, "lanes", s, set)
 	defer stop()
-	for _, name := range []string{"a", "b", "own"} {
-		if err := rt.Add(sink.Receiver{Name: name, Filter: func(*event.Event) bool { return true }}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addAll(t, rt, "a", "b", "own")
 	rt.Start()
 	const events = 40
 	h.publish(t, statuses(t, events, "lanes")...)
@@ -1203,11 +1199,7 @@ func TestFanoutRetireHandsOffAtOnce(t *testing.T) {
 	set.SendTimeout = time.Minute
 	rt, stop := runFanout(t, h, "retire", s, set)
 	defer stop()
-	for _, name := range []string{"slow", "gone"} {
-		if err := rt.Add(sink.Receiver{Name: name, Filter: func(*event.Event) bool { return true }}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addAll(t, rt, "slow", "gone")
 	rt.Start()
 	const events = 20
 	h.publish(t, statuses(t, events, "retire")...)
@@ -1269,6 +1261,40 @@ func (s pausingSender) Send(ctx context.Context, _ *sink.Notification) error {
 
 func (pausingSender) Lane(string) (string, int) { return "host", 1 }
 
+// runPausing runs sinkName's fan-out with a pausingSender (no breaker) for
+// receivers, publishes events to all of them, and releases the first
+// attempt once every event is queued for every receiver.
+func runPausing(t *testing.T, h *harness, sinkName string, events int, receivers ...string) (*sink.Runtime, func() error) {
+	t.Helper()
+	set := fast()
+	set.BreakAfter = 0
+	send := pausingSender{release: make(chan struct{})}
+	rt, stop := runFanout(t, h, sinkName, send, set, sink.WithMetrics(h.metrics))
+	addAll(t, rt, receivers...)
+	rt.Start()
+	h.publish(t, statuses(t, events, sinkName)...)
+	eventually(t, "every event queued for every receiver", func() bool {
+		for _, r := range receivers {
+			if testutil.ToFloat64(h.metrics.Received.WithLabelValues(sinkName, r)) != float64(events) {
+				return false
+			}
+		}
+		return true
+	})
+	close(send.release)
+	return rt, stop
+}
+
+// addAll adds receivers that take every event.
+func addAll(t *testing.T, rt *sink.Runtime, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if err := rt.Add(sink.Receiver{Name: name, Filter: func(*event.Event) bool { return true }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestFanoutPausedReceiverHandsOffItsQueue: two receivers of one lane both
 // pause (a Retry-After of an hour) on their first attempt. Each one's other
 // events follow that attempt's retry into its retry queue at once, in one
@@ -1277,25 +1303,9 @@ func (pausingSender) Lane(string) (string, int) { return "host", 1 }
 // of its receiver's); none is attempted during the pause, none is lost.
 func TestFanoutPausedReceiverHandsOffItsQueue(t *testing.T) {
 	h := newHarness(t)
-	set := fast()
-	set.BreakAfter = 0
-	send := pausingSender{release: make(chan struct{})}
-	rt, stop := runFanout(t, h, "pausing", send, set, sink.WithMetrics(h.metrics))
-	defer stop()
-	for _, name := range []string{"a", "b"} {
-		if err := rt.Add(sink.Receiver{Name: name, Filter: func(*event.Event) bool { return true }}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rt.Start()
 	const events = 20
-	h.publish(t, statuses(t, events, "pausing")...)
-	// The first attempt answers once every event is queued for both.
-	eventually(t, "every event queued for both receivers", func() bool {
-		return testutil.ToFloat64(h.metrics.Received.WithLabelValues("pausing", "a")) == events &&
-			testutil.ToFloat64(h.metrics.Received.WithLabelValues("pausing", "b")) == events
-	})
-	close(send.release)
+	_, stop := runPausing(t, h, "pausing", events, "a", "b")
+	defer stop()
 	eventually(t, "every event of both receivers in their retry queues", func() bool { return retriesWaiting(t, h) == 2*events })
 	s, err := h.bus.JS.Stream(context.Background(), eventbus.StreamRedrive)
 	if err != nil {
@@ -1353,21 +1363,8 @@ func TestFanoutPausedQueueHandedBackAfterAFailedHandOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	set := fast()
-	set.BreakAfter = 0
-	send := pausingSender{release: make(chan struct{})}
-	rt, stop := runFanout(t, h, "refused", send, set, sink.WithMetrics(h.metrics))
+	rt, stop := runPausing(t, h, "refused", 20, "a")
 	defer stop()
-	if err := rt.Add(sink.Receiver{Name: "a", Filter: func(*event.Event) bool { return true }}); err != nil {
-		t.Fatal(err)
-	}
-	rt.Start()
-	const events = 20
-	h.publish(t, statuses(t, events, "refused")...)
-	eventually(t, "every event queued", func() bool {
-		return testutil.ToFloat64(h.metrics.Received.WithLabelValues("refused", "a")) == events
-	})
-	close(send.release)
 	eventually(t, "a hand-off refused", func() bool { return rt.Writes().Check(ctx) != nil })
 	// The events handed back come again after a second, and are handed
 	// off (and refused) again: only the first round is counted here.
