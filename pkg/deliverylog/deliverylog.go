@@ -246,17 +246,17 @@ func (l *Log) Add(r Record) error {
 	if len(r.Response) > MaxResponse {
 		r.Response = r.Response[:MaxResponse] + "…"
 	}
+	// The connection copies the record into its buffer: bp is free once
+	// Publish returns.
 	bp := recordBufs.Get().(*[]byte)
+	defer recordBufs.Put(bp)
 	b, err := r.appendJSON((*bp)[:0])
-	if cap(b) <= maxPooled { // an outsized record's buffer is left to the collector
-		*bp = b[:0]
-		defer recordBufs.Put(bp)
-	}
 	if err != nil {
 		return err
 	}
-	// The connection copies the record into its buffer: bp is free once
-	// Publish returns.
+	if cap(b) <= maxPooled { // an outsized record's buffer is left to the collector
+		*bp = b[:0]
+	}
 	return l.js.Conn().Publish(subject(r.Sink, r.Receiver, r.EventID), b)
 }
 
