@@ -226,13 +226,8 @@ func (f *fanout) retire(t *fanTarget) {
 	t.qmu.Lock()
 	t.closed = true
 	t.paced = false
-	queued := t.queue
-	t.queue = nil
 	t.qmu.Unlock()
-	for _, fm := range queued {
-		fm.done(f.handoff(t.rc.Name, fm.msg, 0, time.Now()))
-		t.pending.Done()
-	}
+	f.handOffQueue(t, time.Now(), true)
 	f.push(t)        // what a paced delivery put back since
 	t.pending.Wait() // and what is in flight
 	f.mu.Lock()
@@ -506,8 +501,9 @@ func (f *fanout) deliver(ctx context.Context, t *fanTarget, fm *fanMsg) bool {
 	probe, wait, ok := t.pace.admit()
 	if !ok {
 		notBefore := time.Now().Add(wait)
-		fm.done(f.handoff(t.rc.Name, fm.msg, 0, notBefore))
-		f.handOffQueue(t, notBefore)
+		stored := f.handoff(t.rc.Name, fm.msg, 0, notBefore)
+		fm.done(stored)
+		f.handOffQueue(t, notBefore, stored)
 		return true
 	}
 	// The rate limit: not waited for here, where the lane's other
@@ -542,22 +538,24 @@ func (f *fanout) deliver(ctx context.Context, t *fanTarget, fm *fanMsg) bool {
 		fm.done(f.r.deadLetter(ctx, t.rc.Name, fm.msg, fm.ev, d.Err, 1))
 	case Retry:
 		f.r.metrics.Retried.WithLabelValues(f.r.sink, t.rc.Name, string(d.Err.Reason)).Inc()
-		fm.done(f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(d.Delay)))
+		stored := f.handoff(t.rc.Name, fm.msg, 1, time.Now().Add(d.Delay))
+		fm.done(stored)
 		// The failure paused t (a Retry-After, its circuit opened): what
 		// waits for it follows this retry into the queue at once.
 		if left, paused := t.pace.paused(); paused {
-			f.handOffQueue(t, time.Now().Add(left))
+			f.handOffQueue(t, time.Now().Add(left), stored)
 		}
 	}
 	return true
 }
 
 // handOffQueue hands every event queued for t to its retry queue, not to
-// be tried before notBefore. Once a hand-off fails, the rest are handed
-// back at once (as a failed hand-off is): each waiting out a failure of
-// its own would hold the lane's deliverer for as many timeouts.
-func (f *fanout) handOffQueue(t *fanTarget, notBefore time.Time) {
-	stored := true
+// be tried before notBefore; stored says whether the hand-off the caller
+// just made was stored. Once a hand-off fails, the rest are handed back at
+// once (as a failed hand-off is): each waiting out a failure of its own
+// would hold the lane's deliverer, or a retiring receiver's removal, for
+// as many timeouts.
+func (f *fanout) handOffQueue(t *fanTarget, notBefore time.Time, stored bool) {
 	for _, queued := range t.drain() {
 		if stored {
 			stored = f.handoff(t.rc.Name, queued.msg, 0, notBefore)
