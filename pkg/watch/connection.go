@@ -40,13 +40,13 @@ type Progress struct {
 	ListedOnce bool      `json:"listed_once"`
 }
 
-// Settled is written by a connection's owner that stopped with every
-// commit acknowledged: each of the connection's records in the state
-// stream (created at Stream) at a revision up to Revision has its outbox in
-// the event stream, so a start checks only the outboxes of later revisions
-// (none after a clean restart, instead of every outbox the last change of
-// each account left). It is kept apart from Progress, whose writes mark
-// cycles.
+// Settled is written by a connection's owner after a cycle, and as it
+// stops, with every commit acknowledged: each of the connection's records
+// in the state stream (created at Stream) at a revision up to Revision has
+// its outbox in the event stream, so a start checks only the outboxes of
+// later revisions (none after a clean restart, the last cycle's after a
+// crash, instead of every outbox the last change of each account left). It
+// is kept apart from Progress, whose writes mark cycles.
 type Settled struct {
 	Revision uint64    `json:"revision"`
 	Stream   time.Time `json:"stream"`

@@ -18,17 +18,18 @@ import (
 	"github.com/accountwatch/accountwatch/services/poller/internal/app"
 )
 
-// TestACleanStopSparesTheOutboxChecks: a poller that stops with every
-// commit acknowledged writes its connection's Settled mark (the state
-// stream's last revision), and the next start checks only the outboxes of later
-// revisions: an outbox left unpublished at a revision the mark covers is
-// taken as published, one past it is published by the start, as after a
-// crash (TestSIGKILLLosesNoChangeAndDuplicatesNone holds the rest). A
-// record stored while a poller ran that it did not write keeps its stop
-// from writing the mark.
-func TestACleanStopSparesTheOutboxChecks(t *testing.T) {
+// TestTheSettledMarkSparesTheOutboxChecks: a poller writes its
+// connection's Settled mark (the highest revision of its records) after a
+// cycle that commits, and as it stops, with every commit acknowledged; the
+// next start checks only the outboxes of later revisions: an outbox left
+// unpublished at a revision the mark covers is taken as published, one past
+// it is published by the start, as after a crash
+// (TestSIGKILLLosesNoChangeAndDuplicatesNone holds the rest). A record
+// stored while a poller ran that it did not write keeps it from writing the
+// mark.
+func TestTheSettledMarkSparesTheOutboxChecks(t *testing.T) {
 	bus := bustest.Start(t, bustest.Config(t, "127.0.0.1:0"))
-	_, url := simtest.Start(t, simtest.Seed())
+	srv, url := simtest.Start(t, simtest.Seed())
 	cfg := writeConfig(t, url, "")
 	ctx := t.Context()
 	ws, err := watch.Open(ctx, bus.JS)
@@ -75,6 +76,19 @@ func TestACleanStopSparesTheOutboxChecks(t *testing.T) {
 
 	stop := run()
 	waitFor("two cycles", func() bool { return progress().Cycles >= 2 })
+	// A cycle that commits a change marks it while the poller runs: a
+	// start after a crash checks the outboxes of the cycles after the
+	// mark, not of every change since the last clean stop.
+	key := state.Key(event.ProviderActivePlatform, "ap-main", "1000123")
+	if err := srv.State.SetAP(1000123, map[string]any{"status": "credit hold"}); err != nil {
+		t.Fatal(err)
+	}
+	var changed *state.Entry
+	waitFor("the change committed", func() bool {
+		changed, err = st.Get(ctx, key)
+		return err == nil && changed.Record.Chain.Seq >= 1
+	})
+	waitFor("a mark covering the change, written while the poller runs", func() bool { return settled().Revision >= changed.Rev })
 	stop()
 	m := settled()
 	last, created, err := st.Position(ctx)
@@ -83,7 +97,6 @@ func TestACleanStopSparesTheOutboxChecks(t *testing.T) {
 	}
 
 	// An outbox staged and never published, as a crash leaves it.
-	key := state.Key(event.ProviderActivePlatform, "ap-main", "1000123")
 	stage := func(name string) string {
 		t.Helper()
 		cur, err := st.Get(ctx, key)

@@ -67,10 +67,16 @@ type Runner struct {
 	// uncertain: a write of this runner failed or timed out, so what the
 	// server holds may differ from records: no Settled mark when it stops.
 	uncertain atomic.Bool
-	// loadedAt is the state stream's last revision before the load: a
-	// record stored after it that is not one of records' revisions was
-	// written by another replica (stopped then writes no Settled mark).
-	loadedAt uint64
+	// markedAt is the state stream's last revision before the load, then
+	// the last Settled mark's: a record stored after it that is not one of
+	// records' revisions was written by another replica (markSettled then
+	// writes no mark). vouched is the revision the stored mark covers (the
+	// one loaded, then the last written); created is the stream's creation
+	// time the mark names. Touched only by the goroutine running cycles.
+	markedAt, vouched uint64
+	created           time.Time
+	// unmarked: the last attempt wrote no mark, and said why.
+	unmarked bool
 	// memory is the scan's, touched only by the goroutine running cycles
 	// (the listing reaches it 100,000 times a scan: no lock, no contention
 	// with the workers, which hand back what they processed through the
@@ -112,7 +118,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	var trusted uint64
 	last, created, err := r.State.Position(ctx)
 	if err == nil {
-		r.loadedAt, trusted = last, r.trusted(ctx, created)
+		trusted = r.trusted(ctx, created)
+		r.markedAt, r.vouched, r.created = last, trusted, created
 	} else {
 		r.uncertain.Store(true) // what was stored before the load is not known: no Settled mark
 	}
@@ -120,7 +127,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer r.stopped(ctx)
+	defer r.markSettled(ctx)
 	log.Info("polling", "accounts_in_state", records, "last_cycle", prog.LastStart, "interval", r.conn.Interval.Duration.String())
 	for {
 		due := r.Now()
@@ -149,6 +156,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			prog.ScanSince = start.Add(-scanOverlap)
 		}
 		r.saveProgress(ctx, prog)
+		r.markSettled(ctx)
 		r.lastDone.Store(r.Now().UnixNano())
 		r.took.Store(int64(r.Now().Sub(start)))
 		r.Metrics.CycleSeconds.WithLabelValues(r.conn.Name).Observe(r.Now().Sub(start).Seconds())
@@ -188,8 +196,8 @@ func (r *Runner) spanAttrs(full bool) []attribute.KeyValue {
 // published costs a read, not a write. It returns how many records there are.
 //
 // Outboxes at revisions up to trusted are known to be in the stream (the
-// last owner stopped with every commit acknowledged: watch.Settled) and
-// are not checked.
+// last owner had every commit up to it acknowledged when it last marked
+// them, after a cycle or as it stopped: watch.Settled) and are not checked.
 func (r *Runner) load(ctx context.Context, trusted uint64) (int, error) {
 	records := &flatmap.Table[record]{}
 	var pending []string
@@ -243,28 +251,35 @@ func (r *Runner) trusted(ctx context.Context, created time.Time) uint64 {
 	return m.Revision
 }
 
-// stopped writes the connection's Settled mark when the runner stops with every
-// record it knows settled and no write of uncertain outcome: a lease is
-// given up before another replica may take it (pkg/lease), so nobody else
-// wrote the connection's records meanwhile, and every revision up to the
-// stream's last is either this runner's (settled) or one it found settled
-// when it started.
-func (r *Runner) stopped(ctx context.Context) {
+// markSettled writes the connection's Settled mark when every record the
+// runner knows is settled, it made no write of uncertain outcome, and every
+// record stored since its last mark (or its load) is one it wrote or
+// loaded: the mark's revision is the highest of those records', so a write
+// in flight meanwhile, or another replica's, stays past it. It runs after
+// every cycle that settled a record, so that a start after a crash checks
+// the outboxes of the last cycle, not of every change since the last clean
+// stop (a million accounts changing 1% an interval would leave each of
+// them one within a day), and when the runner stops. A lease is given up
+// before another replica may take it (pkg/lease), so nobody else writes the
+// connection's records while it holds one; the count below catches a write
+// stored late (see the README).
+func (r *Runner) markSettled(ctx context.Context) {
 	if r.uncertain.Load() {
 		return
 	}
 	r.mu.Lock()
-	all, since := true, uint64(0)
+	all, since, top := true, uint64(0), uint64(0)
 	r.records.Range(func(_ string, rec record) bool {
 		all = rec.settled != 0
-		if rec.settled > r.loadedAt {
+		if rec.settled > r.markedAt {
 			since++
 		}
+		top = max(top, rec.settled)
 		return all
 	})
 	r.mu.Unlock()
-	if !all {
-		return
+	if !all || since == 0 && top <= r.vouched {
+		return // unsettled, or nothing the stored mark does not cover
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -272,22 +287,24 @@ func (r *Runner) stopped(ctx context.Context) {
 	// stored after the load (its answer lost while the cluster had no
 	// quorum): then a record is newer than this runner knows, its outbox
 	// perhaps never published, and a mark would vouch for it.
-	stored, err := r.State.StoredSince(sctx, r.prefix, r.loadedAt)
+	stored, err := r.State.StoredSince(sctx, r.prefix, r.markedAt)
+	if err == nil && stored == since {
+		err = r.Watch.SaveSettled(sctx, r.conn.Name, watch.Settled{Revision: top, Stream: r.created})
+		if err == nil {
+			r.markedAt, r.vouched, r.unmarked = max(r.markedAt, top), top, false
+			return
+		}
+	}
+	if r.unmarked {
+		return // said once until a mark is written again, not every cycle
+	}
+	r.unmarked = true
 	switch {
 	case err != nil:
-		r.Log.Warn("no settled mark: counting the records stored since the start failed; the next start checks every outbox", "instance", r.conn.Name, "err", err)
-		return
-	case stored != since:
-		r.Log.Info("no settled mark: records were stored since the start that this replica did not write; the next start checks their outboxes",
+		r.Log.Warn("no settled mark: a start checks the outboxes past the last one", "instance", r.conn.Name, "err", err)
+	default: // it holds once this replica has written each of those records again
+		r.Log.Info("no settled mark: records were stored that this replica did not write; a start checks their outboxes",
 			"instance", r.conn.Name, "stored", stored, "written", since)
-		return
-	}
-	last, created, err := r.State.Position(sctx)
-	if err != nil {
-		return
-	}
-	if err := r.Watch.SaveSettled(sctx, r.conn.Name, watch.Settled{Revision: last, Stream: created}); err != nil {
-		r.Log.Warn("saving the settled mark failed; the next start checks every outbox", "instance", r.conn.Name, "err", err)
 	}
 }
 
