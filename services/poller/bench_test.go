@@ -186,6 +186,20 @@ func BenchmarkPoller1M(b *testing.B) {
 		p.stop()
 		b.ReportMetric(float64(max(hwm, p.hwm))/1024, "peak-rss-MB") // discovery, steady state, start on a million records
 		phase("restart")
+		if os.Getenv("AW_BENCH_AGED") != "" {
+			// The state a day on (opt-in: a minute more than make bench's
+			// budget has): every record as large as a commit's, as each
+			// keeps its last change's outbox until its next.
+			r.age(lim.commitSize)
+			b.ReportMetric(float64(r.storedBytes(eventbus.BucketState))/1e6, "aged-state-MB")
+			b.ReportMetric(r.rawLoad(), "aged-raw-load-s")
+			p = r.startPoller("bench-aged")
+			p.waitCycles(1, 10*time.Minute)
+			b.ReportMetric(p.startup().Seconds(), "aged-startup-s")
+			p.stop()
+			b.ReportMetric(float64(p.hwm)/1024, "aged-peak-rss-MB")
+			phase("aged restart")
+		}
 
 		// fsync on every write, the embedded default. The disk's limit is
 		// measured first: the interval must leave a cycle's synced writes
@@ -782,12 +796,7 @@ func (l *limit) once(changes, round int) float64 {
 					b.Error(err)
 					return
 				}
-				data := e.Value()
-				if pad := commitSize - len(data); pad > 0 {
-					data = append([]byte(strings.Repeat(" ", pad)), data...)
-				}
-				rec, err := js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + eventbus.BucketState + "." + key, Data: data,
-					Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(e.Revision(), 10)}}}, jetstream.WithExpectStream("KV_"+eventbus.BucketState))
+				rec, err := rewritePadded(js, e, commitSize)
 				if err != nil {
 					b.Error(err)
 					return
@@ -841,6 +850,70 @@ func (l *limit) once(changes, round int) float64 {
 		b.FailNow()
 	}
 	return float64(r.accounts) / time.Since(start).Seconds()
+}
+
+// rewritePadded stores a record again, led by whitespace to size bytes
+// (the same entry to a decoder), with its compare-and-swap; the caller
+// awaits the acknowledgement.
+func rewritePadded(js jetstream.JetStream, e jetstream.KeyValueEntry, size int) (jetstream.PubAckFuture, error) {
+	data := e.Value()
+	if pad := size - len(data); pad > 0 {
+		data = append([]byte(strings.Repeat(" ", pad)), data...)
+	}
+	return js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + eventbus.BucketState + "." + e.Key(), Data: data,
+		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(e.Revision(), 10)}}}, jetstream.WithExpectStream("KV_"+eventbus.BucketState))
+}
+
+// age rewrites every account's record to size bytes (rewritePadded), on 16
+// workers, and awaits the writes.
+func (r *pollerRig) age(size int) {
+	b, ctx, js := r.b, context.Background(), r.bus.JS
+	kv, err := js.KeyValue(ctx, eventbus.BucketState)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	next := make(chan int)
+	acks := make(chan jetstream.PubAckFuture, 4096)
+	var workers sync.WaitGroup
+	for range 16 {
+		workers.Go(func() {
+			for i := range next {
+				e, err := kv.Get(ctx, state.Key(event.ProviderActivePlatform, "ap", strconv.Itoa(5_000_000+i)))
+				if err != nil {
+					b.Error(err)
+					continue
+				}
+				f, err := rewritePadded(js, e, size)
+				if err != nil {
+					b.Error(err)
+					continue
+				}
+				acks <- f
+			}
+		})
+	}
+	go func() {
+		for i := range r.accounts {
+			next <- i
+		}
+		close(next)
+		workers.Wait()
+		close(acks)
+	}()
+	for f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Error(err)
+		case <-time.After(time.Minute):
+			b.Error("an aged record's write not acknowledged")
+		}
+	}
+	if b.Failed() {
+		b.FailNow()
+	}
+	b.Logf("aged %d records to %d bytes in %s", r.accounts, size, time.Since(t0).Round(time.Second))
 }
 
 // rawSyncedPerChange is the disk's limit with fsync on every write: the
