@@ -245,9 +245,13 @@ func Decode(key string, r Raw) (*Entry, error) {
 
 // Encode is the stored form of an entry.
 func Encode(e *Entry) (Raw, error) {
-	b, err := json.Marshal(e)
+	b, err := appendEntry(make([]byte, 0, entrySize), e)
 	return Raw{Data: b, Rev: e.Rev}, err
 }
+
+// entrySize is the room an encoding starts with: a baseline record fits,
+// a commit's outbox grows it once.
+const entrySize = 1024
 
 // Scan calls fn with every record under a prefix (one connection), as
 // stored, one at a time: a poller starting on a million records keeps what
@@ -409,7 +413,7 @@ const defaultMaxGroup = 256
 const groupTimeout = 30 * time.Second
 
 func (s *Store) commit(ctx context.Context, w *write) error {
-	b, err := json.Marshal(w.entry)
+	b, err := appendEntry(make([]byte, 0, entrySize), w.entry)
 	if err != nil {
 		return err
 	}
