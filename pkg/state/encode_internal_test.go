@@ -76,14 +76,18 @@ func TestAppendEntryIsMarshal(t *testing.T) {
 			return &Entry{Record: detect.Record{Name: "a\x00\u2028\xff", Attrs: map[string]string{"k\xfe": "v\n", "<k>": "&"},
 				Enums: map[string]event.Value{"\u2029": {Value: "\t"}}}}
 		}},
-		{"year 10000", func() *Entry { return &Entry{Record: detect.Record{ChangedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}} }},
+		{"year 10000", func() *Entry {
+			return &Entry{Record: detect.Record{ChangedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}
+		}},
 		{"year -1 in the history", func() *Entry {
 			return &Entry{Record: detect.Record{Debt: &detect.DebtState{History: []detect.Sample{{At: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}}}}}
 		}},
 		{"a zone of a day in the forecast", func() *Entry {
 			return &Entry{Record: detect.Record{Debt: &detect.DebtState{Forecast: &detect.ForecastState{ETA: at, At: at.In(time.FixedZone("", 24*3600))}}}}
 		}},
-		{"a zero forecast", func() *Entry { return &Entry{Record: detect.Record{Debt: &detect.DebtState{Forecast: &detect.ForecastState{}}}} }},
+		{"a zero forecast", func() *Entry {
+			return &Entry{Record: detect.Record{Debt: &detect.DebtState{Forecast: &detect.ForecastState{}}}}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { sameAsMarshal(t, tc.e()) })
 	}
