@@ -60,7 +60,9 @@ type Runner struct {
 	// million of them would take a gigabyte here, for the 1% that change.
 	// A flatmap: a million string keys are objects every collection walks.
 	records *flatmap.Table[record]
-	prefix  string
+	// recorded: records changed since markSettled last looked at them.
+	recorded bool
+	prefix   string
 	// lastDone and took are the last completed cycle's end (unix
 	// nanoseconds) and duration, for readiness (Cycled).
 	lastDone, took atomic.Int64
@@ -219,7 +221,7 @@ func (r *Runner) load(ctx context.Context, trusted uint64) (int, error) {
 		return 0, err
 	}
 	r.mu.Lock()
-	r.records = records
+	r.records, r.recorded = records, true
 	r.mu.Unlock()
 	keys := make(chan string)
 	var wg sync.WaitGroup
@@ -268,6 +270,11 @@ func (r *Runner) markSettled(ctx context.Context) {
 		return
 	}
 	r.mu.Lock()
+	if !r.recorded {
+		r.mu.Unlock()
+		return // nothing the last look did not see (a million records walked every quiet cycle otherwise)
+	}
+	r.recorded = false
 	all, since, top := true, uint64(0), uint64(0)
 	r.records.Range(func(_ string, rec record) bool {
 		all = rec.settled != 0
@@ -279,7 +286,7 @@ func (r *Runner) markSettled(ctx context.Context) {
 	})
 	r.mu.Unlock()
 	if !all || since == 0 && top <= r.vouched {
-		return // unsettled, or nothing the stored mark does not cover
+		return // unsettled (settled only by a write, which marks records changed), or nothing the stored mark does not cover
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -295,6 +302,9 @@ func (r *Runner) markSettled(ctx context.Context) {
 			return
 		}
 	}
+	r.mu.Lock()
+	r.recorded = true // look again next cycle
+	r.mu.Unlock()
 	if r.unmarked {
 		return // said once until a mark is written again, not every cycle
 	}
@@ -688,6 +698,7 @@ func (r *Runner) with(ctx context.Context, key string, f func(cur *state.Entry) 
 		r.mu.Lock()
 		if was, ok := r.records.Get(tok); !ok || was != now {
 			r.records.Put(tok, now)
+			r.recorded = true
 		}
 		r.mu.Unlock()
 	}
