@@ -791,12 +791,7 @@ func (l *limit) once(changes, round int) float64 {
 			for i := range work {
 				id := strconv.Itoa(5_000_000 + i)
 				key := state.Key(event.ProviderActivePlatform, "ap", id)
-				e, err := kv.Get(ctx, key)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				rec, err := rewritePadded(js, e, commitSize)
+				rec, err := rewritePadded(ctx, kv, js, key, commitSize)
 				if err != nil {
 					b.Error(err)
 					return
@@ -824,15 +819,7 @@ func (l *limit) once(changes, round int) float64 {
 	awaited := make(chan struct{})
 	go func() {
 		defer close(awaited)
-		for f := range acks {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				b.Error(err)
-			case <-time.After(time.Minute):
-				b.Error("raw change writes not acknowledged")
-			}
-		}
+		awaitAcks(b, acks, "raw change writes")
 	}()
 	start := time.Now()
 	listBare(b, r.url, r.accounts, r.perPage, func(from, to int) {
@@ -852,16 +839,33 @@ func (l *limit) once(changes, round int) float64 {
 	return float64(r.accounts) / time.Since(start).Seconds()
 }
 
-// rewritePadded stores a record again, led by whitespace to size bytes
-// (the same entry to a decoder), with its compare-and-swap; the caller
-// awaits the acknowledgement.
-func rewritePadded(js jetstream.JetStream, e jetstream.KeyValueEntry, size int) (jetstream.PubAckFuture, error) {
+// rewritePadded reads a record and stores it again, led by whitespace to
+// size bytes (the same entry to a decoder), with its compare-and-swap; the
+// caller awaits the acknowledgement.
+func rewritePadded(ctx context.Context, kv jetstream.KeyValue, js jetstream.JetStream, key string, size int) (jetstream.PubAckFuture, error) {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
 	data := e.Value()
 	if pad := size - len(data); pad > 0 {
 		data = append([]byte(strings.Repeat(" ", pad)), data...)
 	}
 	return js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + eventbus.BucketState + "." + e.Key(), Data: data,
 		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(e.Revision(), 10)}}}, jetstream.WithExpectStream("KV_"+eventbus.BucketState))
+}
+
+// awaitAcks awaits every acknowledgement sent on acks until it is closed.
+func awaitAcks(b *testing.B, acks <-chan jetstream.PubAckFuture, what string) {
+	for f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Error(err)
+		case <-time.After(time.Minute):
+			b.Error(what + " not acknowledged")
+		}
+	}
 }
 
 // age rewrites every account's record to size bytes (rewritePadded), on 16
@@ -879,12 +883,7 @@ func (r *pollerRig) age(size int) {
 	for range 16 {
 		workers.Go(func() {
 			for i := range next {
-				e, err := kv.Get(ctx, state.Key(event.ProviderActivePlatform, "ap", strconv.Itoa(5_000_000+i)))
-				if err != nil {
-					b.Error(err)
-					continue
-				}
-				f, err := rewritePadded(js, e, size)
+				f, err := rewritePadded(ctx, kv, js, state.Key(event.ProviderActivePlatform, "ap", strconv.Itoa(5_000_000+i)), size)
 				if err != nil {
 					b.Error(err)
 					continue
@@ -901,15 +900,7 @@ func (r *pollerRig) age(size int) {
 		workers.Wait()
 		close(acks)
 	}()
-	for f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Error(err)
-		case <-time.After(time.Minute):
-			b.Error("an aged record's write not acknowledged")
-		}
-	}
+	awaitAcks(b, acks, "aged records' writes")
 	if b.Failed() {
 		b.FailNow()
 	}
