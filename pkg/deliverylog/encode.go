@@ -23,17 +23,17 @@ var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &
 // appendJSON appends r as json.Marshal writes it.
 func (r *Record) appendJSON(b []byte) ([]byte, error) {
 	var err error
-	b = appendKey(b, `{"sink":`, r.Sink)
-	b = appendKey(b, `,"receiver":`, r.Receiver)
-	b = appendKey(b, `,"event_id":`, r.EventID)
+	b = jsonappend.Field(b, `{"sink":`, r.Sink)
+	b = jsonappend.Field(b, `,"receiver":`, r.Receiver)
+	b = jsonappend.Field(b, `,"event_id":`, r.EventID)
 	if r.Attempt != 0 {
 		b = strconv.AppendUint(append(b, `,"attempt":`...), r.Attempt, 10)
 	}
 	if b, err = jsonappend.Time(append(b, `,"at":`...), r.At); err != nil {
 		return nil, err
 	}
-	b = appendKey(b, `,"outcome":`, r.Outcome)
-	b = appendOmit(b, `,"destination":`, r.Destination)
+	b = jsonappend.Field(b, `,"outcome":`, r.Outcome)
+	b = jsonappend.OmitEmpty(b, `,"destination":`, r.Destination)
 	if r.Status != 0 {
 		b = strconv.AppendInt(append(b, `,"status":`...), int64(r.Status), 10)
 	}
@@ -42,20 +42,20 @@ func (r *Record) appendJSON(b []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	b = appendOmit(b, `,"error":`, r.Error)
-	b = appendOmit(b, `,"response":`, r.Response)
+	b = jsonappend.OmitEmpty(b, `,"error":`, r.Error)
+	b = jsonappend.OmitEmpty(b, `,"response":`, r.Response)
 	if r.Retry != nil {
 		if b, err = jsonappend.Time(append(b, `,"retry_at":`...), *r.Retry); err != nil {
 			return nil, err
 		}
 	}
-	b = appendOmit(b, `,"reason":`, r.Reason)
+	b = jsonappend.OmitEmpty(b, `,"reason":`, r.Reason)
 	if r.Until != nil {
 		if b, err = jsonappend.Time(append(b, `,"until":`...), *r.Until); err != nil {
 			return nil, err
 		}
 	}
-	b = appendOmit(b, `,"notification":`, r.Notification)
+	b = jsonappend.OmitEmpty(b, `,"notification":`, r.Notification)
 	if r.Events != 0 {
 		b = strconv.AppendInt(append(b, `,"events":`...), int64(r.Events), 10)
 	}
@@ -65,19 +65,9 @@ func (r *Record) appendJSON(b []byte) ([]byte, error) {
 	if r.Test {
 		b = append(b, `,"test":true`...)
 	}
-	b = appendOmit(b, `,"kind":`, r.Kind)
+	b = jsonappend.OmitEmpty(b, `,"kind":`, r.Kind)
 	if r.Seq != 0 {
 		b = strconv.AppendUint(append(b, `,"seq":`...), r.Seq, 10)
 	}
 	return append(b, '}'), nil
-}
-
-func appendKey(b []byte, key, v string) []byte { return jsonappend.String(append(b, key...), v) }
-
-// appendOmit is an omitempty string field.
-func appendOmit(b []byte, key, v string) []byte {
-	if v == "" {
-		return b
-	}
-	return appendKey(b, key, v)
 }

@@ -71,6 +71,18 @@ func Bytes(b, p []byte) []byte {
 	return append(base64.StdEncoding.AppendEncode(b, p), '"')
 }
 
+// Field is a string field: key (its separator, name and colon, such as
+// `,"name":`) and the value.
+func Field(b []byte, key, v string) []byte { return String(append(b, key...), v) }
+
+// OmitEmpty is an omitempty string field: nothing when v is empty.
+func OmitEmpty(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return Field(b, key, v)
+}
+
 const hexDigits = "0123456789abcdef"
 
 // String is encoding/json's string, HTML-safe as it writes by default:

@@ -32,22 +32,22 @@ func appendEntry(b []byte, e *Entry) ([]byte, error) {
 				b = append(b, ',')
 			}
 			p := &e.Pending[i]
-			b = appendHeader(appendField(append(b, '{'), `"subject":`, p.Subject), p.Header)
+			b = appendHeader(jsonappend.Field(append(b, '{'), `"subject":`, p.Subject), p.Header)
 			b = append(jsonappend.Bytes(append(b, `,"data":`...), p.Data), '}')
 		}
 		b = append(b, ']')
 	}
-	b = appendOmit(b, `,"listing":`, e.Listing)
+	b = jsonappend.OmitEmpty(b, `,"listing":`, e.Listing)
 	return append(b, '}'), nil
 }
 
 func appendRecord(b []byte, r *detect.Record) ([]byte, error) {
 	var err error
 	b = strconv.AppendInt(append(b, `{"v":`...), int64(r.Version), 10)
-	b = appendField(b, `,"provider":`, string(r.Provider))
-	b = appendField(b, `,"instance":`, r.Instance)
-	b = appendField(b, `,"account_id":`, r.AccountID)
-	b = appendOmit(b, `,"name":`, r.Name)
+	b = jsonappend.Field(b, `,"provider":`, string(r.Provider))
+	b = jsonappend.Field(b, `,"instance":`, r.Instance)
+	b = jsonappend.Field(b, `,"account_id":`, r.AccountID)
+	b = jsonappend.OmitEmpty(b, `,"name":`, r.Name)
 	b = appendBool(append(b, `,"baseline":`...), r.Baseline)
 	b = appendValues(b, `,"enums":`, r.Enums)
 	if d := r.Debt; d != nil {
@@ -61,7 +61,7 @@ func appendRecord(b []byte, r *detect.Record) ([]byte, error) {
 		return nil, err
 	}
 	b = strconv.AppendUint(append(b, `,"chain":{"seq":`...), r.Chain.Seq, 10)
-	b = append(appendField(b, `,"prev":`, r.Chain.Prev), '}')
+	b = append(jsonappend.Field(b, `,"prev":`, r.Chain.Prev), '}')
 	if r.Failures != 0 {
 		b = strconv.AppendInt(append(b, `,"failures":`...), int64(r.Failures), 10)
 	}
@@ -71,18 +71,18 @@ func appendRecord(b []byte, r *detect.Record) ([]byte, error) {
 	if r.Degraded {
 		b = append(b, `,"degraded":true`...)
 	}
-	b = appendOmit(b, `,"last_error":`, r.LastError)
+	b = jsonappend.OmitEmpty(b, `,"last_error":`, r.LastError)
 	if r.Removed {
 		b = append(b, `,"removed":true`...)
 	}
 	if v := r.Balance; v != nil {
-		b = appendField(append(b, `,"balance":`...), `{"value":`, v.Value)
-		b = appendOmit(b, `,"current":`, v.Current)
+		b = jsonappend.Field(append(b, `,"balance":`...), `{"value":`, v.Value)
+		b = jsonappend.OmitEmpty(b, `,"current":`, v.Current)
 		if v.Below {
 			b = append(b, `,"below":true`...)
 		}
-		b = appendOmit(b, `,"floor":`, v.Floor)
-		b = append(appendOmit(b, `,"currency":`, v.Currency), '}')
+		b = jsonappend.OmitEmpty(b, `,"floor":`, v.Floor)
+		b = append(jsonappend.OmitEmpty(b, `,"currency":`, v.Currency), '}')
 	}
 	if b, err = appendOmitTime(b, `,"bad_since":`, r.BadSince); err != nil {
 		return nil, err
@@ -93,16 +93,16 @@ func appendRecord(b []byte, r *detect.Record) ([]byte, error) {
 
 func appendDebt(b []byte, d *detect.DebtState) ([]byte, error) {
 	var err error
-	b = appendField(b, `{"value":`, d.Value)
-	b = appendOmit(b, `,"raw":`, d.Raw)
+	b = jsonappend.Field(b, `{"value":`, d.Value)
+	b = jsonappend.OmitEmpty(b, `,"raw":`, d.Raw)
 	if d.Above {
 		b = append(b, `,"above":true`...)
 	}
-	b = appendOmit(b, `,"step":`, d.Step)
-	b = appendOmit(b, `,"current":`, d.Current)
-	b = appendOmit(b, `,"threshold":`, d.Threshold)
-	b = appendOmit(b, `,"threshold_source":`, d.ThresholdSource)
-	b = appendOmit(b, `,"currency":`, d.Currency)
+	b = jsonappend.OmitEmpty(b, `,"step":`, d.Step)
+	b = jsonappend.OmitEmpty(b, `,"current":`, d.Current)
+	b = jsonappend.OmitEmpty(b, `,"threshold":`, d.Threshold)
+	b = jsonappend.OmitEmpty(b, `,"threshold_source":`, d.ThresholdSource)
+	b = jsonappend.OmitEmpty(b, `,"currency":`, d.Currency)
 	if len(d.History) > 0 {
 		b = append(b, `,"history":[`...)
 		for i, s := range d.History {
@@ -112,7 +112,7 @@ func appendDebt(b []byte, d *detect.DebtState) ([]byte, error) {
 			if b, err = jsonappend.Time(append(b, `{"at":`...), s.At); err != nil {
 				return nil, err
 			}
-			b = append(appendField(b, `,"value":`, s.Value), '}')
+			b = append(jsonappend.Field(b, `,"value":`, s.Value), '}')
 		}
 		b = append(b, ']')
 	}
@@ -120,7 +120,7 @@ func appendDebt(b []byte, d *detect.DebtState) ([]byte, error) {
 		if b, err = jsonappend.Time(append(b, `,"forecast":{"eta":`...), f.ETA); err != nil {
 			return nil, err
 		}
-		b = appendField(b, `,"rate_per_day":`, f.RatePerDay)
+		b = jsonappend.Field(b, `,"rate_per_day":`, f.RatePerDay)
 		if b, err = jsonappend.Time(append(b, `,"at":`...), f.At); err != nil {
 			return nil, err
 		}
@@ -139,8 +139,8 @@ func appendValues(b []byte, key string, m map[string]event.Value) []byte {
 	for i, k := range sortedKeys(m) {
 		b = append(b, "{,"[min(i, 1)])
 		v := m[k]
-		b = appendField(jsonappend.String(b, k), `:{"value":`, v.Value)
-		b = appendOmit(b, `,"raw":`, v.Raw)
+		b = jsonappend.Field(jsonappend.String(b, k), `:{"value":`, v.Value)
+		b = jsonappend.OmitEmpty(b, `,"raw":`, v.Raw)
 		if len(v.Items) > 0 {
 			b = appendList(append(b, `,"items":`...), v.Items)
 		}
@@ -200,16 +200,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-func appendField(b []byte, key, v string) []byte { return jsonappend.String(append(b, key...), v) }
-
-// appendOmit is an omitempty string field.
-func appendOmit(b []byte, key, v string) []byte {
-	if v == "" {
-		return b
-	}
-	return appendField(b, key, v)
 }
 
 // appendOmitTime is an omitzero time field.
